@@ -1,0 +1,98 @@
+"""``vreserve services``, ``vreserve topics`` and ``vreserve db``: the plumbing commands."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from vreserve.settings import Settings
+
+
+@click.group()
+def services() -> None:
+    """Start, stop and inspect the local Kafka, Mosquitto and PostgreSQL."""
+
+
+@services.command("up")
+@click.pass_obj
+def services_up(settings: Settings) -> None:
+    """Start every service that is not running and wait until all are healthy (idempotent)."""
+    from deploy import runner
+
+    t0 = time.monotonic()
+    try:
+        results = runner.up(settings, progress=lambda m: click.echo(f"  {m}", err=True))
+    except runner.ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, (st, started_in) in results.items():
+        how = f"started in {started_in:.1f} s" if started_in is not None else "already running"
+        click.echo(f"{name:<10} healthy  {st.address:<28} {how:<22} {st.detail}")
+    click.echo(f"all services healthy ({time.monotonic() - t0:.1f} s)")
+
+
+@services.command("down")
+@click.pass_obj
+def services_down(settings: Settings) -> None:
+    """Stop the services the runner started; leaves no processes behind."""
+    from deploy import runner
+
+    stopped = runner.down(settings, progress=lambda m: click.echo(f"  {m}", err=True))
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@services.command("status")
+@click.pass_obj
+def services_status(settings: Settings) -> None:
+    """Show each service's state; exit status 1 unless all are healthy."""
+    from deploy import runner
+
+    rows = runner.status(settings)
+    for st in rows:
+        state = "healthy" if st.healthy else ("UNHEALTHY" if st.running else "stopped")
+        pid = f"pid {st.pid}" if st.pid else ""
+        click.echo(f"{st.name:<10} {state:<9} {st.address:<28} {pid:<10} {st.detail}   log: {st.log}")
+    if not all(st.healthy for st in rows):
+        raise SystemExit(1)
+
+
+@services.command("logs")
+@click.argument("service", type=click.Choice(["kafka", "mosquitto", "postgres"]))
+@click.option("-n", "--lines", default=40, show_default=True, help="How many last lines.")
+@click.pass_obj
+def services_logs(settings: Settings, service: str, lines: int) -> None:
+    """Print the last lines of a service's log."""
+    log = settings.state_dir / service / f"{service}.log"
+    if not log.exists():
+        raise click.ClickException(f"no log at {log}")
+    click.echo("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@click.command("topics")
+@click.pass_obj
+def topics(settings: Settings) -> None:
+    """Create the project's Kafka topics (idempotent) and list them."""
+    from vreserve import topics as names
+    from vreserve.kafka_admin import ensure_topics
+
+    created = ensure_topics(settings)
+    for name in names.ALL:
+        full = settings.topic(name)
+        click.echo(f"{full:<40} {'created' if full in created else 'exists'} ({settings.partitions} partitions)")
+
+
+@click.group("db")
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("migrate")
+@click.pass_obj
+def db_migrate(settings: Settings) -> None:
+    """Apply pending SQL migrations (idempotent); TimescaleDB variants when the extension exists."""
+    from vreserve.db import migrate
+
+    applied = migrate(settings.pg_dsn, progress=lambda m: click.echo(f"  {m}", err=True))
+    click.echo(f"{len(applied)} migration(s) applied" if applied else "schema up to date")
+
+
+commands = [services, topics, db]

@@ -1,0 +1,508 @@
+"""The local service runner: Kafka (KRaft), Mosquitto and PostgreSQL as project-owned processes.
+
+Each service keeps its config, data, pid file and log under ``<state_dir>/<service>/`` and listens
+on a loopback port that does not clash with system defaults. ``up`` is idempotent (a healthy
+service is left alone), waits for health, and says which service failed and where its log is.
+"""
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vreserve.settings import (
+    DEFAULT_KAFKA_CONTROLLER_PORT,
+    DEFAULT_MQTT_PASSWORD,
+    DEFAULT_MQTT_USER,
+    Settings,
+)
+
+DEPLOY_DIR = Path(__file__).resolve().parent
+Progress = Callable[[str], None]
+
+
+class ServiceError(RuntimeError):
+    """A service did not start or is not healthy; the message names its log."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    healthy: bool
+    address: str
+    log: Path
+    detail: str = ""
+    pid: int | None = None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child not reaped) counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log yet)"
+
+
+def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+class Service:
+    """Common pid-file handling; subclasses say how to start, stop and probe."""
+
+    name = "service"
+    start_timeout = 60.0
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dir = settings.state_dir / self.name
+        self.log = self.dir / f"{self.name}.log"
+        self.pid_file = self.dir / "pid"
+
+    # -- to override
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def prepare(self, progress: Progress) -> None:
+        """Install or initialise whatever the first start needs (idempotent)."""
+
+    def spawn(self) -> int:
+        raise NotImplementedError
+
+    def healthy(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    # -- shared
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        running = _alive(pid)
+        ok, detail = self.healthy() if running else (False, "not running")
+        return ServiceStatus(self.name, running, ok, self.address(), self.log, detail, pid if running else None)
+
+    def up(self, progress: Progress) -> tuple[ServiceStatus, float | None]:
+        """Start unless already running and healthy; returns status and seconds spent starting."""
+        current = self.status()
+        if current.running and current.healthy:
+            return current, None
+        if current.running:
+            # Running but not (yet) healthy: maybe still starting; give it the start timeout.
+            progress(f"{self.name}: running (pid {current.pid}) but not healthy yet, waiting")
+            t0 = time.monotonic()
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.prepare(progress)
+            progress(f"{self.name}: starting on {self.address()} (log {self.log})")
+            t0 = time.monotonic()
+            pid = self.spawn()
+            self.pid_file.write_text(str(pid))
+        ok = _wait(lambda: _alive(self.pid()) and self.healthy()[0], self.start_timeout)
+        elapsed = time.monotonic() - t0
+        if not ok:
+            state = "exited" if not _alive(self.pid()) else "not healthy"
+            raise ServiceError(
+                f"{self.name} {state} after {elapsed:.1f} s ({self.healthy()[1]}); log: {self.log}\n"
+                f"--- last lines of {self.log} ---\n{_tail(self.log)}"
+            )
+        return self.status(), elapsed
+
+    def down(self, progress: Progress, timeout: float = 30.0) -> bool:
+        pid = self.pid()
+        if not _alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        progress(f"{self.name}: stopping pid {pid}")
+        self.terminate(pid)
+        if not _wait(lambda: not _alive(pid), timeout):
+            progress(f"{self.name}: did not stop in {timeout:.0f} s, killing")
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _wait(lambda: not _alive(pid), 10)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def terminate(self, pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _popen(self, argv: list[str], **kwargs) -> int:
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: down() signals the whole group
+                **kwargs,
+            )
+        return proc.pid
+
+
+# ----------------------------------------------------------------------------------------- Kafka
+class Kafka(Service):
+    """Apache Kafka in KRaft mode (broker + controller in one JVM), jars fetched by Maven."""
+
+    name = "kafka"
+    start_timeout = 90.0
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.libs = self.dir / "libs"
+        self.data = self.dir / "data"
+        self.config = self.dir / "server.properties"
+
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def prepare(self, progress: Progress) -> None:
+        pom = DEPLOY_DIR / "pom.xml"
+        stamp = self.dir / "libs.stamp"
+        pom_id = hashlib.sha256(pom.read_bytes()).hexdigest()
+        if not (self.libs.is_dir() and stamp.exists() and stamp.read_text() == pom_id):
+            if shutil.which("mvn") is None or shutil.which("java") is None:
+                raise ServiceError("kafka needs java and mvn on PATH (deploy/bootstrap.sh installs them)")
+            progress("kafka: fetching broker jars with Maven (deploy/pom.xml; first time only)")
+            shutil.rmtree(self.libs, ignore_errors=True)
+            t0 = time.monotonic()
+            res = subprocess.run(
+                ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={self.libs}"],
+                capture_output=True, text=True,
+            )
+            if res.returncode != 0:
+                raise ServiceError(f"Maven could not fetch the Kafka jars:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+            stamp.write_text(pom_id)
+            progress(f"kafka: {len(list(self.libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
+        controller_port = self.port + 1 if self.port != 19092 else DEFAULT_KAFKA_CONTROLLER_PORT
+        self.config.write_text(
+            (DEPLOY_DIR / "kafka" / "server.properties")
+            .read_text()
+            .replace("@HOST@", self.host)
+            .replace("@PORT@", str(self.port))
+            .replace("@CONTROLLER_PORT@", str(controller_port))
+            .replace("@DATA@", str(self.data))
+            .replace("@PARTITIONS@", str(self.settings.partitions))
+        )
+        if not (self.data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            res = subprocess.run(
+                ["java", "-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
+                 "format", "-t", cluster_id, "-c", str(self.config), "--standalone"],
+                capture_output=True, text=True,
+            )
+            if res.returncode != 0:
+                raise ServiceError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")
+
+    def _log4j(self) -> list[str]:
+        return [f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.xml'}",
+                f"-Dkafka.logs.dir={self.dir}"]
+
+    def spawn(self) -> int:
+        heap = os.environ.get("VR_KAFKA_HEAP", "1g")
+        return self._popen(
+            ["java", f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+             *self._log4j(), "-cp", str(self.libs / "*"), "kafka.Kafka", str(self.config)]
+        )
+
+    def healthy(self) -> tuple[bool, str]:
+        if not _port_open(self.host, self.port):
+            return False, f"port {self.port} closed"
+        try:
+            from kafka import KafkaAdminClient
+
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.address(), request_timeout_ms=3000
+            )
+            try:
+                brokers = admin.describe_cluster().get("brokers", [])
+            finally:
+                admin.close()
+            return (bool(brokers), f"{len(brokers)} broker(s) in metadata")
+        except Exception as exc:  # any client error means "not healthy yet"
+            return False, f"metadata request failed: {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------- Mosquitto
+class Mosquitto(Service):
+    """Mosquitto from Debian's packages, with password file and per-site ACL pattern."""
+
+    name = "mosquitto"
+    start_timeout = 20.0
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        addr = settings.mqtt
+        self.host, self.port = addr.host, addr.port
+        self.username = addr.username or DEFAULT_MQTT_USER
+        self.password = addr.password or DEFAULT_MQTT_PASSWORD
+        self.config = self.dir / "mosquitto.conf"
+        self.passwd = self.dir / "passwd"
+        self.acl = self.dir / "acl"
+
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def prepare(self, progress: Progress) -> None:
+        binary = _find_binary("mosquitto", ["/usr/sbin/mosquitto"])
+        if binary is None:
+            raise ServiceError("mosquitto is not installed (deploy/bootstrap.sh runs apt-get install mosquitto)")
+        (self.dir / "data").mkdir(exist_ok=True)
+        self.config.write_text(
+            (DEPLOY_DIR / "mosquitto" / "mosquitto.conf")
+            .read_text()
+            .replace("@HOST@", self.host)
+            .replace("@PORT@", str(self.port))
+            .replace("@DIR@", str(self.dir))
+        )
+        if not self.acl.exists():
+            self.acl.write_text((DEPLOY_DIR / "mosquitto" / "acl").read_text().replace("@SERVICE_USER@", self.username))
+        if not self.passwd.exists():
+            self.passwd.touch(mode=0o600)
+            add_mqtt_users(self.passwd, {self.username: self.password})
+
+    def spawn(self) -> int:
+        binary = _find_binary("mosquitto", ["/usr/sbin/mosquitto"])
+        return self._popen([binary, "-c", str(self.config)])
+
+    def reload(self) -> None:
+        """Re-read password and ACL files (after sites were added) without dropping clients."""
+        pid = self.pid()
+        if _alive(pid):
+            os.kill(pid, signal.SIGHUP)
+
+    def healthy(self) -> tuple[bool, str]:
+        if not _port_open(self.host, self.port):
+            return False, f"port {self.port} closed"
+        import paho.mqtt.client as mqtt
+
+        result: dict[str, object] = {}
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-health-{uuid.uuid4().hex[:8]}")
+        client.username_pw_set(self.username, self.password)
+        client.on_connect = lambda c, u, f, rc, p: result.setdefault("rc", rc)
+        try:
+            client.connect(self.host, self.port, keepalive=5)
+            client.loop_start()
+            _wait(lambda: "rc" in result, 3, 0.05)
+        except OSError as exc:
+            return False, f"connect failed: {exc}"
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        rc = result.get("rc")
+        if rc is None:
+            return False, "no CONNACK within 3 s"
+        return (not rc.is_failure, f"CONNACK {rc}")
+
+
+def add_mqtt_users(passwd: Path, users: dict[str, str]) -> None:
+    """Add or update users in a Mosquitto password file (batch mode of mosquitto_passwd)."""
+    tool = _find_binary("mosquitto_passwd", ["/usr/bin/mosquitto_passwd"])
+    if tool is None:
+        raise ServiceError("mosquitto_passwd not found (apt-get install mosquitto)")
+    for user, password in users.items():
+        subprocess.run([tool, "-b", str(passwd), user, password], check=True, capture_output=True)
+
+
+# ------------------------------------------------------------------------------------ PostgreSQL
+class Postgres(Service):
+    """PostgreSQL from Debian's packages, in a project-owned cluster (trust auth on loopback)."""
+
+    name = "postgres"
+    start_timeout = 60.0
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(settings.pg_dsn)
+        self.host = info.get("host") or "127.0.0.1"
+        self.port = int(info.get("port") or 5432)
+        self.user = info.get("user") or "vreserve"
+        self.dbname = info.get("dbname") or "vreserve"
+        self.data = self.dir / "data"
+
+    def address(self) -> str:
+        return f"{self.host}:{self.port}/{self.dbname}"
+
+    def _bin(self, tool: str) -> str:
+        candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"), key=_pg_version, reverse=True)
+        if candidates:
+            return candidates[0]
+        found = shutil.which(tool)
+        if found is None:
+            raise ServiceError(f"PostgreSQL's {tool} not found (apt-get install postgresql)")
+        return found
+
+    def _as_owner(self) -> list[str]:
+        """PostgreSQL refuses to run as root; as root we run it as the 'postgres' system user."""
+        if os.geteuid() != 0:
+            return []
+        return ["runuser", "-u", "postgres", "--"]
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+
+    def prepare(self, progress: Progress) -> None:
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise ServiceError("running as root needs the 'postgres' system user (apt-get install postgresql)") from None
+        if not (self.data / "PG_VERSION").exists():
+            progress("postgres: initdb (first time only)")
+            shutil.rmtree(self.data, ignore_errors=True)
+            self.data.mkdir(parents=True)
+            self._chown(self.dir)
+            res = subprocess.run(
+                [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
+                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True,
+            )
+            if res.returncode != 0:
+                raise ServiceError(f"initdb failed:\n{res.stdout}{res.stderr}")
+            with open(self.data / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# vreserve local runner\n"
+                    f"listen_addresses = '{self.host}'\nport = {self.port}\n"
+                    f"unix_socket_directories = '{self.dir}'\n"
+                    "max_connections = 200\nshared_buffers = 256MB\n"
+                    "fsync = on\nsynchronous_commit = on\n"
+                    "timezone = 'UTC'\nlog_min_messages = warning\n"
+                )
+        self.log.touch()
+        self._chown(self.log)
+
+    def spawn(self) -> int:
+        res = subprocess.run(
+            [*self._as_owner(), self._bin("pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
+             "-w", "-t", str(int(self.start_timeout))],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise ServiceError(f"pg_ctl start failed:\n{res.stdout}{res.stderr}\n{_tail(self.log)}")
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self._ensure_database()
+        return pid
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def terminate(self, pid: int) -> None:
+        subprocess.run(
+            [*self._as_owner(), self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w"],
+            capture_output=True,
+        )
+
+    def healthy(self) -> tuple[bool, str]:
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=3
+            ) as conn:
+                version = conn.execute("SHOW server_version").fetchone()[0]
+            return True, f"PostgreSQL {version}"
+        except psycopg.Error as exc:
+            return False, f"query failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+
+
+def _pg_version(path: str) -> int:
+    try:
+        return int(Path(path).parent.parent.name)
+    except ValueError:
+        return 0
+
+
+def _find_binary(name: str, fallbacks: list[str]) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    return next((p for p in fallbacks if os.access(p, os.X_OK)), None)
+
+
+# --------------------------------------------------------------------------------------- runner
+def all_services(settings: Settings) -> list[Service]:
+    """In start order: the database and broker first, Kafka (slowest) last."""
+    return [Postgres(settings), Mosquitto(settings), Kafka(settings)]
+
+
+def up(settings: Settings, progress: Progress = print) -> dict[str, tuple[ServiceStatus, float | None]]:
+    """Start every service that is not running; a second call is a no-op. Raises ServiceError."""
+    results = {}
+    for service in all_services(settings):
+        results[service.name] = service.up(progress)
+    return results
+
+
+def down(settings: Settings, progress: Progress = print) -> list[str]:
+    """Stop every service this runner started; returns the names stopped."""
+    return [s.name for s in reversed(all_services(settings)) if s.down(progress)]
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [s.status() for s in all_services(settings)]

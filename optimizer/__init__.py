@@ -1,0 +1,1 @@
+"""Optimizer: pure model code. A scenario in, a plan out; no Kafka, MQTT or SQL here."""

@@ -1,0 +1,1 @@
+"""Simulators: the site sensor fleet and the downstream logistics system, for demos and tests."""

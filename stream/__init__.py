@@ -1,0 +1,1 @@
+"""Stream: the Faust app that keeps the live virtual warehouse and raises alerts."""

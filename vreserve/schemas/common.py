@@ -1,0 +1,80 @@
+"""Helpers shared by the schema modules."""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+
+class SchemaError(ValueError):
+    """A payload does not match its schema; ``str(err)`` is the reason a person reads."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 UTC with millisecond precision and a ``Z`` suffix."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(value: Any, field: str = "ts") -> datetime:
+    """Parse an RFC 3339 timestamp that carries an explicit offset (``Z`` or ``+hh:mm``)."""
+    if not isinstance(value, str):
+        raise SchemaError(f"{field} must be an RFC 3339 string, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise SchemaError(f"{field} is not an RFC 3339 timestamp: {value[:40]!r}") from None
+    if ts.tzinfo is None:
+        raise SchemaError(f"{field} has no UTC offset: {value[:40]!r}")
+    return ts.astimezone(timezone.utc)
+
+
+def finite_number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(f"{field} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise SchemaError(f"{field} must be finite, got {value!r}")
+    return float(value)
+
+
+def require_str(obj: dict, field: str, max_len: int = 128) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str) or not value:
+        raise SchemaError(f"{field} must be a non-empty string")
+    if len(value) > max_len:
+        raise SchemaError(f"{field} longer than {max_len} characters")
+    return value
+
+
+def loads_object(raw: bytes | str, what: str) -> dict:
+    """Decode JSON that must be an object; NaN/Infinity literals are rejected, not parsed."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+    except UnicodeDecodeError:
+        raise SchemaError(f"{what} is not UTF-8 text") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except SchemaError:
+        raise
+    except ValueError as exc:
+        raise SchemaError(f"{what} is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _reject_constant(name: str) -> float:
+    raise SchemaError(f"non-finite number {name} is not allowed")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()

@@ -1,0 +1,141 @@
+"""Fixtures that give every test real services.
+
+Where the services come from, in order:
+1. ``VR_KAFKA_BOOTSTRAP``, ``VR_MQTT_URL`` and ``VR_PG_DSN`` all set: use them as they are.
+2. A Docker engine answers: testcontainers (apache/kafka, eclipse-mosquitto, timescale/timescaledb).
+3. Otherwise: the project's local runner (``vreserve services up``), started if not running. The
+   runner's services are left running after the session (other sessions may share them); the
+   README's test command stops them if it started them.
+
+Each test session gets its own topic prefix and its own freshly migrated database, so sessions
+that share a broker or a server never see each other's data.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from vreserve.settings import DEFAULT_MQTT_PASSWORD, DEFAULT_MQTT_USER, Settings
+
+ENV_VARS = ("VR_KAFKA_BOOTSTRAP", "VR_MQTT_URL", "VR_PG_DSN")
+
+
+@dataclass(frozen=True)
+class ServiceSource:
+    how: str  # "environment", "testcontainers", "local runner"
+    settings: Settings
+
+
+def docker_engine_answers(timeout: float = 5.0) -> bool:
+    """Probe for a Docker engine before touching testcontainers (its errors without one are obscure)."""
+    if shutil.which("docker") is None:
+        return False
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        res = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                             capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0 and res.stdout.strip() != ""
+
+
+def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a Docker engine
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+    kafka.start()
+    stack.append(kafka)
+    pg = PostgresContainer("timescale/timescaledb:latest-pg17", username="vreserve", password="vreserve", dbname="vreserve")
+    pg.start()
+    stack.append(pg)
+    conf_dir = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "compose"
+    mosquitto = (
+        DockerContainer("eclipse-mosquitto:2")
+        .with_exposed_ports(1883)
+        .with_volume_mapping(str(conf_dir), "/mosquitto/config", "ro")
+    )
+    mosquitto.start()
+    stack.append(mosquitto)
+    wait_for_logs(mosquitto, "running", timeout=30)
+    return Settings.from_env().with_(
+        kafka_bootstrap=kafka.get_bootstrap_server(),
+        pg_dsn=pg.get_connection_url(driver=None),
+        mqtt_url=(
+            f"mqtt://{DEFAULT_MQTT_USER}:{DEFAULT_MQTT_PASSWORD}@"
+            f"{mosquitto.get_container_host_ip()}:{mosquitto.get_exposed_port(1883)}"
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def service_source() -> Iterator[ServiceSource]:
+    if all(os.environ.get(v) for v in ENV_VARS):
+        yield ServiceSource("environment", Settings.from_env())
+        return
+    if docker_engine_answers():  # pragma: no cover - no Docker engine on the project's machines
+        stack: list = []
+        try:
+            yield ServiceSource("testcontainers", _from_testcontainers(stack))
+        finally:
+            for container in reversed(stack):
+                container.stop()
+        return
+    from deploy import runner
+
+    settings = Settings.from_env()
+    try:
+        runner.up(settings, progress=lambda m: print(f"[services] {m}", flush=True))
+    except runner.ServiceError as exc:
+        pytest.exit(f"local services did not start: {exc}", returncode=3)
+    yield ServiceSource("local runner", settings)
+
+
+@pytest.fixture(scope="session")
+def base_settings(service_source: ServiceSource) -> Settings:
+    """Service addresses only (shared topic prefix and database): for smoke tests."""
+    return service_source.settings
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings) -> Iterator[Settings]:
+    """Settings with a private topic prefix and a private, migrated database for this session."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.db import connect, migrate
+    from vreserve.kafka_admin import ensure_topics
+
+    run_id = uuid.uuid4().hex[:8]
+    dbname = f"vr_test_{run_id}"
+    info = conninfo_to_dict(base_settings.pg_dsn)
+    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+    with connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    test_settings = base_settings.with_(
+        topic_prefix=f"t{run_id}.",
+        pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
+    )
+    migrate(test_settings.pg_dsn)
+    ensure_topics(test_settings)
+    yield test_settings
+    if os.environ.get("VR_TEST_KEEP_DATABASES"):
+        return
+    with connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for names inside one test (topics, groups, client ids)."""
+    return uuid.uuid4().hex[:8]

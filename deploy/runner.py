@@ -104,6 +104,9 @@ class Service:
     def address(self) -> str:
         raise NotImplementedError
 
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def prepare(self, progress: Progress) -> None:
         """Install or initialise whatever the first start needs (idempotent)."""
 
@@ -137,6 +140,12 @@ class Service:
             t0 = time.monotonic()
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
+            busy = [p for p in self.ports() if _port_open(self.host, p)]
+            if busy:
+                raise ServiceError(
+                    f"{self.name}: port(s) {', '.join(map(str, busy))} on {self.host} already in use by a process "
+                    f"this runner did not start (another checkout's services?); stop it or set VR_* addresses"
+                )
             self.prepare(progress)
             progress(f"{self.name}: starting on {self.address()} (log {self.log})")
             t0 = time.monotonic()
@@ -206,6 +215,12 @@ class Kafka(Service):
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def controller_port(self) -> int:
+        return self.port + 1 if self.port != 19092 else DEFAULT_KAFKA_CONTROLLER_PORT
+
+    def ports(self) -> list[int]:
+        return [self.port, self.controller_port()]
+
     def prepare(self, progress: Progress) -> None:
         pom = DEPLOY_DIR / "pom.xml"
         stamp = self.dir / "libs.stamp"
@@ -225,7 +240,7 @@ class Kafka(Service):
                 raise ServiceError(f"Maven could not fetch the Kafka jars:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
             stamp.write_text(pom_id)
             progress(f"kafka: {len(list(self.libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
-        controller_port = self.port + 1 if self.port != 19092 else DEFAULT_KAFKA_CONTROLLER_PORT
+        controller_port = self.controller_port()
         self.config.write_text(
             (DEPLOY_DIR / "kafka" / "server.properties")
             .read_text()

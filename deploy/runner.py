@@ -386,7 +386,22 @@ class Postgres(Service):
         self.port = int(info.get("port") or 5432)
         self.user = info.get("user") or "vreserve"
         self.dbname = info.get("dbname") or "vreserve"
-        self.data = self.dir / "data"
+        self.home = self._home()
+        self.data = self.home / "data"
+        self.log = self.home / "postgres.log"
+
+    def _home(self) -> Path:
+        """Where the cluster lives: the state folder, unless the 'postgres' user (which runs the
+        server when we are root) cannot enter it, e.g. a checkout inside a 0700 temp folder; then a
+        per-checkout folder under /var/tmp that it owns, linked from the state folder."""
+        if os.geteuid() != 0:
+            return self.dir
+        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(self.settings.state_dir)],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return self.dir
+        digest = hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:10]
+        return Path("/var/tmp") / f"vreserve-postgres-{digest}"
 
     def address(self) -> str:
         return f"{self.host}:{self.port}/{self.dbname}"
@@ -418,11 +433,16 @@ class Postgres(Service):
                 pwd.getpwnam("postgres")
             except KeyError:
                 raise ServiceError("running as root needs the 'postgres' system user (apt-get install postgresql)") from None
+        if self.home != self.dir:
+            self.home.mkdir(parents=True, exist_ok=True)
+            link = self.dir / "cluster"
+            if not link.is_symlink():
+                link.symlink_to(self.home)
         if not (self.data / "PG_VERSION").exists():
-            progress("postgres: initdb (first time only)")
+            progress(f"postgres: initdb in {self.data} (first time only)")
             shutil.rmtree(self.data, ignore_errors=True)
             self.data.mkdir(parents=True)
-            self._chown(self.dir)
+            self._chown(self.home)
             res = subprocess.run(
                 [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
                  "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
@@ -434,7 +454,7 @@ class Postgres(Service):
                 conf.write(
                     "\n# vreserve local runner\n"
                     f"listen_addresses = '{self.host}'\nport = {self.port}\n"
-                    f"unix_socket_directories = '{self.dir}'\n"
+                    f"unix_socket_directories = '{self.home}'\n"
                     "max_connections = 200\nshared_buffers = 256MB\n"
                     "fsync = on\nsynchronous_commit = on\n"
                     "timezone = 'UTC'\nlog_min_messages = warning\n"

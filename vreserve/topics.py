@@ -45,12 +45,18 @@ ALL = (
 # MQTT (contract v1 with site sensors)
 MQTT_STOCK = "vr/v1/sites/{site_id}/stock"
 MQTT_STATUS = "vr/v1/sites/{site_id}/status"
+#: Pick commands to a site (the logistics system took goods away): {"v":1,"order_id","material","qty","unit"}.
+MQTT_PICK = "vr/v1/sites/{site_id}/commands/pick"
 #: Shared subscription so several bridges split the load.
 MQTT_STOCK_SHARED = "$share/vr-bridge/vr/v1/sites/+/stock"
 
 
 def mqtt_stock_topic(site_id: str) -> str:
     return MQTT_STOCK.format(site_id=site_id)
+
+
+def mqtt_pick_topic(site_id: str) -> str:
+    return MQTT_PICK.format(site_id=site_id)
 
 
 def mqtt_status_topic(site_id: str) -> str:

@@ -1,0 +1,40 @@
+"""The local runner's promises: a second `up` is a no-op, `status` sees all three healthy."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.services
+
+
+def test_second_up_is_a_noop_and_status_is_healthy(service_source) -> None:
+    if service_source.how != "local runner":
+        pytest.skip(f"services come from {service_source.how}, not the local runner")
+    from deploy import runner
+
+    pids_before = {s.name: s.pid for s in runner.status(service_source.settings)}
+    results = runner.up(service_source.settings, progress=lambda _m: None)
+    assert {name: started for name, (_st, started) in results.items()} == {
+        "postgres": None, "mosquitto": None, "kafka": None,
+    }
+    after = runner.status(service_source.settings)
+    assert all(s.healthy for s in after), [(s.name, s.detail) for s in after]
+    assert {s.name: s.pid for s in after} == pids_before
+
+    cli = subprocess.run([sys.executable, "-m", "vreserve.cli", "services", "status"],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.count("healthy") == 3
+
+
+def test_port_taken_by_a_stranger_is_reported(service_source, tmp_path) -> None:
+    if service_source.how != "local runner":
+        pytest.skip("local runner only")
+    from deploy import runner
+
+    # A second runner state folder pointed at the same ports must refuse, naming the port.
+    other = service_source.settings.with_(state_dir=tmp_path / "state")
+    with pytest.raises(runner.ServiceError, match="already in use"):
+        runner.Postgres(other).up(progress=lambda _m: None)

@@ -1,0 +1,97 @@
+"""Test data for the dispatcher: a small registry written straight into the test database.
+
+The dispatcher reads the registry, contracts and live stock from the database; building them
+here (rather than through the ingest stage) keeps these tests about the dispatcher alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+MATERIALS = {
+    "medicine": ("Medicine", "box", "medical", True),
+    "medical_alcohol": ("Medical alcohol", "bottle", "medical", True),
+    "ventilator": ("Ventilator", "unit", "medical", False),
+    "pork": ("Pork", "kg", "living", True),
+}
+
+
+@dataclass
+class Region:
+    region: str
+    sites: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)
+
+
+def ensure_materials(conn) -> None:
+    for mid, (name, unit, cls, consumable) in MATERIALS.items():
+        conn.execute(
+            "INSERT INTO materials (material_id, name, unit, class, consumable) VALUES (%s,%s,%s,%s,%s)"
+            " ON CONFLICT (material_id) DO NOTHING",
+            (mid, name, unit, cls, consumable),
+        )
+
+
+def make_region(
+    conn,
+    region: str,
+    n_central: int = 2,
+    n_cells: int = 2,
+    per_cell: int = 3,
+    stock: dict[str, float] | None = None,
+    contract: dict[str, float] | None = None,
+    today: date | None = None,
+) -> Region:
+    """Sites with readings and contracts valid today; every site holds ``stock`` of each material."""
+    ensure_materials(conn)
+    stock = stock or {"medicine": 400.0, "medical_alcohol": 300.0, "ventilator": 6.0, "pork": 500.0}
+    contract = contract or stock
+    today = today or datetime.now(timezone.utc).date()
+    now = datetime.now(timezone.utc)
+    reg = Region(region)
+    parents = []
+    for i in range(n_central):
+        sid = f"{region}-C{i}"
+        parents.append(sid)
+        _site(conn, sid, region, f"{region}-g{i}", "centralized", None, 30.5 + i * 0.01, 114.3 + i * 0.01)
+        reg.sites.append(sid)
+    for c in range(n_cells):
+        cell = f"{region}-g{c}"
+        reg.cells.append(cell)
+        for k in range(per_cell):
+            sid = f"{region}-D{c}-{k}"
+            _site(conn, sid, region, cell, "decentralized", parents[c % len(parents)],
+                  30.5 + c * 0.01 + k * 0.001, 114.3 + c * 0.01)
+            reg.sites.append(sid)
+    for sid in reg.sites:
+        for mid, qty in stock.items():
+            conn.execute(
+                "INSERT INTO site_materials (site_id, material_id, contracted_qty) VALUES (%s,%s,%s)",
+                (sid, mid, contract.get(mid, qty)),
+            )
+            conn.execute(
+                "INSERT INTO contracts (contract_id, site_id, material_id, committed_qty, valid_from, valid_to,"
+                " call_off_price_minor_per_unit) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                (f"K-{sid}-{mid}", sid, mid, contract.get(mid, qty), today - timedelta(days=30),
+                 today + timedelta(days=335), 1000),
+            )
+            set_stock(conn, sid, mid, qty, ts=now, seq=1)
+    return reg
+
+
+def set_stock(conn, site_id: str, material: str, qty: float, ts: datetime | None = None, seq: int = 1) -> None:
+    ts = ts or datetime.now(timezone.utc)
+    conn.execute(
+        "INSERT INTO stock_latest (site_id, material_id, qty, unit, ts, seq) VALUES (%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (site_id, material_id) DO UPDATE SET qty = EXCLUDED.qty, ts = EXCLUDED.ts, seq = EXCLUDED.seq",
+        (site_id, material, qty, MATERIALS[material][1], ts, seq),
+    )
+
+
+def _site(conn, sid, region, cell, tier, parent, lat, lon) -> None:
+    conn.execute(
+        "INSERT INTO sites (site_id, name, owner_id, owner_kind, tier, parent_site_id, region, grid_cell, lat, lon)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (sid, f"site {sid}", f"owner-{sid}", "government" if tier == "centralized" else "household",
+         tier, parent, region, cell, lat, lon),
+    )

@@ -1,0 +1,442 @@
+"""Dispatcher records: mode events, mode errors, dispatch orders and cancel records, order status,
+plan summaries. All plain JSON with a version field ``v``; decoding is strict and raises
+:class:`SchemaError` with a reason a person can read.
+
+Topics (logical names in :mod:`vreserve.topics`):
+
+* ``mode`` keyed by region: :class:`ModeEvent` (``kind`` = ``declare`` or ``end``).
+* ``mode.errors`` keyed by region (or ``"?"``): :class:`ModeError` for events that changed nothing.
+* ``dispatch-orders`` keyed by destination: :class:`DispatchOrder` (``kind`` = ``order``) and
+  :class:`CancelRecord` (``kind`` = ``cancel``) - the cancel is keyed by the cancelled order's
+  destination, so it lands in the same partition, after the order it cancels.
+* ``order-status`` keyed by order id: :class:`OrderStatus`, from the logistics system.
+* ``plans`` keyed by region: :class:`PlanSummary`.
+
+The full contract for real logistics systems is in ``docs/dispatcher.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from vreserve.schemas.common import (
+    SchemaError,
+    dumps,
+    finite_number,
+    format_ts,
+    loads_object,
+    parse_ts,
+    require_str,
+)
+
+VERSION = 1
+MODE_KINDS = ("declare", "end")
+LEGS = ("supply", "delivery")
+#: Statuses a logistics system may report; ``cancelled`` confirms a cancel record was honoured.
+LOGISTICS_STATUSES = ("accepted", "in_transit", "delivered", "failed", "cancelled")
+#: Statuses of an order in the dispatcher's book (``closed``: open when the emergency ended).
+ORDER_STATUSES = ("open", "accepted", "in_transit", "delivered", "failed", "cancelled", "closed")
+FINAL_STATUSES = ("delivered", "failed", "cancelled", "closed")
+#: Largest mode event accepted, in bytes.
+MAX_MODE_EVENT_BYTES = 16 * 1024
+
+
+def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
+    """A deterministic id from its inputs: the same inputs always give the same id (replays, restarts)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return f"{prefix}-{digest[:length]}"
+
+
+def _check_keys(obj: dict, allowed: set[str], what: str) -> None:
+    extra = set(obj) - allowed
+    if extra:
+        raise SchemaError(f"{what}: unknown field(s): {', '.join(sorted(extra))}")
+
+
+def _check_version(obj: dict, what: str) -> None:
+    if obj.get("v") != VERSION:
+        raise SchemaError(f"{what}: unsupported version v={obj.get('v')!r}, expected {VERSION}")
+
+
+def _opt_str(obj: dict, key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SchemaError(f"{key} must be a string")
+    return value
+
+
+# --------------------------------------------------------------------------- mode events
+@dataclass(frozen=True)
+class ModeEvent:
+    """An operator's normal/emergency conversion for one region.
+
+    ``declare`` carries the scope (grid cells; empty = the whole region), the horizon (periods and
+    period length in seconds) and where demand comes from (a scenario pack name or a file path).
+    ``demand_scale`` multiplies the demand file's numbers (a pack sized for a whole city mapped onto a
+    smaller live registry, e.g. in the demo); 1.0 = as given.
+    """
+
+    event_id: str
+    kind: str
+    region: str
+    at: datetime
+    actor: str
+    reason: str
+    grid_cells: tuple[str, ...] = ()
+    periods: int | None = None
+    period_length_s: float | None = None
+    demand_source: str | None = None
+    demand_scale: float = 1.0
+
+    def to_payload(self) -> dict:
+        out: dict[str, Any] = {
+            "v": VERSION,
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "region": self.region,
+            "at": format_ts(self.at),
+            "actor": self.actor,
+            "reason": self.reason,
+        }
+        if self.kind == "declare":
+            out.update(
+                grid_cells=list(self.grid_cells),
+                periods=self.periods,
+                period_length_s=self.period_length_s,
+                demand_source=self.demand_source,
+                demand_scale=self.demand_scale,
+            )
+        return out
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "ModeEvent":
+        if len(raw) > MAX_MODE_EVENT_BYTES:
+            raise SchemaError(f"mode event larger than {MAX_MODE_EVENT_BYTES} bytes")
+        return cls.from_payload(loads_object(raw, "mode event"))
+
+    @classmethod
+    def from_payload(cls, obj: dict) -> "ModeEvent":
+        _check_version(obj, "mode event")
+        kind = obj.get("kind")
+        if kind not in MODE_KINDS:
+            raise SchemaError(f"mode event: kind must be one of {', '.join(MODE_KINDS)}, got {kind!r}")
+        base = {"v", "event_id", "kind", "region", "at", "actor", "reason"}
+        declare_keys = {"grid_cells", "periods", "period_length_s", "demand_source", "demand_scale"}
+        _check_keys(obj, base | declare_keys if kind == "declare" else base, "mode event")
+        event = dict(
+            event_id=require_str(obj, "event_id"),
+            kind=kind,
+            region=require_str(obj, "region"),
+            at=parse_ts(obj.get("at"), "at"),
+            actor=require_str(obj, "actor"),
+            reason=require_str(obj, "reason", max_len=1000),
+        )
+        if kind == "end":
+            return cls(**event)
+        cells = obj.get("grid_cells", [])
+        if not isinstance(cells, list) or not all(isinstance(c, str) and c for c in cells):
+            raise SchemaError("grid_cells must be a list of non-empty strings")
+        periods = obj.get("periods")
+        if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
+            raise SchemaError("periods must be an integer between 1 and 366")
+        length = finite_number(obj.get("period_length_s"), "period_length_s")
+        if length <= 0:
+            raise SchemaError("period_length_s must be positive")
+        scale = finite_number(obj.get("demand_scale", 1.0), "demand_scale")
+        if scale <= 0:
+            raise SchemaError("demand_scale must be positive")
+        return cls(
+            **event,
+            grid_cells=tuple(cells),
+            periods=periods,
+            period_length_s=length,
+            demand_source=require_str(obj, "demand_source", max_len=1000),
+            demand_scale=scale,
+        )
+
+
+@dataclass(frozen=True)
+class ModeError:
+    """Why a mode event changed nothing; ``raw`` keeps (the start of) what was received."""
+
+    error: str
+    at: datetime
+    raw: str
+    event_id: str | None = None
+    region: str | None = None
+    kind: str | None = None
+
+    def to_payload(self) -> dict:
+        return {
+            "v": VERSION,
+            "error": self.error,
+            "at": format_ts(self.at),
+            "raw": self.raw,
+            "event_id": self.event_id,
+            "region": self.region,
+            "kind": self.kind,
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "ModeError":
+        obj = loads_object(raw, "mode error")
+        _check_version(obj, "mode error")
+        return cls(
+            error=require_str(obj, "error", 2000),
+            at=parse_ts(obj.get("at"), "at"),
+            raw=obj.get("raw") or "",
+            event_id=_opt_str(obj, "event_id"),
+            region=_opt_str(obj, "region"),
+            kind=_opt_str(obj, "kind"),
+        )
+
+
+# --------------------------------------------------------------------------- orders
+@dataclass(frozen=True)
+class DispatchOrder:
+    """One leg of one material in one period of one plan.
+
+    ``leg`` = ``supply``: pick at site ``origin`` and carry to distribution centre ``destination``;
+    ``delivery``: from distribution centre ``origin`` to rescue centre ``destination``. ``qty`` is in
+    ``unit`` (the material's unit). ``order_id`` is derived from (plan, leg, origin, destination,
+    material), so a republished order keeps its id.
+    """
+
+    order_id: str
+    plan_id: str
+    emergency_id: str
+    region: str
+    period: int
+    leg: str
+    origin: str
+    destination: str
+    material: str
+    qty: float
+    unit: str
+    created_at: datetime
+
+    kind = "order"
+
+    @staticmethod
+    def make_id(plan_id: str, leg: str, origin: str, destination: str, material: str) -> str:
+        return stable_id("O", plan_id, leg, origin, destination, material)
+
+    def to_payload(self) -> dict:
+        return {
+            "v": VERSION,
+            "kind": "order",
+            "order_id": self.order_id,
+            "plan_id": self.plan_id,
+            "emergency_id": self.emergency_id,
+            "region": self.region,
+            "period": self.period,
+            "leg": self.leg,
+            "origin": self.origin,
+            "destination": self.destination,
+            "material": self.material,
+            "qty": self.qty,
+            "unit": self.unit,
+            "created_at": format_ts(self.created_at),
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_payload(cls, obj: dict) -> "DispatchOrder":
+        _check_version(obj, "dispatch order")
+        _check_keys(obj, {"v", "kind", "order_id", "plan_id", "emergency_id", "region", "period", "leg",
+                          "origin", "destination", "material", "qty", "unit", "created_at"}, "dispatch order")
+        leg = obj.get("leg")
+        if leg not in LEGS:
+            raise SchemaError(f"leg must be one of {', '.join(LEGS)}")
+        period = obj.get("period")
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise SchemaError("period must be a positive integer")
+        qty = finite_number(obj.get("qty"), "qty")
+        if qty <= 0:
+            raise SchemaError("qty must be positive")
+        return cls(
+            order_id=require_str(obj, "order_id"),
+            plan_id=require_str(obj, "plan_id"),
+            emergency_id=require_str(obj, "emergency_id"),
+            region=require_str(obj, "region"),
+            period=period,
+            leg=leg,
+            origin=require_str(obj, "origin"),
+            destination=require_str(obj, "destination"),
+            material=require_str(obj, "material"),
+            qty=qty,
+            unit=require_str(obj, "unit"),
+            created_at=parse_ts(obj.get("created_at"), "created_at"),
+        )
+
+
+@dataclass(frozen=True)
+class CancelRecord:
+    """Withdraws an order not yet executed: superseded by a newer plan, or closed when the emergency ended.
+
+    A logistics system that has not picked the goods yet drops the order and answers ``cancelled``;
+    one that already picked them carries on and reports what really happened.
+    """
+
+    order_id: str
+    emergency_id: str
+    destination: str
+    reason: str
+    at: datetime
+    superseded_by: str | None = None
+
+    kind = "cancel"
+
+    def to_payload(self) -> dict:
+        return {
+            "v": VERSION,
+            "kind": "cancel",
+            "order_id": self.order_id,
+            "emergency_id": self.emergency_id,
+            "destination": self.destination,
+            "reason": self.reason,
+            "at": format_ts(self.at),
+            "superseded_by": self.superseded_by,
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_payload(cls, obj: dict) -> "CancelRecord":
+        _check_version(obj, "cancel record")
+        _check_keys(obj, {"v", "kind", "order_id", "emergency_id", "destination", "reason", "at",
+                          "superseded_by"}, "cancel record")
+        return cls(
+            order_id=require_str(obj, "order_id"),
+            emergency_id=require_str(obj, "emergency_id"),
+            destination=require_str(obj, "destination"),
+            reason=require_str(obj, "reason", 1000),
+            at=parse_ts(obj.get("at"), "at"),
+            superseded_by=_opt_str(obj, "superseded_by"),
+        )
+
+
+def decode_dispatch_record(raw: bytes | str) -> DispatchOrder | CancelRecord:
+    """Decode one record of the dispatch-orders topic (an order or a cancel)."""
+    obj = loads_object(raw, "dispatch record")
+    kind = obj.get("kind")
+    if kind == "order":
+        return DispatchOrder.from_payload(obj)
+    if kind == "cancel":
+        return CancelRecord.from_payload(obj)
+    raise SchemaError(f"dispatch record: kind must be 'order' or 'cancel', got {kind!r}")
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    """A logistics system's report on one order. ``status_id`` de-duplicates replays."""
+
+    order_id: str
+    status: str
+    at: datetime
+    qty: float | None = None
+    reason: str | None = None
+    status_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status_id:
+            object.__setattr__(self, "status_id", stable_id("S", self.order_id, self.status))
+
+    def to_payload(self) -> dict:
+        return {
+            "v": VERSION,
+            "status_id": self.status_id,
+            "order_id": self.order_id,
+            "status": self.status,
+            "at": format_ts(self.at),
+            "qty": self.qty,
+            "reason": self.reason,
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "OrderStatus":
+        obj = loads_object(raw, "order status")
+        _check_version(obj, "order status")
+        _check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
+        status = obj.get("status")
+        if status not in LOGISTICS_STATUSES:
+            raise SchemaError(f"status must be one of {', '.join(LOGISTICS_STATUSES)}, got {status!r}")
+        qty = obj.get("qty")
+        if qty is not None:
+            qty = finite_number(qty, "qty")
+            if qty < 0:
+                raise SchemaError("qty must not be negative")
+        if status == "delivered" and qty is None:
+            raise SchemaError("a delivered status must carry the delivered qty")
+        if status == "failed" and not obj.get("reason"):
+            raise SchemaError("a failed status must carry a reason")
+        return cls(
+            order_id=require_str(obj, "order_id"),
+            status=status,
+            at=parse_ts(obj.get("at"), "at"),
+            qty=qty,
+            reason=_opt_str(obj, "reason"),
+            status_id=require_str(obj, "status_id"),
+        )
+
+
+# --------------------------------------------------------------------------- plans
+@dataclass(frozen=True)
+class PlanSummary:
+    """One plan's figures (per region and period), as published on the plans topic and stored."""
+
+    plan_id: str
+    emergency_id: str
+    region: str
+    period: int
+    created_at: datetime
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solve_seconds: float | None
+    #: seconds spent in snapshot, build, solve, persist (publish is known only after publishing)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    orders: int = 0
+    cancelled: int = 0
+    supply_nodes: int = 0
+    #: per material: {"unit", "available", "demand", "planned_delivery", "planned_shortage"}
+    materials: dict[str, dict] = field(default_factory=dict)
+    message: str = ""
+
+    def to_payload(self) -> dict:
+        out = asdict(self)
+        out["v"] = VERSION
+        out["created_at"] = format_ts(self.created_at)
+        return out
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "PlanSummary":
+        obj = loads_object(raw, "plan summary")
+        _check_version(obj, "plan summary")
+        obj = dict(obj)
+        obj.pop("v")
+        obj["created_at"] = parse_ts(obj.get("created_at"), "created_at")
+        try:
+            return cls(**obj)
+        except TypeError as exc:
+            raise SchemaError(f"plan summary: {exc}") from None

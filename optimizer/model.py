@@ -1,0 +1,409 @@
+"""The multi-period dispatch MILP in CVXPY, compiled once per structure and re-solved by parameters.
+
+Formulation (the fast form measured in the issue):
+- Primary: minimise sum theta_m * s[k,m,t] with the shortage substituted out: sum_j y <= D and
+  s = D - sum_j y, so the solver minimises theta.D - theta.y. The constant theta.D enters through a
+  column fixed at 1, so the solver's relative gap IS the gap on the primary objective.
+- Receipts of period t are deliverable from t+1: sum_k y[j,m,t] <= I[j,m,t-1].
+- Arc binaries only where a constraint needs them (max deliveries, minimum lot), linked by
+  aggregated rows sum_m y[d,m,t] <= U[d,t] b[d,t] with the tightest simple U.
+- The arc-count preference is a SECOND, time-bounded stage that keeps the primary at its stage-one
+  value (never trading shortage), warm-started from the stage-one plan.
+
+The solver is HiGHS, called on the data CVXPY compiles (``Problem.get_problem_data``, cached with the
+DPP parameter map), so we control the time limit, the warm start and read the dual bound and the
+primal solution status ourselves: a time limit without an incumbent is ``no_solution``, never zeros.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optimizer.index import Index, Numbers, check_same_structure, numbers_of, structure_of
+from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
+from optimizer.scenario import Scenario, ScenarioError, load_scenario
+from optimizer.urgency import urgency as compute_urgency
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SOLVERS = ("HIGHS",)
+
+
+@dataclass
+class _Solved:
+    """Raw outcome of one HiGHS run on compiled data."""
+
+    model_status: str
+    has_solution: bool
+    values: dict[int, np.ndarray]  # cvxpy variable id -> values
+    objective: float | None
+    dual_bound: float | None
+    seconds: float
+    compile_seconds: float
+
+
+class _Stage:
+    """One CVXPY problem with its cached compilation."""
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.compiled_once = False
+
+    def compile(self) -> tuple[dict, float]:
+        t0 = time.perf_counter()
+        data, _chain, _inv = self.problem.get_problem_data("HIGHS", enforce_dpp=True)
+        self.compiled_once = True
+        return data, time.perf_counter() - t0
+
+    def param_prog(self):
+        return self.problem._cache.param_prog  # cvxpy's cached parameter->data map (None = not compiled)
+
+
+def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
+               threads: int | None = None) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
+    """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
+
+    Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
+    """
+    import highspy as hp
+    from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
+    import cvxpy.settings as s
+
+    h = hp.Highs()
+    inf = h.inf
+    dims = dims_to_solver_dict(data[s.DIMS])
+    c = data[s.C]
+    A = data[s.A].tocsc()
+    n_eq, n_leq = dims[s.EQ_DIM], dims[s.LEQ_DIM]
+    ub = data[s.B]
+    lb = np.concatenate([ub[:n_eq], np.full(n_leq, -inf)])
+    model = hp.HighsModel()
+    lp = model.lp_
+    lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+    lp.offset_ = 0.0
+    lp.col_cost_ = c
+    lp.row_lower_, lp.row_upper_ = lb, ub
+    lp.a_matrix_.format_ = hp.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
+    col_lower = np.full(lp.num_col_, -inf) if data[s.LOWER_BOUNDS] is None else data[s.LOWER_BOUNDS].copy()
+    col_upper = np.full(lp.num_col_, inf) if data[s.UPPER_BOUNDS] is None else data[s.UPPER_BOUNDS].copy()
+    integer_cols = list(data[s.BOOL_IDX]) + list(data[s.INT_IDX])
+    if data[s.BOOL_IDX]:
+        bi = np.array(data[s.BOOL_IDX], dtype=int)
+        col_lower[bi] = np.maximum(col_lower[bi], 0)
+        col_upper[bi] = np.minimum(col_upper[bi], 1)
+    if integer_cols:
+        kinds = np.zeros(lp.num_col_, dtype=np.uint8)
+        kinds[np.array(integer_cols, dtype=int)] = 1
+        integ = hp.HighsVarType.kInteger
+        cont = hp.HighsVarType.kContinuous
+        lp.integrality_ = [integ if k else cont for k in kinds]
+    lp.col_lower_, lp.col_upper_ = col_lower, col_upper
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
+    h.setOptionValue("mip_rel_gap", float(gap))
+    if threads:
+        h.setOptionValue("threads", int(threads))
+    h.passModel(model)
+    if start is not None:
+        sol = hp.HighsSolution()
+        sol.col_value = list(start)
+        sol.value_valid = True
+        h.setSolution(sol)
+    t0 = time.perf_counter()
+    h.run()
+    seconds = time.perf_counter() - t0
+    status = h.getModelStatus().name
+    info = h.getInfo()
+    has = (status == "kOptimal" or int(info.primal_solution_status) == 2)
+    values = np.array(h.getSolution().col_value) if has else None
+    objective = float(info.objective_function_value) if has else None
+    bound = None
+    if integer_cols:
+        db = float(info.mip_dual_bound)
+        bound = db if np.isfinite(db) else None
+    elif status == "kOptimal":
+        bound = objective
+    return status, has, values, objective, bound, seconds
+
+
+def _split(param_prog, values: np.ndarray) -> dict[int, np.ndarray]:
+    out = {}
+    for var in param_prog.variables:
+        off = param_prog.var_id_to_col[var.id]
+        out[var.id] = values[off:off + var.size]
+    return out
+
+
+def _columns(param_prog, by_var: dict[int, np.ndarray]) -> np.ndarray:
+    """Column vector for a warm start from values per variable id."""
+    x = np.zeros(param_prog.x.size)
+    for var in param_prog.variables:
+        off = param_prog.var_id_to_col[var.id]
+        x[off:off + var.size] = by_var[var.id]
+    return x
+
+
+class Planner:
+    """A compiled model for one scenario STRUCTURE; ``solve`` takes new numbers without recompiling.
+
+    >>> planner = Planner(scenario)
+    >>> result = planner.solve(scenario_with_new_numbers, time_limit_s=10)
+    """
+
+    def __init__(self, scenario: "Scenario | str | dict", *, canon_backend: str | None = None):
+        import cvxpy as cp
+
+        sc = load_scenario(scenario)
+        t0 = time.perf_counter()
+        self.structure = structure_of(sc)
+        ix = self.index = Index(self.structure)
+        M, T, J = ix.M, ix.T, ix.J
+        self.canon_backend = canon_backend
+        P = {}  # parameters by name
+
+        def param(name, shape):
+            P[name] = cp.Parameter(shape, name=name, nonneg=True)
+            return P[name]
+
+        x = cp.Variable(ix.n_x, integer=True, bounds=[0, None], name="x")
+        y = cp.Variable(ix.n_y, integer=True, bounds=[0, None], name="y")
+        inv = cp.Variable(ix.n_i, bounds=[0, None], name="I")
+        one = cp.Variable(name="one")
+        self.x, self.y, self.inv, self.one = x, y, inv, one
+        prev = ix.lag @ inv + ix.at_start @ param("initial", J * M)
+        cons = [
+            one == 1,
+            inv == prev - ix.issues @ y + ix.receipts @ x,
+            ix.issues @ y <= prev,
+            ix.delivered @ y <= param("demand", ix.K * M * T),
+            ix.supply_rows @ x <= param("supply", ix.W * M * T),
+            inv >= param("safety", ix.n_i),
+            inv <= param("max_inventory", ix.n_i),
+            ix.stock_rows @ inv <= param("capacity", J * T),
+        ]
+        if self.structure.has_budget:
+            cons.append(param("price_x", ix.n_x) @ x <= param("budget", ()))
+        need_b = self.structure.has_min_lot or len(ix.limited) > 0
+        self.b = None
+        link_b = []
+        if need_b:
+            b = self.b = cp.Variable(ix.nd * T, boolean=True, name="b")
+            link_b = [ix.arc_y @ y <= cp.multiply(param("delivery_bound", ix.nd * T), b)]
+            cons += link_b
+            if self.structure.has_min_lot:
+                cons.append(ix.arc_y @ y >= param("min_lot", ()) * b)
+            if len(ix.limited):
+                cons.append(ix.deliveries_per_centre @ b <= param("max_deliveries", len(ix.limited) * T))
+        primary = param("theta_demand", ()) * one - param("theta_y", ix.n_y) @ y
+        self.primary_expr = primary
+        self.params = P
+        self.stage1 = _Stage(cp.Problem(cp.Minimize(primary), cons))
+
+        # Stage two: fewest arcs used with the primary kept at its stage-one value.
+        a = self.a = cp.Variable(ix.ns * T, boolean=True, name="a")
+        b2 = self.b if need_b else cp.Variable(ix.nd * T, boolean=True, name="b")
+        self.b2 = b2
+        cons2 = list(cons)
+        cons2.append(ix.arc_x @ x <= cp.multiply(param("supply_bound", ix.ns * T), a))
+        if not need_b:
+            cons2.append(ix.arc_y @ y <= cp.multiply(P["delivery_bound"] if "delivery_bound" in P else
+                                                     param("delivery_bound", ix.nd * T), b2))
+        cons2.append(primary <= param("primary_target", ()))
+        self.stage2 = _Stage(cp.Problem(cp.Minimize(cp.sum(a) + cp.sum(b2)), cons2))
+        self.build_seconds = time.perf_counter() - t0
+        self._compiled_with: dict[str, float] = {}
+
+    # --- numbers -> parameters ---------------------------------------------------------------------
+
+    def _set_numbers(self, n: Numbers) -> None:
+        ix, P = self.index, self.params
+        P["initial"].value = n.initial.reshape(-1)
+        P["demand"].value = ix.demand_vec(n)
+        P["supply"].value = ix.supply_vec(n)
+        P["safety"].value = ix.per_period(n.safety)
+        P["max_inventory"].value = ix.per_period(n.max_inventory)
+        P["capacity"].value = np.repeat(n.capacity, ix.T)
+        if "budget" in P:
+            P["budget"].value = float(n.budget)
+            P["price_x"].value = ix.price_x(n)
+        if "delivery_bound" in P:
+            P["delivery_bound"].value = ix.delivery_bound(n)
+        if "min_lot" in P:
+            P["min_lot"].value = float(n.min_lot)
+        if "max_deliveries" in P:
+            P["max_deliveries"].value = ix.max_deliveries_vec(n)
+        P["supply_bound"].value = ix.supply_bound(n)
+        P["theta_y"].value = ix.theta_y(n)
+        P["theta_demand"].value = ix.theta_demand(n)
+        P["primary_target"].value = 0.0
+
+    # --- solve -------------------------------------------------------------------------------------
+
+    def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
+              solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+              warm_start: "PlanResult | None" = None, threads: int | None = None) -> PlanResult:
+        """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
+
+        time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
+        of it, at most 15 s) and is skipped with ``prefer_fewer_arcs=False``.
+        """
+        if solver.upper() not in SUPPORTED_SOLVERS:
+            raise ScenarioError(f"solver {solver!r} not supported here (supported: {', '.join(SUPPORTED_SOLVERS)})")
+        sc = load_scenario(scenario)
+        check_same_structure(self.structure, sc)
+        n = numbers_of(sc)
+        urg = compute_urgency(sc.materials, sc.theta)
+        build = self.build_seconds
+        self.build_seconds = 0.0  # reported once, by the first solve
+        self._set_numbers(n)
+        data, compile_s = self.stage1.compile()
+        pp = self.stage1.param_prog()
+        start = None
+        if warm_start is not None and warm_start.has_plan:
+            start = _columns(pp, self._values_from_result(warm_start))
+        status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
+                                                          threads=threads)
+        solve_s = secs
+        summary_extra: dict[str, Any] = {"solver": "HiGHS", "solver_status": status}
+        if not has:
+            if status in ("kInfeasible", "kUnboundedOrInfeasible"):
+                from optimizer.diagnose import diagnose_infeasibility
+                msgs = diagnose_infeasibility(sc, n, self.index)
+                return PlanResult(status=SolveStatus.INFEASIBLE, objective=None, bound=None, gap=None,
+                                  solve_seconds=solve_s, build_seconds=build, compile_seconds=compile_s,
+                                  urgency=urg, summary=self._demand_summary(sc, n) | summary_extra,
+                                  infeasibility=tuple(msgs), message="the constraints admit no plan")
+            why = "time limit reached without a plan" if status == "kTimeLimit" else f"solver stopped: {status}"
+            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None,
+                              bound=None if bound is None else max(bound, 0.0), gap=None,
+                              solve_seconds=solve_s, build_seconds=build, compile_seconds=compile_s, urgency=urg,
+                              summary=self._demand_summary(sc, n) | summary_extra, message=why)
+        vals = _split(pp, cols)
+        xv, yv = np.rint(vals[self.x.id]), np.rint(vals[self.y.id])
+        primary = self._primary(n, yv)
+        proven = status == "kOptimal"
+        bound_v = 0.0 if bound is None else max(float(bound), 0.0)
+        bound_v = min(bound_v, primary)
+        arcs_info: dict[str, Any] = {"arcs_used_stage1": self._arcs_used(xv, yv)}
+        if prefer_fewer_arcs:
+            limit2 = arc_time_limit_s if arc_time_limit_s is not None else min(15.0, max(1.0, time_limit_s / 4))
+            x2, y2, info2, secs2, comp2 = self._arc_stage(n, vals, primary, limit2, threads)
+            solve_s += secs2
+            compile_s += comp2
+            arcs_info |= info2
+            if x2 is not None and self._primary(n, y2) <= primary + 1e-9 * max(1.0, primary):
+                xv, yv = x2, y2
+                primary = min(primary, self._primary(n, yv))
+        arcs_info["arcs_used"] = self._arcs_used(xv, yv)
+        gap_v = 0.0 if primary <= 1e-9 else max(0.0, (primary - bound_v) / primary)
+        return self._result(sc, n, urg, SolveStatus.OPTIMAL if proven else SolveStatus.FEASIBLE, primary, bound_v,
+                            gap_v, solve_s, build, compile_s, xv, yv, summary_extra | arcs_info,
+                            message="proven within the gap" if proven else f"stopped ({status}) with a plan")
+
+    def _arc_stage(self, n: Numbers, vals1: dict[int, np.ndarray], primary: float, limit: float,
+                   threads: int | None):
+        """Fewest used arcs keeping the primary objective at most its stage-one value (plus a tolerance
+        far below one unit of shortage), warm-started from the stage-one plan."""
+        ix = self.index
+        tol = min(0.5, max(1e-6, 1e-9 * primary))
+        self.params["primary_target"].value = float(primary + tol)
+        data, comp = self.stage2.compile()
+        pp = self.stage2.param_prog()
+        xv, yv = np.rint(vals1[self.x.id]), np.rint(vals1[self.y.id])
+        start_vals = dict(vals1)
+        start_vals[self.x.id], start_vals[self.y.id] = xv, yv
+        start_vals[self.a.id] = (ix.arc_x @ xv > 0.5).astype(float)
+        start_vals[self.b2.id] = (ix.arc_y @ yv > 0.5).astype(float)
+        start_vals[self.one.id] = np.ones(1)
+        start_vals[self.inv.id] = self._inventory(n, xv, yv)
+        status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=limit, gap=1e-4,
+                                                          start=_columns(pp, start_vals), threads=threads)
+        info = {"arc_stage_status": status, "arc_stage_seconds": round(secs, 3)}
+        if not has:
+            return None, None, info, secs, comp
+        v = _split(pp, cols)
+        return np.rint(v[self.x.id]), np.rint(v[self.y.id]), info, secs, comp
+
+    # --- reading a plan ------------------------------------------------------------------------------
+
+    def _primary(self, n: Numbers, yv: np.ndarray) -> float:
+        ix = self.index
+        short = np.maximum(ix.demand_vec(n) - ix.delivered @ yv, 0.0)
+        return float(np.repeat(np.tile(n.theta, ix.K), ix.T) @ short)
+
+    def _inventory(self, n: Numbers, xv: np.ndarray, yv: np.ndarray) -> np.ndarray:
+        ix = self.index
+        net = (ix.receipts @ xv - ix.issues @ yv).reshape(ix.J, ix.M, ix.T)
+        return (n.initial[:, :, None] + np.cumsum(net, axis=2)).reshape(-1)
+
+    def _arcs_used(self, xv: np.ndarray, yv: np.ndarray) -> int:
+        ix = self.index
+        return int((ix.arc_x @ xv > 0.5).sum() + (ix.arc_y @ yv > 0.5).sum())
+
+    def _values_from_result(self, res: PlanResult) -> dict[int, np.ndarray]:
+        """Column values for a warm start from an earlier plan of the same structure."""
+        ix, st = self.index, self.structure
+        mpos = {m: i for i, m in enumerate(st.materials)}
+        sarc = {a: i for i, a in enumerate(st.supply_arcs)}
+        darc = {a: i for i, a in enumerate(st.delivery_arcs)}
+        xv, yv = np.zeros(ix.n_x), np.zeros(ix.n_y)
+        for f in res.shipments_in:
+            xv[(sarc[(f.origin, f.destination)] * ix.M + mpos[f.material]) * ix.T + f.period - 1] = f.qty
+        for f in res.deliveries:
+            yv[(darc[(f.origin, f.destination)] * ix.M + mpos[f.material]) * ix.T + f.period - 1] = f.qty
+        out = {self.x.id: xv, self.y.id: yv, self.one.id: np.ones(1)}
+        n = numbers_of_values(self)
+        out[self.inv.id] = self._inventory(n, xv, yv)
+        if self.b is not None:
+            out[self.b.id] = (ix.arc_y @ yv > 0.5).astype(float)
+        return out
+
+    def _demand_summary(self, sc: Scenario, n: Numbers) -> dict[str, Any]:
+        from optimizer.summary import summarise
+        return summarise(sc, n, None)
+
+    def _result(self, sc, n, urg, status, primary, bound, gap, solve_s, build_s, compile_s, xv, yv, extra,
+                message) -> PlanResult:
+        from optimizer.summary import summarise
+        ix, st = self.index, self.structure
+        T = ix.T
+        nz = np.flatnonzero(xv > 0.5)
+        ship = tuple(Flow(st.supply_sites[ix.x_w[i]], st.distribution_centres[ix.x_j[i]], st.materials[ix.x_m[i]],
+                          int(ix.x_t[i]) + 1, float(xv[i])) for i in nz)
+        nz = np.flatnonzero(yv > 0.5)
+        dels = tuple(Flow(st.distribution_centres[ix.y_j[i]], st.rescue_centres[ix.y_k[i]], st.materials[ix.y_m[i]],
+                          int(ix.y_t[i]) + 1, float(yv[i])) for i in nz)
+        short = np.maximum(ix.demand_vec(n) - ix.delivered @ yv, 0.0)
+        nz = np.flatnonzero(short > 1e-9)
+        K_of, rem = np.divmod(nz, ix.M * T)
+        m_of, t_of = np.divmod(rem, T)
+        shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], int(t) + 1, float(q))
+                          for k, m, t, q in zip(K_of, m_of, t_of, short[nz]))
+        summary = summarise(sc, n, short.reshape(ix.K, ix.M, T), spent=float(ix.price_x(n) @ xv)) | extra
+        return PlanResult(status=status, objective=primary, bound=bound, gap=gap, solve_seconds=solve_s,
+                          build_seconds=build_s, compile_seconds=compile_s, urgency=urg, shipments_in=ship,
+                          deliveries=dels, shortage=shortages, summary=summary, message=message)
+
+
+def numbers_of_values(planner: Planner) -> Numbers:
+    """The numbers currently set in the planner's parameters (initial stock is all a warm start needs)."""
+    ix = planner.index
+    init = planner.params["initial"].value.reshape(ix.J, ix.M)
+    z = np.zeros(1)
+    return Numbers(supply=z, price=z, demand=z, initial=init, safety=z, max_inventory=z, capacity=z,
+                   max_deliveries=z, budget=None, min_lot=None, theta=z)
+
+
+def plan(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
+         solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+         threads: int | None = None) -> PlanResult:
+    """Plan one scenario from scratch (build, compile, solve). For repeated solves use :class:`Planner`."""
+    sc = load_scenario(scenario)
+    return Planner(sc).solve(sc, time_limit_s=time_limit_s, gap=gap, solver=solver,
+                             prefer_fewer_arcs=prefer_fewer_arcs, arc_time_limit_s=arc_time_limit_s,
+                             threads=threads)

@@ -1,0 +1,242 @@
+"""The dispatcher's order book in PostgreSQL: emergencies, plans, orders, cancels, statuses.
+
+Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatcher.planning`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from psycopg.types.json import Jsonb
+
+from dispatcher.live import Pipeline
+from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, PlanSummary
+
+
+@dataclass(frozen=True)
+class Emergency:
+    emergency_id: str
+    region: str
+    grid_cells: tuple[str, ...]
+    declared_at: datetime
+    periods: int
+    period_length_s: float
+    demand_source: str
+    demand_scale: float
+    ended_at: datetime | None
+    closed_out_at: datetime | None
+
+    def period_at(self, now: datetime) -> int:
+        """The period running at ``now`` (1-based), from the declaration time: never from memory."""
+        elapsed = (now - self.declared_at).total_seconds()
+        return max(1, int(elapsed // self.period_length_s) + 1)
+
+
+_EMERGENCY_COLS = ("emergency_id, region, grid_cells, declared_at, periods, period_length_s, demand_source,"
+                   " demand_scale, ended_at, closed_out_at")
+
+
+def _emergency(row) -> Emergency:
+    return Emergency(row[0], row[1], tuple(row[2] or ()), row[3], row[4], row[5], row[6], row[7], row[8], row[9])
+
+
+def open_emergencies(conn) -> list[Emergency]:
+    rows = conn.execute(f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE ended_at IS NULL ORDER BY declared_at").fetchall()
+    return [_emergency(r) for r in rows]
+
+
+def ended_not_closed_out(conn) -> list[Emergency]:
+    rows = conn.execute(
+        f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE ended_at IS NOT NULL AND closed_out_at IS NULL"
+    ).fetchall()
+    return [_emergency(r) for r in rows]
+
+
+def get_emergency(conn, emergency_id: str) -> Emergency | None:
+    row = conn.execute(f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone()
+    return _emergency(row) if row else None
+
+
+def planned_periods(conn, emergency_id: str) -> set[int]:
+    return {r[0] for r in conn.execute("SELECT period FROM plans WHERE emergency_id = %s", (emergency_id,))}
+
+
+def open_orders(conn, emergency_id: str) -> list[tuple[str, str]]:
+    """(order_id, destination) of orders no logistics system has taken yet: the ones a new plan supersedes."""
+    return conn.execute(
+        "SELECT order_id, destination FROM dispatch_orders WHERE emergency_id = %s AND status = 'open'"
+        " ORDER BY order_id", (emergency_id,)
+    ).fetchall()
+
+
+def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
+    """What the emergency's orders moved or will move (see :class:`dispatcher.live.Pipeline`)."""
+    rows = conn.execute(
+        "SELECT leg, origin, destination, material_id,"
+        "  sum(CASE WHEN status = 'delivered' THEN delivered_qty ELSE qty END)::float8"
+        " FROM dispatch_orders"
+        " WHERE emergency_id = %s AND status NOT IN ('failed', 'cancelled', 'closed')"
+        "   AND NOT (order_id = ANY(%s))"
+        " GROUP BY leg, origin, destination, material_id",
+        (emergency_id, list(exclude)),
+    ).fetchall()
+    into, out, to_rc = {}, {}, {}
+    spent = 0.0
+    for leg, origin, dest, mat, qty in rows:
+        if leg == "supply":
+            into[(dest, mat)] = into.get((dest, mat), 0.0) + qty
+            spent += qty * price.get(mat, 0.0)
+        else:
+            out[(origin, mat)] = out.get((origin, mat), 0.0) + qty
+            to_rc[(dest, mat)] = to_rc.get((dest, mat), 0.0) + qty
+    return Pipeline(into, out, to_rc, spent)
+
+
+def persist_plan(
+    conn,
+    summary: PlanSummary,
+    orders: Sequence[DispatchOrder],
+    supersede: Sequence[tuple[str, str]],
+    now: datetime,
+) -> bool:
+    """Store a plan with its orders and the cancel records of what it supersedes, atomically.
+
+    Returns False (and stores nothing) when the period already has a plan: a restarted or second
+    dispatcher then republishes that stored plan instead of making another.
+    """
+    with conn.transaction():
+        inserted = conn.execute(
+            "INSERT INTO plans (plan_id, emergency_id, period, created_at, status, objective, bound, gap,"
+            " solve_seconds, summary, region) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT DO NOTHING RETURNING plan_id",
+            (summary.plan_id, summary.emergency_id, summary.period, summary.created_at, summary.status,
+             summary.objective, summary.bound, summary.gap, summary.solve_seconds,
+             Jsonb(summary.to_payload()), summary.region),
+        ).fetchone()
+        if not inserted:
+            return False
+        ids = [oid for oid, _ in supersede]
+        cancelled = conn.execute(
+            "UPDATE dispatch_orders SET status = 'cancelled', superseded_by = %s, status_at = %s"
+            " WHERE order_id = ANY(%s) AND status = 'open' RETURNING order_id, destination",
+            (summary.plan_id, now, ids),
+        ).fetchall()
+        for oid, dest in cancelled:
+            conn.execute(
+                "INSERT INTO order_cancellations (order_id, emergency_id, destination, reason, superseded_by, at)"
+                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                (oid, summary.emergency_id, dest, f"superseded by plan {summary.plan_id}", summary.plan_id, now),
+            )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin, destination,"
+                " material_id, qty, unit, created_at, status_at, region) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT DO NOTHING",
+                [(o.order_id, o.plan_id, o.emergency_id, o.period, o.leg, o.origin, o.destination, o.material,
+                  o.qty, o.unit, o.created_at, o.created_at, o.region) for o in orders],
+            )
+    return True
+
+
+def close_out(conn, emergency: Emergency, now: datetime) -> int:
+    """Back to normal: orders no logistics system took are closed, each with a cancel record."""
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE dispatch_orders SET status = 'closed', status_at = %s"
+            " WHERE emergency_id = %s AND status = 'open' RETURNING order_id, destination",
+            (now, emergency.emergency_id),
+        ).fetchall()
+        for oid, dest in rows:
+            conn.execute(
+                "INSERT INTO order_cancellations (order_id, emergency_id, destination, reason, at)"
+                " VALUES (%s,%s,%s,'emergency ended',%s) ON CONFLICT DO NOTHING",
+                (oid, emergency.emergency_id, dest, now),
+            )
+    return len(rows)
+
+
+def unpublished_plans(conn) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT plan_id FROM plans WHERE published_at IS NULL ORDER BY created_at, period")]
+
+
+def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
+    summary = PlanSummary.from_json(_json_text(conn.execute(
+        "SELECT summary FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0]))
+    rows = conn.execute(
+        "SELECT order_id, plan_id, emergency_id, region, period, leg, origin, destination, material_id,"
+        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s ORDER BY order_id", (plan_id,)
+    ).fetchall()
+    return summary, [DispatchOrder(*r) for r in rows]
+
+
+def unpublished_cancels(conn) -> list[CancelRecord]:
+    rows = conn.execute(
+        "SELECT order_id, emergency_id, destination, reason, at, superseded_by FROM order_cancellations"
+        " WHERE published_at IS NULL ORDER BY at, order_id"
+    ).fetchall()
+    return [CancelRecord(*r) for r in rows]
+
+
+def mark_published(conn, plan_id: str | None, cancel_ids: Iterable[str], now: datetime) -> None:
+    with conn.transaction():
+        if plan_id:
+            conn.execute("UPDATE plans SET published_at = %s WHERE plan_id = %s AND published_at IS NULL",
+                         (now, plan_id))
+        ids = list(cancel_ids)
+        if ids:
+            conn.execute("UPDATE order_cancellations SET published_at = %s WHERE order_id = ANY(%s)"
+                         " AND published_at IS NULL", (now, ids))
+
+
+def mark_closed_out(conn, emergency_id: str, now: datetime) -> None:
+    conn.execute("UPDATE emergencies SET closed_out_at = %s WHERE emergency_id = %s", (now, emergency_id))
+
+
+_RANK = {"open": 0, "accepted": 1, "in_transit": 2, "delivered": 3, "failed": 3, "cancelled": 3, "closed": 3}
+
+
+def apply_status(conn, status: OrderStatus) -> str:
+    """Record a logistics status once and move the order's status forward.
+
+    Returns ``"applied"``, ``"duplicate"`` (status id seen before) or ``"unknown order"``. An order
+    the dispatcher cancelled or closed that logistics nonetheless moved (it had picked the goods
+    before the cancel reached it) takes the physical status: the truth on the road wins.
+    """
+    with conn.transaction():
+        row = conn.execute("SELECT status FROM dispatch_orders WHERE order_id = %s FOR UPDATE",
+                           (status.order_id,)).fetchone()
+        if row is None:
+            return "unknown order"
+        inserted = conn.execute(
+            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason)"
+            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING status_id",
+            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason),
+        ).fetchone()
+        if not inserted:
+            return "duplicate"
+        current = row[0]
+        new = status.status
+        if current in ("cancelled", "closed"):
+            move = new in ("in_transit", "delivered", "failed")
+        elif new == "cancelled":
+            move = current in ("open", "accepted")
+        else:
+            move = _RANK[new] > _RANK[current]
+        if move:
+            conn.execute(
+                "UPDATE dispatch_orders SET status = %s, status_at = %s,"
+                " delivered_qty = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_qty END,"
+                " picked_at = CASE WHEN %s IN ('in_transit', 'delivered') THEN coalesce(picked_at, %s)"
+                "                  ELSE picked_at END"
+                " WHERE order_id = %s",
+                (new, status.at, new, status.qty or 0, new, status.at, status.order_id),
+            )
+    return "applied"
+
+
+def _json_text(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)

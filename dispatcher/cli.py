@@ -1,0 +1,179 @@
+"""``vreserve emergency declare|end|status``, ``vreserve dispatch run``, ``vreserve orders``, ``vreserve demo``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def emergency() -> None:
+    """Declare or end an emergency in a region (mode events), and see each region's mode."""
+
+
+@emergency.command("declare")
+@click.option("--region", required=True, help="Region (as in the site registry).")
+@click.option("--grid", "grid_cells", multiple=True, help="Limit to these grid cells (repeatable; default: all).")
+@click.option("--scenario", "scenario_name", help="Scenario pack giving centres and demand (e.g. wuhan).")
+@click.option("--demand", "demand_file", type=click.Path(exists=True, dir_okay=False),
+              help="Scenario/demand file (YAML or JSON) giving centres and demand.")
+@click.option("--periods", type=click.IntRange(1, 366), required=True, help="Number of periods to plan.")
+@click.option("--period-length", default="1d", show_default=True, help="Period length: 30s, 5m, 1h, 1d...")
+@click.option("--demand-scale", type=float, default=1.0, show_default=True,
+              help="Multiply the file's demand (map a city-sized file onto a smaller registry).")
+@click.option("--reason", required=True, help="Why (kept with the event).")
+@click.option("--wait", "wait_s", type=float, default=15.0, show_default=True,
+              help="Seconds to wait for the dispatcher's verdict (0: do not wait).")
+@click.pass_obj
+def declare(settings, region, grid_cells, scenario_name, demand_file, periods, period_length, demand_scale,
+            reason, wait_s) -> None:
+    """Publish a 'declare' event: the dispatcher starts re-planning the region every period."""
+    from dispatcher.operator import declare_event, parse_duration, publish_mode, wait_verdict
+
+    if bool(scenario_name) == bool(demand_file):
+        raise click.UsageError("give exactly one of --scenario NAME or --demand FILE")
+    source = scenario_name or str(Path(demand_file).resolve())
+    try:
+        length = parse_duration(period_length)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    event = declare_event(region, grid_cells, source, periods, length, reason, demand_scale)
+    publish_mode(settings, event.to_json(), region)
+    click.echo(f"declare event {event.event_id} published for region {region} "
+               f"({periods} periods of {length:g} s, demand from {source})")
+    _report_verdict(settings, event.event_id, wait_s)
+
+
+@emergency.command("end")
+@click.option("--region", required=True)
+@click.option("--reason", required=True)
+@click.option("--wait", "wait_s", type=float, default=15.0, show_default=True)
+@click.pass_obj
+def end(settings, region, reason, wait_s) -> None:
+    """Publish an 'end' event: re-planning stops and open orders are closed out."""
+    from dispatcher.operator import end_event, publish_mode
+
+    event = end_event(region, reason)
+    publish_mode(settings, event.to_json(), region)
+    click.echo(f"end event {event.event_id} published for region {region}")
+    _report_verdict(settings, event.event_id, wait_s)
+
+
+def _report_verdict(settings, event_id: str, wait_s: float) -> None:
+    from dispatcher.operator import wait_verdict
+
+    if wait_s <= 0:
+        return
+    verdict = wait_verdict(settings, event_id, wait_s)
+    if verdict is None:
+        click.echo(f"no dispatcher recorded the event within {wait_s:g} s (is `vreserve dispatch run` running?); "
+                   "it will be applied when one does")
+        sys.exit(3)
+    accepted, error, emergency_id = verdict
+    if accepted:
+        click.echo(f"accepted: emergency {emergency_id}")
+    else:
+        click.echo(f"REJECTED: {error}", err=True)
+        sys.exit(1)
+
+
+@emergency.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(settings, as_json) -> None:
+    """Each region's mode, current period, last plan and its figures."""
+    import json
+
+    from dispatcher.operator import status_rows
+    from vreserve.db import connect
+
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        rows = status_rows(conn)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo("no emergency has been declared; every region is in normal mode")
+        return
+    click.echo(f"{'region':<14} {'mode':<10} {'emergency':<26} {'period':>9} {'last plan':>10} {'status':<12} "
+               f"{'objective':>12} {'gap':>7} {'solve s':>8} {'orders':>7} {'delivered':>9}")
+    for r in rows:
+        period = f"{r['current_period']}/{r['periods']}" if r["current_period"] else f"-/{r['periods']}"
+        click.echo(
+            f"{r['region']:<14} {r['mode']:<10} {r['emergency_id']:<26} {period:>9} "
+            f"{r['last_plan_period'] or '-':>10} {r['last_plan_status'] or '-':<12} "
+            f"{'-' if r['objective'] is None else format(r['objective'], '.1f'):>12} "
+            f"{'-' if r['gap'] is None else format(r['gap'], '.2%'):>7} "
+            f"{'-' if r['solve_seconds'] is None else format(r['solve_seconds'], '.2f'):>8} "
+            f"{r['orders']:>7} {r['delivered_orders']:>9}")
+
+
+@click.group()
+def dispatch() -> None:
+    """The dispatcher service."""
+
+
+@dispatch.command("run")
+@click.option("--time-limit", type=float, default=30.0, show_default=True, help="Solver time limit per plan, s.")
+@click.option("--gap", type=float, default=1e-3, show_default=True, help="Relative MIP gap to stop at.")
+@click.option("--die-after-persist", type=int, default=None, hidden=True,
+              help="Test hook: exit abruptly right after storing this period's plan, before publishing.")
+@click.pass_obj
+def run(settings, time_limit, gap, die_after_persist) -> None:
+    """Consume mode events and order statuses; re-plan every period of every open emergency."""
+    from dispatcher.service import run_service
+
+    run_service(settings, die_after_persist=die_after_persist, time_limit_s=time_limit, gap=gap)
+
+
+@click.command("orders")
+@click.option("--region")
+@click.option("--status", "status_", type=click.Choice(
+    ["open", "accepted", "in_transit", "delivered", "failed", "cancelled", "closed"]))
+@click.option("--emergency", "emergency_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+def orders(settings, region, status_, emergency_id, limit) -> None:
+    """List dispatch orders with their status (newest first) and a count per status."""
+    from vreserve.db import connect
+
+    where, args = ["true"], []
+    if region:
+        where.append("e.region = %s")
+        args.append(region)
+    if status_:
+        where.append("o.status = %s")
+        args.append(status_)
+    if emergency_id:
+        where.append("o.emergency_id = %s")
+        args.append(emergency_id)
+    cond = " AND ".join(where)
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        counts = conn.execute(
+            f"SELECT o.status, count(*), sum(o.qty) FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+            f" WHERE {cond} GROUP BY o.status ORDER BY o.status", args).fetchall()
+        rows = conn.execute(
+            f"SELECT o.order_id, e.region, o.period, o.leg, o.origin, o.destination, o.material_id, o.qty, o.unit,"
+            f" o.status, o.delivered_qty, o.status_at FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+            f" WHERE {cond} ORDER BY o.created_at DESC, o.order_id LIMIT %s", args + [limit]).fetchall()
+    if not rows:
+        click.echo("no orders match")
+        return
+    click.echo(f"{'order':<20} {'region':<10} {'per':>3} {'leg':<8} {'origin':<22} {'destination':<14} "
+               f"{'material':<16} {'qty':>9} {'unit':<7} {'status':<10} {'delivered':>9}")
+    for oid, reg, per, leg, orig, dest, mat, qty, unit, st, dq, _at in rows:
+        click.echo(f"{oid:<20} {reg:<10} {per:>3} {leg:<8} {orig:<22} {dest:<14} {mat:<16} {float(qty):>9g} "
+                   f"{unit:<7} {st:<10} {float(dq):>9g}")
+    click.echo("by status: " + ", ".join(f"{st} {n} orders" for st, n, _q in counts))
+
+
+commands = [emergency, dispatch, orders]
+
+try:  # the main job; assembled in dispatcher/demo.py
+    from dispatcher.demo import demo as _demo
+
+    commands.append(_demo)
+except ModuleNotFoundError as _exc:
+    if _exc.name != "dispatcher.demo":
+        raise

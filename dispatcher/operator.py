@@ -1,0 +1,103 @@
+"""Operator actions and views: publish mode events, wait for the dispatcher's verdict, show status."""
+from __future__ import annotations
+
+import getpass
+import time
+import uuid
+from datetime import datetime
+from typing import Sequence
+
+from vreserve import topics
+from vreserve.db import connect
+from vreserve.schemas.common import utc_now
+from vreserve.schemas.dispatch import ModeEvent
+from vreserve.settings import Settings
+
+
+def parse_duration(text: str) -> float:
+    """'5s', '2m', '1h', '1d' or a plain number of seconds -> seconds."""
+    t = text.strip().lower()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if t.endswith(suffix):
+            value = float(t[: -len(suffix)])
+            break
+    else:
+        value, suffix = float(t), "s"
+    seconds = value * units[suffix]
+    if not seconds > 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no user database in some containers
+        return "operator"
+
+
+def declare_event(region: str, grid_cells: Sequence[str], demand_source: str, periods: int,
+                  period_length_s: float, reason: str, demand_scale: float = 1.0,
+                  event_id: str | None = None, at: datetime | None = None, who: str | None = None) -> ModeEvent:
+    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="declare", region=region,
+                     at=at or utc_now(), actor=who or actor(), reason=reason, grid_cells=tuple(grid_cells),
+                     periods=periods, period_length_s=period_length_s, demand_source=demand_source,
+                     demand_scale=demand_scale)
+
+
+def end_event(region: str, reason: str, event_id: str | None = None, who: str | None = None) -> ModeEvent:
+    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="end", region=region,
+                     at=utc_now(), actor=who or actor(), reason=reason)
+
+
+def publish_mode(settings: Settings, payload: bytes, region: str) -> None:
+    """Publish one mode record keyed by region (acks=all, idempotent)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    try:
+        producer.send(settings.topic(topics.MODE), key=region.encode(), value=payload).get(timeout=30)
+    finally:
+        producer.close(5)
+
+
+def wait_verdict(settings: Settings, event_id: str, timeout_s: float) -> tuple[bool, str | None, str | None] | None:
+    """(accepted, error, emergency_id) once the dispatcher recorded the event; None on timeout."""
+    deadline = time.monotonic() + timeout_s
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT accepted, error, emergency_id FROM mode_events WHERE event_id = %s",
+                               (event_id,)).fetchone()
+            if row:
+                return row[0], row[1], row[2]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+
+
+def status_rows(conn, now: datetime | None = None) -> list[dict]:
+    """Each region's mode, current period and last plan with its figures (open emergencies and
+    the last ended one per region)."""
+    now = now or utc_now()
+    rows = conn.execute(
+        "SELECT DISTINCT ON (e.region) e.region, e.emergency_id, e.declared_at, e.periods, e.period_length_s,"
+        " e.ended_at, e.demand_source, p.period, p.status, p.objective, p.gap, p.solve_seconds, p.created_at,"
+        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id),"
+        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id AND o.status = 'delivered')"
+        " FROM emergencies e"
+        " LEFT JOIN LATERAL (SELECT * FROM plans WHERE emergency_id = e.emergency_id ORDER BY period DESC LIMIT 1) p ON true"
+        " ORDER BY e.region, (e.ended_at IS NULL) DESC, e.declared_at DESC"
+    ).fetchall()
+    out = []
+    for (region, eid, declared, periods, plen, ended, source, period, status, objective, gap, solve_s, planned_at,
+         n_orders, n_delivered) in rows:
+        current = None
+        if ended is None:
+            current = min(periods, int((now - declared).total_seconds() // plen) + 1)
+        out.append(dict(region=region, mode="normal" if ended else "emergency", emergency_id=eid,
+                        declared_at=declared, ended_at=ended, periods=periods, period_length_s=plen,
+                        current_period=current, demand_source=source, last_plan_period=period,
+                        last_plan_status=status, objective=objective, gap=gap, solve_seconds=solve_s,
+                        orders=n_orders, delivered_orders=n_delivered))
+    return out

@@ -1,0 +1,140 @@
+"""One period's re-plan: snapshot -> scenario -> optimizer -> orders, persisted before publication.
+
+The plan id is deterministic, ``(emergency, period)``: each period has exactly one plan, stored
+with its orders in one transaction BEFORE anything is published. A dispatcher killed after that
+republishes the stored plan (same order ids); one killed before it has published nothing and simply
+plans the period again. Either way no order goes out twice under different ids.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dispatcher import book
+from dispatcher.live import base_dict, build_live_scenario, deliver_now, horizon_demand, orders_for_period, structure_key
+from dispatcher.snapshot import supply_nodes, supply_snapshot
+from vreserve.schemas.dispatch import DispatchOrder, PlanSummary, stable_id
+
+log = logging.getLogger("vreserve.dispatcher")
+
+
+def plan_id_for(emergency_id: str, period: int) -> str:
+    return f"P-{emergency_id}-{period:03d}"
+
+
+@dataclass
+class PlannerCache:
+    """Compiled optimizer problems by model structure, and loaded demand files by source.
+
+    A re-plan with the same supply nodes, centres and arcs reuses the compiled problem (CVXPY
+    parameters): only the numbers change from one period to the next.
+    """
+
+    time_limit_s: float = 30.0
+    gap: float = 1e-3
+    planners: dict[tuple, Any] = field(default_factory=dict)
+    bases: dict[str, dict] = field(default_factory=dict)
+
+    def base(self, source: str) -> dict:
+        if source not in self.bases:
+            from optimizer import load_scenario
+
+            self.bases[source] = base_dict(load_scenario(source))
+        return self.bases[source]
+
+    def solve(self, scenario_dict: dict):
+        import optimizer
+
+        scenario = optimizer.load_scenario(scenario_dict)
+        planner_cls = getattr(optimizer, "Planner", None)
+        if planner_cls is None:  # optimizer without the re-solve API: one-shot plan
+            return optimizer.plan(scenario, time_limit_s=self.time_limit_s, gap=self.gap)
+        key = structure_key(scenario_dict)
+        planner = self.planners.get(key)
+        if planner is None:
+            if len(self.planners) > 8:
+                self.planners.clear()
+            planner = self.planners[key] = planner_cls(scenario)
+        return planner.solve(scenario, time_limit_s=self.time_limit_s, gap=self.gap)
+
+
+@dataclass
+class PlannedPeriod:
+    summary: PlanSummary
+    orders: list[DispatchOrder]
+    supersede: list[tuple[str, str]]
+    warnings: list[str]
+
+
+def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache, now: datetime) -> PlannedPeriod:
+    """Re-plan ``period`` of ``emergency`` from the live state (read-only; the caller persists)."""
+    t0 = time.perf_counter()
+    base = cache.base(emergency.demand_source)
+    mats = [m["id"] for m in base["materials"]]
+    units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
+    price = {m["id"]: float(m.get("price", 0.0)) for m in base["materials"]}
+    supersede = book.open_orders(conn, emergency.emergency_id)
+    exclude = [oid for oid, _ in supersede]
+    rows = supply_snapshot(conn, emergency.region, now, emergency.grid_cells or None, mats, exclude)
+    nodes = supply_nodes(rows)
+    pipe = book.pipeline(conn, emergency.emergency_id, exclude, price)
+    t1 = time.perf_counter()
+    plan_id = plan_id_for(emergency.emergency_id, period)
+    scenario = build_live_scenario(base, periods=emergency.periods, period=period,
+                                   demand_scale=emergency.demand_scale, nodes=nodes, pipeline=pipe, name=plan_id)
+    t2 = time.perf_counter()
+    warnings: list[str] = []
+    if not nodes:
+        warnings.append("no supply available in the region (no active site with a valid contract and a reading)")
+    result = cache.solve(scenario)
+    t3 = time.perf_counter()
+    status = str(getattr(result.status, "value", result.status))
+    orders: list[DispatchOrder] = []
+    if result.has_plan:
+        lines, more = orders_for_period(period, result.shipments_in,
+                                        deliver_now(scenario, period, result.deliveries), nodes)
+        warnings += more
+        for ln in lines:
+            orders.append(DispatchOrder(
+                order_id=DispatchOrder.make_id(plan_id, ln.leg, ln.origin, ln.destination, ln.material),
+                plan_id=plan_id, emergency_id=emergency.emergency_id, region=emergency.region, period=period,
+                leg=ln.leg, origin=ln.origin, destination=ln.destination, material=ln.material,
+                qty=float(ln.qty), unit=units.get(ln.material, "units"), created_at=now,
+            ))
+    else:
+        warnings.append(f"optimizer: {status}: {getattr(result, 'message', '')} "
+                        + "; ".join(getattr(result, "infeasibility", ()) or ()))
+        supersede = []  # no new plan to replace them with: earlier orders stand
+    # figures per material, with units: what this period's plan counted on and promises
+    demand = horizon_demand(base, emergency.periods, emergency.demand_scale)
+    per_mat: dict[str, dict] = {}
+    for m in mats:
+        due = sum(float(rc["demand"][m][period - 1]) for rc in scenario["rescue_centres"])
+        planned = sum(o.qty for o in orders if o.material == m and o.leg == "delivery")
+        per_mat[m] = {
+            "unit": units[m],
+            "available": sum(n.available.get(m, 0) for n in nodes),
+            "demand_period": round(sum(v[period - 1] for (rc, mm), v in demand.items() if mm == m), 6),
+            "due_with_backlog": round(due, 6),
+            "planned_delivery": planned,
+            "planned_pick": sum(o.qty for o in orders if o.material == m and o.leg == "supply"),
+            "planned_shortage": round(max(0.0, due - planned), 6),
+        }
+    summary = PlanSummary(
+        plan_id=plan_id, emergency_id=emergency.emergency_id, region=emergency.region, period=period,
+        created_at=now, status=status, objective=result.objective, bound=result.bound, gap=result.gap,
+        solve_seconds=result.solve_seconds,
+        timings_s={"snapshot": round(t1 - t0, 4), "build": round(t2 - t1, 4),
+                   "solve": round(t3 - t2, 4)},
+        orders=len(orders), cancelled=len(supersede), supply_nodes=len(nodes), materials=per_mat,
+        message="; ".join(warnings)[:2000],
+    )
+    return PlannedPeriod(summary, orders, supersede, warnings)
+
+
+def snapshot_identity(rows) -> str:
+    """A short fingerprint of a snapshot (for logs: two runs that saw the same stock print the same)."""
+    return stable_id("SNAP", *[(r.site_id, r.material_id, r.available) for r in rows], length=10)

@@ -1,0 +1,226 @@
+"""The dispatcher service (``vreserve dispatch run``): mode events in, plans and orders out.
+
+One loop, one thread:
+
+1. poll the mode and order-status topics; apply each record to the database (idempotently: mode
+   events by event id, statuses by status id); commit the consumer offsets only after that;
+2. for every open emergency, plan each period that has started and has no plan yet, in order
+   (the period comes from ``declared_at`` and the period length, and "has a plan" from the
+   database, so a restarted dispatcher neither skips nor repeats a period);
+3. publish what is stored but not yet published (plans' orders, cancel records, plan summaries)
+   with an idempotent producer (acks=all), then mark it published;
+4. close out ended emergencies (open orders closed, cancel records published).
+
+Only one dispatcher should run per deployment; a second one could not double a plan anyway (one
+plan per emergency and period, enforced by the database) but would split the status stream.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from dispatcher import book
+from dispatcher.mode import apply_mode_record
+from dispatcher.planning import PlannerCache, make_plan
+from vreserve import topics
+from vreserve.db import connect
+from vreserve.schemas.common import SchemaError, utc_now
+from vreserve.schemas.dispatch import OrderStatus
+from vreserve.settings import Settings
+
+log = logging.getLogger("vreserve.dispatcher")
+
+
+@dataclass
+class Counters:
+    mode_accepted: int = 0
+    mode_rejected: int = 0
+    statuses: int = 0
+    statuses_duplicate: int = 0
+    statuses_rejected: int = 0
+    plans: int = 0
+    orders_published: int = 0
+    cancels_published: int = 0
+
+
+@dataclass
+class Dispatcher:
+    settings: Settings
+    client_id: str = "dispatcher"
+    group: str | None = None
+    cache: PlannerCache = field(default_factory=PlannerCache)
+    #: test hook: exit abruptly (like SIGKILL) right after persisting the plan of this period
+    die_after_persist: int | None = None
+    say: Callable[[str], None] = print
+    counters: Counters = field(default_factory=Counters)
+    _stop: bool = False
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+    # ------------------------------------------------------------------ I/O setup
+    def _clients(self):
+        from kafka import KafkaConsumer, KafkaProducer
+
+        consumer = KafkaConsumer(
+            self.settings.topic(topics.MODE), self.settings.topic(topics.ORDER_STATUS),
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.group or self.settings.group("dispatcher"),
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+        )
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            retries=10,
+        )
+        return consumer, producer
+
+    def run(self, until: Callable[[], bool] | None = None) -> Counters:
+        consumer, producer = self._clients()
+        self.producer = producer
+        conn = connect(self.settings.pg_dsn, autocommit=True)
+        try:
+            self.say("dispatcher: started; republishing anything stored but not yet published")
+            self.publish_pending(conn)
+            last_status = time.monotonic()
+            while not self._stop and not (until and until()):
+                batch = consumer.poll(timeout_ms=200, max_records=500)
+                if batch:
+                    for tp, records in batch.items():
+                        for rec in records:
+                            self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
+                    consumer.commit()
+                self.tick(conn, utc_now())
+                if time.monotonic() - last_status > 15:
+                    last_status = time.monotonic()
+                    c = self.counters
+                    self.say(f"dispatcher: {c.plans} plans, {c.orders_published} orders and "
+                             f"{c.cancels_published} cancels published, {c.statuses} statuses "
+                             f"({c.statuses_duplicate} duplicates, {c.statuses_rejected} rejected)")
+        finally:
+            try:
+                producer.flush(10)
+                producer.close(5)
+            finally:
+                consumer.close()
+                conn.close()
+        return self.counters
+
+    # ------------------------------------------------------------------ inputs
+    def handle(self, conn, topic: str, value: bytes, position: str) -> None:
+        if topic == self.settings.topic(topics.MODE):
+            outcome = apply_mode_record(conn, value, position)
+            if outcome.duplicate:
+                return
+            if outcome.accepted:
+                self.counters.mode_accepted += 1
+                self.say(f"dispatcher: {outcome.kind} accepted for region {outcome.region} "
+                         f"({outcome.emergency_id})")
+            else:
+                self.counters.mode_rejected += 1
+                record = outcome.error_record(value)
+                self.producer.send(self.settings.topic(topics.MODE_ERRORS), key=(outcome.region or "?").encode(),
+                                   value=record.to_json()).get(timeout=30)
+                self.say(f"dispatcher: mode event rejected: {outcome.error}")
+        elif topic == self.settings.topic(topics.ORDER_STATUS):
+            try:
+                status = OrderStatus.from_json(value)
+            except SchemaError as exc:
+                self.counters.statuses_rejected += 1
+                log.warning("order status rejected: %s", exc)
+                return
+            result = book.apply_status(conn, status)
+            if result == "applied":
+                self.counters.statuses += 1
+            elif result == "duplicate":
+                self.counters.statuses_duplicate += 1
+            else:
+                self.counters.statuses_rejected += 1
+                log.warning("status %s for unknown order %s", status.status, status.order_id)
+
+    # ------------------------------------------------------------------ the clock
+    def tick(self, conn, now: datetime) -> None:
+        for em in book.open_emergencies(conn):
+            current = min(em.period_at(now), em.periods)
+            if now < em.declared_at:
+                continue
+            done = book.planned_periods(conn, em.emergency_id)
+            for period in range(1, current + 1):
+                if period in done:
+                    continue
+                self.plan_and_publish(conn, em, period, now)
+        for em in book.ended_not_closed_out(conn):
+            n = book.close_out(conn, em, now)
+            self.publish_pending(conn)
+            book.mark_closed_out(conn, em.emergency_id, now)
+            self.say(f"dispatcher: {em.emergency_id} ended: {n} open orders closed with cancel records")
+
+    def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime) -> None:
+        planned = make_plan(conn, em, period, self.cache, now)
+        t0 = time.perf_counter()
+        stored = book.persist_plan(conn, planned.summary, planned.orders, planned.supersede, now)
+        persist_s = time.perf_counter() - t0
+        if not stored:
+            log.info("plan for %s period %d already stored; republishing it", em.emergency_id, period)
+        if self.die_after_persist == period:
+            os._exit(137)  # test hook: die like a SIGKILL between storing and publishing
+        t1 = time.perf_counter()
+        self.publish_pending(conn)
+        publish_s = time.perf_counter() - t1
+        self.counters.plans += 1
+        s = planned.summary
+        t = s.timings_s
+        self.say(
+            f"dispatcher: {em.emergency_id} period {period}/{em.periods}: {s.status}"
+            f"{'' if s.gap is None else f' (gap {s.gap:.2%})'}, {s.orders} orders, {s.cancelled} superseded, "
+            f"{s.supply_nodes} supply nodes; snapshot {t['snapshot']:.2f} s, build {t['build']:.2f} s, "
+            f"solve {t['solve']:.2f} s, persist {persist_s:.2f} s, publish {publish_s:.2f} s"
+        )
+        for w in planned.warnings:
+            self.say(f"dispatcher:   warning: {w}")
+
+    # ------------------------------------------------------------------ outputs
+    def publish_pending(self, conn) -> None:
+        """Publish stored, unpublished plans (orders + summary) and cancel records; then mark them."""
+        topic_orders = self.settings.topic(topics.DISPATCH_ORDERS)
+        # cancels first: a superseded order's cancel precedes the new plan's orders in each partition
+        cancels = book.unpublished_cancels(conn)
+        futures = [self.producer.send(topic_orders, key=c.destination.encode(), value=c.to_json()) for c in cancels]
+        plan_ids = book.unpublished_plans(conn)
+        for plan_id in plan_ids:
+            summary, orders = book.plan_records(conn, plan_id)
+            futures += [self.producer.send(topic_orders, key=o.destination.encode(), value=o.to_json())
+                        for o in orders]
+            futures.append(self.producer.send(self.settings.topic(topics.PLANS), key=summary.region.encode(),
+                                              value=summary.to_json()))
+            self.counters.orders_published += len(orders)
+        self.producer.flush(30)
+        for f in futures:
+            f.get(timeout=30)  # raises if the broker did not take it: then nothing is marked published
+        now = utc_now()
+        book.mark_published(conn, None, [c.order_id for c in cancels], now)
+        for plan_id in plan_ids:
+            book.mark_published(conn, plan_id, [], now)
+        self.counters.cancels_published += len(cancels)
+
+
+def run_service(settings: Settings, die_after_persist: int | None = None, time_limit_s: float = 30.0,
+                gap: float = 1e-3) -> None:
+    d = Dispatcher(settings, die_after_persist=die_after_persist,
+                   cache=PlannerCache(time_limit_s=time_limit_s, gap=gap),
+                   say=lambda m: print(m, flush=True))
+    signal.signal(signal.SIGTERM, d.stop)
+    signal.signal(signal.SIGINT, d.stop)
+    d.run()
+    print("dispatcher: stopped", flush=True)

@@ -1,0 +1,104 @@
+"""``vreserve ingest run`` (the MQTT -> Kafka bridge) and ``vreserve registry generate|load``."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from vreserve.settings import Settings
+
+
+@click.group()
+def ingest() -> None:
+    """The MQTT -> Kafka bridge for site stock readings."""
+
+
+@ingest.command("run")
+@click.option("--client-id", default=None, help="MQTT client id; keep it stable across restarts (persistent session). Default: <prefix>bridge-1.")
+@click.option("--status-interval", default=5.0, show_default=True, type=float, help="Seconds between status lines.")
+@click.option("--status-json", is_flag=True, help="Print status lines as JSON objects (for tools and the benchmark).")
+@click.option("--registry-refresh", default=30.0, show_default=True, type=float, help="Seconds between reloads of known sites/materials from the database.")
+@click.option("--linger-ms", default=5, show_default=True, type=int, help="Kafka producer linger (batching) in ms.")
+@click.option("--duration", default=None, type=float, help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
+@click.pass_obj
+def run(settings: Settings, client_id: str | None, status_interval: float, status_json: bool,
+        registry_refresh: float, linger_ms: int, duration: float | None) -> None:
+    """Move valid site readings from MQTT into Kafka; dead-letter everything else with a reason."""
+    from ingest.bridge import Bridge, BridgeConfig
+
+    config = BridgeConfig(
+        client_id=client_id or f"{settings.topic_prefix}bridge-1",
+        status_interval_s=status_interval,
+        registry_refresh_s=registry_refresh,
+        linger_ms=linger_ms,
+    )
+    bridge = Bridge(settings, config)
+
+    def emit(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    try:
+        bridge.run(duration_s=duration, on_status=emit, status_json=status_json)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # a real failure: say what and exit non-zero (unacked messages are redelivered)
+        click.echo(f"bridge stopped on error: {exc!r}", err=True)
+        raise SystemExit(1)
+
+
+@click.group()
+def registry() -> None:
+    """The site registry: generate a realistic one, load one into the database."""
+
+
+@registry.command("generate")
+@click.option("--sites", "n_sites", required=True, type=int, help="Number of sites.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--region", default="wuhan", show_default=True)
+@click.option("--id-prefix", default=None, help="Site id prefix (default '<region>-').")
+@click.option("--materials-per-site", default=None, type=int, help="Every site holds the first N catalogue materials (benchmarks); default: a realistic mix per owner kind.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="YAML file to write.")
+def generate(n_sites: int, seed: int, region: str, id_prefix: str | None, materials_per_site: int | None, out: str) -> None:
+    """Generate a registry of N sites over a city-sized grid and write it as YAML."""
+    from ingest.registry import generate_registry, write_registry
+
+    t0 = time.monotonic()
+    reg = generate_registry(n_sites, seed=seed, region=region, id_prefix=id_prefix, materials_per_site=materials_per_site)
+    write_registry(reg, out)
+    pairs = sum(len(s.materials) for s in reg.sites.values())
+    click.echo(
+        f"wrote {out}: {len(reg.sites)} sites ({len(reg.centralized())} centralized), {len(reg.materials)} materials, "
+        f"{pairs} contracted (site, material) pairs in {time.monotonic() - t0:.1f} s"
+    )
+
+
+@registry.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mqtt-credentials", "credentials_out", default=None, type=click.Path(dir_okay=False),
+              help="Also create per-site MQTT passwords in the local Mosquitto and write them to this YAML file.")
+@click.pass_obj
+def load(settings: Settings, path: str, credentials_out: str | None) -> None:
+    """Validate a registry file and upsert it into the database (materials, sites, contracts)."""
+    from ingest.registry import RegistryError, load_registry, store_registry
+    from vreserve.db import connect
+
+    t0 = time.monotonic()
+    try:
+        reg = load_registry(path)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"read {path}: {len(reg.sites)} sites, {len(reg.materials)} materials ({time.monotonic() - t0:.1f} s)")
+    with connect(settings.pg_dsn) as conn:
+        counts = store_registry(conn, reg)
+    click.echo("stored: " + ", ".join(f"{n} {k} rows" for k, n in counts.items()) + f" ({time.monotonic() - t0:.1f} s)")
+    if credentials_out:
+        from ingest.credentials import provision_site_credentials, write_credentials
+
+        creds = provision_site_credentials(settings, list(reg.sites), progress=click.echo)
+        write_credentials(creds, credentials_out)
+        click.echo(f"wrote {len(creds)} site credentials to {credentials_out}")
+
+
+commands = [ingest, registry]

@@ -1,0 +1,632 @@
+"""A fleet of simulated storage sites in one process: stock that drifts, readings over MQTT QoS 1.
+
+One thread drives every MQTT connection (paho clients on a ``selectors`` loop, no thread per site)
+and a schedule of due readings (a heap). Each site:
+
+* holds stock per contracted material, starting near its contracted quantity; consumables drift
+  down (rotation, consumption) and are replenished towards the contracted level; durables barely move;
+* publishes ``vr/v1/sites/{site_id}/stock`` (contract v1, QoS 1) every ``interval_s`` +- jitter, with
+  ``seq`` starting at the fleet's start time in epoch milliseconds so it keeps increasing across
+  fleet restarts;
+* honours pick commands on ``vr/v1/sites/{site_id}/commands/pick``: each ``order_id`` at most once,
+  never below zero (the shortfall is recorded), the next reading shows the lower stock (and is sent
+  right away). A (site, material) that was picked from is no longer replenished, so dispatched stock
+  stays gone;
+* has a retained status topic (``online`` on connect; last will ``offline`` when the connection dies).
+
+Auth modes: ``per-site`` (each site logs in as its own MQTT user, so the broker's ACL confines it to
+its own topics) and ``gateway`` (a few connections with the service account publish for many sites,
+like a warehouse IoT gateway; used by the 10k-site benchmark, where 10k connections would measure
+the fleet rather than the bridge). The bridge checks payload site == topic site in both modes.
+
+Fault injection (:class:`Faults`), each a probability per reading: duplicates, out-of-order, malformed
+payloads, dropped connection (then reconnect), stuck sensor, spike.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import random
+import selectors
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Callable
+
+from vreserve.settings import Settings
+from vreserve.topics import mqtt_pick_topic, mqtt_status_topic, mqtt_stock_topic
+
+log = logging.getLogger("vreserve.simulators.fleet")
+
+#: Units counted in whole pieces; everything else (kg, litre) is reported to 0.1.
+_DISCRETE_UNITS = {"box", "unit", "piece", "pair", "kit", "carton"}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault probabilities per reading (0 = off)."""
+
+    duplicates: float = 0.0  # the same message (same seq) is published twice
+    out_of_order: float = 0.0  # a message is held back and published after the site's next one
+    malformed: float = 0.0  # an extra junk payload is published on the site's stock topic
+    disconnect: float = 0.0  # the site's connection drops abruptly (last will fires), then reconnects
+    stuck: float = 0.0  # the sensor freezes: the next ``stuck_readings`` readings repeat the same numbers
+    spike: float = 0.0  # one quantity is reported 10x once (the stock itself is unchanged)
+    stuck_readings: int = 10
+    reconnect_after_s: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Faults":
+        """``none``, ``all`` (1 % each, 0.1 % disconnects) or ``duplicates=0.01,spike=0.002,...``."""
+        if not text or text == "none":
+            return cls()
+        if text == "all":
+            return cls(duplicates=0.01, out_of_order=0.01, malformed=0.01, disconnect=0.001, stuck=0.01, spike=0.01)
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, float] = {}
+        for part in text.split(","):
+            name, _, raw = part.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in known:
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(known)}")
+            try:
+                value = float(raw) if raw else 0.01
+            except ValueError:
+                raise ValueError(f"fault {name}: {raw!r} is not a number") from None
+            if name == "stuck_readings":
+                values[name] = int(value)
+            else:
+                if not 0 <= value <= 1 and name != "reconnect_after_s":
+                    raise ValueError(f"fault {name}: probability must be within 0..1")
+                values[name] = value
+        return cls(**values)
+
+
+@dataclass
+class PickOutcome:
+    order_id: str
+    site_id: str
+    material: str
+    requested: float
+    applied: float
+    shortfall: float
+    status: str  # applied, duplicate, rejected
+    reason: str = ""
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class FleetCounters:
+    messages_sent: int = 0  # stock messages published (incl. duplicates, excl. malformed)
+    readings_sent: int = 0  # material readings inside them
+    acked: int = 0  # PUBACKs received from the broker
+    duplicates_sent: int = 0
+    out_of_order_sent: int = 0
+    malformed_sent: int = 0
+    spikes_sent: int = 0
+    stuck_started: int = 0
+    disconnects: int = 0
+    reconnects: int = 0
+    picks_applied: int = 0
+    picks_duplicate: int = 0
+    picks_rejected: int = 0
+    shortfall_qty: float = 0.0  # sum over picks of requested - applied (in each material's unit)
+
+
+class _SiteState:
+    __slots__ = ("site_id", "materials", "units", "qty", "contracted", "consumable", "seq", "orders",
+                 "stuck_left", "stuck_values", "held", "conn", "no_replenish", "due")
+
+    def __init__(self, site_id, materials, units, qty, contracted, consumable, seq, conn):
+        self.site_id = site_id
+        self.materials = materials
+        self.units = units
+        self.qty = qty
+        self.contracted = contracted
+        self.consumable = consumable
+        self.seq = seq
+        self.orders: set[str] = set()
+        self.stuck_left = 0
+        self.stuck_values: list[float] | None = None
+        self.held: bytes | None = None
+        self.conn = conn
+        self.no_replenish: set[int] = set()
+        self.due = 0.0
+
+
+class _Conn:
+    """One MQTT connection: a site (per-site mode) or a gateway for many sites."""
+
+    def __init__(self, client, name: str, sites: list[str]):
+        self.client = client
+        self.name = name
+        self.sites = sites
+        self.connected = False
+        self.reconnect_at: float | None = None
+        self.sock = None
+
+
+class Fleet:
+    """Simulated sites publishing stock readings; ``start()``/``stop()`` or ``run()`` in the foreground."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry,
+        interval_s: float = 10.0,
+        *,
+        faults: Faults = Faults(),
+        jitter: float = 0.1,
+        auth: str = "per-site",
+        credentials: dict[str, str] | None = None,
+        gateways: int = 4,
+        site_ids: list[str] | None = None,
+        seed: int = 0,
+        replenish: bool = True,
+        report_on_pick: bool = True,
+        on_pick: Callable[[PickOutcome], None] | None = None,
+        client_prefix: str | None = None,
+    ):
+        if auth not in ("per-site", "gateway"):
+            raise ValueError("auth must be 'per-site' or 'gateway'")
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.settings = settings
+        self.registry = registry
+        self.interval_s = interval_s
+        self.faults = faults
+        self.jitter = jitter
+        self.auth = auth
+        self.credentials = credentials
+        self.gateways = max(1, gateways)
+        self.replenish = replenish
+        self.report_on_pick = report_on_pick
+        self.on_pick = on_pick
+        self.counters = FleetCounters()
+        self.pick_log: list[PickOutcome] = []
+        self._rng = random.Random(seed)
+        self._client_prefix = client_prefix or f"vr-fleet-{uuid.uuid4().hex[:6]}"
+        ids = site_ids if site_ids is not None else list(registry.sites)
+        unknown = [s for s in ids if s not in registry.sites]
+        if unknown:
+            raise ValueError(f"sites not in the registry: {', '.join(unknown[:5])}")
+        self.site_ids = ids
+        self._sites: dict[str, _SiteState] = {}
+        self._conns: list[_Conn] = []
+        self._sel = selectors.DefaultSelector()
+        self._heap: list[tuple[float, int, str]] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._provisioned = False
+        self._tick = 0
+
+    # --------------------------------------------------------------------------- public API
+    def start(self) -> None:
+        """Connect every site (or gateway) and start the publishing thread."""
+        self._build_state()
+        self._connect_all()
+        self._thread = threading.Thread(target=self._loop_guarded, name="fleet", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop publishing, send ``offline`` for every site, wait for outstanding PUBACKs, disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for conn in self._conns:
+            if conn.connected:
+                for site_id in conn.sites:
+                    conn.client.publish(mqtt_status_topic(site_id), _status_payload(site_id, "offline", "stopped"),
+                                        qos=1, retain=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = [c for c in self._conns if c.connected and getattr(c.client, "_out_messages", None)]
+            if not pending:
+                break
+            for conn in pending:
+                conn.client.loop(timeout=0.01)
+        for conn in self._conns:
+            try:
+                conn.client.disconnect()
+                conn.client.loop(timeout=0.01)
+            except Exception:  # already gone
+                pass
+        try:
+            self._sel.close()
+        except Exception:
+            pass
+
+    def run(self, duration_s: float | None = None, progress: Callable[[str], None] | None = None,
+            progress_every_s: float = 5.0) -> FleetCounters:
+        """Foreground: start, report progress, stop after ``duration_s`` (or until :meth:`request_stop`)."""
+        self.start()
+        t0 = last = time.monotonic()
+        last_sent = 0
+        try:
+            while not self._stop.wait(0.2):
+                self.check()
+                now = time.monotonic()
+                if progress and now - last >= progress_every_s:
+                    rate = (self.counters.messages_sent - last_sent) / (now - last)
+                    last_sent, last = self.counters.messages_sent, now
+                    progress(self.status_line(rate))
+                if duration_s is not None and now - t0 >= duration_s:
+                    break
+        finally:
+            self.stop()
+        if progress:
+            progress(self.status_line(None, note="stopped"))
+        return self.counters
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def connected(self) -> int:
+        return sum(1 for c in self._conns if c.connected)
+
+    def wait_connected(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            if self._conns and all(c.connected for c in self._conns):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stock(self, site_id: str) -> dict[str, float]:
+        """Current simulated stock of one site (material -> qty in its unit)."""
+        with self._lock:
+            s = self._sites[site_id]
+            return dict(zip(s.materials, s.qty))
+
+    def apply_pick(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None = None) -> PickOutcome:
+        """Apply a pick order directly (the MQTT command path calls this too)."""
+        with self._lock:
+            return self._apply_pick(site_id, order_id, material, qty, unit)
+
+    def status_line(self, rate: float | None, note: str = "") -> str:
+        c = self.counters
+        rate_txt = f" ({rate:.0f} msgs/s)" if rate is not None else ""
+        return (
+            f"fleet{' ' + note if note else ''}: {len(self._sites)} sites, {self.connected()}/{len(self._conns)} connections up | "
+            f"sent {c.messages_sent} msgs{rate_txt}, {c.readings_sent} readings, acked {c.acked} | faults: "
+            f"dup {c.duplicates_sent} out-of-order {c.out_of_order_sent} malformed {c.malformed_sent} "
+            f"spike {c.spikes_sent} stuck {c.stuck_started} disconnects {c.disconnects} | picks applied "
+            f"{c.picks_applied} replayed {c.picks_duplicate} rejected {c.picks_rejected} shortfall {c.shortfall_qty:g} units"
+        )
+
+    # ------------------------------------------------------------------------------ set-up
+    def _build_state(self) -> None:
+        seq0 = int(time.time() * 1000)
+        now = time.monotonic()
+        reg = self.registry
+        for i, site_id in enumerate(self.site_ids):
+            site = reg.sites[site_id]
+            mats = list(site.materials)
+            contracted = [float(site.materials[m].contracted_qty) for m in mats]
+            st = _SiteState(
+                site_id=site_id,
+                materials=mats,
+                units=[reg.materials[m].unit for m in mats],
+                qty=[c * self._rng.uniform(0.95, 1.1) for c in contracted],
+                contracted=contracted,
+                consumable=[reg.materials[m].consumable for m in mats],
+                seq=seq0,
+                conn=0 if self.auth == "per-site" else i % self.gateways,
+            )
+            # Spread the first readings over one interval so the load is even.
+            st.due = now + self._rng.uniform(0, self.interval_s)
+            self._sites[site_id] = st
+            heapq.heappush(self._heap, (st.due, i, site_id))
+
+    def _connect_all(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        addr = self.settings.mqtt
+        if self.auth == "per-site":
+            if self.credentials is None:
+                from ingest.credentials import provision_site_credentials
+
+                self.credentials = provision_site_credentials(self.settings, self.site_ids)
+                self._provisioned = True
+            groups = [(site_id, [site_id]) for site_id in self.site_ids]
+        else:
+            n = min(self.gateways, len(self.site_ids))
+            groups = [(f"{self._client_prefix}-gw{g}", [s for i, s in enumerate(self.site_ids) if i % n == g]) for g in range(n)]
+        for index, (name, sites) in enumerate(groups):
+            per_site = self.auth == "per-site"
+            client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=name if per_site else name,
+                # A site's session survives a dropped connection, so pick commands sent meanwhile arrive.
+                clean_session=not per_site,
+                protocol=mqtt.MQTTv311,
+            )
+            if per_site:
+                client.username_pw_set(name, self.credentials.get(name, ""))
+                client.will_set(mqtt_status_topic(name), _status_payload(name, "offline", "connection lost"), qos=1, retain=True)
+            elif addr.username:
+                client.username_pw_set(addr.username, addr.password)
+            client.max_inflight_messages_set(1000)
+            client.max_queued_messages_set(0)
+            conn = _Conn(client, name, sites)
+            client.user_data_set(conn)
+            client.on_connect = self._on_connect
+            client.on_disconnect = self._on_disconnect
+            client.on_message = self._on_message
+            client.on_publish = self._on_publish
+            client.on_socket_open = self._on_socket_open
+            client.on_socket_close = self._on_socket_close
+            self._conns.append(conn)
+            if per_site:
+                self._sites[name].conn = index
+            client.connect(addr.host, addr.port, keepalive=30)
+
+    # ------------------------------------------------------------------------ paho callbacks
+    def _on_socket_open(self, client, conn: _Conn, sock) -> None:
+        conn.sock = sock
+        self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _on_socket_close(self, client, conn: _Conn, sock) -> None:
+        try:
+            self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock = None
+
+    def _on_connect(self, client, conn: _Conn, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._error = ConnectionError(f"MQTT connection of {conn.name} refused: {reason_code}")
+            self._stop.set()
+            return
+        if conn.reconnect_at is not None or conn.connected:
+            self.counters.reconnects += 1
+        conn.connected = True
+        conn.reconnect_at = None
+        if self.auth == "per-site":
+            client.subscribe(mqtt_pick_topic(conn.name), qos=1)
+        else:
+            client.subscribe(mqtt_pick_topic("+"), qos=1)
+        for site_id in conn.sites:
+            client.publish(mqtt_status_topic(site_id), _status_payload(site_id, "online"), qos=1, retain=True)
+
+    def _on_disconnect(self, client, conn: _Conn, flags, reason_code, properties) -> None:
+        conn.connected = False
+        if not self._stop.is_set():
+            conn.reconnect_at = time.monotonic() + self.faults.reconnect_after_s
+
+    def _on_publish(self, client, conn, mid, reason_code, properties) -> None:
+        self.counters.acked += 1
+
+    def _on_message(self, client, conn: _Conn, msg) -> None:
+        site_id = msg.topic.split("/")[3] if msg.topic.count("/") >= 5 else ""
+        cmd = None
+        if site_id not in self._sites or (self.auth == "gateway" and site_id not in conn.sites):
+            return  # another fleet's (or gateway's) site
+        try:
+            cmd = json.loads(msg.payload)
+            if not isinstance(cmd, dict) or cmd.get("v") != 1:
+                raise ValueError("pick command must be a JSON object with v=1")
+            order_id, material, qty, unit = cmd.get("order_id"), cmd.get("material"), cmd.get("qty"), cmd.get("unit")
+            if not isinstance(order_id, str) or not order_id or not isinstance(material, str):
+                raise ValueError("order_id and material must be strings")
+            if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty <= 0:
+                raise ValueError(f"qty must be a positive number, got {qty!r}")
+        except (ValueError, TypeError) as exc:
+            outcome = PickOutcome(str(cmd.get("order_id", "?")) if isinstance(cmd, dict) else "?",
+                                  site_id, "?", 0.0, 0.0, 0.0, "rejected", f"malformed pick command: {exc}")
+            self.counters.picks_rejected += 1
+            self._record(outcome)
+            return
+        with self._lock:
+            self._apply_pick(site_id, order_id, material, float(qty), unit if isinstance(unit, str) else None)
+
+    # ------------------------------------------------------------------------------- picks
+    def _apply_pick(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None) -> PickOutcome:
+        st = self._sites[site_id]
+        if order_id in st.orders:
+            self.counters.picks_duplicate += 1
+            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, 0.0, "duplicate", "order already applied"))
+        if material not in st.materials:
+            self.counters.picks_rejected += 1
+            st.orders.add(order_id)
+            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected", f"site holds no {material}"))
+        i = st.materials.index(material)
+        if unit is not None and unit != st.units[i]:
+            self.counters.picks_rejected += 1
+            st.orders.add(order_id)
+            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected",
+                                            f"unit {unit!r} but {material} is counted in {st.units[i]!r}"))
+        st.orders.add(order_id)
+        available = _report_value(st.qty[i], st.units[i])
+        applied = min(qty, available)
+        st.qty[i] = max(0.0, st.qty[i] - applied)
+        if st.qty[i] < 1e-9:
+            st.qty[i] = 0.0
+        st.no_replenish.add(i)
+        st.stuck_left = 0  # a pick is physical: the next reading must show it
+        shortfall = qty - applied
+        self.counters.picks_applied += 1
+        self.counters.shortfall_qty += shortfall
+        if self.report_on_pick:
+            st.due = time.monotonic()
+            heapq.heappush(self._heap, (st.due, -1, site_id))
+        return self._record(PickOutcome(order_id, site_id, material, qty, applied, shortfall, "applied",
+                                        f"short by {shortfall:g} {st.units[i]}" if shortfall > 0 else ""))
+
+    def _record(self, outcome: PickOutcome) -> PickOutcome:
+        if len(self.pick_log) < 100_000:
+            self.pick_log.append(outcome)
+        if outcome.status != "applied" or outcome.shortfall > 0:
+            log.info("pick %s at %s: %s %s", outcome.order_id, outcome.site_id, outcome.status, outcome.reason)
+        if self.on_pick is not None:
+            self.on_pick(outcome)
+        return outcome
+
+    # -------------------------------------------------------------------------------- loop
+    def _loop_guarded(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # kept and re-raised by check() in the caller's thread
+            self._error = exc
+            self._stop.set()
+
+    def _loop(self) -> None:
+        last_misc = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            timeout = 0.05
+            if self._heap:
+                timeout = max(0.0, min(timeout, self._heap[0][0] - now))
+            if self._sel.get_map():
+                events = self._sel.select(timeout)
+            else:
+                time.sleep(timeout)
+                events = []
+            for key, _mask in events:
+                conn: _Conn = key.data
+                conn.client.loop_read()
+            now = time.monotonic()
+            with self._lock:
+                self._publish_due(now)
+            for conn in self._conns:
+                if conn.sock is not None and conn.client.want_write():
+                    conn.client.loop_write()
+            if now - last_misc >= 1.0:
+                last_misc = now
+                for conn in self._conns:
+                    if conn.sock is not None:
+                        conn.client.loop_misc()
+                    elif conn.reconnect_at is not None and now >= conn.reconnect_at:
+                        try:
+                            conn.client.reconnect()
+                        except OSError as exc:
+                            log.warning("reconnect of %s failed: %s", conn.name, exc)
+                            conn.reconnect_at = now + 2.0
+
+    def _publish_due(self, now: float) -> None:
+        heap = self._heap
+        budget = 5000  # bound the time between network reads
+        while heap and heap[0][0] <= now and budget > 0:
+            due, order, site_id = heapq.heappop(heap)
+            st = self._sites[site_id]
+            if due != st.due:
+                continue  # superseded (a pick moved the reading forward)
+            budget -= 1
+            self._publish_site(st, now)
+            step = self.interval_s * (1 + self._rng.uniform(-self.jitter, self.jitter))
+            nxt = due + step if due + step > now - self.interval_s else now + step  # no catch-up bursts
+            st.due = nxt
+            heapq.heappush(heap, (nxt, order if order >= 0 else 0, site_id))
+
+    def _publish_site(self, st: _SiteState, now: float) -> None:
+        rng = self._rng
+        faults = self.faults
+        conn = self._conns[st.conn]
+        client = conn.client
+        self._drift(st)
+        st.seq += 1
+        values = [_report_value(q, u) for q, u in zip(st.qty, st.units)]
+        if st.stuck_left > 0:
+            st.stuck_left -= 1
+            values = st.stuck_values or values
+        elif faults.stuck and rng.random() < faults.stuck:
+            st.stuck_left = faults.stuck_readings
+            st.stuck_values = values
+            self.counters.stuck_started += 1
+        if faults.spike and rng.random() < faults.spike and values:
+            j = rng.randrange(len(values))
+            values = list(values)
+            values[j] = values[j] * 10 if values[j] else 100.0
+            self.counters.spikes_sent += 1
+        payload = json.dumps(
+            {
+                "v": 1,
+                "site_id": st.site_id,
+                "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "seq": st.seq,
+                "readings": [{"material": m, "qty": q, "unit": u} for m, q, u in zip(st.materials, values, st.units)],
+            },
+            separators=(",", ":"),
+        ).encode()
+        topic = mqtt_stock_topic(st.site_id)
+        if st.held is not None:
+            # out-of-order: this (newer) message goes first, the held older one right after it.
+            self._send(client, topic, payload, len(values))
+            self._send(client, topic, st.held, len(values))
+            st.held = None
+            self.counters.out_of_order_sent += 1
+        elif faults.out_of_order and rng.random() < faults.out_of_order:
+            st.held = payload
+        else:
+            self._send(client, topic, payload, len(values))
+        if faults.duplicates and rng.random() < faults.duplicates:
+            self._send(client, topic, payload, len(values))
+            self.counters.duplicates_sent += 1
+        if faults.malformed and rng.random() < faults.malformed:
+            client.publish(topic, _junk(rng, st.site_id), qos=1)
+            self.counters.malformed_sent += 1
+        if faults.disconnect and rng.random() < faults.disconnect and conn.sock is not None:
+            self.counters.disconnects += 1
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)  # abrupt: the broker publishes the last will
+            except OSError:
+                pass
+
+    def _send(self, client, topic: str, payload: bytes, n_readings: int) -> None:
+        client.publish(topic, payload, qos=1)
+        self.counters.messages_sent += 1
+        self.counters.readings_sent += n_readings
+
+    def _drift(self, st: _SiteState) -> None:
+        rng = self._rng
+        frac = self.interval_s / 10.0  # drift rates are per 10 s reading
+        for i, c in enumerate(st.contracted):
+            q = st.qty[i]
+            if st.consumable[i]:
+                q -= c * rng.uniform(0, 0.002) * frac
+                if self.replenish and i not in st.no_replenish and q < 0.97 * c:
+                    q += c * rng.uniform(0, 0.008) * frac
+            elif rng.random() < 0.01 * frac:
+                q += rng.choice((-1.0, 1.0))
+            st.qty[i] = min(max(q, 0.0), 1.1 * c if i not in st.no_replenish else q)
+
+
+def _report_value(q: float, unit: str) -> float:
+    if unit in _DISCRETE_UNITS:
+        return float(math.floor(q + 1e-9))
+    return math.floor(q * 10 + 1e-9) / 10
+
+
+def _status_payload(site_id: str, status: str, reason: str = "") -> bytes:
+    body = {"v": 1, "site_id": site_id, "status": status}
+    if status == "online":
+        body["ts"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if reason:
+        body["reason"] = reason
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _junk(rng: random.Random, site_id: str) -> bytes:
+    """One of several kinds of broken payloads a faulty sensor might send."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return b'{"v":1,"site_id":"' + site_id.encode() + b'","ts":"2026-'  # truncated JSON
+    if kind == 1:
+        return bytes(rng.randrange(256) for _ in range(48))  # binary junk
+    if kind == 2:
+        return json.dumps({"v": 1, "site_id": site_id, "ts": "now", "seq": "x", "readings": "none"}).encode()
+    return json.dumps({"v": 1, "site_id": site_id, "ts": datetime.now(timezone.utc).isoformat(), "seq": 1,
+                       "readings": [{"material": "medicine", "qty": -5, "unit": "box"}]}).encode()

@@ -1,0 +1,206 @@
+"""The worker's agent, timers and health page, wired onto a Faust app.
+
+The agent takes readings records in batches: for each record it parses (bad ones go to the
+stream dead-letter topic with the reason), moves the ``latest`` table forward (jump alerts come
+from there), then writes the whole batch to PostgreSQL in one transaction. Faust acknowledges the
+batch's events only after the loop body returns, and commits offsets only after flushing its
+producer (changelog, dead letters), so offsets never run ahead of the database.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+import faust
+import psycopg
+from faust import streams as faust_streams
+
+from vreserve import topics
+from vreserve.schemas.alerts import Alert
+from vreserve.schemas.common import SchemaError, utc_now
+from vreserve.schemas.readings import DeadLetter
+from vreserve.settings import Settings
+
+from stream import rollups
+from stream.options import StreamOptions
+from stream.records import StockReading, parse_batch
+from stream.sink import PostgresSink
+from stream.state import Outcome, apply_reading
+from stream.tables import latest_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    """Counters the health endpoint shows (since this process started)."""
+
+    started_at: float = field(default_factory=time.time)
+    records: int = 0
+    readings: int = 0
+    dead_letters: int = 0
+    newer: int = 0
+    ignored_older: int = 0
+    replayed: int = 0
+    history_rows: int = 0
+    latest_rows: int = 0
+    jump_alerts: int = 0
+    batches: int = 0
+    last_batch_at: float | None = None
+    last_checks_at: float | None = None
+    last_checks: dict | None = None
+    alerts_published: int = 0
+    errors: list = field(default_factory=list)
+
+
+@dataclass
+class Wiring:
+    app: faust.App
+    stats: WorkerStats
+    latest: faust.Table
+    sink: PostgresSink
+
+
+def _as_current(event) -> None:
+    """Make ``event`` Faust's current event, so a table write goes to the changelog partition of
+    the record it came from (take_events hands us a batch; Faust only tracks one event)."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
+    readings_topic = app.topic(settings.topic(topics.READINGS), key_serializer="raw",
+                               value_serializer="raw", partitions=settings.partitions)
+    dead_letter_topic = app.topic(settings.topic(topics.STREAM_DEAD_LETTER), key_serializer="raw",
+                                  value_serializer="raw", partitions=settings.partitions)
+    alerts_topic = app.topic(settings.topic(topics.ALERTS), key_serializer="raw",
+                             value_serializer="raw", partitions=settings.partitions)
+    latest = latest_table(app, settings)
+    sink = PostgresSink(settings.pg_dsn)
+    checks_sink = PostgresSink(settings.pg_dsn)
+    stats = WorkerStats()
+    pending_hourly: list[datetime | None] = [None, None]
+    stale_after_s = options.stale_intervals * settings.reading_interval_s
+
+    async def dead_letter(event, reason: str) -> None:
+        letter = DeadLetter(
+            source=f"kafka:{event.message.topic}", reason=reason,
+            payload=event.value if isinstance(event.value, (bytes, bytearray)) else b"",
+            at=utc_now(),
+            context={"partition": event.message.partition, "offset": event.message.offset,
+                     "key": (event.key or b"").decode("utf-8", "replace")},
+        )
+        await dead_letter_topic.send(key=event.key, value=letter.to_json())
+        stats.dead_letters += 1
+        log.warning("dead-lettered %s[%d]@%d: %s", event.message.topic, event.message.partition,
+                    event.message.offset, reason)
+
+    def fold(event, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
+        _as_current(event)
+        for reading in readings:
+            applied = apply_reading(latest.get(reading.key), reading, options.jump_share)
+            if applied.outcome in (Outcome.NEW, Outcome.NEWER):
+                latest[reading.key] = applied.held
+                stats.newer += 1
+            elif applied.outcome is Outcome.REPLAY:
+                stats.replayed += 1
+            else:
+                stats.ignored_older += 1
+            if applied.jump is not None:
+                alerts.append(applied.jump)
+
+    async def write_one_by_one(parsed: list[tuple[object, list[StockReading], list[Alert]]]) -> None:
+        """After the database refused a whole batch: write each record alone, dead-letter what
+        is still refused, so one poisoned record never blocks the partition."""
+        for event, readings, alerts in parsed:
+            try:
+                await record_written(await sink.write(readings, alerts))
+            except psycopg.Error as exc:
+                await sink.close()
+                await dead_letter(event, f"database refused the record: {exc}".strip()[:4000])
+
+    async def record_written(written) -> None:
+        stats.history_rows += written.history_rows
+        stats.latest_rows += written.latest_rows
+        stats.jump_alerts += written.alerts_new
+        if written.ts_min is not None:
+            lo, hi = pending_hourly
+            pending_hourly[0] = written.ts_min if lo is None else min(lo, written.ts_min)
+            pending_hourly[1] = written.ts_max if hi is None else max(hi, written.ts_max)
+
+    @app.agent(readings_topic, concurrency=1, name="warehouse")
+    async def warehouse(stream):
+        async for events in stream.take_events(options.batch_max, within=options.batch_within_s):
+            parsed = []
+            for event in events:
+                stats.records += 1
+                try:
+                    readings = parse_batch(event.value, event.key)
+                except SchemaError as exc:
+                    await dead_letter(event, str(exc))
+                    continue
+                alerts: list[Alert] = []
+                fold(event, readings, alerts)
+                stats.readings += len(readings)
+                parsed.append((event, readings, alerts))
+            if not parsed:
+                continue
+            all_readings = [r for _, rs, _ in parsed for r in rs]
+            all_alerts = [a for _, _, al in parsed for a in al]
+            try:
+                await record_written(await sink.write(all_readings, all_alerts))
+            except psycopg.Error as exc:
+                log.error("database refused a batch of %d records (%s); writing them one by one",
+                          len(parsed), exc)
+                await sink.close()
+                await write_one_by_one(parsed)
+            stats.batches += 1
+            stats.last_batch_at = time.time()
+
+    @app.timer(options.aggregate_interval_s, name="stream.checks")
+    async def checks():
+        hourly = tuple(pending_hourly) if pending_hourly[0] is not None else None
+        try:
+            conn = await checks_sink.connection()
+            result = await rollups.run_checks(conn, stale_after_s, options.stale_intervals,
+                                              settings.reading_interval_s, hourly)
+        except psycopg.Error as exc:
+            log.warning("periodic checks failed: %s", exc)
+            await checks_sink.close()
+            return
+        if result.ran and hourly is not None and tuple(pending_hourly) == hourly:
+            pending_hourly[0] = pending_hourly[1] = None
+        stats.last_checks_at = time.time()
+        stats.last_checks = asdict(result)
+
+    async def send_alerts(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            await alerts_topic.send(key=alert.key.encode(), value=alert.to_json())
+        await app.producer.flush()
+
+    @app.timer(options.outbox_interval_s, name="stream.outbox")
+    async def outbox():
+        try:
+            conn = await checks_sink.connection()
+            stats.alerts_published += await rollups.publish_outbox(conn, send_alerts)
+        except psycopg.Error as exc:
+            log.warning("alert outbox failed: %s", exc)
+            await checks_sink.close()
+
+    @app.page("/health")
+    async def health(web, request):
+        alive = app.consumer is not None
+        body = {
+            "status": "ok" if alive else "starting",
+            "app_id": app.conf.id,
+            "table_keys": len(latest),
+            "assigned_partitions": sorted(tp.partition for tp in app.consumer.assignment())
+            if alive else [],
+            **{k: v for k, v in asdict(stats).items() if k != "errors"},
+        }
+        return web.json(body)
+
+    return Wiring(app, stats, latest, sink)

@@ -1,0 +1,26 @@
+"""Tuning of the stream worker, frozen and passed down next to :class:`vreserve.settings.Settings`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    #: Readings records per sink batch, and the longest a batch waits to fill, in seconds. The
+    #: batch is written to PostgreSQL before its Kafka offsets are acknowledged.
+    batch_max: int = 2000
+    batch_within_s: float = 0.2
+    #: A site is stale when its newest reading is older than this many reading intervals.
+    stale_intervals: float = 3.0
+    #: A change between consecutive readings larger than this share of the previous quantity
+    #: (with a floor of one unit) raises a jump alert.
+    jump_share: float = 0.5
+    #: Seconds between recomputations of the aggregates and the stale / low-stock checks.
+    aggregate_interval_s: float = 5.0
+    #: Seconds between passes of the alert outbox (database -> alerts topic).
+    outbox_interval_s: float = 1.0
+    #: Faust web port (health endpoint); None = settings.stream_web_port.
+    web_port: int | None = None
+    #: Where Faust keeps its local state; None = <settings.state_dir>/stream/<app id>.
+    datadir: Path | None = None

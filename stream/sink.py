@@ -1,0 +1,179 @@
+"""The PostgreSQL sink: one transaction per batch of readings, written before offsets are acked.
+
+Idempotent by construction, so at-least-once delivery cannot double count:
+- ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts) DO NOTHING;
+- ``stock_latest``: upsert that only moves forward by (seq, ts) (older rows never overwrite);
+- ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING.
+Rows go in as arrays through ``unnest`` (one statement per table, no COPY FROM STDIN, so the same
+code runs on PGlite). The writes never consult the worker's table, so a replay after a crash
+writes exactly what a first pass would.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+import psycopg
+
+from vreserve.schemas.alerts import Alert
+
+from stream.records import StockReading
+
+log = logging.getLogger(__name__)
+
+INSERT_HISTORY = """
+INSERT INTO stock_readings (site_id, material_id, ts, seq, qty, unit, grid_cell, received_at)
+SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cell, r.received_at
+FROM unnest(%(site)s::text[], %(material)s::text[], %(ts)s::timestamptz[], %(seq)s::bigint[],
+            %(qty)s::float8[], %(unit)s::text[], %(received)s::timestamptz[])
+     AS r(site_id, material_id, ts, seq, qty, unit, received_at)
+LEFT JOIN sites s ON s.site_id = r.site_id
+ON CONFLICT (site_id, material_id, ts) DO NOTHING
+"""
+
+UPSERT_LATEST = """
+INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, updated_at)
+SELECT r.site_id, r.material_id, r.qty::numeric, r.unit, r.ts, r.seq, now()
+FROM unnest(%(site)s::text[], %(material)s::text[], %(qty)s::float8[], %(unit)s::text[],
+            %(ts)s::timestamptz[], %(seq)s::bigint[])
+     AS r(site_id, material_id, qty, unit, ts, seq)
+ON CONFLICT (site_id, material_id) DO UPDATE
+SET qty = EXCLUDED.qty, unit = EXCLUDED.unit, ts = EXCLUDED.ts, seq = EXCLUDED.seq, updated_at = now()
+WHERE (l.seq, l.ts) < (EXCLUDED.seq, EXCLUDED.ts)
+"""
+
+INSERT_ALERTS = """
+INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details)
+SELECT a.alert_id, a.kind, a.severity, a.site_id, s.grid_cell, a.material_id, a.message, a.at, a.details
+FROM unnest(%(id)s::text[], %(kind)s::text[], %(severity)s::text[], %(site)s::text[],
+            %(material)s::text[], %(message)s::text[], %(at)s::timestamptz[], %(details)s::jsonb[])
+     AS a(alert_id, kind, severity, site_id, material_id, message, at, details)
+LEFT JOIN sites s ON s.site_id = a.site_id
+ON CONFLICT (alert_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one batch changed (counts from the database, not from the input)."""
+
+    readings_in: int
+    history_rows: int
+    latest_rows: int
+    alerts_new: int
+    ts_min: datetime | None
+    ts_max: datetime | None
+
+
+def latest_per_key(readings: Iterable[StockReading]) -> list[StockReading]:
+    """The newest reading of each (site, material) by (seq, ts): one upsert row per key, since
+    ON CONFLICT DO UPDATE may not touch the same row twice in one statement."""
+    best: dict[tuple[str, str], StockReading] = {}
+    for r in readings:
+        k = (r.site_id, r.material_id)
+        cur = best.get(k)
+        if cur is None or (r.seq, r.ts) > (cur.seq, cur.ts):
+            best[k] = r
+    return list(best.values())
+
+
+def history_params(readings: Sequence[StockReading]) -> dict:
+    return {
+        "site": [r.site_id for r in readings],
+        "material": [r.material_id for r in readings],
+        "ts": [r.ts for r in readings],
+        "seq": [r.seq for r in readings],
+        "qty": [r.qty for r in readings],
+        "unit": [r.unit for r in readings],
+        "received": [r.received_at for r in readings],
+    }
+
+
+def latest_params(readings: Sequence[StockReading]) -> dict:
+    rows = latest_per_key(readings)
+    return {
+        "site": [r.site_id for r in rows],
+        "material": [r.material_id for r in rows],
+        "qty": [r.qty for r in rows],
+        "unit": [r.unit for r in rows],
+        "ts": [r.ts for r in rows],
+        "seq": [r.seq for r in rows],
+    }
+
+
+def alert_params(alerts: Sequence[Alert]) -> dict:
+    return {
+        "id": [a.alert_id for a in alerts],
+        "kind": [a.kind for a in alerts],
+        "severity": [a.severity for a in alerts],
+        "site": [a.site_id for a in alerts],
+        "material": [a.material_id for a in alerts],
+        "message": [a.message for a in alerts],
+        "at": [a.at for a in alerts],
+        "details": [json.dumps(a.details) for a in alerts],
+    }
+
+
+async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockReading],
+                      alerts: Sequence[Alert]) -> Written:
+    """Write one batch in one transaction on ``conn``."""
+    history = latest = new_alerts = 0
+    async with conn.transaction():
+        async with conn.cursor() as cur:
+            if readings:
+                await cur.execute(INSERT_HISTORY, history_params(readings))
+                history = cur.rowcount
+                await cur.execute(UPSERT_LATEST, latest_params(readings))
+                latest = cur.rowcount
+            if alerts:
+                await cur.execute(INSERT_ALERTS, alert_params(alerts))
+                new_alerts = cur.rowcount
+    return Written(
+        readings_in=len(readings), history_rows=history, latest_rows=latest, alerts_new=new_alerts,
+        ts_min=min((r.ts for r in readings), default=None),
+        ts_max=max((r.ts for r in readings), default=None),
+    )
+
+
+class PostgresSink:
+    """Owns one async connection; retries a batch through connection loss until it is written.
+
+    Only connection-level failures are retried (the server restarting, the network); a batch the
+    database refuses (a data error) is raised to the caller, which writes record by record and
+    dead-letters what still fails.
+    """
+
+    def __init__(self, dsn: str, max_backoff_s: float = 10.0) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.AsyncConnection | None = None
+        self._max_backoff_s = max_backoff_s
+
+    async def connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._dsn, prepare_threshold=None, connect_timeout=10)
+        return self._conn
+
+    async def write(self, readings: Sequence[StockReading], alerts: Sequence[Alert] = ()) -> Written:
+        backoff = 0.2
+        while True:
+            try:
+                conn = await self.connection()
+                return await write_batch(conn, readings, alerts)
+            except psycopg.OperationalError as exc:
+                log.warning("database write failed (%s); retrying in %.1f s", exc, backoff)
+                await self.close()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._conn = None

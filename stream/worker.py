@@ -1,0 +1,25 @@
+"""Run the stream worker in this process (used by ``vreserve stream run``)."""
+from __future__ import annotations
+
+import logging
+
+from vreserve.kafka_admin import ensure_topics
+from vreserve.settings import Settings
+
+from stream.app import create_app
+from stream.agents import wire
+from stream.options import StreamOptions
+
+
+def run_worker(settings: Settings, options: StreamOptions, loglevel: str = "warning") -> None:
+    """Start a Faust worker until SIGINT/SIGTERM. Topics are created up front (auto-create is off);
+    Faust declares its changelog topic itself with the same partition count."""
+    import faust
+
+    ensure_topics(settings)
+    app = create_app(settings, options)
+    wire(app, settings, options)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
+                          override_logging=False)
+    logging.getLogger(__name__).info("stream worker %s starting", app.conf.id)
+    worker.execute_from_commandline()

@@ -1,0 +1,113 @@
+"""Kafka edge of audits: publish audit records, consume the audits topic.
+
+At-least-once: offsets are committed only after the database transaction of every record in the
+batch has committed and the discrepancy alerts are flushed to the alerts topic. Replays are harmless
+(an audit_id counts once; a rejected record's error row is keyed by topic/partition/offset).
+A record that cannot be used (malformed, negative count, unknown site or material, key that is not
+its site id) leaves an ``audit_rejections`` row with the reason and changes nothing else.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from supervision import sql_audits
+from supervision.trust import TrustPolicy
+from vreserve import topics
+from vreserve.db import connect
+from vreserve.schemas.audits import AuditRecord
+from vreserve.schemas.common import SchemaError
+from vreserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def publish_alerts(producer, settings: Settings, alerts: list[dict]) -> None:
+    for a in alerts:
+        producer.send(settings.topic(topics.ALERTS), key=(a.get("site_id") or "").encode(),
+                      value=sql_audits.alert_json(a))
+
+
+def publish_audits(settings: Settings, payloads: list[bytes], keys: list[str]) -> None:
+    """Send raw audit payloads (tests and tools); keyed by site id."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    try:
+        for key, value in zip(keys, payloads):
+            producer.send(settings.topic(topics.AUDITS), key=key.encode(), value=value)
+        producer.flush(30)
+    finally:
+        producer.close(5)
+
+
+@dataclass
+class ConsumeStats:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    discrepancies: int = 0
+
+
+def consume(settings: Settings, group: str | None = None, max_records: int | None = None,
+            idle_timeout_s: float | None = None, policy: TrustPolicy = TrustPolicy(),
+            progress: Callable[[str], None] = lambda _m: None) -> ConsumeStats:
+    """Apply audit records from the topic until ``max_records`` or ``idle_timeout_s`` without records."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    topic = settings.topic(topics.AUDITS)
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                             group_id=group or settings.group("supervision-audits"),
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    stats = ConsumeStats()
+    last = time.monotonic()
+    try:
+        with connect(settings.pg_dsn, autocommit=True) as conn:
+            while max_records is None or stats.records < max_records:
+                batch = consumer.poll(timeout_ms=500, max_records=200)
+                if not batch:
+                    if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                        break
+                    continue
+                last = time.monotonic()
+                published: list[str] = []
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        stats.records += 1
+                        published += _handle(conn, producer, settings, msg, policy, stats)
+                producer.flush(30)
+                sql_audits.mark_published(conn, published)
+                consumer.commit()
+                progress(f"{stats.records} audit record(s): {stats.applied} applied, {stats.duplicates} "
+                         f"duplicate(s), {stats.rejected} rejected, {stats.discrepancies} discrepancy alert(s)")
+    finally:
+        consumer.close()
+        producer.close(5)
+    return stats
+
+
+def _handle(conn, producer, settings: Settings, msg, policy: TrustPolicy, stats: ConsumeStats) -> list[str]:
+    source = f"{msg.topic}:{msg.partition}:{msg.offset}"
+    key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+    raw = msg.value or b""
+    try:
+        rec = AuditRecord.from_json(raw)
+        if key is not None and key != rec.site_id:
+            raise SchemaError(f"record keyed {key!r} but counts site {rec.site_id!r}")
+        result = sql_audits.record_audit(conn, rec, f"topic:{msg.partition}:{msg.offset}", policy)
+    except (SchemaError, sql_audits.AuditRejected) as exc:
+        stats.rejected += 1
+        log.warning("audit record %s rejected: %s", source, exc)
+        sql_audits.store_rejection(conn, source, "topic", key, raw, str(exc))
+        return []
+    if result.duplicate:
+        stats.duplicates += 1
+    else:
+        stats.applied += 1
+    stats.discrepancies += len(result.alerts)
+    publish_alerts(producer, settings, result.alerts)  # republished on replay: alert ids are deterministic
+    return [a["alert_id"] for a in result.alerts]

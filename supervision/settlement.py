@@ -1,0 +1,407 @@
+"""Settlement after an emergency: what each owner is owed, line by line, traceable to orders.
+
+Pure arithmetic on facts the SQL adapter (``sql_settlement``) reads. The rules, with a worked
+example, are in docs/supervision.md ("Settlement rules"); in short, per site, material and contract:
+
+- ``call_off``: delivered units x call-off price (paid);
+- ``standby_fee``: committed units x days of the contract inside the settlement period x standby fee;
+- ``shortfall_penalty``: on every order with a delivered or failed status record, the units
+  not delivered beyond the grace share, capped at the committed quantity, x penalty (deducted);
+- ``late_penalty``: units delivered after the contracted response time x late penalty (deducted).
+
+Every amount is rounded once, per line, to whole minor units (half away from zero).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+from supervision.money import fmt_qty, minor, to_decimal
+
+#: Status records after which undelivered units are a shortfall the owner answers for. An order the
+#: dispatcher cancelled (superseded) or closed (emergency over) without either record is not penalised.
+FINAL_STATUSES = ("delivered", "failed")
+PENDING_STATUSES = ("open", "accepted", "in_transit")
+LINE_KINDS = ("call_off", "standby_fee", "shortfall_penalty", "late_penalty")
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The priced part of a contract that settlement needs."""
+
+    contract_id: str
+    site_id: str
+    material_id: str
+    committed_qty: Decimal
+    valid_from: date
+    valid_to: date
+    standby_fee_minor_per_unit_day: Decimal
+    call_off_price_minor_per_unit: int
+    min_response_minutes: int
+    penalty_minor_per_unit: int
+    penalty_grace_share: Decimal = Decimal(0)
+    late_penalty_minor_per_unit: int = 0
+
+    def valid_on(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    status_id: str
+    status: str
+    at: datetime
+    qty: Decimal | None
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class SupplyOrder:
+    """A supply-leg order (site -> distribution centre) with its status history."""
+
+    order_id: str
+    site_id: str
+    material_id: str
+    unit: str
+    qty: Decimal
+    created_at: datetime
+    events: tuple[StatusEvent, ...] = ()
+    #: dispatch_orders.status as the dispatcher keeps it (it cancels superseded orders and closes
+    #: the rest when the emergency ends without writing a status record)
+    current_status: str = "open"
+
+
+@dataclass(frozen=True)
+class Site:
+    site_id: str
+    owner_id: str
+    owner_kind: str
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    """What happened to one order, from its status records alone."""
+
+    order: SupplyOrder
+    status: str               # latest status by (at, status_id); 'open' without records
+    delivered_qty: Decimal    # sum over distinct delivered records (no qty = the whole order), capped
+    delivered_at: datetime | None  # first delivered record
+    final: bool               # it has a delivered or failed record: what is missing now is a shortfall
+
+    @property
+    def shortfall(self) -> Decimal:
+        return self.order.qty - self.delivered_qty if self.final else Decimal(0)
+
+    @property
+    def response_minutes(self) -> float | None:
+        if self.delivered_at is None:
+            return None
+        return (self.delivered_at - self.order.created_at).total_seconds() / 60.0
+
+
+def order_outcome(order: SupplyOrder) -> OrderOutcome:
+    events = sorted(order.events, key=lambda e: (e.at, e.status_id))
+    status = events[-1].status if events else order.current_status
+    if order.current_status in ("cancelled", "closed") and status in PENDING_STATUSES:
+        status = order.current_status
+    delivered = Decimal(0)
+    delivered_at = None
+    for e in events:
+        if e.status == "delivered":
+            delivered += order.qty if e.qty is None else e.qty
+            delivered_at = delivered_at or e.at
+    final = any(e.status in FINAL_STATUSES for e in events)
+    return OrderOutcome(order, status, min(delivered, order.qty), delivered_at, final)
+
+
+@dataclass(frozen=True)
+class Line:
+    owner_id: str
+    owner_kind: str
+    site_id: str
+    material_id: str
+    unit: str
+    kind: str
+    qty: Decimal          # units of the material; unit-days for standby_fee
+    rate_minor: Decimal   # minor units per unit (per unit-day for standby_fee)
+    amount_minor: int     # positive: owed to the owner; negative: deducted
+    contract_id: str | None
+    order_ids: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def key(self) -> tuple:
+        return (self.owner_id, self.site_id, self.material_id, LINE_KINDS.index(self.kind), self.contract_id or "")
+
+    def to_dict(self) -> dict:
+        return {
+            "owner_id": self.owner_id, "owner_kind": self.owner_kind, "site_id": self.site_id,
+            "material_id": self.material_id, "unit": self.unit, "kind": self.kind,
+            "qty": fmt_qty(self.qty), "rate_minor": fmt_qty(self.rate_minor),
+            "amount_minor": self.amount_minor, "contract_id": self.contract_id,
+            "order_ids": list(self.order_ids), "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Units ordered and delivered per site and material (the statement's quantity section)."""
+
+    site_id: str
+    material_id: str
+    unit: str
+    ordered_qty: Decimal
+    delivered_qty: Decimal
+    pending_orders: int
+    order_ids: tuple[str, ...]
+
+
+@dataclass
+class Computation:
+    lines: list[Line]
+    deliveries: list[Delivery]
+    warnings: list[str] = field(default_factory=list)
+
+
+def contract_for(terms: Sequence[Terms], site_id: str, material_id: str, day: date) -> Terms | None:
+    """The contract valid on ``day``; with several, the one starting latest (then the largest id)."""
+    valid = [t for t in terms if t.site_id == site_id and t.material_id == material_id and t.valid_on(day)]
+    if not valid:
+        return None
+    return max(valid, key=lambda t: (t.valid_from, t.contract_id))
+
+
+def standby_days(t: Terms, period_from: date, period_to: date) -> int:
+    """Calendar days of the contract inside the settlement period, both ends included."""
+    start, end = max(t.valid_from, period_from), min(t.valid_to, period_to)
+    return max(0, (end - start).days + 1)
+
+
+def compute(
+    sites: dict[str, Site],
+    terms: Sequence[Terms],
+    orders: Iterable[SupplyOrder],
+    standby_sites: Iterable[str],
+    period_from: date,
+    period_to: date,
+    units: dict[str, str],
+) -> Computation:
+    """All statement lines for one emergency, sorted deterministically."""
+    warnings: list[str] = []
+    lines: list[Line] = []
+    # Group order outcomes by (site, material, contract) so each line cites all its orders.
+    groups: dict[tuple[str, str, str | None], list[OrderOutcome]] = {}
+    deliveries: dict[tuple[str, str], list[OrderOutcome]] = {}
+    contracts_by_id: dict[str, Terms] = {t.contract_id: t for t in terms}
+    for order in orders:
+        out = order_outcome(order)
+        t = contract_for(terms, order.site_id, order.material_id, order.created_at.date())
+        if t is None:
+            warnings.append(f"order {order.order_id}: site {order.site_id} had no valid contract for "
+                            f"{order.material_id} on {order.created_at.date()}; paid and penalised at 0")
+        groups.setdefault((order.site_id, order.material_id, t.contract_id if t else None), []).append(out)
+        deliveries.setdefault((order.site_id, order.material_id), []).append(out)
+
+    for (site_id, material_id, contract_id), outs in groups.items():
+        site = sites[site_id]
+        t = contracts_by_id.get(contract_id) if contract_id else None
+        unit = outs[0].order.unit
+        outs.sort(key=lambda o: o.order.order_id)
+        common = dict(owner_id=site.owner_id, owner_kind=site.owner_kind, site_id=site_id,
+                      material_id=material_id, unit=unit, contract_id=contract_id)
+        delivered = [o for o in outs if o.delivered_qty > 0]
+        if delivered:
+            qty = sum((o.delivered_qty for o in delivered), Decimal(0))
+            rate = Decimal(t.call_off_price_minor_per_unit if t else 0)
+            lines.append(Line(kind="call_off", qty=qty, rate_minor=rate, amount_minor=minor(qty * rate),
+                              order_ids=tuple(o.order.order_id for o in delivered), **common))
+        if t is None:
+            continue
+        # Shortfall: units not delivered on ended orders, beyond the grace share, capped at commitment.
+        short_units = Decimal(0)
+        short_ids = []
+        for o in outs:
+            excess = o.shortfall - t.penalty_grace_share * o.order.qty
+            if excess > 0:
+                short_units += excess
+                short_ids.append(o.order.order_id)
+        capped = min(short_units, t.committed_qty)
+        if short_ids and t.penalty_minor_per_unit > 0:
+            note = f"capped at committed {fmt_qty(t.committed_qty)}" if capped < short_units else ""
+            rate = Decimal(t.penalty_minor_per_unit)
+            lines.append(Line(kind="shortfall_penalty", qty=capped, rate_minor=rate,
+                              amount_minor=-minor(capped * rate), order_ids=tuple(short_ids), note=note, **common))
+        # Late: units delivered after the contracted response time.
+        if t.min_response_minutes > 0 and t.late_penalty_minor_per_unit > 0:
+            late = [o for o in delivered if o.response_minutes is not None
+                    and o.response_minutes > t.min_response_minutes]
+            if late:
+                qty = sum((o.delivered_qty for o in late), Decimal(0))
+                rate = Decimal(t.late_penalty_minor_per_unit)
+                lines.append(Line(kind="late_penalty", qty=qty, rate_minor=rate, amount_minor=-minor(qty * rate),
+                                  order_ids=tuple(o.order.order_id for o in late),
+                                  note=f"response over {t.min_response_minutes} min", **common))
+
+    # Standby fees for every contract of the sites in the emergency's scope.
+    for site_id in sorted(set(standby_sites)):
+        site = sites[site_id]
+        for t in sorted((t for t in terms if t.site_id == site_id), key=lambda t: (t.material_id, t.contract_id)):
+            days = standby_days(t, period_from, period_to)
+            if days == 0 or t.standby_fee_minor_per_unit_day == 0 or t.committed_qty == 0:
+                continue
+            qty = t.committed_qty * days
+            lines.append(Line(owner_id=site.owner_id, owner_kind=site.owner_kind, site_id=site_id,
+                              material_id=t.material_id, unit=units.get(t.material_id, "unit"),
+                              kind="standby_fee", qty=qty, rate_minor=t.standby_fee_minor_per_unit_day,
+                              amount_minor=minor(qty * t.standby_fee_minor_per_unit_day), contract_id=t.contract_id,
+                              note=f"{fmt_qty(t.committed_qty)} x {days} day(s)"))
+
+    lines.sort(key=lambda l: l.key)
+    delivery_rows = []
+    for (site_id, material_id), outs in sorted(deliveries.items()):
+        live = [o for o in outs if o.final or o.delivered_qty > 0 or o.status not in ("cancelled", "closed")]
+        delivery_rows.append(Delivery(
+            site_id=site_id, material_id=material_id, unit=outs[0].order.unit,
+            ordered_qty=sum((o.order.qty for o in live), Decimal(0)),
+            delivered_qty=sum((o.delivered_qty for o in outs), Decimal(0)),
+            pending_orders=sum(1 for o in outs if o.status in PENDING_STATUSES and not o.final),
+            order_ids=tuple(sorted(o.order.order_id for o in outs)),
+        ))
+        pending = [o.order.order_id for o in outs if o.status in PENDING_STATUSES and not o.final]
+        if pending:
+            warnings.append(f"site {site_id} {material_id}: {len(pending)} order(s) still pending "
+                            f"({', '.join(pending[:5])}); a later status will come as an ADJUSTMENT")
+    return Computation(lines, delivery_rows, warnings)
+
+
+def content_hash(lines: Iterable[Line]) -> str:
+    """Hash of what a statement says (keys, quantities, amounts), independent of when it was issued."""
+    canon = [[l.owner_id, l.site_id, l.material_id, l.kind, l.contract_id, fmt_qty(l.qty), l.amount_minor]
+             for l in sorted(lines, key=lambda l: l.key)]
+    return hashlib.sha256(json.dumps(canon, separators=(",", ":")).encode()).hexdigest()
+
+
+def cumulative(versions: Iterable[Sequence[Line]]) -> list[Line]:
+    """Sum the lines of a statement and its adjustments into one line per key."""
+    acc: dict[tuple, Line] = {}
+    for lines in versions:
+        for l in lines:
+            prev = acc.get(l.key)
+            if prev is None:
+                acc[l.key] = l
+            else:
+                acc[l.key] = replace(prev, qty=prev.qty + l.qty, amount_minor=prev.amount_minor + l.amount_minor,
+                                     order_ids=tuple(sorted(set(prev.order_ids) | set(l.order_ids))),
+                                     rate_minor=l.rate_minor)
+    return [l for l in sorted(acc.values(), key=lambda l: l.key) if l.qty != 0 or l.amount_minor != 0]
+
+
+def adjustment(previous: Sequence[Line], current: Sequence[Line], late_status_ids: Sequence[str]) -> list[Line]:
+    """Lines that turn the cumulative ``previous`` statement into ``current``: the ADJUSTMENT."""
+    prev = {l.key: l for l in previous}
+    cur = {l.key: l for l in current}
+    tag = "ADJUSTMENT"
+    if late_status_ids:
+        tag += " after late status " + ", ".join(late_status_ids[:10])
+        if len(late_status_ids) > 10:
+            tag += f" (+{len(late_status_ids) - 10} more)"
+    out = []
+    for key in sorted(set(prev) | set(cur)):
+        p, c = prev.get(key), cur.get(key)
+        if c is None:
+            out.append(replace(p, qty=-p.qty, amount_minor=-p.amount_minor, note=f"{tag}: line withdrawn"))
+        elif p is None:
+            out.append(replace(c, note=f"{tag}: new line" + (f"; {c.note}" if c.note else "")))
+        elif p.qty != c.qty or p.amount_minor != c.amount_minor:
+            out.append(replace(c, qty=c.qty - p.qty, amount_minor=c.amount_minor - p.amount_minor,
+                               note=f"{tag}: was {fmt_qty(p.qty)} {c.unit} / {p.amount_minor} minor, now "
+                                    f"{fmt_qty(c.qty)} {c.unit} / {c.amount_minor} minor"))
+    return out
+
+
+def statement_id(emergency_id: str, version: int) -> str:
+    return f"ST-{emergency_id}-v{version}"
+
+
+@dataclass(frozen=True)
+class StatementVersion:
+    statement_id: str
+    emergency_id: str
+    version: int
+    kind: str                 # 'statement' or 'adjustment'
+    period_from: date
+    period_to: date
+    issued_at: datetime
+    content_hash: str
+    total_minor: int
+    late_status_ids: tuple[str, ...]
+    lines: tuple[Line, ...]
+
+    def header(self) -> dict:
+        return {
+            "statement_id": self.statement_id, "emergency_id": self.emergency_id, "version": self.version,
+            "kind": self.kind.upper() if self.kind == "adjustment" else self.kind,
+            "period_from": self.period_from.isoformat(), "period_to": self.period_to.isoformat(),
+            "issued_at": self.issued_at.isoformat(), "content_hash": self.content_hash,
+            "total_minor": self.total_minor, "late_status_ids": list(self.late_status_ids),
+        }
+
+
+def next_version(
+    emergency_id: str,
+    stored: Sequence[StatementVersion],
+    current: Sequence[Line],
+    period_from: date,
+    period_to: date,
+    issued_at: datetime,
+    late_status_ids: Sequence[str],
+) -> StatementVersion | None:
+    """The version to issue now, or None when the stored statement already says ``current``."""
+    h = content_hash(current)
+    if stored:
+        if stored[-1].content_hash == h:
+            return None
+        prev = cumulative(v.lines for v in stored)
+        delta = adjustment(prev, current, late_status_ids)
+        version = stored[-1].version + 1
+        return StatementVersion(statement_id(emergency_id, version), emergency_id, version, "adjustment",
+                                period_from, period_to, issued_at, h, sum(l.amount_minor for l in delta),
+                                tuple(late_status_ids), tuple(delta))
+    return StatementVersion(statement_id(emergency_id, 1), emergency_id, 1, "statement", period_from, period_to,
+                            issued_at, h, sum(l.amount_minor for l in current), (), tuple(current))
+
+
+def summarise(lines: Sequence[Line]) -> tuple[list[dict], list[dict]]:
+    """Per-site and per-owner totals (minor units) of the cumulative lines."""
+    per_site: dict[str, dict] = {}
+    per_owner: dict[str, dict] = {}
+    for l in lines:
+        for table, key, base in ((per_site, l.site_id, {"site_id": l.site_id, "owner_id": l.owner_id}),
+                                 (per_owner, l.owner_id, {"owner_id": l.owner_id, "owner_kind": l.owner_kind})):
+            row = table.setdefault(key, {**base, **{k + "_minor": 0 for k in LINE_KINDS}, "total_minor": 0})
+            row[l.kind + "_minor"] += l.amount_minor
+            row["total_minor"] += l.amount_minor
+    return ([per_site[k] for k in sorted(per_site)], [per_owner[k] for k in sorted(per_owner)])
+
+
+def default_period(declared_at: datetime, ended_at: datetime | None, periods: int, period_length_s: float) -> tuple[date, date]:
+    """Emergency days: declared date to end date (or the planned end if still open), both included."""
+    end = ended_at or (declared_at + timedelta(seconds=periods * period_length_s))
+    return declared_at.date(), max(declared_at.date(), end.date())
+
+
+def to_terms(row: dict) -> Terms:
+    return Terms(
+        contract_id=row["contract_id"], site_id=row["site_id"], material_id=row["material_id"],
+        committed_qty=to_decimal(row["committed_qty"]), valid_from=row["valid_from"], valid_to=row["valid_to"],
+        standby_fee_minor_per_unit_day=to_decimal(row["standby_fee_minor_per_unit_day"]),
+        call_off_price_minor_per_unit=int(row["call_off_price_minor_per_unit"]),
+        min_response_minutes=int(row["min_response_minutes"]),
+        penalty_minor_per_unit=int(row["penalty_minor_per_unit"]),
+        penalty_grace_share=to_decimal(row.get("penalty_grace_share", 0)),
+        late_penalty_minor_per_unit=int(row.get("late_penalty_minor_per_unit", 0)),
+    )

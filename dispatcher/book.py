@@ -240,3 +240,18 @@ def _json_text(value) -> str:
     import json
 
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def load_offsets(conn) -> dict[tuple[str, int], int]:
+    return {(t, p): o for t, p, o in conn.execute("SELECT topic, partition, next_offset FROM dispatcher_offsets")}
+
+
+def store_offsets(conn, offsets: dict[tuple[str, int], int]) -> None:
+    """Remember the next offset to read per partition (after the records before it were applied)."""
+    with conn.transaction():
+        for (topic, partition), nxt in offsets.items():
+            conn.execute(
+                "INSERT INTO dispatcher_offsets (topic, partition, next_offset) VALUES (%s,%s,%s)"
+                " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                (topic, partition, nxt),
+            )

@@ -68,9 +68,8 @@ class Dispatcher:
         from kafka import KafkaConsumer, KafkaProducer
 
         consumer = KafkaConsumer(
-            self.settings.topic(topics.MODE), self.settings.topic(topics.ORDER_STATUS),
             bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.group or self.settings.group("dispatcher"),
+            group_id=None,
             client_id=self.client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -91,6 +90,7 @@ class Dispatcher:
         self.producer = producer
         conn = connect(self.settings.pg_dsn, autocommit=True)
         try:
+            self._assign(consumer, conn)
             self.say("dispatcher: started; republishing anything stored but not yet published")
             self.publish_pending(conn)
             last_status = time.monotonic()
@@ -100,7 +100,8 @@ class Dispatcher:
                     for tp, records in batch.items():
                         for rec in records:
                             self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
-                    consumer.commit()
+                    book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1
+                                              for tp, recs in batch.items()})
                 self.tick(conn, utc_now())
                 if time.monotonic() - last_status > 15:
                     last_status = time.monotonic()
@@ -116,6 +117,29 @@ class Dispatcher:
                 consumer.close()
                 conn.close()
         return self.counters
+
+    def _assign(self, consumer, conn) -> None:
+        """All partitions of the mode and status topics, from the positions stored in the database."""
+        from kafka import TopicPartition
+
+        stored = book.load_offsets(conn)
+        parts = []
+        for logical in (topics.MODE, topics.ORDER_STATUS):
+            name = self.settings.topic(logical)
+            deadline = time.monotonic() + 30
+            found = consumer.partitions_for_topic(name)
+            while not found and time.monotonic() < deadline:
+                time.sleep(0.5)
+                found = consumer.partitions_for_topic(name)
+            if not found:
+                raise RuntimeError(f"topic {name} does not exist (run `vreserve topics`)")
+            parts += [TopicPartition(name, p) for p in sorted(found)]
+        consumer.assign(parts)
+        for tp in parts:
+            if (tp.topic, tp.partition) in stored:
+                consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                consumer.seek_to_beginning(tp)
 
     # ------------------------------------------------------------------ inputs
     def handle(self, conn, topic: str, value: bytes, position: str) -> None:

@@ -95,3 +95,52 @@ def _site(conn, sid, region, cell, tier, parent, lat, lon) -> None:
         (sid, f"site {sid}", f"owner-{sid}", "government" if tier == "centralized" else "household",
          tier, parent, region, cell, lat, lon),
     )
+
+
+SMALL_SCENARIO = str(__import__("pathlib").Path(__file__).parent / "data" / "small.yaml")
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning (no consumer group): what anyone downstream would see."""
+
+    def __init__(self, settings, logical: str):
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                      group_id=None)
+        name = settings.topic(logical)
+        parts = [TopicPartition(name, p) for p in sorted(self.consumer.partitions_for_topic(name) or [])]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def poll(self, seconds: float = 0.5) -> list[tuple[bytes | None, bytes]]:
+        import time
+
+        end = time.monotonic() + seconds
+        new = []
+        while time.monotonic() < end:
+            for _tp, recs in self.consumer.poll(timeout_ms=100).items():
+                new += [(r.key, r.value) for r in recs]
+        self.records += new
+        return new
+
+    def json(self) -> list[dict]:
+        import json
+
+        return [json.loads(v) for _k, v in self.records]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "condition"):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -158,7 +158,9 @@ def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, ti
         for b, v in zip(bars, vals):
             ax1.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, "n/a" if v is None else f"{100 * v:.0f}",
                      ha="center", va="bottom", fontsize=7)
-    ax1.set_xticks(x, names)
+    ax1.set_xticks(x, [f"{k.owner_kind}\n{k.sites} site(s)\nmedian response\n"
+                       + ("n/a" if k.median_response_min is None else f"{k.median_response_min:.0f} min")
+                       for k in kinds], fontsize=8)
     ax1.set_ylim(0, 115)
     ax1.set_ylabel("%")
     ax1.set_title("By owner kind")
@@ -167,7 +169,9 @@ def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, ti
     labels = [f"#{s.rank} {s.site_id} ({s.owner_kind})" for s in shown][::-1]
     scores = [100 * s.score for s in shown][::-1]
     colors = ["#c0392b" if s.score < 0.5 else "#2a7ab9" for s in shown][::-1]
-    ax2.barh(labels, scores, color=colors)
+    bars = ax2.barh(labels, scores, color=colors)
+    for b, v in zip(bars, scores):
+        ax2.text(min(v + 1, 92), b.get_y() + b.get_height() / 2, f"{v:.1f}", va="center", fontsize=7)
     ax2.set_xlim(0, 100)
     ax2.set_xlabel("score (0-100: 50% fulfilment, 20% on-time, 20% reliability, 10% audits)")
     ax2.set_title(f"Site ranking (top {len(shown)} of {len(sites)})")

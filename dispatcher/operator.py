@@ -37,18 +37,24 @@ def actor() -> str:
         return "operator"
 
 
+def _now_ms() -> datetime:
+    """Now, to the millisecond: what survives the JSON round trip (RFC 3339 with milliseconds)."""
+    now = utc_now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def declare_event(region: str, grid_cells: Sequence[str], demand_source: str, periods: int,
                   period_length_s: float, reason: str, demand_scale: float = 1.0,
                   event_id: str | None = None, at: datetime | None = None, who: str | None = None) -> ModeEvent:
     return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="declare", region=region,
-                     at=at or utc_now(), actor=who or actor(), reason=reason, grid_cells=tuple(grid_cells),
+                     at=at or _now_ms(), actor=who or actor(), reason=reason, grid_cells=tuple(grid_cells),
                      periods=periods, period_length_s=period_length_s, demand_source=demand_source,
                      demand_scale=demand_scale)
 
 
 def end_event(region: str, reason: str, event_id: str | None = None, who: str | None = None) -> ModeEvent:
     return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="end", region=region,
-                     at=utc_now(), actor=who or actor(), reason=reason)
+                     at=_now_ms(), actor=who or actor(), reason=reason)
 
 
 def publish_mode(settings: Settings, payload: bytes, region: str) -> None:

@@ -144,3 +144,73 @@ def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "conditio
             return value
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class SiteStandIn:
+    """Stands in for the sensor fleet + bridge + stream worker of the sites a test uses.
+
+    Subscribes to pick commands over MQTT (like a real site), applies each order id once, and
+    reports the site's new stock into ``stock_latest`` at its next reading ticks (every ``interval``
+    s, a few times after each change), as the stream worker would after the fleet's readings.
+    """
+
+    def __init__(self, settings, interval: float = 0.5):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        from vreserve.db import connect
+
+        self.interval = interval
+        self.applied: dict[str, tuple[str, str, float]] = {}
+        self.ticks_left: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+        self.conn = connect(settings.pg_dsn, autocommit=True)
+        self.base = {(s_, m): float(q) for s_, m, q in
+                     self.conn.execute("SELECT site_id, material_id, qty FROM stock_latest")}
+        addr = settings.mqtt
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.username_pw_set(addr.username, addr.password)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *a: c.subscribe("vr/v1/sites/+/commands/pick", qos=1)
+        self.client.connect(addr.host, addr.port)
+        self.client.loop_start()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._report_loop, daemon=True)
+        self.thread.start()
+
+    def _on_message(self, _c, _u, msg) -> None:
+        import json
+
+        site_id = msg.topic.split("/")[3]
+        cmd = json.loads(msg.payload)
+        with self.lock:
+            if cmd["order_id"] in self.applied:
+                return
+            self.applied[cmd["order_id"]] = (site_id, cmd["material"], float(cmd["qty"]))
+            self.ticks_left[(site_id, cmd["material"])] = 4
+
+    def stock(self, site_id: str, material: str) -> float:
+        with self.lock:
+            picked = sum(q for s_, m, q in self.applied.values() if (s_, m) == (site_id, material))
+        return max(0.0, self.base.get((site_id, material), 0.0) - picked)
+
+    def _report_loop(self) -> None:
+        from datetime import datetime, timezone
+
+        while not self._stop.wait(self.interval):
+            with self.lock:
+                due = [k for k, n in self.ticks_left.items() if n > 0]
+                for k in due:
+                    self.ticks_left[k] -= 1
+            for site_id, material in due:
+                self.conn.execute(
+                    "UPDATE stock_latest SET qty = %s, ts = %s, seq = seq + 1 WHERE site_id = %s AND material_id = %s",
+                    (self.stock(site_id, material), datetime.now(timezone.utc), site_id, material))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.client.loop_stop()
+        self.client.disconnect()
+        self.conn.close()

@@ -1,0 +1,98 @@
+"""Mode events: schema strictness (pure), and bad events on the real topic get a clear error
+record on mode.errors and in mode_events, and change nothing."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from dispatcher.operator import declare_event, end_event, parse_duration, publish_mode
+from tests.dispatcher.helpers import SMALL_SCENARIO, TopicReader, make_region, wait_for
+from vreserve import topics
+from vreserve.db import connect
+from vreserve.schemas.common import SchemaError
+from vreserve.schemas.dispatch import ModeEvent
+
+
+def test_mode_event_round_trip_and_strictness():
+    ev = declare_event("wuhan", ["g1"], "wuhan", 4, 5.0, "flood", event_id="e1", who="op")
+    assert ModeEvent.from_json(ev.to_json()) == ev
+    end = end_event("wuhan", "over", event_id="e2", who="op")
+    assert ModeEvent.from_json(end.to_json()) == end
+    bad = [
+        b"{not json",
+        b"[]",
+        json.dumps({**ev.to_payload(), "v": 2}).encode(),
+        json.dumps({**ev.to_payload(), "kind": "pause"}).encode(),
+        json.dumps({**ev.to_payload(), "periods": 0}).encode(),
+        json.dumps({**ev.to_payload(), "period_length_s": -1}).encode(),
+        json.dumps({**ev.to_payload(), "surprise": 1}).encode(),
+        json.dumps({k: v for k, v in ev.to_payload().items() if k != "region"}).encode(),
+        json.dumps({**ev.to_payload(), "at": "yesterday"}).encode(),
+    ]
+    for raw in bad:
+        with pytest.raises(SchemaError):
+            ModeEvent.from_json(raw)
+    assert parse_duration("5s") == 5 and parse_duration("2m") == 120 and parse_duration("1d") == 86400
+    with pytest.raises(ValueError):
+        parse_duration("-3s")
+
+
+@pytest.mark.services
+def test_bad_mode_events_are_recorded_and_change_nothing(settings, procs, unique):
+    region = f"m{unique}"
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        make_region(conn, region, n_central=1, n_cells=1, per_cell=1)
+    errors = TopicReader(settings, topics.MODE_ERRORS)
+    try:
+        procs.start(settings, "dispatch", "run", name="dispatcher")
+        cases = {
+            "malformed": b'{"v": 1, "kind": "declare", "region": ' + region.encode(),
+            "unknown region": declare_event(f"nowhere-{unique}", (), SMALL_SCENARIO, 2, 2.0, "x").to_json(),
+            "end without declare": end_event(region, "nothing to end").to_json(),
+            "bad demand file": declare_event(region, (), "/nonexistent/demand.yaml", 2, 2.0, "x").to_json(),
+            "too many periods": declare_event(region, (), SMALL_SCENARIO, 9, 2.0, "x").to_json(),
+            "unknown grid cell": declare_event(region, ("no-such-cell",), SMALL_SCENARIO, 2, 2.0, "x").to_json(),
+        }
+        for raw in cases.values():
+            publish_mode(settings, raw, region)
+
+        def got_all():
+            errors.poll(0.3)
+            return len(errors.records) >= len(cases)
+        wait_for(got_all, 30, what="mode error records")
+        recs = errors.json()
+        text = " | ".join(r["error"] for r in recs)
+        assert "malformed mode event" in text
+        assert "unknown region" in text
+        assert "end without declare" in text
+        assert "/nonexistent/demand.yaml" in text
+        assert "has 4 periods, the emergency wants 9" in text
+        assert "unknown grid cell" in text
+        with connect(settings.pg_dsn, autocommit=True) as conn:
+            rows = conn.execute("SELECT kind, accepted, error FROM mode_events WHERE region IN (%s, %s)"
+                                " OR kind = 'malformed'", (region, f"nowhere-{unique}")).fetchall()
+            assert len(rows) >= len(cases) and all(not acc and err for _k, acc, err in rows)
+            assert conn.execute("SELECT count(*) FROM emergencies WHERE region IN (%s, %s)",
+                                (region, f"nowhere-{unique}")).fetchone()[0] == 0
+            # a good declare is still accepted afterwards; a second declare for the region is refused
+            good = declare_event(region, (), SMALL_SCENARIO, 2, 30.0, "real one")
+            publish_mode(settings, good.to_json(), region)
+            wait_for(lambda: conn.execute("SELECT accepted FROM mode_events WHERE event_id = %s",
+                                          (good.event_id,)).fetchone(), 15, what="good declare")
+            again = declare_event(region, (), SMALL_SCENARIO, 2, 30.0, "twice")
+            publish_mode(settings, again.to_json(), region)
+            row = wait_for(lambda: conn.execute("SELECT accepted, error FROM mode_events WHERE event_id = %s",
+                                                (again.event_id,)).fetchone(), 15, what="second declare")
+            assert row[0] is False and "already in emergency" in row[1]
+            # replaying the same event changes nothing (recorded once)
+            publish_mode(settings, good.to_json(), region)
+            publish_mode(settings, end_event(region, "done", event_id=f"end-{unique}").to_json(), region)
+            wait_for(lambda: conn.execute("SELECT 1 FROM mode_events WHERE event_id = %s", (f"end-{unique}",)).fetchone(),
+                     15, what="end")
+            assert conn.execute("SELECT count(*) FROM emergencies WHERE region = %s", (region,)).fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM mode_events WHERE event_id = %s",
+                                (good.event_id,)).fetchone()[0] == 1
+    finally:
+        errors.close()

@@ -145,7 +145,7 @@ def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, ti
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.2]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.1, 1.1]})
     names = [k.owner_kind for k in kinds]
     x = np.arange(len(names))
     series = [("fulfilment", [k.fulfilment for k in kinds], "#2a7ab9"),
@@ -158,14 +158,19 @@ def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, ti
         for b, v in zip(bars, vals):
             ax1.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, "n/a" if v is None else f"{100 * v:.0f}",
                      ha="center", va="bottom", fontsize=7)
-    ax1.set_xticks(x, [f"{k.owner_kind}\n{k.sites} site(s)\nmedian response\n"
-                       + ("n/a" if k.median_response_min is None else f"{k.median_response_min:.0f} min")
+    ax1.set_xticks(x, [f"{k.owner_kind}\n{k.sites} site(s)\n"
+                       + ("no delivery" if k.median_response_min is None else f"median\n{k.median_response_min:.0f} min")
                        for k in kinds], fontsize=8)
     ax1.set_ylim(0, 115)
     ax1.set_ylabel("%")
     ax1.set_title("By owner kind")
     ax1.legend(loc="upper center", ncol=3, fontsize=8)
-    shown = list(sites[:top])
+    if len(sites) > top:  # the best and the worst: the ones a supervisor acts on
+        shown = list(sites[: top // 2]) + list(sites[-(top - top // 2):])
+        what = f"best {top // 2} and worst {top - top // 2} of {len(sites)}"
+    else:
+        shown = list(sites)
+        what = f"all {len(sites)}"
     labels = [f"#{s.rank} {s.site_id} ({s.owner_kind})" for s in shown][::-1]
     scores = [100 * s.score for s in shown][::-1]
     colors = ["#c0392b" if s.score < 0.5 else "#2a7ab9" for s in shown][::-1]
@@ -174,7 +179,7 @@ def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, ti
         ax2.text(min(v + 1, 92), b.get_y() + b.get_height() / 2, f"{v:.1f}", va="center", fontsize=7)
     ax2.set_xlim(0, 100)
     ax2.set_xlabel("score (0-100: 50% fulfilment, 20% on-time, 20% reliability, 10% audits)")
-    ax2.set_title(f"Site ranking (top {len(shown)} of {len(sites)})")
+    ax2.set_title(f"Site ranking ({what})")
     ax2.tick_params(axis="y", labelsize=7)
     fig.suptitle(title)
     fig.tight_layout()

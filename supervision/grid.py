@@ -93,16 +93,16 @@ def render(conn: psycopg.Connection, cell: str | None = None) -> str:
     parts.append("")
     parts.append(table(
         ["grid cell", "material", "contracted", "reported", "audited sites", "audited count", "reported at audit", "unit"],
-        [[s["grid_cell"], s["material_id"], fmt_qty(s["contracted"]), fmt_qty(s["reported"]), s["audited_sites"],
-          fmt_qty(s["audited"]) if s["audited_sites"] else "-",
-          fmt_qty(s["reported_at_audit"]) if s["audited_sites"] else "-", s["unit"]] for s in summarise(rows)]))
+        [[s["grid_cell"], s["material_id"], fmt_qty(s["contracted"], 1), fmt_qty(s["reported"], 1), s["audited_sites"],
+          fmt_qty(s["audited"], 1) if s["audited_sites"] else "-",
+          fmt_qty(s["reported_at_audit"], 1) if s["audited_sites"] else "-", s["unit"]] for s in summarise(rows)]))
     if cell is not None:
         parts.append(f"\nSites of {cell}")
         parts.append(table(
             ["site", "owner kind", "status", "trust", "material", "contracted", "reported", "audited", "unit",
              "audited at"],
             [[r["site_id"], r["owner_kind"], r["status"], f"{r['trust']:.2f}", r["material_id"],
-              fmt_qty(r["contracted"]), "-" if r["reported"] is None else fmt_qty(r["reported"]),
-              "-" if r["audited"] is None else fmt_qty(r["audited"]), r["unit"],
+              fmt_qty(r["contracted"], 1), "-" if r["reported"] is None else fmt_qty(r["reported"], 1),
+              "-" if r["audited"] is None else fmt_qty(r["audited"], 1), r["unit"],
               "-" if r["audited_at"] is None else f"{r['audited_at']:%Y-%m-%d %H:%M}"] for r in rows]))
     return "\n".join(parts)

@@ -18,9 +18,11 @@ def minor(amount: Decimal) -> int:
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def fmt_qty(value: Decimal | float | int) -> str:
-    """A quantity without trailing zeros: 12, 12.5, 0.25."""
+def fmt_qty(value: Decimal | float | int, places: int | None = None) -> str:
+    """A quantity without trailing zeros: 12, 12.5, 0.25 (rounded to ``places`` decimals if given)."""
     d = to_decimal(value)
+    if places is not None:
+        d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     if d == d.to_integral_value():
         return str(d.quantize(Decimal(1)))
     return format(d.normalize(), "f")

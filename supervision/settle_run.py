@@ -100,7 +100,10 @@ def render(result: SettleResult, max_rows: int = 40) -> str:
     money = ["call_off_minor", "standby_fee_minor", "shortfall_penalty_minor", "late_penalty_minor", "total_minor"]
     heads = ["call-off (minor)", "standby (minor)", "shortfall pen. (minor)", "late pen. (minor)", "total (minor)"]
     parts.append("\nPer owner (all versions together)")
-    parts.append(table(["owner", "kind"] + heads, [[r["owner_id"], r["owner_kind"]] + [r[k] for k in money] for r in per_owner]))
+    orows = [[r["owner_id"], r["owner_kind"]] + [r[k] for k in money] for r in per_owner]
+    parts.append(table(["owner", "kind"] + heads, orows[:max_rows]))
+    if len(orows) > max_rows:
+        parts.append(f"... {len(orows) - max_rows} more owner(s) in the CSV/JSON")
     parts.append("\nPer site")
     rows = [[r["site_id"], r["owner_id"]] + [r[k] for k in money] for r in per_site]
     parts.append(table(["site", "owner"] + heads, rows[:max_rows]))

@@ -92,8 +92,8 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
                 "alert_id": aid, "kind": DISCREPANCY_KIND,
                 "severity": "critical" if share >= 0.5 else "warning",
                 "site_id": rec.site_id, "grid_cell": grid_cell, "material_id": ch.material_id,
-                "message": (f"numbers without goods: {rec.site_id} reported {fmt_qty(ch.reported_qty)} {unit} of "
-                            f"{ch.material_id}, auditor {rec.auditor} counted {fmt_qty(ch.counted_qty)} {unit} "
+                "message": (f"numbers without goods: {rec.site_id} reported {fmt_qty(ch.reported_qty, 3)} {unit} of "
+                            f"{ch.material_id}, auditor {rec.auditor} counted {fmt_qty(ch.counted_qty, 3)} {unit} "
                             f"({share:.0%} missing); trust {change.trust_before:.2f} -> {change.trust_after:.2f}"
                             + (", site suspended" if change.status_after == "suspended" else "")),
                 "at": rec.at,

@@ -80,6 +80,32 @@ def _pct(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def end_session(settings: Settings, client_id: str, timeout: float = 10.0) -> None:
+    """Delete a bridge's persistent MQTT session (decommission an instance for good).
+
+    With a shared subscription, Mosquitto keeps dealing a share of the messages to every member
+    session, including persistent sessions of bridges that are gone: a bridge instance that will
+    not come back must end its session, or its share queues up unseen. Connecting once with the
+    same client id and ``clean_session=True`` removes the session (and what it had queued).
+    """
+    import paho.mqtt.client as mqtt
+
+    addr = settings.mqtt
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if addr.username:
+        client.username_pw_set(addr.username, addr.password)
+    done = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: done.set()
+    client.connect(addr.host, addr.port, keepalive=10)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise RuntimeError(f"could not connect as {client_id} to end its session")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 class Bridge:
     def __init__(self, settings: Settings, config: BridgeConfig, known: KnownRegistry | None = None):
         self.settings = settings
@@ -136,8 +162,13 @@ class Bridge:
             raise RuntimeError(f"no MQTT connection to {addr.host}:{addr.port} within 15 s")
         self.check()
 
-    def stop(self, drain_timeout_s: float = 30.0) -> None:
-        """Flush Kafka (its callbacks send the remaining PUBACKs), then leave MQTT."""
+    def stop(self, drain_timeout_s: float = 30.0, end_mqtt_session: bool = False) -> None:
+        """Flush Kafka (its callbacks send the remaining PUBACKs), then leave MQTT.
+
+        ``end_mqtt_session=True`` also deletes the persistent session (see :func:`end_session`):
+        for an instance that is decommissioned, not restarted.
+        """
+        self._stop.set()
         try:
             if self._producer is not None:
                 self._producer.flush(timeout=drain_timeout_s)
@@ -148,6 +179,8 @@ class Bridge:
                 self._client.loop_stop()
             if self._producer is not None:
                 self._producer.close(timeout=5)
+        if end_mqtt_session:
+            end_session(self.settings, self.config.client_id)
 
     def check(self) -> None:
         """Re-raise, in the calling (main) thread, an error kept from a callback thread."""

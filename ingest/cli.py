@@ -48,6 +48,17 @@ def run(settings: Settings, client_id: str | None, status_interval: float, statu
         raise SystemExit(1)
 
 
+@ingest.command("end-session")
+@click.option("--client-id", required=True, help="The MQTT client id of the bridge instance to decommission.")
+@click.pass_obj
+def end_session_cmd(settings: Settings, client_id: str) -> None:
+    """Delete a decommissioned bridge's persistent MQTT session (else its share of messages queues up)."""
+    from ingest.bridge import end_session
+
+    end_session(settings, client_id)
+    click.echo(f"ended the MQTT session of {client_id}")
+
+
 @click.group()
 def registry() -> None:
     """The site registry: generate a realistic one, load one into the database."""

@@ -291,6 +291,11 @@ class Fleet:
             s = self._sites[site_id]
             return dict(zip(s.materials, s.qty))
 
+    def seq_range(self, site_id: str) -> range:
+        """The seqs this fleet published for a site so far (each once, unless faults duplicate)."""
+        st = self._sites[site_id]
+        return range(self._seq0 + 1, st.seq + 1)
+
     def apply_pick(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None = None) -> PickOutcome:
         """Apply a pick order directly (the MQTT command path calls this too)."""
         with self._lock:
@@ -309,7 +314,7 @@ class Fleet:
 
     # ------------------------------------------------------------------------------ set-up
     def _build_state(self) -> None:
-        seq0 = int(time.time() * 1000)
+        seq0 = self._seq0 = int(time.time() * 1000)
         now = time.monotonic()
         reg = self.registry
         for i, site_id in enumerate(self.site_ids):

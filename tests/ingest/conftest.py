@@ -1,0 +1,76 @@
+"""Fixtures for the ingest tests: a stored registry with run-unique site ids, Kafka and MQTT helpers."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Callable, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from ingest.registry import Registry, generate_registry, store_registry
+from vreserve.db import connect
+from vreserve.settings import Settings
+
+
+@pytest.fixture
+def registry(settings: Settings, unique: str) -> Registry:
+    """20 sites with ids unique to this test (``t<unique>-00001``...), stored in the test database."""
+    reg = generate_registry(20, seed=7, id_prefix=f"t{unique}-")
+    with connect(settings.pg_dsn) as conn:
+        store_registry(conn, reg)
+    return reg
+
+
+def read_topic(settings: Settings, logical: str, done: Callable[[list], bool], timeout: float = 60.0) -> list:
+    """Every record of a topic (all partitions, from the start) until ``done(records)`` or timeout."""
+    topic = settings.topic(logical)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or range(settings.partitions))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+            if done(records):
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def service_client(settings: Settings) -> Iterator[Callable[..., mqtt.Client]]:
+    """Factory of connected MQTT clients (service account unless user/password given)."""
+    clients: list[mqtt.Client] = []
+
+    def make(user: str | None = None, password: str | None = None) -> mqtt.Client:
+        addr = settings.mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-test-{uuid.uuid4().hex[:10]}")
+        client.username_pw_set(user or addr.username, password if user else addr.password)
+        state: dict = {}
+        client.on_connect = lambda c, u, f, rc, p: state.setdefault("rc", rc)
+        client.connect(addr.host, addr.port, keepalive=30)
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while "rc" not in state and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.connect_rc = state.get("rc")  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+@pytest.fixture
+def topic_reader() -> Callable[..., list]:
+    """``read_topic`` as a fixture (test modules here are not a package, so they cannot import it)."""
+    return read_topic

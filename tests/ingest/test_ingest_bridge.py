@@ -1,0 +1,159 @@
+"""The bridge on real Mosquitto and Kafka: round trip in order, dead letters with reasons, ACL."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+import pytest
+
+from ingest.bridge import Bridge, BridgeConfig
+from ingest.credentials import provision_site_credentials, remove_site_credentials
+from simulators.fleet import Fleet
+from vreserve import topics
+from vreserve.schemas.readings import DeadLetter, ReadingBatch
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def bridge(settings, unique):
+    b = Bridge(settings, BridgeConfig(client_id=f"vr-test-bridge-{unique}", linger_ms=5))
+    b.start()
+    yield b
+    b.stop(end_mqtt_session=True)
+
+
+def _wait(cond, timeout: float, what: str, check=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if check:
+            check()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_round_trip_all_readings_in_per_site_order(settings, registry, bridge, topic_reader) -> None:
+    sites = list(registry.sites)
+    fleet = Fleet(settings, registry, interval_s=0.5, auth="per-site", seed=1)
+    try:
+        fleet.start()
+        assert fleet.wait_connected(20), "fleet did not connect"
+        time.sleep(4)
+    finally:
+        fleet.stop()
+        remove_site_credentials(settings, sites)
+    expected = {s: list(fleet.seq_range(s)) for s in sites}
+    total = sum(len(v) for v in expected.values())
+    assert total >= 100 and all(expected.values())
+    ours = set(sites)
+    _wait(lambda: bridge.counters.in_flight == 0 and bridge.counters.forwarded >= total, 30, "bridge to forward", bridge.check)
+
+    def mine(records):
+        return [r for r in records if r.key.decode() in ours]
+
+    records = topic_reader(settings, topics.READINGS, lambda rs: len(mine(rs)) >= total)
+    seen = defaultdict(list)
+    for r in mine(records):
+        batch = ReadingBatch.from_json(r.value)
+        assert r.key.decode() == batch.report.site_id
+        seen[batch.report.site_id].append(batch.report.seq)
+        assert {x.material for x in batch.report.readings} == set(registry.sites[batch.report.site_id].materials)
+    # Every reading arrived exactly once here (no faults), and each site's records are in seq order.
+    assert dict(seen) == expected
+    c = bridge.counters
+    assert c.received == c.forwarded + c.dead_lettered
+
+
+BAD = {
+    "truncated": (None, b'{"v":1,"site_id":"@","ts":"2026-'),
+    "wrong_types": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":"1","readings":[]}'),
+    "nan": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":NaN,"unit":"box"}]}'),
+    "negative": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":-3,"unit":"box"}]}'),
+    "unknown_material": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"gold","qty":1,"unit":"g"}]}'),
+    "wrong_unit": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"kg"}]}'),
+    "binary": (None, bytes(range(256)) * 2),
+    "empty": (None, b""),
+    "not_object": (None, b'"just a string"'),
+    "future": (None, b'{"v":1,"site_id":"@","ts":"2099-01-01T00:00:00Z","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"box"}]}'),
+    "oversized": (None, b'{"v":1,"site_id":"@","pad":"' + b"x" * 100_000 + b'"}'),
+    "wrong_site_in_topic": ("other", b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"box"}]}'),
+    "unknown_site": ("ghost", b'{"v":1,"site_id":"@ghost","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"box"}]}'),
+}
+
+
+def test_bad_payloads_are_dead_lettered_with_reasons(settings, registry, bridge, service_client, unique, topic_reader) -> None:
+    site_a, site_b = list(registry.sites)[:2]
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()).encode()
+    client = service_client()
+    sent: dict[bytes, str] = {}
+    for name, (topic_site, raw) in BAD.items():
+        site = {None: site_a, "other": site_b, "ghost": f"t{unique}-ghost"}[topic_site]
+        raw = raw.replace(b"@ts", ts).replace(b"@ghost", f"t{unique}-ghost".encode()).replace(b'"@"', f'"{site_a}"'.encode())
+        client.publish(topics.mqtt_stock_topic(site), raw, qos=1).wait_for_publish(10)
+        sent[raw] = name
+    good = json.dumps({"v": 1, "site_id": site_a, "ts": ts.decode(), "seq": 99,
+                       "readings": [{"material": next(iter(registry.sites[site_a].materials)), "qty": 1,
+                                     "unit": registry.materials[next(iter(registry.sites[site_a].materials))].unit}]}).encode()
+    client.publish(topics.mqtt_stock_topic(site_a), good, qos=1).wait_for_publish(10)
+
+    def ours(records):
+        return [DeadLetter.from_json(r.value) for r in records if DeadLetter.from_json(r.value).payload in sent]
+
+    records = topic_reader(settings, topics.READINGS_DEAD_LETTER, lambda rs: len({d.payload for d in ours(rs)}) >= len(sent))
+    letters = {d.payload: d for d in ours(records)}
+    missing = [sent[p] for p in sent if p not in letters]
+    assert not missing, f"not dead-lettered: {missing}"
+    expect = {"truncated": "not valid JSON", "wrong_types": "seq must be", "nan": "non-finite number NaN",
+              "negative": "negative", "unknown_material": "unknown material 'gold'", "wrong_unit": "catalogue counts it in",
+              "binary": "not UTF-8", "empty": "not valid JSON", "not_object": "must be a JSON object",
+              "future": "in the future", "oversized": "byte limit", "wrong_site_in_topic": "differs from the topic's site",
+              "unknown_site": "unknown site"}
+    for payload, letter in letters.items():
+        name = sent[payload]
+        assert expect[name] in letter.reason, (name, letter.reason)
+        assert letter.mqtt_topic.startswith("vr/v1/sites/") and letter.source == "mqtt" and letter.at
+    # The bridge stayed up, forwarded the good one, and its books balance.
+    forwarded = topic_reader(settings, topics.READINGS, lambda rs: any(r.value and b'"seq":99' in r.value and site_a.encode() in r.value for r in rs))
+    assert any(ReadingBatch.from_json(r.value).report.seq == 99 and r.key.decode() == site_a for r in forwarded)
+    bridge.check()
+    _wait(lambda: bridge.counters.in_flight == 0, 10, "in-flight to drain")
+    c = bridge.counters
+    assert c.received == c.forwarded + c.dead_lettered and c.dead_lettered >= len(sent)
+
+
+def test_acl_confines_a_site_to_its_own_topics(settings, unique, service_client) -> None:
+    a, b = f"t{unique}-acl-a", f"t{unique}-acl-b"
+    creds = provision_site_credentials(settings, [a, b])
+    try:
+        got: list = []
+        watcher = service_client()
+        watcher.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+        watcher.subscribe([(topics.mqtt_stock_topic(a), 1), (topics.mqtt_stock_topic(b), 1)])
+        time.sleep(0.5)
+        site_a = service_client(a, creds[a])
+        assert site_a.connect_rc is not None and not site_a.connect_rc.is_failure
+        site_a.publish(topics.mqtt_stock_topic(b), b"forged by a", qos=1).wait_for_publish(10)
+        site_a.publish(topics.mqtt_stock_topic(a), b"own reading", qos=1).wait_for_publish(10)
+        # A site may not read another site's pick commands either.
+        granted: list = []
+        site_a.on_subscribe = lambda c, u, mid, rcs, p: granted.extend(rcs)
+        site_a.subscribe(topics.mqtt_pick_topic(b), qos=1)
+        deadline = time.monotonic() + 5
+        while (not got or not granted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert (topics.mqtt_stock_topic(a), b"own reading") in got
+        assert not [g for g in got if g[1] == b"forged by a"], "the broker let site a publish as site b"
+        # Mosquitto grants the SUBSCRIBE but never delivers: prove it by publishing a command to b.
+        received_cmd: list = []
+        site_a.on_message = lambda c, u, m: received_cmd.append(m.topic)
+        watcher.publish(topics.mqtt_pick_topic(b), b'{"v":1}', qos=1).wait_for_publish(10)
+        time.sleep(0.5)
+        assert received_cmd == []
+        wrong = service_client(a, "not-the-password")
+        assert wrong.connect_rc is not None and wrong.connect_rc.is_failure
+    finally:
+        remove_site_credentials(settings, [a, b])

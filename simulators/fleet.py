@@ -457,9 +457,8 @@ class Fleet:
         st.orders.add(order_id)
         available = _report_value(st.qty[i], st.units[i])
         applied = min(qty, available)
-        st.qty[i] = max(0.0, st.qty[i] - applied)
-        if st.qty[i] < 1e-9:
-            st.qty[i] = 0.0
+        # Taking everything the sensor shows empties the shelf (no invisible fractional remainder).
+        st.qty[i] = 0.0 if applied >= available else max(0.0, st.qty[i] - applied)
         st.no_replenish.add(i)
         st.stuck_left = 0  # a pick is physical: the next reading must show it
         shortfall = qty - applied
@@ -606,7 +605,8 @@ class Fleet:
                     q += c * rng.uniform(0, 0.008) * frac
             elif rng.random() < 0.01 * frac:
                 q += rng.choice((-1.0, 1.0))
-            st.qty[i] = min(max(q, 0.0), 1.1 * c if i not in st.no_replenish else q)
+            q = max(q, 0.0)
+            st.qty[i] = q if i in st.no_replenish else min(q, 1.1 * c)
 
 
 def _report_value(q: float, unit: str) -> float:

@@ -157,3 +157,34 @@ def test_acl_confines_a_site_to_its_own_topics(settings, unique, service_client)
         assert wrong.connect_rc is not None and wrong.connect_rc.is_failure
     finally:
         remove_site_credentials(settings, [a, b])
+
+
+@pytest.mark.slow
+def test_faulty_gateway_fleet_through_the_bridge(settings, registry, bridge, topic_reader) -> None:
+    from simulators.fleet import Faults
+
+    sites = set(registry.sites)
+    faults = Faults(duplicates=0.1, out_of_order=0.1, malformed=0.1, stuck=0.05, spike=0.05)
+    fleet = Fleet(settings, registry, interval_s=0.4, auth="gateway", gateways=2, faults=faults, seed=5)
+    try:
+        fleet.start()
+        assert fleet.wait_connected(20)
+        time.sleep(3)
+        fleet.check()
+    finally:
+        fleet.stop()
+    c = fleet.counters
+    assert c.duplicates_sent and c.out_of_order_sent and c.malformed_sent
+    records = topic_reader(settings, topics.READINGS,
+                           lambda rs: sum(1 for r in rs if r.key.decode() in sites) >= c.messages_sent, timeout=30)
+    ours = [ReadingBatch.from_json(r.value).report for r in records if r.key.decode() in sites]
+    # Every stock message the fleet sent (duplicates included) is in Kafka; every seq it made is
+    # there except the ones still held back for out-of-order delivery when it stopped.
+    assert len(ours) == c.messages_sent
+    seqs = {(r.site_id, r.seq) for r in ours}
+    made = {(s, q) for s in sites for q in fleet.seq_range(s)}
+    held = sum(1 for st in fleet._sites.values() if st.held is not None)
+    assert seqs <= made and len(made - seqs) == held
+    letters = topic_reader(settings, topics.READINGS_DEAD_LETTER,
+                           lambda rs: sum(1 for r in rs if r.key and r.key.decode() in sites) >= c.malformed_sent, timeout=30)
+    assert sum(1 for r in letters if r.key and r.key.decode() in sites) == c.malformed_sent

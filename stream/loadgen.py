@@ -16,7 +16,9 @@ from vreserve.settings import Settings
 
 def reading_batch(site_id: str, seq: int, ts: datetime, quantities: dict[str, tuple[float, str]],
                   received_at: datetime | None = None) -> ReadingBatch:
-    """One record: ``quantities`` maps material -> (qty, unit)."""
+    """One record: ``quantities`` maps material -> (qty, unit). Times are cut to milliseconds,
+    the precision of the wire format, so the record equals itself after a round trip."""
+    ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
     report = StockReport(site_id=site_id, ts=ts, seq=seq,
                          readings=tuple(Reading(m, q, u) for m, (q, u) in quantities.items()))
     return ReadingBatch(report, received_at or utc_now(), f"vr/v1/sites/{site_id}/stock")

@@ -1,0 +1,173 @@
+"""The sink, the periodic checks and the query side against the real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import psycopg
+from click.testing import CliRunner
+
+from conftest import add_registry
+from stream import rollups
+from stream.query import virtual_warehouse
+from stream.records import StockReading
+from stream.sink import write_batch
+from vreserve.cli import cli
+from vreserve.db import connect
+from vreserve.schemas.common import utc_now
+
+
+
+
+def readings_for(sites, materials, seqs, t0, qty=lambda s, m, q: 100.0 - q):
+    out = []
+    for s in sites:
+        for q in seqs:
+            for m in materials:
+                out.append(StockReading(s, m, qty(s, m, q), "box", t0 + timedelta(seconds=10 * q), q, t0))
+    return out
+
+
+async def _write(dsn, batches, alerts=()):
+    async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
+        for b in batches:
+            await write_batch(conn, b, list(alerts))
+
+
+def table_state(dsn, sites):
+    with connect(dsn) as conn:
+        latest = conn.execute(
+            "SELECT site_id, material_id, qty, unit, ts, seq FROM stock_latest WHERE site_id = ANY(%s) ORDER BY 1, 2",
+            (sites,)).fetchall()
+        history = conn.execute(
+            "SELECT site_id, material_id, ts, seq, qty, grid_cell FROM stock_readings WHERE site_id = ANY(%s) ORDER BY 1, 2, 3",
+            (sites,)).fetchall()
+    return latest, history
+
+
+def test_sink_is_idempotent_under_replay_and_reordering(settings, unique):
+    sites = [f"{unique}-S{i}" for i in range(5)]
+    add_registry(settings.pg_dsn, [(s, f"{unique}-G", "ngo") for s in sites], {"mask": "box", "water": "l"}, {})
+    t0 = utc_now() - timedelta(minutes=5)
+    readings = readings_for(sites, ["mask", "water"], range(1, 11), t0)
+    asyncio.run(_write(settings.pg_dsn, [readings[i:i + 13] for i in range(0, len(readings), 13)]))
+    first = table_state(settings.pg_dsn, sites)
+    assert len(first[0]) == 10 and len(first[1]) == 100
+    assert all(row[5] == 10 and row[2] == Decimal(90) for row in first[0])
+    assert all(row[5] == f"{unique}-G" for row in first[1])  # grid cell copied from the registry
+    # Replay everything shuffled, in other batch sizes, twice, with in-batch duplicates.
+    shuffled = readings * 2
+    random.Random(7).shuffle(shuffled)
+    asyncio.run(_write(settings.pg_dsn, [shuffled[i:i + 37] for i in range(0, len(shuffled), 37)]))
+    assert table_state(settings.pg_dsn, sites) == first
+
+
+def test_latest_only_moves_forward(settings, unique):
+    site = f"{unique}-S"
+    add_registry(settings.pg_dsn, [(site, f"{unique}-G", "ngo")], {"mask": "box"}, {})
+    t0 = utc_now()
+    newer = StockReading(site, "mask", 5.0, "box", t0, 8, t0)
+    older = StockReading(site, "mask", 50.0, "box", t0 + timedelta(seconds=60), 7, t0)  # later ts, lower seq
+    asyncio.run(_write(settings.pg_dsn, [[newer], [older]]))
+    latest, history = table_state(settings.pg_dsn, [site])
+    assert [(r[2], r[5]) for r in latest] == [(Decimal(5), 8)]
+    assert len(history) == 2  # the history keeps both readings
+
+
+def _checks(dsn, stale_after_s=30.0):
+    async def go():
+        async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
+            return await rollups.run_checks(conn, stale_after_s, 3, 10, (utc_now() - timedelta(hours=3), utc_now()))
+    return asyncio.run(go())
+
+
+def test_aggregates_stale_and_low_stock(settings, unique):
+    g1, g2 = f"{unique}-G1", f"{unique}-G2"
+    sites = [(f"{unique}-A", g1, "government"), (f"{unique}-B", g1, "household"), (f"{unique}-C", g2, "household"),
+             (f"{unique}-D", g2, "ngo")]  # D never reports
+    mat = f"{unique}-mask"
+    add_registry(settings.pg_dsn, sites, {mat: "box"},
+                 {(s[0], mat): 100 for s in sites}, safety={(g1, mat): 150, (g2, mat): 10})
+    now = utc_now()
+    rs = [StockReading(f"{unique}-A", mat, 120, "box", now - timedelta(seconds=5), 1, now),
+          StockReading(f"{unique}-B", mat, 20, "box", now - timedelta(seconds=300), 1, now),  # stale
+          StockReading(f"{unique}-C", mat, 40, "box", now - timedelta(seconds=5), 1, now)]
+    asyncio.run(_write(settings.pg_dsn, [rs]))
+    result = _checks(settings.pg_dsn)
+    assert result.ran
+    with connect(settings.pg_dsn) as conn:
+        agg = {(r[0], r[1]): r[2:] for r in conn.execute(
+            "SELECT dimension, dim_key, reported_qty, contracted_qty, sites_contracted, sites_reporting, sites_stale"
+            " FROM stock_aggregates WHERE material_id = %s", (mat,))}
+        assert agg[("grid_cell", g1)] == (Decimal(140), Decimal(200), 2, 2, 1)
+        assert agg[("grid_cell", g2)] == (Decimal(40), Decimal(200), 2, 1, 0)
+        assert agg[("owner_kind", "household")] == (Decimal(60), Decimal(200), 2, 2, 1)
+        assert agg[("material", "*")] == (Decimal(180), Decimal(400), 4, 3, 1)
+        alerts = conn.execute(
+            "SELECT kind, site_id, grid_cell, resolved_at FROM alerts WHERE site_id LIKE %s OR grid_cell LIKE %s",
+            (f"{unique}%", f"{unique}%")).fetchall()
+    assert sorted((a[0], a[1], a[2]) for a in alerts) == [
+        ("low_stock", None, g1), ("stale", f"{unique}-B", g1)]
+    # Checks again: nothing new (one open alert per condition).
+    _checks(settings.pg_dsn)
+    # B reports again with plenty: the stale and the low-stock alerts are resolved.
+    asyncio.run(_write(settings.pg_dsn, [[StockReading(f"{unique}-B", mat, 90, "box", utc_now(), 2, now)]]))
+    _checks(settings.pg_dsn)
+    with connect(settings.pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT kind, resolved_at IS NOT NULL, published_at IS NULL FROM alerts WHERE site_id LIKE %s OR grid_cell LIKE %s",
+            (f"{unique}%", f"{unique}%")).fetchall()
+        hourly = conn.execute("SELECT sum(qty) FROM stock_hourly_cell WHERE grid_cell = %s AND material_id = %s",
+                              (g1, mat)).fetchone()[0]
+    assert sorted(rows) == [("low_stock", True, True), ("stale", True, True)]
+    assert hourly is not None and hourly >= Decimal(120)
+
+
+def _orders(dsn, unique, site, mat, rows):
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO emergencies (emergency_id, region, declared_at, declared_by, reason, periods,"
+                     " period_length_s, demand_source) VALUES (%s, 'R-test', now(), 'test', 'test', 1, 60, 'test')",
+                     (f"{unique}-E",))
+        conn.execute("INSERT INTO plans (plan_id, emergency_id, period, created_at, status) VALUES (%s, %s, 1, now(), 'optimal')",
+                     (f"{unique}-P", f"{unique}-E"))
+        for i, (leg, status, qty, origin) in enumerate(rows):
+            conn.execute(
+                "INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin, destination,"
+                " material_id, qty, unit, status, created_at, status_at) VALUES (%s, %s, %s, 1, %s, %s, 'DC1', %s, %s,"
+                " 'box', %s, now(), now())",
+                (f"{unique}-O{i}", f"{unique}-P", f"{unique}-E", leg, origin or site, mat, qty, status))
+
+
+def test_virtual_warehouse_query_and_cli(settings, unique):
+    g = f"{unique}-G"
+    mat = f"{unique}-mask"
+    a, b = f"{unique}-A", f"{unique}-B"
+    add_registry(settings.pg_dsn, [(a, g, "government"), (b, g, "enterprise")], {mat: "box"},
+                 {(a, mat): 500, (b, mat): 300}, safety={(g, mat): 100})
+    t0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+    asyncio.run(_write(settings.pg_dsn, [[
+        StockReading(a, mat, 400, "box", t0, 1, t0), StockReading(b, mat, 250, "box", t0, 1, t0),
+        StockReading(a, mat, 380, "box", t0 + timedelta(hours=1), 2, t0)]]))
+    _orders(settings.pg_dsn, unique, a, mat, [
+        ("supply", "open", 30, None), ("supply", "in_transit", 20, None), ("supply", "delivered", 999, None),
+        ("supply", "cancelled", 999, None), ("delivery", "open", 999, "DC1")])
+    with connect(settings.pg_dsn) as conn:
+        [row] = virtual_warehouse(conn, grid=g)
+        assert (row.reported_qty, row.contracted_qty, row.reserved_qty, row.safety_qty) == (630, 800, 50, 100)
+        assert row.available_qty == 480 and row.unit == "box" and row.sites_reporting == 2
+        [gov] = virtual_warehouse(conn, grid=g, owner_kind="government")
+        assert (gov.reported_qty, gov.reserved_qty, gov.sites_contracted) == (380, 50, 1)
+        [past] = virtual_warehouse(conn, grid=g, at=t0 + timedelta(minutes=30))
+        assert past.reported_qty == 650
+        assert virtual_warehouse(conn, grid=g, material="nothing") == []
+    env = {"VR_PG_DSN": settings.pg_dsn, "VR_TOPIC_PREFIX": settings.topic_prefix}
+    res = CliRunner().invoke(cli, ["stock", "--grid", g, "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["rows"][0]["available_qty"] == 480.0 and data["totals"][0]["reserved_qty"] == 50.0
+    res = CliRunner().invoke(cli, ["stock", "--grid", g, "--at", "2026-11-01T08:30:00Z"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "650" in res.output and "box" in res.output and "available above safety 500 box" in res.output

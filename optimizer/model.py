@@ -64,7 +64,8 @@ class _Stage:
 
 
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
-               threads: int | None = None) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
+               threads: int | None = None, options: dict[str, Any] | None = None,
+               ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
@@ -108,6 +109,9 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
     h.setOptionValue("mip_rel_gap", float(gap))
     if threads:
         h.setOptionValue("threads", int(threads))
+    for key, value in (options or {}).items():
+        if h.setOptionValue(key, value) == hp.HighsStatus.kError:
+            raise ScenarioError(f"HiGHS rejected option {key}={value!r}")
     h.passModel(model)
     if start is not None:
         sol = hp.HighsSolution()
@@ -187,6 +191,7 @@ class Planner:
             ix.stock_rows @ inv <= param("capacity", J * T),
         ]
         if self.structure.has_budget:
+            # scaled by the budget (prices per unit of budget, right-hand side 1) for the solver's numerics
             cons.append(param("price_x", ix.n_x) @ x <= param("budget", ()))
         need_b = self.structure.has_min_lot or len(ix.limited) > 0
         self.b = None
@@ -213,7 +218,9 @@ class Planner:
         if not need_b:
             cons2.append(ix.arc_y @ y <= cp.multiply(P["delivery_bound"] if "delivery_bound" in P else
                                                      param("delivery_bound", ix.nd * T), b2))
-        cons2.append(primary <= param("primary_target", ()))
+        # Keep every rescue centre's deliveries at the stage-one plan's: the primary objective is then
+        # exactly unchanged (no tolerance), and the problem is much easier than a single objective row.
+        cons2.append(ix.delivered @ y == P.setdefault("delivered_target", cp.Parameter(ix.K * M * T, name="delivered_target")))
         self.stage2 = _Stage(cp.Problem(cp.Minimize(cp.sum(a) + cp.sum(b2)), cons2))
         self.build_seconds = time.perf_counter() - t0
         self._compiled_with: dict[str, float] = {}
@@ -229,8 +236,9 @@ class Planner:
         P["max_inventory"].value = ix.per_period(n.max_inventory)
         P["capacity"].value = np.repeat(n.capacity, ix.T)
         if "budget" in P:
-            P["budget"].value = float(n.budget)
-            P["price_x"].value = ix.price_x(n)
+            scale = max(float(n.budget), 1.0)
+            P["budget"].value = float(n.budget) / scale
+            P["price_x"].value = ix.price_x(n) / scale
         if "delivery_bound" in P:
             P["delivery_bound"].value = ix.delivery_bound(n)
         if "min_lot" in P:
@@ -240,13 +248,14 @@ class Planner:
         P["supply_bound"].value = ix.supply_bound(n)
         P["theta_y"].value = ix.theta_y(n)
         P["theta_demand"].value = ix.theta_demand(n)
-        P["primary_target"].value = 0.0
+        P["delivered_target"].value = np.zeros(ix.K * ix.M * ix.T)
 
     # --- solve -------------------------------------------------------------------------------------
 
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
               solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
-              warm_start: "PlanResult | None" = None, threads: int | None = None) -> PlanResult:
+              warm_start: "PlanResult | None" = None, threads: int | None = None,
+              highs_options: dict[str, Any] | None = None) -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
 
         time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
@@ -267,7 +276,7 @@ class Planner:
         if warm_start is not None and warm_start.has_plan:
             start = _columns(pp, self._values_from_result(warm_start))
         status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
-                                                          threads=threads)
+                                                          threads=threads, options=highs_options)
         solve_s = secs
         summary_extra: dict[str, Any] = {"solver": "HiGHS", "solver_status": status}
         if not has:
@@ -310,11 +319,10 @@ class Planner:
         """Fewest used arcs keeping the primary objective at most its stage-one value (plus a tolerance
         far below one unit of shortage), warm-started from the stage-one plan."""
         ix = self.index
-        tol = min(0.5, max(1e-6, 1e-9 * primary))
-        self.params["primary_target"].value = float(primary + tol)
+        xv, yv = np.rint(vals1[self.x.id]), np.rint(vals1[self.y.id])
+        self.params["delivered_target"].value = ix.delivered @ yv
         data, comp = self.stage2.compile()
         pp = self.stage2.param_prog()
-        xv, yv = np.rint(vals1[self.x.id]), np.rint(vals1[self.y.id])
         start_vals = dict(vals1)
         start_vals[self.x.id], start_vals[self.y.id] = xv, yv
         start_vals[self.a.id] = (ix.arc_x @ xv > 0.5).astype(float)

@@ -74,7 +74,14 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
     t0 = time.perf_counter()
     base = cache.base(emergency.demand_source)
     mats = [m["id"] for m in base["materials"]]
+    # orders count in the registry's unit (what the sites count and pick in); the demand file's
+    # unit name is only a label, and a difference is said out loud in the plan's message
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
+    registry_units = dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)",
+                                       (mats,)).fetchall())
+    unit_notes = [f"{m}: demand file counts in {units[m]!r}, the registry in {registry_units[m]!r}; "
+                  "taken as the same unit" for m in mats if m in registry_units and registry_units[m] != units[m]]
+    units.update(registry_units)
     price = {m["id"]: float(m.get("price", 0.0)) for m in base["materials"]}
     supersede = book.open_orders(conn, emergency.emergency_id)
     exclude = [oid for oid, _ in supersede]
@@ -87,6 +94,8 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
                                    demand_scale=emergency.demand_scale, nodes=nodes, pipeline=pipe, name=plan_id)
     t2 = time.perf_counter()
     warnings: list[str] = []
+    if period == 1:
+        warnings += unit_notes
     if not nodes:
         warnings.append("no supply available in the region (no active site with a valid contract and a reading)")
     result = cache.solve(scenario)

@@ -200,8 +200,9 @@ class LogisticsSimulator:
             except Exception as exc:  # a rebalance: the next commit catches up
                 log.warning("offset commit failed: %s", exc)
 
-    def _status(self, producer, order_id: str, status: str, qty: float | None = None, reason: str | None = None):
-        rec = OrderStatus(order_id=order_id, status=status, at=utc_now(), qty=qty, reason=reason)
+    def _status(self, producer, order_id: str, status: str, qty: float | None = None, reason: str | None = None,
+                at=None):
+        rec = OrderStatus(order_id=order_id, status=status, at=at or utc_now(), qty=qty, reason=reason)
         producer.send(self.settings.topic(topics.ORDER_STATUS), key=order_id.encode(), value=rec.to_json()).get(30)
 
     def _cancel(self, record: CancelRecord, jobs: dict, producer) -> None:
@@ -227,6 +228,7 @@ class LogisticsSimulator:
             self.counters.accepted += 1
             self._status(producer, o.order_id, "accepted")
         elif job.stage == "accepted":
+            picked_at = utc_now()  # the in_transit time is when the pick was ordered at the site
             if o.leg == "supply":
                 payload = json.dumps({"v": 1, "order_id": o.order_id, "material": o.material,
                                       "qty": o.qty, "unit": o.unit}).encode()
@@ -235,7 +237,7 @@ class LogisticsSimulator:
                 self.counters.picks_sent += 1
             job.stage = "in_transit"
             self.counters.in_transit += 1
-            self._status(producer, o.order_id, "in_transit")
+            self._status(producer, o.order_id, "in_transit", at=picked_at)
         elif job.stage == "in_transit":
             job.stage = "done"
             self.counters.delivered += 1

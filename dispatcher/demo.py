@@ -1,0 +1,268 @@
+"""``vreserve demo``: the main job, end to end, on the real services.
+
+services up -> its own database and topics -> a registry of a few hundred sites over the city grid
+-> sensor fleet, bridge, stream worker, dispatcher and logistics simulator running (as `vreserve`
+subprocesses) -> the virtual warehouse fills from live readings -> the Wuhan-like scenario declared
+as an emergency -> each period re-planned from live stock, orders flowing and delivered, picked
+stock falling at the sites -> the emergency ended -> final report (JSON + PNG). Every subprocess is
+stopped at the end, also on Ctrl-C or an error.
+
+The demo runs in a database of its own (``vreserve_demo``, recreated every run) and under a topic
+prefix of its own (``demo<run>.``; older demo topics are deleted at the start), so it never mixes
+with tests or other work on the same services.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from vreserve.settings import PROJECT_ROOT, Settings
+
+
+#: Lines of the services' own logs not echoed live (still in the log files): client-library chatter.
+_NOISE = ("DEBUG", "producer buffer full", "Timer commit is overlapping", "Timer Monitor.sampler")
+
+
+@dataclass
+class Stack:
+    """The demo's subprocesses: started with logs in ``log_dir``, echoed live, always stopped."""
+
+    env: dict
+    log_dir: Path
+    t0: float
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    echo: bool = True
+
+    def say(self, msg: str) -> None:
+        print(f"[demo {time.monotonic() - self.t0:6.1f} s] {msg}", flush=True)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log_path = self.log_dir / f"{name}.log"
+        p = subprocess.Popen([sys.executable, "-m", "vreserve.cli", *args], cwd=PROJECT_ROOT, env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                             start_new_session=True)
+        self.procs.append((name, p))
+        threading.Thread(target=self._pump, args=(name, p, log_path), daemon=True).start()
+        self.say(f"started {name} (pid {p.pid}): vreserve {' '.join(args)}")
+        return p
+
+    def _pump(self, name: str, p: subprocess.Popen, log_path: Path) -> None:
+        with open(log_path, "w") as log:
+            for line in p.stdout:  # type: ignore[union-attr]
+                log.write(line)
+                log.flush()
+                if self.echo and not any(noise in line for noise in _NOISE):
+                    print(f"  [{name}] {line.rstrip()[:220]}", flush=True)
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        res = subprocess.run([sys.executable, "-m", "vreserve.cli", *args], cwd=PROJECT_ROOT, env=self.env,
+                             capture_output=True, text=True, timeout=timeout)
+        for line in (res.stdout + res.stderr).splitlines():
+            print(f"  [vreserve {args[0]}] {line[:220]}", flush=True)
+        return res
+
+    def check_alive(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is not None:
+                raise click.ClickException(f"{name} exited with code {p.returncode}; see {self.log_dir}/{name}.log")
+
+    def stop_all(self) -> None:
+        for name, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name, p in reversed(self.procs):
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{name} did not stop on SIGTERM; killing it")
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        left = [name for name, p in self.procs if p.poll() is None]
+        self.say("all demo processes stopped" if not left else f"still running: {left}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fresh_database(settings: Settings, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.db import connect
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(**{**info, "dbname": name})
+
+
+def _drop_old_demo_topics(settings: Settings, keep_prefix: str) -> int:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    try:
+        old = [t for t in admin.list_topics() if t.startswith("demo") and not t.startswith(keep_prefix)]
+        if old:
+            admin.delete_topics(old)
+        return len(old)
+    finally:
+        admin.close()
+
+
+@click.command("demo")
+@click.option("--sites", type=click.IntRange(10, 5000), default=300, show_default=True,
+              help="Sites in the generated registry.")
+@click.option("--region", default="wuhan", show_default=True)
+@click.option("--scenario", default="wuhan", show_default=True, help="Scenario pack (centres and demand).")
+@click.option("--periods", type=click.IntRange(1, 10), default=4, show_default=True)
+@click.option("--period-length", default="20s", show_default=True)
+@click.option("--demand-scale", type=float, default=1.0, show_default=True)
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Sites' reading interval, s.")
+@click.option("--fail-rate", type=float, default=0.02, show_default=True, help="Share of orders logistics fails.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True)
+@click.option("--quiet", is_flag=True, help="Do not echo the services' own progress lines.")
+@click.pass_obj
+def demo(settings: Settings, sites, region, scenario, periods, period_length, demand_scale, interval, fail_rate,
+         seed, out_dir, quiet) -> None:
+    """The main job: a full emergency scenario on live services, end to end, with a final report."""
+    from deploy import runner
+    from dispatcher.operator import parse_duration
+    from dispatcher.report import emergency_report, print_report, write_report
+    from ingest.registry import generate_registry, write_registry
+    from optimizer import load_scenario
+    from vreserve.db import connect, migrate
+    from vreserve.kafka_admin import ensure_topics
+
+    t0 = time.monotonic()
+    out = Path(out_dir).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    length_s = parse_duration(period_length)
+    run_id = uuid.uuid4().hex[:6]
+
+    def say(msg: str) -> None:
+        print(f"[demo {time.monotonic() - t0:6.1f} s] {msg}", flush=True)
+
+    say("starting the services (Kafka, Mosquitto, PostgreSQL)")
+    runner.up(settings, progress=lambda m: say(f"services: {m}"))
+    dsn = _fresh_database(settings, "vreserve_demo")
+    demo_settings = settings.with_(pg_dsn=dsn, topic_prefix=f"demo{run_id}.", reading_interval_s=interval)
+    dropped = _drop_old_demo_topics(settings, demo_settings.topic_prefix)
+    migrate(dsn, progress=lambda m: None)
+    ensure_topics(demo_settings)
+    say(f"database vreserve_demo migrated; topics under prefix {demo_settings.topic_prefix!r} created"
+        f"{f' ({dropped} topics of earlier demos deleted)' if dropped else ''}")
+    base = load_scenario(scenario).to_dict()
+
+    registry_path = out / "registry.yaml"
+    creds_path = out / "mqtt-credentials.yaml"
+    registry = generate_registry(sites, seed=seed, region=region)
+    write_registry(registry, registry_path)
+    n_central = sum(1 for s in registry.sites.values() if s.tier == "centralized")
+    n_cells = len({s.grid_cell for s in registry.sites.values()})
+    say(f"registry: {sites} sites ({n_central} centralized depots, {sites - n_central} decentralized) "
+        f"over {n_cells} grid cells of {region}, written to {registry_path}")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_KAFKA_BOOTSTRAP=demo_settings.kafka_bootstrap, VR_MQTT_URL=demo_settings.mqtt_url,
+               VR_PG_DSN=dsn, VR_TOPIC_PREFIX=demo_settings.topic_prefix,
+               VR_PARTITIONS=str(demo_settings.partitions), VR_STATE_DIR=str(demo_settings.state_dir),
+               VR_READING_INTERVAL_S=str(interval), VR_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    stack = Stack(env, out / "logs", t0, echo=not quiet)
+    report = None
+    try:
+        res = stack.run("registry", "load", str(registry_path), "--mqtt-credentials", str(creds_path))
+        if res.returncode != 0:
+            raise click.ClickException("registry load failed")
+        stack.start("stream", "stream", "run", "--web-port", str(_free_port()), "--aggregate-interval", "5")
+        stack.start("bridge", "ingest", "run", "--status-interval", "10")
+        stack.start("fleet", "simulate", "sites", "--registry", str(registry_path), "--credentials",
+                    str(creds_path), "--interval", str(interval), "--progress-every", "10")
+        stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
+        stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
+                    "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate))
+
+        conn = connect(dsn, autocommit=True)
+        # 1. the virtual warehouse fills from live readings
+        started = time.time()
+        deadline = time.monotonic() + 120
+        while True:
+            stack.check_alive()
+            n = conn.execute("SELECT count(DISTINCT site_id) FROM stock_latest").fetchone()[0]
+            say(f"virtual warehouse: {n}/{sites} sites reported live stock")
+            if n >= 0.95 * sites:
+                break
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"only {n} of {sites} sites reported within 120 s; see {out}/logs")
+            time.sleep(3)
+        before = dict(conn.execute(
+            "SELECT material_id, sum(qty)::float8 FROM stock_latest WHERE material_id = ANY(%s) GROUP BY 1",
+            ([m["id"] for m in base["materials"]],)).fetchall())
+
+        # 2. declare
+        res = stack.run("emergency", "declare", "--region", region, "--scenario", scenario, "--periods",
+                        str(periods), "--period-length", period_length, "--demand-scale", str(demand_scale),
+                        "--reason", "demo: epidemic outbreak, supplies to rescue centres", "--wait", "30")
+        if res.returncode != 0:
+            raise click.ClickException("the emergency was not accepted")
+        emergency_id = res.stdout.strip().split("emergency ")[-1]
+
+        # 3. periods run: live progress until the last period's orders are done
+        end_at = time.monotonic() + periods * length_s + length_s  # a grace period to deliver
+        while time.monotonic() < end_at:
+            stack.check_alive()
+            time.sleep(min(5.0, length_s / 2))
+            rows = dict(conn.execute("SELECT status, count(*) FROM dispatch_orders WHERE emergency_id = %s"
+                                     " GROUP BY status", (emergency_id,)).fetchall())
+            planned = conn.execute("SELECT count(*) FROM plans WHERE emergency_id = %s AND published_at IS NOT NULL",
+                                   (emergency_id,)).fetchone()[0]
+            moving = sum(rows.get(s, 0) for s in ("open", "accepted", "in_transit"))
+            say(f"period plans published {planned}/{periods}; orders: "
+                + (", ".join(f"{k} {v}" for k, v in sorted(rows.items())) or "none yet"))
+            if planned == periods and moving == 0 and time.monotonic() > end_at - length_s:
+                break
+
+        # 4. back to normal
+        res = stack.run("emergency", "end", "--region", region, "--reason", "demo: outbreak contained", "--wait", "30")
+        if res.returncode != 0:
+            raise click.ClickException("the end event was not accepted")
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT closed_out_at FROM emergencies WHERE emergency_id = %s",
+                           (emergency_id,)).fetchone()[0] is None:
+            if time.monotonic() > deadline:
+                raise click.ClickException("the dispatcher did not close out the emergency within 30 s")
+            time.sleep(0.5)
+        time.sleep(2 * interval + 1)  # the sites' last readings after the picks
+        after = dict(conn.execute(
+            "SELECT material_id, sum(qty)::float8 FROM stock_latest WHERE material_id = ANY(%s) GROUP BY 1",
+            (list(before),)).fetchall())
+        report = emergency_report(conn, emergency_id, base)
+        report["virtual_warehouse"] = {m: {"unit": report["materials"][m]["unit"], "reported_before": before.get(m, 0.0),
+                                           "reported_after": after.get(m, 0.0)} for m in before}
+        report["registry"] = {"sites": sites, "centralized": n_central, "grid_cells": n_cells, "seed": seed}
+        report["wall_seconds"] = round(time.monotonic() - t0, 1)
+        conn.close()
+    finally:
+        stack.echo = False
+        stack.stop_all()
+    print()
+    print_report(report)
+    say("virtual warehouse, reported stock before the emergency -> after (drift, picks and replenishment):")
+    for m, r in report["virtual_warehouse"].items():
+        say(f"  {m:<16} {r['reported_before']:>12,.0f} -> {r['reported_after']:>12,.0f} {r['unit']}")
+    json_path, png_path = write_report(report, out)
+    say(f"report written: {json_path} and {png_path}; logs in {out / 'logs'}")

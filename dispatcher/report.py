@@ -1,0 +1,115 @@
+"""The emergency's final report: per material demand, delivered, shortage and shortage rate (with
+units), per period the plan's status and solve time; written as JSON and a PNG chart."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dispatcher.live import horizon_demand
+
+
+def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
+    """Figures from the database (what really happened), demand from the emergency's demand file."""
+    (region, periods, scale, declared, ended, source) = conn.execute(
+        "SELECT region, periods, demand_scale, declared_at, ended_at, demand_source FROM emergencies"
+        " WHERE emergency_id = %s", (emergency_id,)).fetchone()
+    mats = [m["id"] for m in base["materials"]]
+    units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
+    units.update(dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)", (mats,))))
+    demand = horizon_demand(base, periods, scale)
+    delivered = dict(conn.execute(
+        "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
+        " AND leg = 'delivery' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    picked = dict(conn.execute(
+        "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
+        " AND leg = 'supply' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    materials = {}
+    for m in mats:
+        d = sum(sum(v) for (rc, mm), v in demand.items() if mm == m)
+        got = delivered.get(m, 0.0)
+        short = max(0.0, d - got)
+        materials[m] = {"unit": units[m], "demand": round(d, 3), "delivered": round(got, 3),
+                        "shortage": round(short, 3), "shortage_rate": (short / d) if d > 0 else 0.0,
+                        "picked_at_sites": round(picked.get(m, 0.0), 3)}
+    plans = []
+    for (period, status, objective, gap, solve_s, summary, published) in conn.execute(
+            "SELECT period, status, objective, gap, solve_seconds, summary, published_at FROM plans"
+            " WHERE emergency_id = %s ORDER BY period", (emergency_id,)):
+        summary = summary if isinstance(summary, dict) else json.loads(summary)
+        plans.append({"period": period, "status": status, "objective": objective, "gap": gap,
+                      "solve_seconds": solve_s, "timings_s": summary.get("timings_s", {}),
+                      "orders": summary.get("orders"), "superseded": summary.get("cancelled"),
+                      "supply_nodes": summary.get("supply_nodes"), "published": published is not None,
+                      "message": summary.get("message", "")})
+    by_status = dict(conn.execute("SELECT status, count(*) FROM dispatch_orders WHERE emergency_id = %s"
+                                  " GROUP BY status", (emergency_id,)).fetchall())
+    failures = [r[0] for r in conn.execute(
+        "SELECT DISTINCT e.reason FROM order_status_events e JOIN dispatch_orders o USING (order_id)"
+        " WHERE o.emergency_id = %s AND e.status = 'failed'", (emergency_id,))]
+    return {"emergency_id": emergency_id, "region": region, "demand_source": source, "demand_scale": scale,
+            "periods": periods, "declared_at": str(declared), "ended_at": str(ended) if ended else None,
+            "materials": materials, "plans": plans, "orders_by_status": by_status,
+            "failure_reasons": failures}
+
+
+def print_report(report: dict, say=print) -> None:
+    say(f"== emergency {report['emergency_id']} in region {report['region']} "
+        f"({report['periods']} periods, demand from {report['demand_source']} x {report['demand_scale']:g})")
+    say(f"{'material':<16} {'unit':<10} {'demand':>10} {'delivered':>10} {'shortage':>10} {'rate':>7} "
+        f"{'picked at sites':>16}")
+    for m, r in report["materials"].items():
+        say(f"{m:<16} {r['unit']:<10} {r['demand']:>10,.0f} {r['delivered']:>10,.0f} {r['shortage']:>10,.0f} "
+            f"{r['shortage_rate']:>7.1%} {r['picked_at_sites']:>16,.0f}")
+    say(f"{'period':>6} {'status':<12} {'solve s':>8} {'snapshot s':>10} {'build s':>8} {'gap':>7} "
+        f"{'orders':>7} {'superseded':>10} {'supply nodes':>12}")
+    for p in report["plans"]:
+        t = p["timings_s"]
+        say(f"{p['period']:>6} {p['status']:<12} {p['solve_seconds'] or 0:>8.2f} {t.get('snapshot', 0):>10.2f} "
+            f"{t.get('build', 0):>8.3f} {'-' if p['gap'] is None else format(p['gap'], '.2%'):>7} "
+            f"{p['orders'] or 0:>7} {p['superseded'] or 0:>10} {p['supply_nodes'] or 0:>12}")
+    say("orders by status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["orders_by_status"].items())))
+    if report["failure_reasons"]:
+        say("failure reasons: " + "; ".join(report["failure_reasons"]))
+
+
+def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    mats = list(report["materials"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    rates = [100 * report["materials"][m]["shortage_rate"] for m in mats]
+    served = [100 - r for r in rates]
+    ax1.bar(mats, served, color="#3a7d44", label="delivered")
+    ax1.bar(mats, rates, bottom=served, color="#c0392b", label="shortage")
+    for i, m in enumerate(mats):
+        r = report["materials"][m]
+        ax1.text(i, 50, f"{r['delivered']:,.0f} /\n{r['demand']:,.0f}\n{r['unit']}", ha="center", va="center",
+                 color="white", fontsize=8)
+    ax1.set_ylabel("share of demand over the emergency, %")
+    ax1.set_ylim(0, 100)
+    ax1.set_title("Delivered vs shortage per material")
+    ax1.legend(loc="lower right", fontsize=8)
+    periods = [p["period"] for p in report["plans"]]
+    ax2.bar(periods, [p["solve_seconds"] or 0 for p in report["plans"]], color="#2c6fbb", label="solve time, s")
+    ax2.set_xlabel("period")
+    ax2.set_ylabel("solve time, s")
+    ax2.set_xticks(periods)
+    for p in report["plans"]:
+        ax2.text(p["period"], (p["solve_seconds"] or 0), p["status"], ha="center", va="bottom", fontsize=8)
+    ax3 = ax2.twinx()
+    ax3.plot(periods, [p["orders"] or 0 for p in report["plans"]], "o-", color="#e67e22", label="orders")
+    ax3.set_ylabel("orders published")
+    ax2.set_title("Per period: plan status, solve time, orders")
+    fig.suptitle(f"vreserve: emergency {report['emergency_id']} ({report['region']})")
+    fig.tight_layout()
+    png_path = out_dir / "report.png"
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return json_path, png_path

@@ -58,6 +58,8 @@ class Dispatcher:
     die_after_persist: int | None = None
     say: Callable[[str], None] = print
     counters: Counters = field(default_factory=Counters)
+    #: per plan made by this process: emergency, period, status and seconds per step (benchmarks read it)
+    plan_timings: list[dict] = field(default_factory=list)
     _stop: bool = False
 
     def stop(self, *_args) -> None:
@@ -205,6 +207,9 @@ class Dispatcher:
         self.counters.plans += 1
         s = planned.summary
         t = s.timings_s
+        self.plan_timings.append({"emergency_id": em.emergency_id, "period": period, "status": s.status,
+                                  "orders": s.orders, "supply_nodes": s.supply_nodes, **t,
+                                  "persist": persist_s, "publish": publish_s})
         self.say(
             f"dispatcher: {em.emergency_id} period {period}/{em.periods}: {s.status}"
             f"{'' if s.gap is None else f' (gap {s.gap:.2%})'}, {s.orders} orders, {s.cancelled} superseded, "

@@ -44,7 +44,7 @@ def _print_summary(res) -> None:
     for mid, row in rows:
         short = row.get("shortage")
         rate = row.get("shortage_rate")
-        click.echo(f"  {mid:<16} {row['unit'][:17]:<17} {"" if row["theta"] is None else f"{row['theta']:.2f}":>6} {row['demand']:>11,.0f} "
+        click.echo(f"  {mid:<16} {row['unit'][:17]:<17} {'' if row['theta'] is None else format(row['theta'], '.2f'):>6} {row['demand']:>11,.0f} "
                    f"{'-' if short is None else f'{short:,.0f}':>11} {'-' if rate is None else f'{rate:.1%}':>7} "
                    f"{row['ideal_shortage_rate']:>7.1%}")
     for msg in res.infeasibility:

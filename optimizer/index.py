@@ -192,6 +192,10 @@ class Index:
         cap = n.capacity[self.s_j][:, None]
         return np.minimum(sup, cap).reshape(-1)
 
+    def index_limits(self, per_limited: np.ndarray) -> dict[int, np.ndarray]:
+        """centre position -> its per-period delivery limit, from the [limited, T] parameter layout."""
+        return {int(j): per_limited[i] for i, j in enumerate(self.limited)}
+
     def max_deliveries_vec(self, n: Numbers) -> np.ndarray:
         return np.repeat(n.max_deliveries[self.limited], self.T)
 

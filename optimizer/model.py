@@ -64,11 +64,12 @@ class _Stage:
 
 
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
-               threads: int | None = None, options: dict[str, Any] | None = None,
+               threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
                ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
+    With ``relax`` the integrality is dropped: the LP relaxation, whose optimum is a valid bound.
     """
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
@@ -92,8 +93,8 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
     col_lower = np.full(lp.num_col_, -inf) if data[s.LOWER_BOUNDS] is None else data[s.LOWER_BOUNDS].copy()
     col_upper = np.full(lp.num_col_, inf) if data[s.UPPER_BOUNDS] is None else data[s.UPPER_BOUNDS].copy()
-    integer_cols = list(data[s.BOOL_IDX]) + list(data[s.INT_IDX])
-    if data[s.BOOL_IDX]:
+    integer_cols = [] if relax else list(data[s.BOOL_IDX]) + list(data[s.INT_IDX])
+    if data[s.BOOL_IDX]:  # binaries keep their [0, 1] bounds in the relaxation too
         bi = np.array(data[s.BOOL_IDX], dtype=int)
         col_lower[bi] = np.maximum(col_lower[bi], 0)
         col_upper[bi] = np.minimum(col_upper[bi], 1)
@@ -191,14 +192,15 @@ class Planner:
             ix.stock_rows @ inv <= param("capacity", J * T),
         ]
         if self.structure.has_budget:
-            # scaled by the budget (prices per unit of budget, right-hand side 1) for the solver's numerics
+            # scaled (see _set_numbers) for the solver's numerics
             cons.append(param("price_x", ix.n_x) @ x <= param("budget", ()))
         need_b = self.structure.has_min_lot or len(ix.limited) > 0
         self.b = None
         link_b = []
         if need_b:
             b = self.b = cp.Variable(ix.nd * T, boolean=True, name="b")
-            link_b = [ix.arc_y @ y <= cp.multiply(param("delivery_bound", ix.nd * T), b)]
+            link_b = [ix.arc_y @ y <= cp.multiply(param("delivery_bound", ix.nd * T), b),
+                      b <= param("b_open", ix.nd * T)]  # 1 = may be used; 0 closes an arc (LP-guided start)
             cons += link_b
             if self.structure.has_min_lot:
                 cons.append(ix.arc_y @ y >= param("min_lot", ()) * b)
@@ -236,11 +238,16 @@ class Planner:
         P["max_inventory"].value = ix.per_period(n.max_inventory)
         P["capacity"].value = np.repeat(n.capacity, ix.T)
         if "budget" in P:
-            scale = max(float(n.budget), 1.0)
+            px = ix.price_x(n)
+            pos = px[px > 0]
+            # divide the row by the geometric mean of the prices: coefficients around 1 (not 1e-6)
+            scale = float(np.exp(np.log(pos).mean())) if pos.size else 1.0
             P["budget"].value = float(n.budget) / scale
-            P["price_x"].value = ix.price_x(n) / scale
+            P["price_x"].value = px / scale
         if "delivery_bound" in P:
             P["delivery_bound"].value = ix.delivery_bound(n)
+        if "b_open" in P:
+            P["b_open"].value = np.ones(ix.nd * ix.T)
         if "min_lot" in P:
             P["min_lot"].value = float(n.min_lot)
         if "max_deliveries" in P:
@@ -275,10 +282,19 @@ class Planner:
         start = None
         if warm_start is not None and warm_start.has_plan:
             start = _columns(pp, self._values_from_result(warm_start))
-        status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
-                                                          threads=threads, options=highs_options)
-        solve_s = secs
-        summary_extra: dict[str, Any] = {"solver": "HiGHS", "solver_status": status}
+        summary_extra: dict[str, Any] = {"solver": "HiGHS"}
+        t_start = time.perf_counter()
+        if self.b is not None and start is None:
+            status, has, cols, bound, compile_more, notes = self._lp_guided(
+                data, time_limit_s=time_limit_s, gap=gap, threads=threads, options=highs_options)
+            compile_s += compile_more
+            summary_extra |= notes
+        else:
+            status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
+                                                              threads=threads, options=highs_options)
+            summary_extra["method"] = "MILP" + (" (warm start)" if start is not None else "")
+        solve_s = time.perf_counter() - t_start
+        summary_extra["solver_status"] = status
         if not has:
             if status in ("kInfeasible", "kUnboundedOrInfeasible"):
                 from optimizer.diagnose import diagnose_infeasibility
@@ -313,6 +329,67 @@ class Planner:
         return self._result(sc, n, urg, SolveStatus.OPTIMAL if proven else SolveStatus.FEASIBLE, primary, bound_v,
                             gap_v, solve_s, build, compile_s, xv, yv, summary_extra | arcs_info,
                             message="proven within the gap" if proven else f"stopped ({status}) with a plan")
+
+    def _lp_guided(self, data: dict, *, time_limit_s: float, gap: float, threads: int | None,
+                   options: dict[str, Any] | None):
+        """Primary solve when arc binaries exist (max deliveries, min lot).
+
+        The LP relaxation is usually tight here, but HiGHS struggles to find an integer plan that
+        respects the per-centre delivery limits. So: (1) solve the LP relaxation (a proven bound);
+        (2) keep, per centre and period, only the arcs the LP uses most (at most the limit) and solve
+        that restricted MILP briefly (an incumbent); (3) if the incumbent is within ``gap`` of the LP
+        bound, it is proven; else run the full MILP warm-started from it for the remaining time.
+        """
+        ix, P = self.index, self.params
+        deadline = time.perf_counter() + time_limit_s
+        notes: dict[str, Any] = {"method": "LP bound + LP-guided arc restriction"}
+        status, has, cols, lp_obj, lp_bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap,
+                                                                threads=threads, options=options, relax=True)
+        notes["lp_seconds"] = round(secs, 3)
+        if status in ("kInfeasible", "kUnboundedOrInfeasible"):
+            return status, False, None, None, 0.0, notes
+        if status != "kOptimal":
+            return status, False, None, None, 0.0, notes
+        pp = self.stage1.param_prog()
+        vals = _split(pp, cols)
+        flow = (ix.arc_y @ np.maximum(vals[self.y.id], 0.0)).reshape(ix.nd, ix.T)
+        open_ = flow > 1e-6
+        limits = ix.index_limits(P["max_deliveries"].value.reshape(-1, ix.T)) if "max_deliveries" in P else {}
+        for j, cap in limits.items():  # centre j: keep its top-cap arcs per period
+            arcs = np.flatnonzero(ix.d_j == j)
+            for t in range(ix.T):
+                used = arcs[open_[arcs, t]]
+                if len(used) > cap[t]:
+                    keep = used[np.argsort(-flow[used, t])[:int(cap[t])]]
+                    open_[used, t] = False
+                    open_[keep, t] = True
+        P["b_open"].value = open_.reshape(-1).astype(float)
+        t0 = time.perf_counter()
+        data_r, comp = self.stage1.compile()
+        remaining = max(deadline - time.perf_counter(), 0.05)
+        st_r, has_r, cols_r, obj_r, _b, secs_r = _run_highs(data_r, time_limit_s=min(remaining, max(1.0, remaining / 3)),
+                                                            gap=gap, threads=threads, options=options)
+        notes["restricted_seconds"] = round(secs_r, 3)
+        P["b_open"].value = np.ones(ix.nd * ix.T)
+        data, comp2 = self.stage1.compile()
+        comp += comp2
+        if has_r and obj_r is not None:
+            inc_gap = 0.0 if obj_r <= 1e-9 else (obj_r - lp_obj) / max(abs(obj_r), 1e-9)
+            if inc_gap <= gap:
+                notes["proven_by"] = "restricted incumbent within gap of the LP bound"
+                return "kOptimal", True, cols_r, lp_obj, comp, notes
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0.05:
+            if has_r:
+                return "kTimeLimit", True, cols_r, lp_obj, comp, notes
+            return "kTimeLimit", False, None, lp_obj, comp, notes
+        st, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=remaining, gap=gap,
+                                                     start=cols_r if has_r else None, threads=threads, options=options)
+        notes["full_milp_seconds"] = round(secs, 3)
+        if not has and has_r:
+            return "kTimeLimit", True, cols_r, max(lp_obj, bound or lp_obj), comp, notes
+        best = lp_obj if bound is None else max(lp_obj, bound)
+        return st, has, cols, best, comp, notes
 
     def _arc_stage(self, n: Numbers, vals1: dict[int, np.ndarray], primary: float, limit: float,
                    threads: int | None):

@@ -34,6 +34,10 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         web_port=options.web_port or settings.stream_web_port,
         web_in_thread=False,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions go to its replacement after this long (Kafka's default
+        # is longer; a restart after SIGKILL would otherwise wait for the old member to expire).
+        broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, options.session_timeout_s / 4),
         stream_buffer_maxsize=max(4096, options.batch_max * 2),
         producer_linger_ms=5,
         logging_config=None,

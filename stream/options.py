@@ -20,6 +20,8 @@ class StreamOptions:
     aggregate_interval_s: float = 5.0
     #: Seconds between passes of the alert outbox (database -> alerts topic).
     outbox_interval_s: float = 1.0
+    #: Kafka consumer session timeout, s: how long until a crashed worker's partitions move on.
+    session_timeout_s: float = 10.0
     #: Faust web port (health endpoint); None = settings.stream_web_port.
     web_port: int | None = None
     #: Where Faust keeps its local state; None = <settings.state_dir>/stream/<app id>.

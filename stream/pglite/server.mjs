@@ -16,7 +16,10 @@ if (typeof db.execProtocolRawStream !== "function") {
     if (onRawData) onRawData(data);
   };
 }
-const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port, maxConnections: 1 });
+// PGlite is single-session: the socket server queues every query through one instance and keeps
+// a transaction's queries to its own connection. More than one connection is accepted only so a
+// client reconnecting right after a close is not refused while the old socket is torn down.
+const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port, maxConnections: 4 });
 server.addEventListener("listening", (ev) => {
   console.log(`LISTENING ${ev.detail.port}`);
 });

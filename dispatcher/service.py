@@ -88,6 +88,8 @@ class Dispatcher:
         return consumer, producer
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
+        import optimizer  # noqa: F401  - load the model code (CVXPY, HiGHS) now, not on the first declare
+
         consumer, producer = self._clients()
         self.producer = producer
         conn = connect(self.settings.pg_dsn, autocommit=True)

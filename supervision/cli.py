@@ -91,7 +91,8 @@ def settle(settings: Settings, emergency_id: str, period_from, period_to, out_di
 
     with _connect(settings) as conn:
         try:
-            result = settle_run.settle(conn, emergency_id, period_from, period_to)
+            result = settle_run.settle(conn, emergency_id, period_from, period_to,
+                                       progress=lambda m: click.echo(f"[settle] {m}", err=True))
         except SettlementError as exc:
             raise click.ClickException(str(exc)) from None
     paths = settle_run.write_files(result, out_dir or OUT_DIR / "settlement")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -32,8 +34,13 @@ class SettleResult:
 
 
 def settle(conn: psycopg.Connection, emergency_id: str,
-           period_from: date | None = None, period_to: date | None = None) -> SettleResult:
+           period_from: date | None = None, period_to: date | None = None,
+           progress: Callable[[str], None] = lambda _m: None) -> SettleResult:
+    t0 = time.perf_counter()
     facts = sql.load_facts(conn, emergency_id)
+    progress(f"read {len(facts.orders)} supply order(s), {sum(len(o.events) for o in facts.orders)} status record(s), "
+             f"{len(facts.terms)} contract(s) of {len(facts.standby_sites)} site(s) in "
+             f"{time.perf_counter() - t0:.1f} s")
     em = facts.emergency
     dflt = st.default_period(em.declared_at, em.ended_at, em.periods, em.period_length_s)
     stored = sql.load_versions(conn, emergency_id)
@@ -44,7 +51,9 @@ def settle(conn: psycopg.Connection, emergency_id: str,
     if period_to < period_from:
         raise sql.SettlementError(f"settlement period ends ({period_to}) before it starts ({period_from})")
     sql.period_check(stored, period_from, period_to)
+    progress(f"{len(stored)} version(s) issued before; computing the statement for {period_from}..{period_to}")
     comp = st.compute(facts.sites, facts.terms, facts.orders, facts.standby_sites, period_from, period_to, facts.units)
+    progress(f"{len(comp.lines)} line(s) computed in {time.perf_counter() - t0:.1f} s")
     now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     late = sql.late_status_ids(facts, stored[-1].issued_at) if stored else []
     version = st.next_version(emergency_id, stored, comp.lines, period_from, period_to, now, late)
@@ -75,7 +84,9 @@ def write_files(result: SettleResult, out_dir: Path) -> list[Path]:
         "emergency_id": em,
         "money": "integer minor currency units; positive = owed to the owner, negative = deducted",
         "versions": [{**v.header(), "lines": [l.to_dict() for l in v.lines]} for v in result.versions],
-        "deliveries": [{"site_id": d.site_id, "material_id": d.material_id, "unit": d.unit,
+        "deliveries_per_owner": [{**r, "ordered_qty": fmt_qty(r["ordered_qty"]), "delivered_qty": fmt_qty(r["delivered_qty"])}
+                                 for r in st.deliveries_per_owner(result.computation.deliveries)],
+        "deliveries": [{"site_id": d.site_id, "owner_id": d.owner_id, "material_id": d.material_id, "unit": d.unit,
                         "ordered_qty": fmt_qty(d.ordered_qty), "delivered_qty": fmt_qty(d.delivered_qty),
                         "pending_orders": d.pending_orders, "order_ids": list(d.order_ids)}
                        for d in result.computation.deliveries],
@@ -110,12 +121,24 @@ def render(result: SettleResult, max_rows: int = 40) -> str:
     if len(rows) > max_rows:
         parts.append(f"... {len(rows) - max_rows} more site(s) in the CSV/JSON")
     dl = result.computation.deliveries
+    per_owner_dl = st.deliveries_per_owner(dl)
+    if per_owner_dl:
+        parts.append("\nUnits ordered and delivered per owner (supply leg)")
+        parts.append(table(["owner", "material", "ordered", "delivered", "unit", "sites"],
+                           [[r["owner_id"], r["material_id"], fmt_qty(r["ordered_qty"]), fmt_qty(r["delivered_qty"]),
+                             r["unit"], r["sites"]] for r in per_owner_dl[:max_rows]]))
+        if len(per_owner_dl) > max_rows:
+            parts.append(f"... {len(per_owner_dl) - max_rows} more row(s) in the JSON")
     if dl:
-        parts.append("\nUnits ordered and delivered (supply leg)")
+        parts.append("\nUnits ordered and delivered per site (supply leg)")
         parts.append(table(["site", "material", "ordered", "delivered", "unit", "pending orders"],
                            [[d.site_id, d.material_id, fmt_qty(d.ordered_qty), fmt_qty(d.delivered_qty), d.unit,
                              d.pending_orders] for d in dl[:max_rows]]))
+        if len(dl) > max_rows:
+            parts.append(f"... {len(dl) - max_rows} more row(s) in the JSON")
     parts.append(f"\nTotal owed to owners: {sum(r['total_minor'] for r in per_owner)} minor currency units")
     for w in result.computation.warnings[:20]:
         parts.append(f"warning: {w}")
+    if len(result.computation.warnings) > 20:
+        parts.append(f"... {len(result.computation.warnings) - 20} more warning(s) in the JSON")
     return "\n".join(parts)

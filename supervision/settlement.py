@@ -158,6 +158,7 @@ class Delivery:
     delivered_qty: Decimal
     pending_orders: int
     order_ids: tuple[str, ...]
+    owner_id: str = ""
 
 
 @dataclass
@@ -168,11 +169,22 @@ class Computation:
 
 
 def contract_for(terms: Sequence[Terms], site_id: str, material_id: str, day: date) -> Terms | None:
-    """The contract valid on ``day``; with several, the one starting latest (then the largest id)."""
+    """The contract valid on ``day``; with several, the one starting latest (then the largest id).
+
+    ``terms`` may be all contracts, or just those of this (site, material) (see :func:`index_terms`).
+    """
     valid = [t for t in terms if t.site_id == site_id and t.material_id == material_id and t.valid_on(day)]
     if not valid:
         return None
     return max(valid, key=lambda t: (t.valid_from, t.contract_id))
+
+
+def index_terms(terms: Iterable[Terms]) -> dict[tuple[str, str], list[Terms]]:
+    """Contracts by (site, material), so looking one up does not scan every contract."""
+    out: dict[tuple[str, str], list[Terms]] = {}
+    for t in terms:
+        out.setdefault((t.site_id, t.material_id), []).append(t)
+    return out
 
 
 def standby_days(t: Terms, period_from: date, period_to: date) -> int:
@@ -197,9 +209,14 @@ def compute(
     groups: dict[tuple[str, str, str | None], list[OrderOutcome]] = {}
     deliveries: dict[tuple[str, str], list[OrderOutcome]] = {}
     contracts_by_id: dict[str, Terms] = {t.contract_id: t for t in terms}
+    by_pair = index_terms(terms)
+    by_site: dict[str, list[Terms]] = {}
+    for t in terms:
+        by_site.setdefault(t.site_id, []).append(t)
     for order in orders:
         out = order_outcome(order)
-        t = contract_for(terms, order.site_id, order.material_id, order.created_at.date())
+        t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id,
+                         order.created_at.date())
         if t is None:
             warnings.append(f"order {order.order_id}: site {order.site_id} had no valid contract for "
                             f"{order.material_id} on {order.created_at.date()}; paid and penalised at 0")
@@ -249,7 +266,7 @@ def compute(
     # Standby fees for every contract of the sites in the emergency's scope.
     for site_id in sorted(set(standby_sites)):
         site = sites[site_id]
-        for t in sorted((t for t in terms if t.site_id == site_id), key=lambda t: (t.material_id, t.contract_id)):
+        for t in sorted(by_site.get(site_id, ()), key=lambda t: (t.material_id, t.contract_id)):
             days = standby_days(t, period_from, period_to)
             if days == 0 or t.standby_fee_minor_per_unit_day == 0 or t.committed_qty == 0:
                 continue
@@ -270,6 +287,7 @@ def compute(
             delivered_qty=sum((o.delivered_qty for o in outs), Decimal(0)),
             pending_orders=sum(1 for o in outs if o.status in PENDING_STATUSES and not o.final),
             order_ids=tuple(sorted(o.order.order_id for o in outs)),
+            owner_id=sites[site_id].owner_id,
         ))
         pending = [o.order.order_id for o in outs if o.status in PENDING_STATUSES and not o.final]
         if pending:
@@ -386,6 +404,19 @@ def summarise(lines: Sequence[Line]) -> tuple[list[dict], list[dict]]:
             row[l.kind + "_minor"] += l.amount_minor
             row["total_minor"] += l.amount_minor
     return ([per_site[k] for k in sorted(per_site)], [per_owner[k] for k in sorted(per_owner)])
+
+
+def deliveries_per_owner(deliveries: Sequence[Delivery]) -> list[dict]:
+    """Units ordered and delivered per owner and material (quantities only add within a material)."""
+    acc: dict[tuple[str, str], dict] = {}
+    for d in deliveries:
+        row = acc.setdefault((d.owner_id, d.material_id), {
+            "owner_id": d.owner_id, "material_id": d.material_id, "unit": d.unit, "ordered_qty": Decimal(0),
+            "delivered_qty": Decimal(0), "sites": 0})
+        row["ordered_qty"] += d.ordered_qty
+        row["delivered_qty"] += d.delivered_qty
+        row["sites"] += 1
+    return [acc[k] for k in sorted(acc)]
 
 
 def default_period(declared_at: datetime, ended_at: datetime | None, periods: int, period_length_s: float) -> tuple[date, date]:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from supervision.assessment import SiteFacts
-from supervision.settlement import contract_for, order_outcome
+from supervision.settlement import contract_for, index_terms, order_outcome
 from supervision.sql_settlement import load_facts
 
 
@@ -20,6 +20,7 @@ def load_site_facts(conn: psycopg.Connection, emergency_id: str, reading_interva
     hi = min(em.ended_at or planned_end, now)
     lo = em.declared_at
     out: dict[str, SiteFacts] = {}
+    by_pair = index_terms(facts.terms)
     for order in facts.orders:
         site = facts.sites[order.site_id]
         f = out.setdefault(order.site_id, SiteFacts(site.site_id, site.owner_id, site.owner_kind))
@@ -33,7 +34,7 @@ def load_site_facts(conn: psycopg.Connection, emergency_id: str, reading_interva
         if o.delivered_at is not None:
             f.delivered_orders += 1
             f.response_minutes.append(o.response_minutes)
-            t = contract_for(facts.terms, order.site_id, order.material_id, order.created_at.date())
+            t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id, order.created_at.date())
             limit = t.min_response_minutes if t else 0
             if limit <= 0 or o.response_minutes <= limit:
                 f.on_time += 1

@@ -104,12 +104,11 @@ def load_versions(conn: psycopg.Connection, emergency_id: str) -> list[Statement
     out = []
     for h in heads:
         lines = tuple(Line(
-            owner_id=r["owner_id"], owner_kind=r["owner_kind"], site_id=r["site_id"], material_id=r["material_id"],
-            unit=r["unit"], kind=r["kind"], qty=to_decimal(r["qty"]), rate_minor=to_decimal(r["rate_minor"]),
-            amount_minor=int(r["amount_minor"]), contract_id=r["contract_id"], order_ids=tuple(r["order_ids"]),
-            note=r["note"],
-        ) for r in cur.execute("SELECT * FROM settlement_lines WHERE statement_id = %s ORDER BY line_no",
-                               (h["statement_id"],)))
+            owner_id=r[0], owner_kind=r[1], site_id=r[2], material_id=r[3], unit=r[4], kind=r[5], qty=r[6],
+            rate_minor=r[7], amount_minor=int(r[8]), contract_id=r[9], order_ids=tuple(r[10]), note=r[11],
+        ) for r in conn.execute(
+            "SELECT owner_id, owner_kind, site_id, material_id, unit, kind, qty, rate_minor, amount_minor, contract_id,"
+            " order_ids, note FROM settlement_lines WHERE statement_id = %s ORDER BY line_no", (h["statement_id"],)))
         out.append(StatementVersion(h["statement_id"], h["emergency_id"], h["version"], h["kind"], h["period_from"],
                                     h["period_to"], h["issued_at"], h["content_hash"], int(h["total_minor"]),
                                     tuple(h["late_status_ids"]), lines))
@@ -127,14 +126,12 @@ def store_version(conn: psycopg.Connection, v: StatementVersion) -> bool:
              v.content_hash, v.total_minor, list(v.late_status_ids))).rowcount
         if not inserted:
             return False
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO settlement_lines (statement_id, line_no, owner_id, owner_kind, site_id, material_id,"
-                " unit, kind, qty, rate_minor, amount_minor, contract_id, order_ids, note)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                [(v.statement_id, i + 1, l.owner_id, l.owner_kind, l.site_id, l.material_id, l.unit, l.kind,
-                  l.qty, l.rate_minor, l.amount_minor, l.contract_id, list(l.order_ids), l.note)
-                 for i, l in enumerate(v.lines)])
+        with conn.cursor() as cur, cur.copy(
+                "COPY settlement_lines (statement_id, line_no, owner_id, owner_kind, site_id, material_id, unit, kind,"
+                " qty, rate_minor, amount_minor, contract_id, order_ids, note) FROM STDIN") as cp:
+            for i, l in enumerate(v.lines):
+                cp.write_row((v.statement_id, i + 1, l.owner_id, l.owner_kind, l.site_id, l.material_id, l.unit, l.kind,
+                              l.qty, l.rate_minor, l.amount_minor, l.contract_id, list(l.order_ids), l.note))
     return True
 
 

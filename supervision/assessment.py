@@ -6,7 +6,8 @@ Per site (supply-leg orders of the emergency):
   then the mean over the site's materials (orders the dispatcher cancelled or closed without any
   delivery are not counted as ordered);
 - response time = minutes from the order's creation to its first delivered status record (median),
-  and on-time share = delivered orders within the contract's response time;
+  and on-time share = delivered orders handed over at the site (in_transit) within the contract's
+  response time (transport is the carrier's part, not the owner's);
 - data reliability = readings on time / readings expected: the site should report once per
   ``reading_interval_s`` during the emergency; a reading is on time when it reached the database
   within one interval of its timestamp;

@@ -5,9 +5,12 @@ example, are in docs/supervision.md ("Settlement rules"); in short, per site, ma
 
 - ``call_off``: delivered units x call-off price (paid);
 - ``standby_fee``: committed units x days of the contract inside the settlement period x standby fee;
-- ``shortfall_penalty``: on every order with a delivered or failed status record, the units
-  not delivered beyond the grace share, capped at the committed quantity, x penalty (deducted);
-- ``late_penalty``: units delivered after the contracted response time x late penalty (deducted).
+- ``shortfall_penalty``: the units the owner answers for (short deliveries; failed picks at the
+  site, i.e. failed after the carrier accepted and before anything was picked), beyond the grace
+  share, capped at the committed quantity, x penalty (deducted); a carrier's failure (failed before
+  accepting: no vehicle, or after the pick) costs the owner nothing;
+- ``late_penalty``: units delivered whose pick at the site (in_transit) came after the contracted
+  response time x late penalty (deducted); transport time is the carrier's, not the owner's.
 
 Every amount is rounded once, per line, to whole minor units (half away from zero).
 """
@@ -90,17 +93,32 @@ class OrderOutcome:
     status: str               # latest status by (at, status_id); 'open' without records
     delivered_qty: Decimal    # sum over distinct delivered records (no qty = the whole order), capped
     delivered_at: datetime | None  # first delivered record
-    final: bool               # it has a delivered or failed record: what is missing now is a shortfall
+    final: bool               # it has a delivered or failed record: nothing more will come
+    picked_at: datetime | None = None  # first in_transit record (else the first delivered one)
+    #: who answers for a failed record: 'site' (the carrier had accepted and came, but nothing was
+    #: picked), 'carrier' (failed before accepting: no vehicle; or after the pick: lost on the road)
+    failure_by: str | None = None
 
     @property
     def shortfall(self) -> Decimal:
-        return self.order.qty - self.delivered_qty if self.final else Decimal(0)
+        """Units the owner answers for: missing after a delivery, or all of a failed pick at the site."""
+        if not self.final or self.failure_by == "carrier":
+            return Decimal(0)
+        return self.order.qty - self.delivered_qty
 
     @property
     def response_minutes(self) -> float | None:
+        """Order created -> first delivered record, in minutes (what the rescue side waits)."""
         if self.delivered_at is None:
             return None
         return (self.delivered_at - self.order.created_at).total_seconds() / 60.0
+
+    @property
+    def pick_minutes(self) -> float | None:
+        """Order created -> goods handed over at the site (in_transit), in minutes: the owner's response."""
+        if self.picked_at is None:
+            return None
+        return (self.picked_at - self.order.created_at).total_seconds() / 60.0
 
 
 def order_outcome(order: SupplyOrder) -> OrderOutcome:
@@ -109,13 +127,26 @@ def order_outcome(order: SupplyOrder) -> OrderOutcome:
     if order.current_status in ("cancelled", "closed") and status in PENDING_STATUSES:
         status = order.current_status
     delivered = Decimal(0)
-    delivered_at = None
+    delivered_at = picked_at = None
+    accepted = picked = False
+    failure_by = None
     for e in events:
-        if e.status == "delivered":
+        if e.status == "accepted":
+            accepted = True
+        elif e.status == "in_transit":
+            picked = True
+            picked_at = picked_at or e.at
+        elif e.status == "delivered":
             delivered += order.qty if e.qty is None else e.qty
             delivered_at = delivered_at or e.at
+            picked = True
+        elif e.status == "failed" and failure_by is None and delivered == 0:
+            failure_by = "site" if accepted and not picked else "carrier"
     final = any(e.status in FINAL_STATUSES for e in events)
-    return OrderOutcome(order, status, min(delivered, order.qty), delivered_at, final)
+    if delivered > 0:
+        failure_by = None  # goods arrived: a short delivery is the site's (it handed over less)
+    return OrderOutcome(order, status, min(delivered, order.qty), delivered_at, final,
+                        picked_at or delivered_at, failure_by)
 
 
 @dataclass(frozen=True)
@@ -252,10 +283,10 @@ def compute(
             rate = Decimal(t.penalty_minor_per_unit)
             lines.append(Line(kind="shortfall_penalty", qty=capped, rate_minor=rate,
                               amount_minor=-minor(capped * rate), order_ids=tuple(short_ids), note=note, **common))
-        # Late: units delivered after the contracted response time.
+        # Late: units delivered whose pick at the site came after the contracted response time.
         if t.min_response_minutes > 0 and t.late_penalty_minor_per_unit > 0:
-            late = [o for o in delivered if o.response_minutes is not None
-                    and o.response_minutes > t.min_response_minutes]
+            late = [o for o in delivered if o.pick_minutes is not None
+                    and o.pick_minutes > t.min_response_minutes]
             if late:
                 qty = sum((o.delivered_qty for o in late), Decimal(0))
                 rate = Decimal(t.late_penalty_minor_per_unit)

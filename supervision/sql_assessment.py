@@ -36,7 +36,7 @@ def load_site_facts(conn: psycopg.Connection, emergency_id: str, reading_interva
             f.response_minutes.append(o.response_minutes)
             t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id, order.created_at.date())
             limit = t.min_response_minutes if t else 0
-            if limit <= 0 or o.response_minutes <= limit:
+            if limit <= 0 or (o.pick_minutes is not None and o.pick_minutes <= limit):
                 f.on_time += 1
     site_ids = sorted(out)
     window_s = max(0.0, (hi - lo).total_seconds())

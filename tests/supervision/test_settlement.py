@@ -30,16 +30,21 @@ def _worked_example(conn, w):
     add_contract(conn, f"C2-{w.u}", s2, w.masks, 20, date(2026, 11, 21), date(2026, 12, 31), standby=0.3125,
                  call_off=150, response_min=360, penalty=300)
     add_emergency(conn, w, em, utc(2026, 11, 20, 8), utc(2026, 11, 22, 20))
-    o = {k: f"{k}-{w.u}" for k in ("O-1", "O-2", "O-3", "O-4", "O-5", "O-6")}
+    o = {k: f"{k}-{w.u}" for k in ("O-1", "O-2", "O-3", "O-4", "O-5", "O-6", "O-7")}
     add_order(conn, em, o["O-1"], s1, w.masks, 300, "box", utc(2026, 11, 20, 9))
-    add_status(conn, f"st1-{w.u}", o["O-1"], "delivered", utc(2026, 11, 20, 10, 30), 300)
+    add_status(conn, f"st1a-{w.u}", o["O-1"], "in_transit", utc(2026, 11, 20, 10))            # picked after 60 min
+    add_status(conn, f"st1-{w.u}", o["O-1"], "delivered", utc(2026, 11, 20, 12, 30), 300)
     add_order(conn, em, o["O-2"], s1, w.masks, 200, "box", utc(2026, 11, 20, 12))
+    add_status(conn, f"st2a-{w.u}", o["O-2"], "in_transit", utc(2026, 11, 20, 14, 30))        # picked after 150 min
     add_status(conn, f"st2-{w.u}", o["O-2"], "delivered", utc(2026, 11, 20, 15), 150)
     add_order(conn, em, o["O-3"], s1, w.masks, 100, "box", utc(2026, 11, 21, 9))
-    add_status(conn, f"st3-{w.u}", o["O-3"], "failed", utc(2026, 11, 21, 11))
+    add_status(conn, f"st3a-{w.u}", o["O-3"], "accepted", utc(2026, 11, 21, 10))
+    add_status(conn, f"st3-{w.u}", o["O-3"], "failed", utc(2026, 11, 21, 11))                 # the site's failure
+    add_order(conn, em, o["O-7"], s1, w.masks, 40, "box", utc(2026, 11, 21, 12))
+    add_status(conn, f"st7-{w.u}", o["O-7"], "failed", utc(2026, 11, 21, 12, 5))              # no vehicle: carrier's
     add_order(conn, em, o["O-4"], s1, w.masks, 50, "box", utc(2026, 11, 21, 10), status="cancelled")
     add_order(conn, em, o["O-5"], s1, w.masks, 80, "box", utc(2026, 11, 22, 9))
-    add_status(conn, f"st5a-{w.u}", o["O-5"], "in_transit", utc(2026, 11, 22, 10))
+    add_status(conn, f"st5a-{w.u}", o["O-5"], "in_transit", utc(2026, 11, 22, 10))            # picked after 60 min
     add_order(conn, em, o["O-6"], s2, w.masks, 7, "box", utc(2026, 11, 21, 14))
     add_status(conn, f"st6-{w.u}", o["O-6"], "delivered", utc(2026, 11, 21, 16), 7)
     return em, (s1, s2), o
@@ -64,9 +69,19 @@ def test_outcome_ignores_cancel_after_failure_and_sums_partial_deliveries():
     out = order_outcome(order)
     assert out.delivered_qty == 80 and out.final and out.shortfall == 20
     assert out.response_minutes == 60.0
-    failed_then_closed = SupplyOrder("o2", "s", "m", "box", Decimal(10), t0,
-                                     (StatusEvent("c", "failed", utc(2026, 11, 20, 10), None, t0),), "closed")
-    assert order_outcome(failed_then_closed).shortfall == 10
+    site_failed_then_closed = SupplyOrder("o2", "s", "m", "box", Decimal(10), t0, (
+        StatusEvent("c0", "accepted", utc(2026, 11, 20, 9, 30), None, t0),
+        StatusEvent("c", "failed", utc(2026, 11, 20, 10), None, t0)), "closed")
+    assert order_outcome(site_failed_then_closed).shortfall == 10
+    assert order_outcome(site_failed_then_closed).failure_by == "site"
+    no_vehicle = SupplyOrder("o4", "s", "m", "box", Decimal(10), t0,
+                             (StatusEvent("d", "failed", utc(2026, 11, 20, 10), None, t0),))
+    assert order_outcome(no_vehicle).failure_by == "carrier" and order_outcome(no_vehicle).shortfall == 0
+    lost_on_road = SupplyOrder("o5", "s", "m", "box", Decimal(10), t0, (
+        StatusEvent("e0", "accepted", utc(2026, 11, 20, 9, 30), None, t0),
+        StatusEvent("e1", "in_transit", utc(2026, 11, 20, 9, 40), None, t0),
+        StatusEvent("e2", "failed", utc(2026, 11, 20, 10), None, t0)))
+    assert order_outcome(lost_on_road).shortfall == 0
     closed_untouched = SupplyOrder("o3", "s", "m", "box", Decimal(10), t0, (), "closed")
     assert order_outcome(closed_untouched).shortfall == 0
 
@@ -83,7 +98,8 @@ def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_p
     assert (k1["standby_fee"].qty, k1["standby_fee"].amount_minor) == (3000, 1500)      # 1000 x 3 days x 0.5
     assert (k1["shortfall_penalty"].qty, k1["shortfall_penalty"].amount_minor) == (135, -54000)  # (40 + 95) x 400
     assert set(k1["shortfall_penalty"].order_ids) == {o["O-2"], o["O-3"]}
-    assert (k1["late_penalty"].qty, k1["late_penalty"].amount_minor) == (150, -3000)    # O-2 took 180 > 120 min
+    assert (k1["late_penalty"].qty, k1["late_penalty"].amount_minor) == (150, -3000)    # O-2 picked after 150 > 120 min
+    assert k1["late_penalty"].order_ids == (o["O-2"],)   # O-1 took 210 min to arrive, but was picked after 60
     k2 = _by_kind(lines, s2)
     assert (k2["call_off"].qty, k2["call_off"].amount_minor) == (7, 1050)
     assert (k2["standby_fee"].qty, k2["standby_fee"].amount_minor) == (40, 13)          # 20 x 2 days x 0.3125 = 12.5
@@ -95,7 +111,7 @@ def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_p
     assert again.issued is None and len(again.versions) == 1
     assert again.versions[0].lines == first.versions[0].lines
 
-    # The late status: O-5 delivered (exactly on the 120-minute limit), recorded after v1 was issued.
+    # The late status: O-5 delivered at 11:00, recorded after v1 was issued.
     add_status(conn, f"st5b-{world.u}", o["O-5"], "delivered", utc(2026, 11, 22, 11), 80)
     adj = settle_run.settle(conn, em)
     assert adj.issued is not None and adj.issued.kind == "adjustment"
@@ -115,7 +131,7 @@ def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_p
     assert sum(int(r["amount_minor"]) for r in rows) == 34500 + 1063 + 16000
     doc = json.loads(paths[1].read_text())
     o1 = [r for r in doc["deliveries_per_owner"] if r["owner_id"] == f"O1-{world.u}"]
-    assert [(r["ordered_qty"], r["delivered_qty"], r["unit"]) for r in o1] == [("680", "530", "box")]  # O-4 withdrawn
+    assert [(r["ordered_qty"], r["delivered_qty"], r["unit"]) for r in o1] == [("720", "530", "box")]  # O-4 withdrawn
     owners = {r["owner_id"]: r["total_minor"] for r in doc["per_owner"]}
     assert owners == {f"O1-{world.u}": 34500 + 16000, f"O2-{world.u}": 1063}
 

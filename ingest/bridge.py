@@ -7,7 +7,8 @@ record with ``acks=all`` (idempotent producer). The MQTT session is persistent (
 restarted bridge. Duplicates are possible; later stages de-duplicate by ``(site_id, seq)``.
 
 Threads: paho's network thread runs :meth:`Bridge._on_message` (validate + ``producer.send``),
-kafka-python's I/O thread runs the delivery callbacks (ack + counters). Following quix-streams'
+the Kafka sink's thread (aiokafka on its own asyncio loop, :mod:`ingest.kafka_sink`) runs the
+delivery callbacks (ack + counters). Following quix-streams'
 MQTT source, an exception in either thread is kept and re-raised in the main loop, which also
 prints the status line and refreshes the registry snapshot from the database.
 """
@@ -20,6 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -127,19 +129,14 @@ class Bridge:
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         import paho.mqtt.client as mqtt
-        from kafka import KafkaProducer
+
+        from ingest.kafka_sink import KafkaSink
 
         if not self._fixed_known:
             self.refresh_known()
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.config.linger_ms,
-            batch_size=self.config.batch_size,
-            max_in_flight_requests_per_connection=5,
-            client_id=f"{self.config.client_id}-producer",
-        )
+        self._producer = KafkaSink(self.settings.kafka_bootstrap, linger_ms=self.config.linger_ms,
+                                   max_batch_bytes=self.config.batch_size, client_id=f"{self.config.client_id}-producer")
+        self._producer.start()
         addr = self.settings.mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -178,7 +175,7 @@ class Bridge:
                 self._client.disconnect()
                 self._client.loop_stop()
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                self._producer.close(timeout=10)
         if end_mqtt_session:
             end_session(self.settings, self.config.client_id)
 
@@ -304,9 +301,8 @@ class Bridge:
             self._dead_letter(msg, payload, rej, now)
             return
         value = ReadingBatch(report=report, received_at=now, mqtt_topic=msg.topic).to_json()
-        future = self._producer.send(self._readings_topic, key=report.site_id.encode(), value=value)
-        future.add_callback(self._on_forwarded, msg.mid, msg.qos, report.ts.timestamp(), len(report.readings))
-        future.add_errback(self._on_failed, "readings")
+        self._producer.submit(self._readings_topic, report.site_id.encode(), value,
+                              partial(self._on_forwarded, msg.mid, msg.qos, report.ts.timestamp(), len(report.readings)))
 
     def _dead_letter(self, msg, payload: bytes, rej: Rejected, now: datetime) -> None:
         site = rej.site_id or site_from_topic(msg.topic)
@@ -314,14 +310,13 @@ class Bridge:
             source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
             context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
         )
-        future = self._producer.send(
-            self._dead_letter_topic, key=site.encode() if site else None, value=record.to_json()
-        )
-        future.add_callback(self._on_dead_lettered, msg.mid, msg.qos, rej.kind)
-        future.add_errback(self._on_failed, "dead-letter")
+        self._producer.submit(self._dead_letter_topic, site.encode() if site else None, record.to_json(),
+                              partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))
 
     # -------------------------------------------------------------------- kafka callbacks
-    def _on_forwarded(self, mid: int, qos: int, published_at: float, n_readings: int, _metadata) -> None:
+    def _on_forwarded(self, mid: int, qos: int, published_at: float, n_readings: int, exc: BaseException | None) -> None:
+        if exc is not None:
+            return self._on_failed("readings", exc)
         self._client.ack(mid, qos)
         latency = (time.time() - published_at) * 1000.0
         with self._lock:
@@ -330,7 +325,9 @@ class Bridge:
             if len(self.counters.latencies_ms) < 1_000_000:  # bounded if nobody reads the window
                 self.counters.latencies_ms.append(latency)
 
-    def _on_dead_lettered(self, mid: int, qos: int, kind: str, _metadata) -> None:
+    def _on_dead_lettered(self, mid: int, qos: int, kind: str, exc: BaseException | None) -> None:
+        if exc is not None:
+            return self._on_failed("dead-letter", exc)
         self._client.ack(mid, qos)
         with self._lock:
             self.counters.dead_lettered += 1

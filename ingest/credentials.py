@@ -8,8 +8,6 @@ deployment provisions the same file with its own secrets.
 from __future__ import annotations
 
 import secrets
-import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -27,29 +25,61 @@ def _mosquitto(settings: Settings):
 def provision_site_credentials(
     settings: Settings, site_ids: Iterable[str], progress: Callable[[str], None] | None = None
 ) -> dict[str, str]:
-    """Create (or replace) a password for every site in the local Mosquitto; returns site -> password."""
+    """Create (or replace) a password for every site in the local Mosquitto; returns site -> password.
+
+    The password file is shared: another process adding users at the same moment can overwrite our
+    additions (``mosquitto_passwd`` reads, modifies and rewrites the file). So after adding we read
+    the file back and add again whatever went missing, before reloading Mosquitto.
+    """
     from deploy.runner import add_mqtt_users
 
     broker = _mosquitto(settings)
     creds = {site_id: secrets.token_urlsafe(12) for site_id in site_ids}
-    items = list(creds.items())
-    for start in range(0, len(items), 200):
-        add_mqtt_users(broker.passwd, dict(items[start:start + 200]))
-        if progress and len(items) > 200:
-            progress(f"mqtt credentials: {min(start + 200, len(items))}/{len(items)} sites")
+    missing = dict(creds)
+    for attempt in range(5):
+        items = list(missing.items())
+        for start in range(0, len(items), 200):
+            add_mqtt_users(broker.passwd, dict(items[start:start + 200]))
+            if progress and len(items) > 200:
+                progress(f"mqtt credentials: {min(start + 200, len(items))}/{len(items)} sites")
+        present = _users(broker.passwd)
+        missing = {u: p for u, p in creds.items() if u not in present}
+        if not missing:
+            break
+        if progress:
+            progress(f"mqtt credentials: {len(missing)} lost to a concurrent writer, adding again")
+    if missing:
+        raise RuntimeError(f"could not keep {len(missing)} site users in {broker.passwd} (concurrent writers?)")
     broker.reload()
-    if items:
-        _wait_accepted(settings, *items[-1])
+    if creds:
+        _wait_accepted(settings, *list(creds.items())[-1])
     return creds
 
 
 def remove_site_credentials(settings: Settings, site_ids: Iterable[str]) -> None:
-    """Delete site users from the local password file (test clean-up) and reload Mosquitto."""
+    """Delete site users from the local password file (test clean-up) and reload Mosquitto.
+
+    One read and one atomic rename for all users keeps the window in which a concurrent writer's
+    change could be lost as short as possible.
+    """
     broker = _mosquitto(settings)
-    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    for site_id in site_ids:
-        subprocess.run([tool, "-D", str(broker.passwd), site_id], capture_output=True)
+    drop = set(site_ids)
+    path = Path(broker.passwd)
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if ln.split(":", 1)[0] not in drop]
+    if len(kept) != len(lines):
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text("".join(kept))
+        tmp.chmod(path.stat().st_mode & 0o777)
+        tmp.replace(path)
     broker.reload()
+
+
+def _users(passwd: Path) -> set[str]:
+    try:
+        return {ln.split(":", 1)[0] for ln in Path(passwd).read_text().splitlines() if ":" in ln}
+    except OSError:
+        return set()
 
 
 def _wait_accepted(settings: Settings, user: str, password: str, timeout: float = 10.0) -> None:
@@ -75,7 +105,10 @@ def _wait_accepted(settings: Settings, user: str, password: str, timeout: float 
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"Mosquitto did not accept the new credentials of {user} within {timeout:.0f} s ({rc})")
-        time.sleep(0.2)
+        time.sleep(0.3)
+        # Mosquitto handles SIGHUP with a flag: a second SIGHUP that lands while it is reloading
+        # for an earlier one is lost, so ask again until the new user is accepted.
+        _mosquitto(settings).reload()
 
 
 def write_credentials(creds: dict[str, str], path: str | Path) -> None:

@@ -1,0 +1,406 @@
+"""``vreserve bench ingest``: the MQTT -> Kafka bridge at rising rates, against a plain subscriber.
+
+What runs (everything started here is stopped here):
+
+* a PRIVATE Mosquitto (same config template, its own port and state folder), so the load never
+  reaches other people's bridges on the shared broker, and their traffic does not skew ours;
+* a private database (the 10k-site registry the bridge validates against) and two private Kafka
+  topics created with ``message.timestamp.type=LogAppendTime``: a record's Kafka timestamp is the
+  moment the broker appended it, so latency = append time - the reading's ``ts`` (set by the fleet
+  when it published) is measured from the data, not from the bridge's own clock-keeping;
+* the fleet (``vreserve simulate sites --auth gateway``, one or more shard processes), the bridge
+  (``vreserve ingest run``) and, for the baseline, a plain paho subscriber that only counts.
+
+For each rate the same fleet runs twice: once to the plain subscriber (baseline: what MQTT alone
+delivers on this machine), once through the bridge. Figures per step: offered and sustained
+messages/s and readings/s, p50/p99/max latency, CPU of every process (% of one core), ratio
+bridge/baseline. The ceiling is the highest rate the bridge sustains (>= 95 % of what the fleet
+published in the window) with p99 < 500 ms. The machine's two cores are shared: numbers are noisy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from vreserve.settings import Settings
+
+VRESERVE = str(Path(sys.executable).with_name("vreserve"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+PLAIN_SUBSCRIBER = r"""
+import sys, time, threading, paho.mqtt.client as mqtt
+host, port, user, pw, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+count = 0
+def on_message(c, u, m):
+    global count
+    count += 1
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
+c.username_pw_set(user, pw)
+c.on_message = on_message
+c.on_connect = lambda c, u, f, rc, p: (c.subscribe("vr/v1/sites/+/stock", qos=1), print("ready", flush=True))
+c.connect(host, port, keepalive=30)
+c.loop_start()
+while True:
+    time.sleep(0.25)
+    print(f"{time.time():.3f} {count}", flush=True)
+"""
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process whose output lines are collected by a reader thread."""
+
+    def __init__(self, argv: list[str], env: dict, name: str):
+        self.name = name
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def wait_line(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in self.lines):
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+
+@dataclass
+class Step:
+    rate: float  # offered messages/s (sites / interval)
+    mode: str  # "bridge" or "baseline"
+    published_per_s: float = 0.0
+    delivered_per_s: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)  # % of one core
+    note: str = ""
+
+
+def _env(settings: Settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
+               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
+               VR_LOG_LEVEL="WARNING")
+    return env
+
+
+def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tuple[float, ...] = (1000, 2000, 3000, 4000),
+         step_s: float = 12.0, warmup_s: float = 3.0, gateways: int = 4, fleet_procs: int = 2,
+         baseline: bool = True, echo=print) -> list[Step]:
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.admin import NewTopic
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from deploy.runner import Kafka, Mosquitto
+    from ingest.bridge import end_session
+    from ingest.registry import generate_registry, store_registry
+    from vreserve import topics
+    from vreserve.db import connect, migrate
+
+    token = uuid.uuid4().hex[:6]
+    prefix = f"bench{token}."
+    id_prefix = f"b{token}-"
+    seed = 11
+    state = Path(tempfile.mkdtemp(prefix="vr-bench-ingest-"))
+    addr = settings.mqtt
+    mqtt_port = _free_port()
+    info = conninfo_to_dict(settings.pg_dsn)
+    dbname = f"vr_bench_{token}"
+    bench = settings.with_(
+        topic_prefix=prefix,
+        pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
+        mqtt_url=f"mqtt://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
+        state_dir=state,
+    )
+    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+    broker = Mosquitto(bench)
+    kafka_pid = Kafka(settings).pid()
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    readings_topic = bench.topic(topics.READINGS)
+    created_topics: list[str] = []
+    procs: list[Proc] = []
+    bridge: Proc | None = None
+    bridge_id = f"vr-bench-bridge-{token}"
+    results: list[Step] = []
+    t_start = time.monotonic()
+    try:
+        echo(f"setup: private Mosquitto on 127.0.0.1:{mqtt_port}, database {dbname}, topic prefix {prefix}")
+        broker.up(lambda m: None)
+        with connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        migrate(bench.pg_dsn)
+        t0 = time.monotonic()
+        reg = generate_registry(sites, seed=seed, id_prefix=id_prefix, materials_per_site=materials)
+        with connect(bench.pg_dsn) as conn:
+            store_registry(conn, reg)
+        echo(f"setup: registry of {sites} sites x {materials} materials stored in {time.monotonic() - t0:.1f} s")
+        for name in (topics.READINGS, topics.READINGS_DEAD_LETTER):
+            created_topics.append(bench.topic(name))
+        admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1,
+                                      topic_configs={"message.timestamp.type": "LogAppendTime"}) for t in created_topics])
+
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+        parts = [TopicPartition(readings_topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+
+        def fleet(interval: float, duration: float) -> list[Proc]:
+            out = []
+            for i in range(fleet_procs):
+                argv = [VRESERVE, "simulate", "sites", "--generate", str(sites), "--seed", str(seed), "--id-prefix", id_prefix,
+                        "--materials-per-site", str(materials), "--interval", f"{interval:.4f}", "--auth", "gateway",
+                        "--gateways", str(max(1, gateways // fleet_procs)), "--shard", f"{i}/{fleet_procs}",
+                        "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
+                out.append(Proc(argv, _env(bench), f"fleet{i}"))
+            procs.extend(out)
+            return out
+
+        def cpu_snapshot(named: dict[str, list[int]]) -> dict[str, float]:
+            return {k: sum(_cpu_seconds(p) for p in pids) for k, pids in named.items()}
+
+        def run_fleet_measured(rate: float, named: dict[str, list[int]]) -> tuple[list[Proc], float, float, dict[str, float]]:
+            interval = sites / rate
+            fl = fleet(interval, warmup_s + step_s + 0.5)
+            for f in fl:
+                if not f.wait_line("offered", 60):
+                    raise RuntimeError(f"fleet did not start: {f.lines[-5:]}")
+            named = {**named, "fleet": [f.pid for f in fl]}
+            time.sleep(warmup_s)
+            w0, c0 = time.time(), cpu_snapshot(named)
+            time.sleep(step_s)
+            w1, c1 = time.time(), cpu_snapshot(named)
+            cpu = {k: 100.0 * (c1[k] - c0[k]) / (w1 - w0) for k in named}
+            for f in fl:
+                f.proc.wait(30)
+            return fl, w0, w1, cpu
+
+        def fleet_sent(fl: list[Proc]) -> int:
+            total = 0
+            for f in fl:
+                for line in reversed(f.lines):
+                    if line.startswith("fleet stopped"):
+                        total += int(line.split(" sent ")[1].split()[0])
+                        break
+            return total
+
+        # ---- baseline: the same fleet to a plain counting subscriber (no bridge subscribed yet)
+        if baseline:
+            for rate in rates:
+                sub = Proc([sys.executable, "-c", PLAIN_SUBSCRIBER, "127.0.0.1", str(mqtt_port), addr.username or "",
+                            addr.password or "", f"vr-bench-plain-{token}"], _env(bench), "plain")
+                procs.append(sub)
+                if not sub.wait_line("ready", 20):
+                    raise RuntimeError(f"plain subscriber did not start: {sub.lines[-5:]}")
+                fl, w0, w1, cpu = run_fleet_measured(rate, {"mosquitto": [broker.pid()], "plain subscriber": [sub.pid]})
+                time.sleep(1.0)
+                samples = [(float(a), int(b)) for a, b in (ln.split() for ln in sub.lines if ln[:1].isdigit())]
+                sub.stop()
+                inside = [s for s in samples if w0 <= s[0] <= w1]
+                got = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else 0.0
+                step = Step(rate, "baseline", published_per_s=0.0, delivered_per_s=got, cpu=cpu,
+                            note=f"fleet sent {fleet_sent(fl)} msgs in {warmup_s + step_s + 0.5:.0f} s")
+                results.append(step)
+                echo(_format(step, materials))
+
+        # ---- the bridge
+        bridge = Proc([VRESERVE, "ingest", "run", "--client-id", bridge_id, "--status-json", "--status-interval", "1",
+                       "--registry-refresh", "600"], _env(bench), "bridge")
+        if not bridge.wait_line('"note": "started"', 60):
+            raise RuntimeError(f"bridge did not start: {bridge.lines[-10:]}")
+        for rate in rates:
+            start_offsets = consumer.end_offsets(parts)
+            named = {"bridge": [bridge.pid], "mosquitto": [broker.pid()], "kafka": [kafka_pid]}
+            fl, w0, w1, cpu = run_fleet_measured(rate, named)
+            sent = fleet_sent(fl)
+            # Drain: wait until the bridge has forwarded what the fleet sent (or give up after 30 s).
+            drained, lag = False, None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                end = consumer.end_offsets(parts)
+                n = sum(end[p] - start_offsets[p] for p in parts)
+                lag = sent - n
+                if lag <= 0:
+                    drained = True
+                    break
+                time.sleep(0.5)
+            end_offsets = consumer.end_offsets(parts)
+            lat, published, delivered = [], 0, 0
+            for p in parts:
+                consumer.seek(p, start_offsets[p])
+            remaining = {p: end_offsets[p] - start_offsets[p] for p in parts}
+            while any(v > 0 for v in remaining.values()):
+                polled = consumer.poll(timeout_ms=1000, max_records=5000)
+                if not polled:
+                    break
+                for tp, recs in polled.items():
+                    for r in recs:
+                        if r.offset >= end_offsets[tp]:
+                            continue
+                        remaining[tp] -= 1
+                        body = json.loads(r.value)
+                        ts = datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
+                        appended = r.timestamp / 1000.0
+                        if w0 <= ts < w1:
+                            published += 1
+                            lat.append((appended - ts) * 1000.0)
+                        if w0 <= appended < w1:
+                            delivered += 1
+            lat.sort()
+            window = w1 - w0
+            step = Step(rate, "bridge", published_per_s=published / window, delivered_per_s=delivered / window, cpu=cpu,
+                        p50_ms=lat[len(lat) // 2] if lat else None, p99_ms=lat[int(len(lat) * 0.99)] if lat else None,
+                        max_ms=lat[-1] if lat else None,
+                        note=("" if drained else f"NOT drained 30 s after the fleet stopped: {lag} msgs behind; ")
+                        + f"fleet sent {sent} msgs")
+            results.append(step)
+            echo(_format(step, materials))
+            status = next((json.loads(ln) for ln in reversed(bridge.lines) if ln.startswith("{")), {})
+            if status.get("dead_lettered"):
+                echo(f"  bridge dead-lettered {status['dead_lettered']} messages: {status.get('reasons')}")
+            if not drained or not _sustained(step):
+                echo("  -> the bridge did not sustain this rate; higher rates skipped")
+                break
+        consumer.close()
+    finally:
+        for p in procs:
+            p.stop()
+        if bridge is not None:
+            bridge.stop()
+        try:
+            broker.down(lambda m: None)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+        try:
+            if created_topics:
+                admin.delete_topics(created_topics)
+        except Exception as exc:  # best effort: a leftover bench topic is harmless
+            echo(f"could not delete bench topics: {exc}")
+        admin.close()
+        try:
+            with connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        except Exception as exc:
+            echo(f"could not drop {dbname}: {exc}")
+        _ = end_session  # the private broker is gone with its sessions: nothing to end on the shared one
+    _summary(results, materials, sites, echo, time.monotonic() - t_start)
+    return results
+
+
+def _sustained(step: Step) -> bool:
+    return (step.published_per_s > 0 and step.delivered_per_s >= 0.95 * step.published_per_s
+            and step.p99_ms is not None and step.p99_ms < 500)
+
+
+def _format(step: Step, materials: int) -> str:
+    cpu = ", ".join(f"{k} {v:.0f}%" for k, v in step.cpu.items())
+    if step.mode == "baseline":
+        return (f"baseline @ {step.rate:.0f} msgs/s offered: plain subscriber got {step.delivered_per_s:.0f} msgs/s "
+                f"({step.delivered_per_s * materials:.0f} readings/s) | CPU {cpu} | {step.note}")
+    lat = f"p50 {step.p50_ms:.0f} ms, p99 {step.p99_ms:.0f} ms, max {step.max_ms:.0f} ms" if step.p50_ms is not None else "no data"
+    return (f"bridge   @ {step.rate:.0f} msgs/s offered: fleet published {step.published_per_s:.0f} msgs/s, bridge "
+            f"delivered {step.delivered_per_s:.0f} msgs/s = {step.delivered_per_s * materials:.0f} readings/s | "
+            f"publish->Kafka append {lat} | CPU {cpu} | {step.note}")
+
+
+def _summary(results: list[Step], materials: int, sites: int, echo, elapsed: float) -> None:
+    bridge = [s for s in results if s.mode == "bridge"]
+    base = {s.rate: s for s in results if s.mode == "baseline"}
+    echo("")
+    echo(f"summary ({sites} sites x {materials} materials; CPU in % of one core; 2 shared cores, noisy; {elapsed:.0f} s):")
+    echo(f"{'offered msgs/s':>15} {'bridge msgs/s':>14} {'readings/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'plain msgs/s':>13} {'ratio':>6}  ok")
+    for s in bridge:
+        b = base.get(s.rate)
+        ratio = f"{s.delivered_per_s / b.delivered_per_s:.2f}" if b and b.delivered_per_s else "-"
+        echo(f"{s.rate:>15.0f} {s.delivered_per_s:>14.0f} {s.delivered_per_s * materials:>11.0f} "
+             f"{(s.p50_ms or 0):>7.0f} {(s.p99_ms or 0):>7.0f} {(b.delivered_per_s if b else 0):>13.0f} {ratio:>6}  "
+             f"{'yes' if _sustained(s) else 'NO'}")
+    ok = [s for s in bridge if _sustained(s)]
+    if ok:
+        best = max(ok, key=lambda s: s.delivered_per_s)
+        top = "" if len(ok) < len(bridge) else " (every rate tried was sustained: the ceiling is at least this)"
+        echo(f"ceiling: {best.delivered_per_s:.0f} msgs/s = {best.delivered_per_s * materials:.0f} readings/s sustained "
+             f"with p99 {best.p99_ms:.0f} ms{top}; target 20000 readings/s with p99 < 500 ms: "
+             f"{'met' if best.delivered_per_s * materials >= 20000 * 0.95 else 'NOT met'}")
+    else:
+        echo("ceiling: no rate was sustained with p99 < 500 ms")
+
+
+@click.command("ingest")
+@click.option("--sites", default=10_000, show_default=True, type=int)
+@click.option("--materials", default=20, show_default=True, type=int, help="Readings per message.")
+@click.option("--rates", default="1000,2000,3000,4000", show_default=True,
+              help="Offered messages/s to try, rising (x materials = readings/s).")
+@click.option("--step-seconds", default=12.0, show_default=True, type=float, help="Measured seconds per step.")
+@click.option("--warmup-seconds", default=3.0, show_default=True, type=float)
+@click.option("--fleet-procs", default=2, show_default=True, type=int, help="Fleet processes (shards).")
+@click.option("--gateways", default=4, show_default=True, type=int, help="MQTT connections of the fleet in total.")
+@click.option("--no-baseline", is_flag=True, help="Skip the plain-subscriber baseline.")
+@click.pass_obj
+def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
+            fleet_procs: int, gateways: int, no_baseline: bool) -> None:
+    """Bridge throughput and publish->Kafka latency at rising rates vs a plain MQTT subscriber."""
+    try:
+        rate_list = tuple(float(r) for r in rates.split(","))
+    except ValueError:
+        raise click.UsageError("--rates must be numbers separated by commas") from None
+
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+
+    main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
+         gateways=gateways, fleet_procs=fleet_procs, baseline=not no_baseline, echo=echo)

@@ -183,7 +183,14 @@ class SiteStandIn:
         import json
 
         site_id = msg.topic.split("/")[3]
-        cmd = json.loads(msg.payload)
+        try:  # the broker is shared: other sessions' sites and fault injection use the same topics
+            cmd = json.loads(msg.payload)
+            key = (site_id, cmd["material"])
+            cmd["order_id"], float(cmd["qty"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if key not in self.base:
+            return
         with self.lock:
             if cmd["order_id"] in self.applied:
                 return

@@ -15,6 +15,7 @@ from vreserve import topics
 from vreserve.db import connect
 
 PERIODS = 3
+REGION = "restartville"
 LENGTH_S = 2.5
 
 
@@ -26,7 +27,8 @@ def _declare(settings, region: str) -> None:
 
 def _plans(settings) -> list[tuple[int, bool]]:
     with connect(settings.pg_dsn, autocommit=True) as conn:
-        return conn.execute("SELECT period, published_at IS NOT NULL FROM plans ORDER BY period").fetchall()
+        return conn.execute("SELECT p.period, p.published_at IS NOT NULL FROM plans p JOIN emergencies e"
+                            " USING (emergency_id) WHERE e.region = %s ORDER BY p.period", (REGION,)).fetchall()
 
 
 def _all_published(settings) -> bool:
@@ -41,6 +43,7 @@ def _published(settings) -> tuple[set[str], set[str], int]:
         recs = reader.json()
     finally:
         reader.close()
+    recs = [r for r in recs if r["emergency_id"].startswith(f"EM-{REGION}-")]
     orders = {r["order_id"] for r in recs if r["kind"] == "order"}
     cancels = {r["order_id"] for r in recs if r["kind"] == "cancel"}
     return orders, cancels, len([r for r in recs if r["kind"] == "order"])
@@ -49,7 +52,7 @@ def _published(settings) -> tuple[set[str], set[str], int]:
 @pytest.mark.services
 @pytest.mark.slow
 def test_killed_dispatcher_publishes_the_clean_runs_order_ids(settings, second_settings, procs):
-    region = "restartville"
+    region = REGION
     for s in (settings, second_settings):
         with connect(s.pg_dsn, autocommit=True) as conn:
             make_region(conn, region, n_central=2, n_cells=3, per_cell=3,
@@ -91,7 +94,8 @@ def test_killed_dispatcher_publishes_the_clean_runs_order_ids(settings, second_s
     with connect(settings.pg_dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT o.period, o.status, o.superseded_by, c.published_at IS NOT NULL FROM dispatch_orders o"
-            " LEFT JOIN order_cancellations c USING (order_id) ORDER BY o.period").fetchall()
+            " LEFT JOIN order_cancellations c USING (order_id) JOIN emergencies e ON e.emergency_id = o.emergency_id"
+            " WHERE e.region = %s ORDER BY o.period", (REGION,)).fetchall()
     assert rows
     for period, status, superseded_by, cancel_published in rows:
         if period < PERIODS:

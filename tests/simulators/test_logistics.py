@@ -35,6 +35,13 @@ def test_logistics_flow_picks_cancel_and_duplicates(settings, unique):
     import paho.mqtt.client as mqtt
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+    from vreserve.kafka_admin import ensure_topics
+
+    # topics of its own: the simulator reads its topic from the beginning, and other tests of the
+    # session publish orders too
+    settings = settings.with_(topic_prefix=f"{settings.topic_prefix}{unique}.")
+    ensure_topics(settings, [topics.DISPATCH_ORDERS, topics.ORDER_STATUS])
+
     site = f"site-{unique}"
     picks: list[dict] = []
     addr = settings.mqtt

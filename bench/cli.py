@@ -5,7 +5,7 @@ import importlib
 
 import click
 
-BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher")
+BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision")
 
 
 @click.group()

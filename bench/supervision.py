@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click

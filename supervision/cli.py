@@ -1,8 +1,6 @@
 """``vreserve contracts | settle | assess | audit | grid``: supervision's commands."""
 from __future__ import annotations
 
-import json
-import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 

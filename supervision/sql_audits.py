@@ -2,7 +2,6 @@
 the risk facts for the audit plan, and rejected topic records."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,7 +12,6 @@ from supervision.audit_plan import SiteRisk
 from supervision.money import fmt_qty
 from supervision.trust import TrustChange, TrustPolicy, apply_audit
 from vreserve.schemas.audits import AuditRecord
-from vreserve.schemas.common import format_ts
 
 DISCREPANCY_KIND = "audit_discrepancy"
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -141,6 +140,3 @@ def period_check(stored: list[StatementVersion], period_from: date, period_to: d
             f"{stored[0].statement_id} was issued for {stored[0].period_from}..{stored[0].period_to}; "
             f"settle with the same period (asked {period_from}..{period_to})")
 
-
-__all__ = ["SettlementError", "Facts", "load_facts", "load_versions", "store_version", "late_status_ids",
-           "period_check", "Decimal"]

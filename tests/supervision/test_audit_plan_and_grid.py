@@ -1,7 +1,7 @@
 """Risk-weighted audit plan (weights, reproducibility, proportional draw, floor) and the grid view."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 
 from click.testing import CliRunner
 

@@ -136,9 +136,12 @@ def _drop_old_demo_topics(settings: Settings, keep_prefix: str) -> int:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True)
 @click.option("--quiet", is_flag=True, help="Do not echo the services' own progress lines.")
+@click.option("--database", default="vreserve_demo", show_default=True,
+              help="Database of the demo (dropped and recreated). With another name than the default, "
+                   "earlier demos' topics are left alone (tests run the demo this way).")
 @click.pass_obj
 def demo(settings: Settings, sites, region, scenario, periods, period_length, demand_scale, interval, fail_rate,
-         seed, out_dir, quiet) -> None:
+         seed, out_dir, quiet, database) -> None:
     """The main job: a full emergency scenario on live services, end to end, with a final report."""
     from deploy import runner
     from dispatcher.operator import parse_duration
@@ -159,12 +162,12 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
 
     say("starting the services (Kafka, Mosquitto, PostgreSQL)")
     runner.up(settings, progress=lambda m: say(f"services: {m}"))
-    dsn = _fresh_database(settings, "vreserve_demo")
+    dsn = _fresh_database(settings, database)
     demo_settings = settings.with_(pg_dsn=dsn, topic_prefix=f"demo{run_id}.", reading_interval_s=interval)
-    dropped = _drop_old_demo_topics(settings, demo_settings.topic_prefix)
+    dropped = _drop_old_demo_topics(settings, demo_settings.topic_prefix) if database == "vreserve_demo" else 0
     migrate(dsn, progress=lambda m: None)
     ensure_topics(demo_settings)
-    say(f"database vreserve_demo migrated; topics under prefix {demo_settings.topic_prefix!r} created"
+    say(f"database {database} migrated; topics under prefix {demo_settings.topic_prefix!r} created"
         f"{f' ({dropped} topics of earlier demos deleted)' if dropped else ''}")
     base = load_scenario(scenario).to_dict()
 
@@ -266,3 +269,4 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         say(f"  {m:<16} {r['reported_before']:>12,.0f} -> {r['reported_after']:>12,.0f} {r['unit']}")
     json_path, png_path = write_report(report, out)
     say(f"report written: {json_path} and {png_path}; logs in {out / 'logs'}")
+    say(f"topics of this demo: {demo_settings.topic_prefix}* (deleted by the next demo run)")

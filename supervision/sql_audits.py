@@ -114,6 +114,8 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
             # A passing audit closes the site's open discrepancy alerts.
             conn.execute("UPDATE alerts SET resolved_at = %s WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
                          (rec.at, DISCREPANCY_KIND, rec.site_id))
+        # Marked as supervision's write: the 0041 trigger keeps other writers off audited sites' trust.
+        conn.execute("SELECT set_config('vreserve.trust_writer', 'supervision', true)")
         conn.execute("UPDATE sites SET trust = %s, status = %s WHERE site_id = %s",
                      (change.trust_after, change.status_after, rec.site_id))
     return AuditResult(rec.audit_id, rec.site_id, False, change.passed, change.shortfall_share, change.trust_before,

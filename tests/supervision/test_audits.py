@@ -218,3 +218,22 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
     finally:
         consumer.close()
     assert want in seen
+
+
+def test_reloading_the_registry_does_not_undo_an_audit(conn, world, tmp_path):
+    """The registry file says trust 1.0 / active; an audited site keeps what its audits made it."""
+    from ingest.registry import load_registry, store_registry
+
+    a, b = _two_sites(conn, world)
+    sql_audits.record_audit(conn, _audit(f"rr-{world.u}", a, {world.masks: 100}), "test")
+    assert conn.execute("SELECT trust, status FROM sites WHERE site_id = %s", (a,)).fetchone() == (0.1, "suspended")
+    sites = "\n".join(
+        f"  - {{id: {s}, name: {s}, owner_id: own-{s}, owner_kind: enterprise, tier: centralized, parent: null,"
+        f" region: {world.region}, grid_cell: {world.cell}, lat: 30.5, lon: 114.3, status: active, trust: {t},"
+        f" materials: {{{world.masks}: 1000}}}}" for s, t in ((a, 1.0), (b, 0.9)))
+    path = tmp_path / "registry.yaml"
+    path.write_text(f"version: 1\nmaterials:\n  - {{id: {world.masks}, name: Masks, unit: box, class: protective,"
+                    f" consumable: true}}\nsites:\n{sites}\n")
+    store_registry(conn, load_registry(path))
+    assert conn.execute("SELECT trust, status FROM sites WHERE site_id = %s", (a,)).fetchone() == (0.1, "suspended")
+    assert conn.execute("SELECT trust FROM sites WHERE site_id = %s", (b,)).fetchone()[0] == 0.9  # never audited

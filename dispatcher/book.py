@@ -255,3 +255,22 @@ def store_offsets(conn, offsets: dict[tuple[str, int], int]) -> None:
                 " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
                 (topic, partition, nxt),
             )
+
+
+def store_demand_update(conn, update) -> bool:
+    """Keep a rescue centre's demand update once (by update id); False for a replay."""
+    return conn.execute(
+        "INSERT INTO demand_updates (update_id, region, rescue_centre, material_id, period, qty, at)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING update_id",
+        (update.update_id, update.region, update.rescue_centre, update.material, update.period, update.qty,
+         update.at),
+    ).fetchone() is not None
+
+
+def demand_overrides(conn, region: str, since) -> dict[tuple[str, str, int], float]:
+    """The latest demand update per (rescue centre, material, period) made since the declaration."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (rescue_centre, material_id, period) rescue_centre, material_id, period, qty::float8"
+        " FROM demand_updates WHERE region = %s AND at >= %s"
+        " ORDER BY rescue_centre, material_id, period, at DESC, update_id DESC", (region, since)).fetchall()
+    return {(rc, m, p): q for rc, m, p, q in rows}

@@ -57,12 +57,17 @@ def _series(v: Any, periods: int) -> list[float]:
     return list(v) if isinstance(v, (list, tuple)) else [float(v)] * periods
 
 
-def horizon_demand(base: Mapping, periods: int, scale: float) -> dict[tuple[str, str], list[float]]:
-    """(rescue centre, material) -> demand per period (first ``periods`` of the file, scaled), units."""
+def horizon_demand(base: Mapping, periods: int, scale: float,
+                   overrides: Mapping[tuple[str, str, int], float] | None = None) -> dict[tuple[str, str], list[float]]:
+    """(rescue centre, material) -> demand per period, units: the first ``periods`` of the file,
+    scaled, with the rescue centres' own updates (demand topic, taken as given) replacing figures."""
     out = {}
     for rc in base["rescue_centres"]:
         for m, v in (rc.get("demand") or {}).items():
             out[(rc["id"], m)] = [round(x * scale, 6) for x in _series(v, base["periods"])[:periods]]
+    for (rc, m, period), qty in (overrides or {}).items():
+        if (rc, m) in out and 1 <= period <= periods:
+            out[(rc, m)][period - 1] = float(qty)
     return out
 
 
@@ -99,6 +104,7 @@ def build_live_scenario(
     nodes: Sequence[SupplyNode],
     pipeline: Pipeline,
     name: str,
+    demand_overrides: Mapping[tuple[str, str, int], float] | None = None,
 ) -> dict:
     """The optimizer scenario (contract data) for re-planning ``period`` from the live state."""
     if period < 1 or period > periods:
@@ -124,7 +130,7 @@ def build_live_scenario(
         d["capacity"] = max(float(dc["capacity"]), sum(initial.values()))
         dcs.append(d)
     # rescue centres: past demand zero, backlog added to this period
-    demand = horizon_demand(base, periods, demand_scale)
+    demand = horizon_demand(base, periods, demand_scale, demand_overrides)
     rcs = []
     for rc in base["rescue_centres"]:
         dem = {}

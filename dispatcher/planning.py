@@ -92,14 +92,20 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
     rows = supply_snapshot(conn, emergency.region, now, emergency.grid_cells or None, mats, exclude)
     nodes = supply_nodes(rows)
     pipe = book.pipeline(conn, emergency.emergency_id, exclude, price)
+    overrides = book.demand_overrides(conn, emergency.region, emergency.declared_at)
     t1 = time.perf_counter()
     plan_id = plan_id_for(emergency.emergency_id, period)
     scenario = build_live_scenario(base, periods=emergency.periods, period=period,
-                                   demand_scale=emergency.demand_scale, nodes=nodes, pipeline=pipe, name=plan_id)
+                                   demand_scale=emergency.demand_scale, nodes=nodes, pipeline=pipe, name=plan_id,
+                                   demand_overrides=overrides)
     t2 = time.perf_counter()
     warnings: list[str] = []
     if period == 1:
         warnings += unit_notes
+    known = {(rc["id"], m) for rc in base["rescue_centres"] for m in mats}
+    unknown = sorted({f"{rc}/{m}" for (rc, m, _p) in overrides if (rc, m) not in known})
+    if unknown:
+        warnings.append(f"demand updates for unknown rescue centre/material ignored: {', '.join(unknown[:10])}")
     if not nodes:
         warnings.append("no supply available in the region (no active site with a valid contract and a reading)")
     result = cache.solve(scenario)
@@ -122,7 +128,7 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
                         + "; ".join(getattr(result, "infeasibility", ()) or ()))
         supersede = []  # no new plan to replace them with: earlier orders stand
     # figures per material, with units: what this period's plan counted on and promises
-    demand = horizon_demand(base, emergency.periods, emergency.demand_scale)
+    demand = horizon_demand(base, emergency.periods, emergency.demand_scale, overrides)
     per_mat: dict[str, dict] = {}
     for m in mats:
         due = sum(float(rc["demand"][m][period - 1]) for rc in scenario["rescue_centres"])

@@ -17,7 +17,9 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     mats = [m["id"] for m in base["materials"]]
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
     units.update(dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)", (mats,))))
-    demand = horizon_demand(base, periods, scale)
+    from dispatcher.book import demand_overrides
+
+    demand = horizon_demand(base, periods, scale, demand_overrides(conn, region, declared))
     delivered = dict(conn.execute(
         "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
         " AND leg = 'delivery' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())

@@ -2,7 +2,7 @@
 
 One loop, one thread:
 
-1. poll the mode and order-status topics; apply each record to the database (idempotently: mode
+1. poll the mode, order-status and demand topics; apply each record to the database (idempotently: mode
    events by event id, statuses by status id); commit the consumer offsets only after that;
 2. for every open emergency, plan each period that has started and has no plan yet, in order
    (the period comes from ``declared_at`` and the period length, and "has a plan" from the
@@ -30,7 +30,7 @@ from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import OrderStatus
+from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
 from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.dispatcher")
@@ -43,6 +43,8 @@ class Counters:
     statuses: int = 0
     statuses_duplicate: int = 0
     statuses_rejected: int = 0
+    demand_updates: int = 0
+    demand_rejected: int = 0
     plans: int = 0
     orders_published: int = 0
     cancels_published: int = 0
@@ -128,7 +130,7 @@ class Dispatcher:
 
         stored = book.load_offsets(conn)
         parts = []
-        for logical in (topics.MODE, topics.ORDER_STATUS):
+        for logical in (topics.MODE, topics.ORDER_STATUS, topics.DEMAND):
             name = self.settings.topic(logical)
             deadline = time.monotonic() + 30
             found = consumer.partitions_for_topic(name)
@@ -161,6 +163,19 @@ class Dispatcher:
                 self.producer.send(self.settings.topic(topics.MODE_ERRORS), key=(outcome.region or "?").encode(),
                                    value=record.to_json()).get(timeout=30)
                 self.say(f"dispatcher: mode event rejected: {outcome.error}")
+        elif topic == self.settings.topic(topics.DEMAND):
+            try:
+                update = DemandUpdate.from_json(value)
+            except SchemaError as exc:
+                self.counters.demand_rejected += 1
+                log.warning("demand update at %s rejected: %s", position, exc)
+                return
+            if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (update.region,)).fetchone():
+                self.counters.demand_rejected += 1
+                log.warning("demand update %s for unknown region %r rejected", update.update_id, update.region)
+                return
+            if book.store_demand_update(conn, update):
+                self.counters.demand_updates += 1
         elif topic == self.settings.topic(topics.ORDER_STATUS):
             try:
                 status = OrderStatus.from_json(value)

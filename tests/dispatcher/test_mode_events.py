@@ -77,10 +77,31 @@ def test_bad_mode_events_are_recorded_and_change_nothing(settings, procs, unique
             assert conn.execute("SELECT count(*) FROM emergencies WHERE region IN (%s, %s)",
                                 (region, f"nowhere-{unique}")).fetchone()[0] == 0
             # a good declare is still accepted afterwards; a second declare for the region is refused
-            good = declare_event(region, (), SMALL_SCENARIO, 2, 30.0, "real one")
+            good = declare_event(region, (), SMALL_SCENARIO, 2, 4.0, "real one")
             publish_mode(settings, good.to_json(), region)
             wait_for(lambda: conn.execute("SELECT accepted FROM mode_events WHERE event_id = %s",
                                           (good.event_id,)).fetchone(), 15, what="good declare")
+            # rescue centres' demand updates (demand topic) replace the file's figure for period 2;
+            # malformed ones and unknown regions are refused and stored nowhere
+            from vreserve.schemas.common import utc_now
+            from vreserve.schemas.dispatch import DemandUpdate
+            from kafka import KafkaProducer
+
+            producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+            for upd in (DemandUpdate(f"d1-{unique}", region, "RC-1", "medicine", 2, 500.0, utc_now()),
+                        DemandUpdate(f"d2-{unique}", region, "RC-1", "medicine", 2, 777.0, utc_now()),
+                        DemandUpdate(f"d3-{unique}", f"nowhere-{unique}", "RC-1", "medicine", 2, 5.0, utc_now())):
+                producer.send(settings.topic(topics.DEMAND), key=b"RC-1", value=upd.to_json())
+            producer.send(settings.topic(topics.DEMAND), key=b"RC-1", value=b'{"v":1,"qty":-3}')
+            producer.flush()
+            producer.close()
+            plan2 = wait_for(lambda: conn.execute(
+                "SELECT p.summary FROM plans p JOIN emergencies e USING (emergency_id) WHERE e.region = %s"
+                " AND p.period = 2", (region,)).fetchone(), 20, what="period 2 plan")[0]
+            assert plan2["materials"]["medicine"]["demand_period"] == 777.0 + 200.0   # RC-1 updated, RC-2 file
+            stored = {r[0] for r in conn.execute("SELECT update_id FROM demand_updates WHERE update_id LIKE %s",
+                                                  (f"%-{unique}",))}
+            assert stored == {f"d1-{unique}", f"d2-{unique}"}
             again = declare_event(region, (), SMALL_SCENARIO, 2, 30.0, "twice")
             publish_mode(settings, again.to_json(), region)
             row = wait_for(lambda: conn.execute("SELECT accepted, error FROM mode_events WHERE event_id = %s",

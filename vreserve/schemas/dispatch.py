@@ -440,3 +440,46 @@ class PlanSummary:
             return cls(**obj)
         except TypeError as exc:
             raise SchemaError(f"plan summary: {exc}") from None
+
+
+# --------------------------------------------------------------------------- demand updates
+@dataclass(frozen=True)
+class DemandUpdate:
+    """A rescue centre's new demand for one material in one period of its region's emergency.
+
+    Topic ``demand``, keyed by rescue centre. ``qty`` (in the material's unit) replaces the demand
+    file's figure for that period (after ``demand_scale``, i.e. it is taken as given); the latest
+    ``at`` wins; ``update_id`` de-duplicates replays.
+    """
+
+    update_id: str
+    region: str
+    rescue_centre: str
+    material: str
+    period: int
+    qty: float
+    at: datetime
+
+    def to_payload(self) -> dict:
+        return {"v": VERSION, "update_id": self.update_id, "region": self.region,
+                "rescue_centre": self.rescue_centre, "material": self.material, "period": self.period,
+                "qty": self.qty, "at": format_ts(self.at)}
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "DemandUpdate":
+        obj = loads_object(raw, "demand update")
+        _check_version(obj, "demand update")
+        _check_keys(obj, {"v", "update_id", "region", "rescue_centre", "material", "period", "qty", "at"},
+                    "demand update")
+        period = obj.get("period")
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise SchemaError("period must be a positive integer")
+        qty = finite_number(obj.get("qty"), "qty")
+        if qty < 0:
+            raise SchemaError("qty must not be negative")
+        return cls(update_id=require_str(obj, "update_id"), region=require_str(obj, "region"),
+                   rescue_centre=require_str(obj, "rescue_centre"), material=require_str(obj, "material"),
+                   period=period, qty=qty, at=parse_ts(obj.get("at"), "at"))

@@ -53,6 +53,7 @@ def settle(conn: psycopg.Connection, emergency_id: str,
     sql.period_check(stored, period_from, period_to)
     progress(f"{len(stored)} version(s) issued before; computing the statement for {period_from}..{period_to}")
     comp = st.compute(facts.sites, facts.terms, facts.orders, facts.standby_sites, period_from, period_to, facts.units)
+    comp.warnings[:0] = facts.warnings
     progress(f"{len(comp.lines)} line(s) computed in {time.perf_counter() - t0:.1f} s")
     now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     late = sql.late_status_ids(facts, stored[-1].issued_at) if stored else []

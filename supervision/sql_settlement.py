@@ -1,7 +1,7 @@
 """SQL adapter for settlement: read the emergency's facts, read and append statement versions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import psycopg
@@ -42,6 +42,7 @@ class Facts:
     orders: list[SupplyOrder]
     standby_sites: list[str]
     units: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_emergency(conn: psycopg.Connection, emergency_id: str) -> Emergency:
@@ -79,16 +80,21 @@ def load_facts(conn: psycopg.Connection, emergency_id: str) -> Facts:
     standby = sorted({r["site_id"] for r in scope} | {o.site_id for o in orders})
     sites = {r["site_id"]: Site(r["site_id"], r["owner_id"], r["owner_kind"]) for r in cur.execute(
         "SELECT site_id, owner_id, owner_kind FROM sites WHERE site_id = ANY(%s)", (standby,))}
-    unknown = sorted({o.site_id for o in orders} - set(sites))
+    unknown = [o for o in orders if o.site_id not in sites]
+    warnings = []
     if unknown:
-        raise SettlementError(f"supply orders name unknown site(s): {', '.join(unknown[:10])}")
+        # Not the owner of any site: nobody to pay or penalise. Said loudly, left out of the lines.
+        warnings.append(f"{len(unknown)} supply order(s) from origins that are not registered sites were left "
+                        f"out: {', '.join(f'{o.order_id} ({o.site_id})' for o in unknown[:10])}")
+        orders = [o for o in orders if o.site_id in sites]
+    standby = [s for s in standby if s in sites]
     terms = [to_terms(r) for r in cur.execute(
         "SELECT c.*, COALESCE(p.penalty_grace_share, 0) AS penalty_grace_share,"
         " COALESCE(p.late_penalty_minor_per_unit, 0) AS late_penalty_minor_per_unit"
         " FROM contracts c LEFT JOIN contract_penalty_terms p USING (contract_id)"
         " WHERE c.site_id = ANY(%s) ORDER BY c.contract_id", (standby,))]
     units = {r["material_id"]: r["unit"] for r in cur.execute("SELECT material_id, unit FROM materials")}
-    return Facts(em, sites, terms, orders, standby, units)
+    return Facts(em, sites, terms, orders, standby, units, warnings)
 
 
 def late_status_ids(facts: Facts, after: datetime) -> list[str]:

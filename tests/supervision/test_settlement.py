@@ -151,3 +151,11 @@ def test_settle_cli_prints_table_and_refuses_unknown_emergency(conn, world, sett
     assert bad.exit_code != 0 and "unknown emergency" in bad.output
     other = runner.invoke(sup_cli.settle, ["--emergency", em, "--from", "2026-11-01", "--out", str(tmp_path)], obj=settings)
     assert other.exit_code != 0 and "same period" in other.output
+
+
+def test_orders_from_unregistered_origins_are_left_out_loudly(conn, world):
+    em, (s1, _), _ = _worked_example(conn, world)
+    add_order(conn, em, f"X-{world.u}", f"cell:nowhere-{world.u}", world.masks, 5, "box", utc(2026, 11, 20, 9))
+    res = settle_run.settle(conn, em)
+    assert res.issued.total_minor == 34500 + 1063
+    assert any(f"X-{world.u} (cell:nowhere-{world.u})" in w for w in res.computation.warnings)

@@ -65,11 +65,13 @@ class _Stage:
 
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
                threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
+               col_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
     With ``relax`` the integrality is dropped: the LP relaxation, whose optimum is a valid bound.
+    ``col_bounds`` (lower, upper) tighten the column bounds (a restricted problem, e.g. RENS).
     """
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
@@ -104,10 +106,15 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
         integ = hp.HighsVarType.kInteger
         cont = hp.HighsVarType.kContinuous
         lp.integrality_ = [integ if k else cont for k in kinds]
+    if col_bounds is not None:
+        col_lower = np.maximum(col_lower, col_bounds[0])
+        col_upper = np.minimum(col_upper, col_bounds[1])
     lp.col_lower_, lp.col_upper_ = col_lower, col_upper
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
     h.setOptionValue("mip_rel_gap", float(gap))
+    if relax:
+        h.setOptionValue("solver", "simplex")  # "choose" may pick an IPM that stalls on these network LPs
     if threads:
         h.setOptionValue("threads", int(threads))
     for key, value in (options or {}).items():
@@ -225,7 +232,7 @@ class Planner:
         cons2.append(ix.delivered @ y == P.setdefault("delivered_target", cp.Parameter(ix.K * M * T, name="delivered_target")))
         self.stage2 = _Stage(cp.Problem(cp.Minimize(cp.sum(a) + cp.sum(b2)), cons2))
         self.build_seconds = time.perf_counter() - t0
-        self._compiled_with: dict[str, float] = {}
+        self.last_shape: tuple[int, int] | None = None
 
     # --- numbers -> parameters ---------------------------------------------------------------------
 
@@ -262,14 +269,21 @@ class Planner:
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
               solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
-              highs_options: dict[str, Any] | None = None) -> PlanResult:
+              highs_options: dict[str, Any] | None = None, method: str = "milp") -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
+
+        method: "lp-rens" (default) solves the LP relaxation first (a proven bound), then the MILP
+        restricted to the integers around the LP solution (RENS), and only if that plan is not
+        within ``gap`` of the bound the full MILP warm-started from it; "milp" runs HiGHS on the
+        full MILP directly. Models with arc binaries use the LP-guided arc restriction instead.
 
         time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
         of it, at most 15 s) and is skipped with ``prefer_fewer_arcs=False``.
         """
         if solver.upper() not in SUPPORTED_SOLVERS:
             raise ScenarioError(f"solver {solver!r} not supported here (supported: {', '.join(SUPPORTED_SOLVERS)})")
+        if method not in ("lp-rens", "milp"):
+            raise ScenarioError(f"unknown method {method!r} (lp-rens, milp)")
         sc = load_scenario(scenario)
         check_same_structure(self.structure, sc)
         n = numbers_of(sc)
@@ -278,13 +292,18 @@ class Planner:
         self.build_seconds = 0.0  # reported once, by the first solve
         self._set_numbers(n)
         data, compile_s = self.stage1.compile()
+        self.last_shape = data["A"].shape  # (rows, variables) of the primary model as passed to HiGHS
         pp = self.stage1.param_prog()
         start = None
         if warm_start is not None and warm_start.has_plan:
             start = _columns(pp, self._values_from_result(warm_start))
         summary_extra: dict[str, Any] = {"solver": "HiGHS"}
         t_start = time.perf_counter()
-        if self.b is not None and start is None:
+        if self.b is None and start is None and method == "lp-rens":
+            status, has, cols, bound, notes = self._lp_rens(data, time_limit_s=time_limit_s, gap=gap,
+                                                            threads=threads, options=highs_options)
+            summary_extra |= notes
+        elif self.b is not None and start is None and method != "milp":
             status, has, cols, bound, compile_more, notes = self._lp_guided(
                 data, time_limit_s=time_limit_s, gap=gap, threads=threads, options=highs_options)
             compile_s += compile_more
@@ -329,6 +348,44 @@ class Planner:
         return self._result(sc, n, urg, SolveStatus.OPTIMAL if proven else SolveStatus.FEASIBLE, primary, bound_v,
                             gap_v, solve_s, build, compile_s, xv, yv, summary_extra | arcs_info,
                             message="proven within the gap" if proven else f"stopped ({status}) with a plan")
+
+    def _lp_rens(self, data: dict, *, time_limit_s: float, gap: float, threads: int | None,
+                 options: dict[str, Any] | None):
+        """LP bound, then RENS (integers bounded to floor/ceil of their LP values), then the full MILP
+        warm-started from the RENS plan if the gap is not yet proven. Returns like ``_lp_guided``."""
+        import cvxpy.settings as s
+
+        deadline = time.perf_counter() + time_limit_s
+        notes: dict[str, Any] = {"method": "LP bound + RENS rounding"}
+        status, has, cols, lp_obj, _lb, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap,
+                                                           threads=threads, options=options, relax=True)
+        notes["lp_seconds"] = round(secs, 3)
+        if status in ("kInfeasible", "kUnboundedOrInfeasible") or status != "kOptimal":
+            return status, False, None, None, notes
+        integer = np.zeros(len(cols), dtype=bool)
+        integer[np.array(list(data[s.BOOL_IDX]) + list(data[s.INT_IDX]), dtype=int)] = True
+        lower = np.where(integer, np.floor(cols + 1e-6), -np.inf)
+        upper = np.where(integer, np.ceil(cols - 1e-6), np.inf)
+        notes["fractional_integers"] = int((integer & (upper > lower)).sum())
+        remaining = max(deadline - time.perf_counter(), 0.05)
+        st_r, has_r, cols_r, obj_r, _b, secs_r = _run_highs(data, time_limit_s=remaining, gap=gap, threads=threads,
+                                                            options=options, col_bounds=(lower, upper))
+        notes["rens_seconds"] = round(secs_r, 3)
+        if has_r and obj_r is not None:
+            inc_gap = 0.0 if obj_r <= 1e-9 else (obj_r - lp_obj) / max(abs(obj_r), 1e-9)
+            if inc_gap <= gap:
+                notes["proven_by"] = "RENS plan within gap of the LP bound"
+                return "kOptimal", True, cols_r, lp_obj, notes
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0.05:
+            return ("kTimeLimit", True, cols_r, lp_obj, notes) if has_r else ("kTimeLimit", False, None, lp_obj, notes)
+        st, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=remaining, gap=gap,
+                                                     start=cols_r if has_r else None, threads=threads, options=options)
+        notes["full_milp_seconds"] = round(secs, 3)
+        if not has and has_r:
+            return "kTimeLimit", True, cols_r, lp_obj, notes
+        best = lp_obj if bound is None else max(lp_obj, bound)
+        return st, has, cols, best, notes
 
     def _lp_guided(self, data: dict, *, time_limit_s: float, gap: float, threads: int | None,
                    options: dict[str, Any] | None):
@@ -486,9 +543,9 @@ def numbers_of_values(planner: Planner) -> Numbers:
 
 def plan(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
          solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
-         threads: int | None = None) -> PlanResult:
+         threads: int | None = None, method: str = "milp") -> PlanResult:
     """Plan one scenario from scratch (build, compile, solve). For repeated solves use :class:`Planner`."""
     sc = load_scenario(scenario)
     return Planner(sc).solve(sc, time_limit_s=time_limit_s, gap=gap, solver=solver,
                              prefer_fewer_arcs=prefer_fewer_arcs, arc_time_limit_s=arc_time_limit_s,
-                             threads=threads)
+                             threads=threads, method=method)

@@ -106,3 +106,26 @@ def test_bad_files_load_nothing(conn, world, settings, tmp_path):
         assert res.exit_code == 1 and msg in res.output
     res = _invoke(settings, "load", str(tmp_path / "missing.yaml"))
     assert res.exit_code == 1 and "cannot read" in res.output
+
+
+def test_a_site_is_planned_from_only_under_a_valid_contract(conn, world, settings, tmp_path):
+    """Expired contract: the planner's snapshot leaves the site out; a loaded contract brings it back."""
+    from datetime import datetime, timedelta, timezone
+
+    from dispatcher.snapshot import supply_snapshot
+    from sv_helpers import add_stock
+
+    now = datetime.now(timezone.utc)
+    site = f"K4-{world.u}"
+    add_site(conn, world, site, "o4")
+    add_stock(conn, site, world.masks, 500, "box")
+    add_contract(conn, f"C-{site}-{world.masks}", site, world.masks, 400, now.date() - timedelta(days=400),
+                 now.date() - timedelta(days=1))
+    assert [r for r in supply_snapshot(conn, world.region, now) if r.site_id == site] == []
+    y = tmp_path / "renew.yaml"
+    y.write_text(f"- {{site_id: {site}, material_id: {world.masks}, committed_qty: 300,"
+                 f" valid_from: {now.date()}, valid_to: {now.date() + timedelta(days=365)}}}\n")
+    res = _invoke(settings, "load", str(y))
+    assert res.exit_code == 0 and "1 contract(s) added" in res.output, res.output
+    rows = [r for r in supply_snapshot(conn, world.region, now) if r.site_id == site]
+    assert [(r.committed, r.available) for r in rows] == [(300.0, 300)]   # min(reported 500, committed 300)

@@ -8,16 +8,15 @@ producer (changelog, dead letters), so offsets never run ahead of the database.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Sequence
 
 import faust
 import psycopg
-from faust import streams as faust_streams
 
 from vreserve import topics
 from vreserve.schemas.alerts import Alert
@@ -30,7 +29,7 @@ from stream.options import StreamOptions
 from stream.records import StockReading, parse_batch
 from stream.sink import PostgresSink
 from stream.state import Outcome, apply_reading
-from stream.tables import latest_table
+from stream.tables import LatestWriter, latest_table
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,10 @@ class WorkerStats:
     latest_rows: int = 0
     jump_alerts: int = 0
     batches: int = 0
+    #: Seconds spent parsing + folding, writing to the database, handing changelog to the producer.
+    fold_s: float = 0.0
+    db_write_s: float = 0.0
+    changelog_s: float = 0.0
     last_batch_at: float | None = None
     last_checks_at: float | None = None
     last_checks: dict | None = None
@@ -65,10 +68,6 @@ class Wiring:
     sink: PostgresSink
 
 
-def _as_current(event) -> None:
-    """Make ``event`` Faust's current event, so a table write goes to the changelog partition of
-    the record it came from (take_events hands us a batch; Faust only tracks one event)."""
-    faust_streams._current_event.set(weakref.ref(event))
 
 
 def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
@@ -79,8 +78,10 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     alerts_topic = app.topic(settings.topic(topics.ALERTS), key_serializer="raw",
                              value_serializer="raw", partitions=settings.partitions)
     latest = latest_table(app, settings)
+    writer = LatestWriter(app, latest)
     sink = PostgresSink(settings.pg_dsn)
-    checks_sink = PostgresSink(settings.pg_dsn)
+    checks_sink = PostgresSink(settings.pg_dsn)   # each timer has its own connection
+    outbox_sink = PostgresSink(settings.pg_dsn)
     stats = WorkerStats()
     pending_hourly: list[datetime | None] = [None, None]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
@@ -99,11 +100,12 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                     event.message.offset, reason)
 
     def fold(event, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
-        _as_current(event)
+        partition = event.message.partition
         for reading in readings:
-            applied = apply_reading(latest.get(reading.key), reading, options.jump_share)
+            applied = apply_reading(writer.get(reading.site_id, reading.material_id), reading,
+                                    options.jump_share)
             if applied.outcome in (Outcome.NEW, Outcome.NEWER):
-                latest[reading.key] = applied.held
+                writer.put(reading.site_id, reading.material_id, applied.held, partition)
                 stats.newer += 1
             elif applied.outcome is Outcome.REPLAY:
                 stats.replayed += 1
@@ -131,25 +133,12 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
             pending_hourly[0] = written.ts_min if lo is None else min(lo, written.ts_min)
             pending_hourly[1] = written.ts_max if hi is None else max(hi, written.ts_max)
 
-    @app.agent(readings_topic, concurrency=1, name="warehouse")
-    async def warehouse(stream):
-        async for events in stream.take_events(options.batch_max, within=options.batch_within_s):
-            parsed = []
-            for event in events:
-                stats.records += 1
-                try:
-                    readings = parse_batch(event.value, event.key)
-                except SchemaError as exc:
-                    await dead_letter(event, str(exc))
-                    continue
-                alerts: list[Alert] = []
-                fold(event, readings, alerts)
-                stats.readings += len(readings)
-                parsed.append((event, readings, alerts))
-            if not parsed:
-                continue
-            all_readings = [r for _, rs, _ in parsed for r in rs]
-            all_alerts = [a for _, _, al in parsed for a in al]
+    async def write_and_ack(stream, events, parsed) -> None:
+        """Write a batch to PostgreSQL, then acknowledge its events (and only then)."""
+        t = time.perf_counter()
+        all_readings = [r for _, rs, _ in parsed for r in rs]
+        all_alerts = [a for _, _, al in parsed for a in al]
+        if parsed:
             try:
                 await record_written(await sink.write(all_readings, all_alerts))
             except psycopg.Error as exc:
@@ -157,8 +146,43 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                           len(parsed), exc)
                 await sink.close()
                 await write_one_by_one(parsed)
-            stats.batches += 1
-            stats.last_batch_at = time.time()
+        for event in events:
+            await stream.ack(event)
+        stats.db_write_s += time.perf_counter() - t
+        stats.batches += 1
+        stats.last_batch_at = time.time()
+
+    @app.agent(readings_topic, concurrency=1, name="warehouse")
+    async def warehouse(stream):
+        # Batch N is written to the database while batch N+1 is parsed and folded (the database
+        # works while Python does); N's events are acked when its write is done, and N+1's write
+        # starts only after that, so acks (and so commits) stay in offset order behind the writes.
+        pending: asyncio.Task | None = None
+        try:
+            async for events in stream.noack_take(options.batch_max, within=options.batch_within_s):
+                t0 = time.perf_counter()
+                parsed = []
+                for event in events:
+                    stats.records += 1
+                    try:
+                        readings = parse_batch(event.value, event.key)
+                    except SchemaError as exc:
+                        await dead_letter(event, str(exc))
+                        continue
+                    alerts: list[Alert] = []
+                    fold(event, readings, alerts)
+                    stats.readings += len(readings)
+                    parsed.append((event, readings, alerts))
+                t1 = time.perf_counter()
+                await writer.flush()
+                stats.fold_s += t1 - t0
+                stats.changelog_s += time.perf_counter() - t1
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(write_and_ack(stream, list(events), parsed))
+        finally:
+            if pending is not None:
+                await pending
 
     @app.timer(options.aggregate_interval_s, name="stream.checks")
     async def checks():
@@ -184,11 +208,11 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     @app.timer(options.outbox_interval_s, name="stream.outbox")
     async def outbox():
         try:
-            conn = await checks_sink.connection()
+            conn = await outbox_sink.connection()
             stats.alerts_published += await rollups.publish_outbox(conn, send_alerts)
         except psycopg.Error as exc:
             log.warning("alert outbox failed: %s", exc)
-            await checks_sink.close()
+            await outbox_sink.close()
 
     @app.page("/health")
     async def health(web, request):
@@ -196,7 +220,8 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         body = {
             "status": "ok" if alive else "starting",
             "app_id": app.conf.id,
-            "table_keys": len(latest),
+            "table_keys": writer.keys(),
+            "table_sites": writer.sites(),
             "assigned_partitions": sorted(tp.partition for tp in app.consumer.assignment())
             if alive else [],
             **{k: v for k, v in asdict(stats).items() if k != "errors"},

@@ -4,10 +4,10 @@ Pure functions; the agent does the Kafka and database I/O around them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from vreserve.schemas.common import SchemaError
+from vreserve.schemas.common import SchemaError, format_ts
 from vreserve.schemas.readings import ReadingBatch
 
 #: Separator of the (site, material) table key; neither id may contain it.
@@ -25,6 +25,12 @@ class StockReading:
     ts: datetime
     seq: int
     received_at: datetime
+    #: ``ts`` as RFC 3339 UTC with milliseconds: fixed width, so it orders as the time does.
+    ts_text: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.ts_text:
+            object.__setattr__(self, "ts_text", format_ts(self.ts))
 
     @property
     def key(self) -> str:
@@ -57,7 +63,8 @@ def parse_batch(raw: bytes | None, kafka_key: bytes | None) -> list[StockReading
     for r in report.readings:
         if KEY_SEP in report.site_id or KEY_SEP in r.material:
             raise SchemaError("site_id or material contains a control character")
+    ts_text = format_ts(report.ts)
     return [
-        StockReading(report.site_id, r.material, r.qty, r.unit, report.ts, report.seq, batch.received_at)
+        StockReading(report.site_id, r.material, r.qty, r.unit, report.ts, report.seq, batch.received_at, ts_text)
         for r in report.readings
     ]

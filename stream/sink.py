@@ -4,8 +4,9 @@ Idempotent by construction, so at-least-once delivery cannot double count:
 - ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts) DO NOTHING;
 - ``stock_latest``: upsert that only moves forward by (seq, ts) (older rows never overwrite);
 - ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING.
-Rows go in as arrays through ``unnest`` (one statement per table, no COPY FROM STDIN, so the same
-code runs on PGlite). The writes never consult the worker's table, so a replay after a crash
+Rows go in as one JSON document per statement through ``json_to_recordset`` (no COPY FROM STDIN,
+so the same code runs on PGlite; psycopg's array adaptation cost more client CPU than the rest of
+the worker together). The writes never consult the worker's table, so a replay after a crash
 writes exactly what a first pass would.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Iterable, Sequence
 import psycopg
 
 from vreserve.schemas.alerts import Alert
+from vreserve.schemas.common import format_ts
 
 from stream.records import StockReading
 
@@ -28,9 +30,8 @@ log = logging.getLogger(__name__)
 INSERT_HISTORY = """
 INSERT INTO stock_readings (site_id, material_id, ts, seq, qty, unit, grid_cell, received_at)
 SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cell, r.received_at
-FROM unnest(%(site)s::text[], %(material)s::text[], %(ts)s::timestamptz[], %(seq)s::bigint[],
-            %(qty)s::float8[], %(unit)s::text[], %(received)s::timestamptz[])
-     AS r(site_id, material_id, ts, seq, qty, unit, received_at)
+FROM json_to_recordset(%(rows)s::json)
+     AS r(site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text, received_at timestamptz)
 LEFT JOIN sites s ON s.site_id = r.site_id
 ON CONFLICT (site_id, material_id, ts) DO NOTHING
 """
@@ -38,9 +39,8 @@ ON CONFLICT (site_id, material_id, ts) DO NOTHING
 UPSERT_LATEST = """
 INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, updated_at)
 SELECT r.site_id, r.material_id, r.qty::numeric, r.unit, r.ts, r.seq, now()
-FROM unnest(%(site)s::text[], %(material)s::text[], %(qty)s::float8[], %(unit)s::text[],
-            %(ts)s::timestamptz[], %(seq)s::bigint[])
-     AS r(site_id, material_id, qty, unit, ts, seq)
+FROM json_to_recordset(%(rows)s::json)
+     AS r(site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text)
 ON CONFLICT (site_id, material_id) DO UPDATE
 SET qty = EXCLUDED.qty, unit = EXCLUDED.unit, ts = EXCLUDED.ts, seq = EXCLUDED.seq, updated_at = now()
 WHERE (l.seq, l.ts) < (EXCLUDED.seq, EXCLUDED.ts)
@@ -81,28 +81,27 @@ def latest_per_key(readings: Iterable[StockReading]) -> list[StockReading]:
     return list(best.values())
 
 
+def _row(r: StockReading, received: str | None) -> dict:
+    row = {"site_id": r.site_id, "material_id": r.material_id, "ts": r.ts_text, "seq": r.seq,
+           "qty": r.qty, "unit": r.unit}
+    if received is not None:
+        row["received_at"] = received
+    return row
+
+
 def history_params(readings: Sequence[StockReading]) -> dict:
-    return {
-        "site": [r.site_id for r in readings],
-        "material": [r.material_id for r in readings],
-        "ts": [r.ts for r in readings],
-        "seq": [r.seq for r in readings],
-        "qty": [r.qty for r in readings],
-        "unit": [r.unit for r in readings],
-        "received": [r.received_at for r in readings],
-    }
+    received_text: dict[datetime, str] = {}  # one format per record, not per reading
+    rows = []
+    for r in readings:
+        rec = received_text.get(r.received_at)
+        if rec is None:
+            rec = received_text[r.received_at] = format_ts(r.received_at)
+        rows.append(_row(r, rec))
+    return {"rows": json.dumps(rows)}
 
 
 def latest_params(readings: Sequence[StockReading]) -> dict:
-    rows = latest_per_key(readings)
-    return {
-        "site": [r.site_id for r in rows],
-        "material": [r.material_id for r in rows],
-        "qty": [r.qty for r in rows],
-        "unit": [r.unit for r in rows],
-        "ts": [r.ts for r in rows],
-        "seq": [r.seq for r in rows],
-    }
+    return {"rows": json.dumps([_row(r, None) for r in latest_per_key(readings)])}
 
 
 def alert_params(alerts: Sequence[Alert]) -> dict:

@@ -6,7 +6,7 @@ changelog is a Kafka topic)::
     {"qty": 12.0, "unit": "box", "ts": "<RFC 3339>", "seq": 42,
      "prev_qty": 30.0, "prev_ts": "<RFC 3339>" | None, "prev_seq": 41 | None}
 
-Order is (seq, ts): a reading not newer than the held one changes nothing, so duplicates and
+Order is (seq, ts); ts is compared as its fixed-width RFC 3339 text (no parsing per reading). A reading not newer than the held one changes nothing, so duplicates and
 replays are no-ops. The previous reading is kept so that re-processing the held reading after a
 crash (its changelog entry written, its offset not yet committed) derives the same jump alert
 again, with the same deterministic id.
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
 
 from vreserve.schemas.alerts import Alert
-from vreserve.schemas.common import format_ts, parse_ts
 
 from stream.records import StockReading
 
@@ -37,17 +35,13 @@ class Applied:
     jump: Alert | None
 
 
-def order_key(seq: int, ts: datetime) -> tuple[int, datetime]:
-    return (seq, ts)
-
-
 def apply_reading(held: dict | None, reading: StockReading, jump_share: float) -> Applied:
     """The new held state for ``reading`` and the jump alert it raises, if any."""
     if held is None:
         state = _state(reading, None)
         return Applied(Outcome.NEW, state, None)
-    held_order = order_key(int(held["seq"]), parse_ts(held["ts"]))
-    incoming = order_key(reading.seq, reading.ts)
+    held_order = (held["seq"], held["ts"])
+    incoming = (reading.seq, reading.ts_text)
     if incoming < held_order:
         return Applied(Outcome.STALE, held, None)
     if incoming == held_order:
@@ -62,7 +56,7 @@ def _state(reading: StockReading, previous: dict | None) -> dict:
     return {
         "qty": reading.qty,
         "unit": reading.unit,
-        "ts": format_ts(reading.ts),
+        "ts": reading.ts_text,
         "seq": reading.seq,
         "prev_qty": previous["qty"] if previous else None,
         "prev_ts": previous["ts"] if previous else None,

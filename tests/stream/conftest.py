@@ -138,19 +138,20 @@ def worker_factory(tmp_path: Path) -> Iterator:
         w.stop()
 
 
-def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list:
-    """Records of ``topic`` from the beginning, until ``expect`` arrived or the timeout."""
-    import uuid
+def consume_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=f"test-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    name = settings.topic(topic)
+    parts = [TopicPartition(name, p) for p in range(settings.partitions)]
     out = []
     try:
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(out) < expect:
+        while time.monotonic() < deadline and any(consumer.position(p) < end[p] for p in parts):
             for recs in consumer.poll(timeout_ms=500).values():
                 out.extend(recs)
     finally:

@@ -110,14 +110,16 @@ def test_readings_to_tables_aggregates_alerts_and_dead_letters(stream_settings, 
     kinds = sorted(r[1] for r in rows)
     assert kinds == ["jump", "low_stock", "stale"], rows  # water is above its safety level: no alert
     assert {r[0] for r in rows} >= expected_alerts
-    published = [Alert.from_json(m.value) for m in consume_all(s, topics.ALERTS, 3)]
+    # (The database is shared with this session's other tests: keep only this test's alerts.)
+    published = [a for a in (Alert.from_json(m.value) for m in consume_all(s, topics.ALERTS))
+                 if (a.site_id or a.grid_cell or "").startswith(unique)]
     assert {a.alert_id for a in published} == {r[0] for r in rows}
     jump = next(a for a in published if a.kind == "jump")
     # Against the reading held when it arrived (records were shuffled: one of A's seq 1..4).
     assert jump.grid_cell == cell and jump.details["prev_qty"] in (76.0, 77.0, 78.0, 79.0)
     assert jump.details["qty"] == 10.0 and jump.details["seq"] == 5
 
-    letters = [DeadLetter.from_json(m.value) for m in consume_all(s, topics.STREAM_DEAD_LETTER, 4)]
+    letters = [DeadLetter.from_json(m.value) for m in consume_all(s, topics.STREAM_DEAD_LETTER)]
     assert len(letters) == 4
     assert {l.source for l in letters} == {f"kafka:{s.topic(topics.READINGS)}"}
     reasons = " | ".join(sorted(l.reason for l in letters))

@@ -237,3 +237,16 @@ def test_reloading_the_registry_does_not_undo_an_audit(conn, world, tmp_path):
     store_registry(conn, load_registry(path))
     assert conn.execute("SELECT trust, status FROM sites WHERE site_id = %s", (a,)).fetchone() == (0.1, "suspended")
     assert conn.execute("SELECT trust FROM sites WHERE site_id = %s", (b,)).fetchone()[0] == 0.9  # never audited
+
+
+def test_cli_audit_is_recorded_even_when_kafka_is_down(conn, world, settings):
+    """The audit and its alert are in the database; the stream's alert outbox publishes the alert later."""
+    a, _ = _two_sites(conn, world)
+    down = settings.with_(kafka_bootstrap="127.0.0.1:9")
+    res = CliRunner().invoke(sup_cli.audit, ["record", "--site", a, "--count", f"{world.masks}=10",
+                                             "--audit-id", f"kd-{world.u}"], obj=down)
+    assert res.exit_code == 0, res.output
+    assert "FAILED" in res.output and "not published" in res.output
+    row = conn.execute("SELECT published_at FROM alerts WHERE alert_id = %s",
+                       (sql_audits.alert_id(f"kd-{world.u}", world.masks),)).fetchone()
+    assert row == (None,)

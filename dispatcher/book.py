@@ -4,6 +4,7 @@ Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatc
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
@@ -12,6 +13,8 @@ from psycopg.types.json import Jsonb
 
 from dispatcher.live import Pipeline
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, PlanSummary
+
+log = logging.getLogger("vreserve.dispatcher")
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,9 @@ def apply_status(conn, status: OrderStatus) -> str:
         new = status.status
         if current in ("cancelled", "closed"):
             move = new in ("in_transit", "delivered", "failed")
+            if move and new != "failed":
+                log.warning("order %s was %s but logistics reports %s: the cancel came too late; "
+                            "the goods count as moved", status.order_id, current, new)
         elif new == "cancelled":
             move = current in ("open", "accepted")
         else:

@@ -48,8 +48,8 @@ def check_demand_source(source: str, periods: int) -> str | None:
         scenario = load_scenario(source)
     except ScenarioError as exc:
         return f"demand source {source!r}: {exc}"
-    except OSError as exc:
-        return f"demand source {source!r}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the event's problem, said plainly
+        return f"demand source {source!r}: {type(exc).__name__}: {exc}"
     if scenario.periods < periods:
         return f"demand source {source!r} has {scenario.periods} periods, the emergency wants {periods}"
     return None

@@ -35,6 +35,11 @@ from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.dispatcher")
 
+#: Pause before retrying a plan or close-out that failed, s.
+RETRY_AFTER_S = 5.0
+#: Longest wait to apply the statuses already on the topic before making a plan, s.
+CATCH_UP_MAX_S = 3.0
+
 
 @dataclass
 class Counters:
@@ -63,6 +68,7 @@ class Dispatcher:
     #: per plan made by this process: emergency, period, status and seconds per step (benchmarks read it)
     plan_timings: list[dict] = field(default_factory=list)
     _stop: bool = False
+    _retry_at: dict[str, float] = field(default_factory=dict)
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -94,6 +100,7 @@ class Dispatcher:
 
         consumer, producer = self._clients()
         self.producer = producer
+        self.consumer = consumer
         conn = connect(self.settings.pg_dsn, autocommit=True)
         try:
             self._assign(consumer, conn)
@@ -101,13 +108,7 @@ class Dispatcher:
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):
-                batch = consumer.poll(timeout_ms=200, max_records=500)
-                if batch:
-                    for tp, records in batch.items():
-                        for rec in records:
-                            self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
-                    book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1
-                                              for tp, recs in batch.items()})
+                self._consume(conn, consumer.poll(timeout_ms=200, max_records=500))
                 self.tick(conn, utc_now())
                 if time.monotonic() - last_status > 15:
                     last_status = time.monotonic()
@@ -148,6 +149,30 @@ class Dispatcher:
                 consumer.seek_to_beginning(tp)
 
     # ------------------------------------------------------------------ inputs
+    def _consume(self, conn, batch) -> None:
+        if not batch:
+            return
+        for tp, records in batch.items():
+            for rec in records:
+                self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
+        book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
+
+    def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> None:
+        """Apply every status (and demand update) already on the topics before a plan is made.
+
+        A plan supersedes the orders no logistics system has accepted; an ``accepted`` status that
+        is on the topic but not yet applied would make the plan cancel (and plan again) an order
+        that is already being executed.
+        """
+        consumer = getattr(self, "consumer", None)
+        if consumer is None:
+            return
+        parts = [tp for tp in consumer.assignment() if not tp.topic.endswith(topics.MODE)]
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
+            self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
+
     def handle(self, conn, topic: str, value: bytes, position: str) -> None:
         if topic == self.settings.topic(topics.MODE):
             outcome = apply_mode_record(conn, value, position)
@@ -194,20 +219,36 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ the clock
     def tick(self, conn, now: datetime) -> None:
+        """Plan what is due, close out what ended. A failure (a demand file gone, the broker away)
+        is reported and retried after a pause; it never stops the service or skips the period."""
         for em in book.open_emergencies(conn):
-            current = min(em.period_at(now), em.periods)
-            if now < em.declared_at:
+            if now < em.declared_at or time.monotonic() < self._retry_at.get(em.emergency_id, 0.0):
                 continue
-            done = book.planned_periods(conn, em.emergency_id)
-            for period in range(1, current + 1):
-                if period in done:
-                    continue
-                self.plan_and_publish(conn, em, period, now)
+            current = min(em.period_at(now), em.periods)
+            try:
+                done = book.planned_periods(conn, em.emergency_id)
+                due = [p for p in range(1, current + 1) if p not in done]
+                if due:
+                    self.catch_up(conn)
+                for period in due:
+                    self.plan_and_publish(conn, em, period, now)
+            except Exception as exc:  # noqa: BLE001 - reported, retried; the service stays up
+                self._failed(em.emergency_id, f"planning {em.emergency_id} failed: {exc}")
         for em in book.ended_not_closed_out(conn):
-            n = book.close_out(conn, em, now)
-            self.publish_pending(conn)
-            book.mark_closed_out(conn, em.emergency_id, now)
-            self.say(f"dispatcher: {em.emergency_id} ended: {n} open orders closed with cancel records")
+            if time.monotonic() < self._retry_at.get(em.emergency_id, 0.0):
+                continue
+            try:
+                n = book.close_out(conn, em, now)
+                self.publish_pending(conn)
+                book.mark_closed_out(conn, em.emergency_id, now)
+                self.say(f"dispatcher: {em.emergency_id} ended: {n} open orders closed with cancel records")
+            except Exception as exc:  # noqa: BLE001
+                self._failed(em.emergency_id, f"closing out {em.emergency_id} failed: {exc}")
+
+    def _failed(self, emergency_id: str, message: str) -> None:
+        log.exception(message)
+        self.say(f"dispatcher: ERROR {message}; retrying in {RETRY_AFTER_S:g} s")
+        self._retry_at[emergency_id] = time.monotonic() + RETRY_AFTER_S
 
     def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime) -> None:
         planned = make_plan(conn, em, period, self.cache, now)

@@ -1,7 +1,8 @@
 """Kafka edge of audits: publish audit records, consume the audits topic.
 
 At-least-once: offsets are committed only after the database transaction of every record in the
-batch has committed and the discrepancy alerts are flushed to the alerts topic. Replays are harmless
+batch has committed and supervision's alert outbox (discrepancy alerts with ``published_at`` NULL)
+has been flushed to the alerts topic. Replays are harmless
 (an audit_id counts once; a rejected record's error row is keyed by topic/partition/offset).
 A record that cannot be used (malformed, negative count, unknown site or material, key that is not
 its site id) leaves an ``audit_rejections`` row with the reason and changes nothing else.
@@ -24,10 +25,19 @@ from vreserve.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def publish_alerts(producer, settings: Settings, alerts: list[dict]) -> None:
-    for a in alerts:
-        producer.send(settings.topic(topics.ALERTS), key=(a.get("site_id") or "").encode(),
-                      value=sql_audits.alert_json(a))
+def publish_pending_alerts(conn, producer, settings: Settings) -> int:
+    """Publish supervision's unpublished alerts (keyed by site), wait for the broker, mark them published."""
+    total = 0
+    while True:
+        alerts = sql_audits.pending_alerts(conn)
+        if not alerts:
+            return total
+        for a in alerts:
+            producer.send(settings.topic(topics.ALERTS), key=(a.get("site_id") or "").encode(),
+                          value=sql_audits.alert_json(a))
+        producer.flush(30)
+        sql_audits.mark_published(conn, [a["alert_id"] for a in alerts])
+        total += len(alerts)
 
 
 def publish_audits(settings: Settings, payloads: list[bytes], keys: list[str]) -> None:
@@ -70,17 +80,16 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
             while max_records is None or stats.records < max_records:
                 batch = consumer.poll(timeout_ms=500, max_records=200)
                 if not batch:
+                    publish_pending_alerts(conn, producer, settings)  # e.g. left over from a CLI audit
                     if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
                         break
                     continue
                 last = time.monotonic()
-                published: list[str] = []
                 for tp, messages in batch.items():
                     for msg in messages:
                         stats.records += 1
-                        published += _handle(conn, producer, settings, msg, policy, stats)
-                producer.flush(30)
-                sql_audits.mark_published(conn, published)
+                        _handle(conn, msg, policy, stats)
+                publish_pending_alerts(conn, producer, settings)
                 consumer.commit()
                 progress(f"{stats.records} audit record(s): {stats.applied} applied, {stats.duplicates} "
                          f"duplicate(s), {stats.rejected} rejected, {stats.discrepancies} discrepancy alert(s)")
@@ -90,7 +99,7 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
     return stats
 
 
-def _handle(conn, producer, settings: Settings, msg, policy: TrustPolicy, stats: ConsumeStats) -> list[str]:
+def _handle(conn, msg, policy: TrustPolicy, stats: ConsumeStats) -> None:
     source = f"{msg.topic}:{msg.partition}:{msg.offset}"
     key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
     raw = msg.value or b""
@@ -103,11 +112,9 @@ def _handle(conn, producer, settings: Settings, msg, policy: TrustPolicy, stats:
         stats.rejected += 1
         log.warning("audit record %s rejected: %s", source, exc)
         sql_audits.store_rejection(conn, source, "topic", key, raw, str(exc))
-        return []
+        return
     if result.duplicate:
         stats.duplicates += 1
     else:
         stats.applied += 1
-    stats.discrepancies += len(result.alerts)
-    publish_alerts(producer, settings, result.alerts)  # republished on replay: alert ids are deterministic
-    return [a["alert_id"] for a in result.alerts]
+    stats.discrepancies += len(result.alerts)  # published by the outbox after the batch

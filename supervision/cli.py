@@ -254,21 +254,18 @@ def audit_record(settings: Settings, site_id, counts, auditor, audit_id, at_text
         except sql_audits.AuditRejected as exc:
             raise click.ClickException(f"bad audit record: {exc}; nothing changed") from None
     _print_result(result)
-    if result.alerts:
+    try:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_block_ms=5000,
+                                 bootstrap_timeout_ms=5000)
         try:
-            producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_block_ms=5000,
-                                     bootstrap_timeout_ms=5000)
-            try:
-                audit_topic.publish_alerts(producer, settings, result.alerts)
-                producer.flush(10)
-            finally:
-                producer.close(5)
-        except Exception as exc:  # the audit is recorded; the alert waits in the alerts table
+            with _connect(settings) as conn:
+                audit_topic.publish_pending_alerts(conn, producer, settings)
+        finally:
+            producer.close(5)
+    except Exception as exc:  # the audit is recorded; its alert waits in the outbox
+        if result.alerts:
             click.echo(f"warning: alert(s) stored but not published to {settings.topic('alerts')} ({exc}); "
-                       "the stream worker's alert outbox publishes unpublished alerts", err=True)
-            return
-        with _connect(settings) as conn:
-            sql_audits.mark_published(conn, [a["alert_id"] for a in result.alerts])
+                       "the next `vreserve audit record` or `audit consume` publishes them", err=True)
 
 
 @audit.command("consume")

@@ -112,7 +112,9 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
             alerts.append(alert)
         if change.passed:
             # A passing audit closes the site's open discrepancy alerts.
-            conn.execute("UPDATE alerts SET resolved_at = %s WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
+            # published_at = NULL: the outbox publishes them again, now with resolved_at.
+            conn.execute("UPDATE alerts SET resolved_at = %s, published_at = NULL"
+                         " WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
                          (rec.at, DISCREPANCY_KIND, rec.site_id))
         # Marked as supervision's write: the 0041 trigger keeps other writers off audited sites' trust.
         conn.execute("SELECT set_config('vreserve.trust_writer', 'supervision', true)")
@@ -138,19 +140,27 @@ def alert_json(alert: dict) -> bytes:
     return Alert(alert_id=alert["alert_id"], kind=alert["kind"], severity=alert["severity"],
                  message=alert["message"], at=alert["at"], site_id=alert.get("site_id"),
                  grid_cell=alert.get("grid_cell"), material_id=alert.get("material_id"),
-                 details=dict(alert.get("details") or {})).to_json()
+                 details=dict(alert.get("details") or {}), resolved_at=alert.get("resolved_at")).to_json()
+
+
+_ALERT_COLS = ("alert_id", "kind", "severity", "site_id", "grid_cell", "material_id", "message", "at", "details",
+               "resolved_at")
+
+
+def pending_alerts(conn: psycopg.Connection, limit: int = 500) -> list[dict]:
+    """Supervision's outbox: discrepancy alerts not yet on the alerts topic (new, or resolved since).
+
+    The stream worker's outbox publishes only its own kinds; these are ours to publish.
+    """
+    rows = conn.execute(
+        f"SELECT {', '.join(_ALERT_COLS)} FROM alerts WHERE published_at IS NULL AND kind = %s"
+        " ORDER BY at, alert_id LIMIT %s", (DISCREPANCY_KIND, limit)).fetchall()
+    return [dict(zip(_ALERT_COLS, r)) for r in rows]
 
 
 def mark_published(conn: psycopg.Connection, alert_ids: list[str]) -> None:
-    """Tell the stream worker's alert outbox (0021: alerts.published_at) these went out already."""
-    if not alert_ids:
-        return
-    has_col = conn.execute(
-        "SELECT 1 FROM information_schema.columns WHERE table_name = 'alerts' AND column_name = 'published_at'"
-    ).fetchone()
-    if has_col:
-        conn.execute("UPDATE alerts SET published_at = now() WHERE alert_id = ANY(%s) AND published_at IS NULL",
-                     (alert_ids,))
+    if alert_ids:
+        conn.execute("UPDATE alerts SET published_at = now() WHERE alert_id = ANY(%s)", (alert_ids,))
 
 
 def store_rejection(conn: psycopg.Connection, rejection_id: str, source: str, key: str | None, raw: bytes,

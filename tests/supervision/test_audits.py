@@ -92,8 +92,9 @@ def test_audit_lowers_trust_and_planner_snapshot_suspends_and_reinstates(conn, w
                                               NOW + timedelta(minutes=5)), "test")
     assert (rp.passed, rp.trust_after, rp.status_after) == (True, 0.5, "active")
     assert _available(conn, world, a) == 500
-    assert conn.execute("SELECT resolved_at IS NOT NULL FROM alerts WHERE alert_id = %s",
-                        (ra.alerts[0]["alert_id"],)).fetchone()[0]
+    assert conn.execute("SELECT resolved_at IS NOT NULL, published_at IS NULL FROM alerts WHERE alert_id = %s",
+                        (ra.alerts[0]["alert_id"],)).fetchone() == (True, True)  # resolved, in the outbox again
+    assert ra.alerts[0]["alert_id"] in [x["alert_id"] for x in sql_audits.pending_alerts(conn, limit=100000)]
 
 
 def _scenario_file(tmp_path, w) -> str:

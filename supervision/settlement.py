@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 
@@ -199,6 +199,11 @@ class Computation:
     warnings: list[str] = field(default_factory=list)
 
 
+def utc_day(ts: datetime) -> date:
+    """The calendar day (UTC) of a timestamp: contract validity and settlement periods are UTC days."""
+    return ts.astimezone(timezone.utc).date()
+
+
 def contract_for(terms: Sequence[Terms], site_id: str, material_id: str, day: date) -> Terms | None:
     """The contract valid on ``day``; with several, the one starting latest (then the largest id).
 
@@ -247,10 +252,10 @@ def compute(
     for order in orders:
         out = order_outcome(order)
         t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id,
-                         order.created_at.date())
+                         utc_day(order.created_at))
         if t is None:
             warnings.append(f"order {order.order_id}: site {order.site_id} had no valid contract for "
-                            f"{order.material_id} on {order.created_at.date()}; paid and penalised at 0")
+                            f"{order.material_id} on {utc_day(order.created_at)}; paid and penalised at 0")
         groups.setdefault((order.site_id, order.material_id, t.contract_id if t else None), []).append(out)
         deliveries.setdefault((order.site_id, order.material_id), []).append(out)
 
@@ -453,7 +458,7 @@ def deliveries_per_owner(deliveries: Sequence[Delivery]) -> list[dict]:
 def default_period(declared_at: datetime, ended_at: datetime | None, periods: int, period_length_s: float) -> tuple[date, date]:
     """Emergency days: declared date to end date (or the planned end if still open), both included."""
     end = ended_at or (declared_at + timedelta(seconds=periods * period_length_s))
-    return declared_at.date(), max(declared_at.date(), end.date())
+    return utc_day(declared_at), max(utc_day(declared_at), utc_day(end))
 
 
 def to_terms(row: dict) -> Terms:

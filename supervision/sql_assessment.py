@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from supervision.assessment import SiteFacts
-from supervision.settlement import contract_for, index_terms, order_outcome
+from supervision.settlement import contract_for, index_terms, order_outcome, utc_day
 from supervision.sql_settlement import load_facts
 
 
@@ -34,7 +34,7 @@ def load_site_facts(conn: psycopg.Connection, emergency_id: str, reading_interva
         if o.delivered_at is not None:
             f.delivered_orders += 1
             f.response_minutes.append(o.response_minutes)
-            t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id, order.created_at.date())
+            t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id, utc_day(order.created_at))
             limit = t.min_response_minutes if t else 0
             if limit <= 0 or (o.pick_minutes is not None and o.pick_minutes <= limit):
                 f.on_time += 1

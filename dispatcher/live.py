@@ -172,8 +172,8 @@ def structure_key(scenario: Mapping) -> tuple:
         tuple(s["id"] for s in scenario["supply_sites"]),
         tuple(d["id"] for d in scenario["distribution_centres"]),
         tuple(r["id"] for r in scenario["rescue_centres"]),
-        tuple(map(tuple, scenario["arcs"]["supply"])),
-        tuple(map(tuple, scenario["arcs"].get("delivery") or ())),
+        tuple(map(tuple, (scenario.get("arcs") or {}).get("supply") or ())),
+        tuple(map(tuple, (scenario.get("arcs") or {}).get("delivery") or ())),
         "budget" in scenario,
         "min_lot" in scenario,
     )

@@ -96,15 +96,15 @@ class Dispatcher:
         return consumer, producer
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        import optimizer  # noqa: F401  - load the model code (CVXPY, HiGHS) now, not on the first declare
-
+        warm_s = self.cache.warm_up()  # the model code's one-off start-up costs now, not on the first declare
         consumer, producer = self._clients()
         self.producer = producer
         self.consumer = consumer
         conn = connect(self.settings.pg_dsn, autocommit=True)
         try:
             self._assign(consumer, conn)
-            self.say("dispatcher: started; republishing anything stored but not yet published")
+            self.say(f"dispatcher: started (optimizer warmed up in {warm_s:.1f} s); republishing anything "
+                     "stored but not yet published")
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):

@@ -99,7 +99,8 @@ def status(settings, as_json) -> None:
     click.echo(f"{'region':<14} {'mode':<10} {'emergency':<26} {'period':>9} {'last plan':>10} {'status':<12} "
                f"{'objective':>12} {'gap':>7} {'solve s':>8} {'orders':>7} {'delivered':>9}")
     for r in rows:
-        period = f"{r['current_period']}/{r['periods']}" if r["current_period"] else f"-/{r['periods']}"
+        period = (f"{r['current_period']}/{r['periods']}" if r["current_period"]
+                  else f"-/{r['periods']}" if r["periods"] else "-")
         click.echo(
             f"{r['region']:<14} {r['mode']:<10} {r['emergency_id']:<26} {period:>9} "
             f"{r['last_plan_period'] or '-':>10} {r['last_plan_status'] or '-':<12} "

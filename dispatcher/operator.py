@@ -106,4 +106,11 @@ def status_rows(conn, now: datetime | None = None) -> list[dict]:
                         current_period=current, demand_source=source, last_plan_period=period,
                         last_plan_status=status, objective=objective, gap=gap, solve_seconds=solve_s,
                         orders=n_orders, delivered_orders=n_delivered))
+    seen = {r["region"] for r in out}
+    for (region,) in conn.execute("SELECT DISTINCT region FROM sites ORDER BY region"):
+        if region not in seen:  # never in emergency: normal mode, nothing planned
+            out.append(dict(region=region, mode="normal", emergency_id="-", declared_at=None, ended_at=None,
+                            periods=None, period_length_s=None, current_period=None, demand_source=None,
+                            last_plan_period=None, last_plan_status=None, objective=None, gap=None,
+                            solve_seconds=None, orders=0, delivered_orders=0))
     return out

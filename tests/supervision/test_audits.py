@@ -251,3 +251,16 @@ def test_cli_audit_is_recorded_even_when_kafka_is_down(conn, world, settings):
     row = conn.execute("SELECT published_at FROM alerts WHERE alert_id = %s",
                        (sql_audits.alert_id(f"kd-{world.u}", world.masks),)).fetchone()
     assert row == (None,)
+
+
+@pytest.mark.services
+def test_audit_consume_command(conn, world, settings, unique):
+    from supervision import audit_topic
+
+    a, _ = _two_sites(conn, world)
+    audit_topic.publish_audits(settings, [_audit(f"cc-{unique}", a, {world.masks: 990}).to_json()], [a])
+    res = CliRunner().invoke(sup_cli.audit, ["consume", "--idle-timeout", "6", "--group", f"sv-cc-{unique}"],
+                             obj=settings)
+    assert res.exit_code == 0, res.output
+    assert conn.execute("SELECT passed, source LIKE 'topic:%%' FROM audits WHERE audit_id = %s",
+                        (f"cc-{unique}",)).fetchone() == (True, True)

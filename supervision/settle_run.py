@@ -56,8 +56,8 @@ def settle(conn: psycopg.Connection, emergency_id: str,
     comp.warnings[:0] = facts.warnings
     progress(f"{len(comp.lines)} line(s) computed in {time.perf_counter() - t0:.1f} s")
     now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    late = sql.late_status_ids(facts, stored[-1].issued_at) if stored else []
-    version = st.next_version(emergency_id, stored, comp.lines, period_from, period_to, now, late)
+    basis = [e.status_id for o in facts.orders for e in o.events]
+    version = st.next_version(emergency_id, stored, comp.lines, period_from, period_to, now, basis)
     if version is not None and not sql.store_version(conn, version):
         version = None  # a concurrent run issued it; re-read below
     return SettleResult(sql.load_versions(conn, emergency_id), version, comp)

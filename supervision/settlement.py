@@ -394,6 +394,8 @@ class StatementVersion:
     total_minor: int
     late_status_ids: tuple[str, ...]
     lines: tuple[Line, ...]
+    #: status record ids this version was computed from (the next one's late records are the rest)
+    basis_status_ids: tuple[str, ...] = ()
 
     def header(self) -> dict:
         return {
@@ -412,10 +414,17 @@ def next_version(
     period_from: date,
     period_to: date,
     issued_at: datetime,
-    late_status_ids: Sequence[str],
+    basis_status_ids: Sequence[str],
 ) -> StatementVersion | None:
-    """The version to issue now, or None when the stored statement already says ``current``."""
+    """The version to issue now, or None when the stored statement already says ``current``.
+
+    ``basis_status_ids``: the status records ``current`` was computed from; those no earlier version
+    saw are named on an adjustment as the late records that caused it.
+    """
     h = content_hash(current)
+    seen = {sid for v in stored for sid in v.basis_status_ids}
+    late_status_ids = sorted(set(basis_status_ids) - seen) if stored else []
+    basis = tuple(sorted(basis_status_ids))
     if stored:
         if stored[-1].content_hash == h:
             return None
@@ -424,9 +433,9 @@ def next_version(
         version = stored[-1].version + 1
         return StatementVersion(statement_id(emergency_id, version), emergency_id, version, "adjustment",
                                 period_from, period_to, issued_at, h, sum(l.amount_minor for l in delta),
-                                tuple(late_status_ids), tuple(delta))
+                                tuple(late_status_ids), tuple(delta), basis)
     return StatementVersion(statement_id(emergency_id, 1), emergency_id, 1, "statement", period_from, period_to,
-                            issued_at, h, sum(l.amount_minor for l in current), (), tuple(current))
+                            issued_at, h, sum(l.amount_minor for l in current), (), tuple(current), basis)
 
 
 def summarise(lines: Sequence[Line]) -> tuple[list[dict], list[dict]]:

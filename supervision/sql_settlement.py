@@ -97,11 +97,6 @@ def load_facts(conn: psycopg.Connection, emergency_id: str) -> Facts:
     return Facts(em, sites, terms, orders, standby, units, warnings)
 
 
-def late_status_ids(facts: Facts, after: datetime) -> list[str]:
-    """Status records the database received after ``after`` (the last issued version)."""
-    return sorted(e.status_id for o in facts.orders for e in o.events if e.received_at > after)
-
-
 def load_versions(conn: psycopg.Connection, emergency_id: str) -> list[StatementVersion]:
     cur = conn.cursor(row_factory=dict_row)
     heads = cur.execute("SELECT * FROM settlement_statements WHERE emergency_id = %s ORDER BY version",
@@ -116,7 +111,7 @@ def load_versions(conn: psycopg.Connection, emergency_id: str) -> list[Statement
             " order_ids, note FROM settlement_lines WHERE statement_id = %s ORDER BY line_no", (h["statement_id"],)))
         out.append(StatementVersion(h["statement_id"], h["emergency_id"], h["version"], h["kind"], h["period_from"],
                                     h["period_to"], h["issued_at"], h["content_hash"], int(h["total_minor"]),
-                                    tuple(h["late_status_ids"]), lines))
+                                    tuple(h["late_status_ids"]), lines, tuple(h["basis_status_ids"])))
     return out
 
 
@@ -125,10 +120,10 @@ def store_version(conn: psycopg.Connection, v: StatementVersion) -> bool:
     with conn.transaction():
         inserted = conn.execute(
             "INSERT INTO settlement_statements (statement_id, emergency_id, version, kind, period_from, period_to,"
-            " issued_at, content_hash, total_minor, late_status_ids) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT DO NOTHING",
+            " issued_at, content_hash, total_minor, late_status_ids, basis_status_ids)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
             (v.statement_id, v.emergency_id, v.version, v.kind, v.period_from, v.period_to, v.issued_at,
-             v.content_hash, v.total_minor, list(v.late_status_ids))).rowcount
+             v.content_hash, v.total_minor, list(v.late_status_ids), list(v.basis_status_ids))).rowcount
         if not inserted:
             return False
         with conn.cursor() as cur, cur.copy(

@@ -25,6 +25,7 @@ from vreserve.schemas.readings import DeadLetter
 from vreserve.settings import Settings
 
 from stream import rollups
+from stream.latency import LatencyHistogram
 from stream.options import StreamOptions
 from stream.records import StockReading, parse_batch
 from stream.sink import PostgresSink
@@ -57,6 +58,8 @@ class WorkerStats:
     last_checks_at: float | None = None
     last_checks: dict | None = None
     alerts_published: int = 0
+    #: Sensor ts -> committed to PostgreSQL, per reading (see stream.latency).
+    latency_counts: list = field(default_factory=lambda: LatencyHistogram().counts)
     errors: list = field(default_factory=list)
 
 
@@ -83,6 +86,8 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     checks_sink = PostgresSink(settings.pg_dsn)   # each timer has its own connection
     outbox_sink = PostgresSink(settings.pg_dsn)
     stats = WorkerStats()
+    latency = LatencyHistogram()
+    latency.counts = stats.latency_counts
     pending_hourly: list[datetime | None] = [None, None]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
 
@@ -146,6 +151,10 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                           len(parsed), exc)
                 await sink.close()
                 await write_one_by_one(parsed)
+        committed = time.time()
+        for _, readings, _ in parsed:
+            if readings:
+                latency.add((committed - readings[0].ts.timestamp()) * 1000.0, len(readings))
         for event in events:
             await stream.ack(event)
         stats.db_write_s += time.perf_counter() - t

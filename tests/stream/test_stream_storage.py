@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from conftest import add_registry
@@ -31,10 +32,10 @@ def readings_for(sites, materials, seqs, t0, qty=lambda s, m, q: 100.0 - q):
     return out
 
 
-async def _write(dsn, batches, alerts=()):
-    async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
+async def _write(dsn, batches, alerts=(), use_copy=True):
+    async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None, autocommit=True) as conn:
         for b in batches:
-            await write_batch(conn, b, list(alerts))
+            await write_batch(conn, b, list(alerts), use_copy)
 
 
 def table_state(dsn, sites):
@@ -48,12 +49,13 @@ def table_state(dsn, sites):
     return latest, history
 
 
-def test_sink_is_idempotent_under_replay_and_reordering(settings, unique):
-    sites = [f"{unique}-S{i}" for i in range(5)]
+@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "json"])
+def test_sink_is_idempotent_under_replay_and_reordering(settings, unique, use_copy):
+    sites = [f"{unique}-S{i}" for i in range(4)] + [f"{unique}-tab\there\\"]  # COPY escaping too
     add_registry(settings.pg_dsn, [(s, f"{unique}-G", "ngo") for s in sites], {"mask": "box", "water": "l"}, {})
     t0 = utc_now() - timedelta(minutes=5)
     readings = readings_for(sites, ["mask", "water"], range(1, 11), t0)
-    asyncio.run(_write(settings.pg_dsn, [readings[i:i + 13] for i in range(0, len(readings), 13)]))
+    asyncio.run(_write(settings.pg_dsn, [readings[i:i + 13] for i in range(0, len(readings), 13)], use_copy=use_copy))
     first = table_state(settings.pg_dsn, sites)
     assert len(first[0]) == 10 and len(first[1]) == 100
     assert all(row[5] == 10 and row[2] == Decimal(90) for row in first[0])
@@ -61,7 +63,7 @@ def test_sink_is_idempotent_under_replay_and_reordering(settings, unique):
     # Replay everything shuffled, in other batch sizes, twice, with in-batch duplicates.
     shuffled = readings * 2
     random.Random(7).shuffle(shuffled)
-    asyncio.run(_write(settings.pg_dsn, [shuffled[i:i + 37] for i in range(0, len(shuffled), 37)]))
+    asyncio.run(_write(settings.pg_dsn, [shuffled[i:i + 37] for i in range(0, len(shuffled), 37)], use_copy=use_copy))
     assert table_state(settings.pg_dsn, sites) == first
 
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import click

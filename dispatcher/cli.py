@@ -29,7 +29,7 @@ def emergency() -> None:
 def declare(settings, region, grid_cells, scenario_name, demand_file, periods, period_length, demand_scale,
             reason, wait_s) -> None:
     """Publish a 'declare' event: the dispatcher starts re-planning the region every period."""
-    from dispatcher.operator import declare_event, parse_duration, publish_mode, wait_verdict
+    from dispatcher.operator import declare_event, parse_duration, publish_mode
 
     if bool(scenario_name) == bool(demand_file):
         raise click.UsageError("give exactly one of --scenario NAME or --demand FILE")

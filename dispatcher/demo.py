@@ -201,7 +201,6 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
 
         conn = connect(dsn, autocommit=True)
         # 1. the virtual warehouse fills from live readings
-        started = time.time()
         deadline = time.monotonic() + 120
         while True:
             stack.check_alive()

@@ -3,7 +3,6 @@ record on mode.errors and in mode_events, and change nothing."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 

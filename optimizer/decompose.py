@@ -1,0 +1,166 @@
+"""Province-size planning: decomposition by material, proven against an aggregate bound.
+
+At province size (M20 T14 W500 J40 K400) HiGHS's presolve alone overruns a 60 s limit on the full
+MILP. So:
+
+1. A valid LOWER bound from an aggregate relaxation: every site and centre merged into one node per
+   material, routing, capacity, safety stock and delivery limits dropped, timing kept only in that
+   receipts of the last period cannot be delivered. What remains is a small LP (units bought per
+   site, material and period, under the budget), solved exactly with HiGHS through scipy.
+2. A feasible plan by MATERIAL (see :func:`plan_by_material`): one single-material MILP each, with
+   the coupled resources (budget, centre capacity) split up front. We also tried a decomposition by
+   REGION (groups of centres along the arc graph, cross-region arcs dropped): on city-size seeds it
+   ended 18-41 % above the bound, because supply and demand are not balanced region by region.
+3. gap = (plan objective - aggregate bound) / plan objective, a proven gap (possibly pessimistic,
+   since the aggregate bound ignores the network).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from optimizer.index import Index, numbers_of, structure_of
+from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
+from optimizer.scenario import Scenario, load_scenario
+from optimizer.urgency import urgency as compute_urgency
+
+
+def aggregate_bound(sc: Scenario) -> float:
+    """A valid lower bound on sum theta * shortage (see the module docstring)."""
+    return aggregate_relaxation(sc)[0]
+
+
+def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
+    """(lower bound, money the relaxation spends on each material [M])."""
+    n = numbers_of(sc)
+    W, M, T = n.supply.shape
+    need = np.maximum(n.demand.sum(axis=(0, 2)) - n.initial.sum(axis=0), 0.0)  # [M]
+    spend = np.zeros(M)
+    if T <= 1 or not need.any():
+        return float(n.theta @ need), spend
+    # The LP is a fractional knapsack with a cap per material: buying greedily by theta / price
+    # (cheapest first within a material, skipping materials whose need is met) is exactly optimal
+    # (for each budget multiplier the profitable tranches are those with theta/price above it).
+    sup = n.supply[:, :, :-1]  # receipts deliverable within the horizon
+    w_i, m_i, t_i = np.nonzero(sup > 0)
+    units = sup[w_i, m_i, t_i]
+    price = n.price[:, :, :-1][w_i, m_i, t_i]
+    ratio = np.where(price > 0, n.theta[m_i] / np.maximum(price, 1e-300), np.inf)
+    order = np.argsort(-ratio, kind="stable")
+    money = np.inf if n.budget is None else float(n.budget)
+    left = need.copy()
+    for i in order:
+        m = m_i[i]
+        if left[m] <= 0:
+            continue
+        q = min(units[i], left[m])
+        if price[i] > 0:
+            q = min(q, money / price[i])
+        if q <= 0:
+            break  # the budget is spent
+        left[m] -= q
+        spend[m] += q * price[i]
+        money -= q * price[i]
+    value = float(n.theta @ np.maximum(left, 0.0))
+    return max(value - 1e-9 * max(1.0, value), 0.0), spend
+
+
+def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
+                     progress: Callable[[str], None] = lambda s: None) -> PlanResult:
+    """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
+
+    Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
+    delivery limits, which this method does not support). The budget goes to each material as the
+    aggregate relaxation spends it, plus any money that relaxation leaves unspent in proportion to
+    the material's supply cost; each centre's capacity is split as its initial stock of the material
+    plus the free space in proportion to the material's share of demand. Both only restrict the
+    problem, so the merged plan is feasible; the gap is proven against the aggregate bound.
+    """
+    from optimizer.errors import ScenarioError
+    from optimizer.model import Planner
+    from optimizer.summary import summarise
+
+    t_all = time.perf_counter()
+    sc = load_scenario(scenario)
+    st = structure_of(sc)
+    if st.has_min_lot or st.limited_centres:
+        raise ScenarioError("decomposition by material needs a scenario without min_lot and delivery limits")
+    n = numbers_of(sc)
+    urg = compute_urgency(sc.materials, sc.theta)
+    t0 = time.perf_counter()
+    bound, spend = aggregate_relaxation(sc)
+    bound_s = time.perf_counter() - t0
+    M = len(st.materials)
+    if n.budget is not None:
+        supply_cost = (n.supply * n.price).sum(axis=(0, 2))
+        left = max(float(n.budget) - float(spend.sum()), 0.0)
+        budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
+        budgets *= min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))  # never above the total
+    demand_share = n.demand.sum(axis=(0, 2))
+    demand_share = demand_share / demand_share.sum() if demand_share.sum() > 0 else np.full(M, 1.0 / M)
+    free = np.maximum(n.capacity - n.initial.sum(axis=1), 0.0)  # [J]
+    full = sc.to_dict()
+    ship: list[Flow] = []
+    deliv: list[Flow] = []
+    build_s = compile_s = 0.0
+    statuses = []
+    for i, m in enumerate(st.materials):
+        sub = dict(full, name=f"{sc.name}-{m}")
+        sub["materials"] = [d for d in full["materials"] if d["id"] == m]
+        sub["materials"][0] = dict(sub["materials"][0], theta=float(n.theta[i]))  # keep the full model's theta
+        sub["supply_sites"] = [{"id": w["id"], "supply": {m: w["supply"][m]}, "price": {m: w["price"][m]}}
+                               for w in full["supply_sites"]]
+        sub["rescue_centres"] = [{"id": k["id"], "demand": {m: k["demand"][m]}} for k in full["rescue_centres"]]
+        dcs = []
+        for j, d in enumerate(full["distribution_centres"]):
+            cap = float(n.initial[j, i] + np.floor(free[j] * demand_share[i]))
+            dcs.append({"id": d["id"], "capacity": cap, "initial": {m: d["initial"][m]},
+                        "max_inventory": {m: min(d["max_inventory"][m], cap)},
+                        "safety_stock": {m: d["safety_stock"][m]}})
+        sub["distribution_centres"] = dcs
+        if n.budget is not None:
+            sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
+        remaining = time_limit_s - (time.perf_counter() - t_all)
+        if remaining <= 0:
+            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
+                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
+                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
+                              message=f"time limit reached after {i} of {M} materials")
+        per = max(remaining / (M - i), 0.5)
+        progress(f"material {i + 1}/{M} ({m}): limit {per:.1f} s")
+        res = Planner(load_scenario(sub)).solve(sub, time_limit_s=per, gap=gap / 4, prefer_fewer_arcs=False)
+        build_s += res.build_seconds
+        compile_s += res.compile_seconds
+        statuses.append(res.status)
+        if not res.has_plan:
+            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
+                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
+                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
+                              message=f"material {m} ended {res.status.value}: {res.message}")
+        ship += res.shipments_in
+        deliv += res.deliveries
+    mpos = {m: i for i, m in enumerate(st.materials)}
+    kpos = {k: i for i, k in enumerate(st.rescue_centres)}
+    wpos = {w: i for i, w in enumerate(st.supply_sites)}
+    got = np.zeros_like(n.demand)
+    for f in deliv:
+        got[kpos[f.destination], mpos[f.material], f.period - 1] += f.qty
+    short = np.maximum(n.demand - got, 0.0)
+    objective = float(np.einsum("kmt,m->", short, n.theta))
+    bound = min(bound, objective)
+    gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
+    spent = float(sum(f.qty * n.price[wpos[f.origin], mpos[f.material], f.period - 1] for f in ship))
+    summary = summarise(sc, n, short, spent=spent) | {
+        "method": f"decomposition by material ({M} single-material MILPs) + aggregate LP bound",
+        "bound_seconds": round(bound_s, 3), "material_statuses": [s.value for s in statuses]}
+    shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
+                      for k, m, t in zip(*np.nonzero(short > 1e-9)))
+    status = SolveStatus.OPTIMAL if gap_v <= gap else SolveStatus.FEASIBLE
+    return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
+                      solve_seconds=time.perf_counter() - t_all, build_seconds=build_s, compile_seconds=compile_s,
+                      urgency=urg, shipments_in=tuple(ship), deliveries=tuple(deliv), shortage=shortages,
+                      summary=summary,
+                      message=("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
+                               else "a feasible plan; the gap to the aggregate bound is above the target"))

@@ -14,6 +14,7 @@ prints the status line and refreshes the registry snapshot from the database.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -75,6 +76,12 @@ class Counters:
         return self.received - self.forwarded - self.dead_lettered
 
 
+def _future_error(fut) -> BaseException | None:
+    if fut.cancelled():
+        return asyncio.CancelledError("Kafka send cancelled")
+    return fut.exception()
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -125,18 +132,40 @@ class Bridge:
         self._connected = threading.Event()
         self._producer = None
         self._client = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._misc_task = None
+        self._inbox: list = []  # messages read, not yet validated/sent (bounded by Mosquitto's inflight window)
+        self._processing = False
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        from ingest.kafka_sink import KafkaSink
-
+        """Load the registry, then start the I/O thread (MQTT + Kafka on one asyncio loop)."""
         if not self._fixed_known:
             self.refresh_known()
-        self._producer = KafkaSink(self.settings.kafka_bootstrap, linger_ms=self.config.linger_ms,
-                                   max_batch_bytes=self.config.batch_size, client_id=f"{self.config.client_id}-producer")
-        self._producer.start()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bridge-io", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._astart(), self._loop).result(60)
+        addr = self.settings.mqtt
+        if not self._connected.wait(15):
+            self.check()
+            raise RuntimeError(f"no MQTT connection to {addr.host}:{addr.port} within 15 s")
+        self.check()
+
+    async def _astart(self) -> None:
+        import paho.mqtt.client as mqtt
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.config.linger_ms,
+            max_batch_size=self.config.batch_size,
+            client_id=f"{self.config.client_id}-producer",
+        )
+        await self._producer.start()
         addr = self.settings.mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -150,34 +179,113 @@ class Bridge:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        client.reconnect_delay_set(0.5, 5)
+        loop = self._loop
+        client.on_socket_open = lambda c, u, sock: loop.add_reader(sock, self._guard, self._on_readable)
+        client.on_socket_close = lambda c, u, sock: loop.remove_reader(sock)
+        client.on_socket_register_write = lambda c, u, sock: loop.add_writer(sock, self._guard, c.loop_write)
+        client.on_socket_unregister_write = lambda c, u, sock: loop.remove_writer(sock)
         self._client = client
         client.connect(addr.host, addr.port, keepalive=self.config.keepalive_s)
-        client.loop_start()
-        if not self._connected.wait(15):
-            self.check()
-            raise RuntimeError(f"no MQTT connection to {addr.host}:{addr.port} within 15 s")
-        self.check()
+        self._misc_task = loop.create_task(self._misc())
 
     def stop(self, drain_timeout_s: float = 30.0, end_mqtt_session: bool = False) -> None:
-        """Flush Kafka (its callbacks send the remaining PUBACKs), then leave MQTT.
+        """Forward what was received, wait for Kafka's acks (they send the PUBACKs), leave MQTT.
 
         ``end_mqtt_session=True`` also deletes the persistent session (see :func:`end_session`):
         for an instance that is decommissioned, not restarted.
         """
         self._stop.set()
-        try:
-            if self._producer is not None:
-                self._producer.flush(timeout=drain_timeout_s)
-                time.sleep(0.2)  # let paho's thread write the last PUBACKs
-        finally:
-            if self._client is not None:
-                self._client.disconnect()
-                self._client.loop_stop()
-            if self._producer is not None:
-                self._producer.close(timeout=10)
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._astop(), self._loop).result(drain_timeout_s + 15)
+            except Exception as exc:  # leaving anyway: whatever was not acked is redelivered
+                log.warning("bridge did not stop cleanly: %r", exc)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
         if end_mqtt_session:
             end_session(self.settings, self.config.client_id)
+
+    async def _astop(self, drain_timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + drain_timeout_s
+        while (self._inbox or self._processing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self._producer is not None:
+            await asyncio.wait_for(self._producer.flush(), max(1.0, deadline - time.monotonic()))
+        await asyncio.sleep(0.05)  # the acks' PUBACKs are written by the loop's writer callback
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_write()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    # ------------------------------------------------------------------- the I/O loop thread
+    def _guard(self, fn, *args) -> None:
+        """Run a loop callback; keep any exception for the main thread (quix-streams' model)."""
+        try:
+            fn(*args)
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._stop.set()
+
+    def _on_readable(self) -> None:
+        """Read every complete MQTT packet available now (paho's loop_read handles one per call)."""
+        import paho.mqtt.client as mqtt
+
+        client = self._client
+        read = getattr(client, "_packet_read", None)
+        for _ in range(10_000):
+            if read is None:  # a paho without the private reader: one packet per readable event
+                client.loop_read()
+                break
+            if client.socket() is None:
+                break
+            rc = read()
+            if rc == mqtt.MQTT_ERR_AGAIN:
+                break
+            if rc > 0:
+                client._loop_rc_handle(rc)  # connection lost: paho calls on_disconnect, closes the socket
+                break
+        if self._inbox and not self._processing:
+            self._processing = True
+            self._loop.create_task(self._process())
+
+    async def _process(self) -> None:
+        """Validate and send everything received; each record's ack callback sends the PUBACK."""
+        try:
+            while self._inbox:
+                batch, self._inbox = self._inbox, []
+                for i, msg in enumerate(batch, 1):
+                    topic, key, value, done = self._prepare(msg)
+                    fut = await self._producer.send(topic, value=value, key=key)
+                    fut.add_done_callback(done)
+                    if i % 100 == 0:
+                        await asyncio.sleep(0)  # let the Kafka sender ship full batches meanwhile
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._processing = False
+
+    async def _misc(self) -> None:
+        """Keep-alive pings and reconnects (what paho's own loop would do)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self._client.socket() is not None:
+                    self._client.loop_misc()
+                elif not self._stop.is_set():
+                    try:
+                        self._client.reconnect()
+                    except OSError as exc:
+                        log.warning("MQTT reconnect failed: %s", exc)
+            except Exception as exc:
+                self._fail(exc)
+                return
 
     def check(self) -> None:
         """Re-raise, in the calling (main) thread, an error kept from a callback thread."""
@@ -268,17 +376,13 @@ class Bridge:
             log.warning("MQTT disconnected (%s); paho reconnects, unacked messages are redelivered", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        try:
-            self._handle(msg)
-        except BaseException as exc:  # never let paho swallow it: the main loop re-raises
-            self._error = exc
-            self._stop.set()
-
-    def _handle(self, msg) -> None:
-        c = self.counters
-        c.received += 1
+        self.counters.received += 1
         if msg.dup:
-            c.redelivered += 1
+            self.counters.redelivered += 1
+        self._inbox.append(msg)
+
+    def _prepare(self, msg) -> tuple[str, bytes | None, bytes, Callable]:
+        """Validate one message: (Kafka topic, key, value, delivery callback) to forward or dead-letter."""
         now = datetime.now(timezone.utc)
         payload = bytes(msg.payload)
         try:
@@ -298,23 +402,20 @@ class Bridge:
                 else:
                     raise
         except Rejected as rej:
-            self._dead_letter(msg, payload, rej, now)
-            return
+            site = rej.site_id or site_from_topic(msg.topic)
+            record = DeadLetter(
+                source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
+                context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
+            )
+            return (self._dead_letter_topic, site.encode() if site else None, record.to_json(),
+                    partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))
         value = ReadingBatch(report=report, received_at=now, mqtt_topic=msg.topic).to_json()
-        self._producer.submit(self._readings_topic, report.site_id.encode(), value,
-                              partial(self._on_forwarded, msg.mid, msg.qos, report.ts.timestamp(), len(report.readings)))
-
-    def _dead_letter(self, msg, payload: bytes, rej: Rejected, now: datetime) -> None:
-        site = rej.site_id or site_from_topic(msg.topic)
-        record = DeadLetter(
-            source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
-            context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
-        )
-        self._producer.submit(self._dead_letter_topic, site.encode() if site else None, record.to_json(),
-                              partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))
+        return (self._readings_topic, report.site_id.encode(), value,
+                partial(self._on_forwarded, msg.mid, msg.qos, report.ts.timestamp(), len(report.readings)))
 
     # -------------------------------------------------------------------- kafka callbacks
-    def _on_forwarded(self, mid: int, qos: int, published_at: float, n_readings: int, exc: BaseException | None) -> None:
+    def _on_forwarded(self, mid: int, qos: int, published_at: float, n_readings: int, fut) -> None:
+        exc = _future_error(fut)
         if exc is not None:
             return self._on_failed("readings", exc)
         self._client.ack(mid, qos)
@@ -325,7 +426,8 @@ class Bridge:
             if len(self.counters.latencies_ms) < 1_000_000:  # bounded if nobody reads the window
                 self.counters.latencies_ms.append(latency)
 
-    def _on_dead_lettered(self, mid: int, qos: int, kind: str, exc: BaseException | None) -> None:
+    def _on_dead_lettered(self, mid: int, qos: int, kind: str, fut) -> None:
+        exc = _future_error(fut)
         if exc is not None:
             return self._on_failed("dead-letter", exc)
         self._client.ack(mid, qos)

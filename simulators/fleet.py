@@ -364,7 +364,7 @@ class Fleet:
                 client.will_set(mqtt_status_topic(name), _status_payload(name, "offline", "connection lost"), qos=1, retain=True)
             elif addr.username:
                 client.username_pw_set(addr.username, addr.password)
-            client.max_inflight_messages_set(1000)
+            client.max_inflight_messages_set(0)  # no client-side cap: a reading never waits behind status messages
             client.max_queued_messages_set(0)
             conn = _Conn(client, name, sites)
             client.user_data_set(conn)

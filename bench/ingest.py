@@ -148,7 +148,7 @@ def _env(settings: Settings) -> dict:
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tuple[float, ...] = (1000, 2000, 3000, 4000),
          step_s: float = 12.0, warmup_s: float = 5.0, gateways: int = 4, fleet_procs: int = 2,
-         baseline: bool = True, bridges: int = 1, echo=print) -> list[Step]:
+         baseline: bool = True, bridges: int = 1, bridge_args: tuple[str, ...] = (), echo=print) -> list[Step]:
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.admin import NewTopic
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -159,6 +159,10 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
     from vreserve import topics
     from vreserve.db import connect, migrate
 
+    import logging
+
+    # Metadata for a just-created topic can lag a moment; kafka-python logs that as an ERROR.
+    logging.getLogger("kafka.cluster").setLevel(logging.CRITICAL)
     token = uuid.uuid4().hex[:6]
     prefix = f"bench{token}."
     id_prefix = f"b{token}-"
@@ -276,7 +280,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
         # Several bridges share the subscription ($share group): Mosquitto deals messages among them.
         for i in range(bridges):
             b = Proc([VRESERVE, "ingest", "run", "--client-id", f"{bridge_id}-{i}", "--status-json", "--status-interval", "1",
-                      "--registry-refresh", "600"], _env(bench), f"bridge{i}")
+                      "--registry-refresh", "600", *bridge_args], _env(bench), f"bridge{i}")
             bridge_procs.append(b)
             if not b.wait_line('"note": "started"', 60):
                 raise RuntimeError(f"bridge did not start: {b.lines[-10:]}")
@@ -412,10 +416,11 @@ def _summary(results: list[Step], materials: int, sites: int, echo, elapsed: flo
 @click.option("--gateways", default=4, show_default=True, type=int, help="MQTT connections of the fleet in total.")
 @click.option("--bridges", default=1, show_default=True, type=int,
               help="Bridge processes sharing the subscription (scale-out; per-site order then not guaranteed).")
+@click.option("--bridge-args", default="", help="Extra options for `vreserve ingest run`, e.g. '--linger-ms 20 --batch-kib 1024'.")
 @click.option("--no-baseline", is_flag=True, help="Skip the plain-subscriber baseline.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, bridges: int, no_baseline: bool) -> None:
+            fleet_procs: int, gateways: int, bridges: int, bridge_args: str, no_baseline: bool) -> None:
     """Bridge throughput and publish->Kafka latency at rising rates vs a plain MQTT subscriber."""
     try:
         rate_list = tuple(float(r) for r in rates.split(","))
@@ -427,4 +432,5 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
         sys.stdout.flush()
 
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
-         gateways=gateways, fleet_procs=fleet_procs, baseline=not no_baseline, bridges=bridges, echo=echo)
+         gateways=gateways, fleet_procs=fleet_procs, baseline=not no_baseline, bridges=bridges,
+         bridge_args=tuple(bridge_args.split()), echo=echo)

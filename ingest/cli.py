@@ -20,10 +20,11 @@ def ingest() -> None:
 @click.option("--status-json", is_flag=True, help="Print status lines as JSON objects (for tools and the benchmark).")
 @click.option("--registry-refresh", default=30.0, show_default=True, type=float, help="Seconds between reloads of known sites/materials from the database.")
 @click.option("--linger-ms", default=5, show_default=True, type=int, help="Kafka producer linger (batching) in ms.")
+@click.option("--batch-kib", default=1024, show_default=True, type=int, help="Kafka producer batch size per partition, KiB.")
 @click.option("--duration", default=None, type=float, help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
 @click.pass_obj
 def run(settings: Settings, client_id: str | None, status_interval: float, status_json: bool,
-        registry_refresh: float, linger_ms: int, duration: float | None) -> None:
+        registry_refresh: float, linger_ms: int, batch_kib: int, duration: float | None) -> None:
     """Move valid site readings from MQTT into Kafka; dead-letter everything else with a reason."""
     from ingest.bridge import Bridge, BridgeConfig
 
@@ -32,6 +33,7 @@ def run(settings: Settings, client_id: str | None, status_interval: float, statu
         status_interval_s=status_interval,
         registry_refresh_s=registry_refresh,
         linger_ms=linger_ms,
+        batch_size=batch_kib * 1024,
     )
     bridge = Bridge(settings, config)
 

@@ -293,8 +293,12 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
             kafka_source = KafkaSource(bench, site_units)
             named["producer (this process)"] = [os.getpid()]
 
-        def cpu_snapshot() -> dict[str, float]:
-            return {k: sum(_cpu_seconds(p) for p in pids) for k, pids in named.items()}
+        def cpu_snapshot() -> dict[str, dict[int, float]]:
+            named["postgres"] = _children(pg_pid)  # backends come and go: re-read every time
+            return {k: {p: _cpu_seconds(p) for p in pids} for k, pids in named.items()}
+
+        def cpu_percent(c0: dict, c1: dict, window: float) -> dict[str, float]:
+            return {k: 100.0 * sum(c1[k][p] - c0.get(k, {}).get(p, c1[k][p]) for p in c1[k]) / window for k in c1}
 
         for rate in rates:
             duration = warmup_s + step_s + 0.5
@@ -322,7 +326,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
             time.sleep(step_s)
             h1, c1, w1 = _health(web_port), cpu_snapshot(), time.time()
             window = w1 - w0
-            cpu = {k: 100.0 * (c1[k] - c0[k]) / window for k in named}
+            cpu = cpu_percent(c0, c1, window)
             if broker is not None:
                 for f in fleet:
                     f.proc.wait(60)

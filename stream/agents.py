@@ -58,9 +58,24 @@ class WorkerStats:
     last_checks_at: float | None = None
     last_checks: dict | None = None
     alerts_published: int = 0
+    #: Of the last batch: records, mean ms from sensor ts to the Kafka record timestamp (the
+    #: bridge's produce time) and from that to the start of folding here (where latency goes).
+    last_batch_records: int = 0
+    last_sensor_to_kafka_ms: float | None = None
+    last_kafka_to_fold_ms: float | None = None
     #: Sensor ts -> committed to PostgreSQL, per reading (see stream.latency).
     latency_counts: list = field(default_factory=lambda: LatencyHistogram().counts)
     errors: list = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """Records folded but not yet written: acked only after the database has them."""
+
+    events: list = field(default_factory=list)
+    parsed: list = field(default_factory=list)   # (event, readings, alerts)
+    changelog: list = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -138,9 +153,13 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
             pending_hourly[0] = written.ts_min if lo is None else min(lo, written.ts_min)
             pending_hourly[1] = written.ts_max if hi is None else max(hi, written.ts_max)
 
-    async def write_and_ack(stream, events, parsed) -> None:
-        """Write a batch to PostgreSQL, then acknowledge its events (and only then)."""
+    async def write_and_ack(acks, batch: "_Batch") -> None:
+        """Changelog to the producer, batch to PostgreSQL, then ack its events (only then)."""
         t = time.perf_counter()
+        await writer.send(batch.changelog)
+        stats.changelog_s += time.perf_counter() - t
+        t = time.perf_counter()
+        parsed = batch.parsed
         all_readings = [r for _, rs, _ in parsed for r in rs]
         all_alerts = [a for _, _, al in parsed for a in al]
         if parsed:
@@ -155,43 +174,86 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         for _, readings, _ in parsed:
             if readings:
                 latency.add((committed - readings[0].ts.timestamp()) * 1000.0, len(readings))
-        for event in events:
-            await stream.ack(event)
+        for event in batch.events:
+            await acks.ack(event)
         stats.db_write_s += time.perf_counter() - t
         stats.batches += 1
         stats.last_batch_at = time.time()
+        stats.last_batch_records = len(batch.events)
+
+    def where_latency_goes(event, readings) -> None:
+        """Sampled per record: sensor ts -> Kafka record ts (bridge) -> folded here."""
+        kafka_ts = event.message.timestamp
+        if kafka_ts and readings:
+            now = time.time()
+            a = 0.01  # exponential moving averages
+            s2k = 1000.0 * (kafka_ts - readings[0].ts.timestamp())
+            k2f = 1000.0 * (now - kafka_ts)
+            stats.last_sensor_to_kafka_ms = round(s2k if stats.last_sensor_to_kafka_ms is None
+                                                  else (1 - a) * stats.last_sensor_to_kafka_ms + a * s2k, 1)
+            stats.last_kafka_to_fold_ms = round(k2f if stats.last_kafka_to_fold_ms is None
+                                                else (1 - a) * stats.last_kafka_to_fold_ms + a * k2f, 1)
 
     @app.agent(readings_topic, concurrency=1, name="warehouse")
     async def warehouse(stream):
-        # Batch N is written to the database while batch N+1 is parsed and folded (the database
-        # works while Python does); N's events are acked when its write is done, and N+1's write
-        # starts only after that, so acks (and so commits) stay in offset order behind the writes.
-        pending: asyncio.Task | None = None
+        # Records are parsed and folded one by one into the open batch. A writer task closes the
+        # open batch when it is full or batch_within_s old AND the previous batch is written:
+        # so while the database works, the next batch keeps filling (batches grow up to
+        # batch_max when the database is the slower side). Batches are written, then acked, one
+        # at a time in order, so committed offsets never pass what is in the database.
+        acks = stream.noack()
+        state = {"open": _Batch()}
+        closed = asyncio.Event()
+
+        async def writer_loop() -> None:
+            while True:
+                batch = state["open"]
+                if not batch.events:
+                    await asyncio.sleep(options.batch_within_s)
+                    continue
+                age = time.monotonic() - batch.started
+                if len(batch.events) < options.batch_max and age < options.batch_within_s:
+                    await asyncio.sleep(options.batch_within_s - age)
+                    continue
+                state["open"] = _Batch()
+                batch.changelog = writer.take()  # no await since the swap: exactly this batch's
+                closed.set()
+                await write_and_ack(acks, batch)
+
+        writer_task = asyncio.ensure_future(writer_loop())
         try:
-            async for events in stream.noack_take(options.batch_max, within=options.batch_within_s):
+            async for event in acks.events():
+                if writer_task.done():
+                    writer_task.result()
+                    raise RuntimeError("database writer stopped")
+                batch = state["open"]
+                while len(batch.events) >= options.batch_max:  # back-pressure: wait for the writer
+                    closed.clear()
+                    await asyncio.wait({asyncio.ensure_future(closed.wait()), writer_task},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if writer_task.done():
+                        writer_task.result()
+                        raise RuntimeError("database writer stopped")
+                    batch = state["open"]
                 t0 = time.perf_counter()
-                parsed = []
-                for event in events:
-                    stats.records += 1
-                    try:
-                        readings = parse_batch(event.value, event.key)
-                    except SchemaError as exc:
-                        await dead_letter(event, str(exc))
-                        continue
-                    alerts: list[Alert] = []
-                    fold(event, readings, alerts)
-                    stats.readings += len(readings)
-                    parsed.append((event, readings, alerts))
-                t1 = time.perf_counter()
-                await writer.flush()
-                stats.fold_s += t1 - t0
-                stats.changelog_s += time.perf_counter() - t1
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(write_and_ack(stream, list(events), parsed))
+                if not batch.events:
+                    batch.started = time.monotonic()
+                batch.events.append(event)
+                stats.records += 1
+                try:
+                    readings = parse_batch(event.value, event.key)
+                except SchemaError as exc:
+                    await dead_letter(event, str(exc))
+                    continue
+                alerts: list[Alert] = []
+                fold(event, readings, alerts)
+                stats.readings += len(readings)
+                batch.parsed.append((event, readings, alerts))
+                if stats.records % 16 == 0:
+                    where_latency_goes(event, readings)
+                stats.fold_s += time.perf_counter() - t0
         finally:
-            if pending is not None:
-                await pending
+            writer_task.cancel()
 
     @app.timer(options.aggregate_interval_s, name="stream.checks")
     async def checks():

@@ -13,7 +13,8 @@ Python work, and that overhead set the worker's ceiling (measured: ~1,000 readin
 per-assignment path and one entry per (site, material); see docs/stream.md). A site's readings
 arrive together in one record, so one changelog record per site per batch carries the same
 information with 10-20 times fewer records. The writer updates the in-memory store directly,
-coalesces a batch's changes and hands them to the producer after the batch; Faust flushes the
+coalesces a batch's changes (serialized when the batch is closed) and hands them to the producer
+before the batch is written; Faust flushes the
 producer before it commits offsets, and the batch's offsets are acknowledged only after the
 database write, so the changelog never lags the committed offsets. Recovery is Faust's own: it
 reads the changelog with the table's serializers.
@@ -62,18 +63,22 @@ class LatestWriter:
         materials[material_id] = state
         self._dirty[site_id] = partition
 
-    async def flush(self) -> int:
-        """Hand the batch's changed sites to the producer (Faust's commit awaits delivery)."""
-        if not self._dirty:
-            return 0
-        topic = self._table.changelog_topic.get_topic_name()
-        producer = self._app.producer
+    def take(self) -> list[tuple[int, bytes, bytes]]:
+        """The changelog records of the sites changed since the last take, serialized now (so
+        later changes do not leak into them): (partition, key, value)."""
         store = self._table.data
         dirty, self._dirty = self._dirty, {}
-        for site_id, partition in dirty.items():
-            await producer.send(topic, codecs.dumps(SERIALIZER, site_id),
-                                codecs.dumps(SERIALIZER, store[site_id]), partition, None, None)
-        return len(dirty)
+        return [(p, codecs.dumps(SERIALIZER, site), codecs.dumps(SERIALIZER, store[site]))
+                for site, p in dirty.items()]
+
+    async def send(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        """Hand changelog records to the producer (Faust's commit awaits their delivery)."""
+        if not records:
+            return
+        topic = self._table.changelog_topic.get_topic_name()
+        producer = self._app.producer
+        for partition, key, value in records:
+            await producer.send(topic, key, value, partition, None, None)
 
     def sites(self) -> int:
         return len(self._table.data)

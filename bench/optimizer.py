@@ -49,7 +49,7 @@ def run_one(size: str, seed: int, *, time_limit_s: float, arc_stage: bool, resol
         "build_s": res.build_seconds, "compile_s": res.compile_seconds, "solve_s": res.solve_seconds - arc_s,
         "arc_s": arc_s,
         "status": res.status.value, "objective": res.objective, "bound": res.bound, "gap": res.gap,
-        "method": res.summary.get("method", ""), "greedy": greedy.objective, "greedy_s": greedy.seconds,
+        "method": res.summary.get("method", "decomposition by material" if size == "province" else ""), "greedy": greedy.objective, "greedy_s": greedy.seconds,
         "arcs_stage1": res.summary.get("arcs_used_stage1"), "arcs": res.summary.get("arcs_used"),
     }
     if resolve:  # the dispatcher's path: period 1 is past, new numbers, same compiled model
@@ -69,7 +69,7 @@ def main(settings=None, *, sizes: list[str], seeds: dict[str, int], time_limit_s
          resolve: bool = True) -> list[dict[str, Any]]:
     click.echo("optimizer benchmark (HiGHS via CVXPY; 2 shared cores: times are noisy, ratios less so)")
     head = (f"{'size':<9}{'seed':>4}{'vars':>9}{'rows':>9}{'build s':>9}{'compile s':>10}{'solve s':>9}"
-            f"{'status':>10}{'objective':>14}{'bound':>14}{'gap':>9}{'greedy obj':>14}{'greedy/ours':>12}"
+            f"{'status':>12}{'objective':>14}{'bound':>14}{'gap':>9}{'greedy obj':>14}{'greedy/ours':>12}"
             f"{'re-compile s':>13}{'re-solve s':>11}")
     click.echo(head)
     click.echo("(vars/rows: the primary model as passed to HiGHS; solve s: primary solve only; re-compile/re-solve: "
@@ -83,11 +83,11 @@ def main(settings=None, *, sizes: list[str], seeds: dict[str, int], time_limit_s
             results.append(r)
             ratio = (r["greedy"] / r["objective"]) if r["greedy"] is not None and r["objective"] else None
             click.echo(f"{size:<9}{seed:>4}{r['variables']:>9,}{r['rows']:>9,}{r['build_s']:>9.2f}{r['compile_s']:>10.2f}"
-                       f"{r['solve_s']:>9.2f}{r['status']:>10}{_fmt(r['objective'], ',.1f'):>14}"
+                       f"{r['solve_s']:>9.2f}{r['status']:>12}{_fmt(r['objective'], ',.1f'):>14}"
                        f"{_fmt(r['bound'], ',.1f'):>14}{_fmt(r['gap'], '.2e'):>9}{_fmt(r['greedy'], ',.1f'):>14}"
                        f"{_fmt(ratio, '.2f'):>12}{_fmt(r.get('resolve_compile_s'), '.3f'):>13}"
                        f"{_fmt(r.get('resolve_solve_s'), '.2f'):>11}")
-            if arc_stage:
+            if arc_stage and size != "province":
                 click.echo(f"{'':13}arcs used: {r['arcs_stage1']} after the primary stage, {r['arcs']} after the arc "
                            f"stage ({r['arc_s']:.2f} s more)")
     click.echo("")

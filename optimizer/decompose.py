@@ -67,6 +67,36 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
     return max(value - 1e-9 * max(1.0, value), 0.0), spend
 
 
+def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[str, Any]]:
+    """One single-material scenario dict per material; capacity split as initial stock + free space
+    in proportion to the material's share of demand, budget as given (``budgets[m]``)."""
+    n = numbers_of(sc)
+    st = structure_of(sc)
+    M = len(st.materials)
+    demand_share = n.demand.sum(axis=(0, 2))
+    demand_share = demand_share / demand_share.sum() if demand_share.sum() > 0 else np.full(M, 1.0 / M)
+    free = np.maximum(n.capacity - n.initial.sum(axis=1), 0.0)  # [J]
+    full = sc.to_dict()
+    out = []
+    for i, m in enumerate(st.materials):
+        sub = dict(full, name=f"{sc.name}-{m}")
+        sub["materials"] = [dict(d, theta=float(n.theta[i])) for d in full["materials"] if d["id"] == m]
+        sub["supply_sites"] = [{"id": w["id"], "supply": {m: w["supply"][m]}, "price": {m: w["price"][m]}}
+                               for w in full["supply_sites"]]
+        sub["rescue_centres"] = [{"id": k["id"], "demand": {m: k["demand"][m]}} for k in full["rescue_centres"]]
+        dcs = []
+        for j, d in enumerate(full["distribution_centres"]):
+            cap = float(n.initial[j, i] + np.floor(free[j] * demand_share[i]))
+            dcs.append({"id": d["id"], "capacity": cap, "initial": {m: d["initial"][m]},
+                        "max_inventory": {m: min(d["max_inventory"][m], cap)},
+                        "safety_stock": {m: d["safety_stock"][m]}})
+        sub["distribution_centres"] = dcs
+        if budgets is not None:
+            sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
+        out.append(sub)
+    return out
+
+
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
                      progress: Callable[[str], None] = lambda s: None) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
@@ -98,30 +128,12 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
         left = max(float(n.budget) - float(spend.sum()), 0.0)
         budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
         budgets *= min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))  # never above the total
-    demand_share = n.demand.sum(axis=(0, 2))
-    demand_share = demand_share / demand_share.sum() if demand_share.sum() > 0 else np.full(M, 1.0 / M)
-    free = np.maximum(n.capacity - n.initial.sum(axis=1), 0.0)  # [J]
-    full = sc.to_dict()
+    subs = material_subproblems(sc, budgets if n.budget is not None else None)
     ship: list[Flow] = []
     deliv: list[Flow] = []
     build_s = compile_s = 0.0
     statuses = []
-    for i, m in enumerate(st.materials):
-        sub = dict(full, name=f"{sc.name}-{m}")
-        sub["materials"] = [d for d in full["materials"] if d["id"] == m]
-        sub["materials"][0] = dict(sub["materials"][0], theta=float(n.theta[i]))  # keep the full model's theta
-        sub["supply_sites"] = [{"id": w["id"], "supply": {m: w["supply"][m]}, "price": {m: w["price"][m]}}
-                               for w in full["supply_sites"]]
-        sub["rescue_centres"] = [{"id": k["id"], "demand": {m: k["demand"][m]}} for k in full["rescue_centres"]]
-        dcs = []
-        for j, d in enumerate(full["distribution_centres"]):
-            cap = float(n.initial[j, i] + np.floor(free[j] * demand_share[i]))
-            dcs.append({"id": d["id"], "capacity": cap, "initial": {m: d["initial"][m]},
-                        "max_inventory": {m: min(d["max_inventory"][m], cap)},
-                        "safety_stock": {m: d["safety_stock"][m]}})
-        sub["distribution_centres"] = dcs
-        if n.budget is not None:
-            sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
+    for i, (m, sub) in enumerate(zip(st.materials, subs)):
         remaining = time_limit_s - (time.perf_counter() - t_all)
         if remaining <= 0:
             return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
@@ -130,7 +142,10 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
                               message=f"time limit reached after {i} of {M} materials")
         per = max(remaining / (M - i), 0.5)
         progress(f"material {i + 1}/{M} ({m}): limit {per:.1f} s")
-        res = Planner(load_scenario(sub)).solve(sub, time_limit_s=per, gap=gap / 4, prefer_fewer_arcs=False)
+        # primal simplex: shipping nothing is feasible, and on these single-material models HiGHS's
+        # root LP was ~4x faster with it (36.8 s -> 9.7 s on a province material)
+        res = Planner(load_scenario(sub)).solve(sub, time_limit_s=per, gap=gap / 4, prefer_fewer_arcs=False,
+                                                highs_options={"simplex_strategy": 4})
         build_s += res.build_seconds
         compile_s += res.compile_seconds
         statuses.append(res.status)

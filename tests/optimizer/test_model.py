@@ -176,3 +176,16 @@ def test_warm_start_from_previous_plan():
     assert again.status is SolveStatus.OPTIMAL
     assert again.objective == pytest.approx(first.objective, rel=1e-3)
     assert np.isfinite(again.bound)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_lp_rens_and_full_milp_agree(seed):
+    sc = load_scenario(generate("paper", seed))
+    planner = Planner(sc)
+    a = planner.solve(sc, prefer_fewer_arcs=False, method="lp-rens")
+    b = planner.solve(sc, prefer_fewer_arcs=False, method="milp")
+    assert a.status is b.status is SolveStatus.OPTIMAL
+    assert a.objective == pytest.approx(b.objective, rel=2e-3)
+    assert a.bound <= b.objective * (1 + 1e-9) and b.bound <= a.objective * (1 + 1e-9)
+    with pytest.raises(ScenarioError, match="unknown method"):
+        planner.solve(sc, method="magic")

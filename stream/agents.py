@@ -104,6 +104,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     latency = LatencyHistogram()
     latency.counts = stats.latency_counts
     pending_hourly: list[datetime | None] = [None, None]
+    last_hourly = [0.0]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
 
     async def dead_letter(event, reason: str) -> None:
@@ -257,7 +258,10 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
 
     @app.timer(options.aggregate_interval_s, name="stream.checks")
     async def checks():
-        hourly = tuple(pending_hourly) if pending_hourly[0] is not None else None
+        # The plain-PostgreSQL hourly rollup recomputes whole touched hours: once a minute is
+        # plenty (TimescaleDB keeps its continuous aggregate itself; there the call is a no-op).
+        due = time.monotonic() - last_hourly[0] >= options.hourly_interval_s
+        hourly = tuple(pending_hourly) if pending_hourly[0] is not None and due else None
         try:
             conn = await checks_sink.connection()
             result = await rollups.run_checks(conn, stale_after_s, options.stale_intervals,
@@ -266,8 +270,10 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
             log.warning("periodic checks failed: %s", exc)
             await checks_sink.close()
             return
-        if result.ran and hourly is not None and tuple(pending_hourly) == hourly:
-            pending_hourly[0] = pending_hourly[1] = None
+        if result.ran and hourly is not None:
+            last_hourly[0] = time.monotonic()
+            if tuple(pending_hourly) == hourly:
+                pending_hourly[0] = pending_hourly[1] = None
         stats.last_checks_at = time.time()
         stats.last_checks = asdict(result)
 

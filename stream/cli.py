@@ -104,7 +104,7 @@ def stock(settings: Settings, grid, material, owner_kind, at_text, as_json) -> N
         click.echo(f"  {t['material_id']}: reported {_fmt(t['reported_qty'])} {t['unit']}, contracted "
                    f"{_fmt(t['contracted_qty'])} {t['unit']}, reserved {_fmt(t['reserved_qty'])} {t['unit']}, "
                    f"available above safety {_fmt(t['available_qty'])} {t['unit']} "
-                   f"({t['sites_reporting']} site readings in {t['grid_cells']} grid cells)")
+                   f"({t['sites_reporting']} site reports in {t['grid_cells']} grid cells)")
     mismatched = sum(r.unit_mismatches for r in rows)
     if mismatched:
         click.echo(f"warning: {mismatched} latest readings use another unit than the material's and are not counted")

@@ -18,6 +18,8 @@ class StreamOptions:
     jump_share: float = 0.5
     #: Seconds between recomputations of the aggregates and the stale / low-stock checks.
     aggregate_interval_s: float = 5.0
+    #: Seconds between refreshes of the hourly rollup (plain PostgreSQL only; see 0020).
+    hourly_interval_s: float = 60.0
     #: Seconds between passes of the alert outbox (database -> alerts topic).
     outbox_interval_s: float = 1.0
     #: Kafka consumer session timeout, s: how long until a crashed worker's partitions move on.

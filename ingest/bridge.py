@@ -308,7 +308,7 @@ class Bridge:
             self._last_refresh = time.monotonic()
 
     def run(self, duration_s: float | None = None, on_status: Callable[[str], None] = print,
-            status_json: bool = False) -> Counters:
+            status_json: bool = False, end_mqtt_session: bool = False) -> Counters:
         """Start, print a status line every interval, stop on SIGTERM/SIGINT/duration; re-raise errors."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
@@ -334,7 +334,7 @@ class Bridge:
                 if duration_s is not None and now - t0 >= duration_s:
                     break
         finally:
-            self.stop()
+            self.stop(end_mqtt_session=end_mqtt_session)
         on_status(self.status_line(0.0, status_json, note="stopped"))
         return self.counters
 

@@ -22,9 +22,12 @@ def ingest() -> None:
 @click.option("--linger-ms", default=5, show_default=True, type=int, help="Kafka producer linger (batching) in ms.")
 @click.option("--batch-kib", default=1024, show_default=True, type=int, help="Kafka producer batch size per partition, KiB.")
 @click.option("--duration", default=None, type=float, help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
+@click.option("--end-session-on-stop", is_flag=True,
+              help="On a clean stop, delete the persistent MQTT session (throw-away runs: demos, tests). "
+                   "Without it the broker keeps queueing this bridge's share until it comes back.")
 @click.pass_obj
 def run(settings: Settings, client_id: str | None, status_interval: float, status_json: bool,
-        registry_refresh: float, linger_ms: int, batch_kib: int, duration: float | None) -> None:
+        registry_refresh: float, linger_ms: int, batch_kib: int, duration: float | None, end_session_on_stop: bool) -> None:
     """Move valid site readings from MQTT into Kafka; dead-letter everything else with a reason."""
     from ingest.bridge import Bridge, BridgeConfig
 
@@ -42,7 +45,7 @@ def run(settings: Settings, client_id: str | None, status_interval: float, statu
         sys.stdout.flush()
 
     try:
-        bridge.run(duration_s=duration, on_status=emit, status_json=status_json)
+        bridge.run(duration_s=duration, on_status=emit, status_json=status_json, end_mqtt_session=end_session_on_stop)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a real failure: say what and exit non-zero (unacked messages are redelivered)

@@ -144,6 +144,10 @@ class Step:
     rss_mib: float = 0.0
     keys: int = 0
     drained_s: float | None = None   # None: not drained
+    sensor_to_kafka_ms: float | None = None  # moving averages in the worker (see stream.agents)
+    kafka_to_fold_ms: float | None = None
+    batch_records: float = 0.0       # mean records per database batch in the window
+    writer_busy: float = 0.0         # share of the window the database writer was busy
     note: str = ""
 
     @property
@@ -360,6 +364,10 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
                         db_rows_s=(h1["history_rows"] - h0["history_rows"]) / window,
                         p50_ms=percentile(lat, 0.50), p99_ms=percentile(lat, 0.99), cpu=cpu,
                         rss_mib=_rss_mib(worker.pid), keys=h2.get("table_keys", 0), drained_s=drained_s,
+                        sensor_to_kafka_ms=h1.get("last_sensor_to_kafka_ms"),
+                        kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
+                        batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
+                        writer_busy=(h1["db_write_s"] - h0["db_write_s"]) / window,
                         note=f"{sent_msgs} msgs published in {duration:.0f} s")
             if h2.get("dead_letters"):
                 step.note += f"; {h2['dead_letters']} dead letters so far"
@@ -406,7 +414,13 @@ def _format(step: Step, materials: int) -> str:
     return (f"@ {step.rate:.0f} msgs/s offered ({step.rate * materials:.0f} readings/s): published "
             f"{step.published_readings_s:.0f} readings/s, worker committed {step.readings_s:.0f} readings/s, "
             f"DB {step.db_rows_s:.0f} rows/s | ts->queryable {lat} | worker RSS {step.rss_mib:.0f} MiB at "
-            f"{step.keys} keys | {drained} | CPU (% of one core) {cpu} | {step.note}")
+            f"{step.keys} keys | {drained} | latency split: sensor->Kafka ~{_ms(step.sensor_to_kafka_ms)}, "
+            f"Kafka->worker ~{_ms(step.kafka_to_fold_ms)}; {step.batch_records:.0f} records/batch, DB writer busy "
+            f"{100 * step.writer_busy:.0f}% | CPU (% of one core) {cpu} | {step.note}")
+
+
+def _ms(x: float | None) -> str:
+    return "?" if x is None else f"{x:.0f} ms"
 
 
 def _summary(results: list[Step], sites: int, materials: int, source: str, echo, elapsed: float) -> None:

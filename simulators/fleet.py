@@ -215,8 +215,12 @@ class Fleet:
         self._thread = threading.Thread(target=self._loop_guarded, name="fleet", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop publishing, send ``offline`` for every site, wait for outstanding PUBACKs, disconnect."""
+    def stop(self, timeout: float = 10.0, end_sessions: bool = False) -> None:
+        """Stop publishing, send ``offline`` for every site, wait for outstanding PUBACKs, disconnect.
+
+        ``end_sessions=True`` (per-site mode) also deletes the sites' persistent MQTT sessions, for
+        throw-away fleets (tests) whose site ids never come back.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -243,6 +247,14 @@ class Fleet:
             self._sel.close()
         except Exception:
             pass
+        if end_sessions and self.auth == "per-site":
+            from ingest.bridge import end_session
+
+            for conn in self._conns:
+                try:
+                    end_session(self.settings, conn.name, timeout=5)
+                except Exception as exc:  # best effort: a leftover site session only holds its picks
+                    log.warning("could not end the session of %s: %s", conn.name, exc)
 
     def run(self, duration_s: float | None = None, progress: Callable[[str], None] | None = None,
             progress_every_s: float = 5.0) -> FleetCounters:

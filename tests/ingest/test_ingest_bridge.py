@@ -43,7 +43,7 @@ def test_round_trip_all_readings_in_per_site_order(settings, registry, bridge, t
         assert fleet.wait_connected(20), "fleet did not connect"
         time.sleep(4)
     finally:
-        fleet.stop()
+        fleet.stop(end_sessions=True)
         remove_site_credentials(settings, sites)
     expected = {s: list(fleet.seq_range(s)) for s in sites}
     total = sum(len(v) for v in expected.values())

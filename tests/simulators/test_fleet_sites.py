@@ -97,7 +97,7 @@ def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> Non
         assert [r["seq"] for r in readings] == sorted(r["seq"] for r in readings)
         assert any(s["status"] == "online" for s in statuses)
     finally:
-        fleet.stop()
+        fleet.stop(end_sessions=True)
         remove_site_credentials(settings, list(reg.sites))
     deadline = time.monotonic() + 5
     while statuses[-1]["status"] != "offline" and time.monotonic() < deadline:
@@ -129,7 +129,7 @@ def test_dropped_connection_fires_last_will_and_reconnects(settings, unique) -> 
         assert fleet.counters.disconnects >= 2 and fleet.counters.reconnects >= 2
         assert any(s.get("reason") == "connection lost" for s in statuses), statuses[-5:]
     finally:
-        fleet.stop()
+        fleet.stop(end_sessions=True)
         watcher.disconnect()
         watcher.loop_stop()
         remove_site_credentials(settings, list(reg.sites))

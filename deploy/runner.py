@@ -321,8 +321,8 @@ class Mosquitto(Service):
             .replace("@PORT@", str(self.port))
             .replace("@DIR@", str(self.dir))
         )
-        if not self.acl.exists():
-            self.acl.write_text((DEPLOY_DIR / "mosquitto" / "acl").read_text().replace("@SERVICE_USER@", self.username))
+        # The ACL is all template (no per-site lines): re-render it so rule changes always apply.
+        self.acl.write_text((DEPLOY_DIR / "mosquitto" / "acl").read_text().replace("@SERVICE_USER@", self.username))
         if not self.passwd.exists():
             self.passwd.touch(mode=0o600)
             add_mqtt_users(self.passwd, {self.username: self.password})

@@ -47,6 +47,9 @@ MQTT_STOCK = "vr/v1/sites/{site_id}/stock"
 MQTT_STATUS = "vr/v1/sites/{site_id}/status"
 #: Pick commands to a site (the logistics system took goods away): {"v":1,"order_id","material","qty","unit"}.
 MQTT_PICK = "vr/v1/sites/{site_id}/commands/pick"
+#: A site's answer to a pick command: what it really handed over.
+#: {"v":1,"order_id","material","requested","picked","unit","ts"}; picked < requested is a short pick.
+MQTT_PICKED = "vr/v1/sites/{site_id}/picked"
 #: Shared subscription so several bridges split the load.
 MQTT_STOCK_SHARED = "$share/vr-bridge/vr/v1/sites/+/stock"
 
@@ -57,6 +60,10 @@ def mqtt_stock_topic(site_id: str) -> str:
 
 def mqtt_pick_topic(site_id: str) -> str:
     return MQTT_PICK.format(site_id=site_id)
+
+
+def mqtt_picked_topic(site_id: str) -> str:
+    return MQTT_PICKED.format(site_id=site_id)
 
 
 def mqtt_status_topic(site_id: str) -> str:

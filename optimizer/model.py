@@ -65,13 +65,15 @@ class _Stage:
 
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
                threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
-               col_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+               col_bounds: tuple[np.ndarray, np.ndarray] | None = None, basis=None, extra: dict | None = None,
                ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
     With ``relax`` the integrality is dropped: the LP relaxation, whose optimum is a valid bound.
     ``col_bounds`` (lower, upper) tighten the column bounds (a restricted problem, e.g. RENS).
+    ``basis``: a HiGHS basis of a model with the same shape to start the simplex from; the final
+    basis is put in ``extra["basis"]`` when ``extra`` is given.
     """
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
@@ -124,6 +126,11 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
         if h.setOptionValue(key, value) == hp.HighsStatus.kError:
             raise ScenarioError(f"HiGHS rejected option {key}={value!r}")
     h.passModel(model)
+    if basis is not None:
+        try:
+            h.setBasis(basis)
+        except Exception:  # a basis that does not fit is only a lost speed-up
+            pass
     if start is not None:
         sol = hp.HighsSolution()
         sol.col_value = list(start)
@@ -134,6 +141,8 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
     seconds = time.perf_counter() - t0
     status = h.getModelStatus().name
     info = h.getInfo()
+    if extra is not None and status == "kOptimal":
+        extra["basis"] = h.getBasis()
     has = (status == "kOptimal" or int(info.primal_solution_status) == 2)
     values = np.array(h.getSolution().col_value) if has else None
     objective = float(info.objective_function_value) if has else None
@@ -236,6 +245,7 @@ class Planner:
         self.stage2 = _Stage(cp.Problem(cp.Minimize(cp.sum(a) + cp.sum(b2)), cons2))
         self.build_seconds = time.perf_counter() - t0
         self.last_shape: tuple[int, int] | None = None
+        self._lp_basis = None  # final simplex basis of the last LP relaxation (a warm start for the next)
 
     # --- numbers -> parameters ---------------------------------------------------------------------
 
@@ -361,9 +371,13 @@ class Planner:
 
         deadline = time.perf_counter() + time_limit_s
         notes: dict[str, Any] = {"method": "LP bound + RENS rounding"}
+        extra: dict[str, Any] = {}
         status, has, cols, lp_obj, _lb, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap,
-                                                           threads=threads, options=options, relax=True)
+                                                           threads=threads, options=options, relax=True,
+                                                           basis=self._lp_basis, extra=extra)
         notes["lp_seconds"] = round(secs, 3)
+        notes["lp_warm_basis"] = self._lp_basis is not None
+        self._lp_basis = extra.get("basis")  # the next solve of this structure starts from it
         if status in ("kInfeasible", "kUnboundedOrInfeasible") or status != "kOptimal":
             return status, False, None, None, notes
         integer = np.zeros(len(cols), dtype=bool)

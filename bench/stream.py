@@ -156,6 +156,22 @@ class Step:
                 and self.p99_ms is not None and self.p99_ms < TARGET_P99_MS and self.drained_s is not None)
 
 
+def _health_all(ports: list[int]) -> dict | None:
+    """The workers' health documents added up (counters, latency histogram, keys)."""
+    docs = [_health(p) for p in ports]
+    if any(d is None for d in docs):
+        return None
+    out = dict(docs[0])
+    for d in docs[1:]:
+        for k in ("records", "readings", "history_rows", "batches", "db_write_s", "table_keys", "dead_letters"):
+            out[k] = out.get(k, 0) + d.get(k, 0)
+        out["latency_counts"] = [a + b for a, b in zip(out["latency_counts"], d["latency_counts"])]
+        for k in ("last_sensor_to_kafka_ms", "last_kafka_to_fold_ms"):
+            vals = [x.get(k) for x in docs if x.get(k) is not None]
+            out[k] = max(vals) if vals else None
+    return out
+
+
 def _health(port: int) -> dict | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
@@ -225,7 +241,7 @@ class KafkaSource:
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
-         echo=print) -> list[Step]:
+         workers: int = 1, echo=print) -> list[Step]:
     from kafka import KafkaAdminClient
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -243,7 +259,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
     state = Path(tempfile.mkdtemp(prefix="vr-bench-stream-"))
     addr = settings.mqtt
     mqtt_port = _free_port()
-    web_port = _free_port()
+    web_ports = [_free_port() for _ in range(workers)]
     info = conninfo_to_dict(settings.pg_dsn)
     dbname = f"vr_bench_stream_{token}"
     bench = settings.with_(
@@ -272,16 +288,23 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
         echo(f"setup: registry of {sites} sites x {materials} materials stored in {time.monotonic() - t0:.1f} s")
         ensure_topics(bench)
 
-        worker = Proc([VRESERVE, "stream", "run", "--web-port", str(web_port)], _env(bench), "worker")
-        procs.append(worker)
+        worker_procs = []
+        for port in web_ports:
+            worker_procs.append(Proc([VRESERVE, "stream", "run", "--web-port", str(port)], _env(bench), f"worker:{port}"))
+        procs.extend(worker_procs)
         deadline = time.monotonic() + 90
-        while not ((h := _health(web_port)) and h.get("assigned_partitions")):
-            if worker.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("stream worker did not start:\n" + "\n".join(worker.lines[-20:]))
+        while True:
+            hs = [_health(p) for p in web_ports]
+            if all(h and h.get("status") == "ok" for h in hs) and \
+                    len({x for h in hs for x in h.get("assigned_partitions", [])}) >= settings.partitions:
+                break
+            if any(w.proc.poll() is not None for w in worker_procs) or time.monotonic() > deadline:
+                raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(worker_procs[0].lines[-20:]))
             time.sleep(0.3)
-        echo(f"setup: stream worker up (pid {worker.pid}, health on 127.0.0.1:{web_port})")
-        named: dict[str, list[int]] = {"stream worker": [worker.pid], "kafka": [kafka_pid] if kafka_pid else [],
-                                       "postgres": _children(pg_pid)}
+        echo(f"setup: {workers} stream worker(s) up (pids {', '.join(str(w.pid) for w in worker_procs)}), "
+             f"health on 127.0.0.1:{', '.join(map(str, web_ports))}")
+        named: dict[str, list[int]] = {"stream worker" + ("s" if workers > 1 else ""): [w.pid for w in worker_procs],
+                                       "kafka": [kafka_pid] if kafka_pid else [], "postgres": _children(pg_pid)}
         bridge = None
         if broker is not None:
             broker.up(lambda m: None)
@@ -326,9 +349,9 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
                 sent_before = kafka_source.sent
                 producer_thread = kafka_source.run(rate, duration)
             time.sleep(warmup_s)
-            h0, c0, w0 = _health(web_port), cpu_snapshot(), time.time()
+            h0, c0, w0 = _health_all(web_ports), cpu_snapshot(), time.time()
             time.sleep(step_s)
-            h1, c1, w1 = _health(web_port), cpu_snapshot(), time.time()
+            h1, c1, w1 = _health_all(web_ports), cpu_snapshot(), time.time()
             window = w1 - w0
             cpu = cpu_percent(c0, c1, window)
             if broker is not None:
@@ -347,23 +370,23 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
             # Drain: the worker has everything once its readings count stops moving.
             t_drain = time.monotonic()
             drained_s = None
-            last = (_health(web_port) or {}).get("readings", 0)
+            last = (_health_all(web_ports) or {}).get("readings", 0)
             still_since = time.monotonic()
             while time.monotonic() - t_drain < 45:
                 time.sleep(0.5)
-                now_readings = (_health(web_port) or {}).get("readings", 0)
+                now_readings = (_health_all(web_ports) or {}).get("readings", 0)
                 if now_readings != last:
                     last, still_since = now_readings, time.monotonic()
                 elif time.monotonic() - still_since >= 2.0:
                     drained_s = max(0.0, still_since - t_drain)
                     break
-            h2 = _health(web_port) or {}
+            h2 = _health_all(web_ports) or {}
             lat = delta(h1["latency_counts"], h0["latency_counts"])
             step = Step(rate=rate, published_readings_s=published_readings_s,
                         readings_s=(h1["readings"] - h0["readings"]) / window,
                         db_rows_s=(h1["history_rows"] - h0["history_rows"]) / window,
                         p50_ms=percentile(lat, 0.50), p99_ms=percentile(lat, 0.99), cpu=cpu,
-                        rss_mib=_rss_mib(worker.pid), keys=h2.get("table_keys", 0), drained_s=drained_s,
+                        rss_mib=sum(_rss_mib(w.pid) for w in worker_procs), keys=h2.get("table_keys", 0), drained_s=drained_s,
                         sensor_to_kafka_ms=h1.get("last_sensor_to_kafka_ms"),
                         kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
                         batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
@@ -447,7 +470,7 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
         echo(f"at the highest rate tried the busiest process was {busiest[0]} at {busiest[1]:.0f}% of one core "
              f"(single-threaded Python saturates at ~100%; the machine has 200% in total)")
         big = max(results, key=lambda s: s.keys)
-        echo(f"worker memory: {big.rss_mib:.0f} MiB RSS holding {big.keys} (site, material) keys")
+        echo(f"worker memory: {big.rss_mib:.0f} MiB RSS (all workers) holding {big.keys} (site, material) keys")
 
 
 @click.command("stream")
@@ -459,11 +482,13 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
 @click.option("--warmup-seconds", default=5.0, show_default=True, type=float)
 @click.option("--fleet-procs", default=2, show_default=True, type=int)
 @click.option("--gateways", default=4, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Stream worker processes (same group: Faust splits the partitions among them).")
 @click.option("--source", type=click.Choice(["e2e", "kafka"]), default="e2e", show_default=True,
               help="e2e: fleet -> MQTT -> bridge -> Kafka; kafka: a Kafka producer of ReadingBatch records.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, source: str) -> None:
+            fleet_procs: int, gateways: int, workers: int, source: str) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     try:
         rate_list = tuple(float(r) for r in rates.split(","))
@@ -475,4 +500,4 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
         sys.stdout.flush()
 
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
-         fleet_procs=fleet_procs, gateways=gateways, source=source, echo=echo)
+         fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)

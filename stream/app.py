@@ -34,6 +34,9 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         web_port=options.web_port or settings.stream_web_port,
         web_in_thread=False,
         broker_commit_interval=1.0,
+        # No standby copies of other workers' table partitions: they would make every worker
+        # consume every changelog; a worker taking over a partition replays its changelog anyway.
+        table_standby_replicas=0,
         # A crashed worker's partitions go to its replacement after this long (Kafka's default
         # is longer; a restart after SIGKILL would otherwise wait for the old member to expire).
         broker_session_timeout=options.session_timeout_s,

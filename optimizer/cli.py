@@ -62,13 +62,17 @@ def _print_summary(res) -> None:
 @click.option("--solver", default="HIGHS", show_default=True, help="MILP solver (HIGHS).")
 @click.option("--theta", "theta_name", default=None, help="Shortage coefficient function (exp, quadratic, ...).")
 @click.option("--no-arc-stage", is_flag=True, help="Skip the second stage that minimises used arcs.")
+@click.option("--method", type=click.Choice(["lp-rens", "milp", "by-material"]), default="lp-rens", show_default=True,
+              help="lp-rens: LP bound + rounding (default); milp: HiGHS on the full MILP; by-material: "
+                   "decomposition for province-size scenarios (no min lot / delivery limits).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the plan (public JSON contract) here; '-' for stdout.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
               show_default=True, help="Where the budget study writes its PNGs.")
 @click.pass_obj
 def plan(settings, scenario: str, budget: float | None, budgets: str | None, time_limit: float, gap: float,
-         solver: str, theta_name: str | None, no_arc_stage: bool, json_out: Path | None, plots_dir: Path) -> None:
+         solver: str, theta_name: str | None, no_arc_stage: bool, method: str, json_out: Path | None,
+         plots_dir: Path) -> None:
     """Plan SCENARIO (a pack name such as wuhan or shanghai, or a YAML/JSON file)."""
     import dataclasses
 
@@ -85,7 +89,10 @@ def plan(settings, scenario: str, budget: float | None, budgets: str | None, tim
             sc = dataclasses.replace(sc, theta=theta_name)
     except ScenarioError as exc:
         raise click.ClickException(f"bad scenario: {exc}") from None
-    opts = dict(time_limit_s=time_limit, gap=gap, solver=solver, prefer_fewer_arcs=not no_arc_stage)
+    opts = dict(time_limit_s=time_limit, gap=gap, solver=solver, prefer_fewer_arcs=not no_arc_stage,
+                method="lp-rens" if method == "by-material" else method)
+    if budgets and method == "by-material":
+        raise click.UsageError("--budgets works with lp-rens or milp")
     if budgets:
         from optimizer.study import plot, run_budgets, table
         runs = run_budgets(sc, _budget_list(budgets), progress=_err, **opts)
@@ -101,7 +108,11 @@ def plan(settings, scenario: str, budget: float | None, budgets: str | None, tim
     _err(f"planning {sc.name}: {len(sc.materials)} materials, {sc.periods} periods, {len(sc.supply_sites)} supply "
          f"sites, {len(sc.distribution_centres)} distribution centres, {len(sc.rescue_centres)} rescue centres ...")
     try:
-        res = Planner(sc).solve(sc, **opts)
+        if method == "by-material":
+            from optimizer.decompose import plan_by_material
+            res = plan_by_material(sc, time_limit_s=time_limit, gap=gap, progress=_err)
+        else:
+            res = Planner(sc).solve(sc, **opts)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     _print_summary(res)

@@ -73,15 +73,25 @@ def open_orders(conn, emergency_id: str) -> list[tuple[str, str]]:
     ).fetchall()
 
 
+#: The quantity a carrier reported picked for order ``o`` (its first ``in_transit`` status with a qty).
+PICKED_QTY_SQL = ("(SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id"
+                  " AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1)")
+
+
 def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
     """What the emergency's orders moved or will move (see :class:`dispatcher.live.Pipeline`)."""
+    # Quantities from the logistics statuses, not the orders: a delivered order counts what was
+    # delivered, one in transit what the carrier reported picked (a short pick carries less), one
+    # not picked yet (or whose carrier gave no figure) what was ordered.
     rows = conn.execute(
-        "SELECT leg, origin, destination, material_id,"
-        "  sum(CASE WHEN status = 'delivered' THEN delivered_qty ELSE qty END)::float8"
-        " FROM dispatch_orders"
-        " WHERE emergency_id = %s AND status NOT IN ('failed', 'cancelled', 'closed')"
-        "   AND NOT (order_id = ANY(%s))"
-        " GROUP BY leg, origin, destination, material_id",
+        "SELECT o.leg, o.origin, o.destination, o.material_id,"
+        "  sum(CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
+        "           WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
+        "           ELSE o.qty END)::float8"
+        " FROM dispatch_orders o"
+        " WHERE o.emergency_id = %s AND o.status NOT IN ('failed', 'cancelled', 'closed')"
+        "   AND NOT (o.order_id = ANY(%s))"
+        " GROUP BY o.leg, o.origin, o.destination, o.material_id",
         (emergency_id, list(exclude)),
     ).fetchall()
     into, out, to_rc = {}, {}, {}

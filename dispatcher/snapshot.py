@@ -10,8 +10,10 @@ The rule (shared with supervision, whose audits lower ``trust``):
 * ``reported`` is the site's latest accepted reading (``stock_latest``); a site that never
   reported gives nothing, and ``available`` never exceeds ``reported`` (trust <= 1);
 * ``reserved`` is what supply-leg dispatch orders already promise from the site: orders not yet
-  picked (open, accepted), plus picked ones (in transit, delivered) until the site's next reading
-  is newer than the pick (then the reading itself shows the stock gone).
+  picked (open, accepted) with their ordered quantity, plus picked ones (in transit, delivered)
+  with the quantity the carrier reported picked in its ``in_transit`` status (a short pick
+  reserves only what left; without a figure, the ordered quantity)
+  until the site's next reading is newer than the pick (then the reading itself shows the stock gone).
 
 Quantities are floored to whole units because the optimizer ships whole units; a fraction of a
 unit is never promised.
@@ -65,7 +67,11 @@ WITH committed AS (
     WHERE valid_from <= %(day)s AND valid_to >= %(day)s
     GROUP BY site_id, material_id
 ), reserved AS (
-    SELECT o.origin AS site_id, o.material_id, sum(o.qty)::float8 AS reserved
+    SELECT o.origin AS site_id, o.material_id,
+           sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce((
+                        SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id
+                          AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1), o.qty)
+                    ELSE o.qty END)::float8 AS reserved
     FROM dispatch_orders o
     LEFT JOIN stock_latest sl ON sl.site_id = o.origin AND sl.material_id = o.material_id
     WHERE o.leg = 'supply'

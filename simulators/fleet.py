@@ -12,6 +12,10 @@ and a schedule of due readings (a heap). Each site:
   never below zero (the shortfall is recorded), the next reading shows the lower stock (and is sent
   right away). A (site, material) that was picked from is no longer replenished, so dispatched stock
   stays gone;
+* answers every pick command on ``vr/v1/sites/{site_id}/picked`` (QoS 1) with what it really handed
+  over: ``{"v":1,"order_id","material","requested","picked","unit","ts"}`` plus ``reason`` for a
+  short or rejected pick. A replayed command (same ``order_id``) gets the ORIGINAL answer again
+  (same figures, same ``ts``) and changes nothing, so a restarted carrier still learns the outcome;
 * has a retained status topic (``online`` on connect; last will ``offline`` when the connection dies).
 
 Auth modes: ``per-site`` (each site logs in as its own MQTT user, so the broker's ACL confines it to
@@ -39,7 +43,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from vreserve.settings import Settings
-from vreserve.topics import mqtt_pick_topic, mqtt_status_topic, mqtt_stock_topic
+from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
 
 log = logging.getLogger("vreserve.simulators.fleet")
 
@@ -98,6 +102,17 @@ class PickOutcome:
     status: str  # applied, duplicate, rejected
     reason: str = ""
     at: float = field(default_factory=time.time)
+    unit: str = ""
+
+    def answer(self) -> dict:
+        """The site's answer on ``vr/v1/sites/{site_id}/picked`` (contract v1)."""
+        body = {"v": 1, "order_id": self.order_id, "material": self.material, "requested": self.requested,
+                "picked": self.applied, "unit": self.unit,
+                "ts": datetime.fromtimestamp(self.at, timezone.utc).isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
 
 
 @dataclass
@@ -115,6 +130,7 @@ class FleetCounters:
     picks_applied: int = 0
     picks_duplicate: int = 0
     picks_rejected: int = 0
+    answers_sent: int = 0  # pick answers published on .../picked (replays re-answer)
     shortfall_qty: float = 0.0  # sum over picks of requested - applied (in each material's unit)
 
 
@@ -130,7 +146,8 @@ class _SiteState:
         self.contracted = contracted
         self.consumable = consumable
         self.seq = seq
-        self.orders: set[str] = set()
+        #: order id -> the outcome of its first pick command (replays get the same answer)
+        self.orders: dict[str, PickOutcome] = {}
         self.stuck_left = 0
         self.stuck_values: list[float] | None = None
         self.held: bytes | None = None
@@ -321,7 +338,7 @@ class Fleet:
             f"sent {c.messages_sent} msgs{rate_txt}, {c.readings_sent} readings, acked {c.acked} | faults: "
             f"dup {c.duplicates_sent} out-of-order {c.out_of_order_sent} malformed {c.malformed_sent} "
             f"spike {c.spikes_sent} stuck {c.stuck_started} disconnects {c.disconnects} | picks applied "
-            f"{c.picks_applied} replayed {c.picks_duplicate} rejected {c.picks_rejected} shortfall {c.shortfall_qty:g} units"
+            f"{c.picks_applied} replayed {c.picks_duplicate} rejected {c.picks_rejected} answered {c.answers_sent} shortfall {c.shortfall_qty:g} units"
         )
 
     # ------------------------------------------------------------------------------ set-up
@@ -442,31 +459,45 @@ class Fleet:
             if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty <= 0:
                 raise ValueError(f"qty must be a positive number, got {qty!r}")
         except (ValueError, TypeError) as exc:
-            outcome = PickOutcome(str(cmd.get("order_id", "?")) if isinstance(cmd, dict) else "?",
-                                  site_id, "?", 0.0, 0.0, 0.0, "rejected", f"malformed pick command: {exc}")
+            oid = cmd.get("order_id") if isinstance(cmd, dict) else None
+            mat = cmd.get("material") if isinstance(cmd, dict) else None
+            outcome = PickOutcome(oid if isinstance(oid, str) and oid else "?", site_id,
+                                  mat if isinstance(mat, str) else "?", 0.0, 0.0, 0.0, "rejected",
+                                  f"malformed pick command: {exc}")
             self.counters.picks_rejected += 1
             self._record(outcome)
+            if outcome.order_id != "?":  # an order the carrier can recognise gets its answer
+                self._answer(site_id, outcome)
             return
         with self._lock:
             self._apply_pick(site_id, order_id, material, float(qty), unit if isinstance(unit, str) else None)
 
     # ------------------------------------------------------------------------------- picks
     def _apply_pick(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None) -> PickOutcome:
+        """Apply one pick command once and answer it; a replay re-sends the first answer, changes nothing."""
+        outcome = self._pick_once(site_id, order_id, material, qty, unit)
+        self._answer(site_id, outcome if outcome.status != "duplicate" else self._sites[site_id].orders[order_id])
+        return outcome
+
+    def _pick_once(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None) -> PickOutcome:
         st = self._sites[site_id]
         if order_id in st.orders:
             self.counters.picks_duplicate += 1
-            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, 0.0, "duplicate", "order already applied"))
+            first = st.orders[order_id]
+            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, 0.0, "duplicate",
+                                            "order already applied", unit=first.unit))
         if material not in st.materials:
             self.counters.picks_rejected += 1
-            st.orders.add(order_id)
-            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected", f"site holds no {material}"))
+            out = st.orders[order_id] = PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected",
+                                                    f"site holds no {material}", unit=unit or "")
+            return self._record(out)
         i = st.materials.index(material)
         if unit is not None and unit != st.units[i]:
             self.counters.picks_rejected += 1
-            st.orders.add(order_id)
-            return self._record(PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected",
-                                            f"unit {unit!r} but {material} is counted in {st.units[i]!r}"))
-        st.orders.add(order_id)
+            out = st.orders[order_id] = PickOutcome(order_id, site_id, material, qty, 0.0, qty, "rejected",
+                                                    f"unit {unit!r} but {material} is counted in {st.units[i]!r}",
+                                                    unit=unit)
+            return self._record(out)
         available = _report_value(st.qty[i], st.units[i])
         applied = min(qty, available)
         # Taking everything the sensor shows empties the shelf (no invisible fractional remainder).
@@ -479,8 +510,23 @@ class Fleet:
         if self.report_on_pick:
             st.due = time.monotonic()
             heapq.heappush(self._heap, (st.due, -1, site_id))
-        return self._record(PickOutcome(order_id, site_id, material, qty, applied, shortfall, "applied",
-                                        f"short by {shortfall:g} {st.units[i]}" if shortfall > 0 else ""))
+        reason = ""
+        if shortfall > 0:
+            reason = (f"short pick: the site held {applied:g} of the {qty:g} {st.units[i]} ordered"
+                      if applied > 0 else f"the site holds no {material} (0 of {qty:g} {st.units[i]})")
+        out = st.orders[order_id] = PickOutcome(order_id, site_id, material, qty, applied, shortfall, "applied",
+                                                reason, unit=st.units[i])
+        return self._record(out)
+
+    def _answer(self, site_id: str, outcome: PickOutcome) -> None:
+        """Publish the site's answer to a pick command (QoS 1); no network (state-only fleet): nothing."""
+        st = self._sites.get(site_id)
+        if st is None or not self._conns:
+            return
+        conn = self._conns[st.conn]
+        payload = json.dumps(outcome.answer(), separators=(",", ":")).encode()
+        conn.client.publish(mqtt_picked_topic(site_id), payload, qos=1)
+        self.counters.answers_sent += 1
 
     def _record(self, outcome: PickOutcome) -> PickOutcome:
         if len(self.pick_log) < 100_000:

@@ -7,9 +7,17 @@ It behaves like a real carrier integrated through the documented contract (docs/
   records ``accepted`` -> ``in_transit`` (goods picked at the origin) -> ``delivered`` (with the
   delivered quantity) to the order-status topic, keyed by order id; a configurable share of orders
   ``failed`` with a reason instead (no vehicle: nothing was picked);
-* when a supply-leg order is picked, sends the site a pick command over MQTT
-  (``vr/v1/sites/{site_id}/commands/pick``), so the simulated site's stock falls and the next
-  reading - and the next plan - sees it;
+* a supply-leg order is picked at a site, and nothing is assumed about what the site had: at pick
+  time the carrier sends the site a pick command over MQTT (``vr/v1/sites/{site_id}/commands/pick``)
+  and waits for the site's answer on ``vr/v1/sites/{site_id}/picked`` (what it really handed over).
+  Only a pick of more than zero units makes the order ``in_transit`` (``qty`` = picked) and then
+  ``delivered`` with the picked quantity (a short pick is a short delivery, with the reason); zero
+  picked is ``failed`` with the site's reason; no answer within ``pick_timeout_s`` is ``failed``
+  ("site did not confirm the pick within N s"). The site's stock falls, so its next reading - and
+  the next plan - sees it;
+* a delivery-leg order (distribution centre -> rescue centre) is not picked at a simulated site:
+  the dispatcher plans it from the centre stock it computes from delivered supply legs (their
+  delivered quantities), so it is delivered in full;
 * a cancel record for an order not yet picked drops it and answers ``cancelled``; one for an
   order already on the road is ignored (the goods are moving; the true status follows);
 * status ids are deterministic (order id + status), so a restarted simulator that replays the
@@ -22,6 +30,7 @@ import hashlib
 import heapq
 import json
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +53,8 @@ class Timing:
     deliver_s: float = 3.0
     jitter: float = 0.3
     fail_rate: float = 0.0
+    #: a supply-leg pick not confirmed by the site within this many seconds fails
+    pick_timeout_s: float = 10.0
 
 
 def _unit_hash(order_id: str, salt: str) -> float:
@@ -73,6 +84,9 @@ class Counters:
     cancelled: int = 0
     cancel_ignored: int = 0
     picks_sent: int = 0
+    short_picks: int = 0
+    pick_timeouts: int = 0
+    late_answers: int = 0  # site answers for orders already failed by the timeout (logged)
     rejected: int = 0
 
 
@@ -81,8 +95,49 @@ class _Job:
     order: DispatchOrder
     partition: int
     offset: int
-    stage: str = "new"  # new -> accepted -> in_transit -> done
+    stage: str = "new"  # new -> accepted -> (picking ->) in_transit -> done
     fails: bool = False
+    deliver_after_s: float = 0.0  # from the pick (confirmed) to the delivery
+    picked: float | None = None  # what the site handed over (supply legs)
+    short_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PickAnswer:
+    """A site's answer to a pick command (``vr/v1/sites/{site_id}/picked``)."""
+
+    site_id: str
+    order_id: str
+    material: str
+    requested: float
+    picked: float
+    unit: str
+    at: object  # datetime
+    reason: str | None
+
+    @classmethod
+    def from_mqtt(cls, topic: str, payload: bytes) -> "PickAnswer":
+        from vreserve.schemas.common import finite_number, parse_ts
+
+        parts = topic.split("/")
+        if len(parts) != 5 or parts[:3] != ["vr", "v1", "sites"] or parts[4] != "picked":
+            raise SchemaError(f"not a pick answer topic: {topic}")
+        try:
+            obj = json.loads(payload)
+        except ValueError as exc:
+            raise SchemaError(f"pick answer is not JSON: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("v") != 1:
+            raise SchemaError("pick answer must be a JSON object with v=1")
+        order_id = obj.get("order_id")
+        if not isinstance(order_id, str) or not order_id:
+            raise SchemaError("pick answer without order_id")
+        picked = finite_number(obj.get("picked"), "picked")
+        requested = finite_number(obj.get("requested"), "requested")
+        if picked < 0:
+            raise SchemaError("picked must not be negative")
+        reason = obj.get("reason")
+        return cls(parts[3], order_id, str(obj.get("material", "")), requested, picked, str(obj.get("unit", "")),
+                   parse_ts(obj.get("ts"), "ts"), reason if isinstance(reason, str) and reason else None)
 
 
 @dataclass
@@ -98,19 +153,40 @@ class LogisticsSimulator:
     def stop(self, *_args) -> None:
         self._stop = True
 
-    def _mqtt(self):
+    def _mqtt(self, answers: "queue.SimpleQueue[PickAnswer]"):
+        """Service-account connection that sends pick commands and hears every site's answer.
+
+        A clean session is enough: an answer lost while the carrier was down is asked for again,
+        because a restarted carrier replays its unfinished orders and re-sends their pick commands,
+        which the site answers with the original outcome.
+        """
         import paho.mqtt.client as mqtt
 
         addr = self.settings.mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.client_id}-{id(self):x}")
         if addr.username:
             client.username_pw_set(addr.username, addr.password)
-        connected = threading.Event()
-        client.on_connect = lambda c, u, f, rc, p=None: connected.set()
+        subscribed = threading.Event()
+
+        def on_connect(c, _u, _f, rc, _p=None):
+            if not rc.is_failure:
+                c.subscribe(topics.mqtt_picked_topic("+"), qos=1)
+
+        def on_message(_c, _u, msg):
+            try:
+                answers.put(PickAnswer.from_mqtt(msg.topic, msg.payload))
+            except SchemaError as exc:  # the broker is shared: anyone's junk is logged, never fatal
+                log.warning("pick answer on %s ignored: %s", msg.topic, exc)
+
+        client.on_connect = on_connect
+        client.on_subscribe = lambda *a: subscribed.set()
+        client.on_message = on_message
         client.connect(addr.host, addr.port, keepalive=30)
         client.loop_start()
-        if not connected.wait(15):
-            raise RuntimeError(f"MQTT broker {addr.host}:{addr.port} did not accept the connection")
+        if not subscribed.wait(15):
+            client.loop_stop()
+            raise RuntimeError(f"MQTT broker {addr.host}:{addr.port} did not accept the connection "
+                               "and the subscription to the sites' pick answers")
         return client
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
@@ -125,20 +201,34 @@ class LogisticsSimulator:
         )
         producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, client_id=self.client_id,
                                  acks="all", enable_idempotence=True, linger_ms=5)
-        mqtt = self._mqtt()
+        answers: queue.SimpleQueue[PickAnswer] = queue.SimpleQueue()
+        mqtt = self._mqtt(answers)
         jobs: dict[str, _Job] = {}
         seen: set[str] = set()
-        timers: list[tuple[float, int, str]] = []  # (due monotonic time, seq, order id)
+        failed_by_timeout: set[str] = set()
+        # (due monotonic time, seq, order id, action: accept | pick | deliver | timeout)
+        timers: list[tuple[float, int, str, str]] = []
         seq = 0
+
+        def at(delay: float, oid: str, action: str) -> None:
+            nonlocal seq
+            seq += 1
+            heapq.heappush(timers, (time.monotonic() + delay, seq, oid, action))
+
         # per partition: offsets of records still under way, and the highest offset read
         pending: dict[int, set[int]] = {}
         high: dict[int, int] = {}
         topic = self.settings.topic(topics.DISPATCH_ORDERS)
         last_report = time.monotonic()
+
+        def finish(job: _Job) -> None:
+            if job.stage == "done" and job.order.order_id in jobs:
+                pending[job.partition].discard(job.offset)
+                del jobs[job.order.order_id]
+
         try:
             while not self._stop and not (until and until()):
                 batch = consumer.poll(timeout_ms=100, max_records=500)
-                now = time.monotonic()
                 for tp, records in batch.items():
                     for rec in records:
                         high[tp.partition] = rec.offset
@@ -149,7 +239,10 @@ class LogisticsSimulator:
                             log.warning("dispatch record at %s:%d rejected: %s", tp.partition, rec.offset, exc)
                             continue
                         if isinstance(record, CancelRecord):
-                            self._cancel(record, jobs, producer)
+                            job = jobs.get(record.order_id)
+                            self._cancel(record, job, producer)
+                            if job is not None:
+                                finish(job)
                             continue
                         if record.order_id in seen:
                             self.counters.duplicates += 1
@@ -157,27 +250,47 @@ class LogisticsSimulator:
                         seen.add(record.order_id)
                         self.counters.orders += 1
                         a, p, d, fails = schedule(record.order_id, self.timing)
-                        jobs[record.order_id] = _Job(record, tp.partition, rec.offset, fails=fails)
+                        jobs[record.order_id] = _Job(record, tp.partition, rec.offset, fails=fails,
+                                                     deliver_after_s=d - p)
                         pending.setdefault(tp.partition, set()).add(rec.offset)
-                        for delay in (a, p, d):
-                            seq += 1
-                            heapq.heappush(timers, (now + delay, seq, record.order_id))
+                        at(a, record.order_id, "accept")
+                        at(p, record.order_id, "pick")
+                while True:  # the sites' answers to pick commands
+                    try:
+                        ans = answers.get_nowait()
+                    except queue.Empty:
+                        break
+                    job = jobs.get(ans.order_id)
+                    if job is None or job.stage != "picking" or job.order.origin != ans.site_id:
+                        if ans.order_id in failed_by_timeout:
+                            self.counters.late_answers += 1
+                            log.warning("site %s answered the pick of %s (%g %s) after the timeout; the order "
+                                        "was reported failed", ans.site_id, ans.order_id, ans.picked, ans.unit)
+                        continue  # a replayed answer, or another carrier's order on the shared broker
+                    self._picked(job, ans, producer)
+                    if job.stage == "in_transit":
+                        at(job.deliver_after_s, ans.order_id, "deliver")
+                    finish(job)
                 while timers and timers[0][0] <= time.monotonic():
-                    _due, _s, oid = heapq.heappop(timers)
+                    _due, _s, oid, action = heapq.heappop(timers)
                     job = jobs.get(oid)
                     if job is None or job.stage == "done":
                         continue
-                    self._advance(job, producer, mqtt)
-                    if job.stage == "done":
-                        pending[job.partition].discard(job.offset)
-                        del jobs[oid]
+                    self._advance(job, action, producer, mqtt)
+                    if job.stage == "picking" and action == "pick":
+                        at(self.timing.pick_timeout_s, oid, "timeout")
+                    elif job.stage == "in_transit" and action == "pick":  # delivery leg: no site to ask
+                        at(job.deliver_after_s, oid, "deliver")
+                    if job.stage == "done" and action == "timeout":
+                        failed_by_timeout.add(oid)
+                    finish(job)
                 self._commit(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
                     c = self.counters
-                    self.say(f"logistics: {c.orders} orders, {c.accepted} accepted, {c.in_transit} picked, "
-                             f"{c.delivered} delivered, {c.failed} failed, {c.cancelled} cancelled, "
-                             f"{len(jobs)} under way")
+                    self.say(f"logistics: {c.orders} orders, {c.accepted} accepted, {c.in_transit} picked "
+                             f"({c.short_picks} short), {c.delivered} delivered, {c.failed} failed "
+                             f"({c.pick_timeouts} pick timeouts), {c.cancelled} cancelled, {len(jobs)} under way")
         finally:
             try:
                 producer.flush(10)
@@ -205,20 +318,19 @@ class LogisticsSimulator:
         rec = OrderStatus(order_id=order_id, status=status, at=at or utc_now(), qty=qty, reason=reason)
         producer.send(self.settings.topic(topics.ORDER_STATUS), key=order_id.encode(), value=rec.to_json()).get(30)
 
-    def _cancel(self, record: CancelRecord, jobs: dict, producer) -> None:
-        job = jobs.get(record.order_id)
+    def _cancel(self, record: CancelRecord, job: _Job | None, producer) -> None:
         if job is None or job.stage == "done":
             return  # unknown here (already finished or never seen): nothing to stop
         if job.stage in ("new", "accepted"):
             job.stage = "done"
             self.counters.cancelled += 1
             self._status(producer, record.order_id, "cancelled", reason=record.reason)
-        else:
+        else:  # the pick was asked for or the goods are on the road: the true outcome follows
             self.counters.cancel_ignored += 1
 
-    def _advance(self, job: _Job, producer, mqtt) -> None:
+    def _advance(self, job: _Job, action: str, producer, mqtt) -> None:
         o = job.order
-        if job.stage == "new":
+        if action == "accept" and job.stage == "new":
             if job.fails:
                 job.stage = "done"
                 self.counters.failed += 1
@@ -227,18 +339,49 @@ class LogisticsSimulator:
             job.stage = "accepted"
             self.counters.accepted += 1
             self._status(producer, o.order_id, "accepted")
-        elif job.stage == "accepted":
-            picked_at = utc_now()  # the in_transit time is when the pick was ordered at the site
+        elif action == "pick" and job.stage == "accepted":
             if o.leg == "supply":
                 payload = json.dumps({"v": 1, "order_id": o.order_id, "material": o.material,
                                       "qty": o.qty, "unit": o.unit}).encode()
                 info = mqtt.publish(topics.mqtt_pick_topic(o.origin), payload, qos=1)
                 info.wait_for_publish(10)
                 self.counters.picks_sent += 1
-            job.stage = "in_transit"
-            self.counters.in_transit += 1
-            self._status(producer, o.order_id, "in_transit", at=picked_at)
-        elif job.stage == "in_transit":
+                job.stage = "picking"  # in_transit only once the site says what it handed over
+            else:
+                job.stage = "in_transit"
+                self.counters.in_transit += 1
+                self._status(producer, o.order_id, "in_transit")
+        elif action == "timeout" and job.stage == "picking":
+            job.stage = "done"
+            self.counters.failed += 1
+            self.counters.pick_timeouts += 1
+            self._status(producer, o.order_id, "failed",
+                         reason=f"site did not confirm the pick within {self.timing.pick_timeout_s:g} s")
+        elif action == "deliver" and job.stage == "in_transit":
             job.stage = "done"
             self.counters.delivered += 1
-            self._status(producer, o.order_id, "delivered", qty=o.qty)
+            qty = o.qty if job.picked is None else job.picked
+            self._status(producer, o.order_id, "delivered", qty=qty, reason=job.short_reason)
+
+    def _picked(self, job: _Job, ans: PickAnswer, producer) -> None:
+        """The site said what it handed over: in transit with that quantity, or failed with its reason."""
+        o = job.order
+        picked = ans.picked
+        if picked > o.qty:
+            log.warning("site %s reports %g %s picked for order %s of %g; carrying the ordered quantity",
+                        ans.site_id, picked, o.unit, o.order_id, o.qty)
+            picked = o.qty
+        if picked <= 0:
+            job.stage = "done"
+            self.counters.failed += 1
+            self._status(producer, o.order_id, "failed",
+                         reason=f"site {ans.site_id} handed over nothing: {ans.reason or 'no reason given'}")
+            return
+        job.picked = picked
+        job.stage = "in_transit"
+        self.counters.in_transit += 1
+        if picked < o.qty:
+            self.counters.short_picks += 1
+            job.short_reason = (f"short pick at {ans.site_id}: {picked:g} of {o.qty:g} {o.unit}"
+                                + (f" ({ans.reason})" if ans.reason else ""))
+        self._status(producer, o.order_id, "in_transit", qty=picked, reason=job.short_reason, at=ans.at)

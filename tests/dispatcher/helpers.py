@@ -149,7 +149,8 @@ def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "conditio
 class SiteStandIn:
     """Stands in for the sensor fleet + bridge + stream worker of the sites a test uses.
 
-    Subscribes to pick commands over MQTT (like a real site), applies each order id once, and
+    Subscribes to pick commands over MQTT (like a real site), applies each order id once (never
+    below zero), answers on ``vr/v1/sites/{id}/picked`` with what it handed over, and
     reports the site's new stock into ``stock_latest`` at its next reading ticks (every ``interval``
     s, a few times after each change), as the stream worker would after the fleet's readings.
     """
@@ -181,6 +182,7 @@ class SiteStandIn:
 
     def _on_message(self, _c, _u, msg) -> None:
         import json
+        from datetime import datetime, timezone
 
         site_id = msg.topic.split("/")[3]
         try:  # the broker is shared: other sessions' sites and fault injection use the same topics
@@ -192,10 +194,15 @@ class SiteStandIn:
         if key not in self.base:
             return
         with self.lock:
-            if cmd["order_id"] in self.applied:
-                return
-            self.applied[cmd["order_id"]] = (site_id, cmd["material"], float(cmd["qty"]))
-            self.ticks_left[(site_id, cmd["material"])] = 4
+            if cmd["order_id"] not in self.applied:
+                have = max(0.0, self.base[key] - sum(q for s_, m, q in self.applied.values() if (s_, m) == key))
+                self.applied[cmd["order_id"]] = (site_id, cmd["material"], min(float(cmd["qty"]), have))
+                self.ticks_left[key] = 4
+            picked = self.applied[cmd["order_id"]][2]
+        # like a site of the fleet: answer with what was really handed over (replays: the same answer)
+        self.client.publish(f"vr/v1/sites/{site_id}/picked", json.dumps(
+            {"v": 1, "order_id": cmd["order_id"], "material": cmd["material"], "requested": float(cmd["qty"]),
+             "picked": picked, "unit": cmd.get("unit", ""), "ts": datetime.now(timezone.utc).isoformat()}), qos=1)
 
     def stock(self, site_id: str, material: str) -> float:
         with self.lock:

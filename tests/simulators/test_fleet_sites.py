@@ -54,17 +54,21 @@ def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> Non
     watcher.username_pw_set(addr.username, addr.password)
     readings: list[dict] = []
     statuses: list[dict] = []
+    answers: list[dict] = []
 
     def on_message(c, u, m):
         if m.topic.endswith("/stock"):
             readings.append(json.loads(m.payload))
+        elif m.topic.endswith("/picked"):
+            answers.append(json.loads(m.payload))
         else:
             statuses.append(json.loads(m.payload))
 
     watcher.on_message = on_message
     watcher.connect(addr.host, addr.port)
     watcher.loop_start()
-    watcher.subscribe([(topics.mqtt_stock_topic(site), 1), (topics.mqtt_status_topic(site), 1)])
+    watcher.subscribe([(topics.mqtt_stock_topic(site), 1), (topics.mqtt_status_topic(site), 1),
+                       (topics.mqtt_picked_topic(site), 1)])
     fleet = Fleet(settings, reg, interval_s=1.0, auth="per-site", seed=3)
     try:
         fleet.start()
@@ -87,6 +91,17 @@ def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> Non
         c = fleet.counters
         assert (c.picks_applied, c.picks_duplicate, c.picks_rejected) == (2, 2, 1)
         assert fleet.stock(site)["medical_alcohol"] == 0 and c.shortfall_qty > 0
+        # every command with a readable order id is answered; replays get the original answer
+        deadline = time.monotonic() + 5
+        while len(answers) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = [a for a in answers if a["order_id"] == cmd["order_id"]]
+        assert len(first) == 3 and first[0] == first[1] == first[2], first
+        assert first[0]["picked"] == first[0]["requested"] == 7 and first[0]["unit"] == "box"
+        assert "reason" not in first[0]
+        (short,) = [a for a in answers if a["order_id"] == huge["order_id"]]
+        assert 0 <= short["picked"] < short["requested"] == 10 ** 9 and short["reason"]
+        assert len(answers) == 4  # "not json" names no order: nothing to answer
         n = len(readings)
         deadline = time.monotonic() + 5
         while len(readings) == n and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ with tests or other work on the same services.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,17 +111,62 @@ def _fresh_database(settings: Settings, name: str) -> str:
     return make_conninfo(**{**info, "dbname": name})
 
 
-def _drop_old_demo_topics(settings: Settings, keep_prefix: str) -> int:
+#: A demo's topic prefix (``demo<run id>.``) and its bridge's MQTT client id (``<prefix>bridge-1``).
+_DEMO_PREFIX = re.compile(r"demo[0-9a-f]{6}\.")
+_DEMO_BRIDGE = re.compile(rb"demo[0-9a-f]{6}\.bridge-1")
+
+
+def _drop_old_demo_topics(settings: Settings, keep_prefix: str) -> tuple[int, set[str], set[str]]:
+    """Delete earlier demos' topics; returns (topics deleted, their prefixes, prefixes still alive).
+
+    Only the default demo does this (see ``--database``); "alive" is every demo prefix left with a
+    topic (the current one), whose bridge session must not be touched.
+    """
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
     try:
-        old = [t for t in admin.list_topics() if t.startswith("demo") and not t.startswith(keep_prefix)]
+        names = admin.list_topics()
+        old = [t for t in names if t.startswith("demo") and not t.startswith(keep_prefix)]
         if old:
             admin.delete_topics(old)
-        return len(old)
+        prefixes = {m.group(0) for t in old if (m := _DEMO_PREFIX.match(t))}
+        alive = {m.group(0) for t in names if t.startswith(keep_prefix) and (m := _DEMO_PREFIX.match(t))}
+        return len(old), prefixes, alive
     finally:
         admin.close()
+
+
+def leftover_demo_sessions(settings: Settings, old_prefixes: set[str], keep_prefixes: set[str]) -> list[str]:
+    """MQTT client ids of bridges of earlier demos whose persistent sessions may still be queued.
+
+    The bridge of prefix P is ``P + "bridge-1"``. Candidates: the prefixes of the old topics being
+    deleted, and the demo bridge ids found in the local Mosquitto's persistence file (the broker
+    has no API to list sessions; sessions of demos run before ``--end-session-on-stop`` existed are
+    only known there). ``keep_prefixes`` (demos that still have topics) are never touched.
+    """
+    ids = {f"{p}bridge-1" for p in old_prefixes}
+    db = Path(settings.state_dir) / "mosquitto" / "data" / "mosquitto.db"
+    try:
+        with open(db, "rb") as f:
+            ids |= {m.decode() for m in set(_DEMO_BRIDGE.findall(f.read()))}
+    except OSError:
+        pass  # not the local broker, or no persistence file yet
+    return sorted(i for i in ids if not any(i.startswith(k) for k in keep_prefixes))
+
+
+def end_demo_sessions(settings: Settings, client_ids: list[str], say=print) -> int:
+    """End each session (connect once with a clean session); returns how many were ended."""
+    from ingest.bridge import end_session
+
+    ended = 0
+    for cid in client_ids:
+        try:
+            end_session(settings, cid, timeout=5)
+            ended += 1
+        except Exception as exc:  # best effort: a leftover session only wastes broker memory
+            say(f"could not end the MQTT session {cid}: {exc}")
+    return ended
 
 
 @click.command("demo")
@@ -164,11 +210,17 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
     runner.up(settings, progress=lambda m: say(f"services: {m}"))
     dsn = _fresh_database(settings, database)
     demo_settings = settings.with_(pg_dsn=dsn, topic_prefix=f"demo{run_id}.", reading_interval_s=interval)
-    dropped = _drop_old_demo_topics(settings, demo_settings.topic_prefix) if database == "vreserve_demo" else 0
+    sessions_ended = 0
+    dropped = 0
+    if database == "vreserve_demo":  # the default demo cleans up after earlier ones (tests' runs do not)
+        dropped, old_prefixes, alive = _drop_old_demo_topics(settings, demo_settings.topic_prefix)
+        leftover = leftover_demo_sessions(settings, old_prefixes, alive | {demo_settings.topic_prefix})
+        sessions_ended = end_demo_sessions(settings, leftover, say)
     migrate(dsn, progress=lambda m: None)
     ensure_topics(demo_settings)
     say(f"database {database} migrated; topics under prefix {demo_settings.topic_prefix!r} created"
-        f"{f' ({dropped} topics of earlier demos deleted)' if dropped else ''}")
+        f"{f' ({dropped} topics of earlier demos deleted)' if dropped else ''}"
+        f"{f'; {sessions_ended} MQTT sessions of earlier demo bridges ended' if sessions_ended else ''}")
     base = load_scenario(scenario).to_dict()
 
     registry_path = out / "registry.yaml"
@@ -192,7 +244,9 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         if res.returncode != 0:
             raise click.ClickException("registry load failed")
         stack.start("stream", "stream", "run", "--web-port", str(_free_port()), "--aggregate-interval", "5")
-        stack.start("bridge", "ingest", "run", "--status-interval", "10")
+        # a throw-away bridge: its persistent MQTT session is deleted when it stops, so the broker
+        # does not keep queueing its share of all site traffic after the demo
+        stack.start("bridge", "ingest", "run", "--status-interval", "10", "--end-session-on-stop")
         stack.start("fleet", "simulate", "sites", "--registry", str(registry_path), "--credentials",
                     str(creds_path), "--interval", str(interval), "--progress-every", "10")
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))

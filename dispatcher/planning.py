@@ -35,9 +35,6 @@ class PlannerCache:
 
     time_limit_s: float = 30.0
     gap: float = 1e-3
-    #: the optimizer's second stage (fewest arcs among shortage-optimal plans = fewer orders) gets
-    #: at most this long; the primary solve is never shortened by it
-    arc_time_limit_s: float = 2.0
     planners: dict[tuple, Any] = field(default_factory=dict)
     bases: dict[str, dict] = field(default_factory=dict)
 
@@ -79,8 +76,11 @@ class PlannerCache:
             if len(self.planners) > 8:
                 self.planners.clear()
             planner = self.planners[key] = planner_cls(scenario)
+        # Plans must be a function of their inputs alone, so that a restarted dispatcher re-derives
+        # the same orders (and ids) as a clean run: no warm basis from earlier periods, and no
+        # time-limited fewer-arcs stage (its incumbent depends on how fast the machine is).
         return planner.solve(scenario, time_limit_s=self.time_limit_s, gap=self.gap,
-                             arc_time_limit_s=min(self.arc_time_limit_s, self.time_limit_s / 4))
+                             prefer_fewer_arcs=False, reuse_basis=False)
 
 
 @dataclass

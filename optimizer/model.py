@@ -282,7 +282,8 @@ class Planner:
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
               solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
-              highs_options: dict[str, Any] | None = None, method: str = "lp-rens") -> PlanResult:
+              highs_options: dict[str, Any] | None = None, method: str = "lp-rens",
+              reuse_basis: bool = True) -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
 
         method: "lp-rens" (default) solves the LP relaxation first (a proven bound), then the MILP
@@ -293,7 +294,14 @@ class Planner:
 
         time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
         of it, at most 15 s) and is skipped with ``prefer_fewer_arcs=False``.
+
+        reuse_basis=False starts the LP from scratch instead of from the last solve's simplex basis:
+        slower, but the plan is then a function of the numbers alone (a degenerate LP has many optimal
+        vertices, and which one a warm start lands on depends on history). The dispatcher needs that, so
+        that a restarted process re-derives the very orders a clean run would have published.
         """
+        if not reuse_basis:
+            self._lp_basis = None
         if solver.upper() not in SUPPORTED_SOLVERS:
             raise ScenarioError(f"solver {solver!r} not supported here (supported: {', '.join(SUPPORTED_SOLVERS)})")
         if method not in ("lp-rens", "milp"):

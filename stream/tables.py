@@ -21,8 +21,9 @@ reads the changelog with the table's serializers.
 """
 from __future__ import annotations
 
+import json
+
 import faust
-from faust.serializers import codecs
 
 from vreserve.settings import Settings
 
@@ -37,6 +38,10 @@ def latest_table(app: faust.App, settings: Settings) -> faust.Table:
         schema=faust.Schema(key_type=str, key_serializer=SERIALIZER, value_serializer=SERIALIZER),
         help="Per site: material -> latest (qty, unit, ts, seq) and the reading before it.",
     )
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 class LatestWriter:
@@ -68,8 +73,9 @@ class LatestWriter:
         later changes do not leak into them): (partition, key, value)."""
         store = self._table.data
         dirty, self._dirty = self._dirty, {}
-        return [(p, codecs.dumps(SERIALIZER, site), codecs.dumps(SERIALIZER, store[site]))
-                for site, p in dirty.items()]
+        # Plain JSON bytes, as Faust's "json" codec writes them (it reads them back on recovery),
+        # without its per-call codec layers.
+        return [(p, _dumps(site), _dumps(store[site])) for site, p in dirty.items()]
 
     async def send(self, records: list[tuple[int, bytes, bytes]]) -> None:
         """Hand changelog records to the producer (Faust's commit awaits their delivery)."""

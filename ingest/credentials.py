@@ -7,6 +7,7 @@ deployment provisions the same file with its own secrets.
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import uuid
@@ -20,6 +21,32 @@ def _mosquitto(settings: Settings):
     from deploy.runner import Mosquitto
 
     return Mosquitto(settings)
+
+
+@contextlib.contextmanager
+def _passwd_lock(passwd: Path):
+    """Serialise this module's writers of the shared password file (processes on this machine).
+
+    ``mosquitto_passwd`` rewrites the file in place: a remover that read it in the middle of that
+    saw a truncated file and wrote it back without the users it missed - once, the service
+    account itself, which locked every service out of the broker.
+    """
+    import fcntl
+
+    with open(Path(passwd).with_name(Path(passwd).name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _keep_service_user(broker) -> None:
+    """Re-add the service account if a concurrent writer lost it (never leave the services locked out)."""
+    from deploy.runner import add_mqtt_users
+
+    if broker.username and broker.username not in _users(broker.passwd):
+        add_mqtt_users(broker.passwd, {broker.username: broker.password})
 
 
 def provision_site_credentials(
@@ -39,10 +66,13 @@ def provision_site_credentials(
     for attempt in range(5):
         items = list(missing.items())
         for start in range(0, len(items), 200):
-            add_mqtt_users(broker.passwd, dict(items[start:start + 200]))
+            with _passwd_lock(broker.passwd):
+                add_mqtt_users(broker.passwd, dict(items[start:start + 200]))
             if progress and len(items) > 200:
                 progress(f"mqtt credentials: {min(start + 200, len(items))}/{len(items)} sites")
-        present = _users(broker.passwd)
+        with _passwd_lock(broker.passwd):
+            _keep_service_user(broker)
+            present = _users(broker.passwd)
         missing = {u: p for u, p in creds.items() if u not in present}
         if not missing:
             break
@@ -63,15 +93,17 @@ def remove_site_credentials(settings: Settings, site_ids: Iterable[str]) -> None
     change could be lost as short as possible.
     """
     broker = _mosquitto(settings)
-    drop = set(site_ids)
+    drop = set(site_ids) - {broker.username}
     path = Path(broker.passwd)
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.split(":", 1)[0] not in drop]
-    if len(kept) != len(lines):
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text("".join(kept))
-        tmp.chmod(path.stat().st_mode & 0o777)
-        tmp.replace(path)
+    with _passwd_lock(path):
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [ln for ln in lines if ln.split(":", 1)[0] not in drop]
+        if len(kept) != len(lines):
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text("".join(kept))
+            tmp.chmod(path.stat().st_mode & 0o777)
+            tmp.replace(path)
+        _keep_service_user(broker)
     broker.reload()
 
 

@@ -169,17 +169,78 @@ def end_demo_sessions(settings: Settings, client_ids: list[str], say=print) -> i
     return ended
 
 
+def pack_supply(base: dict) -> dict[str, float]:
+    """Units per material the scenario's own supply sites offer over its whole horizon."""
+    out: dict[str, float] = {}
+    for site in base.get("supply_sites") or []:
+        for m, series in (site.get("supply") or {}).items():
+            out[m] = out.get(m, 0.0) + (sum(series) if isinstance(series, (list, tuple)) else
+                                        float(series) * base["periods"])
+    return out
+
+
+def size_registry_to_pack(registry, base: dict, region: str):
+    """The registry with each pack material's contracted stock in ``region`` sized to the pack's supply.
+
+    Why: the generated registry holds city-scale stock (about 50x the wuhan pack's demand at
+    300 sites), so nothing would ever be short and urgency would never matter. The source scenario
+    is short by design: its supply sites plus the centres' usable stock cover 90 % of the 10-period
+    demand (optimizer/packs.py). Here the live registry REPLACES the pack's supply sites, so each
+    material's contracted quantity over the region's sites is scaled to what the pack's supply
+    sites offer over the horizon (sum of their supply series): live supply + centres' usable stock
+    ~ 90 % of the demand, as in the source. The fleet then starts each site at 95-110 % of contract
+    and the plan counts min(reported, contracted) x trust, so live supply lands a little under the
+    target (more so for few-unit materials such as ventilators, whose readings are whole units).
+
+    Each material keeps the generated registry's spread over sites (proportional scaling, whole
+    units by largest remainder, the total hits the target exactly); a site left with 0 units of a
+    material loses that contract. Materials outside the pack are left alone. Returns the new
+    registry and per material {"target", "before", "after", "sites"}.
+    """
+    import dataclasses
+
+    targets = pack_supply(base)
+    sites = dict(registry.sites)
+    figures = {}
+    for m, target in sorted(targets.items()):
+        holders = sorted(sid for sid, st in sites.items() if st.region == region and m in st.materials)
+        before = sum(float(sites[sid].materials[m].contracted_qty) for sid in holders)
+        if not holders or before <= 0:
+            figures[m] = {"target": target, "before": before, "after": 0.0, "sites": 0}
+            continue
+        goal = int(round(target))
+        exact = {sid: float(sites[sid].materials[m].contracted_qty) * goal / before for sid in holders}
+        whole = {sid: int(v) for sid, v in exact.items()}
+        rest = goal - sum(whole.values())
+        for sid in sorted(holders, key=lambda k: (-(exact[k] - whole[k]), k))[:rest]:
+            whole[sid] += 1
+        for sid in holders:
+            mats = dict(sites[sid].materials)
+            if whole[sid] > 0:
+                mats[m] = dataclasses.replace(mats[m], contracted_qty=float(whole[sid]))
+            else:
+                del mats[m]
+            sites[sid] = dataclasses.replace(sites[sid], materials=mats)
+        figures[m] = {"target": target, "before": before, "after": float(sum(whole.values())),
+                      "sites": sum(1 for v in whole.values() if v > 0)}
+    return dataclasses.replace(registry, sites=sites), figures
+
+
 @click.command("demo")
 @click.option("--sites", type=click.IntRange(10, 5000), default=300, show_default=True,
               help="Sites in the generated registry.")
 @click.option("--region", default="wuhan", show_default=True)
 @click.option("--scenario", default="wuhan", show_default=True, help="Scenario pack (centres and demand).")
-@click.option("--periods", type=click.IntRange(1, 10), default=4, show_default=True)
-@click.option("--period-length", default="20s", show_default=True)
+@click.option("--periods", type=click.IntRange(1, 10), default=10, show_default=True,
+              help="Periods of the pack's horizon to run (the pack's supply is sized for all 10).")
+@click.option("--period-length", default="15s", show_default=True)
 @click.option("--demand-scale", type=float, default=1.0, show_default=True)
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Sites' reading interval, s.")
 @click.option("--fail-rate", type=float, default=0.02, show_default=True, help="Share of orders logistics fails.")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--stock-from-pack/--city-stock", default=True, show_default=True,
+              help="Size the registry's stock of the pack's materials to the pack's own supply (a "
+                   "shortage like the source's), or keep the generated city-scale stock.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True)
 @click.option("--quiet", is_flag=True, help="Do not echo the services' own progress lines.")
 @click.option("--database", default="vreserve_demo", show_default=True,
@@ -187,7 +248,7 @@ def end_demo_sessions(settings: Settings, client_ids: list[str], say=print) -> i
                    "earlier demos' topics are left alone (tests run the demo this way).")
 @click.pass_obj
 def demo(settings: Settings, sites, region, scenario, periods, period_length, demand_scale, interval, fail_rate,
-         seed, out_dir, quiet, database) -> None:
+         seed, stock_from_pack, out_dir, quiet, database) -> None:
     """The main job: a full emergency scenario on live services, end to end, with a final report."""
     from deploy import runner
     from dispatcher.operator import parse_duration
@@ -225,7 +286,17 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
 
     registry_path = out / "registry.yaml"
     creds_path = out / "mqtt-credentials.yaml"
-    registry = generate_registry(sites, seed=seed, region=region)
+    # The default demo's sites are wuhan-00001...; any other run (tests, with --database) gets site ids
+    # of its own: site ids are MQTT client ids and user names on the shared broker, and two fleets
+    # with the same ids would take each other's connections over and overwrite each other's passwords.
+    id_prefix = None if database == "vreserve_demo" else f"{region}-{run_id}-"
+    registry = generate_registry(sites, seed=seed, region=region, id_prefix=id_prefix)
+    sizing = None
+    if stock_from_pack:
+        registry, sizing = size_registry_to_pack(registry, base, region)
+        say("registry stock sized to the pack's own supply (so the region is short like the source): "
+            + "; ".join(f"{m} {f['before']:,.0f} -> {f['after']:,.0f} at {f['sites']} sites"
+                        for m, f in sizing.items()))
     write_registry(registry, registry_path)
     n_central = sum(1 for s in registry.sites.values() if s.tier == "centralized")
     n_cells = len({s.grid_cell for s in registry.sites.values()})
@@ -248,7 +319,7 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         # does not keep queueing its share of all site traffic after the demo
         stack.start("bridge", "ingest", "run", "--status-interval", "10", "--end-session-on-stop")
         stack.start("fleet", "simulate", "sites", "--registry", str(registry_path), "--credentials",
-                    str(creds_path), "--interval", str(interval), "--progress-every", "10")
+                    str(creds_path), "--interval", str(interval), "--progress-every", "10", "--end-sessions-on-stop")
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
         stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
                     "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate))
@@ -309,12 +380,20 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         report = emergency_report(conn, emergency_id, base)
         report["virtual_warehouse"] = {m: {"unit": report["materials"][m]["unit"], "reported_before": before.get(m, 0.0),
                                            "reported_after": after.get(m, 0.0)} for m in before}
-        report["registry"] = {"sites": sites, "centralized": n_central, "grid_cells": n_cells, "seed": seed}
+        report["registry"] = {"sites": sites, "centralized": n_central, "grid_cells": n_cells, "seed": seed,
+                              "stock_sized_to_pack": sizing}
         report["wall_seconds"] = round(time.monotonic() - t0, 1)
         conn.close()
     finally:
         stack.echo = False
         stack.stop_all()
+        if id_prefix is not None:  # throw-away site ids: their MQTT users go too
+            try:
+                from ingest.credentials import remove_site_credentials
+
+                remove_site_credentials(settings, list(registry.sites))
+            except Exception as exc:
+                say(f"could not remove the demo sites' MQTT users: {exc}")
     print()
     print_report(report)
     say("virtual warehouse, reported stock before the emergency -> after (drift, picks and replenishment):")

@@ -274,8 +274,12 @@ class Fleet:
                     log.warning("could not end the session of %s: %s", conn.name, exc)
 
     def run(self, duration_s: float | None = None, progress: Callable[[str], None] | None = None,
-            progress_every_s: float = 5.0) -> FleetCounters:
-        """Foreground: start, report progress, stop after ``duration_s`` (or until :meth:`request_stop`)."""
+            progress_every_s: float = 5.0, end_sessions: bool = False) -> FleetCounters:
+        """Foreground: start, report progress, stop after ``duration_s`` (or until :meth:`request_stop`).
+
+        An error of the publishing thread is re-raised here (after the fleet stopped), never
+        swallowed by the stop it triggered.
+        """
         self.start()
         t0 = last = time.monotonic()
         last_sent = 0
@@ -289,8 +293,9 @@ class Fleet:
                     progress(self.status_line(rate))
                 if duration_s is not None and now - t0 >= duration_s:
                     break
+            self.check()
         finally:
-            self.stop()
+            self.stop(end_sessions=end_sessions)
         if progress:
             progress(self.status_line(None, note="stopped"))
         return self.counters
@@ -422,6 +427,12 @@ class Fleet:
 
     def _on_connect(self, client, conn: _Conn, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            if conn.reconnect_at is not None:
+                # a RE-connect refused (broker restarting, password file being rewritten): one site
+                # is offline for a while, the fleet goes on and tries again
+                log.warning("MQTT reconnect of %s refused (%s); retrying in 5 s", conn.name, reason_code)
+                conn.reconnect_at = time.monotonic() + 5.0
+                return
             self._error = ConnectionError(f"MQTT connection of {conn.name} refused: {reason_code}")
             self._stop.set()
             return

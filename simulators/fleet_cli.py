@@ -29,11 +29,14 @@ from vreserve.settings import Settings
 @click.option("--shard", default="0/1", show_default=True, help="i/n: simulate only every n-th site starting at i (several processes).")
 @click.option("--limit", default=None, type=int, help="Simulate only the first N sites (of this shard).")
 @click.option("--duration", default=None, type=float, help="Stop after this many seconds (default: until Ctrl-C / SIGTERM).")
+@click.option("--end-sessions-on-stop", is_flag=True,
+              help="On stop, delete the sites' persistent MQTT sessions (throw-away fleets: demos, tests).")
 @click.option("--progress-every", default=5.0, show_default=True, type=float, help="Seconds between progress lines.")
 @click.pass_obj
 def command(settings: Settings, registry_path: str | None, generate_n: int | None, seed: int, id_prefix: str | None,
             materials_per_site: int | None, interval_s: float, jitter: float, faults: str, auth: str, gateways: int,
-            credentials_path: str | None, shard: str, limit: int | None, duration: float | None, progress_every: float) -> None:
+            credentials_path: str | None, shard: str, limit: int | None, duration: float | None, end_sessions_on_stop: bool,
+            progress_every: float) -> None:
     """Simulate many sites in one process, publishing stock readings over MQTT (QoS 1)."""
     from ingest.registry import RegistryError, generate_registry, load_registry
     from simulators.fleet import Faults, Fleet
@@ -69,7 +72,7 @@ def command(settings: Settings, registry_path: str | None, generate_n: int | Non
         sys.stdout.flush()
 
     try:
-        fleet.run(duration, progress=echo, progress_every_s=progress_every)
+        fleet.run(duration, progress=echo, progress_every_s=progress_every, end_sessions=end_sessions_on_stop)
     except KeyboardInterrupt:
         pass  # run() stopped the fleet on its way out
     except ConnectionError as exc:

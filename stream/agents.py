@@ -294,8 +294,11 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     @app.page("/health")
     async def health(web, request):
         alive = app.consumer is not None
+        status = "starting" if not alive else ("degraded" if sink.failing_since else "ok")
         body = {
-            "status": "ok" if alive else "starting",
+            "status": status,
+            "database_failing_since": sink.failing_since,
+            "database_last_error": sink.last_error,
             "app_id": app.conf.id,
             "table_keys": writer.keys(),
             "table_sites": writer.sites(),

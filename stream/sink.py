@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
@@ -213,6 +214,9 @@ class PostgresSink:
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
         self._use_copy = False
+        #: Set while a write is being retried (the health endpoint reports "degraded").
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
 
     async def connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -226,8 +230,12 @@ class PostgresSink:
         while True:
             try:
                 conn = await self.connection()
-                return await write_batch(conn, readings, alerts, self._use_copy)
+                written = await write_batch(conn, readings, alerts, self._use_copy)
+                self.failing_since = None
+                return written
             except psycopg.OperationalError as exc:
+                self.failing_since = self.failing_since or time.time()
+                self.last_error = str(exc).strip()[:500]
                 log.warning("database write failed (%s); retrying in %.1f s", exc, backoff)
                 await self.close()
                 await asyncio.sleep(backoff)

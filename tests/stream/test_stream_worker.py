@@ -193,3 +193,26 @@ def test_sigkill_mid_stream_then_restart_matches_from_scratch(stream_settings, u
     with connect(s.pg_dsn) as conn:
         n_jumps = conn.execute("SELECT count(*) FROM alerts WHERE alert_id = %s", (f"jump:{sites[0]}:{mat}:2",)).fetchone()[0]
     assert n_jumps == 1
+
+
+def test_database_unreachable_degrades_then_nothing_is_lost(stream_settings, unique, worker_factory):
+    """With the database unreachable the worker stays up, says "degraded" and acks nothing; a
+    worker of the same group with a working database then writes every reading."""
+    s = stream_settings
+    mat = f"{unique}-mask"
+    sites = [f"{unique}-S{i}" for i in range(20)]
+    add_registry(s.pg_dsn, [(x, f"{unique}-G", "ngo") for x in sites], {mat: "box"}, {})
+    batches = [reading_batch(x, 1, utc_now(), {mat: (10.0, "box")}) for x in sites]
+    from conftest import free_port
+
+    broken = s.with_(pg_dsn=f"postgresql://vreserve@127.0.0.1:{free_port()}/nowhere")
+    worker = worker_factory(broken, *FAST, env=FAST_ENV).start()
+    send_batches(s, batches)
+    h = worker.wait_for(lambda h: h["status"] == "degraded" and h["records"] == len(batches), 30, "degraded")
+    assert h["database_last_error"] and h["history_rows"] == 0
+    time.sleep(2.5)  # a commit interval passes: nothing may be committed
+    worker.kill()
+    healthy = worker_factory(s, *FAST, env=FAST_ENV).start()
+    healthy.wait_for(lambda h: h["history_rows"] >= len(batches), 60, "all readings written")
+    latest, history = from_scratch(batches)
+    assert db_state(s.pg_dsn, unique) == (latest, history)

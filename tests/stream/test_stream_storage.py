@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from conftest import add_registry
+from stream_helpers import add_registry
 from stream import rollups
 from stream.query import virtual_warehouse
 from stream.records import StockReading

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import add_registry, consume_all
+from stream_helpers import add_registry, consume_all
 from stream.loadgen import producer, reading_batch, send_batches, send_raw
 from vreserve import topics
 from vreserve.db import connect
@@ -203,7 +203,7 @@ def test_database_unreachable_degrades_then_nothing_is_lost(stream_settings, uni
     sites = [f"{unique}-S{i}" for i in range(20)]
     add_registry(s.pg_dsn, [(x, f"{unique}-G", "ngo") for x in sites], {mat: "box"}, {})
     batches = [reading_batch(x, 1, utc_now(), {mat: (10.0, "box")}) for x in sites]
-    from conftest import free_port
+    from stream_helpers import free_port
 
     broken = s.with_(pg_dsn=f"postgresql://vreserve@127.0.0.1:{free_port()}/nowhere")
     worker = worker_factory(broken, *FAST, env=FAST_ENV).start()

@@ -26,14 +26,35 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     picked = dict(conn.execute(
         "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
         " AND leg = 'supply' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    ordered = dict(conn.execute(
+        "SELECT material_id, sum(qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
+        " AND leg = 'supply' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    first = conn.execute("SELECT summary FROM plans WHERE emergency_id = %s ORDER BY period LIMIT 1",
+                         (emergency_id,)).fetchone()
+    first = (first[0] if isinstance(first[0], dict) else json.loads(first[0])) if first else {}
+    usable = {m: sum(max(0.0, float((dc.get("initial") or {}).get(m, 0)) - float((dc.get("safety_stock") or {}).get(m, 0)))
+                     for dc in base["distribution_centres"]) for m in mats}
+    try:  # the weight each material's shortage has in the plan (urgency by entropy weight)
+        from optimizer.urgency import urgency
+
+        thetas = urgency(base["materials"], base.get("theta", "exp")).coefficients
+    except Exception:  # the report never fails on it; the column shows "-"
+        thetas = {}
     materials = {}
     for m in mats:
         d = sum(sum(v) for (rc, mm), v in demand.items() if mm == m)
         got = delivered.get(m, 0.0)
         short = max(0.0, d - got)
+        # ideal (as the optimizer's summary defines it): every unit there was used, i.e. the
+        # centres' usable stock + what the live registry offered at the first plan
+        live = float(((first.get("materials") or {}).get(m) or {}).get("available", 0.0))
+        ideal = max(0.0, d - usable[m] - live) / d if d > 0 else 0.0
         materials[m] = {"unit": units[m], "demand": round(d, 3), "delivered": round(got, 3),
                         "shortage": round(short, 3), "shortage_rate": (short / d) if d > 0 else 0.0,
-                        "picked_at_sites": round(picked.get(m, 0.0), 3)}
+                        "ideal_shortage_rate": ideal, "live_supply_at_declare": live,
+                        "centres_usable_stock": usable[m], "theta": thetas.get(m),
+                        "picked_at_sites": round(picked.get(m, 0.0), 3),
+                        "short_picks": round(ordered.get(m, 0.0) - picked.get(m, 0.0), 3)}
     plans = []
     for (period, status, objective, gap, solve_s, summary, published) in conn.execute(
             "SELECT period, status, objective, gap, solve_seconds, summary, published_at FROM plans"
@@ -58,11 +79,14 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
 def print_report(report: dict, say=print) -> None:
     say(f"== emergency {report['emergency_id']} in region {report['region']} "
         f"({report['periods']} periods, demand from {report['demand_source']} x {report['demand_scale']:g})")
-    say(f"{'material':<16} {'unit':<10} {'demand':>10} {'delivered':>10} {'shortage':>10} {'rate':>7} "
-        f"{'picked at sites':>16}")
+    say(f"{'material':<16} {'unit':<10} {'urgency':>7} {'demand':>10} {'delivered':>10} {'shortage':>10} {'rate':>7} "
+        f"{'ideal':>7} {'picked at sites':>16}")
     for m, r in report["materials"].items():
-        say(f"{m:<16} {r['unit']:<10} {r['demand']:>10,.0f} {r['delivered']:>10,.0f} {r['shortage']:>10,.0f} "
-            f"{r['shortage_rate']:>7.1%} {r['picked_at_sites']:>16,.0f}")
+        theta = "-" if r.get("theta") is None else f"{r['theta']:.2f}"
+        say(f"{m:<16} {r['unit']:<10} {theta:>7} {r['demand']:>10,.0f} {r['delivered']:>10,.0f} {r['shortage']:>10,.0f} "
+            f"{r['shortage_rate']:>7.1%} {r.get('ideal_shortage_rate', 0):>7.1%} {r['picked_at_sites']:>16,.0f}")
+    say("(units of each material; rate = shortage / demand over the emergency; ideal = the rate if every unit "
+        "of the centres' usable stock and of the live supply at the declaration reached a rescue centre)")
     say(f"{'period':>6} {'status':<12} {'solve s':>8} {'snapshot s':>10} {'build s':>8} {'gap':>7} "
         f"{'orders':>7} {'superseded':>10} {'supply nodes':>12}")
     for p in report["plans"]:
@@ -94,10 +118,19 @@ def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
         r = report["materials"][m]
         ax1.text(i, 50, f"{r['delivered']:,.0f} /\n{r['demand']:,.0f}\n{r['unit']}", ha="center", va="center",
                  color="white", fontsize=8)
+    for i, m in enumerate(mats):
+        ideal = report["materials"][m].get("ideal_shortage_rate")
+        if ideal is not None:
+            ax1.hlines(100 - 100 * ideal, i - 0.4, i + 0.4, colors="black", linestyles="--",
+                       label="ideal shortage (all stock used)" if i == 0 else None)
+    ax1.set_xticks(range(len(mats)))
+    ax1.set_xticklabels([m + ("" if report["materials"][m].get("theta") is None
+                              else f"\nurgency weight {report['materials'][m]['theta']:.2f}") for m in mats],
+                        fontsize=8)
     ax1.set_ylabel("share of demand over the emergency, %")
     ax1.set_ylim(0, 100)
     ax1.set_title("Delivered vs shortage per material")
-    ax1.legend(loc="lower right", fontsize=8)
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
     periods = [p["period"] for p in report["plans"]]
     ax2.bar(periods, [p["solve_seconds"] or 0 for p in report["plans"]], color="#2c6fbb", label="solve time, s")
     ax2.set_xlabel("period")

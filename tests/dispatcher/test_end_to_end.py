@@ -12,8 +12,11 @@ from tests.dispatcher.helpers import SMALL_SCENARIO, SiteStandIn, TopicReader, m
 from vreserve import topics
 from vreserve.db import connect
 
-#: declared -> first order on the topic, with the dispatcher already running (benchmark target 5 s)
-FIRST_ORDER_BOUND_S = 20.0  # generous: the machine is shared; the benchmark measures the real figure
+#: declared -> first order on the topic, with the dispatcher already running. The benchmark
+#: (`vreserve bench dispatcher`) measures the real figure against its 5 s target; here the bound is
+#: only a sanity check, deliberately generous (9x the target) because this test shares 2 cores
+#: with the rest of the suite and other engineers' jobs. The measured latency is printed.
+FIRST_ORDER_BOUND_S = 45.0
 LENGTH_S = 6.0
 
 
@@ -47,8 +50,9 @@ def test_declare_orders_statuses_stock_next_plan_two_regions_end(settings, procs
             reader.poll(0.2)
             return [r for r in reader.json() if r["kind"] == "order" and r["region"] == region_a]
 
-        orders_a = wait_for(first_order, FIRST_ORDER_BOUND_S + 5, what="first order of region A")
+        orders_a = wait_for(first_order, FIRST_ORDER_BOUND_S, what="first order of region A")
         latency = time.monotonic() - t0
+        print(f"\ndeclare -> first order on the topic: {latency:.2f} s (bound {FIRST_ORDER_BOUND_S:g} s)")
         assert latency < FIRST_ORDER_BOUND_S, f"first order after {latency:.1f} s"
         o = orders_a[0]
         assert o["unit"] in ("box", "kg") and o["qty"] > 0 and o["plan_id"].startswith(f"P-{emergency_a}")
@@ -67,7 +71,7 @@ def test_declare_orders_statuses_stock_next_plan_two_regions_end(settings, procs
                 rows = conn.execute("SELECT status, count(*) FROM dispatch_orders WHERE emergency_id = %s"
                                     " AND period = 1 GROUP BY status", (emergency_a,)).fetchall()
                 return dict(rows) if rows and set(dict(rows)) == {"delivered"} else None
-            wait_for(all_delivered, LENGTH_S, what="period 1 orders delivered")
+            wait_for(all_delivered, LENGTH_S + 15, what="period 1 orders delivered")
             seen = {r[0] for r in conn.execute(
                 "SELECT DISTINCT e.status FROM order_status_events e JOIN dispatch_orders o USING (order_id)"
                 " WHERE o.emergency_id = %s", (emergency_a,))}

@@ -30,11 +30,23 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def stream_settings(settings: Settings, unique: str) -> Settings:
-    """The session's database, but topics (and so the worker's group/changelog) of this test."""
+def stream_settings(settings: Settings, unique: str) -> Iterator[Settings]:
+    """The session's database, but topics (and so the worker's group/changelog) of this test;
+    the topics are deleted afterwards (Faust's changelog and assignor topics too)."""
+    from kafka import KafkaAdminClient
+
     s = settings.with_(topic_prefix=f"{settings.topic_prefix}{unique}.")
     ensure_topics(s)
-    return s
+    yield s
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=15000)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(s.topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    except Exception as exc:  # noqa: BLE001 - a leftover test topic is harmless
+        print(f"could not delete test topics: {exc}")
+    finally:
+        admin.close()
 
 
 def add_registry(dsn: str, sites: list[tuple[str, str, str]], materials: dict[str, str],

@@ -20,14 +20,9 @@ published in the window) with p99 < 500 ms. The machine's two cores are shared: 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,9 +32,9 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
+from bench.procs import Proc, child_env, cpu_seconds as _cpu_seconds, free_port as _free_port
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PLAIN_SUBSCRIBER = r"""
 import sys, time, threading, paho.mqtt.client as mqtt
@@ -67,64 +62,6 @@ while True:
 """
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process whose output lines are collected by a reader thread."""
-
-    def __init__(self, argv: list[str], env: dict, name: str):
-        self.name = name
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-    def wait_line(self, needle: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(needle in line for line in self.lines):
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.05)
-        return False
-
-
 @dataclass
 class Step:
     rate: float  # offered messages/s (sites / interval)
@@ -139,11 +76,7 @@ class Step:
 
 
 def _env(settings: Settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
-    env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
-               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
-               VR_LOG_LEVEL="WARNING")
-    return env
+    return child_env(settings)
 
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tuple[float, ...] = (1000, 2000, 3000, 4000),

@@ -24,9 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,102 +31,16 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from vreserve.settings import Settings
+from bench.procs import Proc, child_env, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_READINGS_S = 20_000
 TARGET_P99_MS = 2000.0
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _children(pid: int | None) -> list[int]:
-    """pid and its direct children (PostgreSQL's backends are children of the postmaster)."""
-    if not pid:
-        return []
-    out = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process in its own session whose output lines are collected by a reader thread."""
-
-    def __init__(self, argv: list[str], env: dict, name: str):
-        self.name = name
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-    def wait_line(self, needle: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(needle in line for line in self.lines):
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.05)
-        return False
 
 
 @dataclass
@@ -181,11 +92,7 @@ def _health(port: int) -> dict | None:
 
 
 def _env(settings: Settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
-    env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
-               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
-               VR_STATE_DIR=str(settings.state_dir), VR_LOG_LEVEL="WARNING")
-    return env
+    return child_env(settings, VR_STATE_DIR=str(settings.state_dir))
 
 
 class KafkaSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vreserve.schemas.common import SchemaError, dumps, format_ts, loads_object, parse_ts, require_str
+from vreserve.schemas.common import SchemaError, check_version, dumps, format_ts, loads_object, parse_ts, require_str
 
 VERSION = 1
 KINDS = ("stale", "low_stock", "jump")
@@ -55,8 +55,7 @@ class Alert:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Alert":
         obj = loads_object(raw, "alert record")
-        if obj.get("v") != VERSION:
-            raise SchemaError(f"unsupported alert version v={obj.get('v')!r}")
+        check_version(obj, VERSION, "alert")
         severity = require_str(obj, "severity")
         if severity not in SEVERITIES:
             raise SchemaError(f"severity must be one of {SEVERITIES}, got {severity!r}")

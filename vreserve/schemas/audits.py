@@ -16,6 +16,8 @@ from datetime import datetime
 
 from vreserve.schemas.common import (
     SchemaError,
+    check_keys,
+    check_version,
     dumps,
     finite_number,
     format_ts,
@@ -68,11 +70,8 @@ class AuditRecord:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "AuditRecord":
-        extra = set(obj) - _KEYS
-        if extra:
-            raise SchemaError(f"unknown field(s): {', '.join(sorted(extra))}")
-        if obj.get("v") != VERSION:
-            raise SchemaError(f"unsupported audit record version v={obj.get('v')!r}, expected {VERSION}")
+        check_keys(obj, _KEYS)
+        check_version(obj, VERSION, "audit record")
         audit_id = require_str(obj, "audit_id")
         site_id = require_str(obj, "site_id")
         auditor = require_str(obj, "auditor")
@@ -87,9 +86,7 @@ class AuditRecord:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise SchemaError(f"counts[{i}] must be an object")
-            extra = set(item) - _COUNT_KEYS
-            if extra:
-                raise SchemaError(f"counts[{i}]: unknown field(s): {', '.join(sorted(extra))}")
+            check_keys(item, _COUNT_KEYS, f"counts[{i}]")
             material = require_str(item, "material")
             if material in seen:
                 raise SchemaError(f"counts[{i}]: material {material!r} counted twice")

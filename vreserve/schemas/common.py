@@ -38,6 +38,19 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
     return ts.astimezone(timezone.utc)
 
 
+def check_keys(obj: dict, allowed: set[str], what: str = "") -> None:
+    """Reject fields the schema does not know: a typo must not be silently dropped."""
+    extra = set(obj) - allowed
+    if extra:
+        prefix = f"{what}: " if what else ""
+        raise SchemaError(f"{prefix}unknown field(s): {', '.join(sorted(extra))}")
+
+
+def check_version(obj: dict, version: int, what: str) -> None:
+    if obj.get("v") != version:
+        raise SchemaError(f"unsupported {what} version v={obj.get('v')!r}, expected {version}")
+
+
 def finite_number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SchemaError(f"{field} must be a number, got {type(value).__name__}")

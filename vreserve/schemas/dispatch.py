@@ -23,6 +23,8 @@ from typing import Any
 
 from vreserve.schemas.common import (
     SchemaError,
+    check_keys,
+    check_version,
     dumps,
     finite_number,
     format_ts,
@@ -47,17 +49,6 @@ def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
     """A deterministic id from its inputs: the same inputs always give the same id (replays, restarts)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
     return f"{prefix}-{digest[:length]}"
-
-
-def _check_keys(obj: dict, allowed: set[str], what: str) -> None:
-    extra = set(obj) - allowed
-    if extra:
-        raise SchemaError(f"{what}: unknown field(s): {', '.join(sorted(extra))}")
-
-
-def _check_version(obj: dict, what: str) -> None:
-    if obj.get("v") != VERSION:
-        raise SchemaError(f"{what}: unsupported version v={obj.get('v')!r}, expected {VERSION}")
 
 
 def _opt_str(obj: dict, key: str) -> str | None:
@@ -123,13 +114,13 @@ class ModeEvent:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "ModeEvent":
-        _check_version(obj, "mode event")
+        check_version(obj, VERSION, "mode event")
         kind = obj.get("kind")
         if kind not in MODE_KINDS:
             raise SchemaError(f"mode event: kind must be one of {', '.join(MODE_KINDS)}, got {kind!r}")
         base = {"v", "event_id", "kind", "region", "at", "actor", "reason"}
         declare_keys = {"grid_cells", "periods", "period_length_s", "demand_source", "demand_scale"}
-        _check_keys(obj, base | declare_keys if kind == "declare" else base, "mode event")
+        check_keys(obj, base | declare_keys if kind == "declare" else base, "mode event")
         event = dict(
             event_id=require_str(obj, "event_id"),
             kind=kind,
@@ -190,7 +181,7 @@ class ModeError:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "ModeError":
         obj = loads_object(raw, "mode error")
-        _check_version(obj, "mode error")
+        check_version(obj, VERSION, "mode error")
         return cls(
             error=require_str(obj, "error", 2000),
             at=parse_ts(obj.get("at"), "at"),
@@ -254,8 +245,8 @@ class DispatchOrder:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "DispatchOrder":
-        _check_version(obj, "dispatch order")
-        _check_keys(obj, {"v", "kind", "order_id", "plan_id", "emergency_id", "region", "period", "leg",
+        check_version(obj, VERSION, "dispatch order")
+        check_keys(obj, {"v", "kind", "order_id", "plan_id", "emergency_id", "region", "period", "leg",
                           "origin", "destination", "material", "qty", "unit", "created_at"}, "dispatch order")
         leg = obj.get("leg")
         if leg not in LEGS:
@@ -316,8 +307,8 @@ class CancelRecord:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "CancelRecord":
-        _check_version(obj, "cancel record")
-        _check_keys(obj, {"v", "kind", "order_id", "emergency_id", "destination", "reason", "at",
+        check_version(obj, VERSION, "cancel record")
+        check_keys(obj, {"v", "kind", "order_id", "emergency_id", "destination", "reason", "at",
                           "superseded_by"}, "cancel record")
         return cls(
             order_id=require_str(obj, "order_id"),
@@ -372,8 +363,8 @@ class OrderStatus:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "OrderStatus":
         obj = loads_object(raw, "order status")
-        _check_version(obj, "order status")
-        _check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
+        check_version(obj, VERSION, "order status")
+        check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
         status = obj.get("status")
         if status not in LOGISTICS_STATUSES:
             raise SchemaError(f"status must be one of {', '.join(LOGISTICS_STATUSES)}, got {status!r}")
@@ -432,7 +423,7 @@ class PlanSummary:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "PlanSummary":
         obj = loads_object(raw, "plan summary")
-        _check_version(obj, "plan summary")
+        check_version(obj, VERSION, "plan summary")
         obj = dict(obj)
         obj.pop("v")
         obj["created_at"] = parse_ts(obj.get("created_at"), "created_at")
@@ -471,8 +462,8 @@ class DemandUpdate:
     @classmethod
     def from_json(cls, raw: bytes | str) -> "DemandUpdate":
         obj = loads_object(raw, "demand update")
-        _check_version(obj, "demand update")
-        _check_keys(obj, {"v", "update_id", "region", "rescue_centre", "material", "period", "qty", "at"},
+        check_version(obj, VERSION, "demand update")
+        check_keys(obj, {"v", "update_id", "region", "rescue_centre", "material", "period", "qty", "at"},
                     "demand update")
         period = obj.get("period")
         if isinstance(period, bool) or not isinstance(period, int) or period < 1:

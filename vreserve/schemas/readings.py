@@ -16,6 +16,8 @@ from datetime import datetime
 
 from vreserve.schemas.common import (
     SchemaError,
+    check_keys,
+    check_version,
     dumps,
     finite_number,
     format_ts,
@@ -66,11 +68,8 @@ class StockReport:
     @classmethod
     def from_payload(cls, obj: dict) -> "StockReport":
         """Strict structural validation; registry checks (known site/material) are the caller's."""
-        extra = set(obj) - _STOCK_KEYS
-        if extra:
-            raise SchemaError(f"unknown field(s): {', '.join(sorted(extra))}")
-        if obj.get("v") != VERSION:
-            raise SchemaError(f"unsupported payload version v={obj.get('v')!r}, expected {VERSION}")
+        check_keys(obj, _STOCK_KEYS)
+        check_version(obj, VERSION, "payload")
         site_id = require_str(obj, "site_id")
         ts = parse_ts(obj.get("ts"))
         seq = obj.get("seq")
@@ -86,9 +85,7 @@ class StockReport:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise SchemaError(f"readings[{i}] must be an object")
-            extra = set(item) - _READING_KEYS
-            if extra:
-                raise SchemaError(f"readings[{i}] has unknown field(s): {', '.join(sorted(extra))}")
+            check_keys(item, _READING_KEYS, f"readings[{i}]")
             material = require_str(item, "material")
             if material in seen:
                 raise SchemaError(f"readings[{i}]: material {material!r} listed twice")

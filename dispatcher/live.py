@@ -4,8 +4,14 @@ Rolling re-plan for period ``p`` of an emergency with horizon ``T`` (the optimiz
 
 * the horizon stays ``T`` periods (so the compiled problem is reused); demand and supply of past
   periods are zero;
-* supply nodes (see :mod:`dispatcher.snapshot`) offer what is available now, in period ``p``; the
-  future supply of a site is unknown, so it is 0 for periods after ``p``;
+* supply nodes (see :mod:`dispatcher.snapshot`) offer what is available now PACED over the
+  remaining periods ``p..T`` (an even share per period, the remainder in ``p``; see
+  :func:`paced_supply`). Offering it all in ``p`` and nothing later made every re-plan believe it
+  was the last chance to pick: it filled the centres' shared capacity with the most urgent material
+  for the whole horizon and starved the others while their stock sat at the sites. The optimizer's
+  supply is per period (no carry-over at a supply node), so pacing is how a stock that stays
+  available is expressed; what a period does not take stays at the site and the next re-plan
+  re-paces what is really left;
 * a distribution centre's initial inventory is the scenario's initial stock plus what earlier
   supply orders brought in, minus what earlier delivery orders took out (failed, cancelled and
   closed orders moved nothing; delivered ones count with their delivered quantity);
@@ -84,6 +90,15 @@ def centre_positions(nodes: Sequence[SupplyNode], centre_ids: Sequence[str]) -> 
     }
 
 
+def paced_supply(available: float, t: int, periods: int) -> list[float]:
+    """Whole units of ``available`` spread evenly over periods ``t..periods-1`` (0-based), the
+    remainder in ``t``; past periods offer nothing. The shares add up to ``available`` exactly."""
+    remaining = periods - t
+    units = int(math.floor(available + 1e-9))
+    share, extra = divmod(units, remaining)
+    return [0.0] * t + [float(share + extra)] + [float(share)] * (remaining - 1)
+
+
 def supply_arcs(nodes: Sequence[SupplyNode], centre_ids: Sequence[str]) -> list[tuple[str, str]]:
     if len(centre_ids) <= ALL_ARCS_UP_TO:
         return [(n.node_id, c) for n in nodes for c in centre_ids]
@@ -142,7 +157,7 @@ def build_live_scenario(
         rcs.append({"id": rc["id"], "demand": dem})
     sites = []
     for n in nodes:
-        supply = {m: [0.0] * t + [float(n.available.get(m, 0))] + [0.0] * (periods - period) for m in mats}
+        supply = {m: paced_supply(float(n.available.get(m, 0)), t, periods) for m in mats}
         sites.append({"id": n.node_id, "supply": supply, "price": {m: price[m] for m in mats}})
     arcs: dict[str, Any] = {"supply": [list(a) for a in supply_arcs(nodes, [d["id"] for d in dcs])]}
     if base.get("arcs") and base["arcs"].get("delivery") is not None:

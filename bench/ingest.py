@@ -32,7 +32,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
-from bench.procs import Proc, child_env, cpu_seconds as _cpu_seconds, free_port as _free_port
+from bench.procs import Proc, child_env, echo, parse_rates, cpu_seconds as _cpu_seconds, free_port as _free_port
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 
@@ -355,15 +355,7 @@ def _summary(results: list[Step], materials: int, sites: int, echo, elapsed: flo
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
             fleet_procs: int, gateways: int, bridges: int, bridge_args: str, no_baseline: bool) -> None:
     """Bridge throughput and publish->Kafka latency at rising rates vs a plain MQTT subscriber."""
-    try:
-        rate_list = tuple(float(r) for r in rates.split(","))
-    except ValueError:
-        raise click.UsageError("--rates must be numbers separated by commas") from None
-
-    def echo(line: str) -> None:
-        click.echo(line)
-        sys.stdout.flush()
-
+    rate_list = parse_rates(rates)
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
          gateways=gateways, fleet_procs=fleet_procs, baseline=not no_baseline, bridges=bridges,
          bridge_args=tuple(bridge_args.split()), echo=echo)

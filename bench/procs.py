@@ -4,6 +4,7 @@ private topics and database."""
 from __future__ import annotations
 
 import os
+import sys
 import signal
 import socket
 import subprocess
@@ -107,3 +108,19 @@ def child_env(settings: Settings, **extra: str) -> dict:
                VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
                VR_LOG_LEVEL="WARNING", **extra)
     return env
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``--rates 500,1000,2000`` as numbers; a usage error (not a traceback) otherwise."""
+    import click
+
+    try:
+        return tuple(float(r) for r in text.split(","))
+    except ValueError:
+        raise click.UsageError("--rates must be numbers separated by commas") from None
+
+
+def echo(line: str) -> None:
+    """Print a progress line at once (benchmarks run for minutes; output may be piped)."""
+    print(line, flush=True)
+    sys.stdout.flush()

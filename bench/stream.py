@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
-from bench.procs import Proc, child_env, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
+from bench.procs import Proc, child_env, echo, parse_rates, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 TARGET_READINGS_S = 20_000
@@ -397,14 +397,6 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
             fleet_procs: int, gateways: int, workers: int, source: str) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
-    try:
-        rate_list = tuple(float(r) for r in rates.split(","))
-    except ValueError:
-        raise click.UsageError("--rates must be numbers separated by commas") from None
-
-    def echo(line: str) -> None:
-        click.echo(line)
-        sys.stdout.flush()
-
+    rate_list = parse_rates(rates)
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
          fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)

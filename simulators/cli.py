@@ -5,9 +5,9 @@ fleet and the logistics simulator are built independently.
 """
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from vreserve.plugins import mount
 
 SIMULATOR_MODULES = ("simulators.fleet_cli", "simulators.logistics_cli")
 
@@ -17,11 +17,6 @@ def simulate() -> None:
     """Run simulated sites (sensor fleet) or a simulated logistics system."""
 
 
-for _name in SIMULATOR_MODULES:
-    try:
-        simulate.add_command(importlib.import_module(_name).command)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _name:
-            raise
+mount(simulate, SIMULATOR_MODULES)
 
 commands = [simulate]

@@ -5,12 +5,12 @@ Stage modules import heavy libraries (cvxpy, faust) inside their command functio
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 import click
 
+from vreserve.plugins import mount
 from vreserve.settings import Settings
 
 #: Modules that expose ``commands: list[click.Command]``; a stage that is absent is skipped.
@@ -51,19 +51,7 @@ def cli(ctx: click.Context) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _register() -> None:
-    for module_name in STAGE_CLI_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that stage is not built (yet)
-            raise
-        for command in getattr(module, "commands", []):
-            cli.add_command(command)
-
-
-_register()
+mount(cli, STAGE_CLI_MODULES)
 
 
 def main() -> None:

@@ -64,6 +64,16 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id, like Kafka's own Uuid.randomUuid: 22 url-safe base64 characters that never
+    start with '-' (the storage tool's argument parser would read such an id as an option; one id in
+    32 did, and failed a CI run)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -251,10 +261,9 @@ class Kafka(Service):
             .replace("@PARTITIONS@", str(self.settings.partitions))
         )
         if not (self.data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             res = subprocess.run(
                 ["java", "-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
-                 "format", "-t", cluster_id, "-c", str(self.config), "--standalone"],
+                 "format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config), "--standalone"],
                 capture_output=True, text=True,
             )
             if res.returncode != 0:

@@ -38,3 +38,18 @@ def test_port_taken_by_a_stranger_is_reported(service_source, tmp_path) -> None:
     other = service_source.settings.with_(state_dir=tmp_path / "state")
     with pytest.raises(runner.ServiceError, match="already in use"):
         runner.Postgres(other).up(progress=lambda _m: None)
+
+
+@pytest.mark.parametrize("first_byte", range(0xF8, 0xFC))
+def test_cluster_id_never_starts_with_a_dash(monkeypatch, first_byte: int) -> None:
+    """A uuid whose first six bits are 111110 encodes to '-...': the storage tool once read that as an option."""
+    import uuid as uuid_module
+
+    from deploy import runner
+
+    dash_first = uuid_module.UUID(bytes=bytes([first_byte]) + bytes(15))
+    assert runner.base64.urlsafe_b64encode(dash_first.bytes).startswith(b"-")
+    draws = iter([dash_first, dash_first, uuid_module.UUID(int=1 << 64)])
+    monkeypatch.setattr(runner.uuid, "uuid4", lambda: next(draws))
+    cluster_id = runner.new_cluster_id()
+    assert len(cluster_id) == 22 and not cluster_id.startswith("-")

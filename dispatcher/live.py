@@ -4,14 +4,13 @@ Rolling re-plan for period ``p`` of an emergency with horizon ``T`` (the optimiz
 
 * the horizon stays ``T`` periods (so the compiled problem is reused); demand and supply of past
   periods are zero;
-* supply nodes (see :mod:`dispatcher.snapshot`) offer what is available now PACED over the
-  remaining periods ``p..T`` (an even share per period, the remainder in ``p``; see
-  :func:`paced_supply`). Offering it all in ``p`` and nothing later made every re-plan believe it
-  was the last chance to pick: it filled the centres' shared capacity with the most urgent material
-  for the whole horizon and starved the others while their stock sat at the sites. The optimizer's
-  supply is per period (no carry-over at a supply node), so pacing is how a stock that stays
-  available is expressed; what a period does not take stays at the site and the next re-plan
-  re-paces what is really left;
+* supply nodes (see :mod:`dispatcher.snapshot`) offer what is available now as stock ON HAND
+  (the optimizer's ``on_hand``: all remaining periods together ship at most that), shippable in any
+  of the remaining periods ``p..T`` (see :func:`live_supply`). The plan chooses when to take it; what
+  a period does not take stays at the site and the next re-plan sees what is really left. (Offering
+  it all in ``p`` and nothing later made every re-plan believe it was the last chance to pick and
+  hoard the most urgent material in the centres' shared capacity; an even share per period, the
+  earlier workaround, kept stock at the sites that a plan could have used earlier);
 * a distribution centre's initial inventory is the scenario's initial stock plus what earlier
   supply orders brought in, minus what earlier delivery orders took out (failed, cancelled and
   closed orders moved nothing; delivered ones count with their delivered quantity);
@@ -90,13 +89,12 @@ def centre_positions(nodes: Sequence[SupplyNode], centre_ids: Sequence[str]) -> 
     }
 
 
-def paced_supply(available: float, t: int, periods: int) -> list[float]:
-    """Whole units of ``available`` spread evenly over periods ``t..periods-1`` (0-based), the
-    remainder in ``t``; past periods offer nothing. The shares add up to ``available`` exactly."""
-    remaining = periods - t
-    units = int(math.floor(available + 1e-9))
-    share, extra = divmod(units, remaining)
-    return [0.0] * t + [float(share + extra)] + [float(share)] * (remaining - 1)
+def live_supply(available: float, t: int, periods: int) -> tuple[float, list[float]]:
+    """(on hand, supply per period) of a node holding ``available`` now: whole units, shippable in
+    any of periods ``t..periods-1`` (0-based) and none before; the optimizer's on-hand limit keeps
+    the periods together within what is there."""
+    units = float(math.floor(available + 1e-9))
+    return units, [0.0] * t + [units] * (periods - t)
 
 
 def supply_arcs(nodes: Sequence[SupplyNode], centre_ids: Sequence[str]) -> list[tuple[str, str]]:
@@ -157,8 +155,10 @@ def build_live_scenario(
         rcs.append({"id": rc["id"], "demand": dem})
     sites = []
     for n in nodes:
-        supply = {m: paced_supply(float(n.available.get(m, 0)), t, periods) for m in mats}
-        sites.append({"id": n.node_id, "supply": supply, "price": {m: price[m] for m in mats}})
+        offer = {m: live_supply(float(n.available.get(m, 0)), t, periods) for m in mats}
+        sites.append({"id": n.node_id, "supply": {m: series for m, (_, series) in offer.items()},
+                      "on_hand": {m: units for m, (units, _) in offer.items()},
+                      "price": {m: price[m] for m in mats}})
     arcs: dict[str, Any] = {"supply": [list(a) for a in supply_arcs(nodes, [d["id"] for d in dcs])]}
     if base.get("arcs") and base["arcs"].get("delivery") is not None:
         arcs["delivery"] = base["arcs"]["delivery"]

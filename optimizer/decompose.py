@@ -41,12 +41,15 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
     spend = np.zeros(M)
     if T <= 1 or not need.any():
         return float(n.theta @ need), spend
-    # The LP is a fractional knapsack with a cap per material: buying greedily by theta / price
-    # (cheapest first within a material, skipping materials whose need is met) is exactly optimal
-    # (for each budget multiplier the profitable tranches are those with theta/price above it).
+    # The LP is a fractional knapsack with a cap per material and per site's stock on hand (nested
+    # caps: tranche within site and material within material): buying greedily by theta / price
+    # (cheapest first within a material, skipping materials whose need is met and sites with nothing
+    # left on hand) is exactly optimal (for each budget multiplier the profitable tranches are those
+    # with theta/price above it, and cheapest-first is optimal under nested caps).
     sup = n.supply[:, :, :-1]  # receipts deliverable within the horizon
     w_i, m_i, t_i = np.nonzero(sup > 0)
     units = sup[w_i, m_i, t_i]
+    on_hand_left = n.on_hand.copy()  # [W, M]: a site's tranches over all periods share it
     price = n.price[:, :, :-1][w_i, m_i, t_i]
     ratio = np.where(price > 0, n.theta[m_i] / np.maximum(price, 1e-300), np.inf)
     order = np.argsort(-ratio, kind="stable")
@@ -56,12 +59,15 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
         m = m_i[i]
         if left[m] <= 0:
             continue
-        q = min(units[i], left[m])
+        q = min(units[i], left[m], on_hand_left[w_i[i], m])
         if price[i] > 0:
             q = min(q, money / price[i])
         if q <= 0:
-            break  # the budget is spent
+            if money <= 0:
+                break  # the budget is spent
+            continue  # this site has nothing left on hand
         left[m] -= q
+        on_hand_left[w_i[i], m] -= q
         spend[m] += q * price[i]
         money -= q * price[i]
     value = float(n.theta @ np.maximum(left, 0.0))
@@ -88,7 +94,8 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[
         c = COMMON_ID
         sub = dict(full, name=f"{sc.name}-{m}")
         sub["materials"] = [dict(d, id=c, theta=float(n.theta[i])) for d in full["materials"] if d["id"] == m]
-        sub["supply_sites"] = [{"id": w["id"], "supply": {c: w["supply"][m]}, "price": {c: w["price"][m]}}
+        sub["supply_sites"] = [{"id": w["id"], "supply": {c: w["supply"][m]}, "price": {c: w["price"][m]},
+                                **({"on_hand": {c: w["on_hand"][m]}} if "on_hand" in w else {})}
                                for w in full["supply_sites"]]
         sub["rescue_centres"] = [{"id": k["id"], "demand": {c: k["demand"][m]}} for k in full["rescue_centres"]]
         dcs = []

@@ -33,6 +33,7 @@ def diagnose_infeasibility(sc: Scenario, n: Numbers, ix: Index) -> list[str]:
         ix.issues @ y <= prev,
         ix.delivered @ y <= ix.demand_vec(n),
         ix.supply_rows @ x <= ix.supply_vec(n),
+        ix.on_hand_rows @ x <= n.on_hand.reshape(-1),
         inv + under >= ix.per_period(n.safety),
         inv - over <= ix.per_period(n.max_inventory),
         ix.stock_rows @ inv - overcap <= np.repeat(n.capacity, T),

@@ -40,6 +40,7 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
     order = np.argsort(-n.theta, kind="stable")
     budget = np.inf if n.budget is None else float(n.budget)
     supply_left = n.supply.copy()
+    on_hand_left = n.on_hand.copy()  # [W, M] over the whole horizon
     shortage = np.zeros((K, M, T))
     servers = [ix.d_j[ix.d_k == k] for k in range(K)]
     arc_of = {(int(j), int(k)): d for d, (j, k) in enumerate(zip(ix.d_j, ix.d_k))}
@@ -102,10 +103,11 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
                     price = n.price[w, m, t]
                     room = min(n.capacity[j] - inv[j].sum(), n.max_inventory[j, m] - inv[j, m])
                     afford = np.inf if price <= 0 else np.floor(budget / price)
-                    q = float(np.floor(max(min(want, supply_left[w, m, t], room, afford), 0.0)))
+                    q = float(np.floor(max(min(want, supply_left[w, m, t], on_hand_left[w, m], room, afford), 0.0)))
                     if q <= 0:
                         continue
                     supply_left[w, m, t] -= q
+                    on_hand_left[w, m] -= q
                     inv[j, m] += q
                     budget -= q * price
                     spent += q * price

@@ -30,6 +30,7 @@ class Structure:
     delivery_arcs: tuple[tuple[str, str], ...]
     has_budget: bool
     has_min_lot: bool
+    has_on_hand: bool
     limited_centres: tuple[str, ...]  # centres with max_deliveries_per_period
 
     def differences(self, other: "Structure") -> list[str]:
@@ -51,6 +52,7 @@ def structure_of(sc: Scenario) -> Structure:
         delivery_arcs=tuple(sc.delivery_arcs()),
         has_budget=sc.budget is not None,
         has_min_lot=sc.min_lot is not None,
+        has_on_hand=any(w.on_hand is not None for w in sc.supply_sites),
         limited_centres=tuple(j.id for j in sc.distribution_centres if j.max_deliveries_per_period is not None),
     )
 
@@ -60,6 +62,7 @@ class Numbers:
     """The numbers of a scenario as arrays (units of each material; prices in currency units)."""
 
     supply: np.ndarray  # [W, M, T]
+    on_hand: np.ndarray  # [W, M]: all periods together ship at most this (total supply where none given)
     price: np.ndarray  # [W, M, T]
     demand: np.ndarray  # [K, M, T]
     initial: np.ndarray  # [J, M]
@@ -77,6 +80,8 @@ def numbers_of(sc: Scenario) -> Numbers:
     urg = urgency(sc.materials, sc.theta)
     return Numbers(
         supply=np.array([[w.supply[m] for m in mids] for w in sc.supply_sites], dtype=float),
+        on_hand=np.array([[sum(w.supply[m]) if w.on_hand is None else w.on_hand[m] for m in mids]
+                          for w in sc.supply_sites], dtype=float),
         price=np.array([[w.price[m] for m in mids] for w in sc.supply_sites], dtype=float),
         demand=np.array([[k.demand[m] for m in mids] for k in sc.rescue_centres], dtype=float),
         initial=np.array([[j.initial[m] for m in mids] for j in sc.distribution_centres], dtype=float),
@@ -130,6 +135,8 @@ class Index:
         ones_x, ones_y = np.arange(self.n_x), np.arange(self.n_y)
         # sum over j of x[w, j, m, t]  (rows w, m, t)
         self.supply_rows = csr((self.x_w * M + xm) * T + xt, ones_x, (W * mt, self.n_x))
+        # sum over j and t of x[w, j, m, t]  (rows w, m): what leaves a site over the whole horizon
+        self.on_hand_rows = csr(self.x_w * M + xm, ones_x, (W * M, self.n_x))
         # receipts of centre j: sum over w of x  (rows j, m, t)
         self.receipts = csr((self.x_j * M + xm) * T + xt, ones_x, (J * mt, self.n_x))
         # issues of centre j: sum over k of y  (rows j, m, t)
@@ -187,8 +194,9 @@ class Index:
         return np.minimum(dem, held).reshape(-1)
 
     def supply_bound(self, n: Numbers) -> np.ndarray:
-        """Tightest simple bound on sum_m x[s, m, t]: the site's supply in t and the centre's capacity."""
-        sup = n.supply.sum(axis=1)[self.s_w]  # [ns, T]
+        """Tightest simple bound on sum_m x[s, m, t]: the site's supply in t (at most what it has on
+        hand) and the centre's capacity."""
+        sup = np.minimum(n.supply, n.on_hand[:, :, None]).sum(axis=1)[self.s_w]  # [ns, T]
         cap = n.capacity[self.s_j][:, None]
         return np.minimum(sup, cap).reshape(-1)
 

@@ -210,6 +210,8 @@ class Planner:
             inv <= param("max_inventory", ix.n_i),
             ix.stock_rows @ inv <= param("capacity", J * T),
         ]
+        if self.structure.has_on_hand:
+            cons.append(ix.on_hand_rows @ x <= param("on_hand", ix.W * M))
         if self.structure.has_budget:
             # scaled (see _set_numbers) for the solver's numerics
             cons.append(param("price_x", ix.n_x) @ x <= param("budget", ()))
@@ -254,6 +256,8 @@ class Planner:
         P["initial"].value = n.initial.reshape(-1)
         P["demand"].value = ix.demand_vec(n)
         P["supply"].value = ix.supply_vec(n)
+        if "on_hand" in P:
+            P["on_hand"].value = n.on_hand.reshape(-1)
         P["safety"].value = ix.per_period(n.safety)
         P["max_inventory"].value = ix.per_period(n.max_inventory)
         P["capacity"].value = np.repeat(n.capacity, ix.T)
@@ -563,7 +567,7 @@ def numbers_of_values(planner: Planner) -> Numbers:
     ix = planner.index
     init = planner.params["initial"].value.reshape(ix.J, ix.M)
     z = np.zeros(1)
-    return Numbers(supply=z, price=z, demand=z, initial=init, safety=z, max_inventory=z, capacity=z,
+    return Numbers(supply=z, on_hand=z, price=z, demand=z, initial=init, safety=z, max_inventory=z, capacity=z,
                    max_deliveries=z, budget=None, min_lot=None, theta=z)
 
 

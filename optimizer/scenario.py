@@ -38,6 +38,10 @@ class SupplySite:
     id: str
     supply: dict[str, tuple[float, ...]]  # material -> units available per period
     price: dict[str, tuple[float, ...]]  # material -> price per unit per period (every material)
+    # material -> units held now: shipments over ALL periods together are at most this (a stock, where
+    # ``supply`` is a flow). Live stock is one: offering it whole in every period without this limit
+    # would let a plan spend it T times. None = no such limit for any material.
+    on_hand: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,14 @@ class Scenario:
                 d["theta"] = m.theta
             mats.append(d)
         out["materials"] = mats
-        out["supply_sites"] = [{"id": w.id, "supply": {k: list(v) for k, v in w.supply.items()},
-                                "price": {k: list(v) for k, v in w.price.items()}} for w in self.supply_sites]
+        sites = []
+        for w in self.supply_sites:
+            d = {"id": w.id, "supply": {k: list(v) for k, v in w.supply.items()},
+                 "price": {k: list(v) for k, v in w.price.items()}}
+            if w.on_hand is not None:
+                d["on_hand"] = dict(w.on_hand)
+            sites.append(d)
+        out["supply_sites"] = sites
         dcs = []
         for j in self.distribution_centres:
             d = {"id": j.id, "capacity": j.capacity, "initial": dict(j.initial),
@@ -174,7 +184,7 @@ def load_scenario(source: "str | Path | Mapping[str, Any] | Scenario") -> Scenar
 TOP_KEYS = {"name", "periods", "budget", "theta", "materials", "supply_sites", "distribution_centres",
             "rescue_centres", "arcs", "min_lot", "description"}
 MATERIAL_KEYS = {"id", "unit", "kind", "price", "indicators", "urgency", "theta"}
-SITE_KEYS = {"id", "supply", "price"}
+SITE_KEYS = {"id", "supply", "price", "on_hand"}
 DC_KEYS = {"id", "capacity", "initial", "max_inventory", "safety_stock", "max_deliveries_per_period"}
 RC_KEYS = {"id", "demand"}
 
@@ -293,10 +303,19 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         _keys(where, sd, SITE_KEYS, {"id"})
         supply = _by_material(f"{where}.supply", sd.get("supply"), mids, series)
         price = _by_material(f"{where}.price", sd.get("price"), mids, series)
+        on_hand = None
+        if sd.get("on_hand") is not None:
+            given = _by_material(f"{where}.on_hand", sd["on_hand"], mids, _number)
+            # a material without on_hand stays limited by its per-period supply alone
+            on_hand = {m: given.get(m, sum(supply.get(m, ()))) for m in mat_ids}
+            # on hand but no supply series: shippable in any period, up to what is on hand
+            supply = {m: supply.get(m, (given[m],) * periods) if m in given else supply.get(m) for m in mat_ids}
+            supply = {m: v for m, v in supply.items() if v is not None}
         sites.append(SupplySite(
             id=site_ids[i],
             supply={m: supply.get(m, (0.0,) * periods) for m in mat_ids},
-            price={m: price.get(m, (default_price[m],) * periods) for m in mat_ids}))
+            price={m: price.get(m, (default_price[m],) * periods) for m in mat_ids},
+            on_hand=on_hand))
 
     dc_ids = _ids("distribution_centres", data["distribution_centres"], "distribution centre")
     dcs = []

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from dispatcher.crowd import Remaining
 from dispatcher.live import (Pipeline, build_live_scenario, deliver_now, orders_for_period, structure_key,
-                             paced_supply, supply_arcs)
+                             live_supply, supply_arcs)
 from dispatcher.snapshot import SupplyAvailability, supply_nodes
 
 
@@ -62,9 +62,11 @@ def test_live_scenario_zeroes_the_past_adds_backlog_and_pipeline():
     assert rc1 == [0.0, 25.0, 30] and rc2 == [0.0, 20.0, 30]     # backlog 10-5 = 5 for RC1, none for RC2
     dc = sc["distribution_centres"][0]
     assert dc["initial"]["medicine"] == 25.0                        # 50 + 20 - 45
-    # available stock is paced over the remaining periods 2..3, the remainder first
-    assert sc["supply_sites"][0]["supply"]["medicine"] == [0.0, 4.0, 3.0]
-    assert sc["supply_sites"][1]["supply"]["pork"] == [0.0, 2.0, 2.0]
+    # available stock is on hand, shippable in the remaining periods 2..3 (once, over both)
+    assert sc["supply_sites"][0]["supply"]["medicine"] == [0.0, 7.0, 7.0]
+    assert sc["supply_sites"][0]["on_hand"]["medicine"] == 7.0
+    assert sc["supply_sites"][1]["supply"]["pork"] == [0.0, 4.0, 4.0]
+    assert sc["supply_sites"][1]["on_hand"]["pork"] == 4.0
     assert sc["budget"] == 900.0
     assert sc["arcs"]["supply"] == [["S1", "DC1"], ["cell:c2", "DC1"]]
     # numbers change from period to period, the structure does not (the compiled problem is reused)
@@ -76,14 +78,10 @@ def test_live_scenario_zeroes_the_past_adds_backlog_and_pipeline():
     assert sc["distribution_centres"][0]["safety_stock"]["medicine"] == 2.0
 
 
-def test_paced_supply_adds_up_and_front_loads_the_remainder():
-    assert paced_supply(10, 0, 3) == [4.0, 3.0, 3.0]
-    assert paced_supply(11.9, 2, 4) == [0.0, 0.0, 6.0, 5.0]  # whole units only
-    assert paced_supply(2, 1, 4) == [0.0, 2.0, 0.0, 0.0]
-    assert paced_supply(0, 0, 2) == [0.0, 0.0]
-    for avail, t, periods in [(0, 0, 1), (1, 0, 10), (123, 4, 10), (9999, 9, 10)]:
-        got = paced_supply(avail, t, periods)
-        assert len(got) == periods and sum(got) == avail and got[:t] == [0.0] * t
+def test_live_supply_is_whole_units_on_hand_shippable_in_the_remaining_periods():
+    assert live_supply(10, 0, 3) == (10.0, [10.0, 10.0, 10.0])
+    assert live_supply(11.9, 2, 4) == (11.0, [0.0, 0.0, 11.0, 11.0])  # whole units only
+    assert live_supply(0, 1, 2) == (0.0, [0.0, 0.0])
 
 
 def test_supply_arcs_all_centres_up_to_three_else_two_nearest():

@@ -26,6 +26,24 @@ def test_receipts_are_deliverable_only_from_the_next_period():
     assert res.bound == pytest.approx(10.0, abs=1e-6) and res.gap == pytest.approx(0.0, abs=1e-6)
 
 
+def test_on_hand_stock_is_spent_once_over_the_horizon():
+    # The site holds 10 and may ship up to 10 in any period: without the on-hand limit a plan would
+    # ship 10 in periods 1 and 2 and serve all 20; with it, 10 units in total, so 10 are short.
+    flow = one_chain(3, supply_sites=[{"id": "W1", "supply": {"med": 10}}],
+                     rescue_centres=[{"id": "K1", "demand": {"med": [0, 10, 10]}}])
+    stock = one_chain(3, supply_sites=[{"id": "W1", "on_hand": {"med": 10}}],
+                      rescue_centres=[{"id": "K1", "demand": {"med": [0, 10, 10]}}])
+    assert shortage_of(plan(flow)) == 0.0
+    res = plan(stock)
+    assert res.status is SolveStatus.OPTIMAL
+    assert shortage_of(res) == 10.0 and sum(f.qty for f in res.shipments_in) == 10.0
+    # ... and the compiled model takes a new on-hand figure without recompiling
+    planner = Planner(stock)
+    more = one_chain(3, supply_sites=[{"id": "W1", "on_hand": {"med": 15}}],
+                     rescue_centres=[{"id": "K1", "demand": {"med": [0, 10, 10]}}])
+    assert shortage_of(planner.solve(more)) == 5.0
+
+
 def test_budget_binds_purchases():
     # price 5 per unit, budget 30 -> at most 6 bought; demand 10 in period 2 -> shortage 4.
     sc = one_chain(2, budget=30, supply_sites=[{"id": "W1", "supply": {"med": [10, 0]}, "price": {"med": 5}}],

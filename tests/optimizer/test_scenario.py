@@ -16,6 +16,17 @@ def test_scalars_expand_per_period_and_defaults_fill_every_material():
     assert sc.supply_arcs() == [("W1", "J1")] and sc.delivery_arcs() == [("J1", "K1")]
 
 
+def test_on_hand_alone_is_shippable_in_any_period_and_round_trips():
+    sc = load_scenario(one_chain(3, supply_sites=[{"id": "W1", "on_hand": {"med": 7}}]))
+    w = sc.supply_sites[0]
+    assert w.on_hand == {"med": 7.0} and w.supply["med"] == (7.0, 7.0, 7.0)
+    assert load_scenario(sc.to_dict()) == sc
+    # a series given next to on_hand is kept as it is
+    sc = load_scenario(one_chain(3, supply_sites=[{"id": "W1", "supply": {"med": [0, 5, 5]}, "on_hand": {"med": 7}}]))
+    assert sc.supply_sites[0].supply["med"] == (0.0, 5.0, 5.0)
+    assert load_scenario(one_chain(3)).supply_sites[0].on_hand is None
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(colour="red"), r"unknown key.*colour"),
     (lambda d: d["supply_sites"][0].update(supply={"gold": 1}), r"supply_sites\[0\] \(W1\)\.supply: unknown material 'gold'"),
@@ -28,6 +39,8 @@ def test_scalars_expand_per_period_and_defaults_fill_every_material():
     (lambda d: d.update(theta="cosine"), r"unknown function 'cosine'"),
     (lambda d: d["distribution_centres"][0].update(capacity="lots"), r"capacity: not a number"),
     (lambda d: d.pop("rescue_centres"), r"missing key"),
+    (lambda d: d["supply_sites"][0].update(on_hand={"med": -1}), r"on_hand\.med: negative number -1"),
+    (lambda d: d["supply_sites"][0].update(on_hand={"gold": 1}), r"on_hand: unknown material 'gold'"),
 ])
 def test_validation_errors_say_where_and_why(mutate, message):
     d = one_chain()

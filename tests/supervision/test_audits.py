@@ -134,17 +134,17 @@ def test_next_plan_takes_less_from_a_distrusted_site_and_nothing_from_a_suspende
                 out[o.origin] = out.get(o.origin, 0) + o.qty
         return out
 
-    # Demand 5000 > supply, so the plan takes everything it is offered: the dispatcher paces each
-    # site's countable stock over the 2 periods, so period 1 takes half of it.
+    # Demand 5000 > supply, so the plan takes everything it is offered, and in period 1 (what a
+    # centre receives in period 2, the last, cannot be delivered within the horizon).
     before = picks()
-    assert before.get(a, 0) == 500 and before.get(b, 0) == 500   # 1000 x trust 1.0, paced over 2 periods
+    assert before.get(a, 0) == 1000 and before.get(b, 0) == 1000  # 1000 x trust 1.0
     sql_audits.record_audit(conn, _audit(f"au-a-{world.u}", a, {world.masks: 600}), "test")  # trust 0.6
     after = picks()
-    assert after.get(a, 0) == 300 and after.get(b, 0) == 500     # 1000 x 0.6, paced
+    assert after.get(a, 0) == 600 and after.get(b, 0) == 1000     # 1000 x 0.6
     sql_audits.record_audit(conn, _audit(f"au-a2-{world.u}", a, {world.masks: 100}), "test")  # 0.6 x 0.1 -> suspended
     assert conn.execute("SELECT status FROM sites WHERE site_id = %s", (a,)).fetchone()[0] == "suspended"
     suspended = picks()
-    assert a not in suspended and suspended.get(b, 0) == 500
+    assert a not in suspended and suspended.get(b, 0) == 1000
 
 
 def test_bad_audit_records_get_a_clear_error_and_change_nothing(conn, world, settings, tmp_path):

@@ -4,7 +4,9 @@ The agent takes readings records in batches: for each record it parses (bad ones
 stream dead-letter topic with the reason), moves the ``latest`` table forward (jump alerts come
 from there), then writes the whole batch to PostgreSQL in one transaction. Faust acknowledges the
 batch's events only after the loop body returns, and commits offsets only after flushing its
-producer (changelog, dead letters), so offsets never run ahead of the database.
+producer (changelog, dead letters), so offsets never run ahead of the database. Each batch also
+moves its partitions' frontier in the database; a record beyond the frontier means Faust skipped
+records, and the worker reads them back itself (:mod:`stream.repair`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from stream import rollups
 from stream.latency import LatencyHistogram
 from stream.options import StreamOptions
 from stream.records import StockReading, parse_batch
+from stream.repair import Source, fetch_range, gap_start
 from stream.sink import PostgresSink
 from stream.state import Outcome, apply_reading
 from stream.tables import LatestWriter, latest_table
@@ -50,6 +53,11 @@ class WorkerStats:
     latest_rows: int = 0
     jump_alerts: int = 0
     batches: int = 0
+    #: Ranges of offsets the consumer skipped, the records read back for them, and offsets in such
+    #: ranges that held no record any more (retention). Zero unless Faust skipped records.
+    offset_gaps: int = 0
+    records_read_back: int = 0
+    offsets_gone: int = 0
     #: Seconds spent parsing + folding, writing to the database, handing changelog to the producer.
     fold_s: float = 0.0
     db_write_s: float = 0.0
@@ -73,8 +81,9 @@ class _Batch:
     """Records folded but not yet written: acked only after the database has them."""
 
     events: list = field(default_factory=list)
-    parsed: list = field(default_factory=list)   # (event, readings, alerts)
+    parsed: list = field(default_factory=list)   # (Source, readings, alerts)
     changelog: list = field(default_factory=list)
+    frontier: dict = field(default_factory=dict)  # partition -> next offset after this batch
     started: float = field(default_factory=time.monotonic)
 
 
@@ -99,29 +108,76 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     writer = LatestWriter(app, latest)
     sink = PostgresSink(settings.pg_dsn)
     checks_sink = PostgresSink(settings.pg_dsn)   # each timer has its own connection
+    frontier_sink = PostgresSink(settings.pg_dsn)  # reads stored frontiers, outside the writer's transactions
+    consumer_id = app.conf.id
+    readings_name = settings.topic(topics.READINGS)
+    folded: dict[int, int] = {}  # partition -> next offset this process has taken into a batch
     outbox_sink = PostgresSink(settings.pg_dsn)
     stats = WorkerStats()
     latency = LatencyHistogram()
     latency.counts = stats.latency_counts
     pending_hourly: list[datetime | None] = [None, None]
+    state_ref: list[dict] = [{"open": _Batch()}]  # the agent's batch state (read-back adds to its open batch)
+
+    def state_open() -> "_Batch":
+        return state_ref[0]["open"]
     last_hourly = [0.0]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
 
-    async def dead_letter(event, reason: str) -> None:
+    async def dead_letter(source: Source, reason: str) -> None:
         letter = DeadLetter(
-            source=f"kafka:{event.message.topic}", reason=reason,
-            payload=event.value if isinstance(event.value, (bytes, bytearray)) else b"",
+            source=f"kafka:{source.topic}", reason=reason,
+            payload=source.value if isinstance(source.value, (bytes, bytearray)) else b"",
             at=utc_now(),
-            context={"partition": event.message.partition, "offset": event.message.offset,
-                     "key": (event.key or b"").decode("utf-8", "replace")},
+            context={"partition": source.partition, "offset": source.offset,
+                     "key": (source.key or b"").decode("utf-8", "replace")},
         )
-        await dead_letter_topic.send(key=event.key, value=letter.to_json())
+        await dead_letter_topic.send(key=source.key, value=letter.to_json())
         stats.dead_letters += 1
-        log.warning("dead-lettered %s[%d]@%d: %s", event.message.topic, event.message.partition,
-                    event.message.offset, reason)
+        log.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition, source.offset, reason)
 
-    def fold(event, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
-        partition = event.message.partition
+    async def parse_or_dead_letter(source: Source) -> list[StockReading] | None:
+        """The record's readings, or None once it is on the dead-letter topic (sent BEFORE the
+        record joins a batch, so its offset cannot be committed ahead of the dead letter)."""
+        try:
+            return parse_batch(source.value, source.key)
+        except SchemaError as exc:
+            await dead_letter(source, str(exc))
+            return None
+
+    def add(batch: "_Batch", source: Source, readings: list[StockReading] | None) -> None:
+        """Fold a record into the table and the batch (no await: it lands in the batch it was
+        folded for, whose changelog is taken when the batch closes)."""
+        if readings is not None:
+            alerts: list[Alert] = []
+            fold(source.partition, readings, alerts)
+            stats.readings += len(readings)
+            batch.parsed.append((source, readings, alerts))
+        p, nxt = source.partition, source.offset + 1
+        batch.frontier[p] = max(batch.frontier.get(p, 0), nxt)
+        folded[p] = max(folded.get(p, 0), nxt)
+
+    async def read_back_if_skipped(source: Source) -> None:
+        """A record beyond the partition's frontier: read the skipped ones first, in order."""
+        p = source.partition
+        done = folded.get(p)
+        if done is not None and source.offset <= done:
+            return  # the next record, or a replay
+        start = gap_start(source.offset, done, await frontier_sink.stored_frontier(consumer_id, readings_name, p))
+        if start is None:
+            return
+        records, gone = await fetch_range(settings.kafka_bootstrap, readings_name, p, start, source.offset)
+        stats.offset_gaps += 1
+        stats.records_read_back += len(records)
+        stats.offsets_gone += gone
+        log.error("the consumer skipped %s[%d] offsets %d..%d: read back %d records%s", readings_name, p,
+                  start, source.offset - 1, len(records),
+                  f"; {gone} offsets no longer in the topic (retention)" if gone else "")
+        for record in records:
+            readings = await parse_or_dead_letter(record)
+            add(state_open(), record, readings)
+
+    def fold(partition: int, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
         for reading in readings:
             applied = apply_reading(writer.get(reading.site_id, reading.material_id), reading,
                                     options.jump_share)
@@ -135,15 +191,17 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
             if applied.jump is not None:
                 alerts.append(applied.jump)
 
-    async def write_one_by_one(parsed: list[tuple[object, list[StockReading], list[Alert]]]) -> None:
+    async def write_one_by_one(parsed: list[tuple[Source, list[StockReading], list[Alert]]],
+                               frontier: dict) -> None:
         """After the database refused a whole batch: write each record alone, dead-letter what
-        is still refused, so one poisoned record never blocks the partition."""
-        for event, readings, alerts in parsed:
+        is still refused, so one poisoned record never blocks the partition; then the frontier."""
+        for source, readings, alerts in parsed:
             try:
                 await record_written(await sink.write(readings, alerts))
             except psycopg.Error as exc:
                 await sink.close()
-                await dead_letter(event, f"database refused the record: {exc}".strip()[:4000])
+                await dead_letter(source, f"database refused the record: {exc}".strip()[:4000])
+        await sink.write([], [], frontier)
 
     async def record_written(written) -> None:
         stats.history_rows += written.history_rows
@@ -163,14 +221,15 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         parsed = batch.parsed
         all_readings = [r for _, rs, _ in parsed for r in rs]
         all_alerts = [a for _, _, al in parsed for a in al]
-        if parsed:
+        frontier = {(consumer_id, readings_name, p): nxt for p, nxt in batch.frontier.items()}
+        if parsed or frontier:
             try:
-                await record_written(await sink.write(all_readings, all_alerts))
+                await record_written(await sink.write(all_readings, all_alerts, frontier))
             except psycopg.Error as exc:
                 log.error("database refused a batch of %d records (%s); writing them one by one",
                           len(parsed), exc)
                 await sink.close()
-                await write_one_by_one(parsed)
+                await write_one_by_one(parsed, frontier)
         committed = time.time()
         for _, readings, _ in parsed:
             if readings:
@@ -204,6 +263,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         # at a time in order, so committed offsets never pass what is in the database.
         acks = stream.noack()
         state = {"open": _Batch()}
+        state_ref[0] = state
         closed = asyncio.Event()
 
         async def writer_loop() -> None:
@@ -237,20 +297,16 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                         raise RuntimeError("database writer stopped")
                     batch = state["open"]
                 t0 = time.perf_counter()
+                stats.records += 1
+                source = Source.of_event(event)
+                await read_back_if_skipped(source)
+                readings = await parse_or_dead_letter(source)
+                batch = state["open"]  # no await from here until the record is in it
                 if not batch.events:
                     batch.started = time.monotonic()
                 batch.events.append(event)
-                stats.records += 1
-                try:
-                    readings = parse_batch(event.value, event.key)
-                except SchemaError as exc:
-                    await dead_letter(event, str(exc))
-                    continue
-                alerts: list[Alert] = []
-                fold(event, readings, alerts)
-                stats.readings += len(readings)
-                batch.parsed.append((event, readings, alerts))
-                if stats.records % 16 == 0:
+                add(batch, source, readings)
+                if readings is not None and stats.records % 16 == 0:
                     where_latency_goes(event, readings)
                 stats.fold_s += time.perf_counter() - t0
         finally:
@@ -294,11 +350,12 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     @app.page("/health")
     async def health(web, request):
         alive = app.consumer is not None
-        status = "starting" if not alive else ("degraded" if sink.failing_since else "ok")
+        failing = sink.failing_since or frontier_sink.failing_since
+        status = "starting" if not alive else ("degraded" if failing else "ok")
         body = {
             "status": status,
-            "database_failing_since": sink.failing_since,
-            "database_last_error": sink.last_error,
+            "database_failing_since": failing,
+            "database_last_error": sink.last_error or frontier_sink.last_error,
             "app_id": app.conf.id,
             "table_keys": writer.keys(),
             "table_sites": writer.sites(),

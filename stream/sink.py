@@ -3,7 +3,9 @@
 Idempotent by construction, so at-least-once delivery cannot double count:
 - ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts) DO NOTHING;
 - ``stock_latest``: upsert that only moves forward by (seq, ts) (older rows never overwrite);
-- ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING.
+- ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING;
+- ``stream_offsets``: the partition's frontier only moves forward (GREATEST), in the same
+  transaction as the rows it vouches for (see :mod:`stream.repair`).
 On PostgreSQL the batch is COPied (text format, built with string joins) into a session-local
 staging table and moved with INSERT ... SELECT ... ON CONFLICT, de-duplicating per key on the
 server. Where COPY FROM STDIN is not available (PGlite) the same statements read the batch from
@@ -58,6 +60,19 @@ FROM unnest(%(id)s::text[], %(kind)s::text[], %(severity)s::text[], %(site)s::te
 LEFT JOIN sites s ON s.site_id = a.site_id
 ON CONFLICT (alert_id) DO NOTHING
 """
+
+
+UPSERT_OFFSETS = """
+INSERT INTO stream_offsets AS o (consumer, topic, partition, next_offset, updated_at)
+SELECT f.consumer, f.topic, f.partition, f.next_offset, now()
+FROM unnest(%(consumer)s::text[], %(topic)s::text[], %(partition)s::int[], %(next_offset)s::bigint[])
+     AS f(consumer, topic, partition, next_offset)
+ON CONFLICT (consumer, topic, partition) DO UPDATE
+SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), updated_at = now()
+"""
+
+#: (consumer, topic, partition) -> next offset: every record below it is in this batch or before
+Frontier = dict[tuple[str, str, int], int]
 
 
 @dataclass(frozen=True)
@@ -173,8 +188,8 @@ async def supports_copy(conn: psycopg.AsyncConnection) -> bool:
 
 
 async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockReading],
-                      alerts: Sequence[Alert], use_copy: bool = False) -> Written:
-    """Write one batch in one transaction on ``conn``."""
+                      alerts: Sequence[Alert], use_copy: bool = False, frontier: Frontier | None = None) -> Written:
+    """Write one batch (and the partitions' new frontier) in one transaction on ``conn``."""
     history = latest = new_alerts = 0
     async with conn.transaction():
         async with conn.cursor() as cur:
@@ -194,6 +209,11 @@ async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockRea
             if alerts:
                 await cur.execute(INSERT_ALERTS, alert_params(alerts))
                 new_alerts = cur.rowcount
+            if frontier:
+                keys = sorted(frontier)
+                await cur.execute(UPSERT_OFFSETS, {
+                    "consumer": [k[0] for k in keys], "topic": [k[1] for k in keys],
+                    "partition": [k[2] for k in keys], "next_offset": [frontier[k] for k in keys]})
     return Written(
         readings_in=len(readings), history_rows=history, latest_rows=latest, alerts_new=new_alerts,
         ts_min=min((r.ts for r in readings), default=None),
@@ -225,14 +245,21 @@ class PostgresSink:
             self._use_copy = await supports_copy(self._conn)
         return self._conn
 
-    async def write(self, readings: Sequence[StockReading], alerts: Sequence[Alert] = ()) -> Written:
+    async def write(self, readings: Sequence[StockReading], alerts: Sequence[Alert] = (),
+                    frontier: Frontier | None = None) -> Written:
+        async def attempt(conn):
+            return await write_batch(conn, readings, alerts, self._use_copy, frontier)
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt):
+        """``attempt(conn)`` until the database answers (connection-level failures only)."""
         backoff = 0.2
         while True:
             try:
                 conn = await self.connection()
-                written = await write_batch(conn, readings, alerts, self._use_copy)
+                result = await attempt(conn)
                 self.failing_since = None
-                return written
+                return result
             except psycopg.OperationalError as exc:
                 self.failing_since = self.failing_since or time.time()
                 self.last_error = str(exc).strip()[:500]
@@ -248,3 +275,14 @@ class PostgresSink:
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
             self._conn = None
+
+    async def stored_frontier(self, consumer: str, topic: str, partition: int) -> int | None:
+        """The partition's frontier as the database holds it (None: nothing written yet); waits
+        for the database like a write does."""
+        async def attempt(conn):
+            cur = await conn.execute("SELECT next_offset FROM stream_offsets"
+                                     " WHERE consumer = %s AND topic = %s AND partition = %s",
+                                     (consumer, topic, partition))
+            row = await cur.fetchone()
+            return None if row is None else int(row[0])
+        return await self._retrying(attempt)

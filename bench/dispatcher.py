@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import click
+from bench.procs import services_up
 
 TARGETS_S = {"wuhan": 5.0, "wuhan-live": 5.0, "city": 60.0}
 
@@ -132,7 +133,8 @@ def run_case(settings, case: str, period_length_s: float, say) -> dict:
             # independent reader of the orders topic, positioned before the declare
             reader = KafkaConsumer(bootstrap_servers=private.kafka_bootstrap, group_id=None, enable_auto_commit=False)
             name = private.topic(topics.DISPATCH_ORDERS)
-            parts = [TopicPartition(name, p) for p in sorted(reader.partitions_for_topic(name) or [])]
+            # the partition count we created (a client's metadata can lag a topic created just now)
+            parts = [TopicPartition(name, p) for p in range(private.partitions)]
             reader.assign(parts)
             reader.seek_to_beginning(*parts)
             reader.poll(timeout_ms=200)
@@ -205,6 +207,7 @@ def main(settings, cases: tuple[str, ...] = ("wuhan", "wuhan-live", "city"), say
 @click.pass_obj
 def command(settings, cases, json_out) -> None:
     """Emergency declared -> first orders on the topic (wuhan pack, city size), with the split."""
+    services_up(settings)
     results = main(settings, tuple(cases) or ("wuhan", "wuhan-live", "city"), say=lambda m: print(m, flush=True))
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=2, default=str))

@@ -32,7 +32,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
-from bench.procs import Proc, child_env, echo, parse_rates, cpu_seconds as _cpu_seconds, free_port as _free_port
+from bench.procs import Proc, child_env, echo, parse_rates, services_up, cpu_seconds as _cpu_seconds, free_port as _free_port
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 
@@ -356,6 +356,7 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
             fleet_procs: int, gateways: int, bridges: int, bridge_args: str, no_baseline: bool) -> None:
     """Bridge throughput and publish->Kafka latency at rising rates vs a plain MQTT subscriber."""
     rate_list = parse_rates(rates)
+    services_up(settings)
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
          gateways=gateways, fleet_procs=fleet_procs, baseline=not no_baseline, bridges=bridges,
          bridge_args=tuple(bridge_args.split()), echo=echo)

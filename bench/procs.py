@@ -120,6 +120,14 @@ def parse_rates(text: str) -> tuple[float, ...]:
         raise click.UsageError("--rates must be numbers separated by commas") from None
 
 
+def services_up(settings: Settings) -> None:
+    """Start the services a benchmark talks to (a no-op when they run): every script starts what
+    it needs."""
+    from deploy import runner
+
+    runner.up(settings, progress=lambda m: echo(f"services: {m}"))
+
+
 def echo(line: str) -> None:
     """Print a progress line at once (benchmarks run for minutes; output may be piped)."""
     print(line, flush=True)

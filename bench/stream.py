@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
-from bench.procs import Proc, child_env, echo, parse_rates, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
+from bench.procs import Proc, child_env, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 TARGET_READINGS_S = 20_000
@@ -398,5 +398,6 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
             fleet_procs: int, gateways: int, workers: int, source: str) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
+    services_up(settings)
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
          fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
+from bench.procs import services_up
 
 
 def _say(msg: str) -> None:
@@ -160,4 +161,5 @@ def main(settings: Settings, sites: int = 10_000, orders: int = 20_000, audits: 
 @click.pass_obj
 def command(settings: Settings, sites: int, orders: int, audits: int, seed: int) -> None:
     """Settlement, assessment, audit plan, audit throughput and grid on a generated city (private DB)."""
+    services_up(settings)
     main(settings, sites=sites, orders=orders, audits=audits, seed=seed)

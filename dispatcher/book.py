@@ -5,60 +5,28 @@ Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
 from psycopg.types.json import Jsonb
 
 from dispatcher.live import Pipeline
+from vreserve.emergencies import COLUMNS, Emergency, emergency_from_row, get_emergency  # noqa: F401 (re-exported)
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, PlanSummary
 
 log = logging.getLogger("vreserve.dispatcher")
 
 
-@dataclass(frozen=True)
-class Emergency:
-    emergency_id: str
-    region: str
-    grid_cells: tuple[str, ...]
-    declared_at: datetime
-    periods: int
-    period_length_s: float
-    demand_source: str
-    demand_scale: float
-    ended_at: datetime | None
-    closed_out_at: datetime | None
-
-    def period_at(self, now: datetime) -> int:
-        """The period running at ``now`` (1-based), from the declaration time: never from memory."""
-        elapsed = (now - self.declared_at).total_seconds()
-        return max(1, int(elapsed // self.period_length_s) + 1)
-
-
-_EMERGENCY_COLS = ("emergency_id, region, grid_cells, declared_at, periods, period_length_s, demand_source,"
-                   " demand_scale, ended_at, closed_out_at")
-
-
-def _emergency(row) -> Emergency:
-    return Emergency(row[0], row[1], tuple(row[2] or ()), row[3], row[4], row[5], row[6], row[7], row[8], row[9])
-
-
 def open_emergencies(conn) -> list[Emergency]:
-    rows = conn.execute(f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE ended_at IS NULL ORDER BY declared_at").fetchall()
-    return [_emergency(r) for r in rows]
+    rows = conn.execute(f"SELECT {COLUMNS} FROM emergencies WHERE ended_at IS NULL ORDER BY declared_at").fetchall()
+    return [emergency_from_row(r) for r in rows]
 
 
 def ended_not_closed_out(conn) -> list[Emergency]:
     rows = conn.execute(
-        f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE ended_at IS NOT NULL AND closed_out_at IS NULL"
+        f"SELECT {COLUMNS} FROM emergencies WHERE ended_at IS NOT NULL AND closed_out_at IS NULL"
     ).fetchall()
-    return [_emergency(r) for r in rows]
-
-
-def get_emergency(conn, emergency_id: str) -> Emergency | None:
-    row = conn.execute(f"SELECT {_EMERGENCY_COLS} FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone()
-    return _emergency(row) if row else None
+    return [emergency_from_row(r) for r in rows]
 
 
 def planned_periods(conn, emergency_id: str) -> set[int]:

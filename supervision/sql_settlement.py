@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 import psycopg
 from psycopg.rows import dict_row
+
+from vreserve.emergencies import Emergency, get_emergency
 
 from supervision.money import to_decimal
 from supervision.settlement import (
@@ -23,17 +25,6 @@ class SettlementError(Exception):
     """Settlement cannot be computed (unknown emergency, changed period...); the message says why."""
 
 
-@dataclass(frozen=True)
-class Emergency:
-    emergency_id: str
-    region: str
-    grid_cells: tuple[str, ...]
-    declared_at: datetime
-    ended_at: datetime | None
-    periods: int
-    period_length_s: float
-
-
 @dataclass
 class Facts:
     emergency: Emergency
@@ -46,12 +37,10 @@ class Facts:
 
 
 def load_emergency(conn: psycopg.Connection, emergency_id: str) -> Emergency:
-    row = conn.execute(
-        "SELECT emergency_id, region, grid_cells, declared_at, ended_at, periods, period_length_s"
-        " FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone()
-    if row is None:
+    emergency = get_emergency(conn, emergency_id)
+    if emergency is None:
         raise SettlementError(f"unknown emergency {emergency_id!r}")
-    return Emergency(row[0], row[1], tuple(row[2] or ()), row[3], row[4], row[5], row[6])
+    return emergency
 
 
 def load_facts(conn: psycopg.Connection, emergency_id: str) -> Facts:

@@ -405,7 +405,15 @@ class Postgres(Service):
         per-checkout folder under /var/tmp that it owns, linked from the state folder."""
         if os.geteuid() != 0:
             return self.dir
-        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(self.settings.state_dir)],
+        link = self.dir / "cluster"
+        if link.is_symlink():
+            # Decided at the first start; deciding again could pick the other place once the state
+            # folder exists (a missing folder fails the probe) and lose track of a running server.
+            return Path(os.readlink(link))
+        if (self.dir / "data").exists():
+            return self.dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(self.dir)],
                                capture_output=True)
         if probe.returncode == 0:
             return self.dir

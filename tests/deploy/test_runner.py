@@ -53,3 +53,35 @@ def test_cluster_id_never_starts_with_a_dash(monkeypatch, first_byte: int) -> No
     monkeypatch.setattr(runner.uuid, "uuid4", lambda: next(draws))
     cluster_id = runner.new_cluster_id()
     assert len(cluster_id) == 22 and not cluster_id.startswith("-")
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o700])
+def test_postgres_home_is_the_same_before_and_after_the_state_folder_exists(tmp_path_factory, mode: int) -> None:
+    """CI once lost its server: bootstrap decided on /var/tmp (no state folder yet, so the probe
+    failed), the test fixture then found the folder enterable and looked in the checkout."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from deploy import runner
+    from vreserve.settings import Settings
+
+    if os.geteuid() != 0:
+        pytest.skip("the choice of folder only arises when root runs the server as 'postgres'")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no 'postgres' system user")
+    checkout = Path(tempfile.mkdtemp(prefix="vr-home-", dir="/var/tmp"))
+    try:
+        checkout.chmod(mode)
+        settings = Settings.from_env({}).with_(state_dir=checkout / ".vr")
+        first = runner.Postgres(settings).home
+        (checkout / ".vr" / "mosquitto").mkdir(parents=True, exist_ok=True)  # another service starts
+        second = runner.Postgres(settings).home
+        assert first == second
+        assert (first == settings.state_dir / "postgres") == (mode == 0o755)
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)

@@ -17,6 +17,12 @@ from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, 
 log = logging.getLogger("vreserve.dispatcher")
 
 
+def material_units(conn, material_ids: Sequence[str]) -> dict[str, str]:
+    """material -> the catalogue's unit (what sites report and orders count in)."""
+    return dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)",
+                             (list(material_ids),)).fetchall())
+
+
 def open_emergencies(conn) -> list[Emergency]:
     rows = conn.execute(f"SELECT {COLUMNS} FROM emergencies WHERE ended_at IS NULL ORDER BY declared_at").fetchall()
     return [emergency_from_row(r) for r in rows]

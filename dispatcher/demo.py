@@ -253,6 +253,7 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
     from deploy import runner
     from dispatcher.operator import parse_duration
     from dispatcher.report import emergency_report, print_report, write_report
+    from dispatcher.live import in_registry_units
     from ingest.registry import generate_registry, write_registry
     from optimizer import load_scenario
     from vreserve.db import connect, migrate
@@ -291,6 +292,9 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
     # with the same ids would take each other's connections over and overwrite each other's passwords.
     id_prefix = None if database == "vreserve_demo" else f"{region}-{run_id}-"
     registry = generate_registry(sites, seed=seed, region=region, id_prefix=id_prefix)
+    # the pack's figures in the registry's units (e.g. 500 ml bottles of alcohol as litres), so the
+    # sizing below and the report count what the sites count
+    base, _unit_notes = in_registry_units(base, registry.material_units())
     sizing = None
     if stock_from_pack:
         registry, sizing = size_registry_to_pack(registry, base, region)

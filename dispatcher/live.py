@@ -58,6 +58,65 @@ def base_dict(scenario: Any) -> dict:
     return scenario.to_dict() if hasattr(scenario, "to_dict") else dict(scenario)
 
 
+def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """The demand file's scenario with every quantity of a material counted in the registry's unit
+    (what sites report, pick and the orders carry), and a note per material whose unit changed.
+
+    Quantities are multiplied by the factor (demand, supply, on hand, centre stock, safety stock,
+    an explicit max inventory) and prices per unit divided by it; a centre's capacity (all
+    materials together) and the urgency indicators stay as the file gives them. A pair of units
+    with no known factor is kept as is and said so (see :mod:`vreserve.units`)."""
+    import copy
+
+    from vreserve.units import conversion_factor
+
+    out = copy.deepcopy(dict(base))
+    factors: dict[str, float] = {}
+    notes: list[str] = []
+    for mat in out["materials"]:
+        m, file_unit = mat["id"], str(mat.get("unit", "units"))
+        to = registry_units.get(m)
+        if to is None or to == file_unit:
+            continue
+        f = conversion_factor(file_unit, to)
+        if f is None:
+            notes.append(f"{m}: demand file counts in {file_unit!r}, the registry in {to!r}; no conversion "
+                         "known, taken as the same unit")
+            f = 1.0
+        elif f != 1.0:
+            notes.append(f"{m}: demand file counts in {file_unit!r}, the registry in {to!r}; converted "
+                         f"(1 {file_unit} = {f:g} {to})")
+        mat["unit"] = to
+        if f != 1.0:
+            factors[m] = f
+            if mat.get("price"):
+                mat["price"] = float(mat["price"]) / f
+    if not factors:
+        return out, notes
+
+    def scale(values: dict | None, by: float | None = None) -> None:
+        for m, f in factors.items():
+            if values is not None and m in values:
+                k = f if by is None else 1.0 / f
+                v = values[m]
+                values[m] = [float(x) * k for x in v] if isinstance(v, (list, tuple)) else float(v) * k
+
+    for site in out.get("supply_sites", []):
+        scale(site.get("supply"))
+        scale(site.get("on_hand"))
+        scale(site.get("price"), by=-1)
+    for dc in out.get("distribution_centres", []):
+        scale(dc.get("initial"))
+        scale(dc.get("safety_stock"))
+        explicit = {m: v for m, v in (dc.get("max_inventory") or {}).items() if float(v) != float(dc["capacity"])}
+        scale(explicit)
+        if dc.get("max_inventory"):
+            dc["max_inventory"].update(explicit)
+    for rc in out.get("rescue_centres", []):
+        scale(rc.get("demand"))
+    return out, notes
+
+
 def _series(v: Any, periods: int) -> list[float]:
     return list(v) if isinstance(v, (list, tuple)) else [float(v)] * periods
 

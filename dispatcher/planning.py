@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher import book
-from dispatcher.live import base_dict, build_live_scenario, deliver_now, horizon_demand, orders_for_period, structure_key
+from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
+                             orders_for_period, structure_key)
 from dispatcher.snapshot import supply_nodes, supply_snapshot
 from vreserve.schemas.dispatch import DispatchOrder, PlanSummary, stable_id
 
@@ -56,6 +57,9 @@ class PlannerCache:
         self.planners.clear()
         return time.perf_counter() - t0
 
+    def material_ids(self, source: str) -> list[str]:
+        return [m["id"] for m in self.base(source)["materials"]]
+
     def base(self, source: str) -> dict:
         if source not in self.bases:
             from optimizer import load_scenario
@@ -94,16 +98,12 @@ class PlannedPeriod:
 def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache, now: datetime) -> PlannedPeriod:
     """Re-plan ``period`` of ``emergency`` from the live state (read-only; the caller persists)."""
     t0 = time.perf_counter()
-    base = cache.base(emergency.demand_source)
+    # orders count in the registry's unit (what the sites count and pick in): the demand file's
+    # figures are converted to it, and the conversion is said in the first plan's message
+    base, unit_notes = in_registry_units(cache.base(emergency.demand_source),
+                                         book.material_units(conn, cache.material_ids(emergency.demand_source)))
     mats = [m["id"] for m in base["materials"]]
-    # orders count in the registry's unit (what the sites count and pick in); the demand file's
-    # unit name is only a label, and a difference is said out loud in the plan's message
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
-    registry_units = dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)",
-                                       (mats,)).fetchall())
-    unit_notes = [f"{m}: demand file counts in {units[m]!r}, the registry in {registry_units[m]!r}; "
-                  "taken as the same unit" for m in mats if m in registry_units and registry_units[m] != units[m]]
-    units.update(registry_units)
     price = {m["id"]: float(m.get("price", 0.0)) for m in base["materials"]}
     supersede = book.open_orders(conn, emergency.emergency_id)
     exclude = [oid for oid, _ in supersede]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dispatcher.live import horizon_demand
+from dispatcher.live import horizon_demand, in_registry_units
 
 
 def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
@@ -14,10 +14,12 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     (region, periods, scale, declared, ended, source) = conn.execute(
         "SELECT region, periods, demand_scale, declared_at, ended_at, demand_source FROM emergencies"
         " WHERE emergency_id = %s", (emergency_id,)).fetchone()
+    from dispatcher.book import demand_overrides, material_units
+
+    # in the registry's units, as the plans and orders count (dispatcher.live.in_registry_units)
+    base, _notes = in_registry_units(base, material_units(conn, [m["id"] for m in base["materials"]]))
     mats = [m["id"] for m in base["materials"]]
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
-    units.update(dict(conn.execute("SELECT material_id, unit FROM materials WHERE material_id = ANY(%s)", (mats,))))
-    from dispatcher.book import demand_overrides
 
     demand = horizon_demand(base, periods, scale, demand_overrides(conn, region, declared))
     delivered = dict(conn.execute(

@@ -63,7 +63,8 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
     (what sites report, pick and the orders carry), and a note per material whose unit changed.
 
     Quantities are multiplied by the factor (demand, supply, on hand, centre stock, safety stock,
-    an explicit max inventory) and prices per unit divided by it; a centre's capacity (all
+    an explicit max inventory) and rounded to whole units (needs up, stock down) and prices per
+    unit divided by it; a centre's capacity (all
     materials together) and the urgency indicators stay as the file gives them. A pair of units
     with no known factor is kept as is and said so (see :mod:`vreserve.units`)."""
     import copy
@@ -94,26 +95,33 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
     if not factors:
         return out, notes
 
-    def scale(values: dict | None, by: float | None = None) -> None:
+    def scale(values: dict | None, whole: Any = None, per_unit: bool = False) -> None:
+        """Quantities times the factor, rounded to whole units the safe way (``whole``: math.ceil
+        for needs, math.floor for stock), since orders move whole units (fractional demand would
+        also leave the optimizer an LP bound no integer plan reaches); prices per unit divided."""
         for m, f in factors.items():
             if values is not None and m in values:
-                k = f if by is None else 1.0 / f
+                def one(x: Any) -> float:
+                    if per_unit:
+                        return float(x) / f
+                    y = float(x) * f
+                    return float(whole(y - 1e-9) if whole is math.ceil else whole(y + 1e-9))
                 v = values[m]
-                values[m] = [float(x) * k for x in v] if isinstance(v, (list, tuple)) else float(v) * k
+                values[m] = [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
 
     for site in out.get("supply_sites", []):
-        scale(site.get("supply"))
-        scale(site.get("on_hand"))
-        scale(site.get("price"), by=-1)
+        scale(site.get("supply"), math.floor)
+        scale(site.get("on_hand"), math.floor)
+        scale(site.get("price"), per_unit=True)
     for dc in out.get("distribution_centres", []):
-        scale(dc.get("initial"))
-        scale(dc.get("safety_stock"))
+        scale(dc.get("initial"), math.floor)
+        scale(dc.get("safety_stock"), math.ceil)
         explicit = {m: v for m, v in (dc.get("max_inventory") or {}).items() if float(v) != float(dc["capacity"])}
-        scale(explicit)
+        scale(explicit, math.floor)
         if dc.get("max_inventory"):
             dc["max_inventory"].update(explicit)
     for rc in out.get("rescue_centres", []):
-        scale(rc.get("demand"))
+        scale(rc.get("demand"), math.ceil)
     return out, notes
 
 

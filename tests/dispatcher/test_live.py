@@ -124,27 +124,27 @@ def test_demand_file_figures_are_converted_to_the_registry_units():
                                   {"id": "alcohol", "unit": "bottles (500 ml)", "price": 10.0, "urgency": 0.5}],
             "supply_sites": [{"id": "X", "supply": {"medicine": [1, 1, 1], "alcohol": [4, 4, 4]},
                               "price": {"medicine": [2.0, 2.0, 2.0], "alcohol": [10.0, 10.0, 12.0]}}],
-            "distribution_centres": [{"id": "DC1", "capacity": 1000.0, "initial": {"medicine": 50.0, "alcohol": 40.0},
+            "distribution_centres": [{"id": "DC1", "capacity": 1000.0, "initial": {"medicine": 50.0, "alcohol": 41.0},
                                       "max_inventory": {"medicine": 1000.0, "alcohol": 300.0},
-                                      "safety_stock": {"medicine": 5.0, "alcohol": 6.0}}],
-            "rescue_centres": [{"id": "RC1", "demand": {"medicine": [10, 20, 30], "alcohol": [8, 10, 12]}}]}
+                                      "safety_stock": {"medicine": 5.0, "alcohol": 5.0}}],
+            "rescue_centres": [{"id": "RC1", "demand": {"medicine": [10, 20, 30], "alcohol": [8, 11, 12]}}]}
     out, notes = in_registry_units(base, {"medicine": "box", "alcohol": "litre"})
     alcohol = next(m for m in out["materials"] if m["id"] == "alcohol")
     assert alcohol["unit"] == "litre" and alcohol["price"] == 20.0  # 10 per 0.5 l bottle = 20 per litre
-    assert out["rescue_centres"][0]["demand"]["alcohol"] == [4.0, 5.0, 6.0]
+    assert out["rescue_centres"][0]["demand"]["alcohol"] == [4.0, 6.0, 6.0]  # 5.5 l needed: 6 whole litres
     assert out["supply_sites"][0]["supply"]["alcohol"] == [2.0, 2.0, 2.0]
     assert out["supply_sites"][0]["price"]["alcohol"] == [20.0, 20.0, 24.0]
     dc = out["distribution_centres"][0]
-    assert dc["initial"]["alcohol"] == 20.0 and dc["safety_stock"]["alcohol"] == 3.0
+    assert dc["initial"]["alcohol"] == 20.0 and dc["safety_stock"]["alcohol"] == 3.0  # 20.5 held: 20; 2.5 kept: 3
     assert dc["max_inventory"] == {"medicine": 1000.0, "alcohol": 150.0} and dc["capacity"] == 1000.0
     # boxes -> box changes the label only (no note); the figures stay
     assert out["rescue_centres"][0]["demand"]["medicine"] == [10, 20, 30]
     assert next(m for m in out["materials"] if m["id"] == "medicine")["unit"] == "box"
     assert len(notes) == 1 and "converted (1 bottles (500 ml) = 0.5 litre)" in notes[0]
-    assert base["rescue_centres"][0]["demand"]["alcohol"] == [8, 10, 12]  # the input is left alone
+    assert base["rescue_centres"][0]["demand"]["alcohol"] == [8, 11, 12]  # the input is left alone
     again, notes_again = in_registry_units(out, {"medicine": "box", "alcohol": "litre"})
     assert again == out and notes_again == []  # converting twice changes nothing
 
     kept, said = in_registry_units(base, {"alcohol": "bottle"})
-    assert kept["rescue_centres"][0]["demand"]["alcohol"] == [8, 10, 12]
+    assert kept["rescue_centres"][0]["demand"]["alcohol"] == [8, 11, 12]
     assert "no conversion known, taken as the same unit" in said[0]

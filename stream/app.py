@@ -16,6 +16,11 @@ def app_id(settings: Settings) -> str:
     return settings.group("stream")
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The ``latest`` table's changelog topic, as Faust names it."""
+    return f"{app_id(settings)}-latest-changelog"
+
+
 def create_app(settings: Settings, options: StreamOptions) -> faust.App:
     datadir: Path = options.datadir or settings.state_dir / "stream" / app_id(settings)
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -44,4 +49,7 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         stream_buffer_maxsize=max(4096, options.batch_max * 2),
         producer_linger_ms=5,
         logging_config=None,
+        # No leader-election topic: nothing here runs "on the leader only", and it would be one more
+        # topic Faust creates while already joining the group.
+        topic_disable_leader=True,
     )

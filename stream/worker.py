@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from vreserve.kafka_admin import ensure_topics
+from vreserve.kafka_admin import ensure_named_topics, ensure_topics
 from vreserve.settings import Settings
 
-from stream.app import create_app
+from stream.app import changelog_topic, create_app
 from stream.agents import wire
 from stream.options import StreamOptions
 
@@ -17,6 +17,9 @@ def run_worker(settings: Settings, options: StreamOptions, loglevel: str = "warn
     import faust
 
     ensure_topics(settings)
+    # Faust's own changelog topic, created here as Faust would (compacted, the table's partitions)
+    # so that ensure_named_topics can wait for the broker to know it before the group is joined.
+    ensure_named_topics(settings, [(changelog_topic(settings), settings.partitions, {"cleanup.policy": "compact"})])
     app = create_app(settings, options)
     wire(app, settings, options)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,

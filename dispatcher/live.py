@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dispatcher.crowd import Remaining
 from dispatcher.snapshot import SupplyNode
@@ -63,10 +63,10 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
     (what sites report, pick and the orders carry), and a note per material whose unit changed.
 
     Quantities are multiplied by the factor (demand, supply, on hand, centre stock, safety stock,
-    an explicit max inventory) and rounded to whole units (needs up, stock down) and prices per
-    unit divided by it; a centre's capacity (all
-    materials together) and the urgency indicators stay as the file gives them. A pair of units
-    with no known factor is kept as is and said so (see :mod:`vreserve.units`)."""
+    an explicit max inventory) and rounded to whole units (needs up, stock down); prices per unit
+    are divided by it. A centre's capacity (all materials together) and the urgency indicators
+    stay as the file gives them. A pair of units with no known factor is kept as is and said so
+    (see :mod:`vreserve.units`). Converting an already converted scenario changes nothing."""
     import copy
 
     from vreserve.units import conversion_factor
@@ -95,7 +95,7 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
     if not factors:
         return out, notes
 
-    def scale(values: dict | None, whole: Any = None, per_unit: bool = False) -> None:
+    def scale(values: dict | None, whole: Callable[[float], int] = math.floor, per_unit: bool = False) -> None:
         """Quantities times the factor, rounded to whole units the safe way (``whole``: math.ceil
         for needs, math.floor for stock), since orders move whole units (fractional demand would
         also leave the optimizer an LP bound no integer plan reaches); prices per unit divided."""

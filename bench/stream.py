@@ -148,7 +148,7 @@ class KafkaSource:
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
-         workers: int = 1, echo=print) -> list[Step]:
+         workers: int = 1, leader_topic: bool = False, echo=print) -> list[Step]:
     from kafka import KafkaAdminClient
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -197,7 +197,8 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
 
         worker_procs = []
         for port in web_ports:
-            worker_procs.append(Proc([VRESERVE, "stream", "run", "--web-port", str(port)], _env(bench), f"worker:{port}"))
+            argv = [VRESERVE, "stream", "run", "--web-port", str(port)] + (["--faust-leader-topic"] if leader_topic else [])
+            worker_procs.append(Proc(argv, _env(bench), f"worker:{port}"))
         procs.extend(worker_procs)
         deadline = time.monotonic() + 90
         while True:
@@ -208,7 +209,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
             if any(w.proc.poll() is not None for w in worker_procs) or time.monotonic() > deadline:
                 raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(worker_procs[0].lines[-20:]))
             time.sleep(0.3)
-        echo(f"setup: {workers} stream worker(s) up (pids {', '.join(str(w.pid) for w in worker_procs)}), "
+        echo(f"setup: {workers} stream worker(s) up{' WITH Faust leader topic (baseline)' if leader_topic else ''} (pids {', '.join(str(w.pid) for w in worker_procs)}), "
              f"health on 127.0.0.1:{', '.join(map(str, web_ports))}")
         named: dict[str, list[int]] = {"stream worker" + ("s" if workers > 1 else ""): [w.pid for w in worker_procs],
                                        "kafka": [kafka_pid] if kafka_pid else [], "postgres": _children(pg_pid)}
@@ -393,11 +394,28 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
               help="Stream worker processes (same group: Faust splits the partitions among them).")
 @click.option("--source", type=click.Choice(["e2e", "kafka"]), default="e2e", show_default=True,
               help="e2e: fleet -> MQTT -> bridge -> Kafka; kafka: a Kafka producer of ReadingBatch records.")
+@click.option("--compare-leader-topic", is_flag=True,
+              help="Run the steps again with Faust's leader-election topic on (Faust's default; the baseline) "
+                   "and print both side by side.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, workers: int, source: str) -> None:
+            fleet_procs: int, gateways: int, workers: int, source: str, compare_leader_topic: bool) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
     services_up(settings)
-    main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
-         fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)
+    runs = []
+    for leader_topic in ([False, True] if compare_leader_topic else [False]):
+        runs.append((leader_topic, main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds,
+                                        warmup_s=warmup_seconds, fleet_procs=fleet_procs, gateways=gateways,
+                                        source=source, workers=workers, leader_topic=leader_topic, echo=echo)))
+    if len(runs) > 1:
+        echo("")
+        echo("comparison, same rates back to back (readings/s offered: committed readings/s, p99, worker CPU):")
+        for leader_topic, steps in runs:
+            cells = "; ".join(f"{s.rate * materials:.0f}: {s.readings_s:.0f}/s, p99 {(s.p99_ms or 0):.0f} ms, "
+                              f"worker {_worker_cpu(s):.0f}% {'ok' if s.sustained else 'NOT sustained'}" for s in steps)
+            echo(f"  {'with Faust leader topic (baseline)' if leader_topic else 'without (ours)':<36} {cells}")
+
+
+def _worker_cpu(step: Step) -> float:
+    return sum(v for k, v in step.cpu.items() if k.startswith("stream worker"))

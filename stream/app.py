@@ -49,7 +49,6 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         stream_buffer_maxsize=max(4096, options.batch_max * 2),
         producer_linger_ms=5,
         logging_config=None,
-        # No leader-election topic: nothing here runs "on the leader only", and it would be one more
-        # topic Faust creates while already joining the group.
-        topic_disable_leader=True,
+        # No leader-election topic unless asked for (see StreamOptions.leader_topic).
+        topic_disable_leader=not options.leader_topic,
     )

@@ -56,12 +56,19 @@ def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, f
     """What the emergency's orders moved or will move (see :class:`dispatcher.live.Pipeline`)."""
     # Quantities from the logistics statuses, not the orders: a delivered order counts what was
     # delivered, one in transit what the carrier reported picked (a short pick carries less), one
-    # not picked yet (or whose carrier gave no figure) what was ordered.
+    # not picked yet (or whose carrier gave no figure) what was ordered. A supply leg not picked
+    # yet brings nothing into the centre's stock (``moved``): its pick may still come up short or
+    # fail, and a delivery planned on it would then hand out goods the centre never got. It still
+    # counts against the budget and its site's stock stays reserved, so it is not ordered twice
+    # from the same stock.
     rows = conn.execute(
         "SELECT o.leg, o.origin, o.destination, o.material_id,"
         "  sum(CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
         "           WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
-        "           ELSE o.qty END)::float8"
+        "           ELSE o.qty END)::float8,"
+        "  sum(CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
+        "           WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
+        "           ELSE 0 END)::float8"
         " FROM dispatch_orders o"
         " WHERE o.emergency_id = %s AND o.status NOT IN ('failed', 'cancelled', 'closed')"
         "   AND NOT (o.order_id = ANY(%s))"
@@ -70,9 +77,9 @@ def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, f
     ).fetchall()
     into, out, to_rc = {}, {}, {}
     spent = 0.0
-    for leg, origin, dest, mat, qty in rows:
+    for leg, origin, dest, mat, qty, moved in rows:
         if leg == "supply":
-            into[(dest, mat)] = into.get((dest, mat), 0.0) + qty
+            into[(dest, mat)] = into.get((dest, mat), 0.0) + moved
             spent += qty * price.get(mat, 0.0)
         else:
             out[(origin, mat)] = out.get((origin, mat), 0.0) + qty

@@ -13,7 +13,8 @@ Rolling re-plan for period ``p`` of an emergency with horizon ``T`` (the optimiz
   earlier workaround, kept stock at the sites that a plan could have used earlier);
 * a distribution centre's initial inventory is the scenario's initial stock plus what earlier
   supply orders brought in, minus what earlier delivery orders took out (failed, cancelled and
-  closed orders moved nothing; delivered ones count with their delivered quantity);
+  closed orders moved nothing; delivered ones count with their delivered quantity, supply orders
+  on the road with their picked quantity, and supply orders not yet picked with nothing);
 * a rescue centre's demand in period ``p`` is the file's demand for ``p`` (times the declared
   ``demand_scale``) plus its backlog: demand of earlier periods not covered by earlier delivery
   orders (unmet need does not vanish at a period boundary); later periods keep the file's demand;
@@ -43,7 +44,8 @@ NEAREST_CENTRES = 2
 class Pipeline:
     """What earlier orders of the emergency moved (or will move), in units of each material."""
 
-    #: (distribution centre, material) -> units in from supply orders
+    #: (distribution centre, material) -> units in from supply orders: delivered, or picked and on
+    #: the road (a supply order not yet picked brings nothing until it is)
     into_centre: Mapping[tuple[str, str], float]
     #: (distribution centre, material) -> units out by delivery orders
     out_of_centre: Mapping[tuple[str, str], float]

@@ -17,8 +17,8 @@ It behaves like a real carrier integrated through the documented contract (docs/
   the next plan - sees it;
 * a delivery-leg order (distribution centre -> rescue centre) is not picked at a simulated site:
   the dispatcher plans it from the centre stock it computes from supply legs (delivered
-  quantities; picked or ordered ones for legs still under way), so it is delivered in full (a
-  supply leg under way that later fails is the known gap: docs/dispatcher.md);
+  quantities, or picked ones for legs on the road; nothing for legs not yet picked), so it is
+  delivered in full (goods lost on the road would be the gap; this simulator loses none);
 * a cancel record for an order not yet picked drops it and answers ``cancelled``; one for an
   order already on the road is ignored (the goods are moving; the true status follows);
 * status ids are deterministic (order id + status), so a restarted simulator that replays the

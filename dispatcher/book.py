@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from psycopg.types.json import Jsonb
 
 from dispatcher.live import Pipeline
+from dispatcher.snapshot import PICKED_QTY_SQL
 from vreserve.emergencies import COLUMNS, Emergency, emergency_from_row, get_emergency  # noqa: F401 (re-exported)
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, PlanSummary
 
@@ -47,9 +48,6 @@ def open_orders(conn, emergency_id: str) -> list[tuple[str, str]]:
     ).fetchall()
 
 
-#: The quantity a carrier reported picked for order ``o`` (its first ``in_transit`` status with a qty).
-PICKED_QTY_SQL = ("(SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id"
-                  " AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1)")
 
 
 def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
@@ -63,13 +61,11 @@ def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, f
     # from the same stock.
     rows = conn.execute(
         "SELECT o.leg, o.origin, o.destination, o.material_id,"
-        "  sum(CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
-        "           WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
-        "           ELSE o.qty END)::float8,"
-        "  sum(CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
-        "           WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
-        "           ELSE 0 END)::float8"
-        " FROM dispatch_orders o"
+        "  sum(coalesce(m.moved, o.qty))::float8, sum(coalesce(m.moved, 0))::float8"
+        " FROM dispatch_orders o,"
+        " LATERAL (SELECT CASE WHEN o.status = 'delivered' THEN o.delivered_qty"
+        "                      WHEN o.status = 'in_transit' THEN coalesce(" + PICKED_QTY_SQL + ", o.qty)"
+        "                 END AS moved) m"
         " WHERE o.emergency_id = %s AND o.status NOT IN ('failed', 'cancelled', 'closed')"
         "   AND NOT (o.order_id = ANY(%s))"
         " GROUP BY o.leg, o.origin, o.destination, o.material_id",

@@ -25,12 +25,12 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     delivered = dict(conn.execute(
         "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
         " AND leg = 'delivery' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
-    picked = dict(conn.execute(
-        "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
-        " AND leg = 'supply' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
-    ordered = dict(conn.execute(
-        "SELECT material_id, sum(qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
-        " AND leg = 'supply' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    supply_rows = conn.execute(
+        "SELECT material_id, sum(delivered_qty)::float8, sum(qty)::float8 FROM dispatch_orders"
+        " WHERE emergency_id = %s AND leg = 'supply' AND status = 'delivered' GROUP BY material_id",
+        (emergency_id,)).fetchall()
+    picked = {m: got for m, got, _ordered in supply_rows}
+    ordered = {m: asked for m, _got, asked in supply_rows}
     first = conn.execute("SELECT summary FROM plans WHERE emergency_id = %s ORDER BY period LIMIT 1",
                          (emergency_id,)).fetchone()
     first = (first[0] if isinstance(first[0], dict) else json.loads(first[0])) if first else {}

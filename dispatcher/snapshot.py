@@ -60,6 +60,10 @@ def available_qty(reported: float, committed: float, trust: float, reserved: flo
     return max(0, int(math.floor(raw + 1e-9)))
 
 
+#: The quantity a carrier reported picked for order ``o`` (its first ``in_transit`` status with a qty).
+PICKED_QTY_SQL = ("(SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id"
+                  " AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1)")
+
 _SNAPSHOT_SQL = """
 WITH committed AS (
     SELECT site_id, material_id, sum(committed_qty)::float8 AS committed
@@ -68,9 +72,7 @@ WITH committed AS (
     GROUP BY site_id, material_id
 ), reserved AS (
     SELECT o.origin AS site_id, o.material_id,
-           sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce((
-                        SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id
-                          AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1), o.qty)
+           sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce(""" + PICKED_QTY_SQL + """, o.qty)
                     ELSE o.qty END)::float8 AS reserved
     FROM dispatch_orders o
     LEFT JOIN stock_latest sl ON sl.site_id = o.origin AND sl.material_id = o.material_id

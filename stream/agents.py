@@ -117,10 +117,9 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     latency = LatencyHistogram()
     latency.counts = stats.latency_counts
     pending_hourly: list[datetime | None] = [None, None]
-    state_ref: list[dict] = [{"open": _Batch()}]  # the agent's batch state (read-back adds to its open batch)
-
-    def state_open() -> "_Batch":
-        return state_ref[0]["open"]
+    # The batch records are folded into; the writer task swaps in a new one when it closes it, and
+    # records read back (read_back_if_skipped) join it too.
+    state: dict[str, _Batch] = {"open": _Batch()}
     last_hourly = [0.0]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
 
@@ -175,7 +174,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                   f"; {gone} offsets no longer in the topic (retention)" if gone else "")
         for record in records:
             readings = await parse_or_dead_letter(record)
-            add(state_open(), record, readings)
+            add(state["open"], record, readings)
 
     def fold(partition: int, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
         for reading in readings:
@@ -262,9 +261,13 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         # batch_max when the database is the slower side). Batches are written, then acked, one
         # at a time in order, so committed offsets never pass what is in the database.
         acks = stream.noack()
-        state = {"open": _Batch()}
-        state_ref[0] = state
+        state["open"] = _Batch()
         closed = asyncio.Event()
+
+        def writer_must_be_running() -> None:
+            if writer_task.done():
+                writer_task.result()  # its exception, if it failed
+                raise RuntimeError("database writer stopped")
 
         async def writer_loop() -> None:
             while True:
@@ -284,17 +287,13 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         writer_task = asyncio.ensure_future(writer_loop())
         try:
             async for event in acks.events():
-                if writer_task.done():
-                    writer_task.result()
-                    raise RuntimeError("database writer stopped")
+                writer_must_be_running()
                 batch = state["open"]
                 while len(batch.events) >= options.batch_max:  # back-pressure: wait for the writer
                     closed.clear()
                     await asyncio.wait({asyncio.ensure_future(closed.wait()), writer_task},
                                        return_when=asyncio.FIRST_COMPLETED)
-                    if writer_task.done():
-                        writer_task.result()
-                        raise RuntimeError("database writer stopped")
+                    writer_must_be_running()
                     batch = state["open"]
                 t0 = time.perf_counter()
                 stats.records += 1

@@ -171,11 +171,12 @@ def end_demo_sessions(settings: Settings, client_ids: list[str], say=print) -> i
 
 def pack_supply(base: dict) -> dict[str, float]:
     """Units per material the scenario's own supply sites offer over its whole horizon."""
+    from dispatcher.live import as_series
+
     out: dict[str, float] = {}
     for site in base.get("supply_sites") or []:
         for m, series in (site.get("supply") or {}).items():
-            out[m] = out.get(m, 0.0) + (sum(series) if isinstance(series, (list, tuple)) else
-                                        float(series) * base["periods"])
+            out[m] = out.get(m, 0.0) + sum(as_series(series, base["periods"]))
     return out
 
 

@@ -94,40 +94,49 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
             factors[m] = f
             if mat.get("price"):
                 mat["price"] = float(mat["price"]) / f
-    if not factors:
-        return out, notes
-
-    def scale(values: dict | None, whole: Callable[[float], int] = math.floor, per_unit: bool = False) -> None:
-        """Quantities times the factor, rounded to whole units the safe way (``whole``: math.ceil
-        for needs, math.floor for stock), since orders move whole units (fractional demand would
-        also leave the optimizer an LP bound no integer plan reaches); prices per unit divided."""
-        for m, f in factors.items():
-            if values is not None and m in values:
-                def one(x: Any) -> float:
-                    if per_unit:
-                        return float(x) / f
-                    y = float(x) * f
-                    return float(whole(y - 1e-9) if whole is math.ceil else whole(y + 1e-9))
-                v = values[m]
-                values[m] = [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
-
     for site in out.get("supply_sites", []):
-        scale(site.get("supply"), math.floor)
-        scale(site.get("on_hand"), math.floor)
-        scale(site.get("price"), per_unit=True)
+        _convert(site.get("supply"), factors, _held)
+        _convert(site.get("on_hand"), factors, _held)
+        _convert(site.get("price"), factors, _per_unit)
     for dc in out.get("distribution_centres", []):
-        scale(dc.get("initial"), math.floor)
-        scale(dc.get("safety_stock"), math.ceil)
+        _convert(dc.get("initial"), factors, _held)
+        _convert(dc.get("safety_stock"), factors, _needed)
+        # a max inventory equal to the capacity is the file's default (all materials together): kept
         explicit = {m: v for m, v in (dc.get("max_inventory") or {}).items() if float(v) != float(dc["capacity"])}
-        scale(explicit, math.floor)
-        if dc.get("max_inventory"):
+        _convert(explicit, factors, _held)
+        if explicit:
             dc["max_inventory"].update(explicit)
     for rc in out.get("rescue_centres", []):
-        scale(rc.get("demand"), math.ceil)
+        _convert(rc.get("demand"), factors, _needed)
     return out, notes
 
 
-def _series(v: Any, periods: int) -> list[float]:
+# Converted quantities are whole units, rounded the safe way: orders move whole units, and a
+# fractional demand would leave the optimizer an LP bound no integer plan reaches.
+def _needed(x: float, f: float) -> float:
+    return float(math.ceil(x * f - 1e-9))
+
+
+def _held(x: float, f: float) -> float:
+    return float(math.floor(x * f + 1e-9))
+
+
+def _per_unit(x: float, f: float) -> float:
+    return x / f
+
+
+def _convert(values: dict | None, factors: Mapping[str, float], rule: Callable[[float, float], float]) -> None:
+    """Apply ``rule(value, factor)`` in place to each converted material's number or series."""
+    if not values:
+        return
+    for m, f in factors.items():
+        if m in values:
+            v = values[m]
+            values[m] = [rule(float(x), f) for x in v] if isinstance(v, (list, tuple)) else rule(float(v), f)
+
+
+def as_series(v: Any, periods: int) -> list[float]:
+    """A scenario figure per period: a list as given, a single number repeated."""
     return list(v) if isinstance(v, (list, tuple)) else [float(v)] * periods
 
 
@@ -138,7 +147,7 @@ def horizon_demand(base: Mapping, periods: int, scale: float,
     out = {}
     for rc in base["rescue_centres"]:
         for m, v in (rc.get("demand") or {}).items():
-            out[(rc["id"], m)] = [round(x * scale, 6) for x in _series(v, base["periods"])[:periods]]
+            out[(rc["id"], m)] = [round(x * scale, 6) for x in as_series(v, base["periods"])[:periods]]
     for (rc, m, period), qty in (overrides or {}).items():
         if (rc, m) in out and 1 <= period <= periods:
             out[(rc, m)][period - 1] = float(qty)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Callable
 
+from vreserve.schemas.common import format_ts
 from vreserve.settings import Settings
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
 
@@ -108,8 +109,7 @@ class PickOutcome:
         """The site's answer on ``vr/v1/sites/{site_id}/picked`` (contract v1)."""
         body = {"v": 1, "order_id": self.order_id, "material": self.material, "requested": self.requested,
                 "picked": self.applied, "unit": self.unit,
-                "ts": datetime.fromtimestamp(self.at, timezone.utc).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z")}
+                "ts": format_ts(datetime.fromtimestamp(self.at, timezone.utc))}
         if self.reason:
             body["reason"] = self.reason
         return body

@@ -118,17 +118,13 @@ class PickAnswer:
 
     @classmethod
     def from_mqtt(cls, topic: str, payload: bytes) -> "PickAnswer":
-        from vreserve.schemas.common import finite_number, parse_ts
+        from vreserve.schemas.common import check_version, finite_number, loads_object, parse_ts
 
         parts = topic.split("/")
         if len(parts) != 5 or parts[:3] != ["vr", "v1", "sites"] or parts[4] != "picked":
             raise SchemaError(f"not a pick answer topic: {topic}")
-        try:
-            obj = json.loads(payload)
-        except ValueError as exc:
-            raise SchemaError(f"pick answer is not JSON: {exc}") from None
-        if not isinstance(obj, dict) or obj.get("v") != 1:
-            raise SchemaError("pick answer must be a JSON object with v=1")
+        obj = loads_object(payload, "pick answer")
+        check_version(obj, 1, "pick answer")
         order_id = obj.get("order_id")
         if not isinstance(order_id, str) or not order_id:
             raise SchemaError("pick answer without order_id")

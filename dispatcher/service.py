@@ -22,6 +22,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Callable
 
 from dispatcher import book
@@ -29,6 +30,7 @@ from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.quarantine import RecordRef, run_guarded, store_rejection
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
 from vreserve.settings import Settings
@@ -156,7 +158,11 @@ class Dispatcher:
             return
         for tp, records in batch.items():
             for rec in records:
-                self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
+                # One bad record never stops the service: bad input is rejected with its reason in
+                # handle(); an unexpected failure is counted and, after a few, quarantined.
+                ref = RecordRef("dispatcher", rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"")
+                run_guarded(conn, ref, partial(self.handle, conn, rec.topic, ref.raw,
+                                               f"{rec.partition}:{rec.offset}", ref))
         book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
 
     def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> None:
@@ -175,7 +181,7 @@ class Dispatcher:
         while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
             self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
 
-    def handle(self, conn, topic: str, value: bytes, position: str) -> None:
+    def handle(self, conn, topic: str, value: bytes, position: str, ref: RecordRef | None = None) -> None:
         if topic == self.settings.topic(topics.MODE):
             outcome = apply_mode_record(conn, value, position)
             if outcome.duplicate:
@@ -194,12 +200,12 @@ class Dispatcher:
             try:
                 update = DemandUpdate.from_json(value)
             except SchemaError as exc:
+                self._reject(conn, ref, f"demand update rejected: {exc}")
                 self.counters.demand_rejected += 1
-                log.warning("demand update at %s rejected: %s", position, exc)
                 return
             if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (update.region,)).fetchone():
                 self.counters.demand_rejected += 1
-                log.warning("demand update %s for unknown region %r rejected", update.update_id, update.region)
+                self._reject(conn, ref, f"demand update {update.update_id} for unknown region {update.region!r}")
                 return
             if book.store_demand_update(conn, update):
                 self.counters.demand_updates += 1
@@ -208,7 +214,7 @@ class Dispatcher:
                 status = OrderStatus.from_json(value)
             except SchemaError as exc:
                 self.counters.statuses_rejected += 1
-                log.warning("order status rejected: %s", exc)
+                self._reject(conn, ref, f"order status rejected: {exc}")
                 return
             result = book.apply_status(conn, status)
             if result == "applied":
@@ -217,7 +223,13 @@ class Dispatcher:
                 self.counters.statuses_duplicate += 1
             else:
                 self.counters.statuses_rejected += 1
-                log.warning("status %s for unknown order %s", status.status, status.order_id)
+                self._reject(conn, ref, f"status {status.status} for unknown order {status.order_id!r}")
+
+    def _reject(self, conn, ref: RecordRef | None, reason: str) -> None:
+        """Keep a rejected status or demand record with its reason and original bytes (migration 0050)."""
+        log.warning("%s%s", f"{ref.topic}[{ref.partition}]@{ref.offset}: " if ref else "", reason)
+        if ref is not None:
+            store_rejection(conn, ref, reason)
 
     # ------------------------------------------------------------------ the clock
     def tick(self, conn, now: datetime) -> None:

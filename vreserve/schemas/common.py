@@ -6,9 +6,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-
-class SchemaError(ValueError):
-    """A payload does not match its schema; ``str(err)`` is the reason a person reads."""
+from vreserve.decode import SchemaError, decode_object
 
 
 def utc_now() -> datetime:
@@ -69,24 +67,9 @@ def require_str(obj: dict, field: str, max_len: int = 128) -> str:
 
 
 def loads_object(raw: bytes | str, what: str) -> dict:
-    """Decode JSON that must be an object; NaN/Infinity literals are rejected, not parsed."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
-    except UnicodeDecodeError:
-        raise SchemaError(f"{what} is not UTF-8 text") from None
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except SchemaError:
-        raise
-    except ValueError as exc:
-        raise SchemaError(f"{what} is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(obj, dict):
-        raise SchemaError(f"{what} must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _reject_constant(name: str) -> float:
-    raise SchemaError(f"non-finite number {name} is not allowed")
+    """Decode JSON that must be an object, through the one safe decoder (:mod:`vreserve.decode`):
+    size limit, bounded nesting, no NUL, strict UTF-8; NaN/Infinity literals are rejected."""
+    return decode_object(raw, what)
 
 
 def dumps(obj: Any) -> bytes:

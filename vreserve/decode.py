@@ -30,8 +30,9 @@ class SchemaError(ValueError):
 
 _CONSTANT = re.compile(r"[:\[,]\s*(-?Infinity|NaN)\b")
 
-#: Largest record any consumer parses, in bytes (a consumer may pass a smaller limit).
-MAX_RECORD_BYTES = 1024 * 1024
+#: Largest record any consumer parses, in bytes (a consumer may pass a smaller limit). Below
+#: Kafka's default 1 MB message limit, so a dead letter of the largest record still fits.
+MAX_RECORD_BYTES = 512 * 1024
 #: Deepest nesting of arrays/objects accepted (our records nest at most 4 levels).
 MAX_DEPTH = 32
 
@@ -110,8 +111,8 @@ def safe_text(text: Any, limit: int = 4000) -> str:
     """Text that PostgreSQL, a log line and a terminal can hold: NUL and lone surrogates escaped,
     at most ``limit`` characters. For reasons and keys, never for the record itself."""
     s = text if isinstance(text, str) else str(text)
-    s = s[:limit].replace("\x00", "\\x00")
-    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    s = s[:limit].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return s[:limit]
 
 
 def preview(raw: bytes | bytearray | str | None, limit: int = 2000) -> str:

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Callable
@@ -30,6 +30,7 @@ from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.health import HealthServer, health_status
 from vreserve.quarantine import RecordRef, run_guarded, store_rejection
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
@@ -73,6 +74,9 @@ class Dispatcher:
     _retry_at: dict[str, float] = field(default_factory=dict)
     #: stored plans that cannot be read back (named once each, never published)
     unreadable_plans: set[str] = field(default_factory=set)
+    #: for the health endpoint: when the main loop last went round, the last failure per emergency
+    last_loop_at: float | None = None
+    last_errors: dict[str, str] = field(default_factory=dict)
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -112,6 +116,7 @@ class Dispatcher:
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):
+                self.last_loop_at = time.time()
                 self._consume(conn, consumer.poll(timeout_ms=200, max_records=500))
                 self.tick(conn, utc_now())
                 if time.monotonic() - last_status > 15:
@@ -263,6 +268,18 @@ class Dispatcher:
         log.exception(message)
         self.say(f"dispatcher: ERROR {message}; retrying in {RETRY_AFTER_S:g} s")
         self._retry_at[emergency_id] = time.monotonic() + RETRY_AFTER_S
+        self.last_errors[emergency_id] = message
+
+    def health(self, stall_after_s: float = 120.0) -> dict:
+        """What the health endpoint shows: failing plans / close-outs still waiting for their retry,
+        a main loop that has not gone round for ``stall_after_s``, and the counters."""
+        now = time.monotonic()
+        failing = [self.last_errors[em] for em, at in self._retry_at.items()
+                   if at > now and em in self.last_errors]
+        if self.last_loop_at is not None and time.time() - self.last_loop_at > stall_after_s:
+            failing.append(f"main loop stalled for {time.time() - self.last_loop_at:.0f} s")
+        return {"status": health_status(failing, started=self.last_loop_at is not None), "failing": failing,
+                "last_loop_at": self.last_loop_at, **asdict(self.counters)}
 
     def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime) -> None:
         planned = make_plan(conn, em, period, self.cache, now)
@@ -327,11 +344,16 @@ class Dispatcher:
 
 
 def run_service(settings: Settings, die_after_persist: int | None = None, time_limit_s: float = 30.0,
-                gap: float = 1e-3) -> None:
+                gap: float = 1e-3, health_port: int | None = None) -> None:
     d = Dispatcher(settings, die_after_persist=die_after_persist,
                    cache=PlannerCache(time_limit_s=time_limit_s, gap=gap),
                    say=lambda m: print(m, flush=True))
     signal.signal(signal.SIGTERM, d.stop)
     signal.signal(signal.SIGINT, d.stop)
-    d.run()
+    health = HealthServer(health_port, lambda: d.health(2 * time_limit_s + 60)) if health_port else None
+    try:
+        d.run()
+    finally:
+        if health is not None:
+            health.close()
     print("dispatcher: stopped", flush=True)

@@ -33,6 +33,7 @@ from typing import Callable
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
 from vreserve import topics
 from vreserve.decode import safe_text
+from vreserve.health import HealthServer, health_status
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
 
@@ -50,6 +51,8 @@ class BridgeConfig:
     linger_ms: int = 5
     batch_size: int = 1024 * 1024  # one pending batch per partition in aiokafka: big batches keep up
     keepalive_s: int = 30
+    #: Port of the health endpoint (GET /health) while run() runs; None: none.
+    health_port: int | None = None
 
 
 def share_topic(settings: Settings) -> str:
@@ -313,6 +316,7 @@ class Bridge:
         """Start, print a status line every interval, stop on SIGTERM/SIGINT/duration; re-raise errors."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        health = HealthServer(self.config.health_port, self.health) if self.config.health_port else None
         self.start()
         t0 = last_status = last_refresh = time.monotonic()
         last_received = 0
@@ -336,8 +340,25 @@ class Bridge:
                     break
         finally:
             self.stop(end_mqtt_session=end_mqtt_session)
+            if health is not None:
+                health.close()
         on_status(self.status_line(0.0, status_json, note="stopped"))
         return self.counters
+
+    def health(self) -> dict:
+        """What the health endpoint shows: status, what is failing, the counters."""
+        c = self.counters
+        failing = []
+        if self._error is not None:
+            failing.append(f"stopped on error: {safe_text(repr(self._error), 300)}")
+        if not self._connected.is_set():
+            failing.append("no MQTT connection")
+        if self._producer is None:
+            failing.append("no Kafka producer")
+        return {"status": health_status(failing, started=self._loop is not None), "failing": failing,
+                "client_id": self.config.client_id, "received": c.received, "forwarded": c.forwarded,
+                "dead_lettered": c.dead_lettered, "in_flight": c.in_flight, "redelivered": c.redelivered,
+                "reasons": dict(c.reasons), "known_sites": len(self.known.sites)}
 
     def request_stop(self) -> None:
         self._stop.set()

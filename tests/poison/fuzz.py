@@ -7,7 +7,7 @@ field of the wrong type, valid JSON of the wrong shape (another value, a require
 an unknown field). The fuzz tests interleave them with good records built by the test itself.
 
 ``VRESERVE_FUZZ_RECORDS`` (not a ``VR_`` name: those are the services' settings) sets how many
-records each consumer's test sends in all (default 300; bad and good together).
+records each consumer's test sends in all (default 200; bad and good together).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 KINDS = ("bytes", "deep", "huge", "nul", "bad_utf8", "wrong_type", "wrong_shape", "missing", "unknown_field")
 #: Records per consumer per run (bad + good); a longer run: VRESERVE_FUZZ_RECORDS=3000.
-RECORDS = int(os.environ.get("VRESERVE_FUZZ_RECORDS", "300"))
+RECORDS = int(os.environ.get("VRESERVE_FUZZ_RECORDS", "200"))
 #: Records per round (one publish-and-check round against the running service).
 PER_EXAMPLE = 50
 GOOD = "good"

@@ -6,7 +6,7 @@ wait until every record is accounted for, then check that
 * every good record was applied exactly as it would have been without the bad ones;
 * every bad record is in that consumer's dead-letter / errors destination exactly once, with a reason.
 
-``VRESERVE_FUZZ_RECORDS`` (default 300) sets the records per consumer; each test prints
+``VRESERVE_FUZZ_RECORDS`` (default 200) sets the records per consumer; each test prints
 "fuzz <consumer>: N records (B bad, G good), crashes 0, lost 0".
 """
 from __future__ import annotations
@@ -34,9 +34,11 @@ ROUND_TIMEOUT_S = 90
 
 
 class Tail:
-    """Everything on a topic from its start, read incrementally (no consumer group)."""
+    """Everything on a topic from its start, read incrementally (no consumer group); ``parse``
+    turns each record into what the test compares (once per record), None to skip it."""
 
-    def __init__(self, settings, logical: str):
+    def __init__(self, settings, logical: str, parse=lambda r: r):
+        self.parse = parse
         self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                       group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
         name = settings.topic(logical)
@@ -47,7 +49,7 @@ class Tail:
 
     def poll(self) -> list:
         for batch in self.consumer.poll(timeout_ms=200).values():
-            self.records.extend(batch)
+            self.records.extend(x for x in map(self.parse, batch) if x is not None)
         return self.records
 
     def close(self) -> None:
@@ -87,7 +89,7 @@ def test_fuzz_stream_worker(settings, unique, tmp_path):
         ("site_id", "ts", "received_at", "mqtt_topic"),
         ("v", "site_id", "ts", "seq", "readings", "received_at", "mqtt_topic"), MAX_READINGS_RECORD_BYTES)
     worker = StreamWorker(s, tmp_path).start()
-    letters = Tail(s, topics.STREAM_DEAD_LETTER)
+    letters = Tail(s, topics.STREAM_DEAD_LETTER, lambda r: DeadLetter.from_json(r.value))
     totals: Counter = Counter()
     seq = [0]
     try:
@@ -107,8 +109,7 @@ def test_fuzz_stream_worker(settings, unique, tmp_path):
 
             def lettered() -> dict:
                 found = {}
-                for r in letters.poll():
-                    d = DeadLetter.from_json(r.value)
+                for d in letters.poll():
                     pos = (d.context.get("partition"), d.context.get("offset"))
                     if pos in bad_pos:
                         found.setdefault(pos, []).append(d)
@@ -273,7 +274,8 @@ def test_fuzz_logistics_simulator(settings, unique):
             errors.append(exc)
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    letters, statuses = Tail(settings, topics.LOGISTICS_DEAD_LETTER), Tail(settings, topics.ORDER_STATUS)
+    letters = Tail(settings, topics.LOGISTICS_DEAD_LETTER, lambda r: DeadLetter.from_json(r.value))
+    statuses = Tail(settings, topics.ORDER_STATUS, _status_or_none)
     totals: Counter = Counter()
     n = [0]
 
@@ -294,10 +296,8 @@ def test_fuzz_logistics_simulator(settings, unique):
             bad_pos = {pos for (kind, _r), pos in zip(sent, positions) if kind != GOOD}
 
             def accounted() -> bool:
-                lettered = Counter((d.context["partition"], d.context["offset"])
-                                   for d in (DeadLetter.from_json(r.value) for r in letters.poll()))
-                delivered = {st.order_id for st in map(_status_or_none, statuses.poll())
-                             if st is not None and st.status == "delivered"}
+                lettered = Counter((d.context["partition"], d.context["offset"]) for d in letters.poll())
+                delivered = {st.order_id for st in statuses.poll() if st.status == "delivered"}
                 return all(lettered[pos] == 1 for pos in bad_pos) and goods <= delivered
             wait_for(accounted, ROUND_TIMEOUT_S, "every dispatch record accounted for", step=0.3, alive=up)
             _count(totals, sent)
@@ -335,7 +335,9 @@ def test_fuzz_bridge(settings, unique):
     client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
     client.connect(settings.mqtt.host, settings.mqtt.port)
     client.loop_start()
-    letters, forwarded = Tail(settings, topics.READINGS_DEAD_LETTER), Tail(settings, topics.READINGS)
+    letters = Tail(settings, topics.READINGS_DEAD_LETTER,
+                   lambda r: DeadLetter.from_json(r.value) if r.key == site.encode() else None)
+    forwarded = Tail(settings, topics.READINGS, lambda r: ReadingBatch.from_json(r.value) if r.key == site.encode() else None)
     totals: Counter = Counter()
     seq = [0]
     bad_sent: Counter = Counter()
@@ -356,10 +358,8 @@ def test_fuzz_bridge(settings, unique):
                 client.publish(mqtt_topic, raw, qos=1).wait_for_publish(10)
 
             def accounted() -> bool:
-                got = Counter(d.payload for d in (DeadLetter.from_json(r.value) for r in letters.poll()
-                                                  if r.key == site.encode()) if d.mqtt_topic == mqtt_topic)
-                fw = {b.report.seq: b.report.readings[0].qty for b in (ReadingBatch.from_json(r.value)
-                                                                        for r in forwarded.poll() if r.key == site.encode())}
+                got = Counter(d.payload for d in letters.poll() if d.mqtt_topic == mqtt_topic)
+                fw = {b.report.seq: b.report.readings[0].qty for b in forwarded.poll()}
                 return got == bad_sent and fw == goods
             wait_for(accounted, ROUND_TIMEOUT_S, "every MQTT message accounted for", step=0.3, alive=bridge.check)
             _count(totals, sent)

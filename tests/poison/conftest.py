@@ -6,6 +6,7 @@ from typing import Iterator
 import pytest
 
 from tests.poison.helpers import Procs
+from tests.stream.stream_helpers import stream_settings  # noqa: F401 - the stream tests' fixture: private topics, deleted after
 from vreserve.db import connect
 
 

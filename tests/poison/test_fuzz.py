@@ -74,12 +74,10 @@ def _count(totals: Counter, items) -> None:
 
 
 # ------------------------------------------------------------------------------- stream worker
-def test_fuzz_stream_worker(settings, unique, tmp_path):
+def test_fuzz_stream_worker(stream_settings, unique, tmp_path):
     from tests.stream.stream_helpers import StreamWorker, add_registry
 
-    s = settings.with_(topic_prefix=f"{settings.topic_prefix}fz{unique}.")
-    from vreserve.kafka_admin import ensure_topics
-    ensure_topics(s)
+    s = stream_settings
     site, material = f"fz{unique}-S1", f"fzm-{unique}"
     add_registry(s.pg_dsn, [(site, f"fz{unique}-g", "enterprise")], {material: "box"}, {(site, material): 100.0})
     now = utc_now()

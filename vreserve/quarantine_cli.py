@@ -26,8 +26,15 @@ def list_command(settings, include_replayed: bool, consumer: str | None, as_json
     from vreserve.db import connect
     from vreserve.quarantine import list_quarantined
 
-    with connect(settings.pg_dsn, autocommit=True) as conn:
-        rows = list_quarantined(conn, include_replayed, consumer)
+    import psycopg
+
+    try:
+        with connect(settings.pg_dsn, autocommit=True) as conn:
+            rows = list_quarantined(conn, include_replayed, consumer)
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException("no quarantine table in this database: run `vreserve db migrate`") from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
     if not rows:
         click.echo("no quarantined records")
     for q in rows:

@@ -90,3 +90,30 @@ _values = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | 
 def test_good_json_decodes_exactly_as_pythons_json(value):
     raw = json.dumps(value).encode()
     assert decode_json(raw, "record") == json.loads(raw)
+
+
+class _BrokenSites(frozenset):
+    """A registry snapshot whose lookup raises: stands for any bug in the bridge's validation."""
+
+    def __contains__(self, item):
+        raise RuntimeError("lookup broke")
+
+
+def test_bridge_dead_letters_a_message_that_breaks_its_validator():
+    """Last line of defence on the bridge: never an unacknowledged message redelivered forever."""
+    from types import SimpleNamespace
+
+    from ingest.bridge import Bridge, BridgeConfig
+    from vreserve.schemas.readings import DeadLetter
+    from vreserve.settings import Settings
+
+    bridge = Bridge(Settings(topic_prefix="unit."), BridgeConfig(client_id="unit"),
+                    known=KnownRegistry(_BrokenSites({"S1"}), {"medicine": "box"}))
+    payload = json.dumps({"v": 1, "site_id": "S1", "ts": "2026-11-30T00:00:00Z", "seq": 1,
+                          "readings": [{"material": "medicine", "qty": 1, "unit": "box"}]}).encode()
+    msg = SimpleNamespace(topic="vr/v1/sites/S1/stock", payload=payload, qos=1, mid=7, dup=False)
+    topic, key, value, _done = bridge._prepare(msg)
+    letter = DeadLetter.from_json(value)
+    assert topic == "unit.readings.dead-letter" and key == b"S1" and letter.payload == payload
+    assert "could not validate" in letter.reason and "lookup broke" in letter.reason
+    assert letter.context["kind"] == "internal"

@@ -120,12 +120,15 @@ def dispatch() -> None:
 @click.option("--gap", type=float, default=1e-3, show_default=True, help="Relative MIP gap to stop at.")
 @click.option("--die-after-persist", type=int, default=None, hidden=True,
               help="Test hook: exit abruptly right after storing this period's plan, before publishing.")
+@click.option("--health-port", default=16068, show_default=True, type=int,
+              help="Health endpoint http://127.0.0.1:PORT/health (200 ok / 503 with what is failing); 0: none.")
 @click.pass_obj
-def run(settings, time_limit, gap, die_after_persist) -> None:
+def run(settings, time_limit, gap, die_after_persist, health_port) -> None:
     """Consume mode events and order statuses; re-plan every period of every open emergency."""
     from dispatcher.service import run_service
 
-    run_service(settings, die_after_persist=die_after_persist, time_limit_s=time_limit, gap=gap)
+    run_service(settings, die_after_persist=die_after_persist, time_limit_s=time_limit, gap=gap,
+                health_port=health_port or None)
 
 
 @click.command("orders")

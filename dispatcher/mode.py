@@ -6,12 +6,14 @@ and its reason goes to the mode-errors topic as well (the caller publishes it).
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
 from psycopg.types.json import Jsonb
 
+from vreserve.decode import preview, safe_text
 from vreserve.schemas.common import SchemaError, loads_object, utc_now
 from vreserve.schemas.dispatch import ModeError, ModeEvent, stable_id
 
@@ -29,7 +31,7 @@ class ModeOutcome:
     duplicate: bool = False
 
     def error_record(self, raw: bytes) -> ModeError:
-        return ModeError(error=self.error or "", at=utc_now(), raw=raw[:2000].decode("utf-8", "replace"),
+        return ModeError(error=self.error or "", at=utc_now(), raw=preview(raw, 2000),
                          event_id=self.event_id, region=self.region, kind=self.kind)
 
 
@@ -136,12 +138,15 @@ def _record_malformed(conn, raw: bytes, position: str, reason: str) -> ModeOutco
     region, kind, actor, at = "?", "malformed", "?", utc_now()
     try:
         obj = loads_object(raw, "mode event")
-        region = str(obj.get("region") or "?")[:128]
-        actor = str(obj.get("actor") or "?")[:128]
+        region = safe_text(obj.get("region") or "?", 128)
+        actor = safe_text(obj.get("actor") or "?", 128)
     except SchemaError:
         pass
     event_id = stable_id("MODE-BAD", position)
-    text = raw[:4000].decode("utf-8", "replace")
+    # The record is data, whatever it holds: its exact bytes in base64, a readable excerpt beside.
+    kept = {"raw_b64": base64.b64encode(raw[:256 * 1024]).decode(), "raw_bytes": len(raw),
+            "raw": preview(raw, 4000), "position": position}
+    reason = safe_text(reason)
     with conn.transaction():
         seen = conn.execute("SELECT error FROM mode_events WHERE event_id = %s", (event_id,)).fetchone()
         if seen:
@@ -149,7 +154,7 @@ def _record_malformed(conn, raw: bytes, position: str, reason: str) -> ModeOutco
         conn.execute(
             "INSERT INTO mode_events (event_id, region, kind, at, actor, reason, payload, accepted, error)"
             " VALUES (%s,%s,%s,%s,%s,%s,%s,false,%s)",
-            (event_id, region, kind, at, actor, "malformed", Jsonb({"raw": text, "position": position}),
+            (event_id, region, kind, at, actor, "malformed", Jsonb(kept),
              f"malformed mode event: {reason}"),
         )
     return ModeOutcome(False, event_id, region, kind, f"malformed mode event: {reason}")

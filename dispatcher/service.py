@@ -20,8 +20,9 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Callable
 
 from dispatcher import book
@@ -29,6 +30,8 @@ from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.health import HealthServer, health_status
+from vreserve.quarantine import RecordRef, run_guarded, store_rejection
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
 from vreserve.settings import Settings
@@ -71,6 +74,9 @@ class Dispatcher:
     _retry_at: dict[str, float] = field(default_factory=dict)
     #: stored plans that cannot be read back (named once each, never published)
     unreadable_plans: set[str] = field(default_factory=set)
+    #: for the health endpoint: when the main loop last went round, the last failure per emergency
+    last_loop_at: float | None = None
+    last_errors: dict[str, str] = field(default_factory=dict)
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -110,6 +116,7 @@ class Dispatcher:
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):
+                self.last_loop_at = time.time()
                 self._consume(conn, consumer.poll(timeout_ms=200, max_records=500))
                 self.tick(conn, utc_now())
                 if time.monotonic() - last_status > 15:
@@ -156,7 +163,11 @@ class Dispatcher:
             return
         for tp, records in batch.items():
             for rec in records:
-                self.handle(conn, rec.topic, rec.value or b"", f"{rec.partition}:{rec.offset}")
+                # One bad record never stops the service: bad input is rejected with its reason in
+                # handle(); an unexpected failure is counted and, after a few, quarantined.
+                ref = RecordRef("dispatcher", rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"")
+                run_guarded(conn, ref, partial(self.handle, conn, rec.topic, ref.raw,
+                                               f"{rec.partition}:{rec.offset}", ref))
         book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
 
     def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> None:
@@ -175,7 +186,7 @@ class Dispatcher:
         while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
             self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
 
-    def handle(self, conn, topic: str, value: bytes, position: str) -> None:
+    def handle(self, conn, topic: str, value: bytes, position: str, ref: RecordRef | None = None) -> None:
         if topic == self.settings.topic(topics.MODE):
             outcome = apply_mode_record(conn, value, position)
             if outcome.duplicate:
@@ -194,12 +205,12 @@ class Dispatcher:
             try:
                 update = DemandUpdate.from_json(value)
             except SchemaError as exc:
+                self._reject(conn, ref, f"demand update rejected: {exc}")
                 self.counters.demand_rejected += 1
-                log.warning("demand update at %s rejected: %s", position, exc)
                 return
             if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (update.region,)).fetchone():
                 self.counters.demand_rejected += 1
-                log.warning("demand update %s for unknown region %r rejected", update.update_id, update.region)
+                self._reject(conn, ref, f"demand update {update.update_id} for unknown region {update.region!r}")
                 return
             if book.store_demand_update(conn, update):
                 self.counters.demand_updates += 1
@@ -208,7 +219,7 @@ class Dispatcher:
                 status = OrderStatus.from_json(value)
             except SchemaError as exc:
                 self.counters.statuses_rejected += 1
-                log.warning("order status rejected: %s", exc)
+                self._reject(conn, ref, f"order status rejected: {exc}")
                 return
             result = book.apply_status(conn, status)
             if result == "applied":
@@ -217,7 +228,13 @@ class Dispatcher:
                 self.counters.statuses_duplicate += 1
             else:
                 self.counters.statuses_rejected += 1
-                log.warning("status %s for unknown order %s", status.status, status.order_id)
+                self._reject(conn, ref, f"status {status.status} for unknown order {status.order_id!r}")
+
+    def _reject(self, conn, ref: RecordRef | None, reason: str) -> None:
+        """Keep a rejected status or demand record with its reason and original bytes (migration 0050)."""
+        log.warning("%s%s", f"{ref.topic}[{ref.partition}]@{ref.offset}: " if ref else "", reason)
+        if ref is not None:
+            store_rejection(conn, ref, reason)
 
     # ------------------------------------------------------------------ the clock
     def tick(self, conn, now: datetime) -> None:
@@ -251,6 +268,18 @@ class Dispatcher:
         log.exception(message)
         self.say(f"dispatcher: ERROR {message}; retrying in {RETRY_AFTER_S:g} s")
         self._retry_at[emergency_id] = time.monotonic() + RETRY_AFTER_S
+        self.last_errors[emergency_id] = message
+
+    def health(self, stall_after_s: float = 120.0) -> dict:
+        """What the health endpoint shows: failing plans / close-outs still waiting for their retry,
+        a main loop that has not gone round for ``stall_after_s``, and the counters."""
+        now = time.monotonic()
+        failing = [self.last_errors[em] for em, at in self._retry_at.items()
+                   if at > now and em in self.last_errors]
+        if self.last_loop_at is not None and time.time() - self.last_loop_at > stall_after_s:
+            failing.append(f"main loop stalled for {time.time() - self.last_loop_at:.0f} s")
+        return {"status": health_status(failing, started=self.last_loop_at is not None), "failing": failing,
+                "last_loop_at": self.last_loop_at, **asdict(self.counters)}
 
     def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime) -> None:
         planned = make_plan(conn, em, period, self.cache, now)
@@ -315,11 +344,16 @@ class Dispatcher:
 
 
 def run_service(settings: Settings, die_after_persist: int | None = None, time_limit_s: float = 30.0,
-                gap: float = 1e-3) -> None:
+                gap: float = 1e-3, health_port: int | None = None) -> None:
     d = Dispatcher(settings, die_after_persist=die_after_persist,
                    cache=PlannerCache(time_limit_s=time_limit_s, gap=gap),
                    say=lambda m: print(m, flush=True))
     signal.signal(signal.SIGTERM, d.stop)
     signal.signal(signal.SIGINT, d.stop)
-    d.run()
+    health = HealthServer(health_port, lambda: d.health(2 * time_limit_s + 60)) if health_port else None
+    try:
+        d.run()
+    finally:
+        if health is not None:
+            health.close()
     print("dispatcher: stopped", flush=True)

@@ -32,6 +32,8 @@ from typing import Callable
 
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
 from vreserve import topics
+from vreserve.decode import safe_text
+from vreserve.health import HealthServer, health_status
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
 
@@ -49,6 +51,8 @@ class BridgeConfig:
     linger_ms: int = 5
     batch_size: int = 1024 * 1024  # one pending batch per partition in aiokafka: big batches keep up
     keepalive_s: int = 30
+    #: Port of the health endpoint (GET /health) while run() runs; None: none.
+    health_port: int | None = None
 
 
 def share_topic(settings: Settings) -> str:
@@ -201,7 +205,7 @@ class Bridge:
         self._stop.set()
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             try:
-                asyncio.run_coroutine_threadsafe(self._astop(), self._loop).result(drain_timeout_s + 15)
+                asyncio.run_coroutine_threadsafe(self._astop(drain_timeout_s), self._loop).result(drain_timeout_s + 15)
             except Exception as exc:  # leaving anyway: whatever was not acked is redelivered
                 log.warning("bridge did not stop cleanly: %r", exc)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -312,6 +316,7 @@ class Bridge:
         """Start, print a status line every interval, stop on SIGTERM/SIGINT/duration; re-raise errors."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        health = HealthServer(self.config.health_port, self.health) if self.config.health_port else None
         self.start()
         t0 = last_status = last_refresh = time.monotonic()
         last_received = 0
@@ -335,8 +340,25 @@ class Bridge:
                     break
         finally:
             self.stop(end_mqtt_session=end_mqtt_session)
+            if health is not None:
+                health.close()
         on_status(self.status_line(0.0, status_json, note="stopped"))
         return self.counters
+
+    def health(self) -> dict:
+        """What the health endpoint shows: status, what is failing, the counters."""
+        c = self.counters
+        failing = []
+        if self._error is not None:
+            failing.append(f"stopped on error: {safe_text(repr(self._error), 300)}")
+        if not self._connected.is_set():
+            failing.append("no MQTT connection")
+        if self._producer is None:
+            failing.append("no Kafka producer")
+        return {"status": health_status(failing, started=self._loop is not None), "failing": failing,
+                "client_id": self.config.client_id, "received": c.received, "forwarded": c.forwarded,
+                "dead_lettered": c.dead_lettered, "in_flight": c.in_flight, "redelivered": c.redelivered,
+                "reasons": dict(c.reasons), "known_sites": len(self.known.sites)}
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -406,16 +428,26 @@ class Bridge:
                 else:
                     raise
         except Rejected as rej:
-            site = rej.site_id or site_from_topic(msg.topic)
-            record = DeadLetter(
-                source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
-                context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
-            )
-            return (self._dead_letter_topic, site.encode() if site else None, record.to_json(),
-                    partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))
+            return self._dead_letter(msg, payload, now, rej)
+        except Exception as exc:  # noqa: BLE001 - validation is pure: whatever it raised, the message caused
+            # The last line of defence: a message that breaks the validator is dead-lettered with
+            # the error (its bytes kept) and acknowledged, never left to be redelivered forever.
+            log.error("validating a message on %s raised %s; dead-lettered", msg.topic, type(exc).__name__)
+            rej = Rejected(f"the bridge could not validate this message: {type(exc).__name__}: {safe_text(exc, 300)}",
+                           "internal", site_from_topic(msg.topic))
+            return self._dead_letter(msg, payload, now, rej)
         value = ReadingBatch(report=report, received_at=now, mqtt_topic=msg.topic).to_json()
         return (self._readings_topic, report.site_id.encode(), value,
                 partial(self._on_forwarded, msg.mid, msg.qos, report.ts.timestamp(), len(report.readings)))
+
+    def _dead_letter(self, msg, payload: bytes, now: datetime, rej: Rejected) -> tuple[str, bytes | None, bytes, Callable]:
+        site = rej.site_id or site_from_topic(msg.topic)
+        record = DeadLetter(
+            source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
+            context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
+        )
+        return (self._dead_letter_topic, site.encode() if site else None, record.to_json(),
+                partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))
 
     # -------------------------------------------------------------------- kafka callbacks
     def _on_forwarded(self, mid: int, qos: int, published_at: float, n_readings: int, fut) -> None:

@@ -25,9 +25,12 @@ def ingest() -> None:
 @click.option("--end-session-on-stop", is_flag=True,
               help="On a clean stop, delete the persistent MQTT session (throw-away runs: demos, tests). "
                    "Without it the broker keeps queueing this bridge's share until it comes back.")
+@click.option("--health-port", default=16067, show_default=True, type=int,
+              help="Health endpoint http://127.0.0.1:PORT/health (200 ok / 503 with what is failing); 0: none.")
 @click.pass_obj
 def run(settings: Settings, client_id: str | None, status_interval: float, status_json: bool,
-        registry_refresh: float, linger_ms: int, batch_kib: int, duration: float | None, end_session_on_stop: bool) -> None:
+        registry_refresh: float, linger_ms: int, batch_kib: int, duration: float | None, end_session_on_stop: bool,
+        health_port: int) -> None:
     """Move valid site readings from MQTT into Kafka; dead-letter everything else with a reason."""
     from ingest.bridge import Bridge, BridgeConfig
 
@@ -37,6 +40,7 @@ def run(settings: Settings, client_id: str | None, status_interval: float, statu
         registry_refresh_s=registry_refresh,
         linger_ms=linger_ms,
         batch_size=batch_kib * 1024,
+        health_port=health_port or None,
     )
     bridge = Bridge(settings, config)
 

@@ -205,13 +205,17 @@ def load_registry(path: str | Path) -> Registry:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # a binary file: one line, not a traceback
+        raise RegistryError(f"{path}: not a UTF-8 text file (invalid byte at offset {exc.start})") from None
     try:
         doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise RegistryError(f"{path}: not a registry: nested too deeply") from None
     try:
         return registry_from_dict(doc)
     except RegistryError as exc:

@@ -167,7 +167,12 @@ def load_scenario(source: "str | Path | Mapping[str, Any] | Scenario") -> Scenar
         else:
             raise ScenarioError(f"no scenario file {name!r} and no pack of that name "
                                 f"(packs: {', '.join(known_packs()) or 'none'})")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # a binary file: one line, not a traceback
+        raise ScenarioError(f"{path}: not a UTF-8 text file (invalid byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror}") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)

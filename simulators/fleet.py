@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Callable
 
+from vreserve.decode import decode_json
 from vreserve.schemas.common import format_ts
 from vreserve.settings import Settings
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
@@ -461,7 +462,7 @@ class Fleet:
         if site_id not in self._sites or (self.auth == "gateway" and site_id not in conn.sites):
             return  # another fleet's (or gateway's) site
         try:
-            cmd = json.loads(msg.payload)
+            cmd = decode_json(msg.payload, "pick command", 64 * 1024)  # bounded; a SchemaError is a ValueError
             if not isinstance(cmd, dict) or cmd.get("v") != 1:
                 raise ValueError("pick command must be a JSON object with v=1")
             order_id, material, qty, unit = cmd.get("order_id"), cmd.get("material"), cmd.get("qty"), cmd.get("unit")

@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vreserve import topics
+from vreserve.decode import key_text, safe_text
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, decode_dispatch_record
+from vreserve.schemas.readings import DeadLetter
 from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.logistics")
@@ -231,9 +233,9 @@ class LogisticsSimulator:
                         high[tp.partition] = rec.offset
                         try:
                             record = decode_dispatch_record(rec.value or b"")
-                        except SchemaError as exc:
+                        except Exception as exc:  # noqa: BLE001 - decoding is pure: the record is to blame
                             self.counters.rejected += 1
-                            log.warning("dispatch record at %s:%d rejected: %s", tp.partition, rec.offset, exc)
+                            self._dead_letter(producer, rec, exc)
                             continue
                         if isinstance(record, CancelRecord):
                             job = jobs.get(record.order_id)
@@ -297,6 +299,17 @@ class LogisticsSimulator:
             finally:
                 consumer.close()
         return self.counters
+
+    def _dead_letter(self, producer, rec, exc: Exception) -> None:
+        """A dispatch record we cannot use: to the logistics dead-letter topic with the reason and
+        its original bytes, before its offset can be committed."""
+        reason = safe_text(exc if isinstance(exc, SchemaError) else
+                           f"the carrier could not decode this record: {type(exc).__name__}: {exc}")
+        log.warning("dispatch record at %d:%d rejected: %s", rec.partition, rec.offset, reason[:300])
+        letter = DeadLetter(source=f"kafka:{rec.topic}", reason=reason, payload=rec.value or b"", at=utc_now(),
+                            context={"partition": rec.partition, "offset": rec.offset, "key": key_text(rec.key)})
+        producer.send(self.settings.topic(topics.LOGISTICS_DEAD_LETTER), key=rec.key,
+                      value=letter.to_json()).get(30)
 
     def _commit(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
         offsets = {}

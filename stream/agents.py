@@ -21,6 +21,7 @@ import faust
 import psycopg
 
 from vreserve import topics
+from vreserve.decode import key_text, safe_text
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.readings import DeadLetter
@@ -65,6 +66,12 @@ class WorkerStats:
     last_batch_at: float | None = None
     last_checks_at: float | None = None
     last_checks: dict | None = None
+    #: Periodic checks / alert outbox failing in a row (0 when the last run worked), since when, why.
+    checks_failures: int = 0
+    checks_failing_since: float | None = None
+    checks_last_error: str | None = None
+    outbox_failures: int = 0
+    outbox_last_error: str | None = None
     alerts_published: int = 0
     #: Of the last batch: records, mean ms from sensor ts to the Kafka record timestamp (the
     #: bridge's produce time) and from that to the start of folding here (where latency goes).
@@ -95,6 +102,25 @@ class Wiring:
     sink: PostgresSink
 
 
+
+
+def failing_parts(stats: WorkerStats, db_failing_since: float | None, checks_interval_s: float,
+                  now: float | None = None) -> list[str]:
+    """What the health page says is failing; empty when all is well.
+
+    The periodic checks count as failing when their last run failed, or when none has succeeded
+    within three intervals of the start (or of the last success)."""
+    now = time.time() if now is None else now
+    problems = []
+    if db_failing_since:
+        problems.append("database writes")
+    last_ok = stats.last_checks_at or stats.started_at
+    if stats.checks_failures or now - last_ok > 3 * checks_interval_s + 5:
+        problems.append(f"periodic checks ({stats.checks_failures} failure(s) in a row"
+                        f"{': ' + stats.checks_last_error if stats.checks_last_error else ''})")
+    if stats.outbox_failures:
+        problems.append(f"alert outbox ({stats.outbox_failures} failure(s) in a row: {stats.outbox_last_error})")
+    return problems
 
 
 def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
@@ -129,7 +155,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
             payload=source.value if isinstance(source.value, (bytes, bytearray)) else b"",
             at=utc_now(),
             context={"partition": source.partition, "offset": source.offset,
-                     "key": (source.key or b"").decode("utf-8", "replace")},
+                     "key": key_text(source.key or b"")},
         )
         await dead_letter_topic.send(key=source.key, value=letter.to_json())
         stats.dead_letters += 1
@@ -141,7 +167,11 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         try:
             return parse_batch(source.value, source.key)
         except SchemaError as exc:
-            await dead_letter(source, str(exc))
+            await dead_letter(source, safe_text(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - parsing is pure: whatever it raised, the record caused
+            await dead_letter(source, f"the worker could not parse this record: {type(exc).__name__}: "
+                                      f"{safe_text(exc, 300)}")
             return None
 
     def add(batch: "_Batch", source: Source, readings: list[StockReading] | None) -> None:
@@ -323,8 +353,12 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                                               settings.reading_interval_s, hourly)
         except psycopg.Error as exc:
             log.warning("periodic checks failed: %s", exc)
+            stats.checks_failures += 1
+            stats.checks_failing_since = stats.checks_failing_since or time.time()
+            stats.checks_last_error = safe_text(exc, 500)
             await checks_sink.close()
             return
+        stats.checks_failures, stats.checks_failing_since, stats.checks_last_error = 0, None, None
         if result.ran and hourly is not None:
             last_hourly[0] = time.monotonic()
             if tuple(pending_hourly) == hourly:
@@ -342,17 +376,22 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         try:
             conn = await outbox_sink.connection()
             stats.alerts_published += await rollups.publish_outbox(conn, send_alerts)
+            stats.outbox_failures, stats.outbox_last_error = 0, None
         except psycopg.Error as exc:
             log.warning("alert outbox failed: %s", exc)
+            stats.outbox_failures += 1
+            stats.outbox_last_error = safe_text(exc, 500)
             await outbox_sink.close()
 
     @app.page("/health")
     async def health(web, request):
         alive = app.consumer is not None
         failing = sink.failing_since or frontier_sink.failing_since
-        status = "starting" if not alive else ("degraded" if failing else "ok")
+        problems = failing_parts(stats, failing, options.aggregate_interval_s)
+        status = "starting" if not alive else ("degraded" if problems else "ok")
         body = {
             "status": status,
+            "failing": problems,
             "database_failing_since": failing,
             "database_last_error": sink.last_error or frontier_sink.last_error,
             "app_id": app.conf.id,

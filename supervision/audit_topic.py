@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from supervision import sql_audits
 from supervision.trust import TrustPolicy
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.decode import key_text, safe_text
+from vreserve.quarantine import RecordRef, run_guarded
 from vreserve.schemas.audits import AuditRecord
 from vreserve.schemas.common import SchemaError
 from vreserve.settings import Settings
+from vreserve.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class ConsumeStats:
     duplicates: int = 0
     rejected: int = 0
     discrepancies: int = 0
+    quarantined: int = 0
 
 
 def consume(settings: Settings, group: str | None = None, max_records: int | None = None,
@@ -76,8 +81,8 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
     stats = ConsumeStats()
     last = time.monotonic()
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn:
-            while max_records is None or stats.records < max_records:
+        with connect(settings.pg_dsn, autocommit=True) as conn, stop_on_signals() as stopping:
+            while (max_records is None or stats.records < max_records) and not stopping.is_set():
                 batch = consumer.poll(timeout_ms=500, max_records=200)
                 if not batch:
                     publish_pending_alerts(conn, producer, settings)  # e.g. left over from a CLI audit
@@ -88,20 +93,24 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
                 for tp, messages in batch.items():
                     for msg in messages:
                         stats.records += 1
-                        _handle(conn, msg, policy, stats)
+                        ref = RecordRef("supervision-audits", msg.topic, msg.partition, msg.offset, msg.key,
+                                        msg.value or b"")
+                        if not run_guarded(conn, ref, partial(_handle, conn, msg, policy, stats)):
+                            stats.quarantined += 1
                 publish_pending_alerts(conn, producer, settings)
                 consumer.commit()
                 progress(f"{stats.records} audit record(s): {stats.applied} applied, {stats.duplicates} "
-                         f"duplicate(s), {stats.rejected} rejected, {stats.discrepancies} discrepancy alert(s)")
+                         f"duplicate(s), {stats.rejected} rejected, {stats.quarantined} quarantined, "
+                         f"{stats.discrepancies} discrepancy alert(s)")
     finally:
-        consumer.close()
+        consumer.close()  # leaves the group at once (SIGTERM / SIGINT end the loop above)
         producer.close(5)
     return stats
 
 
 def _handle(conn, msg, policy: TrustPolicy, stats: ConsumeStats) -> None:
     source = f"{msg.topic}:{msg.partition}:{msg.offset}"
-    key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+    key = key_text(msg.key)
     raw = msg.value or b""
     try:
         rec = AuditRecord.from_json(raw)
@@ -110,8 +119,8 @@ def _handle(conn, msg, policy: TrustPolicy, stats: ConsumeStats) -> None:
         result = sql_audits.record_audit(conn, rec, f"topic:{msg.partition}:{msg.offset}", policy)
     except (SchemaError, sql_audits.AuditRejected) as exc:
         stats.rejected += 1
-        log.warning("audit record %s rejected: %s", source, exc)
-        sql_audits.store_rejection(conn, source, "topic", key, raw, str(exc))
+        log.warning("audit record %s rejected: %s", source, safe_text(exc, 500))
+        sql_audits.store_rejection(conn, source, "topic", key, raw, safe_text(exc))
         return
     if result.duplicate:
         stats.duplicates += 1

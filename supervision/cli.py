@@ -280,7 +280,7 @@ def audit_consume(settings: Settings, max_records, idle_timeout, group) -> None:
     stats = audit_topic.consume(settings, group=group, max_records=max_records, idle_timeout_s=idle_timeout,
                                 progress=lambda m: click.echo(m, err=True))
     click.echo(f"{stats.records} record(s): {stats.applied} applied, {stats.duplicates} duplicate(s), "
-               f"{stats.rejected} rejected, {stats.discrepancies} discrepancy alert(s)")
+               f"{stats.rejected} rejected, {stats.quarantined} quarantined, {stats.discrepancies} discrepancy alert(s)")
 
 
 # ---------------------------------------------------------------------------------------- grid

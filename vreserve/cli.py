@@ -23,6 +23,7 @@ STAGE_CLI_MODULES = (
     "dispatcher.cli",
     "supervision.cli",
     "bench.cli",
+    "vreserve.quarantine_cli",
 )
 
 

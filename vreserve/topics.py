@@ -27,6 +27,8 @@ ORDER_STATUS = "order-status"
 PLANS = "plans"
 #: Counted quantities submitted by auditors, keyed by site id.
 AUDITS = "audits"
+#: Dispatch records the (simulated) logistics system could not use, as ``DeadLetter`` records.
+LOGISTICS_DEAD_LETTER = "logistics.dead-letter"
 
 ALL = (
     READINGS,
@@ -40,6 +42,7 @@ ALL = (
     ORDER_STATUS,
     PLANS,
     AUDITS,
+    LOGISTICS_DEAD_LETTER,
 )
 
 # MQTT (contract v1 with site sensors)

@@ -59,7 +59,7 @@ def test_deliveries_are_what_the_sites_really_picked(settings, unique):
     # topics of its own: the simulator reads its topic from the beginning, and other tests of the
     # session publish orders too
     settings = settings.with_(topic_prefix=f"{settings.topic_prefix}{unique}.")
-    ensure_topics(settings, [topics.DISPATCH_ORDERS, topics.ORDER_STATUS])
+    ensure_topics(settings, [topics.DISPATCH_ORDERS, topics.ORDER_STATUS, topics.LOGISTICS_DEAD_LETTER])
     reg = generate_registry(3, seed=4, id_prefix=f"l{unique}-", materials_per_site=4)
     rich, empty, full = (f"l{unique}-0000{i}" for i in (1, 2, 3))
     fleet = Fleet(settings, reg, interval_s=1.0, auth="per-site", seed=5, replenish=False)

@@ -6,9 +6,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-
-class SchemaError(ValueError):
-    """A payload does not match its schema; ``str(err)`` is the reason a person reads."""
+from vreserve.decode import MAX_RECORD_BYTES, SchemaError, decode_object
 
 
 def utc_now() -> datetime:
@@ -35,7 +33,10 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
         raise SchemaError(f"{field} is not an RFC 3339 timestamp: {value[:40]!r}") from None
     if ts.tzinfo is None:
         raise SchemaError(f"{field} has no UTC offset: {value[:40]!r}")
-    return ts.astimezone(timezone.utc)
+    try:
+        return ts.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise SchemaError(f"{field} is out of range in UTC: {value[:40]!r}") from None
 
 
 def check_keys(obj: dict, allowed: set[str], what: str = "") -> None:
@@ -68,25 +69,10 @@ def require_str(obj: dict, field: str, max_len: int = 128) -> str:
     return value
 
 
-def loads_object(raw: bytes | str, what: str) -> dict:
-    """Decode JSON that must be an object; NaN/Infinity literals are rejected, not parsed."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
-    except UnicodeDecodeError:
-        raise SchemaError(f"{what} is not UTF-8 text") from None
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except SchemaError:
-        raise
-    except ValueError as exc:
-        raise SchemaError(f"{what} is not valid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(obj, dict):
-        raise SchemaError(f"{what} must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _reject_constant(name: str) -> float:
-    raise SchemaError(f"non-finite number {name} is not allowed")
+def loads_object(raw: bytes | str, what: str, max_bytes: int = MAX_RECORD_BYTES) -> dict:
+    """Decode JSON that must be an object, through the one safe decoder (:mod:`vreserve.decode`):
+    size limit, bounded nesting, no NUL, strict UTF-8; NaN/Infinity literals are rejected."""
+    return decode_object(raw, what, max_bytes)
 
 
 def dumps(obj: Any) -> bytes:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from vreserve.schemas.common import (
+    MAX_RECORD_BYTES,
     SchemaError,
     check_keys,
     check_version,
@@ -30,6 +31,8 @@ VERSION = 1
 #: Largest MQTT payload accepted, in bytes; a real site sends well under 4 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS = 500
+#: Largest readings-topic record the stream worker parses, in bytes.
+MAX_READINGS_RECORD_BYTES = 2 * MAX_PAYLOAD_BYTES
 _STOCK_KEYS = {"v", "site_id", "ts", "seq", "readings"}
 _READING_KEYS = {"material", "qty", "unit"}
 
@@ -120,7 +123,8 @@ class ReadingBatch:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "ReadingBatch":
-        obj = loads_object(raw, "readings record")
+        # the bridge re-encodes at most a MAX_PAYLOAD_BYTES payload: twice that is already wrong
+        obj = loads_object(raw, "readings record", MAX_READINGS_RECORD_BYTES)
         received_at = parse_ts(obj.pop("received_at", None), "received_at")
         mqtt_topic = obj.pop("mqtt_topic", None)
         if not isinstance(mqtt_topic, str):
@@ -154,7 +158,8 @@ class DeadLetter:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "DeadLetter":
-        obj = loads_object(raw, "dead-letter record")
+        # carries a rejected record of up to MAX_RECORD_BYTES in base64 (4/3 of it) and its reason
+        obj = loads_object(raw, "dead-letter record", 2 * MAX_RECORD_BYTES)
         return cls(
             source=require_str(obj, "source"),
             reason=require_str(obj, "reason", max_len=4096),

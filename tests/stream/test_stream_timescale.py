@@ -44,6 +44,8 @@ def test_schema_is_a_hypertable_with_its_policies(tsdb):
         [(interval,)] = conn.execute("SELECT time_interval FROM timescaledb_information.dimensions"
                                      " WHERE hypertable_name = 'stock_readings'").fetchall()
         assert interval == timedelta(days=1)
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'stock_readings'")}
+        assert indexes == {"stock_readings_pkey", "stock_readings_ts_brin"}  # no B-tree on ts to pay for per reading
         settings = conn.execute(
             "SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc"
             " FROM timescaledb_information.compression_settings WHERE hypertable_name = 'stock_readings'"

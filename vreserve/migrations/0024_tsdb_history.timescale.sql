@@ -10,6 +10,14 @@
 -- compression act on whole days. A fleet reporting every 10 s would want about an hour (docs/stream.md).
 SELECT set_chunk_time_interval('stock_readings', INTERVAL '1 day');
 
+-- Every index on the history is paid for by every reading the worker writes (0022 dropped the
+-- per-cell one). create_hypertable's default B-tree on ts becomes a BRIN index, as on plain
+-- PostgreSQL: readings arrive in time order, so a block-range index finds the hour `stock --at`
+-- reads in the chunk being written at a fraction of the insert cost; older chunks are found by
+-- chunk exclusion and, once compressed, by their batches' min/max ts.
+DROP INDEX IF EXISTS stock_readings_ts_idx;
+CREATE INDEX IF NOT EXISTS stock_readings_ts_brin ON stock_readings USING brin (ts);
+
 -- readings_hourly carries each hour's last unit (stock --at sums only readings in the material's
 -- unit, like the live warehouse). 0020 creates it so since this migration; a database migrated
 -- before gets it recreated here (a continuous aggregate cannot gain a column). Such a database then

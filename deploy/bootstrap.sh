@@ -23,11 +23,23 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  say "installing Debian packages: ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# TimescaleDB is built by the runner from source (deploy/timescaledb.py): compilers, cmake and the
+# server's headers, for the PostgreSQL major version installed (Debian 12: 15).
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v git >/dev/null 2>&1 || need+=(git)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_updated=0
+apt_install() {
+  say "installing Debian packages: $*"
+  [ "$apt_updated" = 1 ] || { $SUDO apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+pg_major=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sed 's|/usr/lib/postgresql/\([0-9]*\)/.*|\1|' | sort -n | tail -1)
+if [ -n "$pg_major" ] && [ ! -f "/usr/include/postgresql/$pg_major/server/postgres.h" ]; then
+  apt_install "postgresql-server-dev-$pg_major"
 fi
 
 # --- Python environment -----------------------------------------------------------------------
@@ -73,6 +85,15 @@ case "$job" in
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?
+    if [ $# -eq 0 ]; then
+      # The suite ran on TimescaleDB (when the server loads it); users without the extension get
+      # the plain-PostgreSQL migrations: their storage tests again, on a plain-variant database.
+      say "storage tests on the plain-PostgreSQL variant"
+      .venv/bin/python -m pytest -q --db-variant plain tests/stream/test_stream_storage.py \
+        tests/vreserve/test_settings_and_migrations.py
+      plain_rc=$?
+      [ "$rc" -ne 0 ] || rc=$plain_rc
+    fi
     set -e
     say "test suite finished with exit code $rc"
     exit $rc

@@ -86,12 +86,22 @@ def db() -> None:
 
 
 @db.command("migrate")
+@click.option("--variant", type=click.Choice(["timescale", "plain"]), default=None,
+              help="Force a variant for a new database (default: TimescaleDB when the server can load it).")
 @click.pass_obj
-def db_migrate(settings: Settings) -> None:
-    """Apply pending SQL migrations (idempotent); TimescaleDB variants when the extension exists."""
-    from vreserve.db import migrate
+def db_migrate(settings: Settings, variant: str | None) -> None:
+    """Apply pending SQL migrations (idempotent); the TimescaleDB variant when the server can load it."""
+    from psycopg.conninfo import conninfo_to_dict
 
-    applied = migrate(settings.pg_dsn, progress=lambda m: click.echo(f"  {m}", err=True))
+    from vreserve.db import MigrationError, migrate
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+    try:
+        applied = migrate(settings.pg_dsn, progress=lambda m: click.echo(f"  {m}", err=True), variant=variant)
+    except MigrationError as exc:
+        raise click.ClickException(f"database {where}: {exc}") from None
+    click.echo(f"database {where}: {applied.variant.name} variant ({applied.variant.reason})")
     click.echo(f"{len(applied)} migration(s) applied" if applied else "schema up to date")
 
 

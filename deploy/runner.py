@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from deploy import timescaledb
+from vreserve.db import recorded_variant, server_variant
 from vreserve.settings import (
     DEFAULT_KAFKA_CONTROLLER_PORT,
     DEFAULT_MQTT_PASSWORD,
@@ -380,15 +382,23 @@ def add_mqtt_users(passwd: Path, users: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL
+#: the cluster's TimescaleDB settings, included from postgresql.conf
+TIMESCALEDB_CONF = "vreserve-timescaledb.conf"
+
+
 class Postgres(Service):
     """PostgreSQL from Debian's packages, in a project-owned cluster (trust auth on loopback)."""
 
     name = "postgres"
     start_timeout = 60.0
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, preload_timescaledb: bool = True):
+        """``preload_timescaledb=False``: the extension installed but not preloaded, as on a server
+        where it was installed without being configured (tests of the migration variant choice)."""
         super().__init__(settings)
         from psycopg.conninfo import conninfo_to_dict
+
+        self.preload_timescaledb = preload_timescaledb
 
         info = conninfo_to_dict(settings.pg_dsn)
         self.host = info.get("host") or "127.0.0.1"
@@ -424,6 +434,12 @@ class Postgres(Service):
         return f"{self.host}:{self.port}/{self.dbname}"
 
     def _bin(self, tool: str) -> str:
+        """The cluster's server tools: the private copy with TimescaleDB when there is one."""
+        private = sorted(glob.glob(str(self.home / "server" / "lib" / "postgresql" / "*" / "bin" / tool)),
+                         key=_pg_version, reverse=True)
+        return private[0] if private else self._system_bin(tool)
+
+    def _system_bin(self, tool: str) -> str:
         candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"), key=_pg_version, reverse=True)
         if candidates:
             return candidates[0]
@@ -476,8 +492,29 @@ class Postgres(Service):
                     "fsync = on\nsynchronous_commit = on\n"
                     "timezone = 'UTC'\nlog_min_messages = warning\n"
                 )
+        self._configure_timescaledb(progress)
         self.log.touch()
         self._chown(self.log)
+
+    def _configure_timescaledb(self, progress: Progress) -> None:
+        """Install TimescaleDB when the server cannot load it (built once, cached in the state
+        folder), then preload it in this cluster, or leave the cluster plain with one line why.
+        The settings live in an included file rewritten at every start, so the server never
+        preloads a library that has gone missing."""
+        system_bindir = Path(self._system_bin("initdb")).parent
+        outcome = timescaledb.ensure(self.settings.state_dir / "timescaledb", str(system_bindir / "pg_config"), progress)
+        progress(f"postgres: {outcome.line}" + ("" if self.preload_timescaledb else " (installed, not preloaded)"))
+        if outcome.stage is not None:
+            timescaledb.private_server(system_bindir, outcome.stage, self.home / "server", progress)
+        else:  # the system's server (with or without TimescaleDB of its own)
+            shutil.rmtree(self.home / "server", ignore_errors=True)
+        conf = self.data / TIMESCALEDB_CONF
+        conf.write_text(timescaledb.preload_conf(outcome.available and self.preload_timescaledb))
+        self._chown(conf)
+        main_conf = self.data / "postgresql.conf"
+        if f"'{TIMESCALEDB_CONF}'" not in main_conf.read_text():
+            with open(main_conf, "a") as f:
+                f.write(f"include_if_exists = '{TIMESCALEDB_CONF}'\n")
 
     def spawn(self) -> int:
         res = subprocess.run(
@@ -518,7 +555,10 @@ class Postgres(Service):
                 host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=3
             ) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]
-            return True, f"PostgreSQL {version}"
+                variant = server_variant(conn, prove=False)
+                uses = recorded_variant(conn)
+            database = f"database {self.dbname}: {uses} variant" if uses else f"database {self.dbname}: not migrated"
+            return True, f"PostgreSQL {version}, {variant.reason if variant.timescale else 'plain: ' + variant.reason}; {database}"
         except psycopg.Error as exc:
             return False, f"query failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
 

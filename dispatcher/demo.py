@@ -279,9 +279,9 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         dropped, old_prefixes, alive = _drop_old_demo_topics(settings, demo_settings.topic_prefix)
         leftover = leftover_demo_sessions(settings, old_prefixes, alive | {demo_settings.topic_prefix})
         sessions_ended = end_demo_sessions(settings, leftover, say)
-    migrate(dsn, progress=lambda m: None)
+    variant = migrate(dsn, progress=lambda m: None).variant
     ensure_topics(demo_settings)
-    say(f"database {database} migrated; topics under prefix {demo_settings.topic_prefix!r} created"
+    say(f"database {database} migrated ({variant.name} variant: {variant.reason}); topics under prefix {demo_settings.topic_prefix!r} created"
         f"{f' ({dropped} topics of earlier demos deleted)' if dropped else ''}"
         f"{f'; {sessions_ended} MQTT sessions of earlier demo bridges ended' if sessions_ended else ''}")
     base = load_scenario(scenario).to_dict()

@@ -4,8 +4,11 @@
 SQL runs on plain PostgreSQL and TimescaleDB.
 
 Per (grid cell, material), quantities in the material's unit (``materials.unit``):
-- reported: sum of each site's latest reading (at ``at``: the latest reading with ts <= at, from
-  the readings history); a reading in another unit is not added but counted in unit_mismatches;
+- reported: sum of each site's latest reading (at ``at``: the latest reading with ts <= at within
+  ``lookback`` before at's hour: the hours before from the hourly rollup ``readings_hourly`` (on
+  TimescaleDB a continuous aggregate), at's own hour from the history, so a time 20 days back
+  costs one hour of raw rows plus one row per key and hour of the rollup, not a scan of the
+  history); a reading in another unit is not added but counted in unit_mismatches;
 - contracted: sum of ``site_materials.contracted_qty``;
 - reserved: sum of qty of supply-leg dispatch orders still open/accepted/in_transit from the
   cell's sites (their current status, also with ``at``);
@@ -15,16 +18,30 @@ Per (grid cell, material), quantities in the material's unit (``materials.unit``
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 
 LATEST_NOW = "SELECT site_id, material_id, qty, unit, ts FROM stock_latest"
+#: How far before ``at``'s hour ``virtual_warehouse(at=...)`` looks for a site's last reading: a
+#: site silent for longer counts as not reporting at that time (sites report every few seconds to
+#: minutes; the stale alert fires after 3 intervals).
+STOCK_AT_LOOKBACK = timedelta(hours=6)
+
 LATEST_AT = """
 SELECT DISTINCT ON (site_id, material_id) site_id, material_id, qty, unit, ts
-FROM stock_readings WHERE ts <= %(at)s
-ORDER BY site_id, material_id, seq DESC, ts DESC
+FROM (
+    SELECT site_id, material_id, qty_last AS qty, unit, last_ts AS ts
+    FROM readings_hourly
+    WHERE bucket >= date_trunc('hour', %(at)s::timestamptz, 'UTC') - %(lookback)s::interval
+      AND bucket < date_trunc('hour', %(at)s::timestamptz, 'UTC')
+    UNION ALL
+    SELECT site_id, material_id, qty, unit, ts
+    FROM stock_readings
+    WHERE ts >= date_trunc('hour', %(at)s::timestamptz, 'UTC') AND ts <= %(at)s::timestamptz
+) AS candidates
+ORDER BY site_id, material_id, ts DESC
 """
 
 WAREHOUSE = """
@@ -98,11 +115,43 @@ class Row:
 
 
 def virtual_warehouse(conn: psycopg.Connection, grid: str | None = None, material: str | None = None,
-                      owner_kind: str | None = None, at: datetime | None = None) -> list[Row]:
+                      owner_kind: str | None = None, at: datetime | None = None,
+                      lookback: timedelta = STOCK_AT_LOOKBACK) -> list[Row]:
     """The virtual warehouse now (or as reported at ``at``), optionally filtered."""
     sql = WAREHOUSE.format(latest=LATEST_AT if at is not None else LATEST_NOW)
-    params = {"grid": grid, "material": material, "owner_kind": owner_kind, "at": at}
+    params = {"grid": grid, "material": material, "owner_kind": owner_kind, "at": at, "lookback": lookback}
     return [Row(*r) for r in conn.execute(sql, params).fetchall()]
+
+
+@dataclass(frozen=True)
+class HourlyStock:
+    """One site's stock of one material in one hour (the hour's last reading, and its range)."""
+
+    bucket: datetime
+    material_id: str
+    unit: str | None
+    qty_last: Decimal
+    qty_min: Decimal
+    qty_max: Decimal
+    readings: int
+
+
+SITE_HISTORY = """
+SELECT bucket, material_id, unit, qty_last, qty_min, qty_max, n_readings
+FROM readings_hourly
+WHERE site_id = %(site)s AND bucket >= %(since)s AND bucket < %(until)s
+ORDER BY material_id, bucket
+"""
+
+
+def site_history(conn: psycopg.Connection, site_id: str, until: datetime | None = None,
+                 days: int = 30) -> list[HourlyStock]:
+    """One site's hourly stock per material over ``days`` up to ``until`` (default now), from the
+    hourly rollup (TimescaleDB: the continuous aggregate): the console's history chart. Hours in
+    which the site sent nothing are absent."""
+    until = until or conn.execute("SELECT now()").fetchone()[0]
+    params = {"site": site_id, "since": until - timedelta(days=days), "until": until}
+    return [HourlyStock(*r) for r in conn.execute(SITE_HISTORY, params).fetchall()]
 
 
 def totals_by_material(rows: list[Row]) -> list[dict]:

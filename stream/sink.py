@@ -6,12 +6,11 @@ Idempotent by construction, so at-least-once delivery cannot double count:
 - ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING;
 - ``stream_offsets``: the partition's frontier only moves forward (GREATEST), in the same
   transaction as the rows it vouches for (see :mod:`stream.repair`).
-On PostgreSQL the batch is COPied (text format, built with string joins) into a session-local
-staging table and moved with INSERT ... SELECT ... ON CONFLICT, de-duplicating per key on the
-server. Where COPY FROM STDIN is not available (PGlite) the same statements read the batch from
-one JSON document through ``json_to_recordset`` instead. (psycopg's array adaptation, the first
-version, cost more client CPU than the rest of the worker together.) The writes never consult the worker's table, so a replay after a crash
-writes exactly what a first pass would.
+One write path, the same on plain PostgreSQL and TimescaleDB: the batch is COPied (text format,
+built with string joins) into a session-local staging table and moved with INSERT ... SELECT ...
+ON CONFLICT, de-duplicating per key on the server. (psycopg's array adaptation, the first version,
+cost more client CPU than the rest of the worker together.) The writes never consult the worker's
+table, so a replay after a crash writes exactly what a first pass would.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import psycopg
 
@@ -31,25 +30,6 @@ from vreserve.schemas.common import format_ts
 from stream.records import StockReading
 
 log = logging.getLogger(__name__)
-
-INSERT_HISTORY = """
-INSERT INTO stock_readings (site_id, material_id, ts, seq, qty, unit, grid_cell, received_at)
-SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cell, r.received_at
-FROM json_to_recordset(%(rows)s::json)
-     AS r(site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text, received_at timestamptz)
-LEFT JOIN sites s ON s.site_id = r.site_id
-ON CONFLICT (site_id, material_id, ts) DO NOTHING
-"""
-
-UPSERT_LATEST = """
-INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, updated_at)
-SELECT r.site_id, r.material_id, r.qty::numeric, r.unit, r.ts, r.seq, now()
-FROM json_to_recordset(%(rows)s::json)
-     AS r(site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text)
-ON CONFLICT (site_id, material_id) DO UPDATE
-SET qty = EXCLUDED.qty, unit = EXCLUDED.unit, ts = EXCLUDED.ts, seq = EXCLUDED.seq, updated_at = now()
-WHERE (l.seq, l.ts) < (EXCLUDED.seq, EXCLUDED.ts)
-"""
 
 INSERT_ALERTS = """
 INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details)
@@ -85,41 +65,6 @@ class Written:
     alerts_new: int
     ts_min: datetime | None
     ts_max: datetime | None
-
-
-def latest_per_key(readings: Iterable[StockReading]) -> list[StockReading]:
-    """The newest reading of each (site, material) by (seq, ts): one upsert row per key, since
-    ON CONFLICT DO UPDATE may not touch the same row twice in one statement."""
-    best: dict[tuple[str, str], StockReading] = {}
-    for r in readings:
-        k = (r.site_id, r.material_id)
-        cur = best.get(k)
-        if cur is None or (r.seq, r.ts) > (cur.seq, cur.ts):
-            best[k] = r
-    return list(best.values())
-
-
-def _row(r: StockReading, received: str | None) -> dict:
-    row = {"site_id": r.site_id, "material_id": r.material_id, "ts": r.ts_text, "seq": r.seq,
-           "qty": r.qty, "unit": r.unit}
-    if received is not None:
-        row["received_at"] = received
-    return row
-
-
-def history_params(readings: Sequence[StockReading]) -> dict:
-    received_text: dict[datetime, str] = {}  # one format per record, not per reading
-    rows = []
-    for r in readings:
-        rec = received_text.get(r.received_at)
-        if rec is None:
-            rec = received_text[r.received_at] = format_ts(r.received_at)
-        rows.append(_row(r, rec))
-    return {"rows": json.dumps(rows)}
-
-
-def latest_params(readings: Sequence[StockReading]) -> dict:
-    return {"rows": json.dumps([_row(r, None) for r in latest_per_key(readings)])}
 
 
 def alert_params(alerts: Sequence[Alert]) -> dict:
@@ -179,32 +124,19 @@ def copy_text(readings: Sequence[StockReading]) -> str:
     return "".join(lines)
 
 
-async def supports_copy(conn: psycopg.AsyncConnection) -> bool:
-    """COPY FROM STDIN works on PostgreSQL, not on PGlite's socket server (WebAssembly build)."""
-    async with conn.cursor() as cur:
-        await cur.execute("SELECT version()")
-        version = (await cur.fetchone())[0]
-    return "emscripten" not in version.lower() and "wasm" not in version.lower()
-
-
 async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockReading],
-                      alerts: Sequence[Alert], use_copy: bool = False, frontier: Frontier | None = None) -> Written:
+                      alerts: Sequence[Alert], frontier: Frontier | None = None) -> Written:
     """Write one batch (and the partitions' new frontier) in one transaction on ``conn``."""
     history = latest = new_alerts = 0
     async with conn.transaction():
         async with conn.cursor() as cur:
-            if readings and use_copy:
+            if readings:
                 await cur.execute(CREATE_STAGE)
                 async with cur.copy(COPY_STAGE) as copy:
                     await copy.write(copy_text(readings))
                 await cur.execute(STAGE_TO_HISTORY)
                 history = cur.rowcount
                 await cur.execute(STAGE_TO_LATEST)
-                latest = cur.rowcount
-            elif readings:
-                await cur.execute(INSERT_HISTORY, history_params(readings))
-                history = cur.rowcount
-                await cur.execute(UPSERT_LATEST, latest_params(readings))
                 latest = cur.rowcount
             if alerts:
                 await cur.execute(INSERT_ALERTS, alert_params(alerts))
@@ -233,7 +165,6 @@ class PostgresSink:
         self._dsn = dsn
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
-        self._use_copy = False
         #: Set while a write is being retried (the health endpoint reports "degraded").
         self.failing_since: float | None = None
         self.last_error: str | None = None
@@ -242,13 +173,12 @@ class PostgresSink:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._dsn, prepare_threshold=None, connect_timeout=10, autocommit=True)
-            self._use_copy = await supports_copy(self._conn)
         return self._conn
 
     async def write(self, readings: Sequence[StockReading], alerts: Sequence[Alert] = (),
                     frontier: Frontier | None = None) -> Written:
         async def attempt(conn):
-            return await write_batch(conn, readings, alerts, self._use_copy, frontier)
+            return await write_batch(conn, readings, alerts, frontier)
         return await self._retrying(attempt)
 
     async def _retrying(self, attempt):

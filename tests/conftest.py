@@ -8,7 +8,10 @@ Where the services come from, in order:
    README's test command stops them if it started them.
 
 Each test session gets its own topic prefix and its own freshly migrated database, so sessions
-that share a broker or a server never see each other's data.
+that share a broker or a server never see each other's data. The database gets the TimescaleDB
+variant of the migrations when the server can load the extension (the local runner builds and
+preloads it); ``--db-variant plain`` runs the session on the plain-PostgreSQL variant instead, as
+users without the extension get it (CI runs the storage tests both ways).
 """
 from __future__ import annotations
 
@@ -25,6 +28,27 @@ import pytest
 from vreserve.settings import DEFAULT_MQTT_PASSWORD, DEFAULT_MQTT_USER, Settings
 
 ENV_VARS = ("VR_KAFKA_BOOTSTRAP", "VR_MQTT_URL", "VR_PG_DSN")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db-variant", choices=["auto", "timescale", "plain"], default="auto",
+                     help="migration variant of the session's databases (auto: TimescaleDB when the server can load it)")
+
+
+#: the session database's migration variant, for the summary line at the end of the run
+_SESSION_VARIANT: list = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for variant in _SESSION_VARIANT:
+        terminalreporter.write_line(f"session database: {variant.name} variant ({variant.reason})")
+
+
+@pytest.fixture(scope="session")
+def requested_db_variant(request: pytest.FixtureRequest) -> str | None:
+    """The variant asked for on the command line (None: let the server decide)."""
+    value = request.config.getoption("--db-variant")
+    return None if value == "auto" else value
 
 
 @dataclass(frozen=True)
@@ -109,7 +133,7 @@ def base_settings(service_source: ServiceSource) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def settings(base_settings: Settings) -> Iterator[Settings]:
+def settings(base_settings: Settings, requested_db_variant: str | None) -> Iterator[Settings]:
     """Settings with a private topic prefix and a private, migrated database for this session."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -126,13 +150,23 @@ def settings(base_settings: Settings) -> Iterator[Settings]:
         topic_prefix=f"t{run_id}.",
         pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
     )
-    migrate(test_settings.pg_dsn)
+    variant = migrate(test_settings.pg_dsn, variant=requested_db_variant).variant
+    _SESSION_VARIANT.append(variant)
     ensure_topics(test_settings)
     yield test_settings
     if os.environ.get("VR_TEST_KEEP_DATABASES"):
         return
     with connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def db_variant(settings: Settings):
+    """The session database's migration variant (``vreserve.db.Variant``: ``.name``, ``.reason``)."""
+    from vreserve.db import choose_variant, connect
+
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        return choose_variant(conn)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """PostgreSQL access and versioned migrations, shared by every stage that stores something.
 
 Migrations are ``vreserve/migrations/NNNN_name.sql``. A migration may come in two variants,
-``NNNN_name.timescale.sql`` and ``NNNN_name.plain.sql``: the first is applied when the
-``timescaledb`` extension is available on the server, the second otherwise, so the same queries
-work on both. Applied versions are recorded in ``schema_migrations``; applying again is a no-op.
+``NNNN_name.timescale.sql`` and ``NNNN_name.plain.sql``: the first is applied when the server can
+actually load the ``timescaledb`` extension (installed AND preloaded: merely installed, CREATE
+EXTENSION fails with "must be preloaded"), the second otherwise, so the same queries work on both.
+A database keeps the variant it was first migrated with (switching would need its data moved).
+Applied versions are recorded in ``schema_migrations``; applying again is a no-op.
 """
 from __future__ import annotations
 
@@ -26,17 +28,99 @@ class Migration:
 
 
 def connect(dsn: str, **kwargs) -> psycopg.Connection:
-    """One connection; ``prepare_threshold=None`` keeps it usable through pooling proxies and PGlite."""
+    """One connection; ``prepare_threshold=None`` keeps it usable through pooling proxies."""
     kwargs.setdefault("prepare_threshold", None)
     kwargs.setdefault("connect_timeout", 10)
     return psycopg.connect(dsn, **kwargs)
 
 
+VARIANTS = ("timescale", "plain")
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be migrated as asked; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which migration variant a database gets, and the one-line reason."""
+
+    name: str  # "timescale" or "plain"
+    reason: str
+
+    @property
+    def timescale(self) -> bool:
+        return self.name == "timescale"
+
+
+class Applied(list):
+    """The migrations applied now (a list, as before), with the database's variant."""
+
+    variant: Variant
+
+
+def server_variant(conn: psycopg.Connection, prove: bool = True) -> Variant:
+    """What the server can do: TimescaleDB only when the extension can actually be loaded
+    (``prove=False``, for frequent health probes, stops at "installed and preloaded")."""
+    row = conn.execute("SELECT default_version, installed_version FROM pg_available_extensions"
+                       " WHERE name = 'timescaledb'").fetchone()
+    if row is None:
+        return Variant("plain", "the timescaledb extension is not installed on the server")
+    version, installed_here = row
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    if "timescaledb" not in [p.strip().strip('"') for p in preload.split(",")]:
+        return Variant("plain", f"timescaledb {version} is installed but not in shared_preload_libraries")
+    if installed_here:
+        return Variant("timescale", f"TimescaleDB {installed_here} loaded")
+    if not prove:
+        return Variant("timescale", f"TimescaleDB {version} preloaded")
+    try:  # prove it: create the extension in a transaction that is rolled back
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            raise psycopg.Rollback()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return Variant("plain", f"timescaledb {version} is preloaded but cannot be created: {first}")
+    return Variant("timescale", f"TimescaleDB {version} loadable")
+
+
 def timescaledb_available(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    return row is not None
+    """True when the TimescaleDB variant would be chosen for a new database on this server."""
+    return server_variant(conn).timescale
+
+
+def recorded_variant(conn: psycopg.Connection) -> str | None:
+    """The variant this database was migrated with (None: a new database)."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return None
+    if conn.execute("SELECT installed_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+                    " AND installed_version IS NOT NULL").fetchone():
+        return "timescale"
+    row = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    return "plain" if row[0] else None
+
+
+def choose_variant(conn: psycopg.Connection, forced: str | None = None) -> Variant:
+    """The variant for this database: the one it already has, else what was asked, else what the
+    server can load. Raises MigrationError when the ask and the server or the data disagree."""
+    if forced is not None and forced not in VARIANTS:
+        raise MigrationError(f"unknown migration variant {forced!r}; want one of {', '.join(VARIANTS)}")
+    server = server_variant(conn)
+    recorded = recorded_variant(conn)
+    if recorded == "timescale" and not server.timescale:
+        raise MigrationError(f"this database uses TimescaleDB but the server cannot load it now ({server.reason})")
+    if recorded is not None and forced is not None and forced != recorded:
+        raise MigrationError(f"this database was migrated with the {recorded} variant; {forced} needs a new database")
+    if recorded is not None:
+        if recorded == "plain" and server.timescale:
+            return Variant("plain", f"database created with the plain variant ({server.reason} on the server;"
+                                    " a new database would use it)")
+        return Variant(recorded, server.reason if recorded == "timescale" else "database uses plain PostgreSQL")
+    if forced == "timescale" and not server.timescale:
+        raise MigrationError(f"the TimescaleDB variant was asked for but {server.reason}")
+    if forced == "plain":
+        return Variant("plain", "plain variant asked for" + (f" ({server.reason} on the server)" if server.timescale else ""))
+    return server
 
 
 def discover(directory: Path, timescale: bool) -> list[Migration]:
@@ -69,17 +153,22 @@ def migrate(
     dsn: str,
     directory: Path = MIGRATIONS_DIR,
     progress: Callable[[str], None] = lambda _msg: None,
-) -> list[Migration]:
-    """Apply pending migrations, each in its own transaction. Returns those applied now."""
+    variant: str | None = None,
+) -> Applied:
+    """Apply pending migrations, each in its own transaction. Returns those applied now (with
+    ``.variant``). ``variant`` forces "plain" or "timescale" for a new database (tests of the plain
+    variant on a TimescaleDB server); by default the server decides."""
     with connect(dsn, autocommit=True) as conn:
+        chosen = choose_variant(conn, variant)
+        timescale = chosen.timescale
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL, variant text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        timescale = timescaledb_available(conn)
         done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-        applied = []
+        applied = Applied()
+        applied.variant = chosen
         for mig in discover(directory, timescale):
             if mig.version in done:
                 continue

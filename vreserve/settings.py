@@ -89,7 +89,7 @@ class Settings:
 
 
 #: VR_ variables that are not settings of the running stages (test and CI switches).
-_RESERVED = {"test_keep_services", "services_started_by"}
+_RESERVED = {"test_keep_services", "services_started_by", "timescaledb_src"}
 
 
 def _coerce(type_name: object, raw: str, key: str) -> object:

@@ -71,7 +71,7 @@ def procs(tmp_path) -> Iterator[Procs]:
 
 
 @pytest.fixture
-def second_settings(settings: Settings) -> Iterator[Settings]:
+def second_settings(settings: Settings, requested_db_variant: str | None) -> Iterator[Settings]:
     """Another private database and topic prefix, on the same services."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -84,7 +84,7 @@ def second_settings(settings: Settings) -> Iterator[Settings]:
     with connect(settings.pg_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     other = settings.with_(topic_prefix=f"t{run_id}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}))
-    migrate(other.pg_dsn)
+    migrate(other.pg_dsn, variant=requested_db_variant)
     ensure_topics(other)
     yield other
     with connect(settings.pg_dsn, autocommit=True) as conn:

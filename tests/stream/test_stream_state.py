@@ -7,7 +7,6 @@ import pytest
 
 from stream.loadgen import reading_batch
 from stream.records import StockReading, parse_batch
-from stream.sink import latest_per_key
 from stream.state import Outcome, apply_reading
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError
@@ -92,9 +91,3 @@ def test_parse_batch_flattens_and_checks_key():
         parse_batch(None, b"S9")
     with pytest.raises(SchemaError, match="negative"):
         parse_batch(b.to_json().replace(b"12.0", b"-1"), b"S9")
-
-
-def test_latest_per_key_keeps_the_newest():
-    rows = latest_per_key([r(2, 5), r(1, 9), r(3, 7, material="gloves"), r(2, 6, dt=999)])
-    got = {(x.material_id, x.seq, x.qty) for x in rows}
-    assert got == {("mask", 2, 6), ("gloves", 3, 7)}

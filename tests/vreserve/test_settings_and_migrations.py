@@ -63,3 +63,35 @@ def test_migrate_applies_once_and_picks_the_server_variant(settings: Settings, t
         rows = [r[0] for r in conn.execute("SELECT id FROM mig_probe")]
     assert [m.version for m in first] == [1, 2] and second == []
     assert rows == [2 if ts else 3]
+
+
+@pytest.mark.services
+def test_db_migrate_says_which_variant_and_keeps_it(base_settings: Settings, db_variant, unique: str) -> None:
+    """`vreserve db migrate` names the database and its variant; a database keeps its variant (a
+    plain one is not switched to TimescaleDB), and asking for the other one is a one-line error."""
+    from click.testing import CliRunner
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.cli import cli
+
+    info = conninfo_to_dict(base_settings.pg_dsn)
+    dbname = f"vr_test_variant_{unique}"
+    dsn = make_conninfo(**{**info, "dbname": dbname})
+    with connect(base_settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        env = {"VR_PG_DSN": dsn}
+        first = CliRunner().invoke(cli, ["db", "migrate", "--variant", "plain"], env=env)
+        assert first.exit_code == 0, first.output
+        assert f"/{dbname}: plain variant (plain variant asked for" in first.output
+        again = CliRunner().invoke(cli, ["db", "migrate"], env=env)
+        assert again.exit_code == 0 and "plain variant" in again.output and "schema up to date" in again.output
+        if db_variant.name == "timescale":  # the server could load it, but this database stays plain
+            assert "a new database would use it" in again.output
+        other = CliRunner().invoke(cli, ["db", "migrate", "--variant", "timescale"], env=env)
+        assert other.exit_code == 1
+        assert "migrated with the plain variant; timescale needs a new database" in other.output
+        assert "Traceback" not in other.output
+    finally:
+        with connect(base_settings.pg_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

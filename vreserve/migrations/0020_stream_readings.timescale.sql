@@ -39,13 +39,12 @@ SELECT time_bucket(INTERVAL '1 hour', ts) AS bucket,
        min(qty)       AS qty_min,
        max(qty)       AS qty_max,
        count(*)       AS n_readings,
-       max(ts)        AS last_ts
+       max(ts)        AS last_ts,
+       last(unit, ts) AS unit         -- (added with 0024; see there)
 FROM stock_readings
 GROUP BY bucket, site_id, material_id, grid_cell
 WITH NO DATA;
-
-SELECT add_continuous_aggregate_policy('readings_hourly',
-    start_offset => INTERVAL '3 days', end_offset => NULL, schedule_interval => INTERVAL '5 minutes');
+-- Its refresh policy is added by 0024.
 
 -- The worker calls this after writing; TimescaleDB refreshes readings_hourly itself (policy above),
 -- so here it does nothing. The plain variant recomputes the buckets instead: same call on both.

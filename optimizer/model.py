@@ -155,6 +155,21 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
     return status, has, values, objective, bound, seconds
 
 
+ARC_STAGE_EFFORT = 2.0  # the fewer-arcs stage may spend this many times the primary solve's wall time
+ARC_STAGE_MIN_S = 0.5  # ... but at least this long (s), so tiny models get a real try
+
+
+def arc_stage_limit(primary_seconds: float, time_limit_s: float, arc_time_limit_s: float | None) -> float:
+    """Time limit of the secondary (fewer-arcs) stage, s: bounded by the primary solve's effort.
+
+    A secondary preference must never cost more than the plan itself: before this bound the default
+    was min(15 s, limit / 4), and ``vreserve plan wuhan`` spent 15 s there after a 0.2 s primary solve.
+    """
+    if arc_time_limit_s is not None:
+        return max(float(arc_time_limit_s), 1e-3)
+    return min(max(ARC_STAGE_EFFORT * primary_seconds, ARC_STAGE_MIN_S), max(time_limit_s / 4, ARC_STAGE_MIN_S))
+
+
 def _split(param_prog, values: np.ndarray) -> dict[int, np.ndarray]:
     out = {}
     for var in param_prog.variables:
@@ -284,7 +299,7 @@ class Planner:
     # --- solve -------------------------------------------------------------------------------------
 
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
-              solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+              solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
               highs_options: dict[str, Any] | None = None, method: str = "lp-rens",
               reuse_basis: bool = True) -> PlanResult:
@@ -296,8 +311,10 @@ class Planner:
         the LP-guided arc restriction instead. "milp" runs HiGHS on the full MILP directly (measured
         slower: city re-plan 57 s vs 5.6 s, paper 0.2-0.7 s vs 0.03 s).
 
-        time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
-        of it, at most 15 s) and is skipped with ``prefer_fewer_arcs=False``.
+        time_limit_s bounds the primary solve. The fewer-arcs stage runs only with
+        ``prefer_fewer_arcs=True`` (off by default: on the Wuhan pack it ran to its 15 s limit after a
+        0.2 s primary solve); its limit is ``arc_time_limit_s`` or, by default, ARC_STAGE_EFFORT times
+        the primary solve's wall time (at least ARC_STAGE_MIN_S, at most a quarter of time_limit_s).
 
         reuse_basis=False starts the LP from scratch instead of from the last solve's simplex basis:
         slower, but the plan is then a function of the numbers alone (a degenerate LP has many optimal
@@ -361,7 +378,7 @@ class Planner:
         bound_v = min(bound_v, primary)
         arcs_info: dict[str, Any] = {"arcs_used_stage1": self._arcs_used(xv, yv)}
         if prefer_fewer_arcs:
-            limit2 = arc_time_limit_s if arc_time_limit_s is not None else min(15.0, max(1.0, time_limit_s / 4))
+            limit2 = arc_stage_limit(solve_s, time_limit_s, arc_time_limit_s)
             x2, y2, info2, secs2, comp2 = self._arc_stage(n, vals, primary, limit2, threads)
             solve_s += secs2
             compile_s += comp2
@@ -576,7 +593,7 @@ def numbers_of_values(planner: Planner) -> Numbers:
 
 
 def plan(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
-         solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+         solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
          threads: int | None = None, method: str = "lp-rens") -> PlanResult:
     """Plan one scenario from scratch (build, compile, solve). For repeated solves use :class:`Planner`."""
     sc = load_scenario(scenario)

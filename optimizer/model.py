@@ -302,7 +302,7 @@ class Planner:
               solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
               highs_options: dict[str, Any] | None = None, method: str = "lp-rens",
-              reuse_basis: bool = True) -> PlanResult:
+              reuse_basis: bool = True, open_arcs: np.ndarray | None = None) -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
 
         method: "lp-rens" (default) solves the LP relaxation first (a proven bound), then the MILP
@@ -320,6 +320,10 @@ class Planner:
         slower, but the plan is then a function of the numbers alone (a degenerate LP has many optimal
         vertices, and which one a warm start lands on depends on history). The dispatcher needs that, so
         that a restarted process re-derives the very orders a clean run would have published.
+
+        open_arcs ([delivery arcs, periods] booleans; models with arc binaries only): a fix-and-optimize
+        neighbourhood. Only these delivery arcs may be used (the delivery limits still apply among
+        them) and the MILP is solved directly, without the LP relaxation, from ``warm_start`` if given.
         """
         if not reuse_basis:
             self._lp_basis = None
@@ -334,6 +338,10 @@ class Planner:
         build = self.build_seconds
         self.build_seconds = 0.0  # reported once, by the first solve
         self._set_numbers(n)
+        if open_arcs is not None:
+            if self.b is None:
+                raise ScenarioError("open_arcs needs a model with arc binaries (min lot or delivery limits)")
+            self.params["b_open"].value = np.asarray(open_arcs, dtype=float).reshape(-1)
         data, compile_s = self.stage1.compile()
         self.last_shape = data["A"].shape  # (rows, variables) of the primary model as passed to HiGHS
         pp = self.stage1.param_prog()
@@ -342,7 +350,13 @@ class Planner:
             start = _columns(pp, self._values_from_result(warm_start))
         summary_extra: dict[str, Any] = {"solver": "HiGHS"}
         t_start = time.perf_counter()
-        if self.b is None and start is None and method == "lp-rens":
+        if open_arcs is not None:
+            status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
+                                                              threads=threads,
+                                                              options={"presolve": "off", **(highs_options or {})})
+            summary_extra["method"] = "MILP on a neighbourhood of open arcs" + (" (warm start)" if start is not None else "")
+            bound = None  # a bound of the restricted problem is no bound of the scenario
+        elif self.b is None and start is None and method == "lp-rens":
             status, has, cols, bound, notes = self._lp_rens(data, time_limit_s=time_limit_s, gap=gap,
                                                             threads=threads, options=highs_options)
             summary_extra |= notes
@@ -373,7 +387,7 @@ class Planner:
         vals = _split(pp, cols)
         xv, yv = np.rint(vals[self.x.id]), np.rint(vals[self.y.id])
         primary = self._primary(n, yv)
-        proven = status == "kOptimal"
+        proven = status == "kOptimal" and open_arcs is None  # a restricted optimum proves nothing
         bound_v = 0.0 if bound is None else max(float(bound), 0.0)
         bound_v = min(bound_v, primary)
         arcs_info: dict[str, Any] = {"arcs_used_stage1": self._arcs_used(xv, yv)}

@@ -66,14 +66,16 @@ class _Stage:
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
                threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
                col_bounds: tuple[np.ndarray, np.ndarray] | None = None, basis=None, extra: dict | None = None,
-               ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
+               on_event=None) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
     With ``relax`` the integrality is dropped: the LP relaxation, whose optimum is a valid bound.
     ``col_bounds`` (lower, upper) tighten the column bounds (a restricted problem, e.g. RENS).
     ``basis``: a HiGHS basis of a model with the same shape to start the simplex from; the final
-    basis is put in ``extra["basis"]`` when ``extra`` is given.
+    basis is put in ``extra["basis"]`` when ``extra`` is given. ``on_event(kind, objective, dual
+    bound)`` is called on every improving MIP solution ("improving") and MIP log line ("progress"):
+    the benchmark records HiGHS's gap over time with it.
     """
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
@@ -126,6 +128,11 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
         if h.setOptionValue(key, value) == hp.HighsStatus.kError:
             raise ScenarioError(f"HiGHS rejected option {key}={value!r}")
     h.passModel(model)
+    if on_event is not None:
+        h.cbMipImprovingSolution.subscribe(
+            lambda e: on_event("improving", e.data_out.objective_function_value, e.data_out.mip_dual_bound))
+        h.cbMipLogging.subscribe(
+            lambda e: on_event("progress", e.data_out.objective_function_value, e.data_out.mip_dual_bound))
     if basis is not None:
         try:
             h.setBasis(basis)

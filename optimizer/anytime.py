@@ -6,7 +6,7 @@ A dispatcher with no plan publishes no orders. So:
    bound (delivery limits kept, stock flow dropped; ``optimizer.bounds``).
 2. FIRST PLAN (< 5 s at province size): the greedy urgency-first plan (``optimizer.greedy``), which
    respects every rule including minimum lots and delivery limits; its gap against the bound is
-   proven.
+   proven. With limits, a second greedy plan restricted to the arcs the fleet LP chooses.
 3. IMPROVE within the budget:
    - with delivery limits or a minimum lot: fix-and-optimize: the full MILP restricted to the delivery
      arcs the fleet bound's LP values most (per centre and period, as many as its limit allows), then
@@ -15,7 +15,10 @@ A dispatcher with no plan publishes no orders. So:
      neighbourhoods and dropped: no improvement at city size in 30 s, slower than the warm-started
      MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
-     decomposition by material (``optimizer.decompose``).
+     decomposition by material (``optimizer.decompose``);
+   - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
+     and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
+     the better of the two greedy plans (plain, and on the fleet LP's arcs) with its proven gap stands.
    Every candidate passes the independent check (``optimizer.check``) before it can replace the best.
 
 Reproducibility: stages 1-2 are deterministic; the improvement runs HiGHS (deterministic on the same
@@ -39,18 +42,20 @@ from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
 from optimizer.urgency import urgency as compute_urgency
 
-PROVINCE_COLUMNS = 200_000  # above this many columns, plan without limits by decomposition by material
+PROVINCE_COLUMNS = 200_000
+MIN_BUILD_S = 3.0  # do not start building a full model with less budget left than this (city: 1-3 s to build)  # above this many columns, plan without limits by decomposition by material
 
 
 def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= 1e-9 else max(0.0, (objective - bound) / objective)
 
 
-def greedy_result(sc: Scenario, bound: float, gap: float) -> PlanResult | None:
-    """The greedy plan as a PlanResult (flows, shortage, summary), or None if the greedy rules fail."""
+def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | None = None) -> PlanResult | None:
+    """The greedy plan as a PlanResult (flows, shortage, summary), or None if the greedy rules fail.
+    ``allowed``: the delivery arcs it may use per period (see ``greedy_plan``)."""
     from optimizer.summary import summarise
 
-    g = greedy_plan(sc)
+    g = greedy_plan(sc, allowed)
     if not g.feasible:
         return None
     st = structure_of(sc)
@@ -68,7 +73,8 @@ def greedy_result(sc: Scenario, bound: float, gap: float) -> PlanResult | None:
     return PlanResult(status=SolveStatus.OPTIMAL if gap_v <= gap else SolveStatus.FEASIBLE, objective=g.objective,
                       bound=bound, gap=gap_v, solve_seconds=g.seconds, build_seconds=0.0, compile_seconds=0.0,
                       urgency=compute_urgency(sc.materials, sc.theta), shipments_in=ship, deliveries=dels,
-                      shortage=shortages, summary=summarise(sc, n, short, spent=g.spent) | {"method": "greedy"},
+                      shortage=shortages, summary=summarise(sc, n, short, spent=g.spent) | {
+                          "method": "greedy" if allowed is None else "greedy on the fleet LP's arcs"},
                       message="greedy urgency-first plan")
 
 
@@ -130,7 +136,15 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
         progress(f"{stage}: objective {chk.objective:,.1f}, bound {bound:,.1f}, check {'passed' if ok else 'FAILED'}")
 
     offer(greedy_result(sc, bound, gap), "greedy")
-    if limited and budget_s - (time.perf_counter() - t0) > 0.2:
+    if flow_value is not None:
+        offer(greedy_result(sc, bound, gap, top_arcs(sc, flow_value, 0)), "greedy on the fleet LP's arcs")
+    big = _columns(sc) > PROVINCE_COLUMNS
+    if limited and big and planner is None:
+        # province size: building and compiling the full model alone took 128 s at load average 11,
+        # and HiGHS overran its limit on it; the checked greedy plan with its proven gap stands
+        trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(time.perf_counter() - t0, 3),
+                      "plan": False})
+    elif limited and budget_s - (time.perf_counter() - t0) > (0.2 if planner is not None else MIN_BUILD_S):
         if planner is None:
             from optimizer.model import Planner
             planner = Planner(sc)
@@ -176,10 +190,14 @@ def _with_bound(res: PlanResult, bound: float, gap: float) -> PlanResult:
     return dataclasses.replace(res, bound=b, gap=g, status=status, message=msg)
 
 
+def _columns(sc: Scenario) -> int:
+    ix = Index(structure_of(sc))
+    return ix.n_x + ix.n_y + ix.n_i
+
+
 def _unlimited(sc: Scenario, planner, left: float, gap: float) -> PlanResult:
     """Improve a scenario without delivery limits or minimum lot: one MILP, or by material if large."""
-    ix = Index(structure_of(sc))
-    if planner is None and ix.n_x + ix.n_y + ix.n_i > PROVINCE_COLUMNS:
+    if planner is None and _columns(sc) > PROVINCE_COLUMNS:
         from optimizer.decompose import plan_by_material
         return plan_by_material(sc, time_limit_s=left, gap=gap)
     if planner is None:

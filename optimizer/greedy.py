@@ -28,7 +28,9 @@ class GreedyPlan:
     delivered: np.ndarray | None = None  # y[d, m, t] units on delivery arc d (Index order)
 
 
-def greedy_plan(sc: Scenario) -> GreedyPlan:
+def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None) -> GreedyPlan:
+    """The greedy plan; ``allowed`` ([delivery arcs, periods] booleans) restricts deliveries to those
+    arcs (the anytime planner passes the fleet LP's choice) and buys for them."""
     import time
 
     t0 = time.perf_counter()
@@ -65,6 +67,8 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
                     continue
                 for j in sorted(servers[k], key=lambda j: -usable[j, m]):
                     d = arc_of[(int(j), int(k))]
+                    if allowed is not None and not allowed[d, t]:
+                        continue
                     if not opened[d]:
                         if n.max_deliveries[j] >= 0 and used_arcs[j] >= n.max_deliveries[j]:
                             continue
@@ -92,7 +96,14 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
         shortage[:, :, t] = np.maximum(n.demand[:, :, t] - got, 0.0)
         inv = inv - out
         # (2) purchases for next period's demand
-        if t + 1 < T:
+        if t + 1 < T and allowed is not None:  # next period's demand of the arcs allowed then
+            target = np.zeros((J, M))
+            open_next = allowed[:, t + 1]
+            count = np.zeros(K)
+            np.add.at(count, ix.d_k[open_next], 1.0)
+            share = n.demand[:, :, t + 1] / np.maximum(count, 1.0)[:, None]
+            np.add.at(target, ix.d_j[open_next], share[ix.d_k[open_next]])
+        elif t + 1 < T:
             target = np.zeros((J, M))
             share = n.demand[:, :, t + 1] / n_servers[:, None]
             np.add.at(target, ix.d_j, share[ix.d_k])

@@ -80,11 +80,13 @@ class PlannerCache:
             if len(self.planners) > 8:
                 self.planners.clear()
             planner = self.planners[key] = planner_cls(scenario)
-        # Plans must be a function of their inputs alone, so that a restarted dispatcher re-derives
-        # the same orders (and ids) as a clean run: no warm basis from earlier periods, and no
-        # time-limited fewer-arcs stage (its incumbent depends on how fast the machine is).
-        return planner.solve(scenario, time_limit_s=self.time_limit_s, gap=self.gap,
-                             prefer_fewer_arcs=False, reuse_basis=False)
+        # Anytime: a checked plan with its proven gap within seconds (greedy + fast bounds), improved
+        # by the solver within the period's budget; the best checked plan is published. Plans are a
+        # function of their inputs (no warm basis from earlier periods, no fewer-arcs stage) unless
+        # the budget cut the improvement short (summary "stopped_by_clock"); the plan is persisted
+        # before publication either way, so a restart republishes the stored one.
+        from optimizer.anytime import plan_anytime
+        return plan_anytime(scenario, budget_s=self.time_limit_s, gap=self.gap, planner=planner)
 
 
 @dataclass
@@ -129,6 +131,8 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
     result = cache.solve(scenario)
     t3 = time.perf_counter()
     status = str(getattr(result.status, "value", result.status))
+    if result.has_plan and result.gap is not None:
+        warnings.append(published_gap_note(result))
     orders: list[DispatchOrder] = []
     if result.has_plan:
         lines, more = orders_for_period(period, result.shipments_in,
@@ -173,6 +177,16 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
         message="; ".join(warnings)[:2000],
     )
     return PlannedPeriod(summary, orders, supersede, warnings)
+
+
+def published_gap_note(result) -> str:
+    """What the operator reads about the plan's quality: its proven gap and how it was found."""
+    method = result.summary.get("method", "")
+    note = (f"plan {result.status.value}: proven gap {result.gap:.2%} (weighted shortage {result.objective:,.1f}, "
+            f"lower bound {result.bound:,.1f}) after {result.solve_seconds:.1f} s; {method}")
+    if result.summary.get("stopped_by_clock"):
+        note += "; stopped by the period's time budget"
+    return note
 
 
 def snapshot_identity(rows) -> str:

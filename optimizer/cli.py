@@ -61,7 +61,10 @@ def _print_summary(res) -> None:
 @click.option("--gap", type=float, default=1e-3, show_default=True, help="Relative MIP gap to prove.")
 @click.option("--solver", default="HIGHS", show_default=True, help="MILP solver (HIGHS).")
 @click.option("--theta", "theta_name", default=None, help="Shortage coefficient function (exp, quadratic, ...).")
-@click.option("--no-arc-stage", is_flag=True, help="Skip the second stage that minimises used arcs.")
+@click.option("--arc-stage/--no-arc-stage", "arc_stage", default=False, show_default=True,
+              help="Run the second stage that minimises used arcs (bounded by the primary solve's effort).")
+@click.option("--arc-time-limit", "arc_time_limit", type=float, default=None,
+              help="Time limit of the arc stage, s (default: twice the primary solve, at least 0.5 s).")
 @click.option("--method", type=click.Choice(["lp-rens", "milp", "by-material"]), default="lp-rens", show_default=True,
               help="lp-rens: LP bound + rounding (default); milp: HiGHS on the full MILP; by-material: "
                    "decomposition for province-size scenarios (no min lot / delivery limits).")
@@ -71,7 +74,7 @@ def _print_summary(res) -> None:
               show_default=True, help="Where the budget study writes its PNGs.")
 @click.pass_obj
 def plan(settings, scenario: str, budget: float | None, budgets: str | None, time_limit: float, gap: float,
-         solver: str, theta_name: str | None, no_arc_stage: bool, method: str, json_out: Path | None,
+         solver: str, theta_name: str | None, arc_stage: bool, arc_time_limit: float | None, method: str, json_out: Path | None,
          plots_dir: Path) -> None:
     """Plan SCENARIO (a pack name such as wuhan or shanghai, or a YAML/JSON file)."""
     import dataclasses
@@ -89,7 +92,7 @@ def plan(settings, scenario: str, budget: float | None, budgets: str | None, tim
             sc = dataclasses.replace(sc, theta=theta_name)
     except ScenarioError as exc:
         raise click.ClickException(f"bad scenario: {exc}") from None
-    opts = dict(time_limit_s=time_limit, gap=gap, solver=solver, prefer_fewer_arcs=not no_arc_stage,
+    opts = dict(time_limit_s=time_limit, gap=gap, solver=solver, prefer_fewer_arcs=arc_stage, arc_time_limit_s=arc_time_limit,
                 method="lp-rens" if method == "by-material" else method)
     if budgets and method == "by-material":
         raise click.UsageError("--budgets works with lp-rens or milp")

@@ -24,9 +24,13 @@ class GreedyPlan:
     shortage: np.ndarray | None  # [K, M, T]
     spent: float
     seconds: float
+    shipped: np.ndarray | None = None  # x[s, m, t] units on supply arc s (Index order)
+    delivered: np.ndarray | None = None  # y[d, m, t] units on delivery arc d (Index order)
 
 
-def greedy_plan(sc: Scenario) -> GreedyPlan:
+def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None) -> GreedyPlan:
+    """The greedy plan; ``allowed`` ([delivery arcs, periods] booleans) restricts deliveries to those
+    arcs (the anytime planner passes the fleet LP's choice) and buys for them."""
     import time
 
     t0 = time.perf_counter()
@@ -48,6 +52,8 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
     feeders = [np.flatnonzero(ix.s_j == j) for j in range(J)]
     min_lot = n.min_lot or 0.0
     spent = 0.0
+    x_all = np.zeros((len(ix.s_w), M, T))
+    y_all = np.zeros((len(ix.d_j), M, T))
     for t in range(T):
         # (1) deliveries from the previous period's stock
         usable = np.maximum(inv - n.safety, 0.0)
@@ -61,6 +67,8 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
                     continue
                 for j in sorted(servers[k], key=lambda j: -usable[j, m]):
                     d = arc_of[(int(j), int(k))]
+                    if allowed is not None and not allowed[d, t]:
+                        continue
                     if not opened[d]:
                         if n.max_deliveries[j] >= 0 and used_arcs[j] >= n.max_deliveries[j]:
                             continue
@@ -80,6 +88,7 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
             for d in np.flatnonzero(small):
                 usable[ix.d_j[d]] += y[d]
                 y[d] = 0
+        y_all[:, :, t] = y
         out = np.zeros((J, M))
         np.add.at(out, ix.d_j, y)
         got = np.zeros((K, M))
@@ -87,28 +96,39 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
         shortage[:, :, t] = np.maximum(n.demand[:, :, t] - got, 0.0)
         inv = inv - out
         # (2) purchases for next period's demand
-        if t + 1 < T:
+        if t + 1 < T and allowed is not None:  # next period's demand of the arcs allowed then
+            target = np.zeros((J, M))
+            open_next = allowed[:, t + 1]
+            count = np.zeros(K)
+            np.add.at(count, ix.d_k[open_next], 1.0)
+            share = n.demand[:, :, t + 1] / np.maximum(count, 1.0)[:, None]
+            np.add.at(target, ix.d_j[open_next], share[ix.d_k[open_next]])
+        elif t + 1 < T:
             target = np.zeros((J, M))
             share = n.demand[:, :, t + 1] / n_servers[:, None]
             np.add.at(target, ix.d_j, share[ix.d_k])
         else:
             target = np.zeros((J, M))
+        held = inv.sum(axis=1)  # all materials at each centre, kept up to date below
         for m in order:
             for j in range(J):
                 want = np.floor(target[j, m] + n.safety[j, m] - inv[j, m])
                 if want <= 0:
                     continue
-                for s in sorted(feeders[j], key=lambda s: n.price[ix.s_w[s], m, t]):
+                fj = feeders[j]
+                for s in fj[np.argsort(n.price[ix.s_w[fj], m, t], kind="stable")]:
                     w = ix.s_w[s]
                     price = n.price[w, m, t]
-                    room = min(n.capacity[j] - inv[j].sum(), n.max_inventory[j, m] - inv[j, m])
+                    room = min(n.capacity[j] - held[j], n.max_inventory[j, m] - inv[j, m])
                     afford = np.inf if price <= 0 else np.floor(budget / price)
                     q = float(np.floor(max(min(want, supply_left[w, m, t], on_hand_left[w, m], room, afford), 0.0)))
                     if q <= 0:
                         continue
                     supply_left[w, m, t] -= q
+                    x_all[s, m, t] += q
                     on_hand_left[w, m] -= q
                     inv[j, m] += q
+                    held[j] += q
                     budget -= q * price
                     spent += q * price
                     want -= q
@@ -117,4 +137,4 @@ def greedy_plan(sc: Scenario) -> GreedyPlan:
         if np.any(inv < n.safety - 1e-9):
             return GreedyPlan(False, None, None, 0.0, time.perf_counter() - t0)
     obj = float(np.einsum("kmt,m->", shortage, n.theta))
-    return GreedyPlan(True, obj, shortage, spent, time.perf_counter() - t0)
+    return GreedyPlan(True, obj, shortage, spent, time.perf_counter() - t0, x_all, y_all)

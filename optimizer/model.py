@@ -66,14 +66,16 @@ class _Stage:
 def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, np.ndarray] | None = None,
                threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
                col_bounds: tuple[np.ndarray, np.ndarray] | None = None, basis=None, extra: dict | None = None,
-               ) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
+               on_event=None) -> tuple[str, bool, np.ndarray | None, float | None, float | None, float]:
     """Solve compiled CVXPY data (min c x s.t. A_eq x = b_eq, A_ineq x <= b_ineq, bounds) with HiGHS.
 
     Returns (model status name, has a primal solution, column values, objective, dual bound, seconds).
     With ``relax`` the integrality is dropped: the LP relaxation, whose optimum is a valid bound.
     ``col_bounds`` (lower, upper) tighten the column bounds (a restricted problem, e.g. RENS).
     ``basis``: a HiGHS basis of a model with the same shape to start the simplex from; the final
-    basis is put in ``extra["basis"]`` when ``extra`` is given.
+    basis is put in ``extra["basis"]`` when ``extra`` is given. ``on_event(kind, objective, dual
+    bound)`` is called on every improving MIP solution ("improving") and MIP log line ("progress"):
+    the benchmark records HiGHS's gap over time with it.
     """
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
@@ -126,6 +128,11 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
         if h.setOptionValue(key, value) == hp.HighsStatus.kError:
             raise ScenarioError(f"HiGHS rejected option {key}={value!r}")
     h.passModel(model)
+    if on_event is not None:
+        h.cbMipImprovingSolution.subscribe(
+            lambda e: on_event("improving", e.data_out.objective_function_value, e.data_out.mip_dual_bound))
+        h.cbMipLogging.subscribe(
+            lambda e: on_event("progress", e.data_out.objective_function_value, e.data_out.mip_dual_bound))
     if basis is not None:
         try:
             h.setBasis(basis)
@@ -153,6 +160,21 @@ def _run_highs(data: dict, *, time_limit_s: float, gap: float, start: dict[int, 
     elif status == "kOptimal":
         bound = objective
     return status, has, values, objective, bound, seconds
+
+
+ARC_STAGE_EFFORT = 2.0  # the fewer-arcs stage may spend this many times the primary solve's wall time
+ARC_STAGE_MIN_S = 0.5  # ... but at least this long (s), so tiny models get a real try
+
+
+def arc_stage_limit(primary_seconds: float, time_limit_s: float, arc_time_limit_s: float | None) -> float:
+    """Time limit of the secondary (fewer-arcs) stage, s: bounded by the primary solve's effort.
+
+    A secondary preference must never cost more than the plan itself: before this bound the default
+    was min(15 s, limit / 4), and ``vreserve plan wuhan`` spent 15 s there after a 0.2 s primary solve.
+    """
+    if arc_time_limit_s is not None:
+        return max(float(arc_time_limit_s), 1e-3)
+    return min(max(ARC_STAGE_EFFORT * primary_seconds, ARC_STAGE_MIN_S), max(time_limit_s / 4, ARC_STAGE_MIN_S))
 
 
 def _split(param_prog, values: np.ndarray) -> dict[int, np.ndarray]:
@@ -284,10 +306,10 @@ class Planner:
     # --- solve -------------------------------------------------------------------------------------
 
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
-              solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+              solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
               highs_options: dict[str, Any] | None = None, method: str = "lp-rens",
-              reuse_basis: bool = True) -> PlanResult:
+              reuse_basis: bool = True, open_arcs: np.ndarray | None = None) -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
 
         method: "lp-rens" (default) solves the LP relaxation first (a proven bound), then the MILP
@@ -296,13 +318,19 @@ class Planner:
         the LP-guided arc restriction instead. "milp" runs HiGHS on the full MILP directly (measured
         slower: city re-plan 57 s vs 5.6 s, paper 0.2-0.7 s vs 0.03 s).
 
-        time_limit_s bounds the primary solve; the arc stage gets ``arc_time_limit_s`` (default a quarter
-        of it, at most 15 s) and is skipped with ``prefer_fewer_arcs=False``.
+        time_limit_s bounds the primary solve. The fewer-arcs stage runs only with
+        ``prefer_fewer_arcs=True`` (off by default: on the Wuhan pack it ran to its 15 s limit after a
+        0.2 s primary solve); its limit is ``arc_time_limit_s`` or, by default, ARC_STAGE_EFFORT times
+        the primary solve's wall time (at least ARC_STAGE_MIN_S, at most a quarter of time_limit_s).
 
         reuse_basis=False starts the LP from scratch instead of from the last solve's simplex basis:
         slower, but the plan is then a function of the numbers alone (a degenerate LP has many optimal
         vertices, and which one a warm start lands on depends on history). The dispatcher needs that, so
         that a restarted process re-derives the very orders a clean run would have published.
+
+        open_arcs ([delivery arcs, periods] booleans; models with arc binaries only): a fix-and-optimize
+        neighbourhood. Only these delivery arcs may be used (the delivery limits still apply among
+        them) and the MILP is solved directly, without the LP relaxation, from ``warm_start`` if given.
         """
         if not reuse_basis:
             self._lp_basis = None
@@ -317,6 +345,10 @@ class Planner:
         build = self.build_seconds
         self.build_seconds = 0.0  # reported once, by the first solve
         self._set_numbers(n)
+        if open_arcs is not None:
+            if self.b is None:
+                raise ScenarioError("open_arcs needs a model with arc binaries (min lot or delivery limits)")
+            self.params["b_open"].value = np.asarray(open_arcs, dtype=float).reshape(-1)
         data, compile_s = self.stage1.compile()
         self.last_shape = data["A"].shape  # (rows, variables) of the primary model as passed to HiGHS
         pp = self.stage1.param_prog()
@@ -325,7 +357,13 @@ class Planner:
             start = _columns(pp, self._values_from_result(warm_start))
         summary_extra: dict[str, Any] = {"solver": "HiGHS"}
         t_start = time.perf_counter()
-        if self.b is None and start is None and method == "lp-rens":
+        if open_arcs is not None:
+            status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=time_limit_s, gap=gap, start=start,
+                                                              threads=threads,
+                                                              options={"presolve": "off", **(highs_options or {})})
+            summary_extra["method"] = "MILP on a neighbourhood of open arcs" + (" (warm start)" if start is not None else "")
+            bound = None  # a bound of the restricted problem is no bound of the scenario
+        elif self.b is None and start is None and method == "lp-rens":
             status, has, cols, bound, notes = self._lp_rens(data, time_limit_s=time_limit_s, gap=gap,
                                                             threads=threads, options=highs_options)
             summary_extra |= notes
@@ -356,12 +394,12 @@ class Planner:
         vals = _split(pp, cols)
         xv, yv = np.rint(vals[self.x.id]), np.rint(vals[self.y.id])
         primary = self._primary(n, yv)
-        proven = status == "kOptimal"
+        proven = status == "kOptimal" and open_arcs is None  # a restricted optimum proves nothing
         bound_v = 0.0 if bound is None else max(float(bound), 0.0)
         bound_v = min(bound_v, primary)
         arcs_info: dict[str, Any] = {"arcs_used_stage1": self._arcs_used(xv, yv)}
         if prefer_fewer_arcs:
-            limit2 = arc_time_limit_s if arc_time_limit_s is not None else min(15.0, max(1.0, time_limit_s / 4))
+            limit2 = arc_stage_limit(solve_s, time_limit_s, arc_time_limit_s)
             x2, y2, info2, secs2, comp2 = self._arc_stage(n, vals, primary, limit2, threads)
             solve_s += secs2
             compile_s += comp2
@@ -576,7 +614,7 @@ def numbers_of_values(planner: Planner) -> Numbers:
 
 
 def plan(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
-         solver: str = "HIGHS", prefer_fewer_arcs: bool = True, arc_time_limit_s: float | None = None,
+         solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
          threads: int | None = None, method: str = "lp-rens") -> PlanResult:
     """Plan one scenario from scratch (build, compile, solve). For repeated solves use :class:`Planner`."""
     sc = load_scenario(scenario)

@@ -7,7 +7,7 @@ from vreserve.cli import cli
 
 def test_plan_writes_the_json_contract_and_prints_a_summary(tmp_path):
     out = tmp_path / "plan.json"
-    res = CliRunner().invoke(cli, ["plan", "wuhan", "--json", str(out), "--no-arc-stage", "--time-limit", "30"])
+    res = CliRunner().invoke(cli, ["plan", "wuhan", "--json", str(out), "--time-limit", "30"])
     assert res.exit_code == 0, res.output
     assert "objective (sum theta x shortage)" in res.output and "medicine" in res.output
     doc = json.loads(out.read_text())

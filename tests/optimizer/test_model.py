@@ -98,12 +98,12 @@ def test_arc_preference_never_trades_shortage():
             "rescue_centres": [{"id": "K1", "demand": {"med": [10]}}]}
     split = dict(base, distribution_centres=[{"id": "J1", "capacity": 50, "initial": {"med": 6}},
                                              {"id": "J2", "capacity": 50, "initial": {"med": 4}}])
-    res = plan(split)
+    res = plan(split, prefer_fewer_arcs=True)
     assert res.objective == pytest.approx(0.0) and res.summary["arcs_used"] == 2
     # With 10 at each centre one arc suffices; the second stage finds it and shortage stays 0.
     both = dict(base, distribution_centres=[{"id": "J1", "capacity": 50, "initial": {"med": 10}},
                                             {"id": "J2", "capacity": 50, "initial": {"med": 10}}])
-    res = plan(both)
+    res = plan(both, prefer_fewer_arcs=True)
     assert res.objective == pytest.approx(0.0) and res.summary["arcs_used"] == 1 and len(res.deliveries) == 1
 
 
@@ -207,3 +207,24 @@ def test_lp_rens_and_full_milp_agree(seed):
     assert a.bound <= b.objective * (1 + 1e-9) and b.bound <= a.objective * (1 + 1e-9)
     with pytest.raises(ScenarioError, match="unknown method"):
         planner.solve(sc, method="magic")
+
+
+def test_default_plan_of_wuhan_skips_the_arc_stage():
+    """Issue 10: `vreserve plan wuhan` spent 15 s in the fewer-arcs stage after a 0.2 s primary solve."""
+    res = plan("wuhan")
+    assert res.status is SolveStatus.OPTIMAL
+    assert "arc_stage_status" not in res.summary
+    assert res.solve_seconds < 10.0  # was 15-18 s (the arc stage's 15 s limit); ~0.3 s on a quiet machine
+
+
+def test_arc_stage_is_bounded_by_the_primary_solves_effort():
+    from optimizer.model import ARC_STAGE_MIN_S, arc_stage_limit
+
+    assert arc_stage_limit(0.2, 60.0, None) == ARC_STAGE_MIN_S
+    assert arc_stage_limit(3.0, 60.0, None) == pytest.approx(6.0)
+    assert arc_stage_limit(30.0, 60.0, None) == pytest.approx(15.0)  # never above a quarter of the limit
+    assert arc_stage_limit(0.2, 60.0, 4.0) == 4.0  # an explicit limit wins
+    res = plan("wuhan", prefer_fewer_arcs=True)
+    primary = res.solve_seconds - res.summary["arc_stage_seconds"]
+    # HiGHS may overrun a limit a little; the old default (15 s) is far outside this
+    assert res.summary["arc_stage_seconds"] <= 2 * arc_stage_limit(primary, 60.0, None) + 2.0

@@ -1,0 +1,125 @@
+"""The independent plan check (optimizer/check.py) and anytime planning (optimizer/anytime.py)."""
+import dataclasses
+
+import pytest
+
+from optimizer import SolveStatus, load_scenario, plan
+from optimizer.anytime import greedy_result, plan_anytime
+from optimizer.bounds import best_quick_bound, fleet_bound
+from optimizer.check import check_plan
+from optimizer.generate import generate
+from optimizer.result import Flow
+
+from opt_builders import material
+
+
+def limited_paper(seed: int = 1) -> dict:
+    return generate("paper", seed, max_deliveries=2, min_lot=20)
+
+
+@pytest.mark.parametrize("source", ["wuhan", "shanghai", "paper", "paper-limited"])
+def test_solver_plans_pass_the_independent_check(source):
+    sc = load_scenario({"paper": generate("paper", 2), "paper-limited": limited_paper(3)}.get(source, source))
+    res = plan(sc, time_limit_s=5)  # a plan stopped at its limit must pass the check too
+    assert res.has_plan
+    chk = check_plan(sc, res)
+    assert chk.ok, chk.violations
+    assert chk.objective == pytest.approx(res.objective, rel=1e-9)
+
+
+def fan():
+    """One centre (15 in stock, serves at most 2 per period, min lot 3), three rescue centres."""
+    return load_scenario({
+        "name": "fan", "periods": 2, "min_lot": 3, "budget": 10,
+        "materials": [material("a", theta=1.0), material("b", theta=2.0), material("c", theta=3.0)],
+        "supply_sites": [{"id": "W1", "supply": {"a": [4, 0]}, "price": {"a": [2, 2]}}],
+        "distribution_centres": [{"id": "J1", "capacity": 20, "initial": {"a": 5, "b": 5, "c": 5},
+                                  "safety_stock": {"c": 1}, "max_deliveries_per_period": 2}],
+        "rescue_centres": [{"id": "K1", "demand": {"a": [5, 3]}}, {"id": "K2", "demand": {"b": [5, 0]}},
+                           {"id": "K3", "demand": {"c": [5, 0]}}]})
+
+
+def broken(res, *, deliveries=None, shipments=None, objective=None):
+    return dataclasses.replace(res, deliveries=tuple(deliveries if deliveries is not None else res.deliveries),
+                               shipments_in=tuple(shipments if shipments is not None else res.shipments_in),
+                               objective=res.objective if objective is None else objective)
+
+
+@pytest.mark.parametrize("damage, family", [
+    (lambda r: broken(r, objective=r.objective - 1), "objective"),
+    (lambda r: broken(r, deliveries=r.deliveries + (Flow("J1", "K1", "a", 1, 6.0),)), "demand"),
+    (lambda r: broken(r, deliveries=r.deliveries + (Flow("J1", "K9", "a", 1, 1.0),)), "not a declared arc"),
+    (lambda r: broken(r, deliveries=r.deliveries + (Flow("J1", "K1", "a", 2, 0.5),)), "whole"),
+    (lambda r: broken(r, shipments=r.shipments_in + (Flow("W1", "J1", "a", 1, 5.0),)), "supply"),
+    (lambda r: broken(r, shipments=r.shipments_in + (Flow("W1", "J1", "a", 2, 1.0),)), "supply"),
+    (lambda r: broken(r, deliveries=[f for f in r.deliveries if f.destination != "K3"]
+                      + [Flow("J1", "K3", "c", 1, 2.0)]), "minimum lot"),
+    (lambda r: broken(r, deliveries=[Flow("J1", k, m, 1, 5.0) for k, m in (("K1", "a"), ("K2", "b"), ("K3", "c"))]),
+     "delivery limit"),
+    (lambda r: broken(r, deliveries=[Flow("J1", "K3", "c", 1, 5.0)]), "safety stock"),
+])
+def test_the_check_names_each_broken_rule(damage, family):
+    sc = fan()
+    res = plan(sc)
+    assert res.status is SolveStatus.OPTIMAL and check_plan(sc, res).ok
+    chk = check_plan(sc, damage(res))
+    assert not chk.ok
+    assert any(family in v for v in chk.violations), chk.violations
+
+
+def test_budget_and_capacity_violations_are_found():
+    sc = fan()
+    res = plan(sc)
+    # 4 units at price 2 fit a budget of 10; 4 more from nowhere do not, and overfill the centre
+    over = broken(res, shipments=[Flow("W1", "J1", "a", 1, 4.0)] * 2)
+    violations = check_plan(sc, over).violations
+    assert any("budget" in v for v in violations) and any("supply" in v for v in violations)
+    cramped = dataclasses.replace(sc, distribution_centres=(dataclasses.replace(sc.distribution_centres[0],
+                                                                                capacity=15),))
+    full = broken(res, shipments=[Flow("W1", "J1", "a", 1, 4.0)], deliveries=[])
+    assert any("capacity" in v for v in check_plan(cramped, full).violations)
+
+
+def test_fleet_bound_is_valid_and_beats_the_aggregate_bound_with_limits():
+    sc = fan()  # serves 2 of 3 rescue centres per period: the aggregate bound cannot see that
+    best = plan(sc, time_limit_s=30, gap=1e-6)
+    assert best.status is SolveStatus.OPTIMAL
+    bound, info, _ = best_quick_bound(sc)
+    assert bound <= best.objective * (1 + 1e-9) and bound <= best.bound * (1 + 1e-6) + 1e-6
+    assert info["fleet_bound"] > info["aggregate_bound"]
+    assert fleet_bound(sc) == pytest.approx(info["fleet_bound"])
+
+
+@pytest.mark.parametrize("limits", [False, True])
+def test_anytime_gives_a_checked_plan_with_its_proven_gap_first_then_improves(limits):
+    sc = load_scenario(limited_paper(3) if limits else generate("paper", 1))
+    seen = []
+    res = plan_anytime(sc, budget_s=30, gap=0.01, on_plan=lambda r, s: seen.append((s, r.objective, r.gap)))
+    assert res.has_plan and check_plan(sc, res).ok
+    first = res.summary["trajectory"][0]
+    assert first["stage"] == "greedy" and first["check"] == "passed"
+    assert res.summary["first_plan_seconds"] < 5.0  # paper size: well under a second
+    assert [o for _, o, _ in seen] == sorted((o for _, o, _ in seen), reverse=True)  # only improvements
+    assert res.objective < seen[0][1]  # the solver improved on the greedy plan
+    assert 0 <= res.gap <= seen[0][2] and res.bound <= res.objective
+    if not limits:  # (the exact limited solve takes 5-9 s: the fleet bound's validity is tested above)
+        exact = plan(sc, time_limit_s=30, gap=1e-6)
+        assert exact.status is SolveStatus.OPTIMAL
+        assert res.bound <= exact.objective * (1 + 1e-9) <= res.objective * (1 + 1e-9)
+
+
+def test_anytime_with_no_time_still_has_the_greedy_plan_and_a_gap():
+    sc = load_scenario(limited_paper(2))
+    res = plan_anytime(sc, budget_s=0.0, gap=1e-4)
+    assert res.has_plan and res.summary["method"] == "anytime: greedy"
+    assert res.gap is not None and res.gap > 0 and res.status is SolveStatus.FEASIBLE
+    assert check_plan(sc, res).ok
+
+
+def test_greedy_result_respects_delivery_limits_and_min_lot():
+    sc = load_scenario(generate("city", 1, max_deliveries=2, min_lot=20))
+    bound, _, _ = best_quick_bound(sc)
+    res = greedy_result(sc, bound, 0.01)
+    chk = check_plan(sc, res)
+    assert chk.ok, chk.violations[:3]
+    assert res.gap < 0.2  # the fleet bound makes even the greedy plan's gap small here (5.4 % measured)

@@ -40,14 +40,24 @@ def planned_periods(conn, emergency_id: str) -> set[int]:
     return {r[0] for r in conn.execute("SELECT period FROM plans WHERE emergency_id = %s", (emergency_id,))}
 
 
-def open_orders(conn, emergency_id: str) -> list[tuple[str, str]]:
-    """(order_id, destination) of orders no logistics system has taken yet: the ones a new plan supersedes."""
+def open_orders(conn, emergency_id: str, published_before: datetime | None) -> list[tuple[str, str]]:
+    """(order_id, destination) of the orders a new plan supersedes: still ``open`` (no logistics
+    system said it took them) although they were published before ``published_before``.
+
+    ``None`` supersedes nothing: the dispatcher could not read every status already on the topic
+    (the broker is away or slow), so it does not know which orders carriers have accepted, and
+    cancelling those would pull goods off the road. An order not yet published (the outbox is
+    waiting for the broker) or published after ``published_before`` (carriers have not had time
+    to accept it) is not superseded either. Orders kept count as committed in the next plan
+    (:func:`pipeline`, the snapshot's reservations), so the plan covers only the remainder.
+    """
+    if published_before is None:
+        return []
     return conn.execute(
-        "SELECT order_id, destination FROM dispatch_orders WHERE emergency_id = %s AND status = 'open'"
-        " ORDER BY order_id", (emergency_id,)
+        "SELECT o.order_id, o.destination FROM dispatch_orders o JOIN plans p USING (plan_id)"
+        " WHERE o.emergency_id = %s AND o.status = 'open' AND p.published_at IS NOT NULL"
+        "   AND p.published_at <= %s ORDER BY o.order_id", (emergency_id, published_before)
     ).fetchall()
-
-
 
 
 def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
@@ -149,6 +159,11 @@ def close_out(conn, emergency: Emergency, now: datetime) -> int:
 def unpublished_plans(conn) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT plan_id FROM plans WHERE published_at IS NULL ORDER BY created_at, period")]
+
+
+def plan_published(conn, plan_id: str) -> bool:
+    row = conn.execute("SELECT published_at IS NOT NULL FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()
+    return bool(row and row[0])
 
 
 def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:

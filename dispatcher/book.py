@@ -200,36 +200,80 @@ def mark_closed_out(conn, emergency_id: str, now: datetime) -> None:
 
 
 _RANK = {"open": 0, "accepted": 1, "in_transit": 2, "delivered": 3, "failed": 3, "cancelled": 3, "closed": 3}
+#: Statuses after which a carrier may report nothing else about the order.
+FINAL_STATUSES = ("delivered", "failed", "cancelled")
+#: Rounding slack when comparing a carrier's quantity with the ordered / picked one.
+QTY_SLACK = 1e-6
+
+
+class StatusRefused(Exception):
+    """A logistics status that breaks the contract; ``str(exc)`` is the reason the carrier reads."""
+
+
+def refusal(current: str, ordered: float, unit: str, final: str | None, picked: float | None,
+            status: OrderStatus) -> str | None:
+    """Why ``status`` cannot be applied to an order in ``current`` state (None: it can). Pure.
+
+    * after a final status the carrier reported (delivered, failed, cancelled) nothing else is
+      taken: the first final word stands (settlement pays from it);
+    * ``cancelled`` only confirms a cancel the dispatcher sent; a carrier that cannot carry out an
+      order reports ``failed`` with a reason;
+    * a picked quantity above the ordered one, or a delivered quantity above the picked one (the
+      ordered one when no pick figure was given), is refused, not capped: the carrier's books and
+      ours would otherwise disagree silently.
+    """
+    new = status.status
+    if final is not None:
+        return f"order {status.order_id} is already {final} (a final status); {new} refused"
+    if new == "cancelled" and current not in ("cancelled", "closed"):
+        return (f"order {status.order_id} was not cancelled by the dispatcher (it is {current}); a carrier "
+                "that cannot carry it out reports failed with a reason")
+    if new == "in_transit" and status.qty is not None and status.qty > ordered + QTY_SLACK:
+        return f"picked {status.qty:g} {unit} is more than the {ordered:g} {unit} ordered"
+    if new == "delivered":
+        limit, what = (picked, "picked") if picked is not None else (ordered, "ordered")
+        if status.qty is not None and status.qty > limit + QTY_SLACK:
+            return f"delivered {status.qty:g} {unit} is more than the {limit:g} {unit} {what}"
+    return None
 
 
 def apply_status(conn, status: OrderStatus) -> str:
     """Record a logistics status once and move the order's status forward.
 
-    Returns ``"applied"``, ``"duplicate"`` (status id seen before) or ``"unknown order"``. An order
-    the dispatcher cancelled or closed that logistics nonetheless moved (it had picked the goods
-    before the cancel reached it) takes the physical status: the truth on the road wins.
+    Returns ``"applied"``, ``"duplicate"`` (status id seen before) or ``"unknown order"``; raises
+    :class:`StatusRefused` (nothing stored) for a status the contract refuses (see :func:`refusal`).
+    An order the dispatcher cancelled or closed that logistics nonetheless moved (it had picked
+    the goods before the cancel reached it) takes the physical status: the truth on the road wins.
     """
     with conn.transaction():
-        row = conn.execute("SELECT status FROM dispatch_orders WHERE order_id = %s FOR UPDATE",
+        row = conn.execute("SELECT status, qty::float8, unit FROM dispatch_orders WHERE order_id = %s FOR UPDATE",
                            (status.order_id,)).fetchone()
         if row is None:
             return "unknown order"
-        inserted = conn.execute(
-            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason)"
-            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING status_id",
-            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason),
-        ).fetchone()
-        if not inserted:
+        if conn.execute("SELECT 1 FROM order_status_events WHERE status_id = %s", (status.status_id,)).fetchone():
             return "duplicate"
-        current = row[0]
+        current, ordered, unit = row
+        final = conn.execute(
+            "SELECT status FROM order_status_events WHERE order_id = %s AND status = ANY(%s) ORDER BY at LIMIT 1",
+            (status.order_id, list(FINAL_STATUSES))).fetchone()
+        picked = conn.execute(
+            "SELECT qty::float8 FROM order_status_events WHERE order_id = %s AND status = 'in_transit'"
+            " AND qty IS NOT NULL ORDER BY at DESC LIMIT 1", (status.order_id,)).fetchone()
+        why = refusal(current, ordered, unit, final[0] if final else None, picked[0] if picked else None, status)
+        if why:
+            raise StatusRefused(why)
+        conn.execute(
+            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason, extra)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason,
+             Jsonb(status.extra) if status.extra else None),
+        )
         new = status.status
         if current in ("cancelled", "closed"):
             move = new in ("in_transit", "delivered", "failed")
             if move and new != "failed":
                 log.warning("order %s was %s but logistics reports %s: the cancel came too late; "
                             "the goods count as moved", status.order_id, current, new)
-        elif new == "cancelled":
-            move = current in ("open", "accepted")
         else:
             move = _RANK[new] > _RANK[current]
         if move:

@@ -13,8 +13,8 @@ One loop, one thread:
 4. close out ended emergencies (open orders closed, cancel records published).
 
 Every Kafka call on this path is bounded in time (``KAFKA_CALL_MAX_S``): a broker outage delays
-publication, never planning. A plan supersedes only orders that were published at least
-``accept_grace_s`` ago and are still ``open`` after every status on the topic was applied; when the
+publication, never planning. A plan supersedes only orders published some time before its period
+began (``supersede_cutoff``) and still ``open`` after every status on the topic was applied; when the
 statuses cannot be read (the broker is away), it supersedes nothing and plans the remainder.
 
 Only one dispatcher should run per deployment; a second one could not double a plan anyway (one
@@ -36,7 +36,7 @@ from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
+from vreserve.schemas.dispatch import DemandUpdate, OrderStatus, StatusError
 from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.dispatcher")
@@ -51,14 +51,21 @@ KAFKA_CALL_MAX_S = 2.0
 #: Pause between two publication attempts while the broker does not take records, s.
 PUBLISH_RETRY_S = 1.0
 #: Upper bound of the time carriers get to accept a published order before a later plan may
-#: supersede it, s (the grace is half a period, at most this).
-ACCEPT_GRACE_MAX_S = 60.0
+#: supersede it, s (the grace is a quarter of a period, at most this).
+ACCEPT_GRACE_MAX_S = 30.0
 
 
-def accept_grace_s(period_length_s: float) -> float:
-    """How long after its publication an order is safe from being superseded: carriers accept
-    within seconds; an order published a moment before the next plan must not be cancelled by it."""
-    return min(period_length_s / 2.0, ACCEPT_GRACE_MAX_S)
+def supersede_cutoff(em: book.Emergency, period: int) -> datetime:
+    """Orders published after this instant are not superseded by ``period``'s plan.
+
+    It is the period's start minus a grace (a quarter period, at most ``ACCEPT_GRACE_MAX_S``):
+    carriers accept within seconds, so an order still open that long after its publication was
+    not taken; one published a moment before the next plan (held through a broker outage) must not
+    be cancelled by it. From the period's start, not the clock: a dispatcher that plans the period
+    late (after a restart) supersedes what a punctual one would have.
+    """
+    grace = min(em.period_length_s / 4.0, ACCEPT_GRACE_MAX_S)
+    return em.declared_at + timedelta(seconds=(period - 1) * em.period_length_s - grace)
 
 
 @dataclass
@@ -267,17 +274,37 @@ class Dispatcher:
             try:
                 status = OrderStatus.from_json(value)
             except SchemaError as exc:
-                self.counters.statuses_rejected += 1
-                log.warning("order status rejected: %s", exc)
+                self._refuse_status(value, f"malformed order status: {exc}", None)
                 return
-            result = book.apply_status(conn, status)
+            try:
+                result = book.apply_status(conn, status)
+            except book.StatusRefused as exc:
+                self._refuse_status(value, str(exc), status)
+                return
             if result == "applied":
                 self.counters.statuses += 1
             elif result == "duplicate":
                 self.counters.statuses_duplicate += 1
             else:
-                self.counters.statuses_rejected += 1
-                log.warning("status %s for unknown order %s", status.status, status.order_id)
+                self._refuse_status(value, f"unknown order id {status.order_id!r}", status)
+
+    def _refuse_status(self, value: bytes, reason: str, status: OrderStatus | None) -> None:
+        """Count, log and publish a refused status on ``order-status.errors`` (keyed by order id),
+        so the carrier sees what was refused and why. Not waited for: the producer keeps it through
+        a broker outage; a send that cannot even start (no metadata) is logged."""
+        from kafka.errors import KafkaError
+
+        self.counters.statuses_rejected += 1
+        log.warning("order status refused: %s", reason)
+        record = StatusError(error=reason, at=utc_now(), raw=value[:2000].decode("utf-8", "replace"),
+                             status_id=status.status_id if status else None,
+                             order_id=status.order_id if status else None,
+                             status=status.status if status else None)
+        try:
+            self.producer.send(self.settings.topic(topics.ORDER_STATUS_ERRORS),
+                               key=(status.order_id if status else "?").encode(), value=record.to_json())
+        except KafkaError as exc:
+            log.warning("refusal of an order status not published (%s): %s", exc, reason)
 
     # ------------------------------------------------------------------ the clock
     def tick(self, conn, now: datetime) -> None:
@@ -292,9 +319,7 @@ class Dispatcher:
                 due = [p for p in range(1, current + 1) if p not in done]
                 caught_up = self.catch_up(conn) if due else False
                 for period in due:
-                    cutoff = None
-                    if caught_up:
-                        cutoff = now - timedelta(seconds=accept_grace_s(em.period_length_s))
+                    cutoff = supersede_cutoff(em, period) if caught_up else None
                     self.plan_and_publish(conn, em, period, now, cutoff)
                     caught_up = False  # the orders of the plan just stored are not published yet
             except Exception as exc:  # noqa: BLE001 - reported, retried; the service stays up

@@ -154,7 +154,7 @@ class Bridge:
         addr = self.settings.mqtt
         if not self._connected.wait(15):
             self.check()
-            raise RuntimeError(f"no MQTT connection to {addr.host}:{addr.port} within 15 s")
+            raise RuntimeError(f"no MQTT connection and subscription (SUBACK) on {addr.host}:{addr.port} within 15 s")
         self.check()
 
     async def _astart(self) -> None:
@@ -181,6 +181,7 @@ class Bridge:
         if addr.username:
             client.username_pw_set(addr.username, addr.password)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         loop = self._loop
@@ -371,8 +372,19 @@ class Bridge:
             self._stop.set()
             return
         client.subscribe(share_topic(self.settings), qos=1)
+        log.info("MQTT connected (session present: %s), subscribing to %s", flags.session_present,
+                 share_topic(self.settings))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """Ready only once the broker acknowledged the subscription (SUBACK): a reading published
+        before a new bridge's subscription exists has no session to wait in and is dropped."""
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            self._error = ConnectionError(f"MQTT subscription to {share_topic(self.settings)} refused: {failed[0]}")
+            self._stop.set()
+            return
         self._connected.set()
-        log.info("MQTT connected (session present: %s), subscribed to %s", flags.session_present, share_topic(self.settings))
+        log.info("subscribed to %s (granted %s)", share_topic(self.settings), [int(rc.value) for rc in reason_codes])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()

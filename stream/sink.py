@@ -1,7 +1,7 @@
 """The PostgreSQL sink: one transaction per batch of readings, written before offsets are acked.
 
 Idempotent by construction, so at-least-once delivery cannot double count:
-- ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts) DO NOTHING;
+- ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts, seq) DO NOTHING;
 - ``stock_latest``: upsert that only moves forward by (seq, ts) (older rows never overwrite);
 - ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING;
 - ``stream_offsets``: the partition's frontier only moves forward (GREATEST), in the same
@@ -38,7 +38,7 @@ SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cel
 FROM json_to_recordset(%(rows)s::json)
      AS r(site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text, received_at timestamptz)
 LEFT JOIN sites s ON s.site_id = r.site_id
-ON CONFLICT (site_id, material_id, ts) DO NOTHING
+ON CONFLICT (site_id, material_id, ts, seq) DO NOTHING
 """
 
 UPSERT_LATEST = """
@@ -145,7 +145,7 @@ STAGE_TO_HISTORY = """
 INSERT INTO stock_readings (site_id, material_id, ts, seq, qty, unit, grid_cell, received_at)
 SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cell, r.received_at
 FROM stream_stage r LEFT JOIN sites s ON s.site_id = r.site_id
-ON CONFLICT (site_id, material_id, ts) DO NOTHING
+ON CONFLICT (site_id, material_id, ts, seq) DO NOTHING
 """
 STAGE_TO_LATEST = """
 INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, updated_at)

@@ -16,7 +16,6 @@ from datetime import datetime
 
 from vreserve.schemas.common import (
     SchemaError,
-    check_keys,
     check_version,
     dumps,
     finite_number,
@@ -24,6 +23,7 @@ from vreserve.schemas.common import (
     loads_object,
     parse_ts,
     require_str,
+    split_extra,
 )
 
 VERSION = 1
@@ -32,6 +32,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS = 500
 _STOCK_KEYS = {"v", "site_id", "ts", "seq", "readings"}
 _READING_KEYS = {"material", "qty", "unit"}
+#: names the Kafka record (:class:`ReadingBatch`) adds next to the report's own fields
+_BATCH_KEYS = frozenset({"received_at", "mqtt_topic"})
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,11 @@ class Reading:
     material: str
     qty: float
     unit: str
+    #: fields of the reading the contract does not know, kept as they came (see split_extra)
+    extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        return {"material": self.material, "qty": self.qty, "unit": self.unit}
+        return {**self.extra, "material": self.material, "qty": self.qty, "unit": self.unit}
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,12 @@ class StockReport:
     ts: datetime
     seq: int
     readings: tuple[Reading, ...]
+    #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
+    extra: dict = field(default_factory=dict, compare=False)
 
     def to_payload(self) -> dict:
         return {
+            **self.extra,
             "v": VERSION,
             "site_id": self.site_id,
             "ts": format_ts(self.ts),
@@ -67,9 +74,10 @@ class StockReport:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "StockReport":
-        """Strict structural validation; registry checks (known site/material) are the caller's."""
-        check_keys(obj, _STOCK_KEYS)
+        """Strict validation of the known fields; unknown ones are kept (contract v1's versioning
+        rule, :func:`split_extra`). Registry checks (known site/material) are the caller's."""
         check_version(obj, VERSION, "payload")
+        extra = split_extra(obj, _STOCK_KEYS, "payload", reserved=_BATCH_KEYS)
         site_id = require_str(obj, "site_id")
         ts = parse_ts(obj.get("ts"))
         seq = obj.get("seq")
@@ -85,7 +93,7 @@ class StockReport:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise SchemaError(f"readings[{i}] must be an object")
-            check_keys(item, _READING_KEYS, f"readings[{i}]")
+            item_extra = split_extra(item, _READING_KEYS, f"readings[{i}]")
             material = require_str(item, "material")
             if material in seen:
                 raise SchemaError(f"readings[{i}]: material {material!r} listed twice")
@@ -94,8 +102,8 @@ class StockReport:
             if qty < 0:
                 raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
             unit = require_str(item, "unit", max_len=32)
-            readings.append(Reading(material, qty, unit))
-        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings))
+            readings.append(Reading(material, qty, unit, item_extra))
+        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings), extra=extra)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "StockReport":

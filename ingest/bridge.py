@@ -72,6 +72,7 @@ class Counters:
     dead_lettered: int = 0
     redelivered: int = 0  # messages Mosquitto sent again (DUP flag): the previous ack was lost
     readings_forwarded: int = 0
+    cleared: int = 0  # empty messages (a retained report being cleared): acknowledged, not received
     reasons: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # publish ts -> Kafka ack, this window
 
@@ -392,6 +393,12 @@ class Bridge:
             log.warning("MQTT disconnected (%s); paho reconnects, unacked messages are redelivered", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
+        if not msg.payload:
+            # an empty message clears a retained report (the only way to remove one): nothing to
+            # store and nothing wrong, so it is acknowledged and counted, never dead-lettered
+            client.ack(msg.mid, msg.qos)
+            self.counters.cleared += 1
+            return
         self.counters.received += 1
         if msg.dup:
             self.counters.redelivered += 1
@@ -403,7 +410,7 @@ class Bridge:
         payload = bytes(msg.payload)
         try:
             try:
-                report = validate_message(msg.topic, payload, self.known, now)
+                report = validate_message(msg.topic, payload, self.known, now, msg.qos, bool(msg.retain))
             except Rejected as rej:
                 # A site loaded after our last snapshot: reload (rate-limited) and try once more.
                 if (rej.kind == "unknown_site" and not self._fixed_known
@@ -414,14 +421,15 @@ class Bridge:
                         log.warning("registry refresh failed: %s", exc)
                         self._last_refresh = time.monotonic()
                         raise rej from None
-                    report = validate_message(msg.topic, payload, self.known, now)
+                    report = validate_message(msg.topic, payload, self.known, now, msg.qos, bool(msg.retain))
                 else:
                     raise
         except Rejected as rej:
             site = rej.site_id or site_from_topic(msg.topic)
             record = DeadLetter(
                 source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
-                context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
+                context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup),
+                         "retain": bool(msg.retain)},
             )
             return (self._dead_letter_topic, site.encode() if site else None, record.to_json(),
                     partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))

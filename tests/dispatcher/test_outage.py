@@ -15,7 +15,6 @@ It prints the figures the issue asks for: plans late (s), orders superseded, ord
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import socket
@@ -25,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.runner import DEPLOY_DIR, Kafka, _alive
+from deploy.runner import Kafka, _alive
 from tests.dispatcher.conftest import log_of
+from tests.dispatcher.kafka_jars import link_or_fetch_jars, session_kafka_jars  # noqa: F401 (fixture)
 from tests.dispatcher.helpers import SMALL_SCENARIO, SiteStandIn, make_region, wait_for
 from vreserve.db import connect
 from vreserve.kafka_admin import ensure_topics
@@ -60,22 +60,13 @@ def _free_port_pair() -> int:
 
 
 @pytest.fixture
-def own_kafka(settings: Settings, tmp_path: Path):
-    """A private single-node Kafka from the runner, with its own port and state folder.
-
-    The broker jars are linked from the shared state folder when they were fetched from the same
-    deploy/pom.xml (no second Maven run); otherwise the runner fetches them itself, as on a fresh clone.
-    """
+def own_kafka(settings: Settings, tmp_path: Path, session_kafka_jars):
+    """A private single-node Kafka from the runner, with its own port and state folder (the jars
+    are linked: see tests/dispatcher/kafka_jars.py)."""
     state = tmp_path / "vr"
     private = settings.with_(kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}", state_dir=state)
     kafka = Kafka(private)
-    kafka.dir.mkdir(parents=True)
-    shared = Kafka(settings)
-    pom_id = hashlib.sha256((DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()
-    stamp = shared.dir / "libs.stamp"
-    if shared.libs.is_dir() and stamp.exists() and stamp.read_text() == pom_id:
-        kafka.libs.symlink_to(shared.libs.resolve(), target_is_directory=True)
-        (kafka.dir / "libs.stamp").write_text(pom_id)
+    link_or_fetch_jars(settings, state, session_kafka_jars)
     kafka.up(progress=lambda m: print(f"[own kafka] {m}", flush=True))
     ensure_topics(private)
     try:

@@ -24,7 +24,7 @@ LATEST_NOW = "SELECT site_id, material_id, qty, unit, ts FROM stock_latest"
 LATEST_AT = """
 SELECT DISTINCT ON (site_id, material_id) site_id, material_id, qty, unit, ts
 FROM stock_readings WHERE ts <= %(at)s
-ORDER BY site_id, material_id, seq DESC, ts DESC
+ORDER BY site_id, material_id, boot DESC, seq DESC, ts DESC
 """
 
 WAREHOUSE = """

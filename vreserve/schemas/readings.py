@@ -30,7 +30,7 @@ VERSION = 1
 #: Largest MQTT payload accepted, in bytes; a real site sends well under 4 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS = 500
-_STOCK_KEYS = {"v", "site_id", "ts", "seq", "readings"}
+_STOCK_KEYS = {"v", "site_id", "ts", "seq", "boot", "readings"}
 _READING_KEYS = {"material", "qty", "unit"}
 #: names the Kafka record (:class:`ReadingBatch`) adds next to the report's own fields
 _BATCH_KEYS = frozenset({"received_at", "mqtt_topic"})
@@ -56,6 +56,9 @@ class StockReport:
     ts: datetime
     seq: int
     readings: tuple[Reading, ...]
+    #: the device's boot counter (optional in the payload, 0 when absent): readings are ordered by
+    #: (boot, seq, ts), so a device whose seq restarts after a reboot sends a higher boot
+    boot: int = 0
     #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -66,6 +69,7 @@ class StockReport:
             "site_id": self.site_id,
             "ts": format_ts(self.ts),
             "seq": self.seq,
+            **({"boot": self.boot} if self.boot else {}),
             "readings": [r.to_dict() for r in self.readings],
         }
 
@@ -83,6 +87,9 @@ class StockReport:
         seq = obj.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise SchemaError("seq must be a non-negative integer")
+        boot = obj.get("boot", 0)
+        if isinstance(boot, bool) or not isinstance(boot, int) or boot < 0 or boot >= 2 ** 62:
+            raise SchemaError("boot must be a non-negative integer (the device's boot counter)")
         items = obj.get("readings")
         if not isinstance(items, list) or not items:
             raise SchemaError("readings must be a non-empty list")
@@ -103,7 +110,7 @@ class StockReport:
                 raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
             unit = require_str(item, "unit", max_len=32)
             readings.append(Reading(material, qty, unit, item_extra))
-        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings), extra=extra)
+        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings), boot=boot, extra=extra)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "StockReport":

@@ -74,3 +74,34 @@ def test_qos0_and_retained_reports_are_dead_lettered_and_clearing_is_not(setting
                     if DeadLetter.from_json(d.value).payload == b""], "clearing a retained report was dead-lettered"
     finally:
         bridge.stop(end_mqtt_session=True)
+
+
+def test_a_sites_owner_learns_why_its_reports_are_refused(settings, registry, bridge_for_owner, service_client) -> None:
+    """`vreserve ingest dead-letters --site S` lists that site's refusals with their reasons."""
+    from click.testing import CliRunner
+
+    from vreserve.cli import cli
+
+    site, other = sorted(registry.sites)[3:5]
+    client = service_client()
+    client.publish(topics.mqtt_stock_topic(site), b'{"v":1,"site_id":"' + site.encode() + b'","seq":"x"}',
+                   qos=1).wait_for_publish(10)
+    client.publish(topics.mqtt_stock_topic(other), b"junk", qos=1).wait_for_publish(10)
+    deadline = time.monotonic() + 30
+    while bridge_for_owner.counters.dead_lettered < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    env = {"VR_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "VR_MQTT_URL": settings.mqtt_url,
+           "VR_PG_DSN": settings.pg_dsn, "VR_TOPIC_PREFIX": settings.topic_prefix}
+    res = CliRunner().invoke(cli, ["ingest", "dead-letters", "--site", site, "--since", "10m"], env=env,
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "schema" in res.output and "1 refused report(s) of site" in res.output, res.output
+    assert "junk" not in res.output
+
+
+@pytest.fixture
+def bridge_for_owner(settings, unique):
+    b = Bridge(settings, BridgeConfig(client_id=f"vr-test-owner-{unique}", linger_ms=5))
+    b.start()
+    yield b
+    b.stop(end_mqtt_session=True)

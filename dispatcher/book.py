@@ -171,7 +171,10 @@ def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
         "SELECT summary FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0]))
     rows = conn.execute(
         "SELECT order_id, plan_id, emergency_id, region, period, leg, origin, destination, material_id,"
-        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s ORDER BY order_id", (plan_id,)
+        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s"
+        # an order closed before its plan went out (the emergency ended while the broker was
+        # away) is not published; its cancel record still is (harmless for an unknown order)
+        "   AND status NOT IN ('cancelled', 'closed') ORDER BY order_id", (plan_id,)
     ).fetchall()
     return summary, [DispatchOrder(*r) for r in rows]
 

@@ -147,8 +147,11 @@ class LogisticsSimulator:
     counters: Counters = field(default_factory=Counters)
     _stop: bool = False
     #: statuses handed to the producer and not confirmed yet: (future, key, value); offsets are
-    #: committed only when this is empty, so a crash during a broker outage loses no status
+    #: committed only once the statuses sent before them are confirmed, so a crash during a broker
+    #: outage loses no status
     _unconfirmed: list = field(default_factory=list)
+    #: offsets to commit once these futures (the statuses sent before them) are confirmed
+    _commit_after: tuple[dict, list] | None = None
     #: statuses the producer would not take (no metadata: the broker is away), sent again later
     _unsent: list = field(default_factory=list)
     _last_commit: float = 0.0
@@ -296,9 +299,7 @@ class LogisticsSimulator:
                         failed_by_timeout.add(oid)
                     finish(job)
                 self._confirm_statuses(producer)
-                if not self._unconfirmed and not self._unsent and time.monotonic() - self._last_commit > 0.5:
-                    self._last_commit = time.monotonic()
-                    self._commit(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
+                self._commit_when_confirmed(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
                     c = self.counters
@@ -315,12 +316,28 @@ class LogisticsSimulator:
                 consumer.close()
         return self.counters
 
-    def _commit(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
+    def _commit_when_confirmed(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
+        """Every 0.5 s: note the offsets of finished orders with the statuses still unconfirmed at
+        that moment; commit them once those statuses are confirmed (never before)."""
+        if self._commit_after is not None:
+            offsets, futures = self._commit_after
+            if not all(f.is_done for f in futures):
+                return
+            self._commit_after = None
+            if not any(f.failed() for f in futures):  # a failed one is being sent again: next round
+                self._commit(consumer, offsets)
+            return
+        if self._unsent or time.monotonic() - self._last_commit < 0.5:
+            return
+        self._last_commit = time.monotonic()
         offsets = {}
         for part, hi in high.items():
             under_way = pending.get(part)
             nxt = min(under_way) if under_way else hi + 1
             offsets[TopicPartition(topic, part)] = OffsetAndMetadata(nxt, "", -1)
+        self._commit_after = (offsets, [f for f, _k, _v in self._unconfirmed])
+
+    def _commit(self, consumer, offsets: dict) -> None:
         if offsets and offsets != self._committed:
             try:
                 consumer.commit(offsets, timeout_ms=2000)

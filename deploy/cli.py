@@ -105,4 +105,34 @@ def db_migrate(settings: Settings, variant: str | None) -> None:
     click.echo(f"{len(applied)} migration(s) applied" if applied else "schema up to date")
 
 
-commands = [services, topics, db]
+@click.command("kafka", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("tool", type=click.Choice(["console-producer", "console-consumer"]))
+@click.argument("topic")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...]) -> None:
+    """Run Kafka's own console producer / consumer on a project topic (what a carrier or an
+    operator reaches for first). TOPIC is the logical name (``order-status``); the configured
+    prefix and bootstrap servers are added; ARGS go to the tool as they are, e.g.
+
+    \b
+      vreserve kafka console-consumer dispatch-orders --from-beginning --property print.key=true
+      vreserve kafka console-producer order-status --property parse.key=true --property key.separator='|'
+
+    The jars come with the broker's (deploy/pom.xml, fetched by Maven on first use).
+    """
+    import subprocess
+
+    from deploy import runner
+
+    kafka = runner.Kafka(settings)
+    try:
+        kafka.fetch_libs(progress=lambda m: click.echo(f"  {m}", err=True))
+    except runner.ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
+                                                      "--topic", settings.topic(topic), *args])
+    raise SystemExit(subprocess.call(argv))
+
+
+commands = [services, topics, db, kafka_tool]

@@ -210,6 +210,17 @@ class Service:
 
 
 # ----------------------------------------------------------------------------------------- Kafka
+#: Kafka's own command-line clients, by the name its distribution's scripts use.
+KAFKA_TOOLS = {
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+}
+
+
+def pom_digest() -> str:
+    return hashlib.sha256((DEPLOY_DIR / "pom.xml").read_bytes()).hexdigest()
+
+
 class Kafka(Service):
     """Apache Kafka in KRaft mode (broker + controller in one JVM), jars fetched by Maven."""
 
@@ -233,25 +244,41 @@ class Kafka(Service):
     def ports(self) -> list[int]:
         return [self.port, self.controller_port()]
 
-    def prepare(self, progress: Progress) -> None:
-        pom = DEPLOY_DIR / "pom.xml"
+    def libs_current(self) -> bool:
+        """The jars in ``libs`` were fetched from the current deploy/pom.xml."""
         stamp = self.dir / "libs.stamp"
-        pom_id = hashlib.sha256(pom.read_bytes()).hexdigest()
-        if not (self.libs.is_dir() and stamp.exists() and stamp.read_text() == pom_id):
-            if shutil.which("mvn") is None or shutil.which("java") is None:
-                raise ServiceError("kafka needs java and mvn on PATH (deploy/bootstrap.sh installs them)")
-            progress("kafka: fetching broker jars with Maven (deploy/pom.xml; first time only)")
-            shutil.rmtree(self.libs, ignore_errors=True)
-            t0 = time.monotonic()
-            res = subprocess.run(
-                ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={self.libs}"],
-                capture_output=True, text=True,
-            )
-            if res.returncode != 0:
-                raise ServiceError(f"Maven could not fetch the Kafka jars:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-            stamp.write_text(pom_id)
-            progress(f"kafka: {len(list(self.libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
+        return self.libs.is_dir() and stamp.exists() and stamp.read_text() == pom_digest()
+
+    def fetch_libs(self, progress: Progress) -> None:
+        """The broker's and Kafka's own tools' jars (deploy/pom.xml) into ``libs``, unless current."""
+        if self.libs_current():
+            return
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise ServiceError("kafka needs java and mvn on PATH (deploy/bootstrap.sh installs them)")
+        progress("kafka: fetching broker and tool jars with Maven (deploy/pom.xml; first time only)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.libs.is_symlink():
+            self.libs.unlink()
+        shutil.rmtree(self.libs, ignore_errors=True)
+        t0 = time.monotonic()
+        res = subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
+             f"-DoutputDirectory={self.libs}"],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise ServiceError(f"Maven could not fetch the Kafka jars:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+        (self.dir / "libs.stamp").write_text(pom_digest())
+        progress(f"kafka: {len(list(self.libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
+
+    def tool_argv(self, main_class: str, args: list[str]) -> list[str]:
+        """The command line that runs one of Kafka's own tools (e.g. the console producer) from
+        the runner's jars, quietly (warnings only, on stderr)."""
+        return ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'tools-log4j2.xml'}",
+                "-cp", str(self.libs / "*"), main_class, *args]
+
+    def prepare(self, progress: Progress) -> None:
+        self.fetch_libs(progress)
         controller_port = self.controller_port()
         self.config.write_text(
             (DEPLOY_DIR / "kafka" / "server.properties")

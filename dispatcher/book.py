@@ -40,14 +40,24 @@ def planned_periods(conn, emergency_id: str) -> set[int]:
     return {r[0] for r in conn.execute("SELECT period FROM plans WHERE emergency_id = %s", (emergency_id,))}
 
 
-def open_orders(conn, emergency_id: str) -> list[tuple[str, str]]:
-    """(order_id, destination) of orders no logistics system has taken yet: the ones a new plan supersedes."""
+def open_orders(conn, emergency_id: str, published_before: datetime | None) -> list[tuple[str, str]]:
+    """(order_id, destination) of the orders a new plan supersedes: still ``open`` (no logistics
+    system said it took them) although they were published before ``published_before``.
+
+    ``None`` supersedes nothing: the dispatcher could not read every status already on the topic
+    (the broker is away or slow), so it does not know which orders carriers have accepted, and
+    cancelling those would pull goods off the road. An order not yet published (the outbox is
+    waiting for the broker) or published after ``published_before`` (carriers have not had time
+    to accept it) is not superseded either. Orders kept count as committed in the next plan
+    (:func:`pipeline`, the snapshot's reservations), so the plan covers only the remainder.
+    """
+    if published_before is None:
+        return []
     return conn.execute(
-        "SELECT order_id, destination FROM dispatch_orders WHERE emergency_id = %s AND status = 'open'"
-        " ORDER BY order_id", (emergency_id,)
+        "SELECT o.order_id, o.destination FROM dispatch_orders o JOIN plans p USING (plan_id)"
+        " WHERE o.emergency_id = %s AND o.status = 'open' AND p.published_at IS NOT NULL"
+        "   AND p.published_at <= %s ORDER BY o.order_id", (emergency_id, published_before)
     ).fetchall()
-
-
 
 
 def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
@@ -151,12 +161,20 @@ def unpublished_plans(conn) -> list[str]:
         "SELECT plan_id FROM plans WHERE published_at IS NULL ORDER BY created_at, period")]
 
 
+def plan_published(conn, plan_id: str) -> bool:
+    row = conn.execute("SELECT published_at IS NOT NULL FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
     summary = PlanSummary.from_json(_json_text(conn.execute(
         "SELECT summary FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0]))
     rows = conn.execute(
         "SELECT order_id, plan_id, emergency_id, region, period, leg, origin, destination, material_id,"
-        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s ORDER BY order_id", (plan_id,)
+        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s"
+        # an order closed before its plan went out (the emergency ended while the broker was
+        # away) is not published; its cancel record still is (harmless for an unknown order)
+        "   AND status NOT IN ('cancelled', 'closed') ORDER BY order_id", (plan_id,)
     ).fetchall()
     return summary, [DispatchOrder(*r) for r in rows]
 
@@ -185,36 +203,80 @@ def mark_closed_out(conn, emergency_id: str, now: datetime) -> None:
 
 
 _RANK = {"open": 0, "accepted": 1, "in_transit": 2, "delivered": 3, "failed": 3, "cancelled": 3, "closed": 3}
+#: Statuses after which a carrier may report nothing else about the order.
+FINAL_STATUSES = ("delivered", "failed", "cancelled")
+#: Rounding slack when comparing a carrier's quantity with the ordered / picked one.
+QTY_SLACK = 1e-6
+
+
+class StatusRefused(Exception):
+    """A logistics status that breaks the contract; ``str(exc)`` is the reason the carrier reads."""
+
+
+def refusal(current: str, ordered: float, unit: str, final: str | None, picked: float | None,
+            status: OrderStatus) -> str | None:
+    """Why ``status`` cannot be applied to an order in ``current`` state (None: it can). Pure.
+
+    * after a final status the carrier reported (delivered, failed, cancelled) nothing else is
+      taken: the first final word stands (settlement pays from it);
+    * ``cancelled`` only confirms a cancel the dispatcher sent; a carrier that cannot carry out an
+      order reports ``failed`` with a reason;
+    * a picked quantity above the ordered one, or a delivered quantity above the picked one (the
+      ordered one when no pick figure was given), is refused, not capped: the carrier's books and
+      ours would otherwise disagree silently.
+    """
+    new = status.status
+    if final is not None:
+        return f"order {status.order_id} is already {final} (a final status); {new} refused"
+    if new == "cancelled" and current not in ("cancelled", "closed"):
+        return (f"order {status.order_id} was not cancelled by the dispatcher (it is {current}); a carrier "
+                "that cannot carry it out reports failed with a reason")
+    if new == "in_transit" and status.qty is not None and status.qty > ordered + QTY_SLACK:
+        return f"picked {status.qty:g} {unit} is more than the {ordered:g} {unit} ordered"
+    if new == "delivered":
+        limit, what = (picked, "picked") if picked is not None else (ordered, "ordered")
+        if status.qty is not None and status.qty > limit + QTY_SLACK:
+            return f"delivered {status.qty:g} {unit} is more than the {limit:g} {unit} {what}"
+    return None
 
 
 def apply_status(conn, status: OrderStatus) -> str:
     """Record a logistics status once and move the order's status forward.
 
-    Returns ``"applied"``, ``"duplicate"`` (status id seen before) or ``"unknown order"``. An order
-    the dispatcher cancelled or closed that logistics nonetheless moved (it had picked the goods
-    before the cancel reached it) takes the physical status: the truth on the road wins.
+    Returns ``"applied"``, ``"duplicate"`` (status id seen before) or ``"unknown order"``; raises
+    :class:`StatusRefused` (nothing stored) for a status the contract refuses (see :func:`refusal`).
+    An order the dispatcher cancelled or closed that logistics nonetheless moved (it had picked
+    the goods before the cancel reached it) takes the physical status: the truth on the road wins.
     """
     with conn.transaction():
-        row = conn.execute("SELECT status FROM dispatch_orders WHERE order_id = %s FOR UPDATE",
+        row = conn.execute("SELECT status, qty::float8, unit FROM dispatch_orders WHERE order_id = %s FOR UPDATE",
                            (status.order_id,)).fetchone()
         if row is None:
             return "unknown order"
-        inserted = conn.execute(
-            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason)"
-            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING status_id",
-            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason),
-        ).fetchone()
-        if not inserted:
+        if conn.execute("SELECT 1 FROM order_status_events WHERE status_id = %s", (status.status_id,)).fetchone():
             return "duplicate"
-        current = row[0]
+        current, ordered, unit = row
+        final = conn.execute(
+            "SELECT status FROM order_status_events WHERE order_id = %s AND status = ANY(%s) ORDER BY at LIMIT 1",
+            (status.order_id, list(FINAL_STATUSES))).fetchone()
+        picked = conn.execute(
+            "SELECT qty::float8 FROM order_status_events WHERE order_id = %s AND status = 'in_transit'"
+            " AND qty IS NOT NULL ORDER BY at DESC LIMIT 1", (status.order_id,)).fetchone()
+        why = refusal(current, ordered, unit, final[0] if final else None, picked[0] if picked else None, status)
+        if why:
+            raise StatusRefused(why)
+        conn.execute(
+            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason, extra)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason,
+             Jsonb(status.extra) if status.extra else None),
+        )
         new = status.status
         if current in ("cancelled", "closed"):
             move = new in ("in_transit", "delivered", "failed")
             if move and new != "failed":
                 log.warning("order %s was %s but logistics reports %s: the cancel came too late; "
                             "the goods count as moved", status.order_id, current, new)
-        elif new == "cancelled":
-            move = current in ("open", "accepted")
         else:
             move = _RANK[new] > _RANK[current]
         if move:

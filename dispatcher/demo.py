@@ -43,6 +43,8 @@ class Stack:
     t0: float
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     echo: bool = True
+    #: every line each subprocess printed so far (to wait for a "ready" line)
+    lines: dict[str, list[str]] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
         print(f"[demo {time.monotonic() - self.t0:6.1f} s] {msg}", flush=True)
@@ -58,8 +60,10 @@ class Stack:
         return p
 
     def _pump(self, name: str, p: subprocess.Popen, log_path: Path) -> None:
+        seen = self.lines.setdefault(name, [])
         with open(log_path, "w") as log:
             for line in p.stdout:  # type: ignore[union-attr]
+                seen.append(line)
                 log.write(line)
                 log.flush()
                 if self.echo and not any(noise in line for noise in _NOISE):
@@ -71,6 +75,16 @@ class Stack:
         for line in (res.stdout + res.stderr).splitlines():
             print(f"  [vreserve {args[0]}] {line[:220]}", flush=True)
         return res
+
+    def wait_line(self, name: str, text: str, timeout: float) -> None:
+        """Wait until subprocess ``name`` printed a line containing ``text`` (its "ready" line)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines.get(name, []))):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{name} did not say {text!r} within {timeout:g} s; "
+                                           f"see {self.log_dir}/{name}.log")
+            time.sleep(0.1)
 
     def check_alive(self) -> None:
         for name, p in self.procs:
@@ -323,6 +337,10 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         # a throw-away bridge: its persistent MQTT session is deleted when it stops, so the broker
         # does not keep queueing its share of all site traffic after the demo
         stack.start("bridge", "ingest", "run", "--status-interval", "10", "--end-session-on-stop")
+        # the bridge says "started" only once its subscription is acknowledged (SUBACK): a reading
+        # published before a new bridge's first subscription exists has no session to wait in and
+        # would be dropped by the broker, so the fleet starts only then
+        stack.wait_line("bridge", "bridge started", 60)
         stack.start("fleet", "simulate", "sites", "--registry", str(registry_path), "--credentials",
                     str(creds_path), "--interval", str(interval), "--progress-every", "10", "--end-sessions-on-stop")
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))

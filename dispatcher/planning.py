@@ -97,8 +97,14 @@ class PlannedPeriod:
     warnings: list[str]
 
 
-def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache, now: datetime) -> PlannedPeriod:
-    """Re-plan ``period`` of ``emergency`` from the live state (read-only; the caller persists)."""
+def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache, now: datetime,
+              supersede_published_before: datetime | None = None) -> PlannedPeriod:
+    """Re-plan ``period`` of ``emergency`` from the live state (read-only; the caller persists).
+
+    Only open orders published before ``supersede_published_before`` are superseded (None: none,
+    see :func:`book.open_orders`); every other order of the emergency is kept and counted as
+    committed, so the plan covers the remainder.
+    """
     t0 = time.perf_counter()
     # orders count in the registry's unit (what the sites count and pick in): the demand file's
     # figures are converted to it, and the conversion is said in the first plan's message
@@ -107,7 +113,7 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
     mats = [m["id"] for m in base["materials"]]
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
     price = {m["id"]: float(m.get("price", 0.0)) for m in base["materials"]}
-    supersede = book.open_orders(conn, emergency.emergency_id)
+    supersede = book.open_orders(conn, emergency.emergency_id, supersede_published_before)
     exclude = [oid for oid, _ in supersede]
     rows = supply_snapshot(conn, emergency.region, now, emergency.grid_cells or None, mats, exclude)
     nodes = supply_nodes(rows)

@@ -8,8 +8,14 @@ One loop, one thread:
    (the period comes from ``declared_at`` and the period length, and "has a plan" from the
    database, so a restarted dispatcher neither skips nor repeats a period);
 3. publish what is stored but not yet published (plans' orders, cancel records, plan summaries)
-   with an idempotent producer (acks=all), then mark it published;
+   with an idempotent producer (acks=all), then mark it published: an outbox, so a plan is made and
+   stored on time from the database alone while the broker is away, and goes out when it is back;
 4. close out ended emergencies (open orders closed, cancel records published).
+
+Every Kafka call on this path is bounded in time (``KAFKA_CALL_MAX_S``): a broker outage delays
+publication, never planning. A plan supersedes only orders published some time before its period
+began (``supersede_cutoff``) and still ``open`` after every status on the topic was applied; when the
+statuses cannot be read (the broker is away), it supersedes nothing and plans the remainder.
 
 Only one dispatcher should run per deployment; a second one could not double a plan anyway (one
 plan per emergency and period, enforced by the database) but would split the status stream.
@@ -21,7 +27,7 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Callable
 
@@ -33,7 +39,7 @@ from vreserve.db import connect
 from vreserve.health import HealthServer, health_status
 from vreserve.quarantine import RecordRef, run_guarded, store_rejection
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import DemandUpdate, OrderStatus
+from vreserve.schemas.dispatch import DemandUpdate, OrderStatus, StatusError
 from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.dispatcher")
@@ -42,6 +48,38 @@ log = logging.getLogger("vreserve.dispatcher")
 RETRY_AFTER_S = 5.0
 #: Longest wait to apply the statuses already on the topic before making a plan, s.
 CATCH_UP_MAX_S = 3.0
+#: Bound of any single blocking Kafka call on the dispatcher's path (end offsets, metadata for a
+#: send), s. The client's own default (30-60 s) would stall planning through a broker outage.
+KAFKA_CALL_MAX_S = 2.0
+#: Pause between two publication attempts while the broker does not take records, s.
+PUBLISH_RETRY_S = 1.0
+#: Upper bound of the time carriers get to accept a published order before a later plan may
+#: supersede it, s (the grace is a quarter of a period, at most this).
+ACCEPT_GRACE_MAX_S = 30.0
+
+
+def supersede_cutoff(em: book.Emergency, period: int) -> datetime:
+    """Orders published after this instant are not superseded by ``period``'s plan.
+
+    It is the period's start minus a grace (a quarter period, at most ``ACCEPT_GRACE_MAX_S``):
+    carriers accept within seconds, so an order still open that long after its publication was
+    not taken; one published a moment before the next plan (held through a broker outage) must not
+    be cancelled by it. From the period's start, not the clock: a dispatcher that plans the period
+    late (after a restart) supersedes what a punctual one would have.
+    """
+    grace = min(em.period_length_s / 4.0, ACCEPT_GRACE_MAX_S)
+    return em.declared_at + timedelta(seconds=(period - 1) * em.period_length_s - grace)
+
+
+@dataclass
+class _InFlight:
+    """One publication handed to the producer and not yet confirmed by the broker."""
+
+    futures: list
+    cancel_ids: list[str]
+    plan_ids: list[str]
+    orders: int
+    handed_at: float
 
 
 @dataclass
@@ -56,6 +94,8 @@ class Counters:
     plans: int = 0
     orders_published: int = 0
     cancels_published: int = 0
+    publish_failures: int = 0
+    catch_up_incomplete: int = 0
 
 
 @dataclass
@@ -77,6 +117,9 @@ class Dispatcher:
     #: for the health endpoint: when the main loop last went round, the last failure per emergency
     last_loop_at: float | None = None
     last_errors: dict[str, str] = field(default_factory=dict)
+    _inflight: _InFlight | None = None
+    _publish_retry_at: float = 0.0
+    _broker_away_since: float | None = None
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -85,6 +128,7 @@ class Dispatcher:
     def _clients(self):
         from kafka import KafkaConsumer, KafkaProducer
 
+        # reconnect within a second of the broker's return (the client's default backs off to 30 s)
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=None,
@@ -92,14 +136,21 @@ class Dispatcher:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            reconnect_backoff_max_ms=1000,
+            request_timeout_ms=10000,
         )
+        # records handed over during an outage stay in the producer (retried, idempotent) until the
+        # broker is back, for up to 10 min; a send never blocks longer than KAFKA_CALL_MAX_S
         producer = KafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
-            retries=10,
+            max_block_ms=int(KAFKA_CALL_MAX_S * 1000),
+            request_timeout_ms=10000,
+            delivery_timeout_ms=600000,
+            reconnect_backoff_max_ms=1000,
         )
         return consumer, producer
 
@@ -119,6 +170,7 @@ class Dispatcher:
                 self.last_loop_at = time.time()
                 self._consume(conn, consumer.poll(timeout_ms=200, max_records=500))
                 self.tick(conn, utc_now())
+                self.publish_pending(conn, wait_s=0.0)
                 if time.monotonic() - last_status > 15:
                     last_status = time.monotonic()
                     c = self.counters
@@ -170,21 +222,36 @@ class Dispatcher:
                                                f"{rec.partition}:{rec.offset}", ref))
         book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
 
-    def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> None:
+    def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> bool:
         """Apply every status (and demand update) already on the topics before a plan is made.
 
         A plan supersedes the orders no logistics system has accepted; an ``accepted`` status that
         is on the topic but not yet applied would make the plan cancel (and plan again) an order
-        that is already being executed.
+        that is already being executed. Returns True only when every such record was applied;
+        False (the broker is away, or the topic could not be read to its end within ``max_s``)
+        tells the plan to supersede nothing. Bounded: at most ``KAFKA_CALL_MAX_S`` + ``max_s``.
         """
         consumer = getattr(self, "consumer", None)
         if consumer is None:
-            return
+            return True
+        from kafka.errors import KafkaError
+
         parts = [tp for tp in consumer.assignment() if not tp.topic.endswith(topics.MODE)]
-        ends = consumer.end_offsets(parts)
         deadline = time.monotonic() + max_s
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
-            self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
+        try:
+            ends = consumer.end_offsets(parts, timeout_ms=int(KAFKA_CALL_MAX_S * 1000))
+            while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in parts):
+                self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
+            behind = [tp for tp in parts if consumer.position(tp) < ends[tp]]
+        except KafkaError as exc:
+            self.counters.catch_up_incomplete += 1
+            log.warning("statuses could not be read to the end of the topic (%s): this plan supersedes "
+                        "no order", exc)
+            return False
+        if behind:
+            self.counters.catch_up_incomplete += 1
+            log.warning("statuses not read to the end within %.1f s: this plan supersedes no order", max_s)
+        return not behind
 
     def handle(self, conn, topic: str, value: bytes, position: str, ref: RecordRef | None = None) -> None:
         if topic == self.settings.topic(topics.MODE):
@@ -218,23 +285,44 @@ class Dispatcher:
             try:
                 status = OrderStatus.from_json(value)
             except SchemaError as exc:
-                self.counters.statuses_rejected += 1
-                self._reject(conn, ref, f"order status rejected: {exc}")
+                self._refuse_status(conn, ref, value, f"malformed order status: {exc}", None)
                 return
-            result = book.apply_status(conn, status)
+            try:
+                result = book.apply_status(conn, status)
+            except book.StatusRefused as exc:
+                self._refuse_status(conn, ref, value, str(exc), status)
+                return
             if result == "applied":
                 self.counters.statuses += 1
             elif result == "duplicate":
                 self.counters.statuses_duplicate += 1
             else:
-                self.counters.statuses_rejected += 1
-                self._reject(conn, ref, f"status {status.status} for unknown order {status.order_id!r}")
+                self._refuse_status(conn, ref, value, f"unknown order id {status.order_id!r}", status)
 
     def _reject(self, conn, ref: RecordRef | None, reason: str) -> None:
         """Keep a rejected status or demand record with its reason and original bytes (migration 0050)."""
         log.warning("%s%s", f"{ref.topic}[{ref.partition}]@{ref.offset}: " if ref else "", reason)
         if ref is not None:
             store_rejection(conn, ref, reason)
+
+    def _refuse_status(self, conn, ref: RecordRef | None, value: bytes, reason: str,
+                       status: OrderStatus | None) -> None:
+        """Count, log and publish a refused status on ``order-status.errors`` (keyed by order id),
+        so the carrier sees what was refused and why. Not waited for: the producer keeps it through
+        a broker outage; a send that cannot even start (no metadata) is logged."""
+        from kafka.errors import KafkaError
+
+        self.counters.statuses_rejected += 1
+        self._reject(conn, ref, f"order status refused: {reason}")
+        record = StatusError(error=reason, at=utc_now(), raw=value[:2000].decode("utf-8", "replace"),
+                             status_id=status.status_id if status else None,
+                             order_id=status.order_id if status else None,
+                             status=status.status if status else None)
+        try:
+            self.producer.send(self.settings.topic(topics.ORDER_STATUS_ERRORS),
+                               key=(status.order_id if status else "?").encode(), value=record.to_json())
+        except KafkaError as exc:
+            log.warning("refusal of an order status not published (%s): %s", exc, reason)
 
     # ------------------------------------------------------------------ the clock
     def tick(self, conn, now: datetime) -> None:
@@ -247,10 +335,11 @@ class Dispatcher:
             try:
                 done = book.planned_periods(conn, em.emergency_id)
                 due = [p for p in range(1, current + 1) if p not in done]
-                if due:
-                    self.catch_up(conn)
+                caught_up = self.catch_up(conn) if due else False
                 for period in due:
-                    self.plan_and_publish(conn, em, period, now)
+                    cutoff = supersede_cutoff(em, period) if caught_up else None
+                    self.plan_and_publish(conn, em, period, now, cutoff)
+                    caught_up = False  # the orders of the plan just stored are not published yet
             except Exception as exc:  # noqa: BLE001 - reported, retried; the service stays up
                 self._failed(em.emergency_id, f"planning {em.emergency_id} failed: {exc}")
         for em in book.ended_not_closed_out(conn):
@@ -281,8 +370,9 @@ class Dispatcher:
         return {"status": health_status(failing, started=self.last_loop_at is not None), "failing": failing,
                 "last_loop_at": self.last_loop_at, **asdict(self.counters)}
 
-    def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime) -> None:
-        planned = make_plan(conn, em, period, self.cache, now)
+    def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime,
+                         supersede_published_before: datetime | None = None) -> None:
+        planned = make_plan(conn, em, period, self.cache, now, supersede_published_before)
         t0 = time.perf_counter()
         stored = book.persist_plan(conn, planned.summary, planned.orders, planned.supersede, now)
         persist_s = time.perf_counter() - t0
@@ -291,7 +381,13 @@ class Dispatcher:
         if self.die_after_persist == period:
             os._exit(137)  # test hook: die like a SIGKILL between storing and publishing
         t1 = time.perf_counter()
-        self.publish_pending(conn)
+        published = False
+        for _ in range(2):  # a publication already in flight first, then this plan's
+            if not self.publish_pending(conn, wait_s=KAFKA_CALL_MAX_S):
+                break
+            published = book.plan_published(conn, planned.summary.plan_id)
+            if published:
+                break
         publish_s = time.perf_counter() - t1
         self.counters.plans += 1
         s = planned.summary
@@ -303,22 +399,73 @@ class Dispatcher:
             f"dispatcher: {em.emergency_id} period {period}/{em.periods}: {s.status}"
             f"{'' if s.gap is None else f' (gap {s.gap:.2%})'}, {s.orders} orders, {s.cancelled} superseded, "
             f"{s.supply_nodes} supply nodes; snapshot {t['snapshot']:.2f} s, build {t['build']:.2f} s, "
-            f"solve {t['solve']:.2f} s, persist {persist_s:.2f} s, publish {publish_s:.2f} s"
+            f"solve {t['solve']:.2f} s, persist {persist_s:.2f} s, "
+            + (f"publish {publish_s:.2f} s" if published else
+               f"stored; not published yet (broker not answering), waited {publish_s:.2f} s")
         )
         for w in planned.warnings:
             self.say(f"dispatcher:   warning: {w}")
 
     # ------------------------------------------------------------------ outputs
-    def publish_pending(self, conn) -> None:
-        """Publish stored, unpublished plans (orders + summary) and cancel records; then mark them."""
+    def publish_pending(self, conn, wait_s: float = KAFKA_CALL_MAX_S) -> bool:
+        """Publish stored, unpublished plans (orders + summary) and cancel records; then mark them.
+
+        The outbox: one publication at a time is handed to the producer (cancels first, so a
+        superseded order's cancel precedes the new plan's orders in each partition) and marked
+        published only once the broker confirmed every record. Waits at most ``wait_s`` for the
+        confirmation; a publication the broker has not taken yet stays with the producer (which
+        retries it, idempotently) and is checked again on the next call, so nothing is handed over
+        twice while it waits. Returns True when the publication in flight (if any) was confirmed.
+        """
+        from kafka.errors import KafkaError
+
+        if self._inflight is None:
+            if time.monotonic() < self._publish_retry_at:
+                return False
+            try:
+                self._inflight = self._hand_over(conn)
+            except KafkaError as exc:  # no metadata within max_block_ms: the broker is away
+                self._publish_failed(f"the broker did not take the records: {exc}")
+                return False
+            if self._inflight is None:
+                return True
+        batch = self._inflight
+        deadline = time.monotonic() + wait_s
+        while not all(f.is_done for f in batch.futures) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not all(f.is_done for f in batch.futures):
+            if self._broker_away_since is None:
+                self._broker_away_since = batch.handed_at
+                self.say(f"dispatcher: the broker has not confirmed {batch.orders} orders and "
+                         f"{len(batch.cancel_ids)} cancels yet; planning goes on, they are published "
+                         "when it is back")
+            return False
+        self._inflight = None
+        failed = [f.exception for f in batch.futures if f.failed()]
+        if failed:
+            self._publish_failed(f"{len(failed)} records not taken: {failed[0]}")
+            return False
+        now = utc_now()
+        book.mark_published(conn, None, batch.cancel_ids, now)
+        for plan_id in batch.plan_ids:
+            book.mark_published(conn, plan_id, [], now)
+        self.counters.cancels_published += len(batch.cancel_ids)
+        self.counters.orders_published += batch.orders
+        if self._broker_away_since is not None:
+            self.say(f"dispatcher: broker back: published {batch.orders} orders and {len(batch.cancel_ids)} "
+                     f"cancels of {len(batch.plan_ids)} plans held "
+                     f"{time.monotonic() - self._broker_away_since:.1f} s")
+            self._broker_away_since = None
+        return True
+
+    def _hand_over(self, conn) -> _InFlight | None:
+        """Send everything stored and unpublished to the producer (not waiting); None if nothing."""
         topic_orders = self.settings.topic(topics.DISPATCH_ORDERS)
-        # cancels first: a superseded order's cancel precedes the new plan's orders in each partition
         cancels = book.unpublished_cancels(conn)
-        futures = [self.producer.send(topic_orders, key=c.destination.encode(), value=c.to_json()) for c in cancels]
-        plan_ids = []
+        plans = []
         for plan_id in book.unpublished_plans(conn):
             try:
-                summary, orders = book.plan_records(conn, plan_id)
+                plans.append((plan_id, *book.plan_records(conn, plan_id)))
             except SchemaError as exc:
                 # A row this dispatcher did not write (another tool, a hand edit): never publish a
                 # guess, never stop the service over it; it stays unpublished and is named once.
@@ -326,21 +473,25 @@ class Dispatcher:
                     self.unreadable_plans.add(plan_id)
                     self.say(f"dispatcher: warning: stored plan {plan_id} is unreadable and stays "
                              f"unpublished: {exc}")
-                continue
-            plan_ids.append(plan_id)
+        if not cancels and not plans:
+            return None
+        futures = [self.producer.send(topic_orders, key=c.destination.encode(), value=c.to_json()) for c in cancels]
+        n_orders = 0
+        for _plan_id, summary, orders in plans:
             futures += [self.producer.send(topic_orders, key=o.destination.encode(), value=o.to_json())
                         for o in orders]
             futures.append(self.producer.send(self.settings.topic(topics.PLANS), key=summary.region.encode(),
                                               value=summary.to_json()))
-            self.counters.orders_published += len(orders)
-        self.producer.flush(30)
-        for f in futures:
-            f.get(timeout=30)  # raises if the broker did not take it: then nothing is marked published
-        now = utc_now()
-        book.mark_published(conn, None, [c.order_id for c in cancels], now)
-        for plan_id in plan_ids:
-            book.mark_published(conn, plan_id, [], now)
-        self.counters.cancels_published += len(cancels)
+            n_orders += len(orders)
+        return _InFlight(futures, [c.order_id for c in cancels], [p[0] for p in plans], n_orders, time.monotonic())
+
+    def _publish_failed(self, message: str) -> None:
+        self.counters.publish_failures += 1
+        self._publish_retry_at = time.monotonic() + PUBLISH_RETRY_S
+        if self._broker_away_since is None:
+            self._broker_away_since = time.monotonic()
+            self.say(f"dispatcher: publication waits for the broker ({message}); planning goes on, "
+                     f"retrying every {PUBLISH_RETRY_S:g} s")
 
 
 def run_service(settings: Settings, die_after_persist: int | None = None, time_limit_s: float = 30.0,

@@ -76,6 +76,7 @@ class Counters:
     dead_lettered: int = 0
     redelivered: int = 0  # messages Mosquitto sent again (DUP flag): the previous ack was lost
     readings_forwarded: int = 0
+    cleared: int = 0  # empty messages (a retained report being cleared): acknowledged, not received
     reasons: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # publish ts -> Kafka ack, this window
 
@@ -158,7 +159,7 @@ class Bridge:
         addr = self.settings.mqtt
         if not self._connected.wait(15):
             self.check()
-            raise RuntimeError(f"no MQTT connection to {addr.host}:{addr.port} within 15 s")
+            raise RuntimeError(f"no MQTT connection and subscription (SUBACK) on {addr.host}:{addr.port} within 15 s")
         self.check()
 
     async def _astart(self) -> None:
@@ -185,6 +186,7 @@ class Bridge:
         if addr.username:
             client.username_pw_set(addr.username, addr.password)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         loop = self._loop
@@ -393,8 +395,19 @@ class Bridge:
             self._stop.set()
             return
         client.subscribe(share_topic(self.settings), qos=1)
+        log.info("MQTT connected (session present: %s), subscribing to %s", flags.session_present,
+                 share_topic(self.settings))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """Ready only once the broker acknowledged the subscription (SUBACK): a reading published
+        before a new bridge's subscription exists has no session to wait in and is dropped."""
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            self._error = ConnectionError(f"MQTT subscription to {share_topic(self.settings)} refused: {failed[0]}")
+            self._stop.set()
+            return
         self._connected.set()
-        log.info("MQTT connected (session present: %s), subscribed to %s", flags.session_present, share_topic(self.settings))
+        log.info("subscribed to %s (granted %s)", share_topic(self.settings), [int(rc.value) for rc in reason_codes])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -402,6 +415,12 @@ class Bridge:
             log.warning("MQTT disconnected (%s); paho reconnects, unacked messages are redelivered", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
+        if not msg.payload:
+            # an empty message clears a retained report (the only way to remove one): nothing to
+            # store and nothing wrong, so it is acknowledged and counted, never dead-lettered
+            client.ack(msg.mid, msg.qos)
+            self.counters.cleared += 1
+            return
         self.counters.received += 1
         if msg.dup:
             self.counters.redelivered += 1
@@ -413,7 +432,7 @@ class Bridge:
         payload = bytes(msg.payload)
         try:
             try:
-                report = validate_message(msg.topic, payload, self.known, now)
+                report = validate_message(msg.topic, payload, self.known, now, msg.qos, bool(msg.retain))
             except Rejected as rej:
                 # A site loaded after our last snapshot: reload (rate-limited) and try once more.
                 if (rej.kind == "unknown_site" and not self._fixed_known
@@ -424,7 +443,7 @@ class Bridge:
                         log.warning("registry refresh failed: %s", exc)
                         self._last_refresh = time.monotonic()
                         raise rej from None
-                    report = validate_message(msg.topic, payload, self.known, now)
+                    report = validate_message(msg.topic, payload, self.known, now, msg.qos, bool(msg.retain))
                 else:
                     raise
         except Rejected as rej:
@@ -444,7 +463,8 @@ class Bridge:
         site = rej.site_id or site_from_topic(msg.topic)
         record = DeadLetter(
             source="mqtt", reason=rej.reason, payload=payload, at=now, mqtt_topic=msg.topic,
-            context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup)},
+            context={"kind": rej.kind, "site_id": site, "qos": msg.qos, "mid": msg.mid, "dup": bool(msg.dup),
+                     "retain": bool(msg.retain)},
         )
         return (self._dead_letter_topic, site.encode() if site else None, record.to_json(),
                 partial(self._on_dead_lettered, msg.mid, msg.qos, rej.kind))

@@ -68,6 +68,30 @@ def end_session_cmd(settings: Settings, client_id: str) -> None:
     click.echo(f"ended the MQTT session of {client_id}")
 
 
+@ingest.command("dead-letters")
+@click.option("--site", "site_id", required=True, help="The site whose refused reports to show.")
+@click.option("--since", default=None, help="Only refusals newer than this, e.g. 30m, 6h, 2d (default: all kept).")
+@click.option("--limit", default=100, show_default=True, type=int, help="At most this many (the newest).")
+@click.pass_obj
+def dead_letters(settings: Settings, site_id: str, since: str | None, limit: int) -> None:
+    """Why a site's stock reports were refused: its dead letters with time, kind and reason
+    (what a site's owner asks the operator for)."""
+    from datetime import timedelta
+
+    from ingest.dead_letters import site_refusals
+
+    span = None
+    if since:
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if since[-1:] not in units or not since[:-1].isdigit():
+            raise click.BadParameter("use a number and s/m/h/d, e.g. 30m", param_hint="--since")
+        span = timedelta(seconds=int(since[:-1]) * units[since[-1]])
+    refusals = site_refusals(settings, site_id, span, limit)
+    for r in refusals:
+        click.echo(r.line())
+    click.echo(f"{len(refusals)} refused report(s) of site {site_id}" + (f" in the last {since}" if since else ""))
+
+
 @click.group()
 def registry() -> None:
     """The site registry: generate a realistic one, load one into the database."""

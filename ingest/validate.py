@@ -1,6 +1,7 @@
 """Strict validation of one MQTT stock message: pure, no I/O, so every rule is unit-testable.
 
-Order of checks (the first failure is the dead-letter reason): topic shape, size, JSON/schema
+Order of checks (the first failure is the dead-letter reason): topic shape, delivery (QoS 1 or 2,
+not a retained replay), size, JSON/schema
 (``StockReport.from_json``: types, finite non-negative quantities, unique materials), topic site ==
 payload site, known site, known material with the catalogue's unit, sane timestamp.
 """
@@ -48,11 +49,26 @@ def site_from_topic(topic: str) -> str | None:
     return None
 
 
-def validate_message(topic: str, payload: bytes, known: KnownRegistry, now: datetime) -> StockReport:
-    """Return the accepted report or raise :class:`Rejected` with the reason."""
+def validate_message(topic: str, payload: bytes, known: KnownRegistry, now: datetime, qos: int = 1,
+                     retained: bool = False) -> StockReport:
+    """Return the accepted report or raise :class:`Rejected` with the reason.
+
+    ``qos`` is the QoS the message reached the bridge with (the bridge subscribes at 1: a report
+    published at 2 arrives at 1 and is accepted; one published at 0 arrives at 0 and is refused,
+    since a site that does not ask for acknowledgements loses reports silently). ``retained`` is
+    the retain flag the broker set: a retained report replayed to a new subscription is stale by
+    design (it would re-deliver an old stock figure to every new bridge) and is refused.
+    """
     topic_site = site_from_topic(topic)
     if topic_site is None:
         raise Rejected(f"topic {topic[:200]!r} is not vr/v1/sites/<site_id>/stock", "topic")
+    if qos == 0:
+        raise Rejected("published at QoS 0: stock reports must be published at QoS 1 (QoS 2 is accepted "
+                       "and delivered at 1); at QoS 0 a lost report goes unnoticed", "qos", topic_site)
+    if retained:
+        raise Rejected("retained stock report (replayed by the broker to a new subscription): publish stock "
+                       "with retain=false, and clear this one with an empty retained message on the same "
+                       "topic (an empty message is acknowledged and ignored)", "retained", topic_site)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise Rejected(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit", "size", topic_site)
     try:

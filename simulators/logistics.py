@@ -148,6 +148,17 @@ class LogisticsSimulator:
     say: Callable[[str], None] = print
     counters: Counters = field(default_factory=Counters)
     _stop: bool = False
+    #: statuses handed to the producer and not confirmed yet: (future, key, value); offsets are
+    #: committed only once the statuses sent before them are confirmed, so a crash during a broker
+    #: outage loses no status
+    _unconfirmed: list = field(default_factory=list)
+    #: offsets to commit once these futures (the statuses sent before them) are confirmed
+    _commit_after: tuple[dict, list] | None = None
+    #: statuses the producer would not take (no metadata: the broker is away), sent again later
+    _unsent: list = field(default_factory=list)
+    _last_commit: float = 0.0
+    _unsent_retry_at: float = 0.0
+    _committed: dict = field(default_factory=dict)
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -197,9 +208,15 @@ class LogisticsSimulator:
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group or self.settings.group("logistics"),
             client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            # back within about a second of a broker's return (the client's default backs off to 30 s)
+            reconnect_backoff_max_ms=1000, request_timeout_ms=10000,
         )
+        # statuses are not waited for one by one: through a broker outage they wait in the producer
+        # (idempotent, retried for up to 10 min) while orders keep moving; sends never block > 2 s
         producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, client_id=self.client_id,
-                                 acks="all", enable_idempotence=True, linger_ms=5)
+                                 acks="all", enable_idempotence=True, linger_ms=5, max_block_ms=2000,
+                                 request_timeout_ms=10000, delivery_timeout_ms=600000,
+                                 reconnect_backoff_max_ms=1000)
         answers: queue.SimpleQueue[PickAnswer] = queue.SimpleQueue()
         mqtt = self._mqtt(answers)
         jobs: dict[str, _Job] = {}
@@ -283,7 +300,8 @@ class LogisticsSimulator:
                     if job.stage == "done" and action == "timeout":
                         failed_by_timeout.add(oid)
                     finish(job)
-                self._commit(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
+                self._confirm_statuses(producer)
+                self._commit_when_confirmed(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
                     c = self.counters
@@ -311,22 +329,77 @@ class LogisticsSimulator:
         producer.send(self.settings.topic(topics.LOGISTICS_DEAD_LETTER), key=rec.key,
                       value=letter.to_json()).get(30)
 
-    def _commit(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
+    def _commit_when_confirmed(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
+        """Every 0.5 s: note the offsets of finished orders with the statuses still unconfirmed at
+        that moment; commit them once those statuses are confirmed (never before)."""
+        if self._commit_after is not None:
+            offsets, futures = self._commit_after
+            if not all(f.is_done for f in futures):
+                return
+            self._commit_after = None
+            if not any(f.failed() for f in futures):  # a failed one is being sent again: next round
+                self._commit(consumer, offsets)
+            return
+        if self._unsent or time.monotonic() - self._last_commit < 0.5:
+            return
+        self._last_commit = time.monotonic()
         offsets = {}
         for part, hi in high.items():
             under_way = pending.get(part)
             nxt = min(under_way) if under_way else hi + 1
             offsets[TopicPartition(topic, part)] = OffsetAndMetadata(nxt, "", -1)
-        if offsets:
+        self._commit_after = (offsets, [f for f, _k, _v in self._unconfirmed])
+
+    def _commit(self, consumer, offsets: dict) -> None:
+        if offsets and offsets != self._committed:
             try:
-                consumer.commit(offsets)
+                consumer.commit(offsets, timeout_ms=2000)
+                self._committed = offsets
             except Exception as exc:  # a rebalance: the next commit catches up
                 log.warning("offset commit failed: %s", exc)
 
     def _status(self, producer, order_id: str, status: str, qty: float | None = None, reason: str | None = None,
                 at=None):
         rec = OrderStatus(order_id=order_id, status=status, at=at or utc_now(), qty=qty, reason=reason)
-        producer.send(self.settings.topic(topics.ORDER_STATUS), key=order_id.encode(), value=rec.to_json()).get(30)
+        self._send_status(producer, order_id.encode(), rec.to_json())
+
+    def _send_status(self, producer, key: bytes, value: bytes) -> None:
+        from kafka.errors import KafkaError
+
+        if self._unsent:  # keep the order of statuses per order: behind the ones still waiting
+            self._unsent.append((key, value))
+            return
+        try:
+            future = producer.send(self.settings.topic(topics.ORDER_STATUS), key=key, value=value)
+        except KafkaError as exc:
+            log.warning("order status not taken by the producer (%s); sent again when the broker is back", exc)
+            self._unsent.append((key, value))
+            return
+        self._unconfirmed.append((future, key, value))
+
+    def _confirm_statuses(self, producer) -> None:
+        """Drop confirmed statuses; send again the ones the broker refused or never took."""
+        from kafka.errors import KafkaError
+
+        still, again = [], []
+        for future, key, value in self._unconfirmed:
+            if not future.is_done:
+                still.append((future, key, value))
+            elif future.failed():
+                log.warning("order status not delivered (%s); sending it again", future.exception)
+                again.append((key, value))
+        self._unconfirmed = still
+        if not again and (not self._unsent or time.monotonic() < self._unsent_retry_at):
+            return
+        self._unsent_retry_at = time.monotonic() + 1.0
+        waiting, self._unsent = again + self._unsent, []
+        for i, (key, value) in enumerate(waiting):
+            try:
+                future = producer.send(self.settings.topic(topics.ORDER_STATUS), key=key, value=value)
+            except KafkaError:
+                self._unsent = waiting[i:]
+                return
+            self._unconfirmed.append((future, key, value))
 
     def _cancel(self, record: CancelRecord, job: _Job | None, producer) -> None:
         if job is None or job.stage == "done":

@@ -219,6 +219,8 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
                 stats.ignored_older += 1
             if applied.jump is not None:
                 alerts.append(applied.jump)
+            if applied.restart is not None:
+                alerts.append(applied.restart)
 
     async def write_one_by_one(parsed: list[tuple[Source, list[StockReading], list[Alert]]],
                                frontier: dict) -> None:

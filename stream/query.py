@@ -32,16 +32,16 @@ STOCK_AT_LOOKBACK = timedelta(hours=6)
 LATEST_AT = """
 SELECT DISTINCT ON (site_id, material_id) site_id, material_id, qty, unit, ts
 FROM (
-    SELECT site_id, material_id, qty_last AS qty, unit, last_ts AS ts
+    SELECT site_id, material_id, qty_last AS qty, unit, last_ts AS ts, NULL::bigint AS boot, NULL::bigint AS seq
     FROM readings_hourly
     WHERE bucket >= date_trunc('hour', %(at)s::timestamptz, 'UTC') - %(lookback)s::interval
       AND bucket < date_trunc('hour', %(at)s::timestamptz, 'UTC')
     UNION ALL
-    SELECT site_id, material_id, qty, unit, ts
+    SELECT site_id, material_id, qty, unit, ts, boot, seq
     FROM stock_readings
     WHERE ts >= date_trunc('hour', %(at)s::timestamptz, 'UTC') AND ts <= %(at)s::timestamptz
 ) AS candidates
-ORDER BY site_id, material_id, ts DESC
+ORDER BY site_id, material_id, ts DESC, boot DESC NULLS LAST, seq DESC NULLS LAST
 """
 
 WAREHOUSE = """

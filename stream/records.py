@@ -27,6 +27,8 @@ class StockReading:
     received_at: datetime
     #: ``ts`` as RFC 3339 UTC with milliseconds: fixed width, so it orders as the time does.
     ts_text: str = field(default="", compare=False)
+    #: the device's boot counter (0 when it sends none): order is (boot, seq, ts)
+    boot: int = 0
 
     def __post_init__(self) -> None:
         if not self.ts_text:
@@ -65,6 +67,7 @@ def parse_batch(raw: bytes | None, kafka_key: bytes | None) -> list[StockReading
             raise SchemaError("site_id or material contains a control character")
     ts_text = format_ts(report.ts)
     return [
-        StockReading(report.site_id, r.material, r.qty, r.unit, report.ts, report.seq, batch.received_at, ts_text)
+        StockReading(report.site_id, r.material, r.qty, r.unit, report.ts, report.seq, batch.received_at, ts_text,
+                     report.boot)
         for r in report.readings
     ]

@@ -1,8 +1,8 @@
 """The PostgreSQL sink: one transaction per batch of readings, written before offsets are acked.
 
 Idempotent by construction, so at-least-once delivery cannot double count:
-- ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts) DO NOTHING;
-- ``stock_latest``: upsert that only moves forward by (seq, ts) (older rows never overwrite);
+- ``stock_readings``: INSERT ... ON CONFLICT (site_id, material_id, ts, seq) DO NOTHING;
+- ``stock_latest``: upsert that only moves forward by (boot, seq, ts) (older rows never overwrite);
 - ``alerts``: deterministic alert_id, ON CONFLICT DO NOTHING;
 - ``stream_offsets``: the partition's frontier only moves forward (GREATEST), in the same
   transaction as the rows it vouches for (see :mod:`stream.repair`).
@@ -82,24 +82,26 @@ def alert_params(alerts: Sequence[Alert]) -> dict:
 
 CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS stream_stage (
-    site_id text, material_id text, ts timestamptz, seq bigint, qty float8, unit text, received_at timestamptz
+    site_id text, material_id text, ts timestamptz, seq bigint, boot bigint, qty float8, unit text,
+    received_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
-COPY_STAGE = "COPY stream_stage (site_id, material_id, ts, seq, qty, unit, received_at) FROM STDIN"
+COPY_STAGE = "COPY stream_stage (site_id, material_id, ts, seq, boot, qty, unit, received_at) FROM STDIN"
 STAGE_TO_HISTORY = """
-INSERT INTO stock_readings (site_id, material_id, ts, seq, qty, unit, grid_cell, received_at)
-SELECT r.site_id, r.material_id, r.ts, r.seq, r.qty::numeric, r.unit, s.grid_cell, r.received_at
+INSERT INTO stock_readings (site_id, material_id, ts, seq, boot, qty, unit, grid_cell, received_at)
+SELECT r.site_id, r.material_id, r.ts, r.seq, r.boot, r.qty::numeric, r.unit, s.grid_cell, r.received_at
 FROM stream_stage r LEFT JOIN sites s ON s.site_id = r.site_id
-ON CONFLICT (site_id, material_id, ts) DO NOTHING
+ON CONFLICT (site_id, material_id, ts, seq) DO NOTHING
 """
 STAGE_TO_LATEST = """
-INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, updated_at)
-SELECT DISTINCT ON (site_id, material_id) site_id, material_id, qty::numeric, unit, ts, seq, now()
+INSERT INTO stock_latest AS l (site_id, material_id, qty, unit, ts, seq, boot, updated_at)
+SELECT DISTINCT ON (site_id, material_id) site_id, material_id, qty::numeric, unit, ts, seq, boot, now()
 FROM stream_stage
-ORDER BY site_id, material_id, seq DESC, ts DESC
+ORDER BY site_id, material_id, boot DESC, seq DESC, ts DESC
 ON CONFLICT (site_id, material_id) DO UPDATE
-SET qty = EXCLUDED.qty, unit = EXCLUDED.unit, ts = EXCLUDED.ts, seq = EXCLUDED.seq, updated_at = now()
-WHERE (l.seq, l.ts) < (EXCLUDED.seq, EXCLUDED.ts)
+SET qty = EXCLUDED.qty, unit = EXCLUDED.unit, ts = EXCLUDED.ts, seq = EXCLUDED.seq, boot = EXCLUDED.boot,
+    updated_at = now()
+WHERE (l.boot, l.seq, l.ts) < (EXCLUDED.boot, EXCLUDED.seq, EXCLUDED.ts)
 """
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -119,7 +121,7 @@ def copy_text(readings: Sequence[StockReading]) -> str:
         rec = received_text.get(r.received_at)
         if rec is None:
             rec = received_text[r.received_at] = format_ts(r.received_at)
-        lines.append(f"{_copy_text(r.site_id)}\t{_copy_text(r.material_id)}\t{r.ts_text}\t{r.seq}\t"
+        lines.append(f"{_copy_text(r.site_id)}\t{_copy_text(r.material_id)}\t{r.ts_text}\t{r.seq}\t{r.boot}\t"
                      f"{r.qty!r}\t{_copy_text(r.unit)}\t{rec}\n")
     return "".join(lines)
 

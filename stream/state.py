@@ -3,10 +3,15 @@
 Pure logic, no I/O. The held value is a plain JSON dict (it lives in a Faust table whose
 changelog is a Kafka topic)::
 
-    {"qty": 12.0, "unit": "box", "ts": "<RFC 3339>", "seq": 42,
+    {"qty": 12.0, "unit": "box", "ts": "<RFC 3339>", "seq": 42, "boot": 3,
      "prev_qty": 30.0, "prev_ts": "<RFC 3339>" | None, "prev_seq": 41 | None}
 
-Order is (seq, ts); ts is compared as its fixed-width RFC 3339 text (no parsing per reading). A reading not newer than the held one changes nothing, so duplicates and
+Order is (boot, seq, ts) (``boot``: the device's boot counter, 0 when it sends none; a state held
+before it existed counts as boot 0); ts is compared as its fixed-width RFC 3339 text (no parsing
+per reading). A device restart is visible either way: a higher boot moves the state on and raises
+a ``device_restart`` alert (info); a seq that goes back with a newer ts and the same boot (a restart
+without a boot counter) is ignored, as the order says, and raises a ``seq_regression`` alert
+(warning): live stock would otherwise stay stale without a word. A reading not newer than the held one changes nothing, so duplicates and
 replays are no-ops. The previous reading is kept so that re-processing the held reading after a
 crash (its changelog entry written, its offset not yet committed) derives the same jump alert
 again, with the same deterministic id.
@@ -33,6 +38,8 @@ class Applied:
     outcome: Outcome
     held: dict            # the state to hold afterwards (unchanged unless NEW/NEWER)
     jump: Alert | None
+    #: a device restart seen in the sequence (``device_restart`` or ``seq_regression``), if any
+    restart: Alert | None = None
 
 
 def apply_reading(held: dict | None, reading: StockReading, jump_share: float) -> Applied:
@@ -40,16 +47,16 @@ def apply_reading(held: dict | None, reading: StockReading, jump_share: float) -
     if held is None:
         state = _state(reading, None)
         return Applied(Outcome.NEW, state, None)
-    held_order = (held["seq"], held["ts"])
-    incoming = (reading.seq, reading.ts_text)
+    held_order = (held.get("boot", 0), held["seq"], held["ts"])
+    incoming = (reading.boot, reading.seq, reading.ts_text)
     if incoming < held_order:
-        return Applied(Outcome.STALE, held, None)
+        return Applied(Outcome.STALE, held, None, restart_alert(held, reading))
     if incoming == held_order:
         if float(held["qty"]) != reading.qty:
             return Applied(Outcome.STALE, held, None)  # conflicting duplicate: the first one wins
         return Applied(Outcome.REPLAY, held, jump_alert(held, reading, jump_share))
     state = _state(reading, held)
-    return Applied(Outcome.NEWER, state, jump_alert(state, reading, jump_share))
+    return Applied(Outcome.NEWER, state, jump_alert(state, reading, jump_share), restart_alert(held, reading))
 
 
 def _state(reading: StockReading, previous: dict | None) -> dict:
@@ -58,10 +65,36 @@ def _state(reading: StockReading, previous: dict | None) -> dict:
         "unit": reading.unit,
         "ts": reading.ts_text,
         "seq": reading.seq,
+        "boot": reading.boot,
         "prev_qty": previous["qty"] if previous else None,
         "prev_ts": previous["ts"] if previous else None,
         "prev_seq": previous["seq"] if previous else None,
     }
+
+
+def restart_alert(held: dict, reading: StockReading) -> Alert | None:
+    """The visible signal of a device restart (see the module docstring), or None."""
+    held_boot = held.get("boot", 0)
+    where = f"{reading.material_id} at site {reading.site_id}"
+    if reading.boot > held_boot:
+        kind, severity = "device_restart", "info"
+        message = (f"{where}: the device restarted (boot {held_boot} -> {reading.boot}, seq {held['seq']} -> "
+                   f"{reading.seq}); its readings are taken in (boot, seq) order")
+    elif reading.boot == held_boot and reading.seq < held["seq"] and reading.ts_text > held["ts"]:
+        kind, severity = "seq_regression", "warning"
+        message = (f"{where}: seq went back from {held['seq']} to {reading.seq} with a newer timestamp and "
+                   f"the same boot counter ({held_boot}): a device restart without a new `boot`? Its readings "
+                   f"are ignored until seq passes {held['seq']}; the device must send a higher `boot` after a "
+                   "restart (MQTT contract v1)")
+    else:
+        return None
+    return Alert(
+        alert_id=f"{kind}:{reading.site_id}:{reading.material_id}:{reading.boot}:{reading.seq}",
+        kind=kind, severity=severity, message=message, at=reading.ts, site_id=reading.site_id,
+        material_id=reading.material_id,
+        details={"held_boot": held_boot, "held_seq": held["seq"], "held_ts": held["ts"], "boot": reading.boot,
+                 "seq": reading.seq, "ts": reading.ts_text},
+    )
 
 
 def jump_alert(state: dict, reading: StockReading, jump_share: float) -> Alert | None:

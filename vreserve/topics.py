@@ -23,6 +23,10 @@ DEMAND = "demand"
 DISPATCH_ORDERS = "dispatch-orders"
 #: Order status from logistics: accepted, in_transit, delivered, failed; keyed by order id.
 ORDER_STATUS = "order-status"
+#: Order statuses the dispatcher refused, with the reason (unknown order, malformed, over-delivery,
+#: a status after a final one, a carrier's cancel of an order the dispatcher never cancelled),
+#: keyed by order id, so the carrier can see what was refused and why.
+ORDER_STATUS_ERRORS = "order-status.errors"
 #: One summary per plan (per region and period), keyed by region.
 PLANS = "plans"
 #: Counted quantities submitted by auditors, keyed by site id.
@@ -40,6 +44,7 @@ ALL = (
     DEMAND,
     DISPATCH_ORDERS,
     ORDER_STATUS,
+    ORDER_STATUS_ERRORS,
     PLANS,
     AUDITS,
     LOGISTICS_DEAD_LETTER,

@@ -75,7 +75,7 @@ BAD = {
     "unknown_material": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"gold","qty":1,"unit":"g"}]}'),
     "wrong_unit": (None, b'{"v":1,"site_id":"@","ts":"@ts","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"kg"}]}'),
     "binary": (None, bytes(range(256)) * 2),
-    "empty": (None, b""),
+    "blank": (None, b" "),  # (an empty message clears a retained report: acknowledged, not a dead letter)
     "not_object": (None, b'"just a string"'),
     "future": (None, b'{"v":1,"site_id":"@","ts":"2099-01-01T00:00:00Z","seq":1,"readings":[{"material":"medicine","qty":1,"unit":"box"}]}'),
     "oversized": (None, b'{"v":1,"site_id":"@","pad":"' + b"x" * 100_000 + b'"}'),
@@ -108,7 +108,7 @@ def test_bad_payloads_are_dead_lettered_with_reasons(settings, registry, bridge,
     assert not missing, f"not dead-lettered: {missing}"
     expect = {"truncated": "not valid JSON", "wrong_types": "seq must be", "nan": "non-finite number NaN",
               "negative": "negative", "unknown_material": "unknown material 'gold'", "wrong_unit": "catalogue counts it in",
-              "binary": "not UTF-8", "empty": "not valid JSON", "not_object": "must be a JSON object",
+              "binary": "not UTF-8", "blank": "not valid JSON", "not_object": "must be a JSON object",
               "future": "in the future", "oversized": "byte limit", "wrong_site_in_topic": "differs from the topic's site",
               "unknown_site": "unknown site"}
     for payload, letter in letters.items():

@@ -35,7 +35,8 @@ def test_valid_message_is_accepted() -> None:
         (TOPIC, payload(readings=[{"material": "medicine", "qty": "ten", "unit": "box"}]), "schema", "qty must be a number"),
         (TOPIC, payload().replace(b'"qty": 10', b'"qty": NaN'), "schema", "non-finite number NaN"),
         (TOPIC, payload(readings=[{"material": "medicine", "qty": -1, "unit": "box"}]), "schema", "negative"),
-        (TOPIC, payload(extra=1), "schema", "unknown field"),
+        (TOPIC, payload(**{f"x{i}": i for i in range(17)}), "schema", "17 unknown fields (at most 16"),
+        (TOPIC, payload(received_at="x"), "schema", "field name(s) not allowed: received_at"),
         (TOPIC, payload(v=2), "schema", "unsupported payload version"),
         (TOPIC, payload(ts="yesterday"), "schema", "not an RFC 3339"),
         (TOPIC, payload(site_id="S2"), "site_mismatch", "differs from the topic's site"),
@@ -53,3 +54,25 @@ def test_rejections_carry_a_reason(topic: str, raw: bytes, kind: str, reason: st
         validate_message(topic, raw, KNOWN, NOW)
     assert err.value.kind == kind
     assert reason in err.value.reason
+
+
+def test_unknown_fields_are_kept_and_forwarded_known_ones_stay_strict() -> None:
+    """Versioning rule of contract v1: a vendor's extra field does not get a report dead-lettered."""
+    from vreserve.schemas.readings import ReadingBatch
+
+    raw = payload(battery_pct=81, readings=[{"material": "medicine", "qty": 10, "unit": "box", "sensor": "shelf-2"}])
+    report = validate_message(TOPIC, raw, KNOWN, NOW)
+    assert report.extra == {"battery_pct": 81} and report.readings[0].extra == {"sensor": "shelf-2"}
+    forwarded = json.loads(ReadingBatch(report, NOW, TOPIC).to_json())
+    assert forwarded["battery_pct"] == 81 and forwarded["readings"][0]["sensor"] == "shelf-2"
+    with pytest.raises(Rejected, match="qty must be a number"):
+        validate_message(TOPIC, payload(battery_pct=81, readings=[{"material": "medicine", "qty": "10", "unit": "box"}]),
+                         KNOWN, NOW)
+
+
+@pytest.mark.parametrize("qos, retained, kind", [(0, False, "qos"), (1, True, "retained"), (0, True, "qos")])
+def test_qos_0_and_retained_replays_are_refused_with_a_reason(qos: int, retained: bool, kind: str) -> None:
+    with pytest.raises(Rejected) as err:
+        validate_message(TOPIC, payload(), KNOWN, NOW, qos=qos, retained=retained)
+    assert err.value.kind == kind and ("QoS 1" in err.value.reason or "retain=false" in err.value.reason)
+    assert validate_message(TOPIC, payload(), KNOWN, NOW, qos=1, retained=False).seq == 5

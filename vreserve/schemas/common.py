@@ -47,6 +47,30 @@ def check_keys(obj: dict, allowed: set[str], what: str = "") -> None:
         raise SchemaError(f"{prefix}unknown field(s): {', '.join(sorted(extra))}")
 
 
+#: Versioning rule for payloads from devices and carriers (MQTT stock reports, order statuses):
+#: a field the schema does not know is ignored by the checks and kept as it came (forwarded /
+#: stored), so a vendor's newer firmware or a carrier's own fields (``battery_pct``, ``vehicle``)
+#: do not break v1; known fields stay strict; a different ``v`` is refused. Bounded, so extras
+#: cannot be used to smuggle bulk data: at most this many unknown fields per object ...
+MAX_EXTRA_FIELDS = 16
+#: ... each name at most this many characters.
+MAX_EXTRA_NAME = 64
+
+
+def split_extra(obj: dict, known: set[str], what: str = "", reserved: frozenset[str] = frozenset()) -> dict:
+    """The fields of ``obj`` the schema does not know (kept, not checked); refuses too many,
+    over-long names and ``reserved`` names (ones the record that carries them uses itself)."""
+    extra = {k: v for k, v in obj.items() if k not in known}
+    prefix = f"{what}: " if what else ""
+    if len(extra) > MAX_EXTRA_FIELDS:
+        raise SchemaError(f"{prefix}{len(extra)} unknown fields (at most {MAX_EXTRA_FIELDS} are kept)")
+    bad = sorted(k for k in extra if len(k) > MAX_EXTRA_NAME or k in reserved)
+    if bad:
+        raise SchemaError(f"{prefix}field name(s) not allowed: {', '.join(b[:MAX_EXTRA_NAME] for b in bad)}"
+                          f" (reserved, or longer than {MAX_EXTRA_NAME} characters)")
+    return extra
+
+
 def check_version(obj: dict, version: int, what: str) -> None:
     if obj.get("v") != version:
         raise SchemaError(f"unsupported {what} version v={obj.get('v')!r}, expected {version}")

@@ -31,6 +31,7 @@ from vreserve.schemas.common import (
     loads_object,
     parse_ts,
     require_str,
+    split_extra,
 )
 
 VERSION = 1
@@ -341,6 +342,8 @@ class OrderStatus:
     qty: float | None = None
     reason: str | None = None
     status_id: str = ""
+    #: fields the contract does not know (a carrier's ``vehicle``): kept as they came, not checked
+    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.status_id:
@@ -348,6 +351,7 @@ class OrderStatus:
 
     def to_payload(self) -> dict:
         return {
+            **self.extra,
             "v": VERSION,
             "status_id": self.status_id,
             "order_id": self.order_id,
@@ -364,7 +368,7 @@ class OrderStatus:
     def from_json(cls, raw: bytes | str) -> "OrderStatus":
         obj = loads_object(raw, "order status")
         check_version(obj, VERSION, "order status")
-        check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
+        extra = split_extra(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
         status = obj.get("status")
         if status not in LOGISTICS_STATUSES:
             raise SchemaError(f"status must be one of {', '.join(LOGISTICS_STATUSES)}, got {status!r}")
@@ -384,7 +388,30 @@ class OrderStatus:
             qty=qty,
             reason=_opt_str(obj, "reason"),
             status_id=require_str(obj, "status_id"),
+            extra=extra,
         )
+
+
+@dataclass(frozen=True)
+class StatusError:
+    """Why an order status was refused (topic ``order-status.errors``, keyed by order id).
+
+    ``raw`` keeps (the start of) what was received, so the carrier can match it to what it sent.
+    """
+
+    error: str
+    at: datetime
+    raw: str
+    status_id: str | None = None
+    order_id: str | None = None
+    status: str | None = None
+
+    def to_payload(self) -> dict:
+        return {"v": VERSION, "error": self.error, "at": format_ts(self.at), "raw": self.raw,
+                "status_id": self.status_id, "order_id": self.order_id, "status": self.status}
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
 
 
 # --------------------------------------------------------------------------- plans

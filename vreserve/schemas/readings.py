@@ -17,7 +17,6 @@ from datetime import datetime
 from vreserve.schemas.common import (
     MAX_RECORD_BYTES,
     SchemaError,
-    check_keys,
     check_version,
     dumps,
     finite_number,
@@ -25,6 +24,7 @@ from vreserve.schemas.common import (
     loads_object,
     parse_ts,
     require_str,
+    split_extra,
 )
 
 VERSION = 1
@@ -33,8 +33,10 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS = 500
 #: Largest readings-topic record the stream worker parses, in bytes.
 MAX_READINGS_RECORD_BYTES = 2 * MAX_PAYLOAD_BYTES
-_STOCK_KEYS = {"v", "site_id", "ts", "seq", "readings"}
+_STOCK_KEYS = {"v", "site_id", "ts", "seq", "boot", "readings"}
 _READING_KEYS = {"material", "qty", "unit"}
+#: names the Kafka record (:class:`ReadingBatch`) adds next to the report's own fields
+_BATCH_KEYS = frozenset({"received_at", "mqtt_topic"})
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,11 @@ class Reading:
     material: str
     qty: float
     unit: str
+    #: fields of the reading the contract does not know, kept as they came (see split_extra)
+    extra: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        return {"material": self.material, "qty": self.qty, "unit": self.unit}
+        return {**self.extra, "material": self.material, "qty": self.qty, "unit": self.unit}
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,20 @@ class StockReport:
     ts: datetime
     seq: int
     readings: tuple[Reading, ...]
+    #: the device's boot counter (optional in the payload, 0 when absent): readings are ordered by
+    #: (boot, seq, ts), so a device whose seq restarts after a reboot sends a higher boot
+    boot: int = 0
+    #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
+    extra: dict = field(default_factory=dict, compare=False)
 
     def to_payload(self) -> dict:
         return {
+            **self.extra,
             "v": VERSION,
             "site_id": self.site_id,
             "ts": format_ts(self.ts),
             "seq": self.seq,
+            **({"boot": self.boot} if self.boot else {}),
             "readings": [r.to_dict() for r in self.readings],
         }
 
@@ -70,14 +81,18 @@ class StockReport:
 
     @classmethod
     def from_payload(cls, obj: dict) -> "StockReport":
-        """Strict structural validation; registry checks (known site/material) are the caller's."""
-        check_keys(obj, _STOCK_KEYS)
+        """Strict validation of the known fields; unknown ones are kept (contract v1's versioning
+        rule, :func:`split_extra`). Registry checks (known site/material) are the caller's."""
         check_version(obj, VERSION, "payload")
+        extra = split_extra(obj, _STOCK_KEYS, "payload", reserved=_BATCH_KEYS)
         site_id = require_str(obj, "site_id")
         ts = parse_ts(obj.get("ts"))
         seq = obj.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise SchemaError("seq must be a non-negative integer")
+        boot = obj.get("boot", 0)
+        if isinstance(boot, bool) or not isinstance(boot, int) or boot < 0 or boot >= 2 ** 62:
+            raise SchemaError("boot must be a non-negative integer (the device's boot counter)")
         items = obj.get("readings")
         if not isinstance(items, list) or not items:
             raise SchemaError("readings must be a non-empty list")
@@ -88,7 +103,7 @@ class StockReport:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise SchemaError(f"readings[{i}] must be an object")
-            check_keys(item, _READING_KEYS, f"readings[{i}]")
+            item_extra = split_extra(item, _READING_KEYS, f"readings[{i}]")
             material = require_str(item, "material")
             if material in seen:
                 raise SchemaError(f"readings[{i}]: material {material!r} listed twice")
@@ -97,8 +112,8 @@ class StockReport:
             if qty < 0:
                 raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
             unit = require_str(item, "unit", max_len=32)
-            readings.append(Reading(material, qty, unit))
-        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings))
+            readings.append(Reading(material, qty, unit, item_extra))
+        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings), boot=boot, extra=extra)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "StockReport":

@@ -1,0 +1,76 @@
+"""Why a site's reports were refused: its dead letters, read back from the dead-letter topic.
+
+The bridge keys every dead letter by the site id of its topic, so one site's refusals are the
+records with that key (all partitions are read: a key always lands in one, but which one is the
+client's hash, not ours to assume). Read-only, bounded by the topic's end at the start of the call.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from vreserve import topics
+from vreserve.schemas.common import SchemaError, utc_now
+from vreserve.schemas.readings import DeadLetter
+from vreserve.settings import Settings
+
+#: How long to wait for the broker to hand over the records up to the end offsets, s.
+READ_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refused report of a site, as its owner reads it."""
+
+    at: datetime
+    kind: str
+    reason: str
+    payload_head: str
+
+    def line(self) -> str:
+        return f"{self.at.isoformat(timespec='seconds')}  {self.kind:<16} {self.reason}  payload: {self.payload_head}"
+
+
+def site_refusals(settings: Settings, site_id: str, since: timedelta | None = None, limit: int = 100) -> list[Refusal]:
+    """The last ``limit`` dead letters of ``site_id`` (newer than ``since`` ago, if given), oldest first."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    name = settings.topic(topics.READINGS_DEAD_LETTER)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=10000)
+    try:
+        parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
+        if not parts:
+            raise RuntimeError(f"topic {name} does not exist (run `vreserve topics`)")
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts, timeout_ms=10000)
+        starts = _start_offsets(consumer, parts, since)
+        for tp in parts:
+            consumer.seek(tp, starts.get(tp) if starts.get(tp) is not None else ends[tp])
+        found: list[Refusal] = []
+        key = site_id.encode()
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=500).values():
+                found += [r for r in (_refusal(rec) for rec in recs if rec.key == key) if r]
+        return sorted(found, key=lambda r: r.at)[-limit:]
+    finally:
+        consumer.close()
+
+
+def _start_offsets(consumer, parts, since: timedelta | None) -> dict:
+    if since is None:
+        return dict(consumer.beginning_offsets(parts, timeout_ms=10000))
+    stamp = int((utc_now() - since).timestamp() * 1000)
+    found = consumer.offsets_for_times({tp: stamp for tp in parts}, timeout_ms=10000)
+    return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
+
+
+def _refusal(record) -> Refusal | None:
+    try:
+        letter = DeadLetter.from_json(record.value or b"")
+    except SchemaError:
+        return None
+    head = letter.payload[:120].decode("utf-8", "replace")
+    return Refusal(letter.at, str(letter.context.get("kind", "?")), letter.reason, head)

@@ -1,0 +1,133 @@
+"""Alert lifecycle (issue 16): open -> acknowledged -> resolved, never duplicated while open, every
+action with its actor, automatic resolution recorded as the system's, and the `vreserve alerts` CLI."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+from psycopg.types.json import Jsonb
+
+from stream.rollups import RESOLVE_STALE
+from supervision import alerts_cli
+from sv_helpers import add_site, add_stock, utc
+from vreserve import alerts as al
+
+
+def raise_alert(conn, alert_id, kind, site=None, material=None, cell=None, severity="warning", at=None,
+                details=None) -> int:
+    """Insert as the stream worker does (ON CONFLICT (alert_id) DO NOTHING); returns rows inserted."""
+    cur = conn.execute(
+        "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (alert_id) DO NOTHING",
+        (alert_id, kind, severity, site, cell, material, f"test {alert_id}", at or utc(2026, 11, 30, 8),
+         Jsonb(details or {})))
+    return cur.rowcount
+
+
+def test_one_open_alert_per_kind_site_and_material(conn, world):
+    s = f"S-{world.u}"
+    add_site(conn, world, s, "O1")
+    assert raise_alert(conn, f"jump:{s}:{world.masks}:1", "jump", s, world.masks) == 1
+    # the same condition again under another id: counted on the open alert, not a second alert
+    assert raise_alert(conn, f"jump:{s}:{world.masks}:2", "jump", s, world.masks, at=utc(2026, 11, 30, 9)) == 0
+    # a replay of the open alert's own id is a no-op; another material or kind is another alert
+    assert raise_alert(conn, f"jump:{s}:{world.masks}:1", "jump", s, world.masks) == 0
+    assert raise_alert(conn, f"jump:{s}:{world.water}:1", "jump", s, world.water) == 1
+    assert raise_alert(conn, f"stale:{s}:x", "stale", s) == 1
+    open_ = al.list_alerts(conn, al.AlertFilter(site_id=s))
+    assert sorted(a.alert_id for a in open_) == sorted([f"jump:{s}:{world.masks}:1", f"jump:{s}:{world.water}:1",
+                                                       f"stale:{s}:x"])
+    first = al.get_alert(conn, f"jump:{s}:{world.masks}:1")
+    assert first.repeats == 1 and first.last_seen_at == utc(2026, 11, 30, 9)
+    assert first.details["last_repeat"]["alert_id"] == f"jump:{s}:{world.masks}:2"
+    # once resolved, the same condition opens a new alert
+    al.resolve(conn, first.alert_id, "api:alice", "counted on site, stock is there")
+    assert raise_alert(conn, f"jump:{s}:{world.masks}:3", "jump", s, world.masks) == 1
+    assert len(al.list_alerts(conn, al.AlertFilter(site_id=s, material_id=world.masks, state="all"))) == 2
+
+
+def test_acknowledge_and_resolve_with_actor_note_and_history(conn, world):
+    s = f"S-{world.u}"
+    add_site(conn, world, s, "O1")
+    aid = f"jump:{s}:{world.masks}:7"
+    raise_alert(conn, aid, "jump", s, world.masks, severity="critical")
+    assert [a.alert_id for a in al.list_alerts(conn, al.AlertFilter(state="unacknowledged", site_id=s))] == [aid]
+
+    rec = al.acknowledge(conn, aid, "api:bob", "calling the owner")
+    assert rec.state == "acknowledged" and rec.acknowledged_by == "api:bob" and rec.acknowledge_note == "calling the owner"
+    assert al.acknowledge(conn, aid, "api:bob").acknowledged_at == rec.acknowledged_at  # same actor: no change
+    with pytest.raises(al.AlertStateError, match="already acknowledged .* by api:bob"):
+        al.acknowledge(conn, aid, "api:carol")
+    assert al.list_alerts(conn, al.AlertFilter(state="unacknowledged", site_id=s)) == []
+    assert [a.alert_id for a in al.list_alerts(conn, al.AlertFilter(state="acknowledged", site_id=s))] == [aid]
+
+    with pytest.raises(ValueError, match="note is required"):
+        al.resolve(conn, aid, "api:bob", "  ")
+    with pytest.raises(ValueError, match="actor"):
+        al.resolve(conn, aid, "", "x")
+    with pytest.raises(ValueError, match="control characters"):
+        al.acknowledge(conn, aid, "api:bob", "bad\x00note")
+    done = al.resolve(conn, aid, "api:bob", "owner moved stock without declaring it")
+    assert done.state == "resolved" and done.resolved_by == "api:bob"
+    with pytest.raises(al.AlertStateError, match="already resolved"):
+        al.resolve(conn, aid, "api:bob", "again")
+    with pytest.raises(al.AlertStateError, match="nothing to acknowledge"):
+        al.acknowledge(conn, aid, "api:carol")
+    with pytest.raises(al.AlertNotFound):
+        al.acknowledge(conn, f"nope-{world.u}", "api:bob")
+    # resolved alerts go out again on the topic (published_at cleared)
+    assert conn.execute("SELECT published_at FROM alerts WHERE alert_id = %s", (aid,)).fetchone()[0] is None
+    history = [(h.action, h.actor, h.note) for h in al.alert_actions(conn, aid)]
+    assert history == [("opened", "system", f"test {aid}"), ("acknowledged", "api:bob", "calling the owner"),
+                       ("resolved", "api:bob", "owner moved stock without declaring it")]
+
+
+def test_condition_cleared_is_resolved_by_the_system(conn, world):
+    """The stream worker's own RESOLVE_STALE (a stale site reported again) is recorded as 'system'."""
+    s = f"S-{world.u}"
+    add_site(conn, world, s, "O1")
+    last = utc(2026, 11, 30, 8)
+    add_stock(conn, s, world.masks, 10, "box", last)
+    aid = f"stale:{s}:{last.isoformat()}"
+    raise_alert(conn, aid, "stale", s, details={"last_ts": last.isoformat()})
+    al.acknowledge(conn, aid, "api:bob", "site owner phoned")
+    add_stock(conn, s, world.masks, 10, "box", last + timedelta(minutes=5))  # it reports again
+    conn.execute(RESOLVE_STALE)
+    rec = al.get_alert(conn, aid)
+    assert rec.state == "resolved" and rec.resolved_by == "system" and rec.resolve_note == "condition cleared"
+    assert [h.action for h in al.alert_actions(conn, aid)] == ["opened", "acknowledged", "resolved"]
+
+
+def test_filters_are_checked():
+    with pytest.raises(ValueError, match="state must be one of"):
+        al.filter_sql(al.AlertFilter(state="closed"))
+    with pytest.raises(ValueError, match="severity"):
+        al.filter_sql(al.AlertFilter(severity="loud"))
+    where, params = al.filter_sql(al.AlertFilter(kind="stale", site_id="S1", limit=5))
+    assert where == " WHERE resolved_at IS NULL AND kind = %(kind)s AND site_id = %(site_id)s"
+    assert params == {"limit": 5, "kind": "stale", "site_id": "S1"}
+
+
+def test_cli_lists_acknowledges_and_resolves_as_the_os_user(conn, world, settings):
+    s = f"S-{world.u}"
+    add_site(conn, world, s, "O1")
+    aid = f"jump:{s}:{world.masks}:1"
+    raise_alert(conn, aid, "jump", s, world.masks, severity="critical")
+    runner = CliRunner()
+    listed = runner.invoke(alerts_cli.alerts, ["list", "--site", s], obj=settings)
+    assert listed.exit_code == 0, listed.output
+    assert aid in listed.output and "1 alert(s) (open)" in listed.output
+    ack = runner.invoke(alerts_cli.alerts, ["ack", aid, "--note", "looking"], obj=settings)
+    assert ack.exit_code == 0, ack.output
+    assert f"acknowledged by {al.os_actor()}" in ack.output and al.os_actor().startswith("os-user:")
+    missing_note = runner.invoke(alerts_cli.alerts, ["resolve", aid], obj=settings)
+    assert missing_note.exit_code != 0 and "--note" in missing_note.output
+    res = runner.invoke(alerts_cli.alerts, ["resolve", aid, "--note", "false alarm: sensor recalibrated"], obj=settings)
+    assert res.exit_code == 0, res.output
+    again = runner.invoke(alerts_cli.alerts, ["resolve", aid, "--note", "x"], obj=settings)
+    assert again.exit_code == 1 and "already resolved" in again.output
+    shown = runner.invoke(alerts_cli.alerts, ["show", aid], obj=settings)
+    assert "resolved" in shown.output and "false alarm: sensor recalibrated" in shown.output
+    as_json = runner.invoke(alerts_cli.alerts, ["list", "--site", s, "--state", "resolved", "--json"], obj=settings)
+    assert '"state": "resolved"' in as_json.output

@@ -131,3 +131,27 @@ def test_cli_lists_acknowledges_and_resolves_as_the_os_user(conn, world, setting
     assert "resolved" in shown.output and "false alarm: sensor recalibrated" in shown.output
     as_json = runner.invoke(alerts_cli.alerts, ["list", "--site", s, "--state", "resolved", "--json"], obj=settings)
     assert '"state": "resolved"' in as_json.output
+
+
+def test_audit_plan_weighs_only_unexplained_findings(conn, world):
+    """Issue 16 / issue 10: the sites that obeyed their dispatch orders are not ranked first. Old
+    raw jump alerts and stale alerts weigh nothing; an open unexplained finding does (a critical
+    one fully); one explained later (resolved by the system) no longer does."""
+    from supervision import audit_plan as ap
+    from supervision.sql_audits import site_risks
+
+    obeyed, silent, fraud, explained = (f"{k}-{world.u}" for k in ("obeyed", "silent", "fraud", "explained"))
+    for s in (obeyed, silent, fraud, explained):
+        add_site(conn, world, s, "O1")
+    raise_alert(conn, f"jump:{obeyed}:{world.masks}:1", "jump", obeyed, world.masks)   # the old rule, after a pick
+    raise_alert(conn, f"stale:{silent}:x", "stale", silent)
+    raise_alert(conn, f"pick_not_reflected:{fraud}:{world.masks}:9", "pick_not_reflected", fraud, world.masks,
+                severity="critical")
+    raise_alert(conn, f"unexplained_change:{explained}:{world.masks}:3", "unexplained_change", explained, world.masks)
+    conn.execute("UPDATE alerts SET resolved_at = now() WHERE alert_id = %s",
+                 (f"unexplained_change:{explained}:{world.masks}:3",))
+    risks = {r.site_id: r for r in site_risks(conn) if r.site_id.endswith(world.u)}
+    assert {k: r.open_findings for k, r in risks.items()} == {obeyed: 0, silent: 0, fraud: 3, explained: 0}
+    weights = {w.risk.site_id: w.weight for w in ap.weigh(list(risks.values()))}
+    assert weights[fraud] == pytest.approx(ap.FLOOR + 1.0)
+    assert weights[obeyed] == weights[silent] == weights[explained] == pytest.approx(ap.FLOOR)

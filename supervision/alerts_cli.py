@@ -1,6 +1,9 @@
-"""``vreserve alerts list | show | ack | resolve``: the alert lifecycle from a terminal.
+"""``vreserve alerts list | show | ack | resolve``: the alert lifecycle from a terminal; and the two
+things an operator or owner feeds it: ``vreserve movements declare | list`` (declared consumption
+and replenishment, which explain stock changes) and ``vreserve safety set | list | remove``.
 
-The logic is :mod:`vreserve.alerts` (the HTTP API calls the same functions). The actor here is the
+The logic is in :mod:`vreserve.alerts`, :mod:`vreserve.reconcile` and :mod:`vreserve.safety` (the
+HTTP API calls the same functions). The actor here is the
 operating-system user, marked ``os-user:<name>``: a terminal session is not an authenticated
 identity, and the mark says so in every record it leaves.
 """
@@ -116,4 +119,102 @@ def alerts_resolve(settings: Settings, alert_id: str, note: str) -> None:
     _act(settings, al.resolve, alert_id, note, "resolved")
 
 
-commands = [alerts]
+# ------------------------------------------------------------------------- declared movements
+@click.group("movements")
+def movements() -> None:
+    """Movements an owner declares (consumption, replenishment): they explain stock changes."""
+
+
+@movements.command("declare")
+@click.option("--site", "site_id", required=True)
+@click.option("--material", "material_id", required=True)
+@click.option("--kind", type=click.Choice(["consumption", "replenishment"]), required=True)
+@click.option("--qty", type=float, required=True, help="Quantity in the material's unit (> 0).")
+@click.option("--unit", required=True, help="The material's unit (checked).")
+@click.option("--at", "at", callback=_since, help="When the goods moved (default: now).")
+@click.option("--id", "movement_id", help="Movement id (default: derived from site, material, kind and time).")
+@click.pass_obj
+def movements_declare(settings: Settings, site_id, material_id, kind, qty, unit, at, movement_id) -> None:
+    """Declare one movement (idempotent on its id)."""
+    from vreserve import alerts as al
+    from vreserve.reconcile import Movement, declare_movement
+
+    at = at or datetime.now(timezone.utc)
+    movement_id = movement_id or f"M-{site_id}-{material_id}-{kind}-{at.strftime('%Y%m%dT%H%M%S.%f')}"
+    with _connect(settings) as conn:
+        try:
+            new = declare_movement(conn, Movement(movement_id, site_id, material_id, kind, qty, unit, at),
+                                   actor=al.os_actor(), source="cli")
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{movement_id}: {kind} of {qty:g} {unit} at {site_id} ({material_id}) "
+               f"{'recorded' if new else 'was already recorded'}")
+
+
+@movements.command("list")
+@click.option("--site", "site_id")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def movements_list(settings: Settings, site_id: str | None, limit: int) -> None:
+    """Declared movements, newest first."""
+    with _connect(settings) as conn:
+        rows = conn.execute("SELECT movement_id, site_id, material_id, kind, qty::float8, unit, at, actor"
+                            " FROM stock_movements WHERE (%(s)s::text IS NULL OR site_id = %(s)s)"
+                            " ORDER BY at DESC LIMIT %(n)s", {"s": site_id, "n": limit}).fetchall()
+    for mid, site, mat, kind, qty, unit, at, actor in rows:
+        click.echo(f"{at.isoformat()}  {site:<20} {mat:<18} {kind:<13} {qty:>12g} {unit:<6} {mid} (by {actor})")
+    click.echo(f"{len(rows)} movement(s)")
+
+
+# ------------------------------------------------------------------------------ safety levels
+@click.group("safety")
+def safety() -> None:
+    """Safety levels per grid cell and material (below one: a low_stock alert)."""
+
+
+@safety.command("list")
+@click.option("--cell", "grid_cell")
+@click.option("--material", "material_id")
+@click.pass_obj
+def safety_list(settings: Settings, grid_cell, material_id) -> None:
+    from vreserve import safety as sf
+
+    with _connect(settings) as conn:
+        levels = sf.list_levels(conn, grid_cell, material_id)
+    for lv in levels:
+        click.echo(f"{lv.grid_cell:<20} {lv.material_id:<18} {lv.safety_qty:>12g} {lv.unit:<6} "
+                   f"set by {lv.set_by} at {lv.set_at.isoformat()}")
+    click.echo(f"{len(levels)} safety level(s)")
+
+
+@safety.command("set")
+@click.option("--cell", "grid_cell", required=True)
+@click.option("--material", "material_id", required=True)
+@click.option("--qty", type=float, required=True, help="In the material's unit, >= 0.")
+@click.pass_obj
+def safety_set(settings: Settings, grid_cell, material_id, qty) -> None:
+    from vreserve import alerts as al
+    from vreserve import safety as sf
+
+    with _connect(settings) as conn:
+        try:
+            lv = sf.set_level(conn, grid_cell, material_id, qty, al.os_actor())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{lv.grid_cell} {lv.material_id}: safety level {lv.safety_qty:g} {lv.unit} (set by {lv.set_by})")
+
+
+@safety.command("remove")
+@click.option("--cell", "grid_cell", required=True)
+@click.option("--material", "material_id", required=True)
+@click.pass_obj
+def safety_remove(settings: Settings, grid_cell, material_id) -> None:
+    from vreserve import safety as sf
+
+    with _connect(settings) as conn:
+        if not sf.remove_level(conn, grid_cell, material_id):
+            raise click.ClickException(f"no safety level for {material_id} in {grid_cell}")
+    click.echo(f"{grid_cell} {material_id}: safety level removed")
+
+
+commands = [alerts, movements, safety]

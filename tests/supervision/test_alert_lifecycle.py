@@ -155,3 +155,40 @@ def test_audit_plan_weighs_only_unexplained_findings(conn, world):
     weights = {w.risk.site_id: w.weight for w in ap.weigh(list(risks.values()))}
     assert weights[fraud] == pytest.approx(ap.FLOOR + 1.0)
     assert weights[obeyed] == weights[silent] == weights[explained] == pytest.approx(ap.FLOOR)
+
+
+def test_movements_and_safety_levels_through_the_cli(conn, world, settings):
+    s = f"S-{world.u}"
+    add_site(conn, world, s, "O1")
+    runner = CliRunner()
+    args = ["declare", "--site", s, "--material", world.masks, "--kind", "replenishment", "--qty", "40",
+            "--unit", "box", "--at", "2026-11-30T08:00:00Z", "--id", f"M-{world.u}"]
+    first = runner.invoke(alerts_cli.movements, args, obj=settings)
+    assert first.exit_code == 0 and "recorded" in first.output, first.output
+    again = runner.invoke(alerts_cli.movements, args, obj=settings)
+    assert "was already recorded" in again.output
+    other = runner.invoke(alerts_cli.movements, args[:8] + ["41"] + args[9:], obj=settings)
+    assert other.exit_code == 1 and "already declared with other figures" in other.output
+    wrong_unit = runner.invoke(alerts_cli.movements, [*args[:10], "kg", *args[11:-1], f"M2-{world.u}"], obj=settings)
+    assert wrong_unit.exit_code == 1 and "counted in 'box'" in wrong_unit.output
+    row = conn.execute("SELECT kind, qty, actor, source FROM stock_movements WHERE movement_id = %s",
+                       (f"M-{world.u}",)).fetchone()
+    assert row[0] == "replenishment" and float(row[1]) == 40 and row[2].startswith("os-user:") and row[3] == "cli"
+
+    set_ = runner.invoke(alerts_cli.safety, ["set", "--cell", world.cell, "--material", world.masks, "--qty", "150"],
+                         obj=settings)
+    assert set_.exit_code == 0 and "150 box" in set_.output, set_.output
+    assert float(conn.execute("SELECT safety_qty FROM safety_levels WHERE grid_cell = %s AND material_id = %s",
+                              (world.cell, world.masks)).fetchone()[0]) == 150
+    nowhere = runner.invoke(alerts_cli.safety, ["set", "--cell", f"x-{world.u}", "--material", world.masks,
+                                                "--qty", "1"], obj=settings)
+    assert nowhere.exit_code == 1 and "no site in grid cell" in nowhere.output
+    negative = runner.invoke(alerts_cli.safety, ["set", "--cell", world.cell, "--material", world.masks,
+                                                 "--qty", "-1"], obj=settings)
+    assert negative.exit_code == 1 and ">= 0" in negative.output
+    listed = runner.invoke(alerts_cli.safety, ["list", "--cell", world.cell], obj=settings)
+    assert "1 safety level(s)" in listed.output and "set by os-user:" in listed.output
+    assert runner.invoke(alerts_cli.safety, ["remove", "--cell", world.cell, "--material", world.masks],
+                         obj=settings).exit_code == 0
+    assert runner.invoke(alerts_cli.safety, ["remove", "--cell", world.cell, "--material", world.masks],
+                         obj=settings).exit_code == 1

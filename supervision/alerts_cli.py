@@ -217,4 +217,85 @@ def safety_remove(settings: Settings, grid_cell, material_id) -> None:
     click.echo(f"{grid_cell} {material_id}: safety level removed")
 
 
-commands = [alerts, movements, safety]
+# --------------------------------------------------------------------------------- webhooks
+@click.group("webhooks")
+def webhooks() -> None:
+    """Webhooks that receive alerts (critical by default), signed with HMAC-SHA256."""
+
+
+@webhooks.command("add")
+@click.option("--id", "webhook_id", required=True)
+@click.option("--url", required=True, help="http(s) URL the alerts are POSTed to.")
+@click.option("--secret-file", type=click.File("rb"), required=True,
+              help="File holding the shared HMAC secret (>= 16 bytes; '-' = stdin). Never on the command line.")
+@click.option("--min-severity", type=click.Choice(["info", "warning", "critical"]), default="critical",
+              show_default=True)
+@click.pass_obj
+def webhooks_add(settings: Settings, webhook_id, url, secret_file, min_severity) -> None:
+    from vreserve import alerts as al
+    from vreserve import webhooks as wh
+
+    secret = secret_file.read().strip()
+    with _connect(settings) as conn:
+        try:
+            wh.add_webhook(conn, webhook_id, url, secret, al.os_actor(), min_severity)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # psycopg.errors.UniqueViolation
+            raise click.ClickException(f"webhook {webhook_id!r} not added: {type(exc).__name__}") from None
+    click.echo(f"webhook {webhook_id}: {url} receives {min_severity} alerts and above (secret stored, not shown)")
+
+
+@webhooks.command("list")
+@click.pass_obj
+def webhooks_list(settings: Settings) -> None:
+    from vreserve import webhooks as wh
+
+    with _connect(settings) as conn:
+        hooks = wh.list_webhooks(conn)
+        pending = dict(conn.execute("SELECT webhook_id, count(*) FROM alert_deliveries WHERE delivered_at IS NULL"
+                                    " GROUP BY 1").fetchall())
+    for h in hooks:
+        click.echo(f"{h.webhook_id:<20} {h.url:<50} >= {h.min_severity:<8} {'active' if h.active else 'inactive'} "
+                   f"pending {pending.get(h.webhook_id, 0)} (added by {h.created_by})")
+    click.echo(f"{len(hooks)} webhook(s)")
+
+
+@webhooks.command("remove")
+@click.argument("webhook_id")
+@click.pass_obj
+def webhooks_remove(settings: Settings, webhook_id: str) -> None:
+    from vreserve import webhooks as wh
+
+    with _connect(settings) as conn:
+        if not wh.remove_webhook(conn, webhook_id):
+            raise click.ClickException(f"no webhook {webhook_id!r}")
+    click.echo(f"webhook {webhook_id} removed")
+
+
+@alerts.command("notify")
+@click.option("--once", is_flag=True, help="One pass, then exit (default: a service, until SIGTERM/SIGINT).")
+@click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between passes.")
+@click.pass_obj
+def alerts_notify(settings: Settings, once: bool, interval: float) -> None:
+    """Post alerts to the registered webhooks (signed, retried with backoff)."""
+    import signal
+    import threading
+
+    from vreserve import webhooks as wh
+
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_a: stop.set())
+    with _connect(settings) as conn:
+        while True:
+            res = wh.notify_once(conn)
+            if res.enqueued or res.delivered or res.failed or once:
+                click.echo(f"webhooks: {res.enqueued} queued, {res.delivered} delivered, {res.failed} failed "
+                           "(retried with backoff)", err=not once)
+            if once or stop.wait(interval):
+                break
+
+
+commands = [alerts, movements, safety, webhooks]

@@ -57,8 +57,9 @@ class Policy:
     tolerance_share: float = 0.1
     #: A pick is "not reflected" when the reading still shows more than this share of it.
     pick_share: float = 0.5
-    #: A (site, material) never reconciled before starts this far back.
-    first_lookback_s: float = 3600.0
+    #: A (site, material) never reconciled before is judged from this far back (its older
+    #: history is not: the first pass after deploying on a full database stays small).
+    first_lookback_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -194,16 +195,17 @@ HAVING count(m.ref) > 0
     OR abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
 """
 
+#: Each key's cursor moves to its newest settled reading (older than the lookback too: a key
+#: first seen with old readings starts from its newest one, so a later reading is judged against it).
 ADVANCE_CURSOR = """
 INSERT INTO reconcile_cursor AS c (site_id, material_id, ts)
-SELECT sl.site_id, sl.material_id, max(r.ts)
+SELECT sl.site_id, sl.material_id, r.ts
 FROM stock_latest sl
 LEFT JOIN reconcile_cursor old USING (site_id, material_id)
-JOIN stock_readings r ON r.site_id = sl.site_id AND r.material_id = sl.material_id
-     AND r.ts > coalesce(old.ts, now() - make_interval(secs => %(lookback_s)s))
-     AND r.ts <= now() - make_interval(secs => %(settle_s)s)
-WHERE sl.ts > coalesce(old.ts, '-infinity'::timestamptz)
-GROUP BY sl.site_id, sl.material_id
+CROSS JOIN LATERAL (SELECT max(x.ts) AS ts FROM stock_readings x
+                    WHERE x.site_id = sl.site_id AND x.material_id = sl.material_id
+                      AND x.ts <= now() - make_interval(secs => %(settle_s)s)) r
+WHERE sl.ts > coalesce(old.ts, '-infinity'::timestamptz) AND r.ts IS NOT NULL
 ON CONFLICT (site_id, material_id) DO UPDATE SET ts = GREATEST(c.ts, EXCLUDED.ts)
 """
 

@@ -192,3 +192,80 @@ def test_movements_and_safety_levels_through_the_cli(conn, world, settings):
                          obj=settings).exit_code == 0
     assert runner.invoke(alerts_cli.safety, ["remove", "--cell", world.cell, "--material", world.masks],
                          obj=settings).exit_code == 1
+
+
+def test_critical_alerts_go_to_webhooks_signed_and_retried(conn, world, settings, tmp_path):
+    """A real HTTP receiver that fails the first post: the delivery is retried, signed, once per event."""
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from vreserve import webhooks as wh
+
+    got: list[tuple[dict, bytes]] = []
+    fail_once: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            failing = [a for a in fail_once if a.encode() in body]  # the first post of these: 500
+            for a in failing:
+                fail_once.remove(a)
+            code = 500 if failing else 200
+            if code == 200:
+                got.append((dict(self.headers), body))
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = b"s3cret-" + world.u.encode() * 2
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(secret + b"\n")
+    try:
+        runner = CliRunner()
+        hook = f"duty-{world.u}"
+        added = runner.invoke(alerts_cli.webhooks, ["add", "--id", hook, "--url",
+                                                    f"http://127.0.0.1:{server.server_port}/page",
+                                                    "--secret-file", str(secret_file)], obj=settings)
+        assert added.exit_code == 0, added.output
+        listed = runner.invoke(alerts_cli.webhooks, ["list"], obj=settings)
+        assert hook in listed.output and secret.decode() not in listed.output + added.output
+        s = f"S-{world.u}"
+        add_site(conn, world, s, "O1")
+        crit = f"pick_not_reflected:{s}:{world.masks}:1"
+        fail_once.append(crit)
+        raise_alert(conn, crit, "pick_not_reflected", s, world.masks, severity="critical")
+        raise_alert(conn, f"unexplained_change:{s}:{world.water}:1", "unexplained_change", s, world.water)
+
+        first = wh.notify_once(conn)
+        assert first.failed >= 1 and not [b for _h, b in got if crit.encode() in b]  # the receiver answered 500
+        row = conn.execute("SELECT attempts, last_error, next_attempt_at > now() FROM alert_deliveries"
+                           " WHERE alert_id = %s AND webhook_id = %s", (crit, hook)).fetchone()
+        assert row[0] == 1 and "500" in row[1] and row[2]  # backed off
+        assert wh.notify_once(conn).delivered == 0         # not due yet
+        conn.execute("UPDATE alert_deliveries SET next_attempt_at = now() WHERE webhook_id = %s", (hook,))
+        wh.notify_once(conn)
+        mine_got = [(h, b) for h, b in got if crit.encode() in b]
+        assert len(mine_got) == 1
+        headers, body = mine_got[0]
+        assert wh.verify(secret, int(headers["X-Vreserve-Timestamp"]), body, headers["X-Vreserve-Signature"])
+        assert not wh.verify(b"another secret of 16", int(headers["X-Vreserve-Timestamp"]), body,
+                             headers["X-Vreserve-Signature"])
+        assert _json.loads(body)["event"] == "opened" and _json.loads(body)["alert"]["alert_id"] == crit
+        assert headers["X-Vreserve-Delivery"] == f"{crit}|{hook}|opened"
+        assert not [b for _h, b in got if f"unexplained_change:{s}".encode() in b]  # a warning: not paged
+        al.resolve(conn, crit, "api:bob", "counted: goods are gone, sensor was stuck")
+        wh.notify_once(conn)
+        events = [_json.loads(b)["event"] for _h, b in got if crit.encode() in b]
+        assert events == ["opened", "resolved"]
+        wh.notify_once(conn)
+        assert [_json.loads(b)["event"] for _h, b in got if crit.encode() in b] == ["opened", "resolved"]  # once each
+        out = runner.invoke(alerts_cli.alerts, ["notify", "--once"], obj=settings)
+        assert out.exit_code == 0 and "delivered" in out.output
+        assert runner.invoke(alerts_cli.webhooks, ["remove", hook], obj=settings).exit_code == 0
+    finally:
+        server.shutdown()

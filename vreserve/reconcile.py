@@ -57,6 +57,12 @@ class Policy:
     tolerance_share: float = 0.1
     #: A pick is "not reflected" when the reading still shows more than this share of it.
     pick_share: float = 0.5
+    #: An unexplained change waits (up to this long after its reading) while a supply order from
+    #: the site and material is still open / accepted in the database (its pick status may be on
+    #: its way: the dispatcher records statuses between solves), or while its reading is the
+    #: newest settled one and a movement carries its very millisecond (the next reading may show
+    #: that the movement came just after it: two opposite remainders that cancel are explained).
+    pending_wait_s: float = 120.0
     #: A (site, material) never reconciled before is judged from this far back (its older
     #: history is not: the first pass after deploying on a full database stays small).
     first_lookback_s: float = 300.0
@@ -175,23 +181,33 @@ WITH todo AS (
     WHERE sl.ts > coalesce(c.ts, '-infinity'::timestamptz)
 ), pairs AS (
     SELECT r.site_id, r.material_id, r.unit, r.seq, r.ts, r.qty::float8 AS qty, t.from_ts,
-           lag(r.seq) OVER w AS prev_seq, lag(r.ts) OVER w AS prev_ts, lag(r.qty::float8) OVER w AS prev_qty
+           lag(r.seq) OVER w AS prev_seq, lag(r.ts) OVER w AS prev_ts, lag(r.qty::float8) OVER w AS prev_qty,
+           max(r.ts) OVER (PARTITION BY r.site_id, r.material_id) AS last_ts
     FROM todo t JOIN stock_readings r ON r.site_id = t.site_id AND r.material_id = t.material_id
          AND r.ts >= t.from_ts AND r.ts <= now() - make_interval(secs => %(settle_s)s)
     WINDOW w AS (PARTITION BY r.site_id, r.material_id ORDER BY r.ts)
-), moves AS (""" + MOVES_SQL.format(since="(SELECT min(from_ts) FROM todo)") + """)
+), moves AS (""" + MOVES_SQL.format(since="(SELECT min(from_ts) FROM todo)") + """
+), tied AS (  -- movement times, to keep the pair after a reading stamped on a movement's millisecond
+    SELECT DISTINCT site_id, material_id, at FROM moves
+)
 SELECT p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
        coalesce(-sum(m.qty) FILTER (WHERE m.kind = 'pick'), 0),
        coalesce(sum(m.qty) FILTER (WHERE m.kind = 'delivery'), 0),
        coalesce(sum(m.qty) FILTER (WHERE m.kind IN ('consumption', 'replenishment')), 0),
        coalesce(jsonb_agg(jsonb_build_object('kind', m.kind, 'ref', m.ref, 'qty', abs(m.qty), 'at', m.at)
-                          ORDER BY m.at, m.ref) FILTER (WHERE m.ref IS NOT NULL), '[]'::jsonb)
+                          ORDER BY m.at, m.ref) FILTER (WHERE m.ref IS NOT NULL), '[]'::jsonb),
+       p.last_ts, now(),
+       EXISTS (SELECT 1 FROM dispatch_orders o
+               WHERE o.leg = 'supply' AND o.origin = p.site_id AND o.material_id = p.material_id
+                 AND o.status IN ('open', 'accepted') AND o.created_at <= p.ts) AS pick_pending
 FROM pairs p
 LEFT JOIN sites s ON s.site_id = p.site_id
 LEFT JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id AND m.at > p.prev_ts AND m.at <= p.ts
+LEFT JOIN tied t ON t.site_id = p.site_id AND t.material_id = p.material_id AND t.at = p.prev_ts
 WHERE p.prev_ts IS NOT NULL AND p.ts > p.from_ts
-GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty
-HAVING count(m.ref) > 0
+GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
+         p.last_ts
+HAVING count(m.ref) > 0 OR count(t.at) > 0
     OR abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
 """
 
@@ -206,6 +222,13 @@ CROSS JOIN LATERAL (SELECT max(x.ts) AS ts FROM stock_readings x
                     WHERE x.site_id = sl.site_id AND x.material_id = sl.material_id
                       AND x.ts <= now() - make_interval(secs => %(settle_s)s)) r
 WHERE sl.ts > coalesce(old.ts, '-infinity'::timestamptz) AND r.ts IS NOT NULL
+  AND sl.site_id || chr(31) || sl.material_id <> ALL(%(held)s::text[])
+ON CONFLICT (site_id, material_id) DO UPDATE SET ts = GREATEST(c.ts, EXCLUDED.ts)
+"""
+
+#: Keys whose judgement waits: the cursor stays just before the change that waits.
+HOLD_CURSOR = """
+INSERT INTO reconcile_cursor AS c (site_id, material_id, ts) VALUES (%s, %s, %s)
 ON CONFLICT (site_id, material_id) DO UPDATE SET ts = GREATEST(c.ts, EXCLUDED.ts)
 """
 
@@ -262,12 +285,70 @@ def _as_utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def change_from_row(row: tuple) -> StockChange:
+@dataclass(frozen=True)
+class Pending:
+    """What the SQL knows about a pair beyond its figures: whether it may still get explained."""
+
+    newest_settled: bool     # its reading is the newest settled one of the key
+    pick_pending: bool       # a supply order from the site and material is still open / accepted
+    age_s: float             # seconds since its reading
+
+
+def change_from_row(row: tuple) -> tuple[StockChange, Pending]:
     (site_id, material_id, cell, unit, prev_seq, prev_ts, prev_qty, seq, ts, qty, picked, received, declared,
-     explained_by) = row
-    return StockChange(site_id, material_id, cell, unit, int(prev_seq), _as_utc(prev_ts), float(prev_qty), int(seq),
-                       _as_utc(ts), float(qty), float(picked), float(received), float(declared),
-                       list(explained_by or []))
+     explained_by, last_ts, now, pick_pending) = row
+    change = StockChange(site_id, material_id, cell, unit, int(prev_seq), _as_utc(prev_ts), float(prev_qty),
+                         int(seq), _as_utc(ts), float(qty), float(picked), float(received), float(declared),
+                         list(explained_by or []))
+    return change, Pending(last_ts == ts, bool(pick_pending), (now - ts).total_seconds())
+
+
+def merge(a: StockChange, b: StockChange) -> StockChange:
+    """Two consecutive changes as one (previous of ``a`` -> reading of ``b``, movements of both)."""
+    return StockChange(a.site_id, a.material_id, a.grid_cell, a.unit, a.prev_seq, a.prev_ts, a.prev_qty, b.seq,
+                       b.ts, b.qty, a.picked + b.picked, a.received + b.received, a.declared + b.declared,
+                       a.explained_by + b.explained_by)
+
+
+def stamped_on_reading(c: StockChange) -> bool:
+    """A movement of the interval carries the very millisecond of its closing reading: it may have
+    happened just after that reading was taken (readings and answers are stamped to the ms)."""
+    return any(_as_utc(datetime.fromisoformat(str(m["at"]))) == c.ts for m in c.explained_by)
+
+
+def settle_pairs(pairs: list[tuple[StockChange, Pending]], policy: Policy
+                 ) -> tuple[list[tuple[StockChange, Judgement]], dict[tuple[str, str], datetime]]:
+    """Judge each key's pairs in time order. Two consecutive unexplained changes that together are
+    explained (a movement stamped on the millisecond of the reading before the one that shows
+    it) are both explained. An unexplained change that may still get its explanation waits
+    (see :attr:`Policy.pending_wait_s`): it and the key's later pairs are left for a later pass,
+    and the key's cursor is held just before it. Returns the judged pairs and the held cursors."""
+    by_key: dict[tuple[str, str], list[tuple[StockChange, Pending]]] = {}
+    for c, p in sorted(pairs, key=lambda cp: (cp[0].site_id, cp[0].material_id, cp[0].ts)):
+        by_key.setdefault((c.site_id, c.material_id), []).append((c, p))
+    judged: list[tuple[StockChange, Judgement]] = []
+    held: dict[tuple[str, str], datetime] = {}
+    for key, seq in by_key.items():
+        i = 0
+        while i < len(seq):
+            c, p = seq[i]
+            j = judge(c, policy)
+            if (j.verdict != "explained" and i + 1 < len(seq) and seq[i + 1][0].prev_ts == c.ts
+                    and stamped_on_reading(c)):
+                nxt = seq[i + 1][0]
+                if judge(merge(c, nxt), policy).verdict == "explained":
+                    for one in (c, nxt):
+                        jo = judge(one, policy)
+                        judged.append((one, Judgement("explained", jo.expected, jo.unexplained, jo.tolerance)))
+                    i += 2
+                    continue
+            may_wait = p.pick_pending or (p.newest_settled and stamped_on_reading(c))
+            if j.verdict != "explained" and may_wait and p.age_s < policy.pending_wait_s:
+                held[key] = c.prev_ts
+                break
+            judged.append((c, j))
+            i += 1
+    return judged, held
 
 
 def _store_row(c: StockChange, j: Judgement) -> tuple:
@@ -286,8 +367,7 @@ async def reconcile(cur: psycopg.AsyncCursor, policy: Policy = Policy()) -> Reco
     params = {"settle_s": policy.settle_s, "lookback_s": policy.first_lookback_s,
               "tol_units": policy.tolerance_units, "tol_share": policy.tolerance_share}
     await cur.execute(PAIRS_SQL, params)
-    changes = [change_from_row(r) for r in await cur.fetchall()]
-    judged = [(c, judge(c, policy)) for c in changes]
+    judged, held = settle_pairs([change_from_row(r) for r in await cur.fetchall()], policy)
     alerts = [a for a in (alert_for(c, j) for c, j in judged) if a is not None]
     if judged:
         await cur.executemany(STORE_CHANGE, [_store_row(c, j) for c, j in judged])
@@ -295,7 +375,9 @@ async def reconcile(cur: psycopg.AsyncCursor, policy: Policy = Policy()) -> Reco
     for a in alerts:
         await cur.execute(INSERT_ALERT, _alert_row(a))
         raised += max(cur.rowcount, 0)
-    await cur.execute(ADVANCE_CURSOR, params)
+    await cur.execute(ADVANCE_CURSOR, {**params, "held": [f"{s}\x1f{m}" for s, m in held]})
+    if held:
+        await cur.executemany(HOLD_CURSOR, [(s, m, ts) for (s, m), ts in held.items()])
     resolved = await _resolve_explained(cur, policy)
     return ReconcileResult(len(judged), sum(1 for _, j in judged if j.verdict == "explained"), raised, resolved)
 

@@ -79,3 +79,43 @@ def test_declared_movements_are_checked():
             check_movement(m, T0, "box")
     with pytest.raises(ValueError, match="unknown material"):
         check_movement(ok, T0, None)
+
+
+def pair(prev: float, qty: float, i: int, picked: float = 0, newest=False, pending=False, age=5.0):
+    from vreserve.reconcile import Pending
+
+    c = StockChange("S1", "ventilator", "g1", "unit", i, T0 + timedelta(seconds=i), prev, i + 1,
+                    T0 + timedelta(seconds=i + 1), qty, picked, 0, 0,
+                    [{"kind": "pick", "ref": f"O-{i}", "qty": picked, "at": (T0 + timedelta(seconds=i + 1)).isoformat()}]
+                    if picked else [])
+    return c, Pending(newest, pending, age)
+
+
+def test_a_pick_stamped_on_the_millisecond_of_the_reading_before_is_explained():
+    """Seen in the demo: reading 8 (ts .737), pick of 2 answered at .737, next reading 6 (ts .738)."""
+    from vreserve.reconcile import settle_pairs
+
+    judged, held = settle_pairs([pair(8, 8, 1, picked=2), pair(8, 6, 2, newest=True)], Policy())
+    assert [j.verdict for _c, j in judged] == ["explained", "explained"] and not held
+    # a spike and its return cancel each other too, but no movement sits on the boundary: both judged
+    judged, held = settle_pairs([pair(10, 100, 1), pair(100, 10, 2), pair(10, 10, 3, newest=True)], Policy())
+    assert [j.verdict for _c, j in judged] == ["unexplained_rise", "unexplained_drop", "explained"]
+
+
+def test_an_unexplained_change_waits_for_a_pending_pick_or_the_next_reading_then_is_judged():
+    from vreserve.reconcile import settle_pairs
+
+    # the newest settled reading with a pick on its millisecond: wait (the next reading may cancel
+    # it); the cursor stays before it. Without such a pick: judged at once.
+    judged, held = settle_pairs([pair(100, 100, 1), pair(100, 100, 2, picked=50, newest=True)], Policy())
+    assert [j.verdict for _c, j in judged] == ["explained"] and held == {("S1", "ventilator"): T0 + timedelta(seconds=2)}
+    judged, held = settle_pairs([pair(100, 100, 1), pair(100, 40, 2, newest=True)], Policy())
+    assert [j.verdict for _c, j in judged] == ["explained", "unexplained_drop"] and not held
+    # an order from the site is still open in the database: wait, and so do the key's later pairs
+    judged, held = settle_pairs([pair(100, 40, 1, pending=True), pair(40, 40, 2)], Policy())
+    assert judged == [] and held == {("S1", "ventilator"): T0 + timedelta(seconds=1)}
+    # after the longest wait it is judged anyway; with a later reading that does not cancel it, at once
+    judged, _ = settle_pairs([pair(100, 40, 1, pending=True, age=121)], Policy())
+    assert [j.verdict for _c, j in judged] == ["unexplained_drop"]
+    judged, held = settle_pairs([pair(100, 40, 1), pair(40, 40, 2, newest=True)], Policy())
+    assert [j.verdict for _c, j in judged] == ["unexplained_drop", "explained"] and not held

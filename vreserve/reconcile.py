@@ -187,8 +187,18 @@ WITH todo AS (
          AND r.ts >= t.from_ts AND r.ts <= now() - make_interval(secs => %(settle_s)s)
     WINDOW w AS (PARTITION BY r.site_id, r.material_id ORDER BY r.ts)
 ), moves AS (""" + MOVES_SQL.format(since="(SELECT min(from_ts) FROM todo)") + """
-), tied AS (  -- movement times, to keep the pair after a reading stamped on a movement's millisecond
-    SELECT DISTINCT site_id, material_id, at FROM moves
+), flagged AS (  -- pairs with a movement in them, or right after a reading stamped on a movement's ms
+    SELECT p.site_id, p.material_id, p.ts
+    FROM pairs p JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id
+                             AND m.at > p.prev_ts AND m.at <= p.ts
+    UNION
+    SELECT p.site_id, p.material_id, p.ts
+    FROM pairs p JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id AND m.at = p.prev_ts
+), cand AS (  -- only these are grouped with their movements (most pairs are neither)
+    SELECT p.* FROM pairs p
+    WHERE p.prev_ts IS NOT NULL AND p.ts > p.from_ts
+      AND (abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
+           OR (p.site_id, p.material_id, p.ts) IN (SELECT site_id, material_id, ts FROM flagged))
 )
 SELECT p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
        coalesce(-sum(m.qty) FILTER (WHERE m.kind = 'pick'), 0),
@@ -200,15 +210,11 @@ SELECT p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.p
        EXISTS (SELECT 1 FROM dispatch_orders o
                WHERE o.leg = 'supply' AND o.origin = p.site_id AND o.material_id = p.material_id
                  AND o.status IN ('open', 'accepted') AND o.created_at <= p.ts) AS pick_pending
-FROM pairs p
+FROM cand p
 LEFT JOIN sites s ON s.site_id = p.site_id
 LEFT JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id AND m.at > p.prev_ts AND m.at <= p.ts
-LEFT JOIN tied t ON t.site_id = p.site_id AND t.material_id = p.material_id AND t.at = p.prev_ts
-WHERE p.prev_ts IS NOT NULL AND p.ts > p.from_ts
 GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
          p.last_ts
-HAVING count(m.ref) > 0 OR count(t.at) > 0
-    OR abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
 """
 
 #: Each key's cursor moves to its newest settled reading (older than the lookback too: a key

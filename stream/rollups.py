@@ -7,6 +7,7 @@ scoped advisory lock, so several workers never raise the same condition twice.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,8 @@ import psycopg
 
 from vreserve import reconcile
 from vreserve.schemas.alerts import Alert
+
+log = logging.getLogger(__name__)
 
 #: Advisory lock id for the periodic checks (any constant shared by all workers).
 CHECKS_LOCK = 0x7652_0020
@@ -135,6 +138,7 @@ class ChecksResult:
     changes_judged: int = 0
     findings_raised: int = 0
     findings_resolved: int = 0
+    reconcile_error: str | None = None
 
 
 async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_intervals: float,
@@ -159,15 +163,20 @@ async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_
             low_resolved = cur.rowcount
             await cur.execute(RAISE_LOW_STOCK, {})
             low_raised = cur.rowcount
-            judged = reconcile.ReconcileResult()
+            judged, reconcile_error = reconcile.ReconcileResult(), None
             if reconcile_policy is not None:
-                judged = await reconcile.reconcile(cur, reconcile_policy)
+                try:
+                    async with conn.transaction():  # a savepoint: a failure here leaves the other checks
+                        judged = await reconcile.reconcile(cur, reconcile_policy)
+                except psycopg.Error as exc:
+                    reconcile_error = f"stock-change reconciliation failed: {exc}".strip()[:500]
+                    log.error("%s", reconcile_error)
             hourly = 0
             if hourly_range is not None:
                 await cur.execute("SELECT stream_refresh_hourly(%s, %s)", hourly_range)
                 hourly = (await cur.fetchone())[0]
     return ChecksResult(True, aggregate_rows, stale_raised, stale_resolved, low_raised, low_resolved, hourly,
-                        judged.judged, judged.alerts_raised, judged.alerts_resolved)
+                        judged.judged, judged.alerts_raised, judged.alerts_resolved, reconcile_error)
 
 
 def alert_from_row(row: tuple) -> Alert:

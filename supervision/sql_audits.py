@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 from supervision.audit_plan import SiteRisk
 from supervision.money import fmt_qty
 from supervision.trust import TrustChange, TrustPolicy, apply_audit
+from vreserve.reconcile import FINDING_KINDS
 from vreserve.schemas.audits import AuditRecord
 
 DISCREPANCY_KIND = "audit_discrepancy"
@@ -100,9 +101,11 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
                             "trust_after": change.trust_after, "status_after": change.status_after},
             }
             conn.execute(
-                "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details)"
-                " VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
-                " %(message)s, %(at)s, %(details)s) ON CONFLICT (alert_id) DO NOTHING",
+                # open_key = the alert id: each audit's finding stands on its own (0080 would
+                # otherwise fold a second audit's finding into the first one's open alert).
+                "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details,"
+                " open_key) VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
+                " %(message)s, %(at)s, %(details)s, %(alert_id)s) ON CONFLICT (alert_id) DO NOTHING",
                 {**alert, "details": Jsonb(alert["details"])})
             conn.execute(
                 "INSERT INTO audit_discrepancies (discrepancy_id, audit_id, site_id, material_id, reported_qty,"
@@ -113,9 +116,10 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
         if change.passed:
             # A passing audit closes the site's open discrepancy alerts.
             # published_at = NULL: the outbox publishes them again, now with resolved_at.
-            conn.execute("UPDATE alerts SET resolved_at = %s, published_at = NULL"
-                         " WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
-                         (rec.at, DISCREPANCY_KIND, rec.site_id))
+            conn.execute("UPDATE alerts SET resolved_at = %s, published_at = NULL, resolved_by = %s,"
+                         " resolve_note = %s WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
+                         (rec.at, f"audit:{rec.audit_id}", f"passing audit by {rec.auditor}",
+                          DISCREPANCY_KIND, rec.site_id))
         # Marked as supervision's write: the 0041 trigger keeps other writers off audited sites' trust.
         conn.execute("SELECT set_config('vreserve.trust_writer', 'supervision', true)")
         conn.execute("UPDATE sites SET trust = %s, status = %s WHERE site_id = %s",
@@ -170,7 +174,8 @@ def store_rejection(conn: psycopg.Connection, rejection_id: str, source: str, ke
 
 
 def site_risks(conn: psycopg.Connection, on: datetime | None = None) -> list[SiteRisk]:
-    """Per site: contracted stock value (valid contracts), open sensor alerts, past discrepancies."""
+    """Per site: contracted stock value (valid contracts), open unexplained stock findings (a
+    critical one counts 3), past discrepancies."""
     rows = conn.execute(
         """
         SELECT s.site_id, s.grid_cell, s.status,
@@ -178,9 +183,10 @@ def site_risks(conn: psycopg.Connection, on: datetime | None = None) -> list[Sit
                          FROM contracts c WHERE c.site_id = s.site_id
                            AND c.valid_from <= COALESCE(%(on)s, now())::date
                            AND c.valid_to >= COALESCE(%(on)s, now())::date), 0) AS value,
-               (SELECT count(*) FROM alerts a WHERE a.site_id = s.site_id AND a.resolved_at IS NULL
-                  AND a.kind <> %(disc)s) AS sensor_alerts,
+               (SELECT coalesce(sum(CASE WHEN a.severity = 'critical' THEN 3 ELSE 1 END), 0)
+                FROM alerts a WHERE a.site_id = s.site_id AND a.resolved_at IS NULL
+                  AND a.kind = ANY(%(findings)s)) AS findings,
                (SELECT count(DISTINCT d.audit_id) FROM audit_discrepancies d WHERE d.site_id = s.site_id) AS past
         FROM sites s ORDER BY s.site_id
-        """, {"on": on, "disc": DISCREPANCY_KIND}).fetchall()
+        """, {"on": on, "findings": list(FINDING_KINDS)}).fetchall()
     return [SiteRisk(r[0], r[1], float(r[3]), int(r[4]), int(r[5]), r[2] == "suspended") for r in rows]

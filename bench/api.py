@@ -10,12 +10,14 @@ token; `vreserve serve` on a free loopback port (``--workers`` processes). Then,
   the answer comes after the broker acknowledged the record on the order-status topic, so the
   latency is end to end to the topic).
 
-Prints requests/s, p50 / p99 latency (ms) and errors. Targets: reads 500/s with p99 < 200 ms,
+Prints requests/s, p50 / p99 latency (ms) and errors, and a baseline in the same run (GET /openapi.json: the
+framework alone, no identity, no database) for the ratio. Targets: reads 500/s with p99 < 200 ms,
 posts 200/s with p99 < 300 ms. The clients (asyncio + httpx, one process) share the machine.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -119,7 +121,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
     try:
         migrate(private.pg_dsn)
         ensure_topics(private)
-        _say(f"[1/3] registry of {sites} sites, readings, {orders} orders ...")
+        _say(f"[1/4] registry of {sites} sites, readings, {orders} orders ...")
         site_ids, order_ids, carrier_token = _seed(private.pg_dsn, sites, orders)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -129,13 +131,19 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
         viewer = httpx.post(f"{url}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD})
         viewer.raise_for_status()
         token = viewer.json()["access_token"]
-        _say(f"[2/3] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
+        _say(f"[2/4] baseline: {clients} clients x {seconds:g} s (GET /openapi.json: no identity, no database)")
+
+        async def floor(client, _rng):
+            return await client.get("/openapi.json")
+
+        base = _figures("baseline GET /openapi.json", *asyncio.run(_load(url, token, clients, seconds, floor)), seconds)
+        _say(f"[3/4] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
 
         async def read(client, rng):
             return await client.get(f"/api/v1/sites/{site_ids[rng.randrange(len(site_ids))]}/stock")
 
         reads = _figures("GET /sites/{id}/stock", *asyncio.run(_load(url, token, clients, seconds, read)), seconds)
-        _say(f"[3/3] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
+        _say(f"[4/4] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
 
         async def post(client, rng):
             oid = order_ids[rng.randrange(len(order_ids))]
@@ -147,7 +155,10 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
         click.echo(f"targets: reads 500 req/s with p99 < 200 ms: {'met' if _met(reads, 500, 200) else 'NOT met'}; "
                    f"posts 200 req/s with p99 < 300 ms: {'met' if _met(posts, 200, 300) else 'NOT met'} "
                    f"({workers} server worker process(es), {clients} clients, one machine)")
-        return {"reads": reads, "posts": posts}
+        click.echo(f"within this run: reads at {reads['requests_per_s'] / base['requests_per_s']:.0%} of the baseline's "
+                   f"rate, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%} (load average "
+                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        return {"baseline": base, "reads": reads, "posts": posts}
     finally:
         if server is not None:
             server.stop()

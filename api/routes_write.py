@@ -129,6 +129,30 @@ def end(request: Request, emergency_id: Id, body: EndIn, who: Identity = Depends
         return _verdict(conn, event, body.wait_s)
 
 
+class DemandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rescue_centre: Name
+    material: Name
+    period: int = Field(ge=1, le=366)
+    qty: float = Field(ge=0, le=1e12, description="In the material's unit; replaces the file's figure")
+
+
+@router.post("/emergencies/{emergency_id}/demand", status_code=202, tags=["emergencies"],
+             openapi_extra=access("operator"), summary="A demand update for a rescue centre (next plan)")
+def demand(request: Request, emergency_id: Id, body: DemandIn, who: Identity = Depends(OPERATOR)) -> dict:
+    """Published to the demand topic; takes effect at the next period's plan (docs/dispatcher.md)."""
+    _audit(request, emergency_id, rescue_centre=body.rescue_centre, material=body.material, period=body.period,
+           qty=body.qty)
+    with _conn(request) as conn:
+        update = ops.demand_update(conn, request.app.state.api.publisher, emergency_id, body.rescue_centre,
+                                   body.material, body.period, body.qty)
+        unit = conn.execute("SELECT unit FROM materials WHERE material_id = %s", (body.material,)).fetchone()[0]
+    request.state.audit_detail["update_id"] = update.update_id
+    return {"update_id": update.update_id, "region": update.region, "rescue_centre": update.rescue_centre,
+            "material": update.material, "period": update.period, "qty": update.qty, "unit": unit,
+            "at": format_ts(update.at)}
+
+
 @router.get("/mode-events/{event_id}", response_model=ModeOut, tags=["emergencies"], openapi_extra=access("viewer"),
             summary="The dispatcher's verdict on one mode event (404 until it recorded it)")
 def mode_event(request: Request, event_id: Id, who: Identity = Depends(requires("viewer"))) -> ModeOut:

@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 from vreserve import auditlog, topics
 from vreserve.identity import Identity
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import LOGISTICS_STATUSES, ModeEvent, OrderStatus
+from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
 from vreserve.settings import Settings
 
 
@@ -173,6 +173,28 @@ def wait_verdict(conn, event_id: str, timeout_s: float) -> tuple[bool, str | Non
         if time.monotonic() > deadline:
             return None
         time.sleep(0.2)
+
+
+def demand_update(conn, publisher: Publisher, emergency_id: str, rescue_centre: str, material: str, period: int,
+                  qty: float) -> DemandUpdate:
+    """Publish a rescue centre's new demand for a period of an open emergency (applied at the next plan).
+
+    The dispatcher ignores, with a warning in the plan's message, a rescue centre or material its
+    demand file does not have; here only what the database knows is checked."""
+    row = conn.execute("SELECT region, periods, ended_at FROM emergencies WHERE emergency_id = %s",
+                       (emergency_id,)).fetchone()
+    if row is None:
+        raise Refused("emergency_not_found", f"no emergency {emergency_id!r}", 404)
+    if row[2] is not None:
+        raise Refused("emergency_ended", f"emergency {emergency_id} has ended")
+    if period > row[1]:
+        raise Refused("bad_period", f"emergency {emergency_id} has {row[1]} periods, not {period}", 422)
+    if not conn.execute("SELECT 1 FROM materials WHERE material_id = %s", (material,)).fetchone():
+        raise Refused("unknown_material", f"unknown material {material!r}", 422)
+    update = DemandUpdate(update_id=f"U-{uuid.uuid4().hex}", region=row[0], rescue_centre=rescue_centre,
+                          material=material, period=period, qty=qty, at=now_ms())
+    publisher.send(topics.DEMAND, rescue_centre, update.to_json())
+    return update
 
 
 # ------------------------------------------------------------------------------ carriers

@@ -299,8 +299,9 @@ class AuditIn(BaseModel):
 @router.post("/audits", tags=["supervision"], openapi_extra=access("supervisor"),
              summary="Record an audit (the auditor is the authenticated user)")
 def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVISOR)) -> JSONResponse:
-    """Compares with reported stock, moves trust and status, raises discrepancy alerts (published by the
-    supervision outbox). 201 when recorded, 200 when this audit_id was recorded before (nothing changed)."""
+    """Compares with reported stock, moves trust and status, raises discrepancy alerts (published to the
+    alerts topic at once; left to supervision's outbox if Kafka is down). 201 when recorded, 200 when
+    this audit_id was recorded before (nothing changed)."""
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
     at = format_ts(body.at or ops.now_ms())
@@ -316,6 +317,8 @@ def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVIS
             r = record_audit(conn, rec, "api")
         except AuditRejected as exc:
             raise ApiError(422, "audit_rejected", f"{exc}; nothing changed") from None
+        if r.alerts and not r.duplicate:
+            ops.publish_alerts(conn, request.app.state.api.publisher, r.alerts)
     out = {"audit_id": r.audit_id, "site_id": r.site_id, "auditor": who.actor, "duplicate": r.duplicate,
            "passed": r.passed, "shortfall_share": r.shortfall_share, "trust_before": r.trust_before,
            "trust_after": r.trust_after, "status_before": r.status_before, "status_after": r.status_after,

@@ -11,6 +11,7 @@ per command (:func:`audited`).
 from __future__ import annotations
 
 import getpass
+import logging
 import threading
 import time
 import uuid
@@ -20,9 +21,12 @@ from typing import Iterator, Sequence
 
 from vreserve import auditlog, topics
 from vreserve.identity import Identity
+from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
 from vreserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -224,6 +228,24 @@ def post_order_status(conn, publisher: Publisher, who: Identity, order_id: str, 
         raise Refused("bad_status", str(exc), 422) from None
     publisher.send(topics.ORDER_STATUS, order_id, rec.to_json())
     return rec
+
+
+def publish_alerts(conn, publisher: Publisher, alerts: list[dict]) -> int:
+    """Publish stored alerts (an audit's discrepancies) to the alerts topic and mark them published.
+
+    On a Kafka failure they stay unpublished in the table, where supervision's outbox
+    (`vreserve audit consume`) picks them up: the audit itself is already recorded."""
+    try:
+        for a in alerts:
+            record = Alert(alert_id=a["alert_id"], kind=a["kind"], severity=a["severity"], message=a["message"],
+                           at=a["at"], site_id=a.get("site_id"), grid_cell=a.get("grid_cell"),
+                           material_id=a.get("material_id"), details=dict(a.get("details") or {}))
+            publisher.send(topics.ALERTS, record.key, record.to_json())
+    except Exception as exc:  # noqa: BLE001 - left to the outbox, said in the log
+        log.warning("alerts %s left to the outbox: %s", [a["alert_id"] for a in alerts], exc)
+        return 0
+    conn.execute("UPDATE alerts SET published_at = now() WHERE alert_id = ANY(%s)", ([a["alert_id"] for a in alerts],))
+    return len(alerts)
 
 
 # ------------------------------------------------------------------------------ sites, alerts

@@ -110,6 +110,14 @@ def test_supervisor_records_an_audit_and_suspends_a_site_as_itself(world):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["auditor"] == "user:supervisor1" and body["passed"] is False and body["status_after"] == "suspended"
+    alerts = TopicReader(world.settings, topics.ALERTS)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a["alert_id"] in body["alerts"] for a in alerts.json()):
+            alerts.poll(0.5)
+        assert body["alerts"] and any(a["alert_id"] == body["alerts"][0] for a in alerts.json())
+    finally:
+        alerts.close()
     stored = world.client("viewer").get(f"/api/v1/audits/{body['audit_id']}").json()
     assert stored["auditor"] == "user:supervisor1" and stored["counts"][0]["unit"] == "box"
     again = sup.post("/api/v1/sites/" + site + "/reinstate", json={"reason": "recount ordered"})

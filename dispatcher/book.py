@@ -266,10 +266,10 @@ def apply_status(conn, status: OrderStatus) -> str:
         if why:
             raise StatusRefused(why)
         conn.execute(
-            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason, extra)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason, extra, actor)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
             (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason,
-             Jsonb(status.extra) if status.extra else None),
+             Jsonb(status.extra) if status.extra else None, status.actor),
         )
         new = status.status
         if current in ("cancelled", "closed"):

@@ -107,6 +107,17 @@ class Stack:
         self.say("all demo processes stopped" if not left else f"still running: {left}")
 
 
+def _api_addr(settings: Settings) -> str:
+    """VR_HTTP_ADDR when its port is free, else a free loopback port (another API may be running)."""
+    host, port = settings.http_host_port
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return f"{host}:{port}"
+        except OSError:
+            return f"127.0.0.1:{_free_port()}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -346,6 +357,10 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
         stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
                     "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate))
+        api_addr = _api_addr(settings)
+        stack.start("api", "serve", "--addr", api_addr)
+        say(f"HTTP API of this demo: http://{api_addr}/api/docs (create a login with `vreserve users add NAME "
+            f"--role operator` and VR_PG_DSN pointing at database {database}; docs/api.md)")
 
         conn = connect(dsn, autocommit=True)
         # 1. the virtual warehouse fills from live readings

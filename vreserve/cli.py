@@ -23,6 +23,7 @@ STAGE_CLI_MODULES = (
     "dispatcher.cli",
     "supervision.cli",
     "supervision.alerts_cli",
+    "api.cli",
     "bench.cli",
     "vreserve.quarantine_cli",
 )
@@ -49,7 +50,7 @@ def cli(ctx: click.Context) -> None:
         stream=sys.stderr,
     )
     # Client libraries narrate every connection at INFO; the stages say what matters themselves.
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -344,13 +344,16 @@ class OrderStatus:
     status_id: str = ""
     #: fields the contract does not know (a carrier's ``vehicle``): kept as they came, not checked
     extra: dict = field(default_factory=dict, compare=False)
+    #: Who reported it, as authenticated by the API (``carrier:<id>``); absent on records that
+    #: logistics systems publish to the topic themselves (older producers omit it).
+    actor: str | None = None
 
     def __post_init__(self) -> None:
         if not self.status_id:
             object.__setattr__(self, "status_id", stable_id("S", self.order_id, self.status))
 
     def to_payload(self) -> dict:
-        return {
+        out = {
             **self.extra,
             "v": VERSION,
             "status_id": self.status_id,
@@ -360,6 +363,9 @@ class OrderStatus:
             "qty": self.qty,
             "reason": self.reason,
         }
+        if self.actor is not None:
+            out["actor"] = self.actor
+        return out
 
     def to_json(self) -> bytes:
         return dumps(self.to_payload())
@@ -368,7 +374,8 @@ class OrderStatus:
     def from_json(cls, raw: bytes | str) -> "OrderStatus":
         obj = loads_object(raw, "order status")
         check_version(obj, VERSION, "order status")
-        extra = split_extra(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
+        extra = split_extra(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason", "actor"},
+                            "order status")
         status = obj.get("status")
         if status not in LOGISTICS_STATUSES:
             raise SchemaError(f"status must be one of {', '.join(LOGISTICS_STATUSES)}, got {status!r}")
@@ -389,6 +396,7 @@ class OrderStatus:
             reason=_opt_str(obj, "reason"),
             status_id=require_str(obj, "status_id"),
             extra=extra,
+            actor=_opt_str(obj, "actor"),
         )
 
 

@@ -1,0 +1,202 @@
+"""The overview map's data, read from the database in a few set-based queries.
+
+Why its own queries: the map needs every grid cell of every region with a coverage figure and a
+bounding box, and every site with its freshness, in one round trip each, fast enough for a
+10,000-site registry to render in under a second. Grid cells have no geometry in the registry:
+a cell's box is the bounding box of its sites' coordinates (padded so a one-site cell is visible).
+
+Coverage of a (cell, material) = available / reference, where available = reported - reserved
+(open supply orders from the cell's sites) and reference = the cell's safety level of the material
+when one is set, else the contracted quantity (what the owners committed). "All materials" is the
+mean of the per-material coverages, each capped at 100 %.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+OWNER_KINDS = ("government", "enterprise", "ecommerce", "ngo", "household")
+#: Degrees added around a cell's sites so that a cell with one site still has an area.
+CELL_PAD_DEG = 0.004
+
+CELL_STOCK_SQL = """
+WITH reserved AS (
+    SELECT origin AS site_id, material_id, sum(qty) AS qty FROM dispatch_orders
+    WHERE leg = 'supply' AND status IN ('open', 'accepted', 'in_transit') GROUP BY 1, 2
+)
+SELECT s.grid_cell, sm.material_id,
+       COALESCE(sum(l.qty) FILTER (WHERE l.unit = m.unit), 0)::float8 AS reported,
+       COALESCE(sum(sm.contracted_qty), 0)::float8 AS contracted,
+       COALESCE(sum(r.qty), 0)::float8 AS reserved,
+       COALESCE(min(sl.safety_qty), 0)::float8 AS safety
+FROM site_materials sm
+JOIN sites s ON s.site_id = sm.site_id
+JOIN materials m ON m.material_id = sm.material_id
+LEFT JOIN stock_latest l ON l.site_id = sm.site_id AND l.material_id = sm.material_id
+LEFT JOIN reserved r ON r.site_id = sm.site_id AND r.material_id = sm.material_id
+LEFT JOIN safety_levels sl ON sl.grid_cell = s.grid_cell AND sl.material_id = sm.material_id
+WHERE (%(cells)s::text[] IS NULL OR s.grid_cell = ANY(%(cells)s::text[]))
+GROUP BY s.grid_cell, sm.material_id
+"""
+
+CELL_GEOMETRY_SQL = """
+SELECT grid_cell, min(region), min(lat), min(lon), max(lat), max(lon), count(*),
+       count(*) FILTER (WHERE status = 'suspended')
+FROM sites GROUP BY grid_cell ORDER BY grid_cell
+"""
+
+SITES_SQL = """
+SELECT s.site_id, s.owner_kind, s.tier, s.lat, s.lon, s.status, s.grid_cell,
+       extract(epoch FROM max(l.ts))::float8
+FROM sites s LEFT JOIN stock_latest l ON l.site_id = s.site_id
+GROUP BY s.site_id ORDER BY s.site_id
+"""
+
+REGIONS_SQL = """
+SELECT r.region, e.emergency_id, e.declared_at, e.periods, e.period_length_s, e.declared_by
+FROM (SELECT DISTINCT region FROM sites) r
+LEFT JOIN emergencies e ON e.region = r.region AND e.ended_at IS NULL
+ORDER BY r.region
+"""
+
+
+def coverage(available: float, reference: float) -> float | None:
+    """available / reference, None when there is nothing to compare against."""
+    if reference <= 0:
+        return None
+    return max(0.0, available / reference)
+
+
+def cell_coverages(rows: list[tuple]) -> dict[str, dict[str, Any]]:
+    """Per cell: per-material figures and the all-materials coverage (mean of capped coverages)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cell, material, reported, contracted, reserved, safety in rows:
+        available = reported - reserved
+        reference = safety if safety > 0 else contracted
+        entry = out.setdefault(cell, {"materials": {}, "coverage": None})
+        entry["materials"][material] = {
+            "reported": reported, "reserved": reserved, "contracted": contracted, "safety": safety,
+            "available": available, "reference": "safety" if safety > 0 else "contracted",
+            "coverage": coverage(available, reference)}
+    for entry in out.values():
+        ratios = [min(1.0, m["coverage"]) for m in entry["materials"].values() if m["coverage"] is not None]
+        entry["coverage"] = sum(ratios) / len(ratios) if ratios else None
+    return out
+
+
+def read_cell_stock(conn, cells: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Coverage of the given cells (all cells when None)."""
+    return cell_coverages(conn.execute(CELL_STOCK_SQL, {"cells": cells}).fetchall())
+
+
+def read_cells(conn) -> list[dict[str, Any]]:
+    """Every grid cell with its box, site counts and coverage."""
+    stock = read_cell_stock(conn)
+    cells = []
+    for cell, region, lat0, lon0, lat1, lon1, n, suspended in conn.execute(CELL_GEOMETRY_SQL).fetchall():
+        st = stock.get(cell, {"materials": {}, "coverage": None})
+        cells.append({"cell": cell, "region": region, "sites": n, "suspended": suspended,
+                      "bounds": [[lat0 - CELL_PAD_DEG, lon0 - CELL_PAD_DEG], [lat1 + CELL_PAD_DEG, lon1 + CELL_PAD_DEG]],
+                      "coverage": st["coverage"], "materials": st["materials"]})
+    return cells
+
+
+def read_sites(conn) -> list[list]:
+    """Compact rows for the map: [id, owner kind, tier, lat, lon, status, cell, last reading (epoch s)]."""
+    return [list(r) for r in conn.execute(SITES_SQL).fetchall()]
+
+
+def site_counts(sites: list[list], stale_after_s: float, now: float) -> dict[str, int]:
+    """Sites reporting (fresh reading), stale (old reading), never reported, and suspended."""
+    counts = {"sites": len(sites), "reporting": 0, "stale": 0, "never": 0, "suspended": 0}
+    for row in sites:
+        last, status = row[7], row[5]
+        if status == "suspended":
+            counts["suspended"] += 1
+        if last is None:
+            counts["never"] += 1
+        elif now - last > stale_after_s:
+            counts["stale"] += 1
+        else:
+            counts["reporting"] += 1
+    return counts
+
+
+ALERT_COUNTS_SQL = "SELECT severity, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1"
+
+
+def read_alert_counts(conn) -> dict[str, int]:
+    """Open alerts by severity."""
+    return alert_counts_from_rows(conn.execute(ALERT_COUNTS_SQL).fetchall())
+
+
+def regions_from_rows(rows: list[tuple], now: datetime) -> list[dict[str, Any]]:
+    """Each region's mode (normal / emergency) and, in emergency, the current period."""
+    out = []
+    for region, em_id, declared, periods, length_s, by in rows:
+        entry: dict[str, Any] = {"region": region, "mode": "emergency" if em_id else "normal"}
+        if em_id:
+            elapsed = (now - declared).total_seconds()
+            entry.update({"emergency_id": em_id, "declared_at": declared.isoformat(), "declared_by": by,
+                          "periods": periods, "period_length_s": length_s,
+                          "period": min(periods, max(1, int(elapsed // length_s) + 1))})
+        out.append(entry)
+    return out
+
+
+def read_regions(conn) -> list[dict[str, Any]]:
+    return regions_from_rows(conn.execute(REGIONS_SQL).fetchall(), datetime.now(timezone.utc))
+
+
+def alert_counts_from_rows(rows: list[tuple]) -> dict[str, int]:
+    counts = {"critical": 0, "warning": 0, "info": 0}
+    for sev, n in rows:
+        counts[sev] = int(n)
+    return counts
+
+
+def read_materials(conn) -> list[dict[str, str]]:
+    return [{"material_id": m, "name": n, "unit": u} for m, n, u in
+            conn.execute("SELECT material_id, name, unit FROM materials ORDER BY material_id")]
+
+
+def read_overview(conn, stale_after_s: float, now: float | None = None) -> dict[str, Any]:
+    """Everything the overview page draws first, in one document."""
+    now = time.time() if now is None else now
+    sites = read_sites(conn)
+    return {"generated_at": now, "stale_after_s": stale_after_s, "cells": read_cells(conn),
+            "counts": site_counts(sites, stale_after_s, now), "alerts": read_alert_counts(conn),
+            "regions": read_regions(conn), "materials": read_materials(conn),
+            "owner_kinds": list(OWNER_KINDS)}
+
+
+SITE_HISTORY_SQL = """
+SELECT material_id, extract(epoch FROM bucket)::float8, qty_last::float8
+FROM readings_hourly
+WHERE site_id = %(site)s AND bucket >= now() - make_interval(days => %(days)s)
+ORDER BY material_id, bucket
+"""
+
+SITE_LATEST_SQL = """
+SELECT l.material_id, extract(epoch FROM l.ts)::float8, l.qty::float8, l.unit, m.unit
+FROM stock_latest l JOIN materials m USING (material_id) WHERE l.site_id = %(site)s ORDER BY 1
+"""
+
+
+def read_site_history(conn, site_id: str, days: int) -> dict[str, Any]:
+    """Per material, the site's stock at the end of each hour (last reading in the hour), ending with
+    its latest reading so the chart shows a reading as soon as it is stored."""
+    series: dict[str, dict[str, Any]] = {}
+    for material, at, qty in conn.execute(SITE_HISTORY_SQL, {"site": site_id, "days": days}).fetchall():
+        series.setdefault(material, {"t": [], "qty": []})
+        series[material]["t"].append(at)
+        series[material]["qty"].append(qty)
+    units = {}
+    for material, at, qty, unit, catalogue_unit in conn.execute(SITE_LATEST_SQL, {"site": site_id}).fetchall():
+        s = series.setdefault(material, {"t": [], "qty": []})
+        units[material] = catalogue_unit
+        if not s["t"] or at > s["t"][-1]:
+            s["t"].append(at)
+            s["qty"].append(qty)
+    return {"site_id": site_id, "days": days, "series": series, "units": units}

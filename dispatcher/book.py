@@ -200,9 +200,9 @@ def apply_status(conn, status: OrderStatus) -> str:
         if row is None:
             return "unknown order"
         inserted = conn.execute(
-            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason)"
-            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING status_id",
-            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason),
+            "INSERT INTO order_status_events (status_id, order_id, status, at, qty, reason, actor)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING status_id",
+            (status.status_id, status.order_id, status.status, status.at, status.qty, status.reason, status.actor),
         ).fetchone()
         if not inserted:
             return "duplicate"

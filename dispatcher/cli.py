@@ -28,20 +28,32 @@ def emergency() -> None:
 @click.pass_obj
 def declare(settings, region, grid_cells, scenario_name, demand_file, periods, period_length, demand_scale,
             reason, wait_s) -> None:
-    """Publish a 'declare' event: the dispatcher starts re-planning the region every period."""
-    from dispatcher.operator import declare_event, parse_duration, publish_mode
+    """Publish a 'declare' event: the dispatcher starts re-planning the region every period.
+
+    Checked first (region, open emergency, grid cells, demand source); the same code as
+    `POST /api/v1/emergencies`, recorded in the audit trail with the shell user as the actor."""
+    from vreserve import operations as ops
+    from vreserve.db import connect
 
     if bool(scenario_name) == bool(demand_file):
         raise click.UsageError("give exactly one of --scenario NAME or --demand FILE")
     source = scenario_name or str(Path(demand_file).resolve())
     try:
-        length = parse_duration(period_length)
+        length = ops.parse_duration(period_length)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    event = declare_event(region, grid_cells, source, periods, length, reason, demand_scale)
-    publish_mode(settings, event.to_json(), region)
+    who, publisher = ops.cli_identity(), ops.Publisher(settings)
+    try:
+        with connect(settings.pg_dsn, autocommit=True) as conn, \
+                ops.audited(conn, who, "emergency.declare", region, {"periods": periods, "source": source}) as info:
+            event = ops.declare(conn, publisher, who, region, grid_cells, source, periods, length, reason, demand_scale)
+            info["event_id"] = event.event_id
+    except ops.Refused as exc:
+        raise click.ClickException(f"refused ({exc.code}): {exc.message}; nothing was published") from None
+    finally:
+        publisher.close()
     click.echo(f"declare event {event.event_id} published for region {region} "
-               f"({periods} periods of {length:g} s, demand from {source})")
+               f"({periods} periods of {length:g} s, demand from {source}) by {who.actor}")
     _report_verdict(settings, event.event_id, wait_s)
 
 
@@ -52,11 +64,20 @@ def declare(settings, region, grid_cells, scenario_name, demand_file, periods, p
 @click.pass_obj
 def end(settings, region, reason, wait_s) -> None:
     """Publish an 'end' event: re-planning stops and open orders are closed out."""
-    from dispatcher.operator import end_event, publish_mode
+    from vreserve import operations as ops
+    from vreserve.db import connect
 
-    event = end_event(region, reason)
-    publish_mode(settings, event.to_json(), region)
-    click.echo(f"end event {event.event_id} published for region {region}")
+    who, publisher = ops.cli_identity(), ops.Publisher(settings)
+    try:
+        with connect(settings.pg_dsn, autocommit=True) as conn, \
+                ops.audited(conn, who, "emergency.end", region) as info:
+            event = ops.end(conn, publisher, who, region, reason)
+            info["event_id"] = event.event_id
+    except ops.Refused as exc:
+        raise click.ClickException(f"refused ({exc.code}): {exc.message}; nothing was published") from None
+    finally:
+        publisher.close()
+    click.echo(f"end event {event.event_id} published for region {region} by {who.actor}")
     _report_verdict(settings, event.event_id, wait_s)
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from psycopg.types.json import Jsonb
 
+from vreserve.operations import check_demand_source
 from vreserve.schemas.common import SchemaError, loads_object, utc_now
 from vreserve.schemas.dispatch import ModeError, ModeEvent, stable_id
 
@@ -36,23 +37,6 @@ class ModeOutcome:
 def emergency_id_for(event: ModeEvent) -> str:
     """Deterministic from the declare event: a replayed declare finds its emergency again."""
     return stable_id(f"EM-{event.region}", event.event_id, length=10)
-
-
-def check_demand_source(source: str, periods: int) -> str | None:
-    """An error message if the demand file / pack cannot serve ``periods`` periods, else None."""
-    try:
-        from optimizer import ScenarioError, load_scenario
-    except ImportError as exc:  # pragma: no cover - the optimizer stage is part of the package
-        return f"optimizer not available: {exc}"
-    try:
-        scenario = load_scenario(source)
-    except ScenarioError as exc:
-        return f"demand source {source!r}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - any failure to read it is the event's problem, said plainly
-        return f"demand source {source!r}: {type(exc).__name__}: {exc}"
-    if scenario.periods < periods:
-        return f"demand source {source!r} has {scenario.periods} periods, the emergency wants {periods}"
-    return None
 
 
 def apply_mode_record(

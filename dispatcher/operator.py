@@ -1,60 +1,16 @@
-"""Operator actions and views: publish mode events, wait for the dispatcher's verdict, show status."""
+"""Operator views and raw publishing: wait for the dispatcher's verdict, show status.
+
+The actions themselves (declare, end) live in vreserve/operations.py, shared with the HTTP API."""
 from __future__ import annotations
 
-import getpass
 import time
-import uuid
 from datetime import datetime
-from typing import Sequence
 
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.operations import declare_event, end_event, parse_duration  # noqa: F401 - shared with the API
 from vreserve.schemas.common import utc_now
-from vreserve.schemas.dispatch import ModeEvent
 from vreserve.settings import Settings
-
-
-def parse_duration(text: str) -> float:
-    """'5s', '2m', '1h', '1d' or a plain number of seconds -> seconds."""
-    t = text.strip().lower()
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    for suffix in ("ms", "s", "m", "h", "d"):
-        if t.endswith(suffix):
-            value = float(t[: -len(suffix)])
-            break
-    else:
-        value, suffix = float(t), "s"
-    seconds = value * units[suffix]
-    if not seconds > 0:
-        raise ValueError(f"duration must be positive: {text!r}")
-    return seconds
-
-
-def actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # pragma: no cover - no user database in some containers
-        return "operator"
-
-
-def _now_ms() -> datetime:
-    """Now, to the millisecond: what survives the JSON round trip (RFC 3339 with milliseconds)."""
-    now = utc_now()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def declare_event(region: str, grid_cells: Sequence[str], demand_source: str, periods: int,
-                  period_length_s: float, reason: str, demand_scale: float = 1.0,
-                  event_id: str | None = None, at: datetime | None = None, who: str | None = None) -> ModeEvent:
-    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="declare", region=region,
-                     at=at or _now_ms(), actor=who or actor(), reason=reason, grid_cells=tuple(grid_cells),
-                     periods=periods, period_length_s=period_length_s, demand_source=demand_source,
-                     demand_scale=demand_scale)
-
-
-def end_event(region: str, reason: str, event_id: str | None = None, who: str | None = None) -> ModeEvent:
-    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="end", region=region,
-                     at=_now_ms(), actor=who or actor(), reason=reason)
 
 
 def publish_mode(settings: Settings, payload: bytes, region: str) -> None:

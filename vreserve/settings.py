@@ -51,6 +51,10 @@ class Settings:
     #: Faust web (health endpoint) port of the stream worker.
     stream_web_port: int = 16066
     log_level: str = "INFO"
+    #: host:port the HTTP API (`vreserve serve`) listens on; loopback by default.
+    http_addr: str = "127.0.0.1:18080"
+    #: ISO 4217 code of the minor units every amount of money is counted in (settlement, contracts).
+    currency: str = "CNY"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -71,6 +75,14 @@ class Settings:
                 )
             values[name] = _coerce(known[name].type, raw, key)
         return cls(**values)
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        """VR_HTTP_ADDR split into (host, port); raises ValueError on anything else."""
+        host, sep, port = self.http_addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"VR_HTTP_ADDR must be host:port, got {self.http_addr!r}")
+        return host.strip("[]"), int(port)
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)

@@ -341,13 +341,16 @@ class OrderStatus:
     qty: float | None = None
     reason: str | None = None
     status_id: str = ""
+    #: Who reported it, as authenticated by the API (``carrier:<id>``); absent on records that
+    #: logistics systems publish to the topic themselves (older producers omit it).
+    actor: str | None = None
 
     def __post_init__(self) -> None:
         if not self.status_id:
             object.__setattr__(self, "status_id", stable_id("S", self.order_id, self.status))
 
     def to_payload(self) -> dict:
-        return {
+        out = {
             "v": VERSION,
             "status_id": self.status_id,
             "order_id": self.order_id,
@@ -356,6 +359,9 @@ class OrderStatus:
             "qty": self.qty,
             "reason": self.reason,
         }
+        if self.actor is not None:
+            out["actor"] = self.actor
+        return out
 
     def to_json(self) -> bytes:
         return dumps(self.to_payload())
@@ -364,7 +370,7 @@ class OrderStatus:
     def from_json(cls, raw: bytes | str) -> "OrderStatus":
         obj = loads_object(raw, "order status")
         check_version(obj, VERSION, "order status")
-        check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason"}, "order status")
+        check_keys(obj, {"v", "status_id", "order_id", "status", "at", "qty", "reason", "actor"}, "order status")
         status = obj.get("status")
         if status not in LOGISTICS_STATUSES:
             raise SchemaError(f"status must be one of {', '.join(LOGISTICS_STATUSES)}, got {status!r}")
@@ -384,6 +390,7 @@ class OrderStatus:
             qty=qty,
             reason=_opt_str(obj, "reason"),
             status_id=require_str(obj, "status_id"),
+            actor=_opt_str(obj, "actor"),
         )
 
 

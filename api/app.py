@@ -1,0 +1,95 @@
+"""The ASGI app: one front door for people and systems (`vreserve serve`).
+
+Stateless: every fact lives in PostgreSQL (users, tokens, signing key, audit trail) or Kafka, so
+several instances can run behind a load balancer. Every route is under /api/v1; OpenAPI 3.1 at
+/openapi.json, interactive docs at /api/docs. Every state-changing request, refused or not,
+leaves one hash-chained record in the audit trail (vreserve/auditlog.py).
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from vreserve import auditlog
+from vreserve.identity import signing_key
+from vreserve.operations import Publisher
+from vreserve.settings import Settings
+
+log = logging.getLogger("api")
+API_PREFIX = "/api/v1"
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    pool: ConnectionPool
+    publisher: Publisher
+    signing_key: bytes
+
+
+def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
+    """Build the app for ``settings`` (the database pool and Kafka producer open with the app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool = ConnectionPool(settings.pg_dsn, min_size=1, max_size=pool_size, open=True,
+                              kwargs={"autocommit": True, "prepare_threshold": None})
+        with pool.connection() as conn:
+            key = signing_key(conn)
+        app.state.api = ApiState(settings, pool, Publisher(settings), key)
+        try:
+            yield
+        finally:
+            app.state.api.publisher.close()
+            pool.close()
+
+    app = FastAPI(
+        title="vreserve API", version="1.0.0", lifespan=lifespan,
+        openapi_url="/openapi.json", docs_url="/api/docs", redoc_url=None,
+        description="The virtual public reserve's front door: live stock, emergencies, dispatch orders, "
+                    "settlement. Every quantity comes with its unit, money in integer minor units of the "
+                    "stated currency. Each route states the role it needs (`x-required-role`).",
+    )
+    errors.install(app)
+    from api import routes_admin, routes_auth, routes_read, routes_write
+
+    for module in (routes_auth, routes_read, routes_write, routes_admin):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(errors.BodyLimit)
+
+    @app.middleware("http")
+    async def audit_trail(request: Request, call_next):
+        response = await call_next(request)
+        if request.method in WRITE_METHODS:
+            await run_in_threadpool(_append_audit, request, response.status_code)
+        return response
+
+    return app
+
+
+def _append_audit(request: Request, status: int) -> None:
+    """One audit record per write request: who (authenticated, else what they claimed), from where,
+    what, the outcome; refused attempts (401/403/409/422/413...) included."""
+    state = request.app.state.api
+    who = getattr(request.state, "identity", None)
+    actor = who.actor if who is not None else (f"anonymous (claimed {request.state.claimed})"
+                                                if getattr(request.state, "claimed", None) else "anonymous")
+    outcome = "ok" if status < 400 else "error" if status >= 500 else "refused"
+    detail = dict(getattr(request.state, "audit_detail", None) or {})
+    code = getattr(request.state, "error_code", None)
+    if code:
+        detail["code"] = code
+    source = request.client.host if request.client else "?"
+    try:
+        with state.pool.connection() as conn:
+            auditlog.append(conn, actor, source, f"{request.method} {request.url.path}", outcome, status,
+                            getattr(request.state, "audit_target", ""), detail)
+    except Exception:  # the response is already decided; a lost audit row must be loud
+        log.exception("could not append the audit record of %s %s", request.method, request.url.path)

@@ -1,0 +1,152 @@
+"""Administration (role admin): people, carriers, API tokens, and the audit trail."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.errors import ApiError
+from api.routes_read import Limit, Offset, Page, _plain
+from api.security import access, requires
+from vreserve import auditlog
+from vreserve import identity as ident
+from vreserve.identity import Identity
+
+router = APIRouter(tags=["admin"])
+ADMIN = requires("admin")
+_NAME = r"^[A-Za-z0-9._@-]+$"
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME)]
+PathName = Annotated[str, Path(min_length=1, max_length=64, pattern=_NAME)]
+
+
+def _conn(request: Request):
+    return request.app.state.api.pool.connection()
+
+
+def _audit(request: Request, target: str, **detail) -> None:
+    request.state.audit_target = target
+    request.state.audit_detail = detail
+
+
+def _listing(items: list[dict], limit: int, offset: int) -> Page:
+    page = [_plain(i) for i in items[offset:offset + limit]]
+    return Page(items=page, limit=limit, offset=offset, next_offset=offset + limit if len(items) > offset + limit else None)
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    role: Literal["viewer", "operator", "supervisor", "admin"]
+    password: str = Field(min_length=ident.MIN_PASSWORD_LEN, max_length=1024)
+
+
+@router.get("/users", response_model=Page, openapi_extra=access("admin"), summary="People who may log in")
+def users(request: Request, limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(ADMIN)) -> Page:
+    with _conn(request) as conn:
+        return _listing(ident.list_users(conn), limit, offset)
+
+
+@router.post("/users", status_code=201, openapi_extra=access("admin"), summary="Add a person")
+def add_user(request: Request, body: UserIn, who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, body.name, role=body.role)
+    with _conn(request) as conn:
+        try:
+            ident.add_user(conn, body.name, body.role, body.password, who.actor)
+        except ident.IdentityError as exc:
+            raise ApiError(409, "user_rejected", str(exc)) from None
+    return {"name": body.name, "role": body.role}
+
+
+@router.post("/users/{name}/disable", openapi_extra=access("admin"), summary="Disable a person's account")
+def disable_user(request: Request, name: PathName, who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, name)
+    with _conn(request) as conn:
+        try:
+            ident.set_disabled(conn, name, True)
+        except ident.IdentityError as exc:
+            raise ApiError(404, "user_not_found", str(exc)) from None
+    return {"name": name, "disabled": True}
+
+
+class CarrierIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    carrier_id: Name
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    regions: list[Name] = Field(min_length=1, max_length=100, description="Regions whose orders it carries")
+
+
+@router.get("/carriers", response_model=Page, openapi_extra=access("admin"), summary="Carriers and their routes")
+def carriers(request: Request, limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(ADMIN)) -> Page:
+    with _conn(request) as conn:
+        rows = conn.execute("SELECT carrier_id, name, regions, created_at FROM carriers ORDER BY carrier_id").fetchall()
+    return _listing([dict(zip(("carrier_id", "name", "regions", "created_at"), r)) for r in rows], limit, offset)
+
+
+@router.post("/carriers", status_code=201, openapi_extra=access("admin"), summary="Add or update a carrier")
+def add_carrier(request: Request, body: CarrierIn, who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, body.carrier_id, regions=body.regions)
+    with _conn(request) as conn:
+        ident.add_carrier(conn, body.carrier_id, body.name, body.regions)
+    return body.model_dump()
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["carrier", "owner"]
+    subject: Name = Field(description="carrier_id or owner_id")
+    expires_at: datetime
+
+
+@router.get("/tokens", response_model=Page, openapi_extra=access("admin"), summary="API tokens (never their secrets)")
+def tokens(request: Request, limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(ADMIN)) -> Page:
+    with _conn(request) as conn:
+        return _listing(ident.list_tokens(conn), limit, offset)
+
+
+@router.post("/tokens", status_code=201, openapi_extra=access("admin"),
+             summary="Issue an API token for a carrier or owner (the secret is shown once)")
+def issue(request: Request, body: TokenIn, who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, f"{body.kind}:{body.subject}")
+    if body.expires_at.tzinfo is None:
+        raise ApiError(422, "validation_error", "expires_at: give a time zone")
+    if body.expires_at.year > 9000:
+        raise ApiError(422, "validation_error", "expires_at: too far in the future")
+    with _conn(request) as conn:
+        try:
+            token_id, secret = ident.issue_token(conn, body.kind, body.subject, body.expires_at, who.actor)
+        except ident.IdentityError as exc:
+            raise ApiError(422, "token_rejected", str(exc)) from None
+    request.state.audit_detail["token_id"] = token_id
+    return {"token_id": token_id, "token": secret, "kind": body.kind, "subject": body.subject,
+            "expires_at": body.expires_at.astimezone(timezone.utc).isoformat()}
+
+
+@router.post("/tokens/{token_id}/revoke", openapi_extra=access("admin"), summary="Revoke an API token")
+def revoke(request: Request, token_id: Annotated[str, Path(max_length=64, pattern=r"^tok_[0-9a-f]+$")],
+           who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, token_id)
+    with _conn(request) as conn:
+        try:
+            ident.revoke_token(conn, token_id)
+        except ident.IdentityError as exc:
+            raise ApiError(404, "token_not_found", str(exc)) from None
+    return {"token_id": token_id, "revoked": True}
+
+
+@router.get("/audit-log", response_model=Page, openapi_extra=access("admin"),
+            summary="The audit trail, newest first")
+def audit_log(request: Request, actor: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")] = None,
+              limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(ADMIN)) -> Page:
+    with _conn(request) as conn:
+        rows = auditlog.recent(conn, limit + 1, offset, actor)
+    return Page(items=[_plain(r) for r in rows[:limit]], limit=limit, offset=offset,
+                next_offset=offset + limit if len(rows) > limit else None)
+
+
+@router.get("/audit-log/verify", openapi_extra=access("admin"), summary="Prove the audit trail's hash chain")
+def audit_verify(request: Request, who: Identity = Depends(ADMIN)) -> dict:
+    with _conn(request) as conn:
+        r = auditlog.verify(conn)
+    return {"rows": r.rows, "ok": r.ok, "first_bad_seq": r.first_bad_seq, "problem": r.problem}

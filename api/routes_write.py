@@ -1,0 +1,299 @@
+"""Writes: declare / end an emergency (checked before anything is published), upload a demand
+file, record an audit, acknowledge / resolve an alert, suspend / reinstate a site, order status
+from carriers. Each calls the same vreserve/operations.py code as the CLI, with the authenticated
+identity as the actor; the audit trail records every attempt (api/app.py)."""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.errors import ApiError
+from api.security import access, requires
+from vreserve import operations as ops
+from vreserve.audits import AuditRejected, record_audit
+from vreserve.identity import Identity
+from vreserve.schemas.audits import AuditRecord
+from vreserve.schemas.common import SchemaError, format_ts
+
+router = APIRouter()
+
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+_NAME = r"^[A-Za-z0-9._:-]+$"
+Id = Annotated[str, Path(max_length=200, pattern=_NO_CONTROL)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=_NAME)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000, pattern=_NO_CONTROL)]
+Note = Annotated[str | None, Field(max_length=1000, pattern=_NO_CONTROL)]
+
+OPERATOR = requires("operator")
+SUPERVISOR = requires("supervisor")
+CARRIER = requires(None, ("carrier",))
+
+
+def _conn(request: Request):
+    return request.app.state.api.pool.connection()
+
+
+def _audit(request: Request, target: str, **detail) -> None:
+    request.state.audit_target = target
+    request.state.audit_detail = detail
+
+
+def _demand_dir(request: Request) -> FsPath:
+    return request.app.state.api.settings.state_dir / "api-demand"
+
+
+# ------------------------------------------------------------------------------ emergencies
+class DeclareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: Name
+    reason: Reason
+    periods: int = Field(ge=1, le=366, description="Periods to plan")
+    period_length_s: float = Field(gt=0, le=366 * 86400, description="Length of a period, seconds")
+    scenario: Annotated[str | None, Field(max_length=64, pattern=r"^[a-z0-9_-]+$",
+                                          description="A scenario pack name (e.g. wuhan)")] = None
+    demand_file_id: Annotated[str | None, Field(max_length=40, pattern=r"^DF-[0-9a-f]{16}$",
+                                                description="An uploaded demand file (POST /demand-files)")] = None
+    grid_cells: list[Name] = Field(default_factory=list, max_length=1000)
+    demand_scale: float = Field(default=1.0, gt=0, le=1000)
+    wait_s: float = Field(default=0, ge=0, le=30, description="Seconds to wait for the dispatcher's verdict")
+
+
+class ModeOut(BaseModel):
+    event_id: str
+    kind: str
+    region: str
+    actor: str
+    at: str
+    verdict: Literal["published", "accepted", "rejected"]
+    emergency_id: str | None = None
+    error: str | None = None
+
+
+def _verdict(conn, event, wait_s: float) -> ModeOut:
+    out = ModeOut(event_id=event.event_id, kind=event.kind, region=event.region, actor=event.actor,
+                  at=format_ts(event.at), verdict="published")
+    if wait_s > 0:
+        found = ops.wait_verdict(conn, event.event_id, wait_s)
+        if found is not None:
+            out.verdict = "accepted" if found[0] else "rejected"
+            out.error, out.emergency_id = found[1], found[2]
+    return out
+
+
+@router.post("/emergencies", response_model=ModeOut, status_code=202, tags=["emergencies"],
+             openapi_extra=access("operator"), summary="Declare an emergency (checked, then published)")
+def declare(request: Request, body: DeclareIn, who: Identity = Depends(OPERATOR)) -> ModeOut:
+    """Give exactly one of `scenario` or `demand_file_id`. Refused with 409/422 and nothing published when
+    the region is unknown or already in emergency, a grid cell is unknown, or the demand does not load
+    or has too few periods. `verdict` is `published` unless `wait_s` > 0 and the dispatcher answered."""
+    _audit(request, body.region, periods=body.periods, scenario=body.scenario, demand_file_id=body.demand_file_id)
+    if (body.scenario is None) == (body.demand_file_id is None):
+        raise ApiError(422, "validation_error", "give exactly one of scenario or demand_file_id")
+    source = body.scenario
+    if body.demand_file_id:
+        path = _demand_dir(request) / f"{body.demand_file_id}.yaml"
+        if not path.exists():
+            raise ApiError(404, "demand_file_not_found", f"no uploaded demand file {body.demand_file_id}")
+        source = str(path)
+    with _conn(request) as conn:
+        event = ops.declare(conn, request.app.state.api.publisher, who, body.region, body.grid_cells, source,
+                            body.periods, body.period_length_s, body.reason, body.demand_scale)
+        request.state.audit_detail["event_id"] = event.event_id
+        return _verdict(conn, event, body.wait_s)
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+    wait_s: float = Field(default=0, ge=0, le=30)
+
+
+@router.post("/emergencies/{emergency_id}/end", response_model=ModeOut, status_code=202, tags=["emergencies"],
+             openapi_extra=access("operator"), summary="End an emergency")
+def end(request: Request, emergency_id: Id, body: EndIn, who: Identity = Depends(OPERATOR)) -> ModeOut:
+    _audit(request, emergency_id)
+    with _conn(request) as conn:
+        row = conn.execute("SELECT region, ended_at FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone()
+        if row is None:
+            raise ApiError(404, "emergency_not_found", f"no emergency {emergency_id!r}")
+        if row[1] is not None:
+            raise ApiError(409, "emergency_ended", f"emergency {emergency_id} ended at {row[1].isoformat()}")
+        event = ops.end(conn, request.app.state.api.publisher, who, row[0], body.reason)
+        request.state.audit_detail = {"event_id": event.event_id}
+        return _verdict(conn, event, body.wait_s)
+
+
+@router.get("/mode-events/{event_id}", response_model=ModeOut, tags=["emergencies"], openapi_extra=access("viewer"),
+            summary="The dispatcher's verdict on one mode event (404 until it recorded it)")
+def mode_event(request: Request, event_id: Id, who: Identity = Depends(requires("viewer"))) -> ModeOut:
+    with _conn(request) as conn:
+        row = conn.execute("SELECT event_id, kind, region, actor, at, accepted, error, emergency_id FROM mode_events"
+                           " WHERE event_id = %s", (event_id,)).fetchone()
+    if row is None:
+        raise ApiError(404, "mode_event_not_found", f"no dispatcher has recorded event {event_id!r} (yet)")
+    return ModeOut(event_id=row[0], kind=row[1], region=row[2], actor=row[3], at=format_ts(row[4]),
+                   verdict="accepted" if row[5] else "rejected", error=row[6], emergency_id=row[7])
+
+
+class DemandFileOut(BaseModel):
+    demand_file_id: str
+    bytes: int
+
+
+@router.post("/demand-files", response_model=DemandFileOut, status_code=201, tags=["emergencies"],
+             openapi_extra={**access("operator"), "requestBody": {"required": True, "content": {
+                 "application/yaml": {"schema": {"type": "string"}},
+                 "application/json": {"schema": {"type": "object"}}}}},
+             summary="Upload a demand (scenario) file, checked before it can be declared")
+async def upload_demand(request: Request, who: Identity = Depends(OPERATOR)) -> DemandFileOut:
+    """The body is the file (YAML or JSON, format: docs/optimizer.md). It is loaded and checked now; the
+    returned id is then given as `demand_file_id` to `POST /emergencies`."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(422, "validation_error", "body: the demand file is empty")
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    file_id = f"DF-{digest}"
+    _audit(request, file_id, bytes=len(raw))
+    folder = _demand_dir(request)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{file_id}.tmp"
+    tmp.write_bytes(raw)
+    from starlette.concurrency import run_in_threadpool
+
+    problem = await run_in_threadpool(ops.check_demand_source, str(tmp), 1)
+    if problem:
+        tmp.unlink(missing_ok=True)
+        raise ApiError(422, "bad_demand_file", problem.replace(str(tmp), "the uploaded file"))
+    tmp.replace(folder / f"{file_id}.yaml")
+    return DemandFileOut(demand_file_id=file_id, bytes=len(raw))
+
+
+# ----------------------------------------------------------------------------------- orders
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["accepted", "in_transit", "delivered", "failed", "cancelled"]
+    at: datetime | None = Field(default=None, description="When it happened (RFC 3339 with zone); default now")
+    qty: float | None = Field(default=None, ge=0, le=1e12, description="In the order's unit; required for delivered")
+    reason: Note = None
+    status_id: Annotated[str | None, Field(max_length=128, pattern=_NAME)] = None
+
+
+class StatusOut(BaseModel):
+    status_id: str
+    order_id: str
+    status: str
+    at: str
+    qty: float | None
+    unit: str
+    actor: str
+
+
+@router.post("/orders/{order_id}/status", response_model=StatusOut, status_code=202, tags=["orders"],
+             openapi_extra=access("carrier-only", ("carrier",)),
+             summary="A carrier reports an order's status (published to the order-status topic)")
+def post_status(request: Request, order_id: Id, body: StatusIn, who: Identity = Depends(CARRIER)) -> StatusOut:
+    """Only for orders on the carrier's routes (others are 404). The record on the topic carries
+    `actor` = the carrier's authenticated identity. `status_id` makes a repeat harmless."""
+    _audit(request, order_id, status=body.status)
+    if body.at is not None and body.at.tzinfo is None:
+        raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
+    with _conn(request) as conn:
+        rec = ops.post_order_status(conn, request.app.state.api.publisher, who, order_id, body.status, body.at,
+                                    body.qty, body.reason, body.status_id)
+        unit = conn.execute("SELECT unit FROM dispatch_orders WHERE order_id = %s", (order_id,)).fetchone()[0]
+    return StatusOut(status_id=rec.status_id, order_id=order_id, status=rec.status, at=format_ts(rec.at),
+                     qty=rec.qty, unit=unit, actor=who.actor)
+
+
+# ------------------------------------------------------------------------------- sites, alerts
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+
+
+@router.post("/sites/{site_id}/suspend", tags=["sites"], openapi_extra=access("supervisor"),
+             summary="Suspend a site: never planned until reinstated")
+def suspend(request: Request, site_id: Id, body: ReasonIn, who: Identity = Depends(SUPERVISOR)) -> dict:
+    _audit(request, site_id, reason=body.reason)
+    with _conn(request) as conn:
+        return ops.set_site_status(conn, who, site_id, "suspended", body.reason)
+
+
+@router.post("/sites/{site_id}/reinstate", tags=["sites"], openapi_extra=access("supervisor"),
+             summary="Reinstate a suspended site")
+def reinstate(request: Request, site_id: Id, body: ReasonIn, who: Identity = Depends(SUPERVISOR)) -> dict:
+    _audit(request, site_id, reason=body.reason)
+    with _conn(request) as conn:
+        return ops.set_site_status(conn, who, site_id, "active", body.reason)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Note = None
+
+
+@router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"], openapi_extra=access("operator"),
+             summary="Acknowledge an alert (someone is on it)")
+def acknowledge(request: Request, alert_id: Id, body: NoteIn = Body(default_factory=NoteIn),
+                who: Identity = Depends(OPERATOR)) -> dict:
+    _audit(request, alert_id)
+    with _conn(request) as conn:
+        return ops.alert_action(conn, who, alert_id, "acknowledge", body.note)
+
+
+@router.post("/alerts/{alert_id}/resolve", tags=["alerts"], openapi_extra=access("operator"),
+             summary="Resolve an alert")
+def resolve(request: Request, alert_id: Id, body: NoteIn = Body(default_factory=NoteIn),
+            who: Identity = Depends(OPERATOR)) -> dict:
+    _audit(request, alert_id)
+    with _conn(request) as conn:
+        return ops.alert_action(conn, who, alert_id, "resolve", body.note)
+
+
+# ----------------------------------------------------------------------------------- audits
+class CountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    material: Name
+    counted_qty: float = Field(ge=0, le=1e12, description="In the material's unit")
+    unit: Annotated[str | None, Field(max_length=32, pattern=_NAME)] = None
+
+
+class AuditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: Name
+    counts: list[CountIn] = Field(min_length=1, max_length=500)
+    at: datetime | None = Field(default=None, description="Time of the count; default now")
+    audit_id: Annotated[str | None, Field(max_length=128, pattern=_NAME)] = None
+
+
+@router.post("/audits", tags=["supervision"], openapi_extra=access("supervisor"),
+             summary="Record an audit (the auditor is the authenticated user)")
+def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVISOR)) -> JSONResponse:
+    """Compares with reported stock, moves trust and status, raises discrepancy alerts (published by the
+    supervision outbox). 201 when recorded, 200 when this audit_id was recorded before (nothing changed)."""
+    if body.at is not None and body.at.tzinfo is None:
+        raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
+    at = format_ts(body.at or ops.now_ms())
+    audit_id = body.audit_id or f"A-{body.site_id}-{who.name}-{at.replace(':', '').replace('-', '')}"
+    _audit(request, body.site_id, audit_id=audit_id)
+    try:
+        rec = AuditRecord.from_payload({"v": 1, "audit_id": audit_id, "site_id": body.site_id, "auditor": who.actor,
+                                        "at": at, "counts": [c.model_dump(exclude_none=True) for c in body.counts]})
+    except SchemaError as exc:
+        raise ApiError(422, "validation_error", f"audit: {exc}") from None
+    with _conn(request) as conn:
+        try:
+            r = record_audit(conn, rec, "api")
+        except AuditRejected as exc:
+            raise ApiError(422, "audit_rejected", f"{exc}; nothing changed") from None
+    out = {"audit_id": r.audit_id, "site_id": r.site_id, "auditor": who.actor, "duplicate": r.duplicate,
+           "passed": r.passed, "shortfall_share": r.shortfall_share, "trust_before": r.trust_before,
+           "trust_after": r.trust_after, "status_before": r.status_before, "status_after": r.status_after,
+           "alerts": [a["alert_id"] for a in r.alerts]}
+    return JSONResponse(out, 200 if r.duplicate else 201)

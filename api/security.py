@@ -1,0 +1,92 @@
+"""Who is calling, and may they: bearer tokens (people), API tokens (carriers, owners), browser
+session cookies with a CSRF header, and the role each route needs (stated in its OpenAPI entry as
+``x-required-role`` / ``x-systems``)."""
+from __future__ import annotations
+
+import hmac
+from typing import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from api.errors import ApiError
+from vreserve import identity as ident
+from vreserve.identity import Identity
+
+SESSION_COOKIE = "vr_session"
+CSRF_COOKIE = "vr_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+#: Declares the OAuth2 password flow in OpenAPI (the docs' "Authorize" button); auto_error off so
+#: that a missing token is our own 401 with a stable code, and a cookie may stand in for it.
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def current_identity(request: Request, token: str | None = Depends(oauth2)) -> Identity:
+    """The authenticated identity of the request; 401 if there is none or it is not valid."""
+    state = request.app.state.api
+    with state.pool.connection() as conn:
+        if token:
+            who = _from_bearer(conn, state.signing_key, token)
+        else:
+            who = _from_cookie(conn, state.signing_key, request)
+    request.state.identity = who
+    return who
+
+
+def _from_bearer(conn, key: bytes, token: str) -> Identity:
+    if token.startswith("vrt."):
+        who = ident.token_identity(conn, token)
+        if who is None:
+            raise ApiError(401, "invalid_token", "the API token is unknown, revoked or expired")
+        return who
+    return _user_from_session(conn, key, token)
+
+
+def _from_cookie(conn, key: bytes, request: Request) -> Identity:
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session:
+        raise ApiError(401, "not_authenticated", "log in first (bearer token or session cookie)")
+    who = _user_from_session(conn, key, session)
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, ident.csrf_token(key, session)):
+            raise ApiError(403, "csrf_failed", f"a write with a session cookie needs the {CSRF_HEADER} header "
+                                              f"(the value of the {CSRF_COOKIE} cookie)")
+    return who
+
+
+def _user_from_session(conn, key: bytes, token: str) -> Identity:
+    claims = ident.verify_session(key, token)
+    if claims is None:
+        raise ApiError(401, "invalid_token", "the token is not valid or has expired; log in again")
+    role = ident.active_user_role(conn, claims["sub"])
+    if role is None:
+        raise ApiError(401, "invalid_token", "the account is disabled or no longer exists")
+    return Identity("user", claims["sub"], role)
+
+
+def requires(role: str | None, systems: tuple[str, ...] = ()) -> Callable[..., Identity]:
+    """A dependency: a user with at least ``role`` (None: no user), or a system of a kind in ``systems``."""
+
+    def check(who: Identity = Depends(current_identity)) -> Identity:
+        if who.kind == "user" and role is not None and who.has_role(role):
+            return who
+        if who.kind in systems:
+            return who
+        needed = (role or "") + (f" (or a {' / '.join(systems)} token)" if systems else "")
+        if role is None:
+            needed = f"a {' / '.join(systems)} token"
+        raise ApiError(403, "forbidden", f"this needs the role {needed}; you are {who.actor}"
+                                         + (f" with role {who.role}" if who.role else ""))
+
+    check.__name__ = f"requires_{role or 'system'}_{'_'.join(systems)}"
+    return check
+
+
+def access(role: str, systems: tuple[str, ...] = ()) -> dict:
+    """OpenAPI extension fields stating who may call a route."""
+    return {"x-required-role": role, "x-systems": list(systems)}
+
+

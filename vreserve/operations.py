@@ -1,0 +1,253 @@
+"""Operator actions, one code path for the CLI and the HTTP API: declare / end an emergency, post an
+order status for a carrier, suspend / reinstate a site, acknowledge / resolve an alert.
+
+Every action takes the authenticated :class:`~vreserve.identity.Identity` and writes it as the
+actor (never a name the caller claims). A declare is checked against the registry, the open
+emergencies and the demand source *before* anything is published, so an operator learns at once
+what the dispatcher would refuse. Refusals raise :class:`Refused` with a stable machine code.
+The callers write the audit trail (vreserve/auditlog.py): the API once per request, the CLI once
+per command (:func:`audited`).
+"""
+from __future__ import annotations
+
+import getpass
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Iterator, Sequence
+
+from vreserve import auditlog, topics
+from vreserve.identity import Identity
+from vreserve.schemas.common import SchemaError, utc_now
+from vreserve.schemas.dispatch import LOGISTICS_STATUSES, ModeEvent, OrderStatus
+from vreserve.settings import Settings
+
+
+class Refused(Exception):
+    """An action that cannot be done: ``code`` is stable for programs, the message is for people."""
+
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def parse_duration(text: str) -> float:
+    """'5s', '2m', '1h', '1d' or a plain number of seconds -> seconds."""
+    t = text.strip().lower()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if t.endswith(suffix):
+            value = float(t[: -len(suffix)])
+            break
+    else:
+        value, suffix = float(t), "s"
+    seconds = value * units[suffix]
+    if not seconds > 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def cli_identity() -> Identity:
+    """The CLI's actor: the operating-system user on the server (shell access is the credential)."""
+    try:
+        name = getpass.getuser()
+    except Exception:  # pragma: no cover - no user database in some containers
+        name = "operator"
+    return Identity("cli", name, "admin")
+
+
+def now_ms() -> datetime:
+    """Now, to the millisecond: what survives the JSON round trip (RFC 3339 with milliseconds)."""
+    now = utc_now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def declare_event(region: str, grid_cells: Sequence[str], demand_source: str, periods: int,
+                  period_length_s: float, reason: str, demand_scale: float = 1.0,
+                  event_id: str | None = None, at: datetime | None = None, who: str | None = None) -> ModeEvent:
+    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="declare", region=region,
+                     at=at or now_ms(), actor=who or cli_identity().actor, reason=reason,
+                     grid_cells=tuple(grid_cells), periods=periods, period_length_s=period_length_s,
+                     demand_source=demand_source, demand_scale=demand_scale)
+
+
+def end_event(region: str, reason: str, event_id: str | None = None, who: str | None = None) -> ModeEvent:
+    return ModeEvent(event_id=event_id or f"mode-{uuid.uuid4().hex}", kind="end", region=region,
+                     at=now_ms(), actor=who or cli_identity().actor, reason=reason)
+
+
+def check_demand_source(source: str, periods: int) -> str | None:
+    """An error message if the demand file / pack cannot serve ``periods`` periods, else None."""
+    try:
+        from optimizer import ScenarioError, load_scenario  # the model library; heavy, so imported here
+    except ImportError as exc:  # pragma: no cover - the optimizer is part of the package
+        return f"optimizer not available: {exc}"
+    try:
+        scenario = load_scenario(source)
+    except ScenarioError as exc:
+        return f"demand source {source!r}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is the event's problem, said plainly
+        return f"demand source {source!r}: {type(exc).__name__}: {exc}"
+    if scenario.periods < periods:
+        return f"demand source {source!r} has {scenario.periods} periods, the emergency wants {periods}"
+    return None
+
+
+def precheck_declare(conn, region: str, grid_cells: Sequence[str], source: str, periods: int) -> None:
+    """Raise Refused for what the dispatcher would reject, before anything is published."""
+    if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (region,)).fetchone():
+        raise Refused("unknown_region", f"unknown region {region!r}: no site of the registry is in it", 422)
+    row = conn.execute("SELECT emergency_id FROM emergencies WHERE region = %s AND ended_at IS NULL",
+                       (region,)).fetchone()
+    if row:
+        raise Refused("already_in_emergency", f"region {region!r} is already in emergency {row[0]}")
+    if grid_cells:
+        known = {r[0] for r in conn.execute(
+            "SELECT DISTINCT grid_cell FROM sites WHERE region = %s AND grid_cell = ANY(%s)", (region, list(grid_cells)))}
+        unknown = sorted(set(grid_cells) - known)
+        if unknown:
+            raise Refused("unknown_grid_cell", f"unknown grid cell(s) in {region!r}: {', '.join(unknown[:10])}", 422)
+    problem = check_demand_source(source, periods)
+    if problem:
+        raise Refused("bad_demand_source", problem, 422)
+
+
+class Publisher:
+    """One idempotent Kafka producer (acks=all) for a process; thread-safe, created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = None
+        self._lock = threading.Lock()
+
+    def _get(self):
+        with self._lock:
+            if self._producer is None:
+                from kafka import KafkaProducer
+
+                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                               enable_idempotence=True, linger_ms=2, max_block_ms=10000)
+            return self._producer
+
+    def send(self, topic: str, key: str, value: bytes, timeout_s: float = 30) -> None:
+        """Publish and wait for the broker's acknowledgement (raises on failure)."""
+        self._get().send(self.settings.topic(topic), key=key.encode(), value=value).get(timeout=timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(5)
+                self._producer = None
+
+
+def declare(conn, publisher: Publisher, who: Identity, region: str, grid_cells: Sequence[str], source: str,
+            periods: int, period_length_s: float, reason: str, demand_scale: float = 1.0) -> ModeEvent:
+    """Check, then publish a declare event whose actor is ``who``."""
+    precheck_declare(conn, region, grid_cells, source, periods)
+    event = declare_event(region, grid_cells, source, periods, period_length_s, reason, demand_scale, who=who.actor)
+    publisher.send(topics.MODE, region, event.to_json())
+    return event
+
+
+def end(conn, publisher: Publisher, who: Identity, region: str, reason: str) -> ModeEvent:
+    """Check the region is in emergency, then publish an end event whose actor is ``who``."""
+    if not conn.execute("SELECT 1 FROM emergencies WHERE region = %s AND ended_at IS NULL", (region,)).fetchone():
+        raise Refused("not_in_emergency", f"region {region!r} is not in emergency")
+    event = end_event(region, reason, who=who.actor)
+    publisher.send(topics.MODE, region, event.to_json())
+    return event
+
+
+def wait_verdict(conn, event_id: str, timeout_s: float) -> tuple[bool, str | None, str | None] | None:
+    """(accepted, error, emergency_id) once the dispatcher recorded the event; None on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = conn.execute("SELECT accepted, error, emergency_id FROM mode_events WHERE event_id = %s",
+                           (event_id,)).fetchone()
+        if row:
+            return row[0], row[1], row[2]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------ carriers
+def carrier_sees_order(conn, carrier_id: str, order_id: str) -> bool:
+    """A carrier's orders are those of emergencies in the regions it serves (its routes)."""
+    return conn.execute(
+        "SELECT 1 FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+        " JOIN carriers c ON e.region = ANY(c.regions) WHERE o.order_id = %s AND c.carrier_id = %s",
+        (order_id, carrier_id)).fetchone() is not None
+
+
+def post_order_status(conn, publisher: Publisher, who: Identity, order_id: str, status: str, at: datetime | None,
+                      qty: float | None, reason: str | None, status_id: str | None = None) -> OrderStatus:
+    """Publish a carrier's status for one of its orders to the order-status topic, as ``who``."""
+    if who.kind != "carrier":
+        raise Refused("not_a_carrier", "only a carrier token may report order statuses", 403)
+    if not carrier_sees_order(conn, who.name, order_id):
+        # Same answer for "not yours" and "does not exist": a carrier learns nothing of others' orders.
+        raise Refused("order_not_found", f"no order {order_id!r} on your routes", 404)
+    if status not in LOGISTICS_STATUSES:
+        raise Refused("bad_status", f"status must be one of {', '.join(LOGISTICS_STATUSES)}", 422)
+    rec = OrderStatus(order_id=order_id, status=status, at=at or now_ms(), qty=qty, reason=reason,
+                      status_id=status_id or "", actor=who.actor)
+    try:
+        OrderStatus.from_json(rec.to_json())  # the topic's own rules (delivered needs qty, failed a reason)
+    except SchemaError as exc:
+        raise Refused("bad_status", str(exc), 422) from None
+    publisher.send(topics.ORDER_STATUS, order_id, rec.to_json())
+    return rec
+
+
+# ------------------------------------------------------------------------------ sites, alerts
+def set_site_status(conn, who: Identity, site_id: str, status: str, reason: str) -> dict:
+    """Suspend (never planned) or reinstate a site; supervision's decision, so the 0041 guard allows it."""
+    with conn.transaction():
+        row = conn.execute("SELECT status FROM sites WHERE site_id = %s FOR UPDATE", (site_id,)).fetchone()
+        if row is None:
+            raise Refused("site_not_found", f"unknown site {site_id!r}", 404)
+        conn.execute("SELECT set_config('vreserve.trust_writer', 'supervision', true)")
+        conn.execute("UPDATE sites SET status = %s WHERE site_id = %s", (status, site_id))
+    return {"site_id": site_id, "status_before": row[0], "status": status, "by": who.actor, "reason": reason}
+
+
+def alert_action(conn, who: Identity, alert_id: str, action: str, note: str | None) -> dict:
+    """Acknowledge (someone is on it) or resolve (closed by a person) an alert."""
+    with conn.transaction():
+        row = conn.execute("SELECT resolved_at, acknowledged_at FROM alerts WHERE alert_id = %s FOR UPDATE",
+                           (alert_id,)).fetchone()
+        if row is None:
+            raise Refused("alert_not_found", f"unknown alert {alert_id!r}", 404)
+        if row[0] is not None:
+            raise Refused("alert_resolved", f"alert {alert_id!r} is resolved already")
+        if action == "acknowledge":
+            conn.execute("UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s, ack_note = %s"
+                         " WHERE alert_id = %s", (who.actor, note, alert_id))
+        else:
+            conn.execute("UPDATE alerts SET resolved_at = now(), resolved_by = %s, ack_note = coalesce(%s, ack_note),"
+                         " published_at = NULL WHERE alert_id = %s", (who.actor, note, alert_id))
+    return {"alert_id": alert_id, "action": action, "by": who.actor}
+
+
+# ------------------------------------------------------------------------------ CLI audit trail
+@contextmanager
+def audited(conn, who: Identity, action: str, target: str = "", detail: dict | None = None) -> Iterator[dict]:
+    """Run a CLI action and append its audit record: 'ok', or 'refused' / 'error' with the reason.
+
+    The body may add to the yielded dict (it becomes the record's detail)."""
+    info = dict(detail or {})
+    try:
+        yield info
+    except Refused as exc:
+        auditlog.append(conn, who.actor, "cli", action, "refused", exc.status, target, {**info, "code": exc.code,
+                                                                                        "reason": exc.message})
+        raise
+    except Exception as exc:
+        auditlog.append(conn, who.actor, "cli", action, "error", 500, target, {**info, "error": type(exc).__name__})
+        raise
+    auditlog.append(conn, who.actor, "cli", action, "ok", 200, target, info)

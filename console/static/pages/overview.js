@@ -30,8 +30,10 @@ export async function render(root, ctx) {
   const map = L.map(mapEl, { preferCanvas: true, zoomSnap: 0.5, attributionControl: !!ctx.config.tile_url });
   if (ctx.config.tile_url) L.tileLayer(ctx.config.tile_url, { maxZoom: 19 }).addTo(map);
   const cellLayer = L.layerGroup().addTo(map);
+  const cellRenderer = L.svg();  // cells as SVG paths (few, and addressable); sites on the canvas
   for (const c of data.cells) {
-    const rect = L.rectangle(c.bounds, { weight: 1, color: "#334", fillOpacity: 0.55, fillColor: coverageColour(c.coverage) });
+    const rect = L.rectangle(c.bounds, { renderer: cellRenderer, className: "vr-cell", weight: 1, color: "#334",
+      fillOpacity: 0.55, fillColor: coverageColour(c.coverage) });
     rect.bindTooltip(() => cellTooltip(state.cells.get(c.cell).data, state.material, data.materials));
     rect.on("click", () => { location.hash = `#/alerts/cell/${encodeURIComponent(c.cell)}`; });
     rect.addTo(cellLayer);

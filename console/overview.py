@@ -2,8 +2,10 @@
 
 Why its own queries: the map needs every grid cell of every region with a coverage figure and a
 bounding box, and every site with its freshness, in one round trip each, fast enough for a
-10,000-site registry to render in under a second. Grid cells have no geometry in the registry:
-a cell's box is the bounding box of its sites' coordinates (padded so a one-site cell is visible).
+10,000-site registry to render in under a second. Grid cells have no geometry in the registry.
+When every cell of a region is named ``<region>-rRRcCC`` (the registry generator's lattice), the
+cells are drawn as that lattice over the region's sites' bounding box; otherwise a cell's box is
+the bounding box of its own sites (padded so that a one-site cell is visible).
 
 Coverage of a (cell, material) = available / reference, where available = reported - reserved
 (open supply orders from the cell's sites) and reference = the cell's safety level of the material
@@ -12,6 +14,7 @@ mean of the per-material coverages, each capped at 100 %.
 """
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 OWNER_KINDS = ("government", "enterprise", "ecommerce", "ngo", "household")
 #: Degrees added around a cell's sites so that a cell with one site still has an area.
 CELL_PAD_DEG = 0.004
+LATTICE_NAME = re.compile(r"-r(\d+)c(\d+)$")
 
 CELL_STOCK_SQL = """
 WITH reserved AS (
@@ -90,14 +94,38 @@ def read_cell_stock(conn, cells: list[str] | None = None) -> dict[str, dict[str,
     return cell_coverages(conn.execute(CELL_STOCK_SQL, {"cells": cells}).fetchall())
 
 
+def lattice_bounds(cells: list[tuple]) -> dict[str, list[list[float]]]:
+    """Bounds of lattice-named cells (row from latitude, column from longitude), per region whose
+    cells are all lattice-named; the lattice spans the bounding box of the region's sites."""
+    regions: dict[str, list[tuple]] = {}
+    for row in cells:
+        regions.setdefault(row[1], []).append(row)
+    out: dict[str, list[list[float]]] = {}
+    for rows in regions.values():
+        rc = {r[0]: LATTICE_NAME.search(r[0]) for r in rows}
+        if not all(rc.values()):
+            continue
+        lat0, lon0 = min(r[2] for r in rows), min(r[3] for r in rows)
+        lat1, lon1 = max(r[4] for r in rows), max(r[5] for r in rows)
+        n_rows = max(int(m.group(1)) for m in rc.values()) + 1
+        n_cols = max(int(m.group(2)) for m in rc.values()) + 1
+        dlat, dlon = (lat1 - lat0) / n_rows or CELL_PAD_DEG, (lon1 - lon0) / n_cols or CELL_PAD_DEG
+        for cell, m in rc.items():
+            r, c = int(m.group(1)), int(m.group(2))
+            out[cell] = [[lat0 + r * dlat, lon0 + c * dlon], [lat0 + (r + 1) * dlat, lon0 + (c + 1) * dlon]]
+    return out
+
+
 def read_cells(conn) -> list[dict[str, Any]]:
     """Every grid cell with its box, site counts and coverage."""
     stock = read_cell_stock(conn)
+    rows = conn.execute(CELL_GEOMETRY_SQL).fetchall()
+    lattice = lattice_bounds(rows)
     cells = []
-    for cell, region, lat0, lon0, lat1, lon1, n, suspended in conn.execute(CELL_GEOMETRY_SQL).fetchall():
+    for cell, region, lat0, lon0, lat1, lon1, n, suspended in rows:
         st = stock.get(cell, {"materials": {}, "coverage": None})
-        cells.append({"cell": cell, "region": region, "sites": n, "suspended": suspended,
-                      "bounds": [[lat0 - CELL_PAD_DEG, lon0 - CELL_PAD_DEG], [lat1 + CELL_PAD_DEG, lon1 + CELL_PAD_DEG]],
+        bounds = lattice.get(cell) or [[lat0 - CELL_PAD_DEG, lon0 - CELL_PAD_DEG], [lat1 + CELL_PAD_DEG, lon1 + CELL_PAD_DEG]]
+        cells.append({"cell": cell, "region": region, "sites": n, "suspended": suspended, "bounds": bounds,
                       "coverage": st["coverage"], "materials": st["materials"]})
     return cells
 

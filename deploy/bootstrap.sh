@@ -23,6 +23,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# the console (console/package.json) is built with npm; its browser tests drive Debian's Chromium
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   say "installing Debian packages: ${need[*]}"
@@ -47,6 +50,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 VR=.venv/bin/vreserve
+
+# --- console front-end libraries (pinned in console/package-lock.json; served by `vreserve serve`) ---
+console_stamp=console/node_modules/.vreserve-installed
+console_want=$(sha256sum console/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_want" ]; then
+  say "installing the console's npm packages (npm ci)"
+  npm ci --prefix console --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$console_want" > "$console_stamp"
+fi
 
 # --- services -----------------------------------------------------------------------------------
 started_here=0

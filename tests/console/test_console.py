@@ -40,6 +40,7 @@ def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
         page.get_by_role("status", name="Live updates").filter(has_text="live").wait_for()
         assert page.locator("#count-reporting b").inner_text() != "0"
         assert page.get_by_text("Asia/Shanghai").is_visible()
+        page.mouse.move(1390, 890)  # no tooltip in the picture
         page.screenshot(path=str(shots / "overview.png"))
 
         # --- site: its stock changes on the page after its next reading (fleet -> ... -> database -> events)

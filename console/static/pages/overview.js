@@ -3,13 +3,14 @@
 import * as api from "../api.js";
 import { badge, count, h, on, pct, qty, when } from "../app.js";
 
-/** Coverage colour: red below 50 %, amber below 100 %, green at or above; grey without data. */
+/** Coverage colour: red below 50 %, amber below 90 %, green from 90 %; grey without data. */
 export function coverageColour(c) {
   if (c === null || c === undefined) return "#b8bec9";
   if (c < 0.5) return "#d0453b";
-  if (c < 1) return "#e3a21a";
+  if (c < 0.9) return "#e3a21a";
   return "#2e9e5b";
 }
+const esc = (s) => String(s).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 const KIND_COLOURS = { government: "#14213d", enterprise: "#1f5fbf", ecommerce: "#7b3fbf", ngo: "#0f8b8d", household: "#c2571a" };
 const SITES_FROM_ZOOM = 12;
 
@@ -69,7 +70,7 @@ export async function render(root, ctx) {
         radius: r[2] === "centralized" ? 7 : 4, weight: 2, color: KIND_COLOURS[r[1]] || "#333",
         fillColor: f === "fresh" ? "#2e9e5b" : f === "stale" ? "#e3a21a" : f === "suspended" ? "#d0453b" : "#b8bec9",
         fillOpacity: 0.9 });
-      m.bindTooltip(`${r[0]} · ${r[1]} ${r[2]} · ${f}${r[7] ? " · last reading " + when(r[7]) : ""}`);
+      m.bindTooltip(esc(`${r[0]} · ${r[1]} ${r[2]} · ${f}${r[7] ? " · last reading " + when(r[7]) : ""}`));
       m.on("click", () => { location.hash = `#/site/${encodeURIComponent(r[0])}`; });
       layer.addLayer(m);
     }
@@ -126,8 +127,8 @@ function cellTooltip(c, material, materials) {
   const unit = Object.fromEntries(materials.map((m) => [m.material_id, m.unit]));
   const lines = Object.entries(c.materials)
     .filter(([m]) => !material || m === material)
-    .map(([m, f]) => `${m}: ${qty(f.available, unit[m])} of ${qty(f.reference === "safety" ? f.safety : f.contracted, unit[m])} ${f.reference} (${pct(f.coverage)})`);
-  return `<b>${c.cell}</b> · ${count(c.sites)} sites · coverage ${pct(material ? (c.materials[material] || {}).coverage : c.coverage)}<br>${lines.join("<br>")}`;
+    .map(([m, f]) => esc(`${m}: ${qty(f.available, unit[m])} of ${qty(f.reference === "safety" ? f.safety : f.contracted, unit[m])} ${f.reference} (${pct(f.coverage)})`));
+  return `<b>${esc(c.cell)}</b> · ${count(c.sites)} sites · coverage ${pct(material ? (c.materials[material] || {}).coverage : c.coverage)}<br>${lines.join("<br>")}`;
 }
 
 function drawSummary(el, state, ctx, recolour) {
@@ -152,7 +153,7 @@ function drawSummary(el, state, ctx, recolour) {
     h("section", { "aria-label": "Coverage" }, h("h2", {}, "Coverage"),
       h("label", {}, "Colour cells by ", select),
       h("div", { class: "legend" },
-        [[null, "no data"], [0.2, "below 50 %"], [0.7, "50 – 100 %"], [1, "at or above 100 %"]].map(([c, t]) =>
+        [[null, "no data"], [0.2, "below 50 %"], [0.7, "50 – 90 %"], [1, "90 % or more"]].map(([c, t]) =>
           h("div", {}, h("span", { class: "swatch", style: `background:${coverageColour(c)}` }), t)),
         h("p", { class: "muted" }, "coverage = (reported − reserved) ÷ safety level (or contracted where no safety level is set); sites appear when zoomed in"))));
 }

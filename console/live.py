@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator
 
 import psycopg
 
-from console.overview import (ALERT_COUNTS_SQL, CELL_STOCK_SQL, REGIONS_SQL, alert_counts_from_rows, cell_coverages,
+from console.overview import (ALERT_COUNTS_SQL, PAIR_STOCK_SQL, REGIONS_SQL, RESERVED_SQL, CellBook, alert_counts_from_rows,
                               regions_from_rows)
 
 log = logging.getLogger("vreserve.console.live")
@@ -38,9 +38,12 @@ OVERLAP_S = 2.0
 #: A comment line keeps proxies and the browser from closing an idle stream.
 HEARTBEAT_S = 15.0
 
+#: A full reload of the in-memory cell sums at least this often (contracts, safety levels, registry).
+BOOK_RELOAD_S = 60.0
+
 NEW_STOCK_SQL = """
-SELECT l.site_id, l.material_id, l.qty::float8, l.unit, l.ts, l.seq, s.grid_cell, l.updated_at
-FROM stock_latest l JOIN sites s USING (site_id)
+SELECT l.site_id, l.material_id, l.qty::float8, l.unit, l.ts, l.seq, NULL, l.updated_at
+FROM stock_latest l
 WHERE l.updated_at > %s - make_interval(secs => %s) ORDER BY l.updated_at
 """
 
@@ -89,6 +92,8 @@ class LiveHub:
         self.queues: set[asyncio.Queue] = set()
         self.task: asyncio.Task | None = None
         self.polls = 0
+        self.book: CellBook | None = None
+        self.book_loaded = 0.0
 
     async def subscribe(self) -> AsyncIterator[bytes]:
         """The event stream of one browser; the poll loop runs while anyone listens."""
@@ -105,6 +110,12 @@ class LiveHub:
                     yield b": heartbeat\n\n"
         finally:
             self.queues.discard(queue)
+
+    def current_book(self) -> CellBook | None:
+        """The poller's per-cell sums while it runs and they are recent, else None (read the database)."""
+        if self.book is None or self.task is None or self.task.done() or not self.queues:
+            return None
+        return self.book if time.monotonic() - self.book_loaded <= BOOK_RELOAD_S + 5 else None
 
     def publish(self, chunk: bytes) -> None:
         for q in list(self.queues):
@@ -137,16 +148,22 @@ class LiveHub:
         else:
             rows = await (await conn.execute(NEW_STOCK_SQL, (cursor.since, OVERLAP_S))).fetchall()
         fresh = cursor.fresh(rows)
+        now_prints = tuple(await (await conn.execute(FINGERPRINT_SQL)).fetchone())
+        if self.book is None or time.monotonic() - self.book_loaded > BOOK_RELOAD_S:
+            pairs = await (await conn.execute(PAIR_STOCK_SQL)).fetchall()
+            reserved = await (await conn.execute(RESERVED_SQL)).fetchall()
+            self.book = await asyncio.to_thread(CellBook, pairs, reserved)  # not on the event loop
+            self.book_loaded = time.monotonic()
+        elif prints is not None and prints[3] != now_prints[3]:
+            self.book.set_reserved(await (await conn.execute(RESERVED_SQL)).fetchall())
         if fresh:
-            cells = sorted({r[6] for r in fresh})
-            stock = await (await conn.execute(CELL_STOCK_SQL, {"cells": cells})).fetchall()
+            cells = {self.book.apply(r[0], r[1], r[2], r[3]) for r in fresh} - {None}
             sites: dict[str, float] = {}
             for r in fresh:
                 sites[r[0]] = max(sites.get(r[0], 0.0), r[4].timestamp())
             self.publish(sse("stock", {
                 "readings": [[r[0], r[1], r[2], r[3], r[4].isoformat()] for r in fresh],
-                "cells": cell_coverages(stock), "sites": sites, "sent_at": time.time()}))
-        now_prints = tuple(await (await conn.execute(FINGERPRINT_SQL)).fetchone())
+                "cells": self.book.coverages(sorted(cells)), "sites": sites, "sent_at": time.time()}))
         if prints is not None:
             await self._announce_changes(conn, prints, now_prints)
         return now_prints

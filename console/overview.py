@@ -30,10 +30,10 @@ WITH reserved AS (
     WHERE leg = 'supply' AND status IN ('open', 'accepted', 'in_transit') GROUP BY 1, 2
 )
 SELECT s.grid_cell, sm.material_id,
-       COALESCE(sum(l.qty) FILTER (WHERE l.unit = m.unit), 0)::float8 AS reported,
-       COALESCE(sum(sm.contracted_qty), 0)::float8 AS contracted,
-       COALESCE(sum(r.qty), 0)::float8 AS reserved,
-       COALESCE(min(sl.safety_qty), 0)::float8 AS safety
+       COALESCE(sum(l.qty::float8) FILTER (WHERE l.unit = m.unit), 0) AS reported,
+       COALESCE(sum(sm.contracted_qty::float8), 0) AS contracted,
+       COALESCE(sum(r.qty::float8), 0) AS reserved,
+       COALESCE(min(sl.safety_qty::float8), 0) AS safety
 FROM site_materials sm
 JOIN sites s ON s.site_id = sm.site_id
 JOIN materials m ON m.material_id = sm.material_id
@@ -42,6 +42,24 @@ LEFT JOIN reserved r ON r.site_id = sm.site_id AND r.material_id = sm.material_i
 LEFT JOIN safety_levels sl ON sl.grid_cell = s.grid_cell AND sl.material_id = sm.material_id
 WHERE (%(cells)s::text[] IS NULL OR s.grid_cell = ANY(%(cells)s::text[]))
 GROUP BY s.grid_cell, sm.material_id
+"""
+
+#: Per contracted (site, material): what CELL_STOCK_SQL sums, one row each, for the live book.
+PAIR_STOCK_SQL = """
+SELECT sm.site_id, s.grid_cell, sm.material_id, m.unit,
+       CASE WHEN l.unit = m.unit THEN l.qty::float8 END,
+       sm.contracted_qty::float8, COALESCE(sl.safety_qty, 0)::float8
+FROM site_materials sm
+JOIN sites s ON s.site_id = sm.site_id
+JOIN materials m ON m.material_id = sm.material_id
+LEFT JOIN stock_latest l ON l.site_id = sm.site_id AND l.material_id = sm.material_id
+LEFT JOIN safety_levels sl ON sl.grid_cell = s.grid_cell AND sl.material_id = sm.material_id
+"""
+
+#: What open supply orders reserve per (site, material): small, re-read whenever orders change.
+RESERVED_SQL = """
+SELECT origin, material_id, sum(qty)::float8 FROM dispatch_orders
+WHERE leg = 'supply' AND status IN ('open', 'accepted', 'in_transit') GROUP BY 1, 2
 """
 
 CELL_GEOMETRY_SQL = """
@@ -79,14 +97,57 @@ def cell_coverages(rows: list[tuple]) -> dict[str, dict[str, Any]]:
         available = reported - reserved
         reference = safety if safety > 0 else contracted
         entry = out.setdefault(cell, {"materials": {}, "coverage": None})
+        cov = coverage(available, reference)
         entry["materials"][material] = {
-            "reported": reported, "reserved": reserved, "contracted": contracted, "safety": safety,
-            "available": available, "reference": "safety" if safety > 0 else "contracted",
-            "coverage": coverage(available, reference)}
+            "available": round(available, 3), "reference_qty": round(reference, 3),
+            "reference": "safety" if safety > 0 else "contracted", "coverage": None if cov is None else round(cov, 4)}
     for entry in out.values():
         ratios = [min(1.0, m["coverage"]) for m in entry["materials"].values() if m["coverage"] is not None]
-        entry["coverage"] = sum(ratios) / len(ratios) if ratios else None
+        entry["coverage"] = round(sum(ratios) / len(ratios), 4) if ratios else None
     return out
+
+
+class CellBook:
+    """Per (cell, material) sums kept in memory by the live poller: a reading moves the cell's
+    reported stock by its difference from the pair's previous reading, so a poll costs no
+    aggregate query. Reloaded in full (``PAIR_STOCK_SQL``) when orders change (reserved stock)
+    and every minute (contracts, safety levels, registry); reserved stock is re-read whenever orders
+    change (:meth:`set_reserved`)."""
+
+    def __init__(self, rows: list[tuple], reserved: list[tuple] = ()) -> None:
+        self.pairs: dict[tuple[str, str], list] = {}   # (site, material) -> [cell, unit, qty or None]
+        self.sums: dict[str, dict[str, list[float]]] = {}  # cell -> material -> [reported, contracted, reserved, safety]
+        for site, cell, material, unit, qty, contracted, safety in rows:
+            self.pairs[(site, material)] = [cell, unit, qty]
+            acc = self.sums.setdefault(cell, {}).setdefault(material, [0.0, 0.0, 0.0, safety])
+            acc[0] += qty or 0.0
+            acc[1] += contracted
+        self.set_reserved(reserved)
+
+    def set_reserved(self, rows: list[tuple]) -> None:
+        """Replace the reserved sums with (site, material, qty) rows of open supply orders."""
+        for materials in self.sums.values():
+            for acc in materials.values():
+                acc[2] = 0.0
+        for site, material, qty in rows:
+            pair = self.pairs.get((site, material))
+            if pair is not None:
+                self.sums[pair[0]][material][2] += qty
+
+    def apply(self, site: str, material: str, qty: float, unit: str) -> str | None:
+        """Take one reading in; the cell whose sums changed, or None (a pair without a contract)."""
+        pair = self.pairs.get((site, material))
+        if pair is None:
+            return None
+        cell, catalogue_unit, before = pair
+        now = qty if unit == catalogue_unit else None
+        pair[2] = now
+        self.sums[cell][material][0] += (now or 0.0) - (before or 0.0)
+        return cell
+
+    def coverages(self, cells: list[str]) -> dict[str, dict[str, Any]]:
+        rows = [(c, m, *v) for c in cells for m, v in self.sums.get(c, {}).items()]
+        return cell_coverages(rows)
 
 
 def read_cell_stock(conn, cells: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -116,10 +177,11 @@ def lattice_bounds(cells: list[tuple]) -> dict[str, list[list[float]]]:
     return out
 
 
-def read_cells(conn) -> list[dict[str, Any]]:
-    """Every grid cell with its box, site counts and coverage."""
-    stock = read_cell_stock(conn)
+def read_cells(conn, book: CellBook | None = None) -> list[dict[str, Any]]:
+    """Every grid cell with its box, site counts and coverage (from the live poller's in-memory
+    ``book`` when one is running in this process, else from the database)."""
     rows = conn.execute(CELL_GEOMETRY_SQL).fetchall()
+    stock = book.coverages([r[0] for r in rows]) if book is not None else read_cell_stock(conn)
     lattice = lattice_bounds(rows)
     cells = []
     for cell, region, lat0, lon0, lat1, lon1, n, suspended in rows:
@@ -135,20 +197,20 @@ def read_sites(conn) -> list[list]:
     return [list(r) for r in conn.execute(SITES_SQL).fetchall()]
 
 
-def site_counts(sites: list[list], stale_after_s: float, now: float) -> dict[str, int]:
-    """Sites reporting (fresh reading), stale (old reading), never reported, and suspended."""
-    counts = {"sites": len(sites), "reporting": 0, "stale": 0, "never": 0, "suspended": 0}
-    for row in sites:
-        last, status = row[7], row[5]
-        if status == "suspended":
-            counts["suspended"] += 1
-        if last is None:
-            counts["never"] += 1
-        elif now - last > stale_after_s:
-            counts["stale"] += 1
-        else:
-            counts["reporting"] += 1
-    return counts
+SITE_COUNTS_SQL = """
+SELECT count(*), count(*) FILTER (WHERE last IS NOT NULL AND last >= now() - make_interval(secs => %(stale)s)),
+       count(*) FILTER (WHERE last < now() - make_interval(secs => %(stale)s)),
+       count(*) FILTER (WHERE last IS NULL), count(*) FILTER (WHERE status = 'suspended')
+FROM (SELECT s.site_id, min(s.status) AS status, max(l.ts) AS last
+      FROM sites s LEFT JOIN stock_latest l ON l.site_id = s.site_id GROUP BY s.site_id) x
+"""
+
+
+def read_site_counts(conn, stale_after_s: float) -> dict[str, int]:
+    """Sites reporting (fresh reading), stale (old reading), never reported, suspended: in SQL, so the
+    overview's first render needs no site rows."""
+    n, fresh, stale, never, suspended = conn.execute(SITE_COUNTS_SQL, {"stale": stale_after_s}).fetchone()
+    return {"sites": n, "reporting": fresh, "stale": stale, "never": never, "suspended": suspended}
 
 
 ALERT_COUNTS_SQL = "SELECT severity, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1"
@@ -189,12 +251,11 @@ def read_materials(conn) -> list[dict[str, str]]:
             conn.execute("SELECT material_id, name, unit FROM materials ORDER BY material_id")]
 
 
-def read_overview(conn, stale_after_s: float, now: float | None = None) -> dict[str, Any]:
-    """Everything the overview page draws first, in one document."""
+def read_overview(conn, stale_after_s: float, now: float | None = None, book: CellBook | None = None) -> dict[str, Any]:
+    """Everything the overview page draws first, in one document (site rows come separately)."""
     now = time.time() if now is None else now
-    sites = read_sites(conn)
-    return {"generated_at": now, "stale_after_s": stale_after_s, "cells": read_cells(conn),
-            "counts": site_counts(sites, stale_after_s, now), "alerts": read_alert_counts(conn),
+    return {"generated_at": now, "stale_after_s": stale_after_s, "cells": read_cells(conn, book),
+            "counts": read_site_counts(conn, stale_after_s), "alerts": read_alert_counts(conn),
             "regions": read_regions(conn), "materials": read_materials(conn),
             "owner_kinds": list(OWNER_KINDS)}
 

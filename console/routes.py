@@ -87,7 +87,7 @@ def _api(settings: Settings, hub: LiveHub, viewer: Callable, operator: Callable,
 
     @router.get("/overview", openapi_extra=VIEWER_ONLY, summary="Grid cells with coverage, site counts, alerts, modes (role: viewer)")
     def get_overview(who=Depends(viewer), conn=Depends(connection)) -> dict:
-        return overview.read_overview(conn, stale_after_s)
+        return overview.read_overview(conn, stale_after_s, book=hub.current_book())
 
     @router.get("/sites", openapi_extra=VIEWER_ONLY, summary="Every site as a compact row for the map (role: viewer)")
     def get_sites(who=Depends(viewer), conn=Depends(connection)) -> dict:

@@ -128,9 +128,9 @@ async function route() {
   window.__vrRendered = { page, ms: performance.now() - t0 };
 }
 
-export async function signedIn(user) {
+export async function signedIn(user, config) {
   ctx.user = user;
-  ctx.config = await api.get("/console/config");
+  ctx.config = config || await api.get("/console/config");
   document.getElementById("top").hidden = false;
   document.getElementById("who").textContent = `${user.name} (${user.role})`;
   document.getElementById("tz").textContent = timeZone;
@@ -153,6 +153,7 @@ document.getElementById("logout").addEventListener("click", async () => {
 window.addEventListener("hashchange", route);
 
 (async () => {
-  const user = await api.me().catch(() => null);
-  if (user) await signedIn(user); else { location.hash = "#/login"; route(); }
+  // who is signed in and the console's settings in parallel (one round trip less before the first page)
+  const [user, config] = await Promise.all([api.me().catch(() => null), api.get("/console/config").catch(() => null)]);
+  if (user) await signedIn(user, config); else { location.hash = "#/login"; route(); }
 })();

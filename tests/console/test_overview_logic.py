@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from console.live import StockCursor, sse
-from console.overview import cell_coverages, lattice_bounds, site_counts
+from console.overview import CellBook, cell_coverages, lattice_bounds
 from console.preview import PreviewError, horizon_figures, ideal_rates, load_demand, to_registry_units
 
 
@@ -28,14 +28,6 @@ def test_lattice_cells_tile_the_region_and_other_names_keep_their_own_box():
     assert b["w-r00c00"] == [[30.0, 114.0], [30.5, 114.5]]
     assert b["w-r01c01"] == [[30.5, 114.5], [31.0, 115.0]]
     assert "x-north" not in b
-
-
-def test_site_counts_fresh_stale_never_suspended():
-    now = 1000.0
-    sites = [["a", "ngo", "decentralized", 0, 0, "active", "g", 995.0],
-             ["b", "ngo", "decentralized", 0, 0, "active", "g", 900.0],
-             ["c", "ngo", "decentralized", 0, 0, "suspended", "g", None]]
-    assert site_counts(sites, 30.0, now) == {"sites": 3, "reporting": 1, "stale": 1, "never": 1, "suspended": 1}
 
 
 def test_stock_cursor_announces_each_reading_once_across_overlapping_polls():
@@ -72,3 +64,21 @@ def test_preview_never_reads_a_path_the_caller_names(tmp_path):
         else:
             raise AssertionError(f"{bad!r} was accepted")
     assert load_demand("wuhan", tmp_path, 2)["periods"] >= 2
+
+
+def test_cell_book_moves_a_cell_by_each_reading_and_matches_a_full_recount():
+    rows = [("s1", "g1", "mask", "piece", 10.0, 100.0, 0.0), ("s2", "g1", "mask", "piece", None, 100.0, 0.0),
+            ("s3", "g2", "mask", "piece", 50.0, 50.0, 0.0)]
+    book = CellBook(rows, [("s2", "mask", 5.0)])
+    assert book.apply("s2", "mask", 30.0, "piece") == "g1"
+    assert book.apply("s1", "mask", 4.0, "piece") == "g1"
+    assert book.apply("s3", "mask", 7.0, "box") == "g2"          # another unit: not added (as the SQL does)
+    assert book.apply("s9", "mask", 1.0, "piece") is None         # no contract: not on the map
+    cov = book.coverages(["g1", "g2"])
+    assert cov["g1"]["materials"]["mask"]["available"] == (4 + 30) - 5
+    assert cov["g2"]["materials"]["mask"]["available"] == 0
+    recount = CellBook([("s1", "g1", "mask", "piece", 4.0, 100.0, 0.0), ("s2", "g1", "mask", "piece", 30.0, 100.0, 0.0),
+                        ("s3", "g2", "mask", "piece", None, 50.0, 0.0)], [("s2", "mask", 5.0)])
+    assert recount.coverages(["g1", "g2"]) == cov
+    book.set_reserved([])  # the order was delivered or cancelled
+    assert book.coverages(["g1"])["g1"]["materials"]["mask"]["available"] == 34

@@ -104,6 +104,7 @@ export async function render(root, ctx) {
       const lat = (window.__vrStockLatencyMs ||= []);
       for (const r of ev.readings) lat.push(drawn - Date.parse(r[4]));
       if (lat.length > 5000) lat.splice(0, lat.length - 5000);
+      window.__vrStockDrawn = (window.__vrStockDrawn || 0) + ev.readings.length;
       window.__vrLastStock = { received: drawn / 1000, readings: ev.readings };
       state.data.counts = recount(state, data.stale_after_s);
       drawSummary(summary, state, ctx, recolour);
@@ -132,7 +133,7 @@ function cellTooltip(c, material, materials) {
   const unit = Object.fromEntries(materials.map((m) => [m.material_id, m.unit]));
   const lines = Object.entries(c.materials)
     .filter(([m]) => !material || m === material)
-    .map(([m, f]) => esc(`${m}: ${qty(f.available, unit[m])} of ${qty(f.reference === "safety" ? f.safety : f.contracted, unit[m])} ${f.reference} (${pct(f.coverage)})`));
+    .map(([m, f]) => esc(`${m}: ${qty(f.available, unit[m])} of ${qty(f.reference_qty, unit[m])} ${f.reference} (${pct(f.coverage)})`));
   return `<b>${esc(c.cell)}</b> · ${count(c.sites)} sites · coverage ${pct(material ? (c.materials[material] || {}).coverage : c.coverage)}<br>${lines.join("<br>")}`;
 }
 

@@ -251,4 +251,86 @@ def audit_log_show(settings: Settings, limit: int, actor: str | None) -> None:
                    f"{r['status']} {r['action']} {r['target']}")
 
 
-commands = [serve, users, carriers, tokens, audit_log]
+# --------------------------------------------------------------------------------- webhooks
+@click.group("webhooks")
+def webhooks() -> None:
+    """Carriers without Kafka: dispatch records POSTed, signed, to each carrier's webhook."""
+
+
+@webhooks.command("run")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Failed attempts before a carrier's queue is held.")
+@click.option("--backoff", type=float, default=0.5, show_default=True, help="First retry delay, s (doubles).")
+@click.pass_obj
+def webhooks_run(settings: Settings, max_attempts: int, backoff: float) -> None:
+    """The delivery service (one per deployment); stops cleanly on SIGTERM / Ctrl-C."""
+    import signal
+
+    from api import webhooks as wh
+
+    stopping = {"now": False}
+
+    def _stop(*_a) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    counters = wh.run(settings, wh.DeliveryPolicy(max_attempts=max_attempts, base_backoff_s=backoff),
+                      stop=lambda: stopping["now"], progress=lambda m: click.echo(m, err=True))
+    click.echo(f"webhooks stopped: {counters.enqueued} queued, {counters.delivered} delivered, "
+               f"{counters.failures} failed attempts, {counters.held} held", err=True)
+
+
+@webhooks.command("register")
+@click.argument("carrier_id")
+@click.argument("url")
+@click.pass_obj
+def webhooks_register(settings: Settings, carrier_id: str, url: str) -> None:
+    """Set CARRIER_ID's webhook URL; prints the new signing secret once (stdout)."""
+    from api import webhooks as wh
+    from vreserve.operations import audited, cli_identity
+
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("the URL must start with http:// or https://")
+    with _connect(settings) as conn:
+        try:
+            with audited(conn, cli_identity(), "webhooks.register", carrier_id, {"url": url}):
+                secret = wh.register(conn, carrier_id, url, cli_identity().actor)
+        except Exception as exc:  # unknown carrier: foreign key
+            raise click.ClickException(f"webhook not registered: {str(exc).splitlines()[0]}") from None
+    click.echo(f"webhook of {carrier_id}: {url}; signing secret (shown once):", err=True)
+    click.echo(secret)
+
+
+@webhooks.command("held")
+@click.pass_obj
+def webhooks_held(settings: Settings) -> None:
+    """Carriers whose deliveries are held after repeated failures, with the reason."""
+    from api import webhooks as wh
+
+    with _connect(settings) as conn:
+        rows = wh.held(conn)
+    for r in rows:
+        click.echo(f"{r['carrier_id']:<20} held since {r['held_at']:%Y-%m-%d %H:%M:%S} UTC, {r['waiting']} record(s) "
+                   f"waiting (first {r['first_waiting_order']}): {r['held_reason']}")
+    click.echo(f"{len(rows)} carrier(s) held")
+
+
+@webhooks.command("release")
+@click.argument("carrier_id")
+@click.pass_obj
+def webhooks_release(settings: Settings, carrier_id: str) -> None:
+    """Resume a held carrier's deliveries, in order, from the record that failed."""
+    from api import webhooks as wh
+    from vreserve.operations import audited, cli_identity
+
+    with _connect(settings) as conn:
+        try:
+            with audited(conn, cli_identity(), "webhooks.release", carrier_id):
+                n = wh.release(conn, carrier_id)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{carrier_id}: {n} record(s) due again")
+
+
+commands = [serve, users, carriers, tokens, audit_log, webhooks]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import webhooks as wh
 from api.errors import ApiError
 from api.routes_read import Limit, Offset, Page, _plain
 from api.security import access, requires
@@ -150,3 +151,38 @@ def audit_verify(request: Request, who: Identity = Depends(ADMIN)) -> dict:
     with _conn(request) as conn:
         r = auditlog.verify(conn)
     return {"rows": r.rows, "ok": r.ok, "first_bad_seq": r.first_bad_seq, "problem": r.problem}
+
+
+# -------------------------------------------------------------------------------- webhooks
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")
+
+
+@router.post("/webhooks", status_code=201, tags=["webhooks"], openapi_extra=access("carrier-only", ("carrier",)),
+             summary="A carrier registers its webhook URL (returns the signing secret once)")
+def register_webhook(request: Request, body: WebhookIn, who: Identity = Depends(requires(None, ("carrier",)))) -> dict:
+    _audit(request, who.name, url=body.url)
+    with _conn(request) as conn:
+        secret = wh.register(conn, who.name, body.url, who.actor)
+    return {"carrier_id": who.name, "url": body.url, "secret": secret, "signature_header": wh.SIGNATURE_HEADER}
+
+
+@router.get("/webhooks/held", response_model=Page, tags=["webhooks"], openapi_extra=access("operator"),
+            summary="Carriers whose deliveries are held after repeated failures")
+def held_webhooks(request: Request, limit: Limit = 100, offset: Offset = 0,
+                  who: Identity = Depends(requires("operator"))) -> Page:
+    with _conn(request) as conn:
+        return _listing(wh.held(conn), limit, offset)
+
+
+@router.post("/webhooks/{carrier_id}/release", tags=["webhooks"], openapi_extra=access("operator"),
+             summary="Resume a held carrier's deliveries, in order")
+def release_webhook(request: Request, carrier_id: PathName, who: Identity = Depends(requires("operator"))) -> dict:
+    _audit(request, carrier_id)
+    with _conn(request) as conn:
+        try:
+            n = wh.release(conn, carrier_id)
+        except LookupError as exc:
+            raise ApiError(404, "not_held", str(exc)) from None
+    return {"carrier_id": carrier_id, "due_again": n}

@@ -48,7 +48,7 @@ def cli(ctx: click.Context) -> None:
         stream=sys.stderr,
     )
     # Client libraries narrate every connection at INFO; the stages say what matters themselves.
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -1,5 +1,6 @@
 """Fixtures for the console's browser tests: a small live fleet on the real services (registry ->
-simulated sites over MQTT -> bridge -> Kafka -> stream worker -> PostgreSQL, plus the dispatcher),
+simulated sites over MQTT -> bridge -> Kafka -> stream worker -> PostgreSQL, plus the dispatcher and
+the simulated carrier),
 `vreserve serve` with the console, people of two roles, and Debian's Chromium driven by Playwright.
 
 Chromium is the machine's own (`/usr/bin/chromium`, installed by deploy/bootstrap.sh); Playwright's
@@ -128,6 +129,8 @@ def fleet(settings: Settings, tmp_path_factory) -> Iterator[Fleet]:
         _start(fl, "fleet", "simulate", "sites", "--registry", str(reg_path), "--interval", str(INTERVAL_S),
                "--auth", "gateway", "--gateways", "1", "--end-sessions-on-stop")
         _start(fl, "dispatcher", "dispatch", "run", "--time-limit", "5")
+        _start(fl, "logistics", "simulate", "logistics", "--accept", "1", "--pick", "2", "--deliver", "3",
+               "--fail-rate", "0")
         _start(fl, "serve", "serve", "--addr", f"127.0.0.1:{port}")
         wait_for(lambda: _up(fl), 60, "vreserve serve")
         with connect(settings.pg_dsn, autocommit=True) as conn:

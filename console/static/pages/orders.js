@@ -1,6 +1,6 @@
 // Orders: a filterable table of dispatch orders, each with its status timeline on demand.
 import * as api from "../api.js";
-import { badge, count, h, on, qty, when } from "../app.js";
+import { badge, count, h, may, on, qty, table, when } from "../app.js";
 
 const STATUSES = ["", "open", "accepted", "in_transit", "delivered", "failed", "cancelled", "closed"];
 
@@ -34,7 +34,9 @@ export async function render(root, ctx) {
   for (const el of [em, status]) el.addEventListener("change", () => load(true));
   for (const el of [leg, text]) el.addEventListener("input", draw);
   more.addEventListener("click", () => load(false));
-  root.replaceChildren(h("h1", {}, "Orders"),
+  const held = h("section", { "aria-label": "Held webhook deliveries" });
+  if (may("operator")) await drawHeld(held);
+  root.replaceChildren(h("h1", {}, "Orders"), held,
     h("form", { class: "filters", "aria-label": "Filter orders", onsubmit: (e) => e.preventDefault() },
       h("label", {}, "Emergency", em), h("label", {}, "Status", status), h("label", {}, "Leg", leg), h("label", {}, "Search", text)),
     out, more);
@@ -66,4 +68,17 @@ function orderRow(o) {
   const frag = document.createDocumentFragment();
   frag.append(tr, detail);
   return frag;
+}
+
+/** Carriers whose webhook deliveries are held after repeated failures (operators may release them). */
+async function drawHeld(el) {
+  const page = await api.get("/webhooks/held");
+  if (!page.items.length) { el.replaceChildren(); return; }
+  el.replaceChildren(h("h2", {}, "Held webhook deliveries"),
+    table([{ label: "Carrier", cell: (r) => r.carrier_id }, { label: "Held since", cell: (r) => when(r.held_at) },
+      { label: "Reason", cell: (r) => r.held_reason }, { label: "Waiting", num: true, cell: (r) => count(r.waiting) },
+      { label: "First waiting order", cell: (r) => r.first_waiting_order || "–" },
+      { label: "", cell: (r) => h("button", { type: "button", "aria-label": `Release deliveries to ${r.carrier_id}`,
+        onclick: async () => { await api.post(`/webhooks/${encodeURIComponent(r.carrier_id)}/release`); await drawHeld(el); } }, "Release") }],
+    page.items));
 }

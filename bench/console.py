@@ -109,7 +109,8 @@ def _measure(url: str, loads: int, rest_s: float, rate: float, dsn: str, seed: i
         out["first_render_ms"] = renders
         out["sites_loaded_ms"] = sites_ms
         echo(f"first render of the overview: median {statistics.median(renders):.0f} ms, max {max(renders):.0f} ms"
-             f" over {loads} loads; site rows loaded after {statistics.median(sites_ms):.0f} ms (median)")
+             f" over {loads} loads ({', '.join(f'{r:.0f}' for r in renders)} ms); site rows loaded after"
+             f" {statistics.median(sites_ms):.0f} ms (median)")
 
         counted: list[str] = []
         page.on("request", lambda r: counted.append(r.url))

@@ -13,6 +13,7 @@ export function coverageColour(c) {
 const esc = (s) => String(s).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 const KIND_COLOURS = { government: "#14213d", enterprise: "#1f5fbf", ecommerce: "#7b3fbf", ngo: "#0f8b8d", household: "#c2571a" };
 const SITES_FROM_ZOOM = 12;
+const FRESH_COLOURS = { fresh: "#2e9e5b", stale: "#e3a21a", suspended: "#d0453b", "never reported": "#b8bec9" };
 
 function freshness(last, status, staleAfter, now) {
   if (status === "suspended") return "suspended";
@@ -68,7 +69,7 @@ export async function render(root, ctx) {
       const f = freshness(r[7], r[5], data.stale_after_s, now);
       const m = L.circleMarker([r[3], r[4]], {
         radius: r[2] === "centralized" ? 7 : 4, weight: 2, color: KIND_COLOURS[r[1]] || "#333",
-        fillColor: f === "fresh" ? "#2e9e5b" : f === "stale" ? "#e3a21a" : f === "suspended" ? "#d0453b" : "#b8bec9",
+        fillColor: FRESH_COLOURS[f],
         fillOpacity: 0.9 });
       m.bindTooltip(esc(`${r[0]} · ${r[1]} ${r[2]} · ${f}${r[7] ? " · last reading " + when(r[7]) : ""}`));
       m.on("click", () => { location.hash = `#/site/${encodeURIComponent(r[0])}`; });
@@ -161,5 +162,10 @@ function drawSummary(el, state, ctx, recolour) {
       h("div", { class: "legend" },
         [[null, "no data"], [0.2, "below 50 %"], [0.7, "50 – 90 %"], [1, "90 % or more"]].map(([c, t]) =>
           h("div", {}, h("span", { class: "swatch", style: `background:${coverageColour(c)}` }), t)),
-        h("p", { class: "muted" }, "coverage = (reported − reserved) ÷ safety level (or contracted where no safety level is set); sites appear when zoomed in"))));
+        h("p", { class: "muted" }, "coverage = (reported − reserved) ÷ safety level (or contracted where no safety level is set)"))),
+    h("section", { "aria-label": "Site legend" }, h("h2", {}, "Sites on the map"),
+      h("div", { class: "legend" },
+        Object.entries(FRESH_COLOURS).map(([f, c]) => h("div", {}, h("span", { class: "swatch", style: `background:${c};border-radius:50%` }), f)),
+        h("div", {}, "ring: ", Object.entries(KIND_COLOURS).map(([k, c]) => h("span", { style: `color:${c};margin-right:.4rem;font-weight:600` }, k))),
+        h("p", { class: "muted" }, "larger circles are depots; sites are drawn when zoomed in (all of them in small registries)"))));
 }

@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.security import requires
+from console.routes import mount_console
 from vreserve import auditlog
 from vreserve.identity import signing_key
 from vreserve.operations import Publisher
@@ -68,6 +70,7 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
 
     for module in (routes_auth, routes_read, routes_write, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
+    mount_console(app, settings, requires("viewer"), requires("operator"))  # the console at / (issue 15)
     app.add_middleware(errors.BodyLimit)
     app.add_middleware(AuditTrail)
     return app

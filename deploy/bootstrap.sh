@@ -29,6 +29,9 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v git >/dev/null 2>&1 || need+=(git)
+# the console (console/package.json) is built with npm; its browser tests drive Debian's Chromium
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 apt_updated=0
 apt_install() {
@@ -59,6 +62,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 VR=.venv/bin/vreserve
+
+# --- console front-end libraries (pinned in console/package-lock.json; served by `vreserve serve`) ---
+console_stamp=console/node_modules/.vreserve-installed
+console_want=$(sha256sum console/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_want" ]; then
+  say "installing the console's npm packages (npm ci)"
+  npm ci --prefix console --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$console_want" > "$console_stamp"
+fi
 
 # --- services -----------------------------------------------------------------------------------
 started_here=0

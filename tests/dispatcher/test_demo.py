@@ -54,7 +54,12 @@ def test_demo_end_to_end(settings, base_settings, tmp_path):
         assert applied and max(applied) > 0, "the fleet applied no pick command"
         # every subprocess the demo started is gone
         pids = [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", res.stdout)]
-        assert len(pids) == 5
+        assert len(pids) == 6  # stream, bridge, fleet, dispatcher, logistics, serve (the console)
+        # the console's address and a login were printed; the password only in a file only its owner reads
+        assert re.search(r"console: http://127\.0\.0\.1:\d+/ \(user demo-operator, password in ", res.stdout)
+        login = out / "console-login.txt"
+        assert login.stat().st_mode & 0o077 == 0 and "password: " in login.read_text()
+        assert login.read_text().split("password: ")[1].strip() not in res.stdout + res.stderr
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)

@@ -32,6 +32,7 @@ from typing import Callable
 
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
 from vreserve import topics
+from vreserve.mqtt import connect, new_client
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
 
@@ -101,15 +102,11 @@ def end_session(settings: Settings, client_id: str, timeout: float = 10.0) -> No
     not come back must end its session, or its share queues up unseen. Connecting once with the
     same client id and ``clean_session=True`` removes the session (and what it had queued).
     """
-    import paho.mqtt.client as mqtt
-
     addr = settings.mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    if addr.username:
-        client.username_pw_set(addr.username, addr.password)
+    client = new_client(addr, client_id, clean_session=True)
     done = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: done.set()
-    client.connect(addr.host, addr.port, keepalive=10)
+    connect(client, addr, keepalive=10)
     client.loop_start()
     try:
         if not done.wait(timeout):
@@ -171,15 +168,13 @@ class Bridge:
         )
         await self._producer.start()
         addr = self.settings.mqtt
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+        client = new_client(
+            addr,
+            self.config.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        if addr.username:
-            client.username_pw_set(addr.username, addr.password)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
@@ -189,7 +184,7 @@ class Bridge:
         client.on_socket_register_write = lambda c, u, sock: loop.add_writer(sock, self._guard, c.loop_write)
         client.on_socket_unregister_write = lambda c, u, sock: loop.remove_writer(sock)
         self._client = client
-        client.connect(addr.host, addr.port, keepalive=self.config.keepalive_s)
+        connect(client, addr, keepalive=self.config.keepalive_s)
         self._misc_task = loop.create_task(self._misc())
 
     def stop(self, drain_timeout_s: float = 30.0, end_mqtt_session: bool = False) -> None:

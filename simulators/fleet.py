@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Callable
 
+from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import format_ts
 from vreserve.settings import Settings
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
@@ -386,18 +387,17 @@ class Fleet:
             groups = [(f"{self._client_prefix}-gw{g}", [s for i, s in enumerate(self.site_ids) if i % n == g]) for g in range(n)]
         for index, (name, sites) in enumerate(groups):
             per_site = self.auth == "per-site"
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2,
-                client_id=name if per_site else name,
+            client = new_client(
+                addr,
+                name,
+                username=name if per_site else None,
+                password=self.credentials.get(name, "") if per_site else None,
                 # A site's session survives a dropped connection, so pick commands sent meanwhile arrive.
                 clean_session=not per_site,
                 protocol=mqtt.MQTTv311,
             )
             if per_site:
-                client.username_pw_set(name, self.credentials.get(name, ""))
                 client.will_set(mqtt_status_topic(name), _status_payload(name, "offline", "connection lost"), qos=1, retain=True)
-            elif addr.username:
-                client.username_pw_set(addr.username, addr.password)
             client.max_inflight_messages_set(0)  # no client-side cap: a reading never waits behind status messages
             client.max_queued_messages_set(0)
             conn = _Conn(client, name, sites)
@@ -411,7 +411,7 @@ class Fleet:
             self._conns.append(conn)
             if per_site:
                 self._sites[name].conn = index
-            client.connect(addr.host, addr.port, keepalive=30)
+            connect(client, addr, keepalive=30)
 
     # ------------------------------------------------------------------------ paho callbacks
     def _on_socket_open(self, client, conn: _Conn, sock) -> None:

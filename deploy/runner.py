@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from deploy.pki import ensure_server_cert
 from vreserve.mqtt import BrokerError, connect_and_wait, new_client
 from vreserve.mqtt_access import ADMIN_USER, render_config
 from vreserve.secret_store import ensure_secret, secret_path
@@ -360,7 +361,18 @@ class Mosquitto(Service):
         tmp.replace(self.dynsec)
 
     def _listeners(self) -> str:
-        return f"listener {self.port} {self.host}"
+        """TLS with a certificate from the local CA; plain TCP only when VR_MQTT_URL says mqtt://."""
+        if not self.settings.mqtt.tls:
+            return f"# plain TCP: VR_MQTT_URL asks for mqtt:// (not encrypted)\nlistener {self.port} {self.host}"
+        ca_dir = self.settings.state_dir / "ca"
+        cert, key = ensure_server_cert(ca_dir, self.dir / "tls", "mosquitto", [self.host])
+        return "\n".join([
+            f"listener {self.port} {self.host}",
+            f"cafile {ca_dir / 'ca.crt'}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            "tls_version tlsv1.2",
+        ])
 
     def spawn(self) -> int:
         binary = _find_binary("mosquitto", ["/usr/sbin/mosquitto"])

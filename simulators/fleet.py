@@ -571,6 +571,13 @@ class Fleet:
             for key, _mask in events:
                 conn: _Conn = key.data
                 conn.client.loop_read()
+                # TLS: one record can hold more packets than a read takes; the socket then stays
+                # quiet while they wait decrypted in the SSL buffer, so drain what is pending.
+                for _ in range(1000):
+                    pending = getattr(conn.sock, "pending", None)
+                    if conn.sock is None or pending is None or not pending():
+                        break
+                    conn.client.loop_read()
             now = time.monotonic()
             with self._lock:
                 self._publish_due(now)

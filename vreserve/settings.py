@@ -47,7 +47,7 @@ class Settings:
     kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
     #: Broker URL: ``mqtt://`` or ``mqtts://`` (TLS); without a password in it, the account's
     #: password is read from the state folder's secrets (see :func:`mqtt_secret_name`).
-    mqtt_url: str = f"mqtt://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"
+    mqtt_url: str = f"mqtts://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"
     #: CA certificate that signed the broker's TLS certificate (``mqtts://`` only). Empty: the
     #: runner's local CA in the state folder (``ca/ca.crt``); set it to use your own PKI.
     mqtt_ca_file: str = ""

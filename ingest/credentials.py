@@ -8,8 +8,12 @@ in effect when the plugin answers: no password file, no SIGHUP, no waiting for a
 """
 from __future__ import annotations
 
+import os
 import secrets
+from pathlib import Path
 from typing import Callable, Iterable
+
+import yaml
 
 from vreserve.mqtt import BrokerError, control
 from vreserve.mqtt_access import add_site_commands, check_site_id, remove_site_commands, update_site_commands
@@ -67,16 +71,16 @@ def _raise_unexpected(commands: list[dict], responses: list[dict]) -> None:
 
 
 def write_credentials(creds: dict[str, str], path: str | Path) -> None:
-    import yaml
-
+    """Site passwords to a YAML file that is 0600 from its first byte (replaced atomically)."""
     p = Path(path)
-    p.write_text(yaml.safe_dump({"mqtt_credentials": creds}, sort_keys=True))
-    p.chmod(0o600)
+    tmp = p.with_name(f".{p.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump({"mqtt_credentials": creds}, sort_keys=True))
+    tmp.replace(p)
 
 
 def read_credentials(path: str | Path) -> dict[str, str]:
-    import yaml
-
     doc = yaml.safe_load(Path(path).read_text()) or {}
     creds = doc.get("mqtt_credentials")
     if not isinstance(creds, dict):

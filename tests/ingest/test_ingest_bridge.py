@@ -266,3 +266,11 @@ def test_a_site_joining_the_bridge_group_steals_no_readings(settings, registry, 
         assert stolen == []
     finally:
         remove_site_credentials(settings, [honest, hostile])
+
+
+def test_credentials_file_is_private_and_round_trips(tmp_path) -> None:
+    from ingest.credentials import read_credentials, write_credentials
+
+    path = tmp_path / "creds.yaml"
+    write_credentials({"s1": "pw1"}, path)
+    assert read_credentials(path) == {"s1": "pw1"} and (path.stat().st_mode & 0o777) == 0o600

@@ -274,3 +274,33 @@ def test_credentials_file_is_private_and_round_trips(tmp_path) -> None:
     path = tmp_path / "creds.yaml"
     write_credentials({"s1": "pw1"}, path)
     assert read_credentials(path) == {"s1": "pw1"} and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_site_secret_command_rotates_without_printing_it(settings, unique, service_client, tmp_path) -> None:
+    """`vreserve ingest site-secret` writes the password to a 0600 file only; the old one stops working."""
+    import os
+    import subprocess
+    import sys
+
+    from ingest.credentials import read_credentials
+
+    site = f"t{unique}-rot"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_MQTT_URL=settings.mqtt_url, VR_STATE_DIR=str(settings.state_dir), VR_MQTT_CA_FILE=settings.mqtt_ca_file,
+               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_PG_DSN=settings.pg_dsn)
+    out = tmp_path / "creds.yaml"
+    try:
+        passwords = []
+        for _ in range(2):
+            proc = subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-secret", site, "--out", str(out)],
+                                  env=env, capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            passwords.append(read_credentials(out)[site])
+            assert passwords[-1] not in proc.stdout + proc.stderr
+        assert passwords[0] != passwords[1]
+        assert service_client(site, passwords[0]).connect_rc.is_failure
+        assert not service_client(site, passwords[1]).connect_rc.is_failure
+    finally:
+        subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
+                       capture_output=True, timeout=60)
+    assert service_client(site, passwords[-1]).connect_rc.is_failure

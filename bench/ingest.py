@@ -110,7 +110,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
     bench = settings.with_(
         topic_prefix=prefix,
         pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"mqtt://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
+        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
         state_dir=state,
     )
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})

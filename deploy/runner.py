@@ -381,6 +381,9 @@ class Mosquitto(Service):
     def healthy(self) -> tuple[bool, str]:
         if not _port_open(self.host, self.port):
             return False, f"port {self.port} closed"
+        if "mosquitto_dynamic_security" not in (self.config.read_text() if self.config.exists() else ""):
+            return False, ("running with a configuration from before the dynamic-security plugin: "
+                           "run `vreserve services down` and `vreserve services up` once")
         client = new_client(self.settings.mqtt, f"vr-health-{uuid.uuid4().hex[:8]}",
                             username=self.username, password=self.service_password())
         try:

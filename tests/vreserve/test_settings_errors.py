@@ -110,3 +110,11 @@ def test_settings_errors_and_reprs_hide_passwords() -> None:
     assert addr.password == SECRET and addr.tls and SECRET not in repr(addr)
     assert redact(f"password={SECRET} host=h") == "password=*** host=h"
     assert redact(f"mqtts://u:p@s{SECRET}@h/x") == "mqtts://u:***@h/x"
+
+
+def test_a_database_error_does_not_print_the_dsn_password() -> None:
+    """`vreserve contracts list` against an unreachable server names it, without the password."""
+    env = _clean_env(VR_PG_DSN=f"postgresql://vreserve:{SECRET}@127.0.0.1:1/vreserve")
+    result = CliRunner().invoke(cli, ["contracts", "list"], env=env)
+    assert result.exit_code != 0 and "127.0.0.1" in result.output, result.output
+    assert SECRET not in result.output

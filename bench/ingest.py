@@ -37,9 +37,12 @@ from bench.procs import Proc, child_env, echo, parse_rates, services_up, cpu_sec
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 
 PLAIN_SUBSCRIBER = r"""
-import sys, time, threading, paho.mqtt.client as mqtt
+import sys, time, threading
 from datetime import datetime
-host, port, user, pw, cid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+from vreserve.mqtt import connect, new_client
+from vreserve.settings import Settings
+addr = Settings.from_env().mqtt  # the account's password comes from the environment, never argv
+cid = sys.argv[1]
 count = 0
 lat = []
 def on_message(c, u, m):
@@ -49,11 +52,10 @@ def on_message(c, u, m):
     if i >= 0:
         ts = datetime.fromisoformat(m.payload[i + 6:i + 30].decode().replace("Z", "+00:00")).timestamp()
         lat.append((time.time(), (time.time() - ts) * 1000.0))
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
-c.username_pw_set(user, pw)
+c = new_client(addr, cid, clean_session=True)
 c.on_message = on_message
 c.on_connect = lambda c, u, f, rc, p: (c.subscribe("vr/v1/sites/+/stock", qos=1), print("ready", flush=True))
-c.connect(host, port, keepalive=30)
+connect(c, addr, keepalive=30)
 c.loop_start()
 while True:
     time.sleep(0.25)
@@ -108,7 +110,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
     bench = settings.with_(
         topic_prefix=prefix,
         pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"mqtt://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
+        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
         state_dir=state,
     )
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
@@ -189,8 +191,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
         # ---- baseline: the same fleet to a plain counting subscriber (no bridge subscribed yet)
         if baseline:
             for rate in rates:
-                sub = Proc([sys.executable, "-c", PLAIN_SUBSCRIBER, "127.0.0.1", str(mqtt_port), addr.username or "",
-                            addr.password or "", f"vr-bench-plain-{token}"], _env(bench), "plain")
+                sub = Proc([sys.executable, "-c", PLAIN_SUBSCRIBER, f"vr-bench-plain-{token}"], _env(bench), "plain")
                 procs.append(sub)
                 if not sub.wait_line("ready", 20):
                     raise RuntimeError(f"plain subscriber did not start: {sub.lines[-5:]}")

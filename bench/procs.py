@@ -106,7 +106,7 @@ def child_env(settings: Settings, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
     env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
                VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
-               VR_LOG_LEVEL="WARNING", **extra)
+               VR_MQTT_CA_FILE=str(settings.mqtt.ca_file or ""), VR_LOG_LEVEL="WARNING", **extra)
     return env
 
 

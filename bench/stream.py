@@ -171,7 +171,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
     dbname = f"vr_bench_stream_{token}"
     bench = settings.with_(
         topic_prefix=prefix, pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"mqtt://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state)
+        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state)
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     broker = Mosquitto(bench) if source == "e2e" else None
     kafka_pid = Kafka(settings).pid()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import glob
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -20,14 +21,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from deploy import timescaledb
 from vreserve.db import recorded_variant, server_variant
+from deploy.pki import ensure_server_cert
+from vreserve.mqtt import BrokerError, connect_and_wait, new_client
+from vreserve.mqtt_access import ADMIN_USER, render_config
+from vreserve.secret_store import ensure_secret, secret_path
 from vreserve.settings import (
     DEFAULT_KAFKA_CONTROLLER_PORT,
-    DEFAULT_MQTT_PASSWORD,
     DEFAULT_MQTT_USER,
     Settings,
+    mqtt_secret_name,
 )
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -303,7 +309,7 @@ class Kafka(Service):
                 f"-Dkafka.logs.dir={self.dir}"]
 
     def spawn(self) -> int:
-        heap = os.environ.get("VR_KAFKA_HEAP", "1g")
+        heap = self.settings.kafka_heap
         return self._popen(
             ["java", f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
              *self._log4j(), "-cp", str(self.libs / "*"), "kafka.Kafka", str(self.config)]
@@ -329,7 +335,13 @@ class Kafka(Service):
 
 # ------------------------------------------------------------------------------------- Mosquitto
 class Mosquitto(Service):
-    """Mosquitto from Debian's packages, with password file and per-site ACL pattern."""
+    """Mosquitto from Debian's packages, accounts and rules in its dynamic-security plugin.
+
+    On every start the plugin's config file gets the service and admin accounts and roles as
+    ``vreserve.mqtt_access`` defines them (sites added at run time are kept). Passwords are
+    generated per installation into the state folder's secrets (0600), unless VR_MQTT_URL carries
+    the service account's password.
+    """
 
     name = "mosquitto"
     start_timeout = 20.0
@@ -339,73 +351,88 @@ class Mosquitto(Service):
         addr = settings.mqtt
         self.host, self.port = addr.host, addr.port
         self.username = addr.username or DEFAULT_MQTT_USER
-        self.password = addr.password or DEFAULT_MQTT_PASSWORD
         self.config = self.dir / "mosquitto.conf"
-        self.passwd = self.dir / "passwd"
-        self.acl = self.dir / "acl"
+        self.dynsec = self.dir / "dynamic-security.json"
 
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def service_password(self) -> str:
+        """The URL's password, else the generated secret (created here on first start)."""
+        given = self.settings.mqtt.password if urlsplit(self.settings.mqtt_url).password else None
+        return given or ensure_secret(secret_path(self.settings.state_dir, mqtt_secret_name(self.username)))
 
     def prepare(self, progress: Progress) -> None:
         binary = _find_binary("mosquitto", ["/usr/sbin/mosquitto"])
         if binary is None:
             raise ServiceError("mosquitto is not installed (deploy/bootstrap.sh runs apt-get install mosquitto)")
+        plugin = _dynsec_plugin()
         (self.dir / "data").mkdir(exist_ok=True)
         self.config.write_text(
             (DEPLOY_DIR / "mosquitto" / "mosquitto.conf")
             .read_text()
-            .replace("@HOST@", self.host)
-            .replace("@PORT@", str(self.port))
+            .replace("@LISTENERS@", self._listeners())
+            .replace("@DYNSEC_PLUGIN@", plugin)
             .replace("@DIR@", str(self.dir))
         )
-        # The ACL is all template (no per-site lines): re-render it so rule changes always apply.
-        self.acl.write_text((DEPLOY_DIR / "mosquitto" / "acl").read_text().replace("@SERVICE_USER@", self.username))
-        if not self.passwd.exists():
-            self.passwd.touch(mode=0o600)
-            add_mqtt_users(self.passwd, {self.username: self.password})
+        admin_password = ensure_secret(secret_path(self.settings.state_dir, mqtt_secret_name(ADMIN_USER)))
+        existing = None
+        if self.dynsec.exists():
+            try:
+                existing = json.loads(self.dynsec.read_text())
+            except ValueError:
+                progress(f"mosquitto: {self.dynsec} unreadable, starting with no sites")
+        doc = render_config(existing, self.username, self.service_password(), admin_password)
+        tmp = self.dynsec.with_name(self.dynsec.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+        tmp.replace(self.dynsec)
+
+    def _listeners(self) -> str:
+        """TLS with a certificate from the local CA; plain TCP only when VR_MQTT_URL says mqtt://."""
+        if not self.settings.mqtt.tls:
+            return f"# plain TCP: VR_MQTT_URL asks for mqtt:// (not encrypted)\nlistener {self.port} {self.host}"
+        ca_dir = self.settings.state_dir / "ca"
+        cert, key = ensure_server_cert(ca_dir, self.dir / "tls", "mosquitto", [self.host])
+        return "\n".join([
+            f"listener {self.port} {self.host}",
+            f"cafile {ca_dir / 'ca.crt'}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            "tls_version tlsv1.2",
+        ])
 
     def spawn(self) -> int:
         binary = _find_binary("mosquitto", ["/usr/sbin/mosquitto"])
         return self._popen([binary, "-c", str(self.config)])
 
-    def reload(self) -> None:
-        """Re-read password and ACL files (after sites were added) without dropping clients."""
-        pid = self.pid()
-        if _alive(pid):
-            os.kill(pid, signal.SIGHUP)
-
     def healthy(self) -> tuple[bool, str]:
         if not _port_open(self.host, self.port):
             return False, f"port {self.port} closed"
-        import paho.mqtt.client as mqtt
-
-        result: dict[str, object] = {}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-health-{uuid.uuid4().hex[:8]}")
-        client.username_pw_set(self.username, self.password)
-        client.on_connect = lambda c, u, f, rc, p: result.setdefault("rc", rc)
+        if "mosquitto_dynamic_security" not in (self.config.read_text() if self.config.exists() else ""):
+            return False, ("running with a configuration from before the dynamic-security plugin: "
+                           "run `vreserve services down` and `vreserve services up` once")
+        client = new_client(self.settings.mqtt, f"vr-health-{uuid.uuid4().hex[:8]}",
+                            username=self.username, password=self.service_password())
         try:
-            client.connect(self.host, self.port, keepalive=5)
-            client.loop_start()
-            _wait(lambda: "rc" in result, 3, 0.05)
-        except OSError as exc:
+            rc = connect_and_wait(client, self.settings.mqtt, timeout=3)
+        except (OSError, BrokerError) as exc:
             return False, f"connect failed: {exc}"
         finally:
             client.loop_stop()
             client.disconnect()
-        rc = result.get("rc")
         if rc is None:
             return False, "no CONNACK within 3 s"
         return (not rc.is_failure, f"CONNACK {rc}")
 
 
-def add_mqtt_users(passwd: Path, users: dict[str, str]) -> None:
-    """Add or update users in a Mosquitto password file (batch mode of mosquitto_passwd)."""
-    tool = _find_binary("mosquitto_passwd", ["/usr/bin/mosquitto_passwd"])
-    if tool is None:
-        raise ServiceError("mosquitto_passwd not found (apt-get install mosquitto)")
-    for user, password in users.items():
-        subprocess.run([tool, "-b", str(passwd), user, password], check=True, capture_output=True)
+def _dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin (Debian ships it in the mosquitto package)."""
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+    if not found:
+        raise ServiceError("mosquitto_dynamic_security.so not found (apt-get install mosquitto, version 2.0 or newer)")
+    return found[0]
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL

@@ -34,6 +34,7 @@ from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_m
 from vreserve import topics
 from vreserve.decode import safe_text
 from vreserve.health import HealthServer, health_status
+from vreserve.mqtt import connect, new_client
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
 
@@ -106,15 +107,11 @@ def end_session(settings: Settings, client_id: str, timeout: float = 10.0) -> No
     not come back must end its session, or its share queues up unseen. Connecting once with the
     same client id and ``clean_session=True`` removes the session (and what it had queued).
     """
-    import paho.mqtt.client as mqtt
-
     addr = settings.mqtt
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    if addr.username:
-        client.username_pw_set(addr.username, addr.password)
+    client = new_client(addr, client_id, clean_session=True)
     done = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: done.set()
-    client.connect(addr.host, addr.port, keepalive=10)
+    connect(client, addr, keepalive=10)
     client.loop_start()
     try:
         if not done.wait(timeout):
@@ -176,15 +173,13 @@ class Bridge:
         )
         await self._producer.start()
         addr = self.settings.mqtt
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+        client = new_client(
+            addr,
+            self.config.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        if addr.username:
-            client.username_pw_set(addr.username, addr.password)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -195,7 +190,7 @@ class Bridge:
         client.on_socket_register_write = lambda c, u, sock: loop.add_writer(sock, self._guard, c.loop_write)
         client.on_socket_unregister_write = lambda c, u, sock: loop.remove_writer(sock)
         self._client = client
-        client.connect(addr.host, addr.port, keepalive=self.config.keepalive_s)
+        connect(client, addr, keepalive=self.config.keepalive_s)
         self._misc_task = loop.create_task(self._misc())
 
     def stop(self, drain_timeout_s: float = 30.0, end_mqtt_session: bool = False) -> None:

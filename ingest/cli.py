@@ -145,4 +145,37 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
         click.echo(f"wrote {len(creds)} site credentials to {credentials_out}")
 
 
+@ingest.command("site-secret")
+@click.argument("site_ids", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="YAML file (0600) that receives the new passwords; they are never printed or put on a command line.")
+def site_secret(site_ids: tuple[str, ...], out: str) -> None:
+    """Create a site's MQTT login, or rotate its password (its open connection stays up)."""
+    from ingest.credentials import provision_site_credentials, write_credentials
+    from vreserve.mqtt import BrokerError
+
+    settings = click.get_current_context().obj
+    try:
+        creds = provision_site_credentials(settings, site_ids, progress=click.echo)
+    except (BrokerError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    write_credentials(creds, out)
+    click.echo(f"{len(creds)} site password(s) set in the broker and written to {out}")
+
+
+@ingest.command("site-remove")
+@click.argument("site_ids", nargs=-1, required=True)
+@click.pass_obj
+def site_remove(settings: Settings, site_ids: tuple[str, ...]) -> None:
+    """Delete sites' MQTT logins and roles (disconnects them at once)."""
+    from ingest.credentials import remove_site_credentials
+    from vreserve.mqtt import BrokerError
+
+    try:
+        remove_site_credentials(settings, site_ids)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{len(site_ids)} site login(s) removed")
+
+
 commands = [ingest, registry]

@@ -1,159 +1,86 @@
 """Per-site MQTT credentials: the MQTT user name is the site id, the password a random secret.
 
-Mosquitto's ACL (deploy/mosquitto/acl) lets a user named like a site publish only to
-``vr/v1/sites/<its id>/stock|status`` and read ``.../commands/#``. This module adds the users to the
-local runner's password file and reloads Mosquitto (SIGHUP, clients stay connected). A real
-deployment provisions the same file with its own secrets.
+Sites are added to and removed from Mosquitto's dynamic-security plugin through its control topic
+(``$CONTROL/dynamic-security/v1``), logged in as the broker's admin account: each site gets a client
+and its own role (``vreserve.mqtt_access``), which lets it publish only its own stock / status /
+picked topics and subscribe only to its own commands; every other SUBSCRIBE is refused. A change is
+in effect when the plugin answers: no password file, no SIGHUP, no waiting for a reload.
 """
 from __future__ import annotations
 
-import contextlib
+import os
 import secrets
-import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
+import yaml
+
+from vreserve.mqtt import BrokerError, control
+from vreserve.mqtt_access import add_site_commands, check_site_id, remove_site_commands, update_site_commands
 from vreserve.settings import Settings
 
-
-def _mosquitto(settings: Settings):
-    from deploy.runner import Mosquitto
-
-    return Mosquitto(settings)
-
-
-@contextlib.contextmanager
-def _passwd_lock(passwd: Path):
-    """Serialise this module's writers of the shared password file (processes on this machine).
-
-    ``mosquitto_passwd`` rewrites the file in place: a remover that read it in the middle of that
-    saw a truncated file and wrote it back without the users it missed - once, the service
-    account itself, which locked every service out of the broker.
-    """
-    import fcntl
-
-    with open(Path(passwd).with_name(Path(passwd).name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _keep_service_user(broker) -> None:
-    """Re-add the service account if a concurrent writer lost it (never leave the services locked out)."""
-    from deploy.runner import add_mqtt_users
-
-    if broker.username and broker.username not in _users(broker.passwd):
-        add_mqtt_users(broker.passwd, {broker.username: broker.password})
+#: Sites per control message (three or four commands each; well under Mosquitto's packet limit).
+SITES_PER_BATCH = 100
+#: Answers that mean "already there" or "already gone": expected when re-provisioning or cleaning up.
+_BENIGN = ("already exists", "already has role", "not found")
 
 
 def provision_site_credentials(
     settings: Settings, site_ids: Iterable[str], progress: Callable[[str], None] | None = None
 ) -> dict[str, str]:
-    """Create (or replace) a password for every site in the local Mosquitto; returns site -> password.
+    """Create (or replace) a password for every site in the broker; returns site -> password.
 
-    The password file is shared: another process adding users at the same moment can overwrite our
-    additions (``mosquitto_passwd`` reads, modifies and rewrites the file). So after adding we read
-    the file back and add again whatever went missing, before reloading Mosquitto.
+    A site that already exists gets the new password and its role again; its open connection stays.
     """
-    from deploy.runner import add_mqtt_users
-
-    broker = _mosquitto(settings)
-    creds = {site_id: secrets.token_urlsafe(12) for site_id in site_ids}
-    missing = dict(creds)
-    for attempt in range(5):
-        items = list(missing.items())
-        for start in range(0, len(items), 200):
-            with _passwd_lock(broker.passwd):
-                add_mqtt_users(broker.passwd, dict(items[start:start + 200]))
-            if progress and len(items) > 200:
-                progress(f"mqtt credentials: {min(start + 200, len(items))}/{len(items)} sites")
-        with _passwd_lock(broker.passwd):
-            _keep_service_user(broker)
-            present = _users(broker.passwd)
-        missing = {u: p for u, p in creds.items() if u not in present}
-        if not missing:
-            break
-        if progress:
-            progress(f"mqtt credentials: {len(missing)} lost to a concurrent writer, adding again")
-    if missing:
-        raise RuntimeError(f"could not keep {len(missing)} site users in {broker.passwd} (concurrent writers?)")
-    broker.reload()
-    if creds:
-        _wait_accepted(settings, *list(creds.items())[-1])
+    site_ids = list(dict.fromkeys(site_ids))
+    for site_id in site_ids:
+        check_site_id(site_id)
+    creds = {site_id: secrets.token_urlsafe(16) for site_id in site_ids}
+    admin = settings.mqtt_admin
+    done = 0
+    for start in range(0, len(site_ids), SITES_PER_BATCH):
+        chunk = site_ids[start:start + SITES_PER_BATCH]
+        commands = [c for s in chunk for c in add_site_commands(s, creds[s])]
+        responses = control(admin, commands, batch=len(commands))
+        existing = [c["username"] for c, r in zip(commands, responses)
+                    if c["command"] == "createClient" and "already exists" in str(r.get("error", ""))]
+        _raise_unexpected(commands, responses)
+        if existing:
+            updates = [c for s in existing for c in update_site_commands(s, creds[s])]
+            _raise_unexpected(updates, control(admin, updates, batch=len(updates)))
+        done += len(chunk)
+        if progress and len(site_ids) > SITES_PER_BATCH:
+            progress(f"mqtt credentials: {done}/{len(site_ids)} sites")
     return creds
 
 
 def remove_site_credentials(settings: Settings, site_ids: Iterable[str]) -> None:
-    """Delete site users from the local password file (test clean-up) and reload Mosquitto.
-
-    One read and one atomic rename for all users keeps the window in which a concurrent writer's
-    change could be lost as short as possible.
-    """
-    broker = _mosquitto(settings)
-    drop = set(site_ids) - {broker.username}
-    path = Path(broker.passwd)
-    with _passwd_lock(path):
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [ln for ln in lines if ln.split(":", 1)[0] not in drop]
-        if len(kept) != len(lines):
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text("".join(kept))
-            tmp.chmod(path.stat().st_mode & 0o777)
-            tmp.replace(path)
-        _keep_service_user(broker)
-    broker.reload()
+    """Delete sites' clients and roles (disconnects them); sites already gone are fine."""
+    commands = [c for s in dict.fromkeys(site_ids) for c in remove_site_commands(s)]
+    if commands:
+        _raise_unexpected(commands, control(settings.mqtt_admin, commands))
 
 
-def _users(passwd: Path) -> set[str]:
-    try:
-        return {ln.split(":", 1)[0] for ln in Path(passwd).read_text().splitlines() if ":" in ln}
-    except OSError:
-        return set()
-
-
-def _wait_accepted(settings: Settings, user: str, password: str, timeout: float = 10.0) -> None:
-    """Mosquitto re-reads the password file asynchronously after SIGHUP: wait until it took effect."""
-    import paho.mqtt.client as mqtt
-
-    addr = settings.mqtt
-    deadline = time.monotonic() + timeout
-    while True:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-credcheck-{uuid.uuid4().hex[:8]}")
-        client.username_pw_set(user, password)
-        result: dict = {}
-        client.on_connect = lambda c, u, f, rc, p: result.setdefault("rc", rc)
-        try:
-            client.connect(addr.host, addr.port, keepalive=5)
-            t0 = time.monotonic()
-            while "rc" not in result and time.monotonic() - t0 < 2:
-                client.loop(0.05)
-        finally:
-            client.disconnect()
-        rc = result.get("rc")
-        if rc is not None and not rc.is_failure:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Mosquitto did not accept the new credentials of {user} within {timeout:.0f} s ({rc})")
-        time.sleep(0.3)
-        # Mosquitto handles SIGHUP with a flag: a second SIGHUP that lands while it is reloading
-        # for an earlier one is lost, so ask again until the new user is accepted.
-        _mosquitto(settings).reload()
+def _raise_unexpected(commands: list[dict], responses: list[dict]) -> None:
+    """Fail on any error other than the benign ones (names the command and user, never a password)."""
+    for command, response in zip(commands, responses):
+        error = str(response.get("error") or "")
+        if error and not any(b in error.lower() for b in _BENIGN):
+            who = command.get("username") or command.get("rolename")
+            raise BrokerError(f"broker refused {command['command']} for {who!r}: {error}")
 
 
 def write_credentials(creds: dict[str, str], path: str | Path) -> None:
-    import yaml
-
+    """Site passwords to a YAML file that is 0600 from its first byte (replaced atomically)."""
     p = Path(path)
-    p.write_text(yaml.safe_dump({"mqtt_credentials": creds}, sort_keys=True))
-    p.chmod(0o600)
+    tmp = p.with_name(f".{p.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump({"mqtt_credentials": creds}, sort_keys=True))
+    tmp.replace(p)
 
 
 def read_credentials(path: str | Path) -> dict[str, str]:
-    import yaml
-
     doc = yaml.safe_load(Path(path).read_text()) or {}
     creds = doc.get("mqtt_credentials")
     if not isinstance(creds, dict):

@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from vreserve.decode import decode_json
+from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import format_ts
 from vreserve.settings import Settings
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
@@ -409,18 +410,17 @@ class Fleet:
             groups = [(f"{self._client_prefix}-gw{g}", [s for i, s in enumerate(self.site_ids) if i % n == g]) for g in range(n)]
         for index, (name, sites) in enumerate(groups):
             per_site = self.auth == "per-site"
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2,
-                client_id=name if per_site else name,
+            client = new_client(
+                addr,
+                name,
+                username=name if per_site else None,
+                password=self.credentials.get(name, "") if per_site else None,
                 # A site's session survives a dropped connection, so pick commands sent meanwhile arrive.
                 clean_session=not per_site,
                 protocol=mqtt.MQTTv311,
             )
             if per_site:
-                client.username_pw_set(name, self.credentials.get(name, ""))
                 client.will_set(mqtt_status_topic(name), _status_payload(name, "offline", "connection lost"), qos=1, retain=True)
-            elif addr.username:
-                client.username_pw_set(addr.username, addr.password)
             client.max_inflight_messages_set(0)  # no client-side cap: a reading never waits behind status messages
             client.max_queued_messages_set(0)
             conn = _Conn(client, name, sites)
@@ -434,7 +434,7 @@ class Fleet:
             self._conns.append(conn)
             if per_site:
                 self._sites[name].conn = index
-            client.connect(addr.host, addr.port, keepalive=30)
+            connect(client, addr, keepalive=30)
 
     # ------------------------------------------------------------------------ paho callbacks
     def _on_socket_open(self, client, conn: _Conn, sock) -> None:
@@ -597,6 +597,13 @@ class Fleet:
             for key, _mask in events:
                 conn: _Conn = key.data
                 conn.client.loop_read()
+                # TLS: one record can hold more packets than a read takes; the socket then stays
+                # quiet while they wait decrypted in the SSL buffer, so drain what is pending.
+                for _ in range(1000):
+                    pending = getattr(conn.sock, "pending", None)
+                    if conn.sock is None or pending is None or not pending():
+                        break
+                    conn.client.loop_read()
             now = time.monotonic()
             with self._lock:
                 self._publish_due(now)

@@ -39,6 +39,7 @@ from typing import Callable
 
 from vreserve import topics
 from vreserve.decode import key_text, safe_text
+from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, decode_dispatch_record
 from vreserve.schemas.readings import DeadLetter
@@ -170,12 +171,8 @@ class LogisticsSimulator:
         because a restarted carrier replays its unfinished orders and re-sends their pick commands,
         which the site answers with the original outcome.
         """
-        import paho.mqtt.client as mqtt
-
         addr = self.settings.mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.client_id}-{id(self):x}")
-        if addr.username:
-            client.username_pw_set(addr.username, addr.password)
+        client = new_client(addr, f"{self.client_id}-{id(self):x}")
         subscribed = threading.Event()
 
         def on_connect(c, _u, _f, rc, _p=None):
@@ -191,7 +188,7 @@ class LogisticsSimulator:
         client.on_connect = on_connect
         client.on_subscribe = lambda *a: subscribed.set()
         client.on_message = on_message
-        client.connect(addr.host, addr.port, keepalive=30)
+        connect(client, addr, keepalive=30)
         client.loop_start()
         if not subscribed.wait(15):
             client.loop_stop()

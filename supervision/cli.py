@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vreserve.settings import PROJECT_ROOT, Settings
+from vreserve.settings import PROJECT_ROOT, Settings, redact
 
 OUT_DIR = PROJECT_ROOT / "out"
 
@@ -17,7 +17,7 @@ def _connect(settings: Settings):
     try:
         return connect(settings.pg_dsn, autocommit=True)
     except Exception as exc:  # psycopg.OperationalError: say where we tried
-        raise click.ClickException(f"cannot reach the database at {settings.pg_dsn}: {exc}") from None
+        raise click.ClickException(f"cannot reach the database at {redact(settings.pg_dsn)}: {redact(str(exc))}") from None
 
 
 def _date(ctx, param, value):

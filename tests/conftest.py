@@ -25,7 +25,7 @@ from typing import Iterator
 
 import pytest
 
-from vreserve.settings import DEFAULT_MQTT_PASSWORD, DEFAULT_MQTT_USER, Settings
+from vreserve.settings import DEFAULT_MQTT_USER, Settings
 
 ENV_VARS = ("VR_KAFKA_BOOTSTRAP", "VR_MQTT_URL", "VR_PG_DSN")
 
@@ -73,10 +73,17 @@ def docker_engine_answers(timeout: float = 5.0) -> bool:
 
 
 def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a Docker engine
+    import json
+    import tempfile
+
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
     from testcontainers.kafka import KafkaContainer
     from testcontainers.postgres import PostgresContainer
+
+    from vreserve.mqtt_access import ADMIN_USER, render_config
+    from vreserve.secret_store import ensure_secret, secret_path
+    from vreserve.settings import mqtt_secret_name
 
     kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
     kafka.start()
@@ -84,11 +91,22 @@ def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a
     pg = PostgresContainer("timescale/timescaledb:latest-pg17", username="vreserve", password="vreserve", dbname="vreserve")
     pg.start()
     stack.append(pg)
-    conf_dir = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "compose"
+    # A per-session state folder with generated secrets and the same dynamic-security rules as the runner.
+    state = Path(tempfile.mkdtemp(prefix="vr-tc-"))
+    conf_dir = state / "mosquitto"
+    conf_dir.mkdir()
+    service_pw = ensure_secret(secret_path(state, mqtt_secret_name(DEFAULT_MQTT_USER)))
+    admin_pw = ensure_secret(secret_path(state, mqtt_secret_name(ADMIN_USER)))
+    (conf_dir / "dynamic-security.json").write_text(json.dumps(render_config(None, DEFAULT_MQTT_USER, service_pw, admin_pw)))
+    (conf_dir / "mosquitto.conf").write_text(
+        "listener 1883 0.0.0.0\nallow_anonymous false\nplugin /usr/lib/mosquitto_dynamic_security.so\n"
+        "plugin_opt_config_file /mosquitto/config/dynamic-security.json\nmax_queued_messages 5000000\n"
+        "max_queued_bytes 0\nmax_inflight_messages 2000\nmax_packet_size 131072\n"
+    )
     mosquitto = (
         DockerContainer("eclipse-mosquitto:2")
         .with_exposed_ports(1883)
-        .with_volume_mapping(str(conf_dir), "/mosquitto/config", "ro")
+        .with_volume_mapping(str(conf_dir), "/mosquitto/config", "rw")
     )
     mosquitto.start()
     stack.append(mosquitto)
@@ -96,8 +114,9 @@ def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a
     return Settings.from_env().with_(
         kafka_bootstrap=kafka.get_bootstrap_server(),
         pg_dsn=pg.get_connection_url(driver=None),
+        state_dir=state,
         mqtt_url=(
-            f"mqtt://{DEFAULT_MQTT_USER}:{DEFAULT_MQTT_PASSWORD}@"
+            f"mqtt://{DEFAULT_MQTT_USER}@"
             f"{mosquitto.get_container_host_ip()}:{mosquitto.get_exposed_port(1883)}"
         ),
     )

@@ -11,7 +11,13 @@ import sys
 import click
 
 from vreserve.plugins import mount
-from vreserve.settings import Settings
+from vreserve.settings import Settings, redact
+
+
+class SettingsProblem(click.ClickException):
+    """A VR_* variable is unknown or malformed: ``Error: ...`` on one line, exit status 2."""
+
+    exit_code = 2
 
 #: Modules that expose ``commands: list[click.Command]``; a stage that is absent is skipped.
 STAGE_CLI_MODULES = (
@@ -43,7 +49,8 @@ def cli(ctx: click.Context) -> None:
     try:
         ctx.obj = Settings.from_env()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        # One line, exit status 2, no traceback; the message is already free of secrets.
+        raise SettingsProblem(redact(str(exc))) from None
     logging.basicConfig(
         level=ctx.obj.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -6,10 +6,13 @@ Every variable has the prefix ``VR_``; the defaults point at the project's own l
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+import re
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
+
+from vreserve.secret_store import read_secret, secret_path
 
 PREFIX = "VR_"
 
@@ -20,10 +23,16 @@ DEFAULT_KAFKA_PORT = 19092
 DEFAULT_KAFKA_CONTROLLER_PORT = 19093
 DEFAULT_MQTT_PORT = 11883
 DEFAULT_PG_PORT = 55432
-#: Local-only credentials of the broker's service account (bridge, tools, tests). The local
-#: Mosquitto listens on loopback only; a real deployment sets VR_MQTT_URL with its own secret.
+#: The broker's service account (bridge, tools, tests). Its password is generated per installation
+#: by the runner and kept in ``<state_dir>/secrets/mqtt-vr-service.secret``; a URL without a
+#: password reads it from there. There is no default password anywhere in the code.
 DEFAULT_MQTT_USER = "vr-service"
-DEFAULT_MQTT_PASSWORD = "vr-service-local"
+MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A VR_* variable is unknown or malformed; the message never holds a secret."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +45,12 @@ class Settings:
     """
 
     kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
-    mqtt_url: str = (
-        f"mqtt://{DEFAULT_MQTT_USER}:{DEFAULT_MQTT_PASSWORD}@127.0.0.1:{DEFAULT_MQTT_PORT}"
-    )
+    #: Broker URL: ``mqtt://`` or ``mqtts://`` (TLS); without a password in it, the account's
+    #: password is read from the state folder's secrets (see :func:`mqtt_secret_name`).
+    mqtt_url: str = f"mqtts://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"
+    #: CA certificate that signed the broker's TLS certificate (``mqtts://`` only). Empty: the
+    #: runner's local CA in the state folder (``ca/ca.crt``); set it to use your own PKI.
+    mqtt_ca_file: str = ""
     pg_dsn: str = f"postgresql://vreserve@127.0.0.1:{DEFAULT_PG_PORT}/vreserve"
     #: Prepended to every Kafka topic and consumer group; lets tests and demos share a broker.
     topic_prefix: str = "vr."
@@ -55,6 +67,18 @@ class Settings:
     http_addr: str = "127.0.0.1:18080"
     #: ISO 4217 code of the minor units every amount of money is counted in (settlement, contracts).
     currency: str = "CNY"
+    #: Heap of the local runner's Kafka JVM (``-Xmx``), e.g. ``1g`` or ``512m``.
+    kafka_heap: str = "1g"
+
+    def __post_init__(self) -> None:
+        """Check values whose mistakes would otherwise surface later as tracebacks."""
+        MqttAddress.check_url(self.mqtt_url)
+        if str(self.log_level).upper() not in LOG_LEVELS:
+            raise SettingsError(f"VR_LOG_LEVEL={self.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
+        if not re.fullmatch(r"[0-9]+[kmgKMG]?", str(self.kafka_heap)):
+            raise SettingsError(f"VR_KAFKA_HEAP={self.kafka_heap!r}: expected a JVM size such as 1g or 512m")
+        if self.partitions < 1:
+            raise SettingsError(f"VR_PARTITIONS={self.partitions}: expected at least 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -67,12 +91,9 @@ class Settings:
                 continue
             name = key[len(PREFIX):].lower()
             if name not in known:
-                if name in _RESERVED:
+                if name in SWITCHES:
                     continue
-                raise ValueError(
-                    f"unknown setting {key}; known: "
-                    + ", ".join(PREFIX + n.upper() for n in sorted(known))
-                )
+                raise SettingsError(f"unknown setting {key}; known: " + ", ".join(sorted(known_names())))
             values[name] = _coerce(known[name].type, raw, key)
         return cls(**values)
 
@@ -89,7 +110,17 @@ class Settings:
 
     @property
     def mqtt(self) -> "MqttAddress":
-        return MqttAddress.parse(self.mqtt_url)
+        """The service account's broker address; password from the URL or the state folder."""
+        return MqttAddress.parse(self.mqtt_url, self.state_dir, self.mqtt_ca_file)
+
+    @property
+    def mqtt_admin(self) -> "MqttAddress":
+        """The broker's provisioning account (``vr-admin``): same broker, secret in the state folder."""
+        from vreserve.mqtt_access import ADMIN_USER
+
+        service = self.mqtt
+        return replace(service, username=ADMIN_USER,
+                       password=read_secret(secret_path(self.state_dir, mqtt_secret_name(ADMIN_USER))))
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical name such as ``readings``."""
@@ -100,8 +131,35 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
 
-#: VR_ variables that are not settings of the running stages (test and CI switches).
-_RESERVED = {"test_keep_services", "services_started_by", "timescaledb_src"}
+#: VR_ variables that are not settings of the running stages (test and CI switches), with what
+#: they do. Together with the fields of :class:`Settings` this is the one list of every VR_ name
+#: the project reads; tests/vreserve checks that no other VR_ name appears anywhere in the code.
+SWITCHES = {
+    "test_keep_services": "bootstrap.sh test: leave the services it started running",
+    "test_keep_databases": "test fixtures: keep each session's database after the run",
+    "services_started_by": "set by whoever started shared services (informational)",
+    "timescaledb_src": "local runner: TimescaleDB source tarball to build from (default: ../shared/vendor when present)",
+}
+
+
+def known_names() -> list[str]:
+    """Every VR_ variable the project knows: settings and switches."""
+    return [PREFIX + f.name.upper() for f in fields(Settings)] + [PREFIX + n.upper() for n in SWITCHES]
+
+
+def mqtt_secret_name(username: str) -> str:
+    """Name of an MQTT account's secret file in the state folder."""
+    return f"mqtt-{username}"
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)[^/\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL password and ``password=...`` replaced by ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", str(text))
+    return _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def _coerce(type_name: object, raw: str, key: str) -> object:
@@ -113,26 +171,53 @@ def _coerce(type_name: object, raw: str, key: str) -> object:
             return float(raw)
         if t == "Path":
             return Path(raw)
-    except ValueError as exc:
-        raise ValueError(f"{key}={raw!r}: expected {t}") from exc
+    except ValueError:
+        raise SettingsError(f"{key}={redact(raw)!r}: expected {t}") from None
     return raw
 
 
 @dataclass(frozen=True)
 class MqttAddress:
+    """Where the broker is and how to log in. ``repr`` hides the password."""
+
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(default=None, repr=False)
+    #: TLS (``mqtts://``): verify the broker's certificate against ``ca_file``.
+    tls: bool = False
+    ca_file: Path | None = None
+
+    @staticmethod
+    def check_url(url: str) -> None:
+        """Raise :class:`SettingsError` (password redacted) unless ``url`` is a broker URL."""
+        try:
+            parts = urlsplit(str(url))
+            port = parts.port
+        except ValueError:
+            raise SettingsError(f"VR_MQTT_URL={redact(url)!r}: not a URL (bad port?)") from None
+        if parts.scheme not in MQTT_SCHEMES:
+            raise SettingsError(f"VR_MQTT_URL={redact(url)!r}: must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise SettingsError(f"VR_MQTT_URL={redact(url)!r}: no host")
+        if port == 0:
+            raise SettingsError(f"VR_MQTT_URL={redact(url)!r}: port 0")
 
     @classmethod
-    def parse(cls, url: str) -> "MqttAddress":
+    def parse(cls, url: str, state_dir: Path | None = None, ca_file: str = "") -> "MqttAddress":
+        """Parse a broker URL; a missing password is the account's secret in ``state_dir``."""
+        cls.check_url(url)
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"VR_MQTT_URL must start with mqtt://, got {url!r}")
+        tls = MQTT_SCHEMES[parts.scheme]
+        password = parts.password
+        if password is None and parts.username and state_dir is not None:
+            password = read_secret(secret_path(state_dir, mqtt_secret_name(parts.username)))
+        ca = Path(ca_file) if ca_file else (Path(state_dir) / "ca" / "ca.crt" if state_dir is not None else None)
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 1883,
+            port=parts.port or (8883 if tls else 1883),
             username=parts.username,
-            password=parts.password,
+            password=password,
+            tls=tls,
+            ca_file=ca if tls else None,
         )

@@ -5,13 +5,13 @@ import threading
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from vreserve.db import connect
 from vreserve.settings import Settings
+from vreserve.mqtt import connect as mqtt_connect, new_client
 
 pytestmark = pytest.mark.services
 
@@ -55,8 +55,7 @@ def test_mqtt_publish_subscribe_qos1(base_settings: Settings, unique: str) -> No
     subscribed = threading.Event()
     done = threading.Event()
 
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smoke-sub-{unique}")
-    sub.username_pw_set(addr.username, addr.password)
+    sub = new_client(addr, f"smoke-sub-{unique}")
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
     sub.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
 
@@ -67,13 +66,12 @@ def test_mqtt_publish_subscribe_qos1(base_settings: Settings, unique: str) -> No
             done.set()
 
     sub.on_message = on_message
-    sub.connect(addr.host, addr.port)
+    mqtt_connect(sub, addr)
     sub.loop_start()
     try:
         assert subscribed.wait(10), "subscription not acknowledged"
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smoke-pub-{unique}")
-        pub.username_pw_set(addr.username, addr.password)
-        pub.connect(addr.host, addr.port)
+        pub = new_client(addr, f"smoke-pub-{unique}")
+        mqtt_connect(pub, addr)
         pub.loop_start()
         infos = [pub.publish(topic, f"m{i}".encode(), qos=1) for i in range(5)]
         for info in infos:
@@ -91,10 +89,9 @@ def test_mqtt_publish_subscribe_qos1(base_settings: Settings, unique: str) -> No
 def test_mqtt_rejects_wrong_password(base_settings: Settings) -> None:
     addr = base_settings.mqtt
     result: dict = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smoke-bad-{uuid.uuid4().hex[:6]}")
-    client.username_pw_set(addr.username, "not-the-password")
+    client = new_client(addr, f"smoke-bad-{uuid.uuid4().hex[:6]}", username=addr.username, password="not-the-password")
     client.on_connect = lambda c, u, f, rc, p: result.setdefault("rc", rc)
-    client.connect(addr.host, addr.port)
+    mqtt_connect(client, addr)
     client.loop_start()
     deadline = time.monotonic() + 5
     while "rc" not in result and time.monotonic() < deadline:

@@ -22,7 +22,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
     env.update(VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
                VR_PG_DSN=settings.pg_dsn, VR_TOPIC_PREFIX=settings.topic_prefix,
-               VR_PARTITIONS=str(settings.partitions), PYTHONUNBUFFERED="1")
+               VR_PARTITIONS=str(settings.partitions), VR_STATE_DIR=str(settings.state_dir),
+               VR_MQTT_CA_FILE=settings.mqtt_ca_file, PYTHONUNBUFFERED="1")
     return env
 
 

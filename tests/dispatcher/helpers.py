@@ -158,7 +158,7 @@ class SiteStandIn:
     def __init__(self, settings, interval: float = 0.5):
         import threading
 
-        import paho.mqtt.client as mqtt
+        from vreserve.mqtt import connect as mqtt_connect, new_client
 
         from vreserve.db import connect
 
@@ -170,11 +170,10 @@ class SiteStandIn:
         self.base = {(s_, m): float(q) for s_, m, q in
                      self.conn.execute("SELECT site_id, material_id, qty FROM stock_latest")}
         addr = settings.mqtt
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.username_pw_set(addr.username, addr.password)
+        self.client = new_client(addr, None)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *a: c.subscribe("vr/v1/sites/+/commands/pick", qos=1)
-        self.client.connect(addr.host, addr.port)
+        mqtt_connect(self.client, addr)
         self.client.loop_start()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._report_loop, daemon=True)

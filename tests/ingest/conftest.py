@@ -10,7 +10,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from ingest.registry import Registry, generate_registry, store_registry
-from vreserve.db import connect
+from vreserve.db import connect as db_connect
+from vreserve.mqtt import connect, new_client
 from vreserve.settings import Settings
 
 
@@ -18,7 +19,7 @@ from vreserve.settings import Settings
 def registry(settings: Settings, unique: str) -> Registry:
     """20 sites with ids unique to this test (``t<unique>-00001``...), stored in the test database."""
     reg = generate_registry(20, seed=7, id_prefix=f"t{unique}-")
-    with connect(settings.pg_dsn) as conn:
+    with db_connect(settings.pg_dsn) as conn:
         store_registry(conn, reg)
     return reg
 
@@ -51,11 +52,10 @@ def service_client(settings: Settings) -> Iterator[Callable[..., mqtt.Client]]:
 
     def make(user: str | None = None, password: str | None = None) -> mqtt.Client:
         addr = settings.mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-test-{uuid.uuid4().hex[:10]}")
-        client.username_pw_set(user or addr.username, password if user else addr.password)
+        client = new_client(addr, f"vr-test-{uuid.uuid4().hex[:10]}", username=user, password=password)
         state: dict = {}
         client.on_connect = lambda c, u, f, rc, p: state.setdefault("rc", rc)
-        client.connect(addr.host, addr.port, keepalive=30)
+        connect(client, addr, keepalive=30)
         client.loop_start()
         deadline = time.monotonic() + 10
         while "rc" not in state and time.monotonic() < deadline:

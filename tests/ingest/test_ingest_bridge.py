@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from ingest.bridge import Bridge, BridgeConfig
+from ingest.bridge import Bridge, BridgeConfig, share_topic
 from ingest.credentials import provision_site_credentials, remove_site_credentials
 from simulators.fleet import Fleet
 from vreserve import topics
@@ -147,12 +147,12 @@ def test_acl_confines_a_site_to_its_own_topics(settings, unique, service_client)
         time.sleep(0.5)
         assert (topics.mqtt_stock_topic(a), b"own reading") in got
         assert not [g for g in got if g[1] == b"forged by a"], "the broker let site a publish as site b"
-        # Mosquitto grants the SUBSCRIBE but never delivers: prove it by publishing a command to b.
+        # The SUBSCRIBE is refused (see below); prove nothing arrives by publishing a command to b.
         received_cmd: list = []
         site_a.on_message = lambda c, u, m: received_cmd.append(m.topic)
         watcher.publish(topics.mqtt_pick_topic(b), b'{"v":1}', qos=1).wait_for_publish(10)
         time.sleep(0.5)
-        assert received_cmd == []
+        assert received_cmd == [] and granted and granted[0].is_failure
         wrong = service_client(a, "not-the-password")
         assert wrong.connect_rc is not None and wrong.connect_rc.is_failure
     finally:
@@ -188,3 +188,119 @@ def test_faulty_gateway_fleet_through_the_bridge(settings, registry, bridge, top
     letters = topic_reader(settings, topics.READINGS_DEAD_LETTER,
                            lambda rs: sum(1 for r in rs if r.key and r.key.decode() in sites) >= c.malformed_sent, timeout=30)
     assert sum(1 for r in letters if r.key and r.key.decode() in sites) == c.malformed_sent
+
+
+def _suback(client, topic_filter: str, timeout: float = 10.0) -> list:
+    """Subscribe and return the SUBACK's reason codes (the broker's answer, not an assumption)."""
+    got: list = []
+    client.on_subscribe = lambda c, u, mid, rcs, p: got.extend(rcs)
+    client.subscribe(topic_filter, qos=1)
+    deadline = time.monotonic() + timeout
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert got, f"no SUBACK for {topic_filter!r}"
+    return got
+
+
+def test_a_site_may_subscribe_only_to_its_own_commands(settings, unique, service_client) -> None:
+    """Issue 10 s.2: every other filter, every $share/... filter included, is refused at SUBSCRIBE."""
+    a, b = f"t{unique}-sub-a", f"t{unique}-sub-b"
+    creds = provision_site_credentials(settings, [a, b])
+    try:
+        site_a = service_client(a, creds[a])
+        assert site_a.connect_rc is not None and not site_a.connect_rc.is_failure
+        own = topics.mqtt_pick_topic(a)
+        for allowed in (own, own.rsplit("/", 1)[0] + "/#"):
+            assert not _suback(site_a, allowed)[0].is_failure, allowed
+        hostile = [
+            share_topic(settings),
+            topics.MQTT_STOCK_SHARED,
+            f"$share/vr-bridge/{topics.mqtt_stock_topic(b)}",
+            f"$share/own/{own}",
+            "$share/x/#",
+            topics.mqtt_pick_topic(b),
+            topics.mqtt_stock_topic(a),
+            topics.mqtt_stock_topic("+"),
+            "vr/v1/sites/+/commands/#",
+            "#",
+            "$SYS/#",
+            "$CONTROL/dynamic-security/v1/response",
+        ]
+        for topic_filter in hostile:
+            codes = _suback(site_a, topic_filter)
+            assert codes[0].is_failure, f"site {a} was granted {topic_filter!r}: {codes}"
+        # Re-provisioning an existing site replaces its password: the old one no longer logs in.
+        new = provision_site_credentials(settings, [a])
+        assert service_client(a, creds[a]).connect_rc.is_failure
+        assert not service_client(a, new[a]).connect_rc.is_failure
+    finally:
+        remove_site_credentials(settings, [a, b])
+    gone = service_client(b, creds[b])
+    assert gone.connect_rc is not None and gone.connect_rc.is_failure, "a removed site still logs in"
+
+
+def test_a_site_joining_the_bridge_group_steals_no_readings(settings, registry, bridge, service_client, topic_reader) -> None:
+    """Issue 10 s.2: with a hostile site trying the bridge's $share group, the bridge gets 20 of 20."""
+    honest, hostile = list(registry.sites)[:2]
+    creds = provision_site_credentials(settings, [honest, hostile])
+    try:
+        thief = service_client(hostile, creds[hostile])
+        assert not thief.connect_rc.is_failure
+        stolen: list = []
+        thief.on_message = lambda c, u, m: stolen.append(m.topic)
+        assert _suback(thief, share_topic(settings))[0].is_failure
+        site = service_client(honest, creds[honest])
+        material = next(iter(registry.sites[honest].materials))
+        unit = registry.materials[material].unit
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for seq in range(1, 21):
+            body = {"v": 1, "site_id": honest, "ts": ts, "seq": 1000 + seq,
+                    "readings": [{"material": material, "qty": seq, "unit": unit}]}
+            site.publish(topics.mqtt_stock_topic(honest), json.dumps(body), qos=1).wait_for_publish(10)
+
+        def mine(records):
+            return {ReadingBatch.from_json(r.value).report.seq for r in records if r.key.decode() == honest}
+
+        got = mine(topic_reader(settings, topics.READINGS, lambda rs: len(mine(rs)) >= 20, timeout=30))
+        assert got == set(range(1001, 1021)), f"bridge forwarded {len(got)} of 20"
+        assert stolen == []
+    finally:
+        remove_site_credentials(settings, [honest, hostile])
+
+
+def test_credentials_file_is_private_and_round_trips(tmp_path) -> None:
+    from ingest.credentials import read_credentials, write_credentials
+
+    path = tmp_path / "creds.yaml"
+    write_credentials({"s1": "pw1"}, path)
+    assert read_credentials(path) == {"s1": "pw1"} and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_site_secret_command_rotates_without_printing_it(settings, unique, service_client, tmp_path) -> None:
+    """`vreserve ingest site-secret` writes the password to a 0600 file only; the old one stops working."""
+    import os
+    import subprocess
+    import sys
+
+    from ingest.credentials import read_credentials
+
+    site = f"t{unique}-rot"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_MQTT_URL=settings.mqtt_url, VR_STATE_DIR=str(settings.state_dir), VR_MQTT_CA_FILE=settings.mqtt_ca_file,
+               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_PG_DSN=settings.pg_dsn)
+    out = tmp_path / "creds.yaml"
+    try:
+        passwords = []
+        for _ in range(2):
+            proc = subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-secret", site, "--out", str(out)],
+                                  env=env, capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            passwords.append(read_credentials(out)[site])
+            assert passwords[-1] not in proc.stdout + proc.stderr
+        assert passwords[0] != passwords[1]
+        assert service_client(site, passwords[0]).connect_rc.is_failure
+        assert not service_client(site, passwords[1]).connect_rc.is_failure
+    finally:
+        subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
+                       capture_output=True, timeout=60)
+    assert service_client(site, passwords[-1]).connect_rc.is_failure

@@ -25,7 +25,8 @@ VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 def _bridge_env(settings) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
     env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
-               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url)
+               VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
+               VR_STATE_DIR=str(settings.state_dir), VR_MQTT_CA_FILE=settings.mqtt_ca_file)
     return env
 
 

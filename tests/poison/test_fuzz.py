@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from tests.dispatcher.helpers import make_region
 from tests.poison.fuzz import GOOD, RECORDS, Template, records_for, rounds
 from tests.poison.helpers import alive, produce, wait_for
+from vreserve.mqtt import connect as mqtt_connect, new_client
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.schemas.common import format_ts, utc_now
@@ -311,7 +312,6 @@ def test_fuzz_logistics_simulator(settings, unique):
 
 # --------------------------------------------------------------------------------------- bridge
 def test_fuzz_bridge(settings, unique):
-    import paho.mqtt.client as mqtt
 
     from ingest.bridge import Bridge, BridgeConfig
     from ingest.registry import generate_registry, store_registry
@@ -328,9 +328,8 @@ def test_fuzz_bridge(settings, unique):
                         ("site_id", "ts"), ("v", "site_id", "ts", "seq", "readings"), MAX_PAYLOAD_BYTES)
     bridge = Bridge(settings, BridgeConfig(client_id=f"fz-bridge-{unique}"))
     bridge.start()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fz-pub-{unique}")
-    client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
-    client.connect(settings.mqtt.host, settings.mqtt.port)
+    client = new_client(settings.mqtt, f"fz-pub-{unique}")
+    mqtt_connect(client, settings.mqtt)
     client.loop_start()
     letters = Tail(settings, topics.READINGS_DEAD_LETTER,
                    lambda r: DeadLetter.from_json(r.value) if r.key == site.encode() else None)

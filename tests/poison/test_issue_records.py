@@ -16,6 +16,7 @@ from ingest.bridge import Bridge, BridgeConfig
 from ingest.registry import generate_registry, store_registry
 from tests.dispatcher.helpers import make_region
 from tests.poison.helpers import alive, log_of, produce, read_topic, wait_for
+from vreserve.mqtt import connect as mqtt_connect, new_client
 from vreserve import topics
 from vreserve.quarantine import RecordRef, note_failure, run_guarded
 from vreserve.schemas.audits import AuditCount, AuditRecord
@@ -126,7 +127,6 @@ def test_audit_consume_leaves_its_group_on_sigterm(settings, procs, unique):
 
 
 def test_bridge_dead_letters_deep_nesting_and_goes_on(settings, unique):
-    import paho.mqtt.client as mqtt
 
     reg = generate_registry(2, seed=3, id_prefix=f"pz{unique}-")
     from vreserve.db import connect
@@ -138,9 +138,8 @@ def test_bridge_dead_letters_deep_nesting_and_goes_on(settings, unique):
                        "readings": [{"material": material, "qty": 1, "unit": reg.materials[material].unit}]}).encode()
     bridge = Bridge(settings, BridgeConfig(client_id=f"pz-bridge-{unique}"))
     bridge.start()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pz-pub-{unique}")
-    client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
-    client.connect(settings.mqtt.host, settings.mqtt.port)
+    client = new_client(settings.mqtt, f"pz-pub-{unique}")
+    mqtt_connect(client, settings.mqtt)
     client.loop_start()
     try:
         for raw in (DEEP_10K, good):

@@ -5,13 +5,13 @@ import json
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from ingest.credentials import remove_site_credentials
 from ingest.registry import generate_registry
 from simulators.fleet import Faults, Fleet
 from vreserve import topics
+from vreserve.mqtt import connect as mqtt_connect, new_client
 
 
 def test_fault_switches_parse() -> None:
@@ -49,9 +49,8 @@ def test_picks_in_process_never_go_below_zero_and_apply_once() -> None:
 def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> None:
     reg = generate_registry(3, seed=2, id_prefix=f"f{unique}-", materials_per_site=4)
     site = f"f{unique}-00002"
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-test-{uuid.uuid4().hex[:8]}")
     addr = settings.mqtt
-    watcher.username_pw_set(addr.username, addr.password)
+    watcher = new_client(addr, f"vr-test-{uuid.uuid4().hex[:8]}")
     readings: list[dict] = []
     statuses: list[dict] = []
     answers: list[dict] = []
@@ -65,7 +64,7 @@ def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> Non
             statuses.append(json.loads(m.payload))
 
     watcher.on_message = on_message
-    watcher.connect(addr.host, addr.port)
+    mqtt_connect(watcher, addr)
     watcher.loop_start()
     watcher.subscribe([(topics.mqtt_stock_topic(site), 1), (topics.mqtt_status_topic(site), 1),
                        (topics.mqtt_picked_topic(site), 1)])
@@ -126,12 +125,11 @@ def test_pick_commands_over_mqtt_lower_the_next_reading(settings, unique) -> Non
 def test_dropped_connection_fires_last_will_and_reconnects(settings, unique) -> None:
     reg = generate_registry(2, seed=2, id_prefix=f"d{unique}-", materials_per_site=2)
     site = f"d{unique}-00002"
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vr-test-{uuid.uuid4().hex[:8]}")
     addr = settings.mqtt
-    watcher.username_pw_set(addr.username, addr.password)
+    watcher = new_client(addr, f"vr-test-{uuid.uuid4().hex[:8]}")
     statuses: list[dict] = []
     watcher.on_message = lambda c, u, m: statuses.append(json.loads(m.payload))
-    watcher.connect(addr.host, addr.port)
+    mqtt_connect(watcher, addr)
     watcher.loop_start()
     watcher.subscribe(topics.mqtt_status_topic(site), 1)
     fleet = Fleet(settings, reg, interval_s=0.2, auth="per-site", faults=Faults(disconnect=0.2, reconnect_after_s=0.5), seed=1)

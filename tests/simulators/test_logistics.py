@@ -9,7 +9,6 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from ingest.credentials import remove_site_credentials
@@ -19,6 +18,7 @@ from simulators.logistics import LogisticsSimulator, PickAnswer, Timing, schedul
 from vreserve import topics
 from vreserve.schemas.common import SchemaError
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus
+from vreserve.mqtt import connect as mqtt_connect, new_client
 
 
 def test_schedule_is_deterministic_ordered_and_fails_the_given_share():
@@ -63,15 +63,14 @@ def test_deliveries_are_what_the_sites_really_picked(settings, unique):
     reg = generate_registry(3, seed=4, id_prefix=f"l{unique}-", materials_per_site=4)
     rich, empty, full = (f"l{unique}-0000{i}" for i in (1, 2, 3))
     fleet = Fleet(settings, reg, interval_s=1.0, auth="per-site", seed=5, replenish=False)
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     addr = settings.mqtt
-    watcher.username_pw_set(addr.username, addr.password)
+    watcher = new_client(addr, None)
     answers: list[dict] = []
     subscribed = threading.Event()
     watcher.on_connect = lambda c, *a: c.subscribe(topics.mqtt_picked_topic("+"), qos=1)
     watcher.on_subscribe = lambda *a: subscribed.set()
     watcher.on_message = lambda c, u, m: answers.append(json.loads(m.payload)) if m.topic.split("/")[3] in reg.sites else None
-    watcher.connect(addr.host, addr.port)
+    mqtt_connect(watcher, addr)
     watcher.loop_start()
     sim = LogisticsSimulator(settings, Timing(accept_s=0.3, pick_s=0.6, deliver_s=1.0, jitter=0.1, pick_timeout_s=2.0),
                              group=f"t-logistics-{unique}", say=lambda m: None)

@@ -13,7 +13,7 @@ The rule (shared with supervision, whose audits lower ``trust``):
   (``contract_site_terms``, default :data:`DEFAULT_REPORTING_INTERVAL_S`) x
   :data:`STALE_TOLERANCE` is left out until the site reports again;
 * **distrusted** stock gives nothing: a (site, material) with an open critical unexplained
-  finding (``pick_not_reflected``, or an ``unexplained_change`` the size of the stock: numbers
+  finding (``pick_not_reflected``, ``above_capacity``, or an ``unexplained_change`` the size of the stock: numbers
   without goods) is left out until the finding is resolved. Both are kept in the rows
   (``left_out`` units, ``left_out_reason``) so the plan summary says what it left out and why;
 * ``reserved`` is what supply-leg dispatch orders already promise from the site: orders not yet

@@ -252,9 +252,11 @@ def audit_log_show(settings: Settings, limit: int, actor: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------- webhooks
-@click.group("webhooks")
+@click.group("carrier-webhooks")
 def webhooks() -> None:
-    """Carriers without Kafka: dispatch records POSTed, signed, to each carrier's webhook."""
+    """Carriers without Kafka: dispatch records POSTed, signed, to each carrier's webhook.
+
+    (`vreserve webhooks` is supervision's: critical alerts to registered webhooks.)"""
 
 
 @webhooks.command("run")

@@ -5,7 +5,8 @@ import click
 
 from vreserve.plugins import mount
 
-BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision", "bench.api")
+BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision",
+                 "bench.alerts", "bench.api")
 
 
 @click.group()

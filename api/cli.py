@@ -1,7 +1,7 @@
 """``vreserve serve | users | carriers | tokens | audit-log``: the HTTP API and its identities.
 
 Every state-changing command here is written to the same audit trail as the API's requests, with
-the shell user (``cli:<user>``) as the actor."""
+the shell user (``os-user:<name>``) as the actor."""
 from __future__ import annotations
 
 import sys

@@ -61,7 +61,7 @@ def cli_identity() -> Identity:
         name = getpass.getuser()
     except Exception:  # pragma: no cover - no user database in some containers
         name = "operator"
-    return Identity("cli", name, "admin")
+    return Identity("os-user", name, "admin")  # the same actor name as vreserve.alerts.os_actor
 
 
 def now_ms() -> datetime:

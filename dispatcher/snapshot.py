@@ -10,10 +10,10 @@ The rule (shared with supervision, whose audits lower ``trust``):
 * ``reported`` is the site's latest accepted reading (``stock_latest``); a site that never
   reported gives nothing, and ``available`` never exceeds ``reported`` (trust <= 1);
 * **stale** stock gives nothing: a reading older than the contract's reporting interval
-  (``contract_reporting_terms``, default :data:`DEFAULT_REPORTING_INTERVAL_S`) x
+  (``contract_site_terms``, default :data:`DEFAULT_REPORTING_INTERVAL_S`) x
   :data:`STALE_TOLERANCE` is left out until the site reports again;
 * **distrusted** stock gives nothing: a (site, material) with an open critical unexplained
-  finding (``pick_not_reflected``, or an ``unexplained_change`` the size of the stock: numbers
+  finding (``pick_not_reflected``, ``above_capacity``, or an ``unexplained_change`` the size of the stock: numbers
   without goods) is left out until the finding is resolved. Both are kept in the rows
   (``left_out`` units, ``left_out_reason``) so the plan summary says what it left out and why;
 * ``reserved`` is what supply-leg dispatch orders already promise from the site: orders not yet
@@ -87,14 +87,14 @@ WITH committed AS (
     GROUP BY site_id, material_id
 ), reporting AS (
     SELECT c.site_id, c.material_id, min(t.reporting_interval_s)::float8 AS interval_s
-    FROM contracts c JOIN contract_reporting_terms t ON t.contract_id = c.contract_id
+    FROM contracts c JOIN contract_site_terms t ON t.contract_id = c.contract_id
     WHERE c.valid_from <= %(day)s AND c.valid_to >= %(day)s
     GROUP BY c.site_id, c.material_id
 ), distrusted AS (
     SELECT DISTINCT ON (site_id, material_id) site_id, material_id, alert_id
     FROM alerts
     WHERE resolved_at IS NULL AND severity = 'critical'
-      AND kind IN ('pick_not_reflected', 'unexplained_change')
+      AND kind IN ('pick_not_reflected', 'unexplained_change', 'above_capacity')
     ORDER BY site_id, material_id, at DESC
 ), reserved AS (
     SELECT o.origin AS site_id, o.material_id,

@@ -7,7 +7,6 @@ from datetime import datetime
 import psycopg
 
 from supervision.audit_plan import SiteRisk
-from vreserve.reconcile import FINDING_KINDS
 from vreserve.audits import (  # noqa: F401 - recording an audit is shared with the HTTP API
     DISCREPANCY_KIND,
     AuditRejected,
@@ -15,6 +14,7 @@ from vreserve.audits import (  # noqa: F401 - recording an audit is shared with 
     alert_id,
     record_audit,
 )
+from vreserve.reconcile import FINDING_KINDS
 
 
 def alert_json(alert: dict) -> bytes:

@@ -41,7 +41,8 @@ from vreserve.schemas.alerts import Alert
 #: Alert kinds this module raises; the audit plan weighs only these findings.
 UNEXPLAINED_CHANGE = "unexplained_change"
 PICK_NOT_REFLECTED = "pick_not_reflected"
-FINDING_KINDS = (UNEXPLAINED_CHANGE, PICK_NOT_REFLECTED)
+ABOVE_CAPACITY = "above_capacity"
+FINDING_KINDS = (UNEXPLAINED_CHANGE, PICK_NOT_REFLECTED, ABOVE_CAPACITY)
 MOVEMENT_KINDS = ("consumption", "replenishment")
 
 
@@ -86,6 +87,7 @@ class StockChange:
     received: float = 0.0     # units delivered into the site (positive)
     declared: float = 0.0     # owner-declared movements, signed (replenishment +, consumption -)
     explained_by: list = field(default_factory=list)  # [{"kind", "ref", "qty", "at"}]
+    capacity: float | None = None  # the site's physical capacity for the material (contract_site_terms)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def judge(c: StockChange, policy: Policy = Policy()) -> Judgement:
     tolerance = max(policy.tolerance_units, policy.tolerance_share * max(c.prev_qty, expected, 0.0))
     if c.picked > 0 and unexplained >= max(policy.tolerance_units, policy.pick_share * c.picked) - 1e-9:
         verdict = "pick_not_reflected"
+    elif c.capacity is not None and c.qty > c.capacity + policy.tolerance_units + 1e-9:
+        verdict = "above_capacity"
     elif abs(unexplained) > tolerance + 1e-9:
         verdict = "unexplained_drop" if unexplained < 0 else "unexplained_rise"
     else:
@@ -133,6 +137,10 @@ def alert_for(c: StockChange, j: Judgement) -> Alert | None:
         kind, severity = PICK_NOT_REFLECTED, "critical"
         message = (f"{base}: the site answered {c.picked:g} {u} as handed over but {j.unexplained:g} {u} of it still "
                    "shows: numbers without goods, or a stuck sensor")
+    elif j.verdict == "above_capacity":
+        kind, severity = ABOVE_CAPACITY, "critical"
+        message = (f"{base}: {c.qty:g} {u} is above the site's physical capacity of {c.capacity:g} {u} "
+                   "in its contract: numbers without goods, or a sensor fault")
     else:
         kind = UNEXPLAINED_CHANGE
         big = abs(j.unexplained) >= 0.5 * max(c.prev_qty, j.expected, 1.0)
@@ -147,7 +155,7 @@ def alert_for(c: StockChange, j: Judgement) -> Alert | None:
                  "prev_qty": c.prev_qty, "prev_seq": c.prev_seq, "prev_ts": c.prev_ts.isoformat(),
                  "expected_qty": j.expected, "unexplained_qty": j.unexplained, "tolerance_qty": j.tolerance,
                  "picked_qty": c.picked, "received_qty": c.received, "declared_qty": c.declared,
-                 "explained_by": c.explained_by})
+                 "capacity_qty": c.capacity, "explained_by": c.explained_by})
 
 
 # ---------------------------------------------------------------------------------------- SQL
@@ -194,10 +202,17 @@ WITH todo AS (
     UNION
     SELECT p.site_id, p.material_id, p.ts
     FROM pairs p JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id AND m.at = p.prev_ts
+), capacity AS (
+    SELECT c.site_id, c.material_id, min(t.capacity_qty)::float8 AS capacity
+    FROM contracts c JOIN contract_site_terms t ON t.contract_id = c.contract_id
+    WHERE c.valid_from <= current_date AND c.valid_to >= current_date AND t.capacity_qty IS NOT NULL
+    GROUP BY c.site_id, c.material_id
 ), cand AS (  -- only these are grouped with their movements (most pairs are neither)
-    SELECT p.* FROM pairs p
+    SELECT p.*, cap.capacity FROM pairs p
+    LEFT JOIN capacity cap ON cap.site_id = p.site_id AND cap.material_id = p.material_id
     WHERE p.prev_ts IS NOT NULL AND p.ts > p.from_ts
       AND (abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
+           OR p.qty > cap.capacity
            OR (p.site_id, p.material_id, p.ts) IN (SELECT site_id, material_id, ts FROM flagged))
 )
 SELECT p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
@@ -209,12 +224,13 @@ SELECT p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.p
        p.last_ts, now(),
        EXISTS (SELECT 1 FROM dispatch_orders o
                WHERE o.leg = 'supply' AND o.origin = p.site_id AND o.material_id = p.material_id
-                 AND o.status IN ('open', 'accepted') AND o.created_at <= p.ts) AS pick_pending
+                 AND o.status IN ('open', 'accepted') AND o.created_at <= p.ts) AS pick_pending,
+       p.capacity
 FROM cand p
 LEFT JOIN sites s ON s.site_id = p.site_id
 LEFT JOIN moves m ON m.site_id = p.site_id AND m.material_id = p.material_id AND m.at > p.prev_ts AND m.at <= p.ts
 GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p.prev_qty, p.seq, p.ts, p.qty,
-         p.last_ts
+         p.last_ts, p.capacity
 """
 
 #: Each key's cursor moves to its newest settled reading (older than the lookback too: a key
@@ -302,10 +318,10 @@ class Pending:
 
 def change_from_row(row: tuple) -> tuple[StockChange, Pending]:
     (site_id, material_id, cell, unit, prev_seq, prev_ts, prev_qty, seq, ts, qty, picked, received, declared,
-     explained_by, last_ts, now, pick_pending) = row
+     explained_by, last_ts, now, pick_pending, capacity) = row
     change = StockChange(site_id, material_id, cell, unit, int(prev_seq), _as_utc(prev_ts), float(prev_qty),
                          int(seq), _as_utc(ts), float(qty), float(picked), float(received), float(declared),
-                         list(explained_by or []))
+                         list(explained_by or []), None if capacity is None else float(capacity))
     return change, Pending(last_ts == ts, bool(pick_pending), (now - ts).total_seconds())
 
 
@@ -313,7 +329,7 @@ def merge(a: StockChange, b: StockChange) -> StockChange:
     """Two consecutive changes as one (previous of ``a`` -> reading of ``b``, movements of both)."""
     return StockChange(a.site_id, a.material_id, a.grid_cell, a.unit, a.prev_seq, a.prev_ts, a.prev_qty, b.seq,
                        b.ts, b.qty, a.picked + b.picked, a.received + b.received, a.declared + b.declared,
-                       a.explained_by + b.explained_by)
+                       a.explained_by + b.explained_by, b.capacity)
 
 
 def stamped_on_reading(c: StockChange) -> bool:
@@ -395,7 +411,8 @@ async def _resolve_explained(cur: psycopg.AsyncCursor, policy: Policy) -> int:
         c = StockChange(site_id, material_id, cell, d.get("unit", ""), int(d["prev_seq"]),
                         datetime.fromisoformat(d["prev_ts"]), float(d["prev_qty"]), int(d["seq"]),
                         datetime.fromisoformat(d["ts"]), float(d["qty"]), float(picked), float(received),
-                        float(declared), list(explained_by or []))
+                        float(declared), list(explained_by or []),
+                        None if d.get("capacity_qty") is None else float(d["capacity_qty"]))
         j = judge(c, policy)
         if j.verdict == "explained":
             await cur.execute(RESOLVE_EXPLAINED, (f"explained after all: expected {j.expected:g} {c.unit} = "

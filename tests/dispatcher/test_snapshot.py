@@ -95,7 +95,8 @@ def test_stale_and_distrusted_stock_is_left_out_and_said(settings, unique):
         assert by[(watched, "medicine")].available == 0
         assert by[(watched, "medicine")].left_out_reason == f"distrusted: open finding pick_not_reflected:{watched}:medicine:1"
         # a contract with a 5 s reporting interval: 200 s is stale for it
-        conn.execute("INSERT INTO contract_reporting_terms VALUES (%s, 5)", (f"K-{fresh}-medicine",))
+        conn.execute("INSERT INTO contract_site_terms (contract_id, reporting_interval_s) VALUES (%s, 5)",
+                     (f"K-{fresh}-medicine",))
         rows = supply_snapshot(conn, region, now)
         by = {(r.site_id, r.material_id): r for r in rows}
         assert by[(fresh, "medicine")].available == 0 and "5 s reporting interval" in by[(fresh, "medicine")].left_out_reason

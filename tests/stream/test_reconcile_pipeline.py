@@ -7,9 +7,9 @@ and recorded by the dispatcher's own ``apply_status``.
 
 Honest sites are picked from (more than half of their stock, which the old jump rule flagged),
 replenished and consumed with declared movements, while their sensors duplicate, reorder and
-garble messages: no finding. Each injected fault is caught: a spiking sensor, a stuck sensor that
-hides a pick, a site that answers picks it never hands over, goods gone with no pick, goods
-appearing with no receipt. The delay from the faulty reading to its alert is printed.
+garble messages: no finding. Each injected fault is caught: a spiking sensor (a rise with no
+receipt), a stuck sensor that hides a pick, a site that answers picks it never hands over, goods
+gone with no pick, stock reported above the site's physical capacity. The delay from the faulty reading to its alert is printed.
 """
 from __future__ import annotations
 
@@ -106,6 +106,10 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
                      " VALUES (%s, %s, 1, now(), 'optimal')", (f"P-E{unique}", f"E{unique}"))
     ids = sorted(reg.sites)
     honest, thief, inflater, spiky, stuck, phantom = ids[:4], ids[4], ids[5], ids[6], ids[7], ids[8]
+    with connect(s.pg_dsn, autocommit=True) as conn:  # the inflater's pork store holds 1.3 x its contract
+        conn.execute("INSERT INTO contract_site_terms (contract_id, capacity_qty)"
+                     " SELECT contract_id, committed_qty * 1.3 FROM contracts WHERE site_id = %s AND material_id = 'pork'",
+                     (inflater,))
     unit_of = {m: reg.materials[m].unit for m in reg.materials}
     bridge = Bridge(s, BridgeConfig(client_id=f"vr-test-bridge-{unique}", linger_ms=5))
     fleets = [
@@ -217,7 +221,7 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
     # Every injected fault is caught, on the right material, with the right finding.
     caught = {site: {(r[1], r[2], r[4]["verdict"]) for r in rows} for site, rows in by_site.items()}
     assert ("pork", "unexplained_change", "unexplained_drop") in caught.get(thief, set()), findings
-    assert ("pork", "unexplained_change", "unexplained_rise") in caught.get(inflater, set()), findings
+    assert ("pork", "above_capacity", "above_capacity") in caught.get(inflater, set()), findings
     assert any(k == "unexplained_change" and v == "unexplained_rise" for _m, k, v in caught.get(spiky, set())), findings
     assert ("medicine", "pick_not_reflected", "pick_not_reflected") in caught.get(stuck, set()), findings
     assert ("medicine", "pick_not_reflected", "pick_not_reflected") in caught.get(phantom, set()), findings
@@ -231,5 +235,5 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
     print(f"picks on honest sites {picks_on_honest} + declared movements 2: 0 findings "
           f"(the old 50 % jump rule would have raised {old_rule})")
     print("delay reading -> alert, s: " + ", ".join(f"{k}={delays[v]:.1f}" for k, v in
-          (("theft", thief), ("inflation", inflater), ("spike", spiky), ("stuck", stuck), ("phantom pick", phantom))))
+          (("theft", thief), ("above capacity", inflater), ("spike", spiky), ("stuck", stuck), ("phantom pick", phantom))))
     print(f"mean delay {sum(delays.values()) / len(delays):.1f} s (settle 2 s, checks every 1 s)")

@@ -119,3 +119,16 @@ def test_an_unexplained_change_waits_for_a_pending_pick_or_the_next_reading_then
     assert [j.verdict for _c, j in judged] == ["unexplained_drop"]
     judged, held = settle_pairs([pair(100, 40, 1), pair(40, 40, 2, newest=True)], Policy())
     assert [j.verdict for _c, j in judged] == ["unexplained_drop", "explained"] and not held
+
+
+def test_stock_above_the_sites_physical_capacity():
+    over = StockChange("S1", "medicine", "g1", "box", 1, T0, 100, 2, T0 + timedelta(seconds=10), 105,
+                       capacity=103.0)
+    j = judge(over)
+    assert j.verdict == "above_capacity"  # a 5 % rise is within noise, but not above capacity
+    a = alert_for(over, j)
+    assert a.kind == "above_capacity" and a.severity == "critical" and "capacity of 103 box" in a.message
+    assert a.details["capacity_qty"] == 103.0
+    within = StockChange("S1", "medicine", "g1", "box", 1, T0, 100, 2, T0 + timedelta(seconds=10), 104,
+                         capacity=103.0)
+    assert judge(within).verdict == "explained"  # one unit of tolerance

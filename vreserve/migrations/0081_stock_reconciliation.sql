@@ -50,7 +50,7 @@ CREATE TABLE stock_changes (
     unexplained_qty  numeric NOT NULL,          -- qty - expected
     tolerance_qty    numeric NOT NULL,
     verdict          text NOT NULL CHECK (verdict IN ('explained', 'unexplained_drop', 'unexplained_rise',
-                                                      'pick_not_reflected')),
+                                                      'pick_not_reflected', 'above_capacity')),
     explained_by     jsonb NOT NULL DEFAULT '[]',
     judged_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (site_id, material_id, ts)

@@ -376,6 +376,7 @@ def test_fuzz_bridge(settings, unique):
             one_round(items)
         bridge.check()
         c = bridge.counters
+        wait_for(lambda: c.in_flight == 0, 60, "redelivered copies to drain", alive=bridge.check)
         assert c.received == c.forwarded + c.dead_lettered
     finally:
         client.loop_stop()

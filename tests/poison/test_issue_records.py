@@ -48,7 +48,14 @@ def test_dispatcher_survives_the_issue_records_and_a_restart(settings, procs, co
     status_pos = produce(settings, topics.ORDER_STATUS, [(b"O-deep", DEEP_10K)])
     produce(settings, topics.DEMAND, [(b"RC-1", _demand(unique, region, 42))])
     wait_for(lambda: conn.execute("SELECT 1 FROM demand_updates WHERE update_id = %s",
-                                  (f"good-{unique}-42",)).fetchone(), 60, "the good demand update", alive=lambda: alive(p))
+                                  (f"good-{unique}-42",)).fetchone(), 120, "the good demand update", alive=lambda: alive(p))
+    # topics are read in no set order between them: wait for every bad record's row too
+    (s_part, s_off), = status_pos
+    wait_for(lambda: conn.execute("SELECT count(*) FROM mode_events WHERE event_id = ANY(%s)",
+                                  ([stable_id("MODE-BAD", f"{a}:{b}") for a, b in mode_pos],)).fetchone()[0] == 3
+             and conn.execute('SELECT 1 FROM rejected_records WHERE topic = %s AND partition = %s AND "offset" = %s',
+                              (settings.topic(topics.ORDER_STATUS), s_part, s_off)).fetchone(),
+             60, "the bad records' rows", alive=lambda: alive(p))
     for raw, (part, off) in zip(mode_bad, mode_pos):
         row = conn.execute("SELECT accepted, error, payload FROM mode_events WHERE event_id = %s",
                            (stable_id("MODE-BAD", f"{part}:{off}"),)).fetchone()
@@ -71,11 +78,11 @@ def test_dispatcher_survives_the_issue_records_and_a_restart(settings, procs, co
     assert found(read_topic(settings, topics.MODE_ERRORS, lambda rs: found(rs) == ids, timeout=30)) == ids
     # a restart does not stumble on them either (it re-reads from its stored positions)
     p.send_signal(signal.SIGTERM)
-    assert p.wait(30) == 0, log_of(p)
+    assert p.wait(90) == 0, log_of(p)
     p2 = procs.start(settings, "dispatch", "run", name="dispatcher-again")
     produce(settings, topics.DEMAND, [(b"RC-1", _demand(unique, region, 43))])
     wait_for(lambda: conn.execute("SELECT 1 FROM demand_updates WHERE update_id = %s",
-                                  (f"good-{unique}-43",)).fetchone(), 60, "a demand update after the restart",
+                                  (f"good-{unique}-43",)).fetchone(), 120, "a demand update after the restart",
              alive=lambda: alive(p2))
 
 

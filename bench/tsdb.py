@@ -13,8 +13,8 @@ Then, per variant:
 * ``stock --at`` 20 days back (the whole warehouse: every grid cell and material), and one site's
   30-day hourly history (``stream.query.site_history``), each repeated: first and median times;
 * ingest: the stream worker (``vreserve stream run``, a subprocess) drains the same backlog of
-  ReadingBatch records from Kafka into each database, alternating T, P, P, T; readings/s from its
-  first row to its last.
+  ReadingBatch records from Kafka into each database, alternating T, P, P, T (or P, T, T, P);
+  readings/s from its first row to its last.
 
 The server must be able to load TimescaleDB (the local runner builds and preloads it). The machine
 is shared: compare the two variants within one run, not with other runs.
@@ -267,9 +267,12 @@ def _summary(figs: dict[str, Figures], sites: int, days: int, scale: float, elap
 @click.option("--ingest-readings", type=click.IntRange(1000), default=100_000, show_default=True,
               help="Readings per stream-worker ingest run (4 runs: T, P, P, T).")
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Runs of each query.")
+@click.option("--ingest-order", type=click.Choice(["TPPT", "PTTP"]), default="TPPT", show_default=True,
+              help="Order of the four ingest runs (T: TimescaleDB, P: plain).")
 @click.option("--keep", is_flag=True, help="Keep the two databases (dropped by default).")
 @click.pass_obj
-def command(settings: Settings, scale: float, days: int, ingest_readings: int, repeats: int, keep: bool) -> None:
+def command(settings: Settings, scale: float, days: int, ingest_readings: int, repeats: int,
+            ingest_order: str, keep: bool) -> None:
     """TimescaleDB vs plain PostgreSQL on 30 days of readings history: compression, stock --at,
     one site's history, and the stream worker's ingest rate."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -311,7 +314,7 @@ def command(settings: Settings, scale: float, days: int, ingest_readings: int, r
         for v in VARIANTS:
             _queries(dsns[v], at, some_sites, figs[v], repeats)
         bench = settings.with_(topic_prefix=f"btsdb{token}.")
-        for i, v in enumerate(("timescale", "plain", "plain", "timescale")):
+        for i, v in enumerate({"T": "timescale", "P": "plain"}[c] for c in ingest_order):
             seq = 1_000_000 * (i + 1)
             figs[v].ingest_rates.append(_ingest(bench, dsns[v], site_units, ingest_readings, seq, f"{v}{i}"))
         _summary(figs, sites, days, scale, time.monotonic() - t_start)

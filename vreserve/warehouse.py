@@ -125,19 +125,20 @@ def virtual_warehouse(conn: psycopg.Connection, grid: str | None = None, materia
 
 @dataclass(frozen=True)
 class HourlyStock:
-    """One site's stock of one material in one hour (the hour's last reading, and its range)."""
+    """One site's stock of one material in one hour (the hour's last reading, and its range), in
+    ``unit``. Floats: a chart needs no exact decimals, and 7,200 rows decode several times faster."""
 
     bucket: datetime
     material_id: str
     unit: str | None
-    qty_last: Decimal
-    qty_min: Decimal
-    qty_max: Decimal
+    qty_last: float
+    qty_min: float
+    qty_max: float
     readings: int
 
 
 SITE_HISTORY = """
-SELECT bucket, material_id, unit, qty_last, qty_min, qty_max, n_readings
+SELECT bucket, material_id, unit, qty_last::float8, qty_min::float8, qty_max::float8, n_readings
 FROM readings_hourly
 WHERE site_id = %(site)s AND bucket >= %(since)s AND bucket < %(until)s
 ORDER BY material_id, bucket
@@ -151,7 +152,7 @@ def site_history(conn: psycopg.Connection, site_id: str, until: datetime | None 
     which the site sent nothing are absent."""
     until = until or conn.execute("SELECT now()").fetchone()[0]
     params = {"site": site_id, "since": until - timedelta(days=days), "until": until}
-    return [HourlyStock(*r) for r in conn.execute(SITE_HISTORY, params).fetchall()]
+    return [HourlyStock(*r) for r in conn.execute(SITE_HISTORY, params, binary=True).fetchall()]
 
 
 def totals_by_material(rows: list[Row]) -> list[dict]:

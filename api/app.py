@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
@@ -32,6 +32,8 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 class ApiState:
     settings: Settings
     pool: ConnectionPool
+    #: For the hot read paths (identity, live stock), which run on the event loop without a thread hop.
+    apool: AsyncConnectionPool
     publisher: Publisher
     signing_key: bytes
 
@@ -43,13 +45,17 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
     async def lifespan(app: FastAPI):
         pool = ConnectionPool(settings.pg_dsn, min_size=1, max_size=pool_size, open=True,
                               kwargs={"autocommit": True, "prepare_threshold": None})
+        apool = AsyncConnectionPool(settings.pg_dsn, min_size=2, max_size=pool_size, open=False,
+                                    kwargs={"autocommit": True})
+        await apool.open()
         with pool.connection() as conn:
             key = signing_key(conn)
-        app.state.api = ApiState(settings, pool, Publisher(settings), key)
+        app.state.api = ApiState(settings, pool, apool, Publisher(settings), key)
         try:
             yield
         finally:
             app.state.api.publisher.close()
+            await apool.close()
             pool.close()
 
     app = FastAPI(
@@ -66,15 +72,30 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     mount_console(app, settings, requires("viewer"), requires("operator"))  # the console at / (issue 15)
     app.add_middleware(errors.BodyLimit)
-
-    @app.middleware("http")
-    async def audit_trail(request: Request, call_next):
-        response = await call_next(request)
-        if request.method in WRITE_METHODS:
-            await run_in_threadpool(_append_audit, request, response.status_code)
-        return response
-
+    app.add_middleware(AuditTrail)
     return app
+
+
+class AuditTrail:
+    """ASGI middleware (outermost): after each write request's response, append its audit record."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+            return await self.app(scope, receive, send)
+        status = {"code": 500}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            await run_in_threadpool(_append_audit, Request(scope), status["code"])
 
 
 def _append_audit(request: Request, status: int) -> None:

@@ -104,22 +104,30 @@ def site(request: Request, site_id: Id, who: Identity = Depends(VIEWER_OR_OWNER)
     return rows[0]
 
 
+SITE_STOCK_SQL = """SELECT m.material_id, m.name, m.unit, sm.contracted_qty, l.qty AS reported_qty,
+    l.unit AS reported_unit, l.ts AS reported_at FROM site_materials sm JOIN materials m USING (material_id)
+    LEFT JOIN stock_latest l ON l.site_id = sm.site_id AND l.material_id = sm.material_id
+    WHERE sm.site_id = %(id)s ORDER BY m.material_id"""
+
+
 def _site_stock(conn, site_id: str) -> list[dict]:
-    return _rows(conn, """SELECT m.material_id, m.name, m.unit, sm.contracted_qty, l.qty AS reported_qty,
-        l.unit AS reported_unit, l.ts AS reported_at FROM site_materials sm JOIN materials m USING (material_id)
-        LEFT JOIN stock_latest l ON l.site_id = sm.site_id AND l.material_id = sm.material_id
-        WHERE sm.site_id = %(id)s ORDER BY m.material_id""", {"id": site_id})
+    return _rows(conn, SITE_STOCK_SQL, {"id": site_id})
 
 
 @router.get("/sites/{site_id}/stock", tags=["stock"], openapi_extra=access("viewer", ("owner",)),
             summary="Live stock of one site, per material")
-def site_stock(request: Request, site_id: Id, who: Identity = Depends(VIEWER_OR_OWNER)) -> dict:
-    """`reported_qty` is the latest accepted reading (in `unit`, the material's unit), `reported_at` its time."""
-    with _conn(request) as conn:
-        row = conn.execute("SELECT owner_id FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+async def site_stock(request: Request, site_id: Id, who: Identity = Depends(VIEWER_OR_OWNER)) -> dict:
+    """`reported_qty` is the latest accepted reading (in `unit`, the material's unit), `reported_at` its time.
+    The hottest read (dashboards, carriers' tools): async on the event loop, no thread hop."""
+    async with request.app.state.api.apool.connection() as conn:
+        cur = await conn.execute("SELECT owner_id FROM sites WHERE site_id = %s", (site_id,))
+        row = await cur.fetchone()
         if row is None or (who.kind == "owner" and row[0] != who.name):
             raise ApiError(404, "site_not_found", f"no site {site_id!r}")
-        return {"site_id": site_id, "materials": _site_stock(conn, site_id)}
+        cur = await conn.execute(SITE_STOCK_SQL, {"id": site_id})
+        names = [d.name for d in cur.description]
+        materials = [{k: _plain(v) for k, v in zip(names, r)} for r in await cur.fetchall()]
+    return {"site_id": site_id, "materials": materials}
 
 
 # --------------------------------------------------------------------------- materials, stock

@@ -129,6 +129,30 @@ def end(request: Request, emergency_id: Id, body: EndIn, who: Identity = Depends
         return _verdict(conn, event, body.wait_s)
 
 
+class DemandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rescue_centre: Name
+    material: Name
+    period: int = Field(ge=1, le=366)
+    qty: float = Field(ge=0, le=1e12, description="In the material's unit; replaces the file's figure")
+
+
+@router.post("/emergencies/{emergency_id}/demand", status_code=202, tags=["emergencies"],
+             openapi_extra=access("operator"), summary="A demand update for a rescue centre (next plan)")
+def demand(request: Request, emergency_id: Id, body: DemandIn, who: Identity = Depends(OPERATOR)) -> dict:
+    """Published to the demand topic; takes effect at the next period's plan (docs/dispatcher.md)."""
+    _audit(request, emergency_id, rescue_centre=body.rescue_centre, material=body.material, period=body.period,
+           qty=body.qty)
+    with _conn(request) as conn:
+        update = ops.demand_update(conn, request.app.state.api.publisher, emergency_id, body.rescue_centre,
+                                   body.material, body.period, body.qty)
+        unit = conn.execute("SELECT unit FROM materials WHERE material_id = %s", (body.material,)).fetchone()[0]
+    request.state.audit_detail["update_id"] = update.update_id
+    return {"update_id": update.update_id, "region": update.region, "rescue_centre": update.rescue_centre,
+            "material": update.material, "period": update.period, "qty": update.qty, "unit": unit,
+            "at": format_ts(update.at)}
+
+
 @router.get("/mode-events/{event_id}", response_model=ModeOut, tags=["emergencies"], openapi_extra=access("viewer"),
             summary="The dispatcher's verdict on one mode event (404 until it recorded it)")
 def mode_event(request: Request, event_id: Id, who: Identity = Depends(requires("viewer"))) -> ModeOut:
@@ -275,8 +299,9 @@ class AuditIn(BaseModel):
 @router.post("/audits", tags=["supervision"], openapi_extra=access("supervisor"),
              summary="Record an audit (the auditor is the authenticated user)")
 def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVISOR)) -> JSONResponse:
-    """Compares with reported stock, moves trust and status, raises discrepancy alerts (published by the
-    supervision outbox). 201 when recorded, 200 when this audit_id was recorded before (nothing changed)."""
+    """Compares with reported stock, moves trust and status, raises discrepancy alerts (published to the
+    alerts topic at once; left to supervision's outbox if Kafka is down). 201 when recorded, 200 when
+    this audit_id was recorded before (nothing changed)."""
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
     at = format_ts(body.at or ops.now_ms())
@@ -292,6 +317,8 @@ def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVIS
             r = record_audit(conn, rec, "api")
         except AuditRejected as exc:
             raise ApiError(422, "audit_rejected", f"{exc}; nothing changed") from None
+        if r.alerts and not r.duplicate:
+            ops.publish_alerts(conn, request.app.state.api.publisher, r.alerts)
     out = {"audit_id": r.audit_id, "site_id": r.site_id, "auditor": who.actor, "duplicate": r.duplicate,
            "passed": r.passed, "shortfall_share": r.shortfall_share, "trust_before": r.trust_before,
            "trust_after": r.trust_after, "status_before": r.status_before, "status_after": r.status_after,

@@ -5,7 +5,7 @@ import click
 
 from vreserve.plugins import mount
 
-BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision",
+BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision", "bench.api",
                  "bench.console")
 
 

@@ -136,9 +136,12 @@ def _verify(pw_hash: str, password: str) -> bool:
         return False
 
 
+ACTIVE_ROLE_SQL = "SELECT role FROM api_users WHERE name = %s AND NOT disabled"
+
+
 def active_user_role(conn, name: str) -> str | None:
     """The role of an enabled user, None if unknown or disabled (checked on every request)."""
-    row = conn.execute("SELECT role FROM api_users WHERE name = %s AND NOT disabled", (name,)).fetchone()
+    row = conn.execute(ACTIVE_ROLE_SQL, (name,)).fetchone()
     return row[0] if row else None
 
 
@@ -180,16 +183,31 @@ def list_tokens(conn) -> list[dict]:
     return [dict(zip(keys, r)) for r in rows]
 
 
-def token_identity(conn, token: str) -> Identity | None:
-    """The system behind an API token, None if malformed, unknown, revoked or expired."""
+TOKEN_SQL = ("SELECT kind, subject, secret_hash FROM api_tokens WHERE token_id = %s"
+             " AND revoked_at IS NULL AND expires_at > now()")
+
+
+def parse_api_token(token: str) -> tuple[str, str] | None:
+    """(token_id, secret) of a ``vrt.<id>.<secret>`` token, None if it is not one."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != "vrt":
+    if len(parts) != 3 or parts[0] != "vrt" or not parts[1] or not parts[2]:
         return None
-    row = conn.execute("SELECT kind, subject, secret_hash FROM api_tokens WHERE token_id = %s"
-                       " AND revoked_at IS NULL AND expires_at > now()", (parts[1],)).fetchone()
-    if row is None or not hmac.compare_digest(row[2], _sha256(parts[2])):
+    return parts[1], parts[2]
+
+
+def token_identity_from_row(row, secret: str) -> Identity | None:
+    """Check the secret against the stored hash of a TOKEN_SQL row (constant time)."""
+    if row is None or not hmac.compare_digest(row[2], _sha256(secret)):
         return None
     return Identity(row[0], row[1], None)
+
+
+def token_identity(conn, token: str) -> Identity | None:
+    """The system behind an API token, None if malformed, unknown, revoked or expired."""
+    parsed = parse_api_token(token)
+    if parsed is None:
+        return None
+    return token_identity_from_row(conn.execute(TOKEN_SQL, (parsed[0],)).fetchone(), parsed[1])
 
 
 def _sha256(text: str) -> str:

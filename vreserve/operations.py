@@ -11,6 +11,7 @@ per command (:func:`audited`).
 from __future__ import annotations
 
 import getpass
+import logging
 import threading
 import time
 import uuid
@@ -20,9 +21,12 @@ from typing import Iterator, Sequence
 
 from vreserve import auditlog, topics
 from vreserve.identity import Identity
+from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import LOGISTICS_STATUSES, ModeEvent, OrderStatus
+from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
 from vreserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -175,6 +179,28 @@ def wait_verdict(conn, event_id: str, timeout_s: float) -> tuple[bool, str | Non
         time.sleep(0.2)
 
 
+def demand_update(conn, publisher: Publisher, emergency_id: str, rescue_centre: str, material: str, period: int,
+                  qty: float) -> DemandUpdate:
+    """Publish a rescue centre's new demand for a period of an open emergency (applied at the next plan).
+
+    The dispatcher ignores, with a warning in the plan's message, a rescue centre or material its
+    demand file does not have; here only what the database knows is checked."""
+    row = conn.execute("SELECT region, periods, ended_at FROM emergencies WHERE emergency_id = %s",
+                       (emergency_id,)).fetchone()
+    if row is None:
+        raise Refused("emergency_not_found", f"no emergency {emergency_id!r}", 404)
+    if row[2] is not None:
+        raise Refused("emergency_ended", f"emergency {emergency_id} has ended")
+    if period > row[1]:
+        raise Refused("bad_period", f"emergency {emergency_id} has {row[1]} periods, not {period}", 422)
+    if not conn.execute("SELECT 1 FROM materials WHERE material_id = %s", (material,)).fetchone():
+        raise Refused("unknown_material", f"unknown material {material!r}", 422)
+    update = DemandUpdate(update_id=f"U-{uuid.uuid4().hex}", region=row[0], rescue_centre=rescue_centre,
+                          material=material, period=period, qty=qty, at=now_ms())
+    publisher.send(topics.DEMAND, rescue_centre, update.to_json())
+    return update
+
+
 # ------------------------------------------------------------------------------ carriers
 def carrier_sees_order(conn, carrier_id: str, order_id: str) -> bool:
     """A carrier's orders are those of emergencies in the regions it serves (its routes)."""
@@ -202,6 +228,24 @@ def post_order_status(conn, publisher: Publisher, who: Identity, order_id: str, 
         raise Refused("bad_status", str(exc), 422) from None
     publisher.send(topics.ORDER_STATUS, order_id, rec.to_json())
     return rec
+
+
+def publish_alerts(conn, publisher: Publisher, alerts: list[dict]) -> int:
+    """Publish stored alerts (an audit's discrepancies) to the alerts topic and mark them published.
+
+    On a Kafka failure they stay unpublished in the table, where supervision's outbox
+    (`vreserve audit consume`) picks them up: the audit itself is already recorded."""
+    try:
+        for a in alerts:
+            record = Alert(alert_id=a["alert_id"], kind=a["kind"], severity=a["severity"], message=a["message"],
+                           at=a["at"], site_id=a.get("site_id"), grid_cell=a.get("grid_cell"),
+                           material_id=a.get("material_id"), details=dict(a.get("details") or {}))
+            publisher.send(topics.ALERTS, record.key, record.to_json())
+    except Exception as exc:  # noqa: BLE001 - left to the outbox, said in the log
+        log.warning("alerts %s left to the outbox: %s", [a["alert_id"] for a in alerts], exc)
+        return 0
+    conn.execute("UPDATE alerts SET published_at = now() WHERE alert_id = ANY(%s)", ([a["alert_id"] for a in alerts],))
+    return len(alerts)
 
 
 # ------------------------------------------------------------------------------ sites, alerts

@@ -57,6 +57,25 @@ def test_declare_is_checked_before_publishing_and_carries_the_authenticated_acto
     assert world.client("viewer").post("/api/v1/emergencies", json={**base, "region": "apib"}).status_code == 403
 
 
+def test_demand_update_is_published_for_an_open_emergency(world):
+    op = world.client("operator")
+    em = world.emergencies["apia"]
+    r = op.post(f"/api/v1/emergencies/{em}/demand", json={"rescue_centre": "RC-1", "material": "medicine",
+                                                          "period": 2, "qty": 480})
+    assert r.status_code == 202, r.text
+    assert r.json()["unit"] == "box" and r.json()["region"] == "apia"
+    assert op.post(f"/api/v1/emergencies/{em}/demand", json={"rescue_centre": "RC-1", "material": "medicine",
+                                                             "period": 9, "qty": 1}).json()["error"]["code"] == "bad_period"
+    reader = TopicReader(world.settings, topics.DEMAND)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(x["update_id"] == r.json()["update_id"] for x in reader.json()):
+            reader.poll(0.5)
+        assert any(x["update_id"] == r.json()["update_id"] and x["qty"] == 480 for x in reader.json())
+    finally:
+        reader.close()
+
+
 def test_uploaded_demand_file_is_checked_then_declarable(world):
     op = world.client("operator")
     bad = op.post("/api/v1/demand-files", content=b"periods: [not a scenario", headers={"Content-Type": "application/yaml"})
@@ -91,6 +110,14 @@ def test_supervisor_records_an_audit_and_suspends_a_site_as_itself(world):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["auditor"] == "user:supervisor1" and body["passed"] is False and body["status_after"] == "suspended"
+    alerts = TopicReader(world.settings, topics.ALERTS)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a["alert_id"] in body["alerts"] for a in alerts.json()):
+            alerts.poll(0.5)
+        assert body["alerts"] and any(a["alert_id"] == body["alerts"][0] for a in alerts.json())
+    finally:
+        alerts.close()
     stored = world.client("viewer").get(f"/api/v1/audits/{body['audit_id']}").json()
     assert stored["auditor"] == "user:supervisor1" and stored["counts"][0]["unit"] == "box"
     again = sup.post("/api/v1/sites/" + site + "/reinstate", json={"reason": "recount ordered"})

@@ -5,6 +5,7 @@ new route is covered (and must state its role) without editing this test."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -43,23 +44,29 @@ def _allowed(role: str, systems: list[str], who: str) -> bool:
     return {"carrier-a": "carrier", "owner": "owner"}[who] in systems
 
 
+def _verdict(world, case: tuple) -> str | None:
+    """The problem with one (route, identity) call, None if it got the answer its role implies."""
+    method, path, role, systems, who = case
+    r = _call(world, who, method, path)
+    if who is None:
+        if r.status_code != 401 or r.json()["error"]["code"] != "not_authenticated":
+            return f"{method} {path} without identity: {r.status_code} {r.text[:120]}"
+    elif _allowed(role, systems, who):
+        if r.status_code in (401, 403) or r.status_code >= 500:
+            return f"{method} {path} as {who} (needs {role} {systems}): {r.status_code} {r.text[:160]}"
+    elif r.status_code != 403 or r.json()["error"]["code"] != "forbidden":
+        return f"{method} {path} as {who} (needs {role} {systems}): {r.status_code}, want 403"
+    return None
+
+
 def test_every_route_states_its_role_and_enforces_it(world):
     routes = _routes(world)
     assert len(routes) >= 30
-    failures = []
-    for method, path, role, systems in routes:
-        if role == PUBLIC:
-            continue
-        r = _call(world, None, method, path)
-        if r.status_code != 401 or r.json()["error"]["code"] != "not_authenticated":
-            failures.append(f"{method} {path} without identity: {r.status_code} {r.text[:120]}")
-        for who in ROLES + SYSTEMS:
-            r = _call(world, who, method, path)
-            if _allowed(role, systems, who):
-                if r.status_code in (401, 403) or r.status_code >= 500:
-                    failures.append(f"{method} {path} as {who} (needs {role} {systems}): {r.status_code} {r.text[:160]}")
-            elif r.status_code != 403 or r.json()["error"]["code"] != "forbidden":
-                failures.append(f"{method} {path} as {who} (needs {role} {systems}): {r.status_code}, want 403")
+    cases = [(m, p, role, systems, who) for m, p, role, systems in routes if role != PUBLIC
+             for who in (None,) + ROLES + SYSTEMS]
+    with ThreadPoolExecutor(8) as pool:  # independent calls; in parallel to keep the suite fast
+        failures = [f for f in pool.map(lambda c: _verdict(world, c), cases) if f]
+    assert len(cases) >= 30 * 7
     assert not failures, "\n".join(failures)
 
 

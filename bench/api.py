@@ -1,0 +1,197 @@
+"""``vreserve bench api``: the HTTP API under 50 concurrent clients.
+
+A private database (dropped at the end) with a generated 10,000-site registry and a reading for
+every contracted pair, an emergency with orders on one carrier's routes, a viewer and a carrier
+token; `vreserve serve` on a free loopback port (``--workers`` processes). Then, for
+``--seconds`` each:
+
+- reads: every client loops ``GET /api/v1/sites/{random site}/stock`` (a viewer's bearer token);
+- posts: every client loops ``POST /api/v1/orders/{random order}/status`` (the carrier's token;
+  the answer comes after the broker acknowledged the record on the order-status topic, so the
+  latency is end to end to the topic).
+
+Prints requests/s, p50 / p99 latency (ms) and errors, and a baseline in the same run (GET /openapi.json: the
+framework alone, no identity, no database) for the ratio. Targets: reads 500/s with p99 < 200 ms,
+posts 200/s with p99 < 300 ms. The clients (asyncio + httpx, one process) share the machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import click
+import httpx
+
+from bench.procs import Proc, child_env, free_port, services_up
+from vreserve.settings import Settings
+
+PASSWORD = "bench-password-1"
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _seed(dsn: str, sites: int, orders: int) -> tuple[list[str], list[str], str]:
+    """Registry, readings, an emergency with orders, a viewer and a carrier token."""
+    from ingest.registry import generate_registry, store_registry
+    from vreserve import identity as ident
+    from vreserve.db import connect
+
+    now = datetime.now(timezone.utc)
+    with connect(dsn, autocommit=True) as conn:
+        store_registry(conn, generate_registry(sites, seed=1))
+        pairs = conn.execute("SELECT c.site_id, c.material_id, c.committed_qty::float8, m.unit FROM contracts c"
+                             " JOIN materials m USING (material_id)").fetchall()
+        with conn.cursor() as cur, cur.copy("COPY stock_latest (site_id, material_id, qty, unit, ts, seq)"
+                                            " FROM STDIN") as cp:
+            for s, m, q, u in pairs:
+                cp.write_row((s, m, q, u, now, 1))
+        conn.execute("INSERT INTO emergencies (emergency_id, region, declared_at, declared_by, reason, periods,"
+                     " period_length_s, demand_source) VALUES ('EM-bench', 'wuhan', %s, 'bench', 'bench', 4, 3600,"
+                     " 'wuhan')", (now,))
+        conn.execute("INSERT INTO plans (plan_id, emergency_id, period, created_at, status) VALUES"
+                     " ('P-bench', 'EM-bench', 1, %s, 'optimal')", (now,))
+        with conn.cursor() as cur, cur.copy("COPY dispatch_orders (order_id, plan_id, emergency_id, period, leg,"
+                                            " origin, destination, material_id, qty, unit, created_at, status_at)"
+                                            " FROM STDIN") as cp:
+            for i in range(orders):
+                s, m, _q, u = pairs[i % len(pairs)]
+                cp.write_row((f"O-bench-{i:06d}", "P-bench", "EM-bench", 1, "supply", s, "DC-1", m, 5, u, now, now))
+        ident.add_user(conn, "bench-viewer", "viewer", PASSWORD, "bench")
+        ident.add_carrier(conn, "bench-carrier", "Bench carrier", ["wuhan"])
+        carrier_token = ident.issue_token(conn, "carrier", "bench-carrier", now + timedelta(hours=2), "bench")[1]
+        site_ids = [r[0] for r in conn.execute("SELECT site_id FROM sites")]
+    return site_ids, [f"O-bench-{i:06d}" for i in range(orders)], carrier_token
+
+
+async def _load(url: str, token: str, clients: int, seconds: float, request) -> tuple[list[float], int, int]:
+    """``clients`` loops of ``request(client, rng)`` for ``seconds``: latencies (s), ok, errors."""
+    latencies: list[float] = []
+    counts = {"ok": 0, "err": 0}
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def one(k: int, client: httpx.AsyncClient) -> None:
+        rng = random.Random(k)
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            try:
+                r = await request(client, rng)
+                ok = r.status_code < 300
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            counts["ok" if ok else "err"] += 1
+
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=30) as client:
+        await asyncio.gather(*(one(k, client) for k in range(clients)))
+    return latencies, counts["ok"], counts["err"]
+
+
+def _figures(name: str, latencies: list[float], ok: int, err: int, seconds: float) -> dict:
+    lat = sorted(latencies)
+    pct = (lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else (lambda p: float("nan"))
+    fig = {"requests_per_s": ok / seconds, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "ok": ok, "errors": err}
+    click.echo(f"{name:<34} {fig['requests_per_s']:>8.0f} req/s   p50 {fig['p50_ms']:>7.1f} ms   "
+               f"p99 {fig['p99_ms']:>7.1f} ms   {ok} ok, {err} errors")
+    return fig
+
+
+def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int) -> dict:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.db import connect, migrate
+    from vreserve.kafka_admin import ensure_topics
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    admin = make_conninfo(**{**info, "dbname": "postgres"})
+    run = uuid.uuid4().hex[:8]
+    private = settings.with_(pg_dsn=make_conninfo(**{**info, "dbname": f"vr_bench_api_{run}"}),
+                             topic_prefix=f"bapi{run}.")
+    with connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "vr_bench_api_{run}"')
+    server = None
+    try:
+        migrate(private.pg_dsn)
+        ensure_topics(private)
+        _say(f"[1/4] registry of {sites} sites, readings, {orders} orders ...")
+        site_ids, order_ids, carrier_token = _seed(private.pg_dsn, sites, orders)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}", "--workers",
+                       str(workers)], child_env(private), "serve")
+        _wait(url, server)
+        viewer = httpx.post(f"{url}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD})
+        viewer.raise_for_status()
+        token = viewer.json()["access_token"]
+        _say(f"[2/4] baseline: {clients} clients x {seconds:g} s (GET /openapi.json: no identity, no database)")
+
+        async def floor(client, _rng):
+            return await client.get("/openapi.json")
+
+        base = _figures("baseline GET /openapi.json", *asyncio.run(_load(url, token, clients, seconds, floor)), seconds)
+        _say(f"[3/4] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
+
+        async def read(client, rng):
+            return await client.get(f"/api/v1/sites/{site_ids[rng.randrange(len(site_ids))]}/stock")
+
+        reads = _figures("GET /sites/{id}/stock", *asyncio.run(_load(url, token, clients, seconds, read)), seconds)
+        _say(f"[4/4] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
+
+        async def post(client, rng):
+            oid = order_ids[rng.randrange(len(order_ids))]
+            return await client.post(f"/api/v1/orders/{oid}/status",
+                                     json={"status": "accepted", "status_id": f"S-{uuid.uuid4().hex[:16]}"})
+
+        posts = _figures("POST /orders/{id}/status", *asyncio.run(_load(url, carrier_token, clients, seconds, post)),
+                         seconds)
+        click.echo(f"targets: reads 500 req/s with p99 < 200 ms: {'met' if _met(reads, 500, 200) else 'NOT met'}; "
+                   f"posts 200 req/s with p99 < 300 ms: {'met' if _met(posts, 200, 300) else 'NOT met'} "
+                   f"({workers} server worker process(es), {clients} clients, one machine)")
+        click.echo(f"within this run: reads at {reads['requests_per_s'] / base['requests_per_s']:.0%} of the baseline's "
+                   f"rate, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%} (load average "
+                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        return {"baseline": base, "reads": reads, "posts": posts}
+    finally:
+        if server is not None:
+            server.stop()
+        with connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "vr_bench_api_{run}" WITH (FORCE)')
+
+
+def _met(fig: dict, rate: float, p99_ms: float) -> bool:
+    return fig["requests_per_s"] >= rate and fig["p99_ms"] < p99_ms and fig["errors"] == 0
+
+
+def _wait(url: str, server: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.proc.poll() is not None:
+            raise click.ClickException("vreserve serve exited:\n" + "\n".join(server.lines[-20:]))
+        time.sleep(0.2)
+    raise click.ClickException("vreserve serve did not answer within 60 s")
+
+
+@click.command("api")
+@click.option("--sites", default=10_000, show_default=True)
+@click.option("--orders", default=5_000, show_default=True)
+@click.option("--clients", default=50, show_default=True, help="Concurrent clients.")
+@click.option("--seconds", default=15.0, show_default=True, help="Per phase.")
+@click.option("--workers", default=2, show_default=True, help="Server worker processes.")
+@click.pass_obj
+def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int) -> None:
+    """The HTTP API: live-stock reads and order-status posts under concurrent clients (req/s, p99)."""
+    services_up(settings)
+    main(settings, sites, orders, clients, seconds, workers)

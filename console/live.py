@@ -103,7 +103,7 @@ class LiveHub:
             self.task = asyncio.create_task(self._run())
         try:
             yield b"retry: 2000\n\n"
-            while True:
+            while queue in self.queues:  # dropped when it overflowed: end, the browser reconnects and re-reads
                 try:
                     yield await asyncio.wait_for(queue.get(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
@@ -121,18 +121,22 @@ class LiveHub:
         for q in list(self.queues):
             try:
                 q.put_nowait(chunk)
-            except asyncio.QueueFull:  # a browser that stopped reading: it re-reads on reconnect
+            except asyncio.QueueFull:  # a browser that stopped reading: its stream ends, it reconnects
                 self.queues.discard(q)
 
     async def _run(self) -> None:
         cursor = StockCursor()
         prints: tuple | None = None
+        primed = False
         while self.queues:
             try:
                 async with await psycopg.AsyncConnection.connect(self.pg_dsn, autocommit=True) as conn:
                     if cursor.since is None:
                         row = await (await conn.execute("SELECT max(updated_at) FROM stock_latest")).fetchone()
                         cursor.since = row[0]
+                    if not primed:  # readings already in the table when the loop starts are not news
+                        cursor.fresh(await (await conn.execute(NEW_STOCK_SQL, (cursor.since, OVERLAP_S))).fetchall())
+                        primed = True
                     while self.queues:
                         prints = await self._poll(conn, cursor, prints)
                         self.polls += 1

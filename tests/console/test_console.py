@@ -6,12 +6,16 @@ orders appear, ends it, and logs out; a viewer sees no declare button. Screensho
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import httpx
 import pytest
 
-from tests.console.conftest import login, wait_for
+from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, wait_for
 from vreserve.db import connect
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -187,3 +191,43 @@ def test_console_routes_need_a_login(fleet):
     page = httpx.get(f"{fleet.url}/")
     assert page.status_code == 200 and "vreserve command centre" in page.text
     assert "https://" not in page.text  # nothing from a CDN
+
+
+def test_serve_stops_promptly_with_a_console_event_stream_open(fleet):
+    """SIGTERM ends `vreserve serve` although an event stream (which never ends by itself) is open."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}"], cwd=ROOT,
+                            env=_env(fleet.settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), 60, "the second serve")
+        token = httpx.post(f"{url}/api/v1/auth/token", data={"username": "viewer1", "password": PASSWORD}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}", "Accept": "text/event-stream"}
+        opened = threading.Event()
+
+        def listen() -> None:
+            try:
+                with httpx.stream("GET", f"{url}/api/v1/console/events", headers=headers, timeout=60) as r:
+                    for _ in r.iter_bytes():
+                        opened.set()
+            except httpx.HTTPError:
+                pass
+
+        threading.Thread(target=listen, daemon=True).start()
+        assert opened.wait(20), "the event stream did not open"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        assert time.monotonic() - t0 < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,7 +1,7 @@
 """``vreserve serve | users | carriers | tokens | audit-log``: the HTTP API and its identities.
 
 Every state-changing command here is written to the same audit trail as the API's requests, with
-the shell user (``cli:<user>``) as the actor."""
+the shell user (``os-user:<name>``) as the actor."""
 from __future__ import annotations
 
 import sys
@@ -258,9 +258,11 @@ def audit_log_show(settings: Settings, limit: int, actor: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------- webhooks
-@click.group("webhooks")
+@click.group("carrier-webhooks")
 def webhooks() -> None:
-    """Carriers without Kafka: dispatch records POSTed, signed, to each carrier's webhook."""
+    """Carriers without Kafka: dispatch records POSTed, signed, to each carrier's webhook.
+
+    (`vreserve webhooks` is supervision's: critical alerts to registered webhooks.)"""
 
 
 @webhooks.command("run")

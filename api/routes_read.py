@@ -176,7 +176,8 @@ def alerts(request: Request, kind: Filter = None, site_id: Filter = None, grid_c
            who: Identity = Depends(VIEWER)) -> Page:
     with _conn(request) as conn:
         return _page(conn, """SELECT alert_id, kind, severity, site_id, grid_cell, material_id, message, at,
-            details, resolved_at, resolved_by, acknowledged_at, acknowledged_by, ack_note FROM alerts
+            details, resolved_at, resolved_by, resolve_note, acknowledged_at, acknowledged_by, acknowledge_note,
+            repeats, last_seen_at FROM alerts
             WHERE (%(kind)s::text IS NULL OR kind = %(kind)s) AND (%(site)s::text IS NULL OR site_id = %(site)s)
             AND (%(cell)s::text IS NULL OR grid_cell = %(cell)s) AND (NOT %(open)s OR resolved_at IS NULL)
             ORDER BY at DESC, alert_id""", {"kind": kind, "site": site_id, "cell": grid_cell, "open": open_only},

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.security import access, requires
@@ -188,8 +189,6 @@ async def upload_demand(request: Request, who: Identity = Depends(OPERATOR)) -> 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{file_id}.tmp"
     tmp.write_bytes(raw)
-    from starlette.concurrency import run_in_threadpool
-
     problem = await run_in_threadpool(ops.check_demand_source, str(tmp), 1)
     if problem:
         tmp.unlink(missing_ok=True)

@@ -1,12 +1,12 @@
 """Carriers without Kafka: every order, supersede and cancel of the dispatch-orders topic is POSTed
 to the carrier's webhook, signed, in topic order, with the same ids as on the topic.
 
-`vreserve webhooks run` (one per deployment) reads the topic with its own consumer group, stores
+`vreserve carrier-webhooks run` (one per deployment) reads the topic with its own consumer group, stores
 one delivery row per (carrier, record) *before* committing its offsets (at-least-once; the order id
 is the idempotency key, so a redelivery is harmless), then delivers each carrier's queue head
 first. A failed POST is retried with exponential backoff; after ``max_attempts`` failures the
 carrier's queue is **held** with the reason: nothing later is sent (order is kept) and nothing is
-dropped until an operator releases it (`vreserve webhooks release CARRIER`).
+dropped until an operator releases it (`vreserve carrier-webhooks release CARRIER`).
 
 Signature (docs/api.md): ``X-VR-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``;
 the receiver recomputes it and refuses a timestamp older than 5 minutes (replay).

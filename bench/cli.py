@@ -5,8 +5,8 @@ import click
 
 from vreserve.plugins import mount
 
-BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision", "bench.api",
-                 "bench.console")
+BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.optimizer", "bench.dispatcher", "bench.supervision",
+                 "bench.alerts", "bench.api", "bench.console")
 
 
 @click.group()

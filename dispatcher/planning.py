@@ -16,7 +16,7 @@ from typing import Any
 from dispatcher import book
 from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
                              orders_for_period, structure_key)
-from dispatcher.snapshot import supply_nodes, supply_snapshot
+from dispatcher.snapshot import left_out_summary, supply_nodes, supply_snapshot
 from vreserve.schemas.dispatch import DispatchOrder, PlanSummary, stable_id
 
 log = logging.getLogger("vreserve.dispatcher")
@@ -124,6 +124,9 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
     unknown = sorted({f"{rc}/{m}" for (rc, m, _p) in overrides if (rc, m) not in known})
     if unknown:
         warnings.append(f"demand updates for unknown rescue centre/material ignored: {', '.join(unknown[:10])}")
+    left_out, left_out_line = left_out_summary(rows)
+    if left_out_line:
+        warnings.append(left_out_line)
     if not nodes:
         warnings.append("no supply available in the region (no active site with a valid contract and a reading)")
     result = cache.solve(scenario)
@@ -159,6 +162,8 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
             "planned_delivery": planned,
             "planned_pick": sum(o.qty for o in orders if o.material == m and o.leg == "supply"),
             "planned_shortage": round(max(0.0, due - planned), 6),
+            # stale or distrusted stock the plan did not count on (reasons in the message)
+            "left_out": left_out.get(m, 0),
         }
     summary = PlanSummary(
         plan_id=plan_id, emergency_id=emergency.emergency_id, region=emergency.region, period=period,

@@ -9,6 +9,13 @@ The rule (shared with supervision, whose audits lower ``trust``):
   of the valid contracts' ``committed_qty``); no contract, no supply;
 * ``reported`` is the site's latest accepted reading (``stock_latest``); a site that never
   reported gives nothing, and ``available`` never exceeds ``reported`` (trust <= 1);
+* **stale** stock gives nothing: a reading older than the contract's reporting interval
+  (``contract_site_terms``, default :data:`DEFAULT_REPORTING_INTERVAL_S`) x
+  :data:`STALE_TOLERANCE` is left out until the site reports again;
+* **distrusted** stock gives nothing: a (site, material) with an open critical unexplained
+  finding (``pick_not_reflected``, ``above_capacity``, or an ``unexplained_change`` the size of the stock: numbers
+  without goods) is left out until the finding is resolved. Both are kept in the rows
+  (``left_out`` units, ``left_out_reason``) so the plan summary says what it left out and why;
 * ``reserved`` is what supply-leg dispatch orders already promise from the site: orders not yet
   picked (open, accepted) with their ordered quantity, plus picked ones (in transit, delivered)
   with the quantity the carrier reported picked in its ``in_transit`` status (a short pick
@@ -31,6 +38,11 @@ from typing import Iterable, Sequence
 
 #: Seconds a reading must be newer than a pick before it is trusted to show the pick.
 PICK_REFLECTED_AFTER_S = 0.5
+#: A contract's reporting interval when it states none (= the fleet's VR_READING_INTERVAL_S default).
+DEFAULT_REPORTING_INTERVAL_S = 10.0
+#: A reading older than this many reporting intervals is stale: the stock is left out of plans.
+#: Generous on purpose (5 min at 10 s): a site that missed a few readings still counts.
+STALE_TOLERANCE = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,9 @@ class SupplyAvailability:
     reserved: float
     available: int
     reading_ts: datetime | None = None
+    #: Units the rule would have given but the plan leaves out (stale or distrusted), and why.
+    left_out: int = 0
+    left_out_reason: str = ""
 
 
 def available_qty(reported: float, committed: float, trust: float, reserved: float) -> int:
@@ -70,6 +85,17 @@ WITH committed AS (
     FROM contracts
     WHERE valid_from <= %(day)s AND valid_to >= %(day)s
     GROUP BY site_id, material_id
+), reporting AS (
+    SELECT c.site_id, c.material_id, min(t.reporting_interval_s)::float8 AS interval_s
+    FROM contracts c JOIN contract_site_terms t ON t.contract_id = c.contract_id
+    WHERE c.valid_from <= %(day)s AND c.valid_to >= %(day)s
+    GROUP BY c.site_id, c.material_id
+), distrusted AS (
+    SELECT DISTINCT ON (site_id, material_id) site_id, material_id, alert_id
+    FROM alerts
+    WHERE resolved_at IS NULL AND severity = 'critical'
+      AND kind IN ('pick_not_reflected', 'unexplained_change', 'above_capacity')
+    ORDER BY site_id, material_id, at DESC
 ), reserved AS (
     SELECT o.origin AS site_id, o.material_id,
            sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce(""" + PICKED_QTY_SQL + """, o.qty)
@@ -86,12 +112,15 @@ WITH committed AS (
 )
 SELECT s.site_id, s.grid_cell, s.tier, s.lat, s.lon, s.trust,
        sl.material_id, sl.unit, sl.qty::float8, sl.ts,
-       c.committed, coalesce(sm.contracted_qty, 0)::float8, coalesce(r.reserved, 0)
+       c.committed, coalesce(sm.contracted_qty, 0)::float8, coalesce(r.reserved, 0),
+       coalesce(rp.interval_s, %(default_interval)s), d.alert_id
 FROM sites s
 JOIN stock_latest sl ON sl.site_id = s.site_id
 JOIN committed c ON c.site_id = s.site_id AND c.material_id = sl.material_id
 LEFT JOIN site_materials sm ON sm.site_id = s.site_id AND sm.material_id = sl.material_id
 LEFT JOIN reserved r ON r.site_id = s.site_id AND r.material_id = sl.material_id
+LEFT JOIN reporting rp ON rp.site_id = s.site_id AND rp.material_id = sl.material_id
+LEFT JOIN distrusted d ON d.site_id = s.site_id AND d.material_id = sl.material_id
 WHERE s.region = %(region)s
   AND s.status = 'active'
   AND (%(all_cells)s OR s.grid_cell = ANY(%(cells)s))
@@ -107,8 +136,10 @@ def supply_snapshot(
     grid_cells: Sequence[str] | None = None,
     materials: Sequence[str] | None = None,
     exclude_orders: Iterable[str] = (),
+    stale_tolerance: float = STALE_TOLERANCE,
 ) -> list[SupplyAvailability]:
-    """Every usable (site, material) of the region at ``at`` with what a plan may take from it.
+    """Every usable (site, material) of the region at ``at`` with what a plan may take from it
+    (stale or distrusted stock: ``available`` 0, what it would have been in ``left_out``).
 
     ``exclude_orders``: order ids not to count as reserved (the open orders the plan being made
     is about to supersede). Read-only; runs in the caller's transaction.
@@ -126,20 +157,58 @@ def supply_snapshot(
             "materials": mats,
             "exclude": list(exclude_orders),
             "reflect": PICK_REFLECTED_AFTER_S,
+            "default_interval": DEFAULT_REPORTING_INTERVAL_S,
         },
     ).fetchall()
     out = []
     for (site_id, cell, tier, lat, lon, trust, material, unit, reported, ts, committed, contracted,
-         reserved) in rows:
+         reserved, interval_s, finding) in rows:
+        available = available_qty(reported, committed, trust, reserved)
+        reason = left_out_reason(at, ts, interval_s, stale_tolerance, finding)
         out.append(
             SupplyAvailability(
                 site_id=site_id, grid_cell=cell, tier=tier, lat=lat, lon=lon, material_id=material,
                 unit=unit, reported=reported, committed=committed, contracted=contracted,
-                trust=trust, reserved=reserved,
-                available=available_qty(reported, committed, trust, reserved), reading_ts=ts,
+                trust=trust, reserved=reserved, available=0 if reason else available, reading_ts=ts,
+                left_out=available if reason else 0, left_out_reason=reason,
             )
         )
     return out
+
+
+def left_out_reason(at: datetime, reading_ts: datetime | None, interval_s: float, tolerance: float,
+                    open_finding: str | None) -> str:
+    """Why a (site, material) gives a plan nothing despite its reading ('' = it counts)."""
+    if open_finding:
+        return f"distrusted: open finding {open_finding}"
+    if reading_ts is not None:
+        age = (at - reading_ts).total_seconds()
+        if age > interval_s * tolerance:
+            return (f"stale: last reading {age:.0f} s old > {tolerance:g} x the {interval_s:g} s "
+                    "reporting interval")
+    return ""
+
+
+def left_out_summary(rows: Sequence[SupplyAvailability], limit: int = 5) -> tuple[dict[str, int], str]:
+    """Per material the units left out, and one line for the plan's message (None left out: '')."""
+    per_mat: dict[str, int] = {}
+    stale: dict[str, int] = {}
+    distrusted: dict[str, int] = {}
+    examples: list[str] = []
+    for r in rows:
+        if not r.left_out_reason:
+            continue
+        per_mat[r.material_id] = per_mat.get(r.material_id, 0) + r.left_out
+        bucket = stale if r.left_out_reason.startswith("stale") else distrusted
+        bucket[r.material_id] = bucket.get(r.material_id, 0) + 1
+        if len(examples) < limit:
+            examples.append(f"{r.site_id}/{r.material_id} {r.left_out} {r.unit} ({r.left_out_reason})")
+    if not per_mat:
+        return per_mat, ""
+    units = {r.material_id: r.unit for r in rows}
+    totals = ", ".join(f"{m} {q} {units.get(m, '')}".rstrip() for m, q in sorted(per_mat.items()))
+    counts = f"{sum(stale.values())} stale, {sum(distrusted.values())} distrusted site-material(s)"
+    return per_mat, f"stock left out: {totals} ({counts}; e.g. {'; '.join(examples)})"
 
 
 # --------------------------------------------------------------------------- supply nodes

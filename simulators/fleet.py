@@ -24,7 +24,10 @@ like a warehouse IoT gateway; used by the 10k-site benchmark, where 10k connecti
 the fleet rather than the bridge). The bridge checks payload site == topic site in both modes.
 
 Fault injection (:class:`Faults`), each a probability per reading: duplicates, out-of-order, malformed
-payloads, dropped connection (then reconnect), stuck sensor, spike.
+payloads, dropped connection (then reconnect), stuck sensor (a pick does not cure it: the frozen
+reading then hides the pick), spike; and per pick command, phantom picks (answered as handed over,
+goods kept). :meth:`Fleet.move_stock` moves goods outside any pick (an owner's replenishment or
+consumption, or a theft), for supervision's tests.
 """
 from __future__ import annotations
 
@@ -62,6 +65,9 @@ class Faults:
     disconnect: float = 0.0  # the site's connection drops abruptly (last will fires), then reconnects
     stuck: float = 0.0  # the sensor freezes: the next ``stuck_readings`` readings repeat the same numbers
     spike: float = 0.0  # one quantity is reported 10x once (the stock itself is unchanged)
+    #: Fraud, per pick command: the site answers the pick as handed over in full but keeps the
+    #: goods (its sensor still shows them). Not part of ``all``.
+    phantom_picks: float = 0.0
     stuck_readings: int = 10
     reconnect_after_s: float = 1.0
 
@@ -130,6 +136,7 @@ class FleetCounters:
     picks_applied: int = 0
     picks_duplicate: int = 0
     picks_rejected: int = 0
+    phantom_picks: int = 0  # picks answered as handed over while the goods stayed
     answers_sent: int = 0  # pick answers published on .../picked (replays re-answer)
     shortfall_qty: float = 0.0  # sum over picks of requested - applied (in each material's unit)
 
@@ -335,6 +342,21 @@ class Fleet:
         with self._lock:
             return self._apply_pick(site_id, order_id, material, qty, unit)
 
+    def move_stock(self, site_id: str, material: str, delta: float) -> datetime:
+        """Goods move outside any pick (replenishment +, consumption or theft -); the next reading,
+        sent at once, shows it. Returns when it happened, on the clock and to the millisecond of the
+        readings (taken under the publishing lock, so no reading between that time and the move
+        misses it). Whether anybody declares the movement is the caller's business."""
+        with self._lock:
+            at = datetime.fromtimestamp(math.floor(time.time() * 1000) / 1000, timezone.utc)
+            st = self._sites[site_id]
+            i = st.materials.index(material)
+            st.qty[i] = max(0.0, st.qty[i] + delta)
+            st.no_replenish.add(i)  # the owner manages this material by hand from now on
+            st.due = time.monotonic()
+            heapq.heappush(self._heap, (st.due, -1, site_id))
+            return at
+
     def status_line(self, rate: float | None, note: str = "") -> str:
         c = self.counters
         rate_txt = f" ({rate:.0f} msgs/s)" if rate is not None else ""
@@ -511,10 +533,13 @@ class Fleet:
             return self._record(out)
         available = _report_value(st.qty[i], st.units[i])
         applied = min(qty, available)
-        # Taking everything the sensor shows empties the shelf (no invisible fractional remainder).
-        st.qty[i] = 0.0 if applied >= available else max(0.0, st.qty[i] - applied)
+        if self.faults.phantom_picks and self._rng.random() < self.faults.phantom_picks:
+            self.counters.phantom_picks += 1  # answered as handed over; the goods stay on the shelf
+        else:
+            # Taking everything the sensor shows empties the shelf (no invisible fractional remainder).
+            st.qty[i] = 0.0 if applied >= available else max(0.0, st.qty[i] - applied)
         st.no_replenish.add(i)
-        st.stuck_left = 0  # a pick is physical: the next reading must show it
+        # (A stuck sensor stays stuck: the goods left, its frozen reading does not show it.)
         shortfall = qty - applied
         self.counters.picks_applied += 1
         self.counters.shortfall_qty += shortfall

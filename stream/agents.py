@@ -21,6 +21,7 @@ import faust
 import psycopg
 
 from vreserve import topics
+from vreserve.reconcile import Policy as ReconcilePolicy
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.readings import DeadLetter
@@ -122,6 +123,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
     state: dict[str, _Batch] = {"open": _Batch()}
     last_hourly = [0.0]
     stale_after_s = options.stale_intervals * settings.reading_interval_s
+    reconcile_policy = ReconcilePolicy(settle_s=options.settle_s, tolerance_share=options.change_tolerance)
 
     async def dead_letter(source: Source, reason: str) -> None:
         letter = DeadLetter(
@@ -178,8 +180,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
 
     def fold(partition: int, readings: Sequence[StockReading], alerts: list[Alert]) -> None:
         for reading in readings:
-            applied = apply_reading(writer.get(reading.site_id, reading.material_id), reading,
-                                    options.jump_share)
+            applied = apply_reading(writer.get(reading.site_id, reading.material_id), reading)
             if applied.outcome in (Outcome.NEW, Outcome.NEWER):
                 writer.put(reading.site_id, reading.material_id, applied.held, partition)
                 stats.newer += 1
@@ -320,7 +321,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         try:
             conn = await checks_sink.connection()
             result = await rollups.run_checks(conn, stale_after_s, options.stale_intervals,
-                                              settings.reading_interval_s, hourly)
+                                              settings.reading_interval_s, hourly, reconcile_policy)
         except psycopg.Error as exc:
             log.warning("periodic checks failed: %s", exc)
             await checks_sink.close()

@@ -20,8 +20,10 @@ def stream_group() -> None:
 @click.option("--batch-within", type=float, default=0.2, show_default=True, help="Longest wait to fill a batch, s.")
 @click.option("--stale-intervals", type=float, default=3.0, show_default=True,
               help="A site is stale after this many reading intervals of silence.")
-@click.option("--jump-share", type=float, default=0.5, show_default=True,
-              help="Change between consecutive readings, as a share of the previous qty, that raises a jump alert.")
+@click.option("--settle", "settle_s", type=float, default=10.0, show_default=True,
+              help="Seconds a reading waits before its change is reconciled against picks and declared movements.")
+@click.option("--change-tolerance", type=float, default=0.1, show_default=True,
+              help="Unexplained change, as a share of the quantity (at least 1 unit), treated as noise.")
 @click.option("--aggregate-interval", type=float, default=5.0, show_default=True,
               help="Seconds between aggregate refreshes and stale/low-stock checks.")
 @click.option("--faust-leader-topic", is_flag=True,
@@ -29,14 +31,15 @@ def stream_group() -> None:
                    "slower: the benchmark's baseline).")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_obj
-def run(settings: Settings, web_port, batch_max, batch_within, stale_intervals, jump_share,
+def run(settings: Settings, web_port, batch_max, batch_within, stale_intervals, settle_s, change_tolerance,
         aggregate_interval, faust_leader_topic, loglevel) -> None:
     """Run the stream worker until interrupted; health at http://127.0.0.1:PORT/health."""
     from stream.options import StreamOptions
     from stream.worker import run_worker
 
     options = StreamOptions(batch_max=batch_max, batch_within_s=batch_within,
-                            stale_intervals=stale_intervals, jump_share=jump_share,
+                            stale_intervals=stale_intervals, settle_s=settle_s,
+                            change_tolerance=change_tolerance,
                             aggregate_interval_s=aggregate_interval, web_port=web_port,
                             leader_topic=faust_leader_topic)
     click.echo(f"stream worker: {settings.topic('readings')} -> {settings.pg_dsn.split('@')[-1]}, "

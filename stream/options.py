@@ -13,9 +13,11 @@ class StreamOptions:
     batch_within_s: float = 0.2
     #: A site is stale when its newest reading is older than this many reading intervals.
     stale_intervals: float = 3.0
-    #: A change between consecutive readings larger than this share of the previous quantity
-    #: (with a floor of one unit) raises a jump alert.
-    jump_share: float = 0.5
+    #: Reconciliation of stock changes (vreserve.reconcile): a reading is judged once it is
+    #: ``settle_s`` old (the picks it may show arrive through carrier and dispatcher); an
+    #: unexplained remainder within max(1 unit, ``change_tolerance`` x the quantity) is noise.
+    settle_s: float = 10.0
+    change_tolerance: float = 0.1
     #: Seconds between recomputations of the aggregates and the stale / low-stock checks.
     aggregate_interval_s: float = 5.0
     #: Seconds between refreshes of the hourly rollup (plain PostgreSQL only; see 0020).

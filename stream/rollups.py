@@ -7,17 +7,21 @@ scoped advisory lock, so several workers never raise the same condition twice.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
+from vreserve import reconcile
 from vreserve.schemas.alerts import Alert
+
+log = logging.getLogger(__name__)
 
 #: Advisory lock id for the periodic checks (any constant shared by all workers).
 CHECKS_LOCK = 0x7652_0020
 #: Alert kinds the stream worker raises and publishes (others' alerts are theirs to publish).
-STREAM_ALERT_KINDS = ["stale", "low_stock", "jump"]
+STREAM_ALERT_KINDS = ["stale", "low_stock", "jump", *reconcile.FINDING_KINDS]
 
 REFRESH_AGGREGATES = """
 WITH base AS (
@@ -130,11 +134,18 @@ class ChecksResult:
     low_raised: int = 0
     low_resolved: int = 0
     hourly_rows: int = 0
+    #: Stock changes reconciled against picks and declared movements (vreserve.reconcile).
+    changes_judged: int = 0
+    findings_raised: int = 0
+    findings_resolved: int = 0
+    reconcile_error: str | None = None
 
 
 async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_intervals: float,
-                     interval_s: float, hourly_range: tuple[datetime, datetime] | None) -> ChecksResult:
-    """Recompute aggregates, raise/resolve stale and low-stock alerts, refresh hourly buckets."""
+                     interval_s: float, hourly_range: tuple[datetime, datetime] | None,
+                     reconcile_policy: reconcile.Policy | None = None) -> ChecksResult:
+    """Recompute aggregates, raise/resolve stale and low-stock alerts, reconcile stock changes
+    (``reconcile_policy`` None: not here), refresh hourly buckets."""
     params = {"stale_after_s": stale_after_s, "intervals": stale_intervals, "interval_s": interval_s}
     async with conn.transaction():
         async with conn.cursor() as cur:
@@ -152,11 +163,20 @@ async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_
             low_resolved = cur.rowcount
             await cur.execute(RAISE_LOW_STOCK, {})
             low_raised = cur.rowcount
+            judged, reconcile_error = reconcile.ReconcileResult(), None
+            if reconcile_policy is not None:
+                try:
+                    async with conn.transaction():  # a savepoint: a failure here leaves the other checks
+                        judged = await reconcile.reconcile(cur, reconcile_policy)
+                except psycopg.Error as exc:
+                    reconcile_error = f"stock-change reconciliation failed: {exc}".strip()[:500]
+                    log.error("%s", reconcile_error)
             hourly = 0
             if hourly_range is not None:
                 await cur.execute("SELECT stream_refresh_hourly(%s, %s)", hourly_range)
                 hourly = (await cur.fetchone())[0]
-    return ChecksResult(True, aggregate_rows, stale_raised, stale_resolved, low_raised, low_resolved, hourly)
+    return ChecksResult(True, aggregate_rows, stale_raised, stale_resolved, low_raised, low_resolved, hourly,
+                        judged.judged, judged.alerts_raised, judged.alerts_resolved, reconcile_error)
 
 
 def alert_from_row(row: tuple) -> Alert:

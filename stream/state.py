@@ -35,8 +35,9 @@ class Applied:
     jump: Alert | None
 
 
-def apply_reading(held: dict | None, reading: StockReading, jump_share: float) -> Applied:
-    """The new held state for ``reading`` and the jump alert it raises, if any."""
+def apply_reading(held: dict | None, reading: StockReading, jump_share: float | None = None) -> Applied:
+    """The new held state for ``reading`` and the jump alert it raises, if any (``jump_share``
+    None: none; the worker judges changes against picks and movements instead, vreserve.reconcile)."""
     if held is None:
         state = _state(reading, None)
         return Applied(Outcome.NEW, state, None)
@@ -64,10 +65,10 @@ def _state(reading: StockReading, previous: dict | None) -> dict:
     }
 
 
-def jump_alert(state: dict, reading: StockReading, jump_share: float) -> Alert | None:
+def jump_alert(state: dict, reading: StockReading, jump_share: float | None) -> Alert | None:
     """A jump alert when the change from the previous reading exceeds ``jump_share`` of it."""
     prev = state.get("prev_qty")
-    if prev is None or state.get("prev_seq") is None:
+    if jump_share is None or prev is None or state.get("prev_seq") is None:
         return None
     change = reading.qty - float(prev)
     share = abs(change) / max(float(prev), 1.0)

@@ -298,4 +298,59 @@ def grid(settings: Settings, cell: str | None) -> None:
             raise click.ClickException(str(exc)) from None
 
 
-commands = [contracts, settle, assess, audit, grid]
+# ------------------------------------------------------------------------------ reserve balance
+@click.group("reserve")
+def reserve() -> None:
+    """Normal times: keep the reserve fit for the next emergency."""
+
+
+@reserve.command("balance")
+@click.option("--region", default="wuhan", show_default=True)
+@click.option("--scenario", default="wuhan", show_default=True, help="Planning scenario (pack name or file).")
+@click.option("--days", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Target: days of the scenario's expected demand.")
+@click.option("--procurement-factor", default=2.0, show_default=True, type=float,
+              help="Procurement price = scenario price x this (a raise at a standby fee is preferred).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the map-ready JSON (cells with position and figures) here.")
+@click.option("--all-cells", is_flag=True, help="Print every cell, not only those under target.")
+@click.pass_obj
+def reserve_balance(settings: Settings, region, scenario, days, procurement_factor, json_path, all_cells) -> None:
+    """Coverage per grid cell and material against DAYS of expected demand; cells under target and
+    a suggested rebalancing (owners to raise committed stock, at their standby fee) or procurement,
+    solved as a small LP. Quantities in the material's unit, money in minor currency units."""
+    import json
+
+    from optimizer import load_scenario
+    from supervision import balance as bal
+    from supervision.report import table
+
+    click.echo(f"reserve balance of {region}: target {days:g} day(s) of scenario {scenario!r} demand ...", err=True)
+    with _connect(settings) as conn:
+        stocks, per_cell, where, units = bal.region_facts(conn, region)
+    if not per_cell:
+        raise click.ClickException(f"no site in region {region!r}")
+    try:
+        base = bal.in_units(load_scenario(scenario).to_dict(), units)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = bal.balance(stocks, units, per_cell, base, days, procurement_factor)
+    shown = [r for r in rows if all_cells or r.under_target]
+    click.echo(table(["grid cell", "material", "target", "covered", "coverage (days)", "raise at sites",
+                      "standby fee (minor/day)", "procure"],
+                     [[r.grid_cell, r.material_id, f"{r.target:,.1f} {r.unit}", f"{r.covered:,.1f} {r.unit}",
+                       "-" if r.daily_demand <= 0 else f"{r.coverage_days:.1f}",
+                       f"{sum(x['qty'] for x in r.raises):,.1f} {r.unit} ({len(r.raises)} site(s))",
+                       f"{sum(x['fee_minor_per_day'] for x in r.raises):,.2f}", f"{r.procure:,.1f} {r.unit}"]
+                      for r in shown]))
+    under = sum(1 for r in rows if r.under_target)
+    click.echo(f"{under} of {len(rows)} cell-material pairs under target; fees in minor currency units per day")
+    if json_path:
+        doc = {"region": region, "scenario": scenario, "days": days, "money": "minor currency units",
+               "cells": [{"grid_cell": c, "lat": where[c][0], "lon": where[c][1],
+                          "materials": [r.to_dict() for r in rows if r.grid_cell == c]} for c in sorted(per_cell)]}
+        json_path.write_text(json.dumps(doc, indent=1))
+        click.echo(f"map-ready JSON written to {json_path}")
+
+
+commands = [contracts, settle, assess, audit, grid, reserve]

@@ -14,6 +14,7 @@ from vreserve.audits import (  # noqa: F401 - recording an audit is shared with 
     alert_id,
     record_audit,
 )
+from vreserve.reconcile import FINDING_KINDS
 
 
 def alert_json(alert: dict) -> bytes:
@@ -53,7 +54,8 @@ def store_rejection(conn: psycopg.Connection, rejection_id: str, source: str, ke
 
 
 def site_risks(conn: psycopg.Connection, on: datetime | None = None) -> list[SiteRisk]:
-    """Per site: contracted stock value (valid contracts), open sensor alerts, past discrepancies."""
+    """Per site: contracted stock value (valid contracts), open unexplained stock findings (a
+    critical one counts 3), past discrepancies."""
     rows = conn.execute(
         """
         SELECT s.site_id, s.grid_cell, s.status,
@@ -61,9 +63,10 @@ def site_risks(conn: psycopg.Connection, on: datetime | None = None) -> list[Sit
                          FROM contracts c WHERE c.site_id = s.site_id
                            AND c.valid_from <= COALESCE(%(on)s, now())::date
                            AND c.valid_to >= COALESCE(%(on)s, now())::date), 0) AS value,
-               (SELECT count(*) FROM alerts a WHERE a.site_id = s.site_id AND a.resolved_at IS NULL
-                  AND a.kind <> %(disc)s) AS sensor_alerts,
+               (SELECT coalesce(sum(CASE WHEN a.severity = 'critical' THEN 3 ELSE 1 END), 0)
+                FROM alerts a WHERE a.site_id = s.site_id AND a.resolved_at IS NULL
+                  AND a.kind = ANY(%(findings)s)) AS findings,
                (SELECT count(DISTINCT d.audit_id) FROM audit_discrepancies d WHERE d.site_id = s.site_id) AS past
         FROM sites s ORDER BY s.site_id
-        """, {"on": on, "disc": DISCREPANCY_KIND}).fetchall()
+        """, {"on": on, "findings": list(FINDING_KINDS)}).fetchall()
     return [SiteRisk(r[0], r[1], float(r[3]), int(r[4]), int(r[5]), r[2] == "suspended") for r in rows]

@@ -112,9 +112,11 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
                             "trust_after": change.trust_after, "status_after": change.status_after},
             }
             conn.execute(
-                "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details)"
-                " VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
-                " %(message)s, %(at)s, %(details)s) ON CONFLICT (alert_id) DO NOTHING",
+                # open_key = the alert id: each audit's finding stands on its own (0080 would
+                # otherwise fold a second audit's finding into the first one's open alert).
+                "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details,"
+                " open_key) VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
+                " %(message)s, %(at)s, %(details)s, %(alert_id)s) ON CONFLICT (alert_id) DO NOTHING",
                 {**alert, "details": Jsonb(alert["details"])})
             conn.execute(
                 "INSERT INTO audit_discrepancies (discrepancy_id, audit_id, site_id, material_id, reported_qty,"
@@ -125,9 +127,10 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
         if change.passed:
             # A passing audit closes the site's open discrepancy alerts.
             # published_at = NULL: the outbox publishes them again, now with resolved_at.
-            conn.execute("UPDATE alerts SET resolved_at = %s, published_at = NULL"
-                         " WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
-                         (rec.at, DISCREPANCY_KIND, rec.site_id))
+            conn.execute("UPDATE alerts SET resolved_at = %s, published_at = NULL, resolved_by = %s,"
+                         " resolve_note = %s WHERE kind = %s AND site_id = %s AND resolved_at IS NULL",
+                         (rec.at, f"audit:{rec.audit_id}", f"passing audit by {rec.auditor}",
+                          DISCREPANCY_KIND, rec.site_id))
         # Marked as supervision's write: the 0041 trigger keeps other writers off audited sites' trust.
         conn.execute("SELECT set_config('vreserve.trust_writer', 'supervision', true)")
         conn.execute("UPDATE sites SET trust = %s, status = %s WHERE site_id = %s",

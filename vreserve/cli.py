@@ -22,6 +22,7 @@ STAGE_CLI_MODULES = (
     "optimizer.cli",
     "dispatcher.cli",
     "supervision.cli",
+    "supervision.alerts_cli",
     "api.cli",
     "bench.cli",
 )

@@ -43,7 +43,7 @@ class IdentityError(Exception):
 class Identity:
     """The authenticated actor of a request: a person with a role, or a system (carrier / owner)."""
 
-    kind: str           # 'user', 'carrier', 'owner', 'cli'
+    kind: str           # 'user', 'carrier', 'owner', 'os-user' (the CLI)
     name: str           # user name, carrier id, owner id, OS user
     role: str | None    # users (and the CLI: admin); None for systems
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator, Sequence
 
-from vreserve import auditlog, topics
+from vreserve import alerts, auditlog, topics
 from vreserve.identity import Identity
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
@@ -61,7 +61,7 @@ def cli_identity() -> Identity:
         name = getpass.getuser()
     except Exception:  # pragma: no cover - no user database in some containers
         name = "operator"
-    return Identity("cli", name, "admin")
+    return Identity("os-user", name, "admin")  # the same actor name as vreserve.alerts.os_actor
 
 
 def now_ms() -> datetime:
@@ -261,21 +261,20 @@ def set_site_status(conn, who: Identity, site_id: str, status: str, reason: str)
 
 
 def alert_action(conn, who: Identity, alert_id: str, action: str, note: str | None) -> dict:
-    """Acknowledge (someone is on it) or resolve (closed by a person) an alert."""
-    with conn.transaction():
-        row = conn.execute("SELECT resolved_at, acknowledged_at FROM alerts WHERE alert_id = %s FOR UPDATE",
-                           (alert_id,)).fetchone()
-        if row is None:
-            raise Refused("alert_not_found", f"unknown alert {alert_id!r}", 404)
-        if row[0] is not None:
-            raise Refused("alert_resolved", f"alert {alert_id!r} is resolved already")
+    """Acknowledge (someone is on it) or resolve (closed by a person, note required) an alert,
+    through the alert lifecycle (vreserve/alerts.py), with the authenticated identity as actor."""
+    try:
         if action == "acknowledge":
-            conn.execute("UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s, ack_note = %s"
-                         " WHERE alert_id = %s", (who.actor, note, alert_id))
+            record = alerts.acknowledge(conn, alert_id, who.actor, note or "")
         else:
-            conn.execute("UPDATE alerts SET resolved_at = now(), resolved_by = %s, ack_note = coalesce(%s, ack_note),"
-                         " published_at = NULL WHERE alert_id = %s", (who.actor, note, alert_id))
-    return {"alert_id": alert_id, "action": action, "by": who.actor}
+            record = alerts.resolve(conn, alert_id, who.actor, note or "")
+    except alerts.AlertNotFound as exc:
+        raise Refused("alert_not_found", str(exc), 404) from None
+    except alerts.AlertStateError as exc:
+        raise Refused("alert_state", str(exc), 409) from None
+    except ValueError as exc:
+        raise Refused("bad_note", str(exc), 422) from None
+    return record.to_dict()
 
 
 # ------------------------------------------------------------------------------ CLI audit trail

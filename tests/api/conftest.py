@@ -16,10 +16,11 @@ from typing import Iterator
 
 import httpx
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.dispatcher.helpers import make_region
 from vreserve import identity as ident
-from vreserve.db import connect
+from vreserve.db import connect, migrate
 from vreserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,9 +82,25 @@ def _seed_orders(conn, region: str, sites: list[str]) -> tuple[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def world(settings: Settings, tmp_path_factory) -> Iterator[World]:
+def api_settings(settings: Settings, tmp_path_factory) -> Iterator[Settings]:
+    """The session's topics, but a database of its own: the seeded regions, users and open
+    emergencies must not show up in other areas' tests that count every site or region."""
+    info = conninfo_to_dict(settings.pg_dsn)
+    name = f"{info['dbname']}_api"
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    private = settings.with_(pg_dsn=make_conninfo(**{**info, "dbname": name}),
+                             state_dir=tmp_path_factory.mktemp("api-state"))
+    migrate(private.pg_dsn)
+    yield private
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def world(api_settings: Settings, tmp_path_factory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("api")
-    settings = settings.with_(state_dir=tmp / "state")
+    settings = api_settings
     port = free_port()
     w = World(url=f"http://127.0.0.1:{port}", settings=settings)
     with connect(settings.pg_dsn, autocommit=True) as conn:

@@ -97,7 +97,7 @@ def test_cli_declare_goes_through_the_same_checks_and_audit_trail(world):
     assert r.returncode != 0 and "unknown_region" in r.stderr and "nothing was published" in r.stderr
     rows = world.client("admin").get("/api/v1/audit-log", params={"limit": 50}).json()["items"]
     cli_rows = [x for x in rows if x["action"] == "emergency.declare" and x["target"] == "atlantis"]
-    assert cli_rows and cli_rows[0]["actor"].startswith("cli:") and cli_rows[0]["outcome"] == "refused"
+    assert cli_rows and cli_rows[0]["actor"].startswith("os-user:") and cli_rows[0]["outcome"] == "refused"
 
 
 def test_supervisor_records_an_audit_and_suspends_a_site_as_itself(world):

@@ -107,7 +107,7 @@ def test_browser_session_needs_csrf_header_on_writes(world):
     assert ok.status_code == 200, ok.text
     alert = next(a for a in world.client("viewer").get("/api/v1/alerts").json()["items"]
                  if a["alert_id"] == world.alert_id)
-    assert alert["acknowledged_by"] == "user:operator1" and alert["ack_note"] == "on it"
+    assert alert["acknowledged_by"] == "user:operator1" and alert["acknowledge_note"] == "on it"
 
 
 def test_carrier_sees_and_reports_only_its_own_orders(world):

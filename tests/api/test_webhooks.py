@@ -83,7 +83,7 @@ def test_webhooks_in_order_exactly_once_signed_and_dead_endpoint_held(world):
     assert r.status_code == 201, r.text
     live.secret = r.json()["secret"]
     dead_port = free_port()  # nothing listens there
-    reg = subprocess.run([sys.executable, "-m", "vreserve.cli", "webhooks", "register", "carrier-dead",
+    reg = subprocess.run([sys.executable, "-m", "vreserve.cli", "carrier-webhooks", "register", "carrier-dead",
                           f"http://127.0.0.1:{dead_port}/hook"], cwd=ROOT, env=settings_env(settings),
                          capture_output=True, text=True, timeout=60)
     assert reg.returncode == 0, reg.stderr
@@ -93,7 +93,7 @@ def test_webhooks_in_order_exactly_once_signed_and_dead_endpoint_held(world):
         producer.send(settings.topic(topics.DISPATCH_ORDERS), key=b"DC-A", value=raw)
     producer.flush(30)
     producer.close(5)
-    proc = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "webhooks", "run", "--backoff", "0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "carrier-webhooks", "run", "--backoff", "0.1",
                              "--max-attempts", "3"], cwd=ROOT, env=settings_env(settings),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -115,7 +115,7 @@ def test_webhooks_in_order_exactly_once_signed_and_dead_endpoint_held(world):
     held = _held(world)
     assert [h["carrier_id"] for h in held] == ["carrier-dead"]
     assert held[0]["waiting"] == len(want) and "3 failed attempts" in held[0]["held_reason"]
-    listing = subprocess.run([sys.executable, "-m", "vreserve.cli", "webhooks", "held"], cwd=ROOT,
+    listing = subprocess.run([sys.executable, "-m", "vreserve.cli", "carrier-webhooks", "held"], cwd=ROOT,
                              env=settings_env(settings), capture_output=True, text=True, timeout=60)
     assert "carrier-dead" in listing.stdout and "7 record(s) waiting" in listing.stdout
     assert not verify_signature(live.secret, b"{}", "t=1,v1=00")  # stale timestamp: a replay is refused

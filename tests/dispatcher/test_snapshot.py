@@ -70,3 +70,41 @@ def test_snapshot_filters_and_reserves(settings, unique):
         assert ids == sorted(ids) and f"cell:{region}-g0" in ids and f"{region}-C0" in ids
         cell0 = next(n for n in nodes if n.node_id == f"cell:{region}-g0")
         assert cell0.available["medicine"] == 40      # D0-0 at trust 0.5; D0-1 suspended
+
+
+@pytest.mark.services
+def test_stale_and_distrusted_stock_is_left_out_and_said(settings, unique):
+    """Issue 16: a reading older than the contract's reporting interval x the tolerance, or a
+    (site, material) with an open critical finding, gives a plan nothing; the summary says why."""
+    from dispatcher.snapshot import left_out_summary
+
+    region = f"r{unique}"
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        make_region(conn, region, n_central=3, n_cells=1, per_cell=1, stock={"medicine": 100.0})
+        now = datetime.now(timezone.utc)
+        old, fresh, watched = f"{region}-C0", f"{region}-C1", f"{region}-C2"
+        set_stock(conn, old, "medicine", 100.0, ts=now - timedelta(seconds=400), seq=2)  # > 30 x 10 s
+        set_stock(conn, fresh, "medicine", 100.0, ts=now - timedelta(seconds=200), seq=2)  # within
+        conn.execute("INSERT INTO alerts (alert_id, kind, severity, site_id, material_id, message, at)"
+                     " VALUES (%s, 'pick_not_reflected', 'critical', %s, 'medicine', 'test', now())",
+                     (f"pick_not_reflected:{watched}:medicine:1", watched))
+        by = {(r.site_id, r.material_id): r for r in supply_snapshot(conn, region, now)}
+        assert by[(old, "medicine")].available == 0 and by[(old, "medicine")].left_out == 100
+        assert by[(old, "medicine")].left_out_reason.startswith("stale: last reading 400 s old > 30 x the 10 s")
+        assert by[(fresh, "medicine")].available == 100 and by[(fresh, "medicine")].left_out == 0
+        assert by[(watched, "medicine")].available == 0
+        assert by[(watched, "medicine")].left_out_reason == f"distrusted: open finding pick_not_reflected:{watched}:medicine:1"
+        # a contract with a 5 s reporting interval: 200 s is stale for it
+        conn.execute("INSERT INTO contract_site_terms (contract_id, reporting_interval_s) VALUES (%s, 5)",
+                     (f"K-{fresh}-medicine",))
+        rows = supply_snapshot(conn, region, now)
+        by = {(r.site_id, r.material_id): r for r in rows}
+        assert by[(fresh, "medicine")].available == 0 and "5 s reporting interval" in by[(fresh, "medicine")].left_out_reason
+        per_mat, line = left_out_summary(rows)
+        assert per_mat == {"medicine": 300}
+        assert line.startswith("stock left out: medicine 300 box (2 stale, 1 distrusted site-material(s); e.g.")
+        # it reports again / the finding is resolved: back in the plan
+        set_stock(conn, old, "medicine", 90.0, ts=now, seq=3)
+        conn.execute("UPDATE alerts SET resolved_at = now() WHERE site_id = %s", (watched,))
+        by = {(r.site_id, r.material_id): r for r in supply_snapshot(conn, region, now)}
+        assert by[(old, "medicine")].available == 90 and by[(watched, "medicine")].available == 100

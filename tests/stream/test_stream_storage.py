@@ -173,3 +173,32 @@ def test_virtual_warehouse_query_and_cli(settings, unique):
     res = CliRunner().invoke(cli, ["stock", "--grid", g, "--at", "2026-11-01T08:30:00Z"], env=env)
     assert res.exit_code == 0, res.output
     assert "650" in res.output and "box" in res.output and "available above safety 500 box" in res.output
+
+
+def test_a_failing_reconciliation_leaves_the_other_checks(settings, unique):
+    """The stock-change reconciliation runs in a savepoint of the checks: if it fails (here: an open
+    finding whose details hold no time), stale and low-stock checks still run and the error is
+    reported in the result (the health page's last_checks)."""
+    from vreserve.reconcile import Policy
+
+    site, mat = f"{unique}-A", f"{unique}-mask"
+    add_registry(settings.pg_dsn, [(site, f"{unique}-G", "ngo")], {mat: "box"}, {(site, mat): 100})
+    now = utc_now()
+    asyncio.run(_write(settings.pg_dsn, [[StockReading(site, mat, 20, "box", now - timedelta(seconds=300), 1, now)]]))
+    bad = f"unexplained_change:{site}:{mat}:1"
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO alerts (alert_id, kind, severity, site_id, material_id, message, at, details)"
+                     " VALUES (%s, 'unexplained_change', 'warning', %s, %s, 'x', now(), '{\"prev_ts\": \"not a time\"}')",
+                     (bad, site, mat))
+    try:
+        async def go():
+            async with await psycopg.AsyncConnection.connect(settings.pg_dsn, prepare_threshold=None) as conn:
+                return await rollups.run_checks(conn, 30.0, 3, 10, None, Policy(settle_s=1))
+        result = asyncio.run(go())
+        assert result.ran and result.reconcile_error and "reconciliation failed" in result.reconcile_error
+        with connect(settings.pg_dsn) as conn:
+            stale = conn.execute("SELECT count(*) FROM alerts WHERE kind = 'stale' AND site_id = %s", (site,)).fetchone()[0]
+        assert stale == 1  # the stale check ran and committed
+    finally:
+        with connect(settings.pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE alerts SET resolved_at = now() WHERE alert_id = %s", (bad,))

@@ -47,7 +47,7 @@ CREATE TABLE api_signing_keys (
 CREATE TABLE audit_log (
     seq          bigint PRIMARY KEY,
     at           timestamptz NOT NULL,
-    actor        text NOT NULL,                       -- 'user:alice', 'carrier:c1', 'cli:root', 'anonymous'
+    actor        text NOT NULL,                       -- 'user:alice', 'carrier:c1', 'os-user:root', 'anonymous'
     source       text NOT NULL,                       -- client address, or 'cli'
     action       text NOT NULL,                       -- 'POST /api/v1/emergencies/declare', 'emergency.declare'
     target       text NOT NULL DEFAULT '',

@@ -1,6 +1,6 @@
 """Alerts: the record on the alerts topic, mirroring a row of the ``alerts`` table.
 
-Keyed by site id (stale, jump) or grid cell (low_stock). ``alert_id`` is deterministic, so a replay
+Keyed by site id (stale, unexplained changes, audit findings) or grid cell (low_stock). ``alert_id`` is deterministic, so a replay
 or a republished alert never makes a second one: consumers upsert by ``alert_id``. An alert is
 published once when raised and once more when resolved (then ``resolved_at`` is set).
 """
@@ -12,7 +12,9 @@ from datetime import datetime
 from vreserve.schemas.common import SchemaError, check_version, dumps, format_ts, loads_object, parse_ts, require_str
 
 VERSION = 1
-KINDS = ("stale", "low_stock", "jump")
+#: jump: raw change between readings (no longer raised by the stream worker; kept for old records);
+#: unexplained_change / pick_not_reflected: vreserve.reconcile; audit_discrepancy: supervision.
+KINDS = ("stale", "low_stock", "jump", "unexplained_change", "pick_not_reflected", "audit_discrepancy")
 SEVERITIES = ("info", "warning", "critical")
 
 

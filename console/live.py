@@ -49,7 +49,8 @@ WHERE l.updated_at > %s - make_interval(secs => %s) ORDER BY l.updated_at
 
 FINGERPRINT_SQL = """
 SELECT (SELECT count(*) || '/' || COALESCE(max(at)::text, '') || '/' ||
-               COALESCE((SELECT max(resolved_at)::text FROM alerts), '')
+               COALESCE((SELECT max(resolved_at)::text FROM alerts), '') || '/' ||
+               COALESCE(max(acknowledged_at)::text, '')
         FROM alerts WHERE resolved_at IS NULL),
        (SELECT count(*) || '/' || COALESCE(max(declared_at)::text, '') || '/' ||
                COALESCE(max(ended_at)::text, '') FROM emergencies),

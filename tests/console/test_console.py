@@ -105,7 +105,7 @@ def _acknowledge_a_low_stock_alert(page, fleet, conn, shots, site: str, material
     page.get_by_label(f"Note for alert {alert_id}").fill("depot asked to restock")
     button.click()
     page.locator(f"tr[data-alert='{alert_id}']").get_by_text("by user:operator1").wait_for()
-    ack = conn.execute("SELECT acknowledged_by, ack_note FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+    ack = conn.execute("SELECT acknowledged_by, acknowledge_note FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
     assert ack == ("user:operator1", "depot asked to restock")
     page.screenshot(path=str(shots / "alerts.png"), full_page=True)
 

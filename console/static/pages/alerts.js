@@ -50,6 +50,6 @@ function alertRow(a, reload) {
     a.grid_cell ? ` ${a.grid_cell}` : null, a.material_id ? ` · ${a.material_id}` : null];
   return h("tr", { "data-alert": a.alert_id },
     h("td", {}, badge(a.severity)), h("td", {}, a.kind), h("td", {}, where), h("td", {}, a.message), h("td", {}, when(a.at)),
-    h("td", {}, a.acknowledged_at ? `${when(a.acknowledged_at)} by ${a.acknowledged_by}${a.ack_note ? ": " + a.ack_note : ""}` : "–"),
-    h("td", {}, a.resolved_at ? `${when(a.resolved_at)}${a.resolved_by ? " by " + a.resolved_by : ""}` : "–"), actions);
+    h("td", {}, a.acknowledged_at ? `${when(a.acknowledged_at)} by ${a.acknowledged_by}${a.acknowledge_note ? ": " + a.acknowledge_note : ""}` : "–"),
+    h("td", {}, a.resolved_at ? `${when(a.resolved_at)}${a.resolved_by ? " by " + a.resolved_by : ""}${a.resolve_note ? ": " + a.resolve_note : ""}` : "–"), actions);
 }

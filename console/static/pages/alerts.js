@@ -13,7 +13,7 @@ export async function render(root, ctx) {
   async function load() {
     const items = await api.all("/alerts", { open: openOnly.checked, kind: kind.value.trim(), site_id: site.value.trim(), grid_cell: gridCell.value.trim() }, 2000);
     const shown = items.filter((a) => !severity.value || a.severity === severity.value);
-    out.replaceChildren(h("p", { class: "muted" }, `${count(shown.length)} alerts`),
+    out.replaceChildren(h("p", { class: "muted" }, `${count(shown.length)} alert${shown.length === 1 ? "" : "s"}`),
       h("table", {}, h("thead", {}, h("tr", {}, ["Severity", "Kind", "Where", "Message", "Raised", "Acknowledged", "Resolved", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, shown.map((a) => alertRow(a, load)))));
   }

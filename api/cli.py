@@ -21,6 +21,11 @@ def _connect(settings: Settings):
         raise click.ClickException(f"cannot reach the database: {exc}") from None
 
 
+#: Seconds a stopping server waits for open requests; the console's event streams never end by
+#: themselves, so without a bound a SIGTERM would wait for every browser to close.
+GRACEFUL_SHUTDOWN_S = 5
+
+
 @click.command("serve")
 @click.option("--addr", help="host:port (default: VR_HTTP_ADDR, 127.0.0.1:18080).")
 @click.option("--workers", type=click.IntRange(1, 32), default=1, show_default=True, help="uvicorn worker processes.")
@@ -41,11 +46,12 @@ def serve(settings: Settings, addr: str | None, workers: int) -> None:
 
         os.environ["VR_HTTP_ADDR"] = settings.http_addr
         uvicorn.run("api.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", proxy_headers=False)
+                    log_level="warning", proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         return
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 # ----------------------------------------------------------------------------------- users

@@ -49,7 +49,8 @@ WHERE l.updated_at > %s - make_interval(secs => %s) ORDER BY l.updated_at
 
 FINGERPRINT_SQL = """
 SELECT (SELECT count(*) || '/' || COALESCE(max(at)::text, '') || '/' ||
-               COALESCE((SELECT max(resolved_at)::text FROM alerts), '')
+               COALESCE((SELECT max(resolved_at)::text FROM alerts), '') || '/' ||
+               COALESCE(max(acknowledged_at)::text, '')
         FROM alerts WHERE resolved_at IS NULL),
        (SELECT count(*) || '/' || COALESCE(max(declared_at)::text, '') || '/' ||
                COALESCE(max(ended_at)::text, '') FROM emergencies),
@@ -103,7 +104,7 @@ class LiveHub:
             self.task = asyncio.create_task(self._run())
         try:
             yield b"retry: 2000\n\n"
-            while True:
+            while queue in self.queues:  # dropped when it overflowed: end, the browser reconnects and re-reads
                 try:
                     yield await asyncio.wait_for(queue.get(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
@@ -121,18 +122,22 @@ class LiveHub:
         for q in list(self.queues):
             try:
                 q.put_nowait(chunk)
-            except asyncio.QueueFull:  # a browser that stopped reading: it re-reads on reconnect
+            except asyncio.QueueFull:  # a browser that stopped reading: its stream ends, it reconnects
                 self.queues.discard(q)
 
     async def _run(self) -> None:
         cursor = StockCursor()
         prints: tuple | None = None
+        primed = False
         while self.queues:
             try:
                 async with await psycopg.AsyncConnection.connect(self.pg_dsn, autocommit=True) as conn:
                     if cursor.since is None:
                         row = await (await conn.execute("SELECT max(updated_at) FROM stock_latest")).fetchone()
                         cursor.since = row[0]
+                    if not primed:  # readings already in the table when the loop starts are not news
+                        cursor.fresh(await (await conn.execute(NEW_STOCK_SQL, (cursor.since, OVERLAP_S))).fetchall())
+                        primed = True
                     while self.queues:
                         prints = await self._poll(conn, cursor, prints)
                         self.polls += 1

@@ -108,23 +108,29 @@ class Stack:
         self.say("all demo processes stopped" if not left else f"still running: {left}")
 
 
+def _api_addr(settings: Settings) -> str:
+    """VR_HTTP_ADDR when its port is free, else a free loopback port (another API may be running)."""
+    host, port = settings.http_host_port
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return f"{host}:{port}"
+        except OSError:
+            return f"127.0.0.1:{_free_port()}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _start_console(stack: "Stack", settings: Settings, dsn: str, out: Path, say) -> str:
-    """`vreserve serve` (the API and the console at /) on the demo's database, at VR_HTTP_ADDR or a
-    free port when that one is taken, with a demo operator whose password goes to a 0600 file
-    (never to the screen or the logs). Returns the line that tells a person where to look."""
+def _console_login(dsn: str, out: Path, api_addr: str, say) -> str:
+    """A demo operator for the console that `vreserve serve` shows at / (its password goes to a 0600
+    file, never to the screen or the logs). Returns the line that tells a person where to look."""
     from vreserve import identity as ident
     from vreserve.db import connect
 
-    host, port = settings.http_host_port
-    with socket.socket() as s:
-        if s.connect_ex((host, port)) == 0:
-            port = _free_port()
     password = secrets.token_urlsafe(12)
     with connect(dsn, autocommit=True) as conn:
         ident.add_user(conn, "demo-operator", "operator", password, "demo")
@@ -132,8 +138,7 @@ def _start_console(stack: "Stack", settings: Settings, dsn: str, out: Path, say)
     login.touch(mode=0o600)
     login.chmod(0o600)
     login.write_text(f"user: demo-operator\npassword: {password}\n")
-    stack.start("serve", "serve", "--addr", f"{host}:{port}")
-    line = f"console: http://{host}:{port}/ (user demo-operator, password in {login})"
+    line = f"console: http://{api_addr}/ (user demo-operator, password in {login})"
     say(line)
     return line
 
@@ -372,7 +377,11 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
         stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
                     "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate))
-        console = _start_console(stack, settings, dsn, out, say)
+        api_addr = _api_addr(settings)
+        stack.start("api", "serve", "--addr", api_addr)
+        say(f"HTTP API of this demo: http://{api_addr}/api/docs (create a login with `vreserve users add NAME "
+            f"--role operator` and VR_PG_DSN pointing at database {database}; docs/api.md)")
+        console = _console_login(dsn, out, api_addr, say)
 
         conn = connect(dsn, autocommit=True)
         # 1. the virtual warehouse fills from live readings

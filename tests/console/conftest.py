@@ -9,7 +9,6 @@ browser download is never used. Screenshots of every page go to out/console/.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from vreserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "out" / "console"
-CHROMIUM = os.environ.get("VR_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (deploy/bootstrap.sh installs it)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PASSWORD = "console test password"

@@ -13,7 +13,7 @@ export async function render(root, ctx) {
   async function load() {
     const items = await api.all("/alerts", { open: openOnly.checked, kind: kind.value.trim(), site_id: site.value.trim(), grid_cell: gridCell.value.trim() }, 2000);
     const shown = items.filter((a) => !severity.value || a.severity === severity.value);
-    out.replaceChildren(h("p", { class: "muted" }, `${count(shown.length)} alerts`),
+    out.replaceChildren(h("p", { class: "muted" }, `${count(shown.length)} alert${shown.length === 1 ? "" : "s"}`),
       h("table", {}, h("thead", {}, h("tr", {}, ["Severity", "Kind", "Where", "Message", "Raised", "Acknowledged", "Resolved", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, shown.map((a) => alertRow(a, load)))));
   }
@@ -50,6 +50,6 @@ function alertRow(a, reload) {
     a.grid_cell ? ` ${a.grid_cell}` : null, a.material_id ? ` · ${a.material_id}` : null];
   return h("tr", { "data-alert": a.alert_id },
     h("td", {}, badge(a.severity)), h("td", {}, a.kind), h("td", {}, where), h("td", {}, a.message), h("td", {}, when(a.at)),
-    h("td", {}, a.acknowledged_at ? `${when(a.acknowledged_at)} by ${a.acknowledged_by}${a.ack_note ? ": " + a.ack_note : ""}` : "–"),
-    h("td", {}, a.resolved_at ? `${when(a.resolved_at)}${a.resolved_by ? " by " + a.resolved_by : ""}` : "–"), actions);
+    h("td", {}, a.acknowledged_at ? `${when(a.acknowledged_at)} by ${a.acknowledged_by}${a.acknowledge_note ? ": " + a.acknowledge_note : ""}` : "–"),
+    h("td", {}, a.resolved_at ? `${when(a.resolved_at)}${a.resolved_by ? " by " + a.resolved_by : ""}${a.resolve_note ? ": " + a.resolve_note : ""}` : "–"), actions);
 }

@@ -23,101 +23,105 @@ function freshness(last, status, staleAfter, now) {
 
 export async function render(root, ctx) {
   const data = await api.get("/console/overview");
-  const state = { data, material: "", cells: new Map(), sites: null, siteLayer: null };
+  const state = { data, material: "", cells: new Map(), sites: null, siteLayer: null, map: null };
   const mapEl = h("div", { id: "map", role: "region", "aria-label": "Map of grid cells and sites" });
-  const side = h("aside", { class: "side", "aria-label": "Summary" });
-  root.replaceChildren(h("div", { class: "overview" }, mapEl, side));
-
+  const summary = h("div");
+  root.replaceChildren(h("div", { class: "overview" }, mapEl, h("aside", { class: "side", "aria-label": "Summary" }, summary)));
   const map = L.map(mapEl, { preferCanvas: true, zoomSnap: 0.5, attributionControl: !!ctx.config.tile_url });
   if (ctx.config.tile_url) L.tileLayer(ctx.config.tile_url, { maxZoom: 19 }).addTo(map);
-  const cellLayer = L.layerGroup().addTo(map);
-  const cellRenderer = L.svg();  // cells as SVG paths (few, and addressable); sites on the canvas
-  for (const c of data.cells) {
-    const rect = L.rectangle(c.bounds, { renderer: cellRenderer, className: "vr-cell", weight: 1, color: "#334",
-      fillOpacity: 0.55, fillColor: coverageColour(c.coverage) });
-    rect.bindTooltip(() => cellTooltip(state.cells.get(c.cell).data, state.material, data.materials));
-    rect.on("click", () => { location.hash = `#/alerts/cell/${encodeURIComponent(c.cell)}`; });
-    rect.addTo(cellLayer);
-    state.cells.set(c.cell, { data: c, rect });
-  }
-  if (data.cells.length) map.fitBounds(L.latLngBounds(data.cells.flatMap((c) => c.bounds)), { padding: [10, 10] });
-  else map.setView([30.59, 114.3], 10);
+  state.map = map;
+  drawCells(state);
   mapEl.dataset.cells = String(data.cells.length);
-
-  const summary = h("div");
-  side.replaceChildren(summary);
-  drawSummary(summary, state, ctx, recolour);
+  const redraw = () => drawSummary(summary, state, ctx);
+  redraw();
   mapEl.dataset.ready = "true";
   window.__vrReadyAt = performance.now();  // ms since navigation start: cells and summary drawn
 
   // Sites: loaded after the first render, drawn only when zoomed in (thousands of markers).
   api.get("/console/sites").then((s) => {
     state.sites = new Map(s.rows.map((r) => [r[0], r]));
-    drawSites();
+    drawSites(state);
     window.__vrSitesAt = performance.now();
   });
-  function drawSites() {
-    if (!state.sites) return;
-    const show = map.getZoom() >= SITES_FROM_ZOOM || state.sites.size <= 400;
-    if (state.siteLayer) { map.removeLayer(state.siteLayer); state.siteLayer = null; }
-    if (!show) return;
-    const now = Date.now() / 1000;
-    const layer = L.layerGroup();
-    const bounds = map.getBounds().pad(0.2);
-    for (const r of state.sites.values()) {
-      if (!bounds.contains([r[3], r[4]])) continue;
-      const f = freshness(r[7], r[5], data.stale_after_s, now);
-      const m = L.circleMarker([r[3], r[4]], {
-        radius: r[2] === "centralized" ? 7 : 4, weight: 2, color: KIND_COLOURS[r[1]] || "#333",
-        fillColor: FRESH_COLOURS[f],
-        fillOpacity: 0.9 });
-      m.bindTooltip(esc(`${r[0]} · ${r[1]} ${r[2]} · ${f}${r[7] ? " · last reading " + when(r[7]) : ""}`));
-      m.on("click", () => { location.hash = `#/site/${encodeURIComponent(r[0])}`; });
-      layer.addLayer(m);
-    }
-    state.siteLayer = layer.addTo(map);
-  }
-  map.on("zoomend moveend", drawSites);
-
-  function recolour() {
-    for (const { data: c, rect } of state.cells.values()) {
-      const cov = state.material ? (c.materials[state.material] || {}).coverage : c.coverage;
-      rect.setStyle({ fillColor: coverageColour(cov) });
-    }
-  }
-
+  map.on("zoomend moveend", () => drawSites(state));
   const offs = [
-    on("stock", (ev) => {
-      for (const [cell, fig] of Object.entries(ev.cells)) {
-        const entry = state.cells.get(cell);
-        if (!entry) continue;
-        entry.data.coverage = fig.coverage;
-        entry.data.materials = fig.materials;
-      }
-      if (state.sites) for (const [site, last] of Object.entries(ev.sites)) {
-        const r = state.sites.get(site);
-        if (r) r[7] = Math.max(r[7] || 0, last);
-      }
-      recolour();
-      mapEl.dataset.lastEvent = String(ev.sent_at);
-      // reading time -> drawn on the map, per reading (the benchmark reads it; the last 5,000 kept)
-      const drawn = Date.now();
-      const lat = (window.__vrStockLatencyMs ||= []);
-      for (const r of ev.readings) lat.push(drawn - Date.parse(r[4]));
-      if (lat.length > 5000) lat.splice(0, lat.length - 5000);
-      window.__vrStockDrawn = (window.__vrStockDrawn || 0) + ev.readings.length;
-      window.__vrLastStock = { received: drawn / 1000, readings: ev.readings };
-      state.data.counts = recount(state, data.stale_after_s);
-      drawSummary(summary, state, ctx, recolour);
-    }),
-    on("alerts", (counts) => { state.data.alerts = counts; drawSummary(summary, state, ctx, recolour); }),
-    on("mode", (regions) => { state.data.regions = regions; drawSummary(summary, state, ctx, recolour); }),
+    on("stock", (ev) => { applyStock(state, ev); recordLatency(ev.readings); mapEl.dataset.lastEvent = String(ev.sent_at); redraw(); }),
+    on("alerts", (counts) => { state.data.alerts = counts; redraw(); }),
+    on("mode", (regions) => { state.data.regions = regions; redraw(); }),
   ];
-  const tick = setInterval(() => { if (state.sites) { state.data.counts = recount(state, data.stale_after_s); drawSummary(summary, state, ctx, recolour); drawSites(); } }, 15000);
+  // freshness moves with the clock: recount and redraw the markers now and then
+  const tick = setInterval(() => { if (state.sites) { state.data.counts = recount(state); redraw(); drawSites(state); } }, 15000);
   return () => { offs.forEach((off) => off()); clearInterval(tick); map.remove(); };
 }
 
-function recount(state, staleAfter) {
+function drawCells(state) {
+  const { map, data } = state;
+  const layer = L.layerGroup().addTo(map);
+  const renderer = L.svg();  // cells as SVG paths (few, and addressable); sites on the canvas
+  for (const c of data.cells) {
+    const rect = L.rectangle(c.bounds, { renderer, className: "vr-cell", weight: 1, color: "#334",
+      fillOpacity: 0.55, fillColor: coverageColour(c.coverage) });
+    rect.bindTooltip(() => cellTooltip(state.cells.get(c.cell).data, state.material, data.materials));
+    rect.on("click", () => { location.hash = `#/alerts/cell/${encodeURIComponent(c.cell)}`; });
+    rect.addTo(layer);
+    state.cells.set(c.cell, { data: c, rect });
+  }
+  if (data.cells.length) map.fitBounds(L.latLngBounds(data.cells.flatMap((c) => c.bounds)), { padding: [10, 10] });
+  else map.setView([30.59, 114.3], 10);
+}
+
+function drawSites(state) {
+  const { map } = state;
+  if (!state.sites) return;
+  if (state.siteLayer) { map.removeLayer(state.siteLayer); state.siteLayer = null; }
+  if (map.getZoom() < SITES_FROM_ZOOM && state.sites.size > 400) return;
+  const now = Date.now() / 1000;
+  const layer = L.layerGroup();
+  const bounds = map.getBounds().pad(0.2);
+  for (const r of state.sites.values()) {
+    if (!bounds.contains([r[3], r[4]])) continue;
+    const f = freshness(r[7], r[5], state.data.stale_after_s, now);
+    const m = L.circleMarker([r[3], r[4]], { radius: r[2] === "centralized" ? 7 : 4, weight: 2,
+      color: KIND_COLOURS[r[1]] || "#333", fillColor: FRESH_COLOURS[f], fillOpacity: 0.9 });
+    m.bindTooltip(esc(`${r[0]} · ${r[1]} ${r[2]} · ${f}${r[7] ? " · last reading " + when(r[7]) : ""}`));
+    m.on("click", () => { location.hash = `#/site/${encodeURIComponent(r[0])}`; });
+    layer.addLayer(m);
+  }
+  state.siteLayer = layer.addTo(map);
+}
+
+function recolour(state) {
+  for (const { data: c, rect } of state.cells.values()) {
+    const cov = state.material ? (c.materials[state.material] || {}).coverage : c.coverage;
+    rect.setStyle({ fillColor: coverageColour(cov) });
+  }
+}
+
+/** A stock event: changed cells' coverage, sites' last reading, counts. */
+function applyStock(state, ev) {
+  for (const [cell, fig] of Object.entries(ev.cells)) {
+    const entry = state.cells.get(cell);
+    if (entry) { entry.data.coverage = fig.coverage; entry.data.materials = fig.materials; }
+  }
+  if (state.sites) for (const [site, last] of Object.entries(ev.sites)) {
+    const r = state.sites.get(site);
+    if (r) r[7] = Math.max(r[7] || 0, last);
+  }
+  recolour(state);
+  state.data.counts = recount(state);
+}
+
+/** Reading time -> drawn on the map, per reading (the benchmark and the tests read it; last 5,000 kept). */
+function recordLatency(readings) {
+  const drawn = Date.now();
+  const lat = (window.__vrStockLatencyMs ||= []);
+  for (const r of readings) lat.push(drawn - Date.parse(r[4]));
+  if (lat.length > 5000) lat.splice(0, lat.length - 5000);
+  window.__vrStockDrawn = (window.__vrStockDrawn || 0) + readings.length;
+}
+
+function recount(state) {
+  const staleAfter = state.data.stale_after_s;
   if (!state.sites) return state.data.counts;
   const now = Date.now() / 1000;
   const c = { sites: state.sites.size, reporting: 0, stale: 0, never: 0, suspended: 0 };
@@ -138,12 +142,12 @@ function cellTooltip(c, material, materials) {
   return `<b>${esc(c.cell)}</b> · ${count(c.sites)} sites · coverage ${pct(material ? (c.materials[material] || {}).coverage : c.coverage)}<br>${lines.join("<br>")}`;
 }
 
-function drawSummary(el, state, ctx, recolour) {
+function drawSummary(el, state, ctx) {
   const d = state.data;
   const select = h("select", { id: "coverage-material", "aria-label": "Coverage of material" },
     h("option", { value: "" }, "all materials"),
     d.materials.map((m) => h("option", { value: m.material_id, selected: m.material_id === state.material }, `${m.name} (${m.unit})`)));
-  select.addEventListener("change", () => { state.material = select.value; recolour(); });
+  select.addEventListener("change", () => { state.material = select.value; recolour(state); });
   const stat = (label, value, id) => h("div", { class: "stat", id }, h("b", {}, count(value)), label);
   el.replaceChildren(
     h("h1", {}, "Overview"),

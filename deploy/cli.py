@@ -127,11 +127,11 @@ def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...])
 
     kafka = runner.Kafka(settings)
     try:
-        kafka.fetch_libs(progress=lambda m: click.echo(f"  {m}", err=True))
+        libs = kafka.tool_libs(progress=lambda m: click.echo(f"  {m}", err=True))
     except runner.ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
-                                                      "--topic", settings.topic(topic), *args])
+                                                      "--topic", settings.topic(topic), *args], libs)
     raise SystemExit(subprocess.call(argv))
 
 

@@ -250,38 +250,54 @@ class Kafka(Service):
     def ports(self) -> list[int]:
         return [self.port, self.controller_port()]
 
-    def libs_current(self) -> bool:
-        """The jars in ``libs`` were fetched from the current deploy/pom.xml."""
-        stamp = self.dir / "libs.stamp"
-        return self.libs.is_dir() and stamp.exists() and stamp.read_text() == pom_digest()
+    def libs_current(self, libs: Path | None = None) -> bool:
+        """The jars in ``libs`` (default: the broker's) were fetched from the current deploy/pom.xml."""
+        libs = libs or self.libs
+        stamp = libs.parent / f"{libs.name}.stamp"
+        return libs.is_dir() and stamp.exists() and stamp.read_text() == pom_digest()
 
-    def fetch_libs(self, progress: Progress) -> None:
-        """The broker's and Kafka's own tools' jars (deploy/pom.xml) into ``libs``, unless current."""
-        if self.libs_current():
+    def fetch_libs(self, progress: Progress, libs: Path | None = None) -> None:
+        """The broker's and Kafka's own tools' jars (deploy/pom.xml) into ``libs`` (default: the
+        broker's), unless current."""
+        libs = libs or self.libs
+        if self.libs_current(libs):
             return
         if shutil.which("mvn") is None or shutil.which("java") is None:
             raise ServiceError("kafka needs java and mvn on PATH (deploy/bootstrap.sh installs them)")
         progress("kafka: fetching broker and tool jars with Maven (deploy/pom.xml; first time only)")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.libs.is_symlink():
-            self.libs.unlink()
-        shutil.rmtree(self.libs, ignore_errors=True)
+        libs.parent.mkdir(parents=True, exist_ok=True)
+        if libs.is_symlink():
+            libs.unlink()
+        shutil.rmtree(libs, ignore_errors=True)
         t0 = time.monotonic()
         res = subprocess.run(
             ["mvn", "-q", "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
-             f"-DoutputDirectory={self.libs}"],
+             f"-DoutputDirectory={libs}"],
             capture_output=True, text=True,
         )
         if res.returncode != 0:
             raise ServiceError(f"Maven could not fetch the Kafka jars:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-        (self.dir / "libs.stamp").write_text(pom_digest())
-        progress(f"kafka: {len(list(self.libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
+        (libs.parent / f"{libs.name}.stamp").write_text(pom_digest())
+        progress(f"kafka: {len(list(libs.glob('*.jar')))} jars fetched in {time.monotonic() - t0:.1f} s")
 
-    def tool_argv(self, main_class: str, args: list[str]) -> list[str]:
+    def tool_libs(self, progress: Progress) -> Path:
+        """Jars to run Kafka's own tools from: the broker's when they are current; otherwise (the
+        broker was set up from an older pom and may be running on them) a folder of their own, so
+        the running broker's jars are never replaced under it."""
+        if self.libs_current():
+            return self.libs
+        if not _alive(self.pid()):  # no broker on them: bring the broker's own jars up to date
+            self.fetch_libs(progress)
+            return self.libs
+        own = self.dir / "tool-libs"
+        self.fetch_libs(progress, own)
+        return own
+
+    def tool_argv(self, main_class: str, args: list[str], libs: Path | None = None) -> list[str]:
         """The command line that runs one of Kafka's own tools (e.g. the console producer) from
         the runner's jars, quietly (warnings only, on stderr)."""
         return ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'tools-log4j2.xml'}",
-                "-cp", str(self.libs / "*"), main_class, *args]
+                "-cp", str((libs or self.libs) / "*"), main_class, *args]
 
     def prepare(self, progress: Progress) -> None:
         self.fetch_libs(progress)

@@ -155,15 +155,19 @@ class Dispatcher:
         return consumer, producer
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        warm_s = self.cache.warm_up()  # the model code's one-off start-up costs now, not on the first declare
         consumer, producer = self._clients()
         self.producer = producer
         self.consumer = consumer
         conn = connect(self.settings.pg_dsn, autocommit=True)
         try:
+            # what a killed predecessor stored but did not publish goes out first, not after the
+            # warm-up's seconds: carriers get it sooner, and the next plan's supersede cut-off
+            # sees it published when a punctual dispatcher would have
+            self.publish_pending(conn)
+            warm_s = self.cache.warm_up()  # the model's one-off start-up costs now, not on the first declare
             self._assign(consumer, conn)
-            self.say(f"dispatcher: started (optimizer warmed up in {warm_s:.1f} s); republishing anything "
-                     "stored but not yet published")
+            self.say(f"dispatcher: started (optimizer warmed up in {warm_s:.1f} s); anything stored but not "
+                     "yet published was republished")
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):

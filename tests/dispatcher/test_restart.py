@@ -16,7 +16,10 @@ from vreserve.db import connect
 
 PERIODS = 3
 REGION = "restartville"
-LENGTH_S = 2.5
+#: Long enough that a restarted dispatcher (optimizer warm-up included) republishes period 2's
+#: plan before period 3's supersede cut-off (its start minus a quarter period), as a punctual one
+#: would have: the supersede rule depends on when orders went out (dispatcher.service.supersede_cutoff).
+LENGTH_S = 8.0
 
 
 def _declare(settings, region: str) -> None:
@@ -60,6 +63,7 @@ def test_killed_dispatcher_publishes_the_clean_runs_order_ids(settings, second_s
 
     # clean run
     clean = procs.start(settings, "dispatch", "run", name="clean")
+    wait_for(lambda: "dispatcher: started" in log_of(clean), 60, what="clean dispatcher started")
     _declare(settings, region)
     wait_for(lambda: _all_published(settings), PERIODS * LENGTH_S + 30, what="clean run's plans")
     clean.send_signal(signal.SIGTERM)
@@ -70,6 +74,7 @@ def test_killed_dispatcher_publishes_the_clean_runs_order_ids(settings, second_s
     # killed run: dies right after storing period 2's plan (before publishing), then a SIGKILL
     # mid-period, then a clean finish
     first = procs.start(second_settings, "dispatch", "run", "--die-after-persist", "2", name="die")
+    wait_for(lambda: "dispatcher: started" in log_of(first), 60, what="dispatcher started")
     _declare(second_settings, region)
     first.wait(PERIODS * LENGTH_S + 30)
     assert first.returncode == 137, log_of(first)

@@ -15,6 +15,7 @@ users without the extension get it (CI runs the storage tests both ways).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -151,9 +152,9 @@ def base_settings(service_source: ServiceSource) -> Settings:
     return service_source.settings
 
 
-@pytest.fixture(scope="session")
-def settings(base_settings: Settings, requested_db_variant: str | None) -> Iterator[Settings]:
-    """Settings with a private topic prefix and a private, migrated database for this session."""
+@contextlib.contextmanager
+def fresh_settings(base_settings: Settings, variant: str | None = None) -> Iterator[Settings]:
+    """Settings with a private topic prefix and a private, migrated database (dropped afterwards)."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from vreserve.db import connect, migrate
@@ -169,14 +170,20 @@ def settings(base_settings: Settings, requested_db_variant: str | None) -> Itera
         topic_prefix=f"t{run_id}.",
         pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
     )
-    variant = migrate(test_settings.pg_dsn, variant=requested_db_variant).variant
-    _SESSION_VARIANT.append(variant)
+    _SESSION_VARIANT.append(migrate(test_settings.pg_dsn, variant=variant).variant)
     ensure_topics(test_settings)
     yield test_settings
     if os.environ.get("VR_TEST_KEEP_DATABASES"):
         return
     with connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings, requested_db_variant: str | None) -> Iterator[Settings]:
+    """Settings with a private topic prefix and a private, migrated database for this session."""
+    with fresh_settings(base_settings, requested_db_variant) as test_settings:
+        yield test_settings
 
 
 @pytest.fixture(scope="session")

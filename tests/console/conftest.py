@@ -25,6 +25,7 @@ import pytest
 from ingest.registry import generate_registry, write_registry
 from vreserve import identity as ident
 from vreserve.db import connect
+from tests.conftest import fresh_settings
 from vreserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,8 @@ def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
     env.update(VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url, VR_PG_DSN=settings.pg_dsn,
                VR_TOPIC_PREFIX=settings.topic_prefix, VR_PARTITIONS=str(settings.partitions),
-               VR_STATE_DIR=str(settings.state_dir), VR_READING_INTERVAL_S=str(INTERVAL_S), VR_LOG_LEVEL="WARNING",
+               VR_STATE_DIR=str(settings.state_dir), VR_MQTT_CA_FILE=settings.mqtt_ca_file,
+               VR_READING_INTERVAL_S=str(INTERVAL_S), VR_LOG_LEVEL="WARNING",
                PYTHONUNBUFFERED="1")
     return env
 
@@ -101,13 +103,20 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.3):
 
 
 @pytest.fixture(scope="session")
-def fleet(settings: Settings, tmp_path_factory) -> Iterator[Fleet]:
+def fleet(base_settings: Settings, requested_db_variant, tmp_path_factory) -> Iterator[Fleet]:
+    """A live 40-site fleet on a database of its own: the map must show this registry's cells only,
+    not those of every other test of the session."""
+    with fresh_settings(base_settings, requested_db_variant) as settings:
+        yield from _fleet(settings, tmp_path_factory)
+
+
+def _fleet(settings: Settings, tmp_path_factory) -> Iterator[Fleet]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: deploy/bootstrap.sh installs Debian's chromium")
     if not (ROOT / "console" / "node_modules" / "leaflet").is_dir():
         pytest.fail("console/node_modules is missing: run `npm ci --prefix console` (deploy/bootstrap.sh does)")
     tmp = tmp_path_factory.mktemp("console")
-    settings = settings.with_(state_dir=tmp / "state", reading_interval_s=INTERVAL_S)
+    settings = settings.with_(reading_interval_s=INTERVAL_S)
     region = "wuhan"
     registry = generate_registry(N_SITES, seed=7, region=region, id_prefix=f"c{uuid.uuid4().hex[:6]}-", grid=GRID)
     reg_path = tmp / "registry.yaml"

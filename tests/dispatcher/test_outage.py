@@ -68,8 +68,8 @@ def own_kafka(settings: Settings, tmp_path: Path, session_kafka_jars):
     """A private single-node Kafka from the runner, with its own port and state folder (the jars
     are linked: see tests/dispatcher/kafka_jars.py)."""
     state = tmp_path / "vr"
-    private = settings.with_(kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}", state_dir=state)
-    kafka = Kafka(private)
+    private = settings.with_(kafka_bootstrap=f"127.0.0.1:{_free_port_pair()}")
+    kafka = Kafka(private.with_(state_dir=state))  # the stages keep the broker state (CA, MQTT secrets)
     link_or_fetch_jars(settings, state, session_kafka_jars)
     kafka.up(progress=lambda m: print(f"[own kafka] {m}", flush=True))
     ensure_topics(private)

@@ -111,7 +111,7 @@ def test_bridge_dead_letters_a_message_that_breaks_its_validator():
                     known=KnownRegistry(_BrokenSites({"S1"}), {"medicine": "box"}))
     payload = json.dumps({"v": 1, "site_id": "S1", "ts": "2026-11-30T00:00:00Z", "seq": 1,
                           "readings": [{"material": "medicine", "qty": 1, "unit": "box"}]}).encode()
-    msg = SimpleNamespace(topic="vr/v1/sites/S1/stock", payload=payload, qos=1, mid=7, dup=False)
+    msg = SimpleNamespace(topic="vr/v1/sites/S1/stock", payload=payload, qos=1, mid=7, dup=False, retain=False)
     topic, key, value, _done = bridge._prepare(msg)
     letter = DeadLetter.from_json(value)
     assert topic == "unit.readings.dead-letter" and key == b"S1" and letter.payload == payload

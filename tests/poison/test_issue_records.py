@@ -69,7 +69,7 @@ def test_dispatcher_survives_the_issue_records_and_a_restart(settings, procs, co
     row = conn.execute('SELECT raw, reason FROM rejected_records WHERE consumer = %s AND topic = %s'
                        ' AND partition = %s AND "offset" = %s',
                        ("dispatcher", settings.topic(topics.ORDER_STATUS), part, off)).fetchone()
-    assert row is not None and bytes(row[0]) == DEEP_10K and "order status rejected" in row[1]
+    assert row is not None and bytes(row[0]) == DEEP_10K and "order status refused" in row[1]
     # mode.errors carries a readable reason for each bad mode event
     ids = {stable_id("MODE-BAD", f"{a}:{b}") for a, b in mode_pos}
 

@@ -86,7 +86,8 @@ def test_fuzz_stream_worker(stream_settings, unique, tmp_path):
         {"v": 1, "site_id": site, "ts": format_ts(now), "seq": 0, "readings": [{"material": material, "qty": 1.0,
          "unit": "box"}], "received_at": format_ts(now), "mqtt_topic": topics.mqtt_stock_topic(site)},
         ("site_id", "ts", "received_at", "mqtt_topic"),
-        ("v", "site_id", "ts", "seq", "readings", "received_at", "mqtt_topic"), MAX_READINGS_RECORD_BYTES)
+        ("v", "site_id", "ts", "seq", "readings", "received_at", "mqtt_topic"), MAX_READINGS_RECORD_BYTES,
+        unknown_fields_ignored=True)
     worker = StreamWorker(s, tmp_path).start()
     letters = Tail(s, topics.STREAM_DEAD_LETTER, lambda r: DeadLetter.from_json(r.value))
     totals: Counter = Counter()
@@ -326,7 +327,8 @@ def test_fuzz_bridge(settings, unique):
     unit = reg.materials[material].unit
     template = Template({"v": 1, "site_id": site, "ts": format_ts(utc_now()), "seq": 0,
                          "readings": [{"material": material, "qty": 1.0, "unit": unit}]},
-                        ("site_id", "ts"), ("v", "site_id", "ts", "seq", "readings"), MAX_PAYLOAD_BYTES)
+                        ("site_id", "ts"), ("v", "site_id", "ts", "seq", "readings"), MAX_PAYLOAD_BYTES,
+                        unknown_fields_ignored=True, empty_is_clear=True)
     bridge = Bridge(settings, BridgeConfig(client_id=f"fz-bridge-{unique}"))
     bridge.start()
     client = new_client(settings.mqtt, f"fz-pub-{unique}")

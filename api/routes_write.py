@@ -19,6 +19,7 @@ from api.security import access, requires
 from vreserve import operations as ops
 from vreserve.audits import AuditRejected, record_audit
 from vreserve.identity import Identity
+from vreserve.reconcile import Movement, declare_movement
 from vreserve.schemas.audits import AuditRecord
 from vreserve.schemas.common import SchemaError, format_ts
 
@@ -33,6 +34,7 @@ Note = Annotated[str | None, Field(max_length=1000, pattern=_NO_CONTROL)]
 
 OPERATOR = requires("operator")
 SUPERVISOR = requires("supervisor")
+SUPERVISOR_OR_OWNER = requires("supervisor", ("owner",))
 CARRIER = requires(None, ("carrier",))
 
 
@@ -254,6 +256,40 @@ def reinstate(request: Request, site_id: Id, body: ReasonIn, who: Identity = Dep
     _audit(request, site_id, reason=body.reason)
     with _conn(request) as conn:
         return ops.set_site_status(conn, who, site_id, "active", body.reason)
+
+
+class MovementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    movement_id: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CONTROL,
+                                      description="The owner's own id: a repeat with the same figures is harmless")]
+    material: Name
+    kind: Literal["consumption", "replenishment"]
+    qty: float = Field(gt=0, le=1e12, description="In `unit`, the material's unit")
+    unit: Name
+    at: datetime = Field(description="When the goods moved (with a time zone)")
+
+
+@router.post("/sites/{site_id}/movements", status_code=201, tags=["sites"],
+             openapi_extra=access("supervisor", ("owner",)),
+             summary="Declare a stock movement at a site (an owner token: its own sites)")
+def post_movement(request: Request, site_id: Id, body: MovementIn,
+                  who: Identity = Depends(SUPERVISOR_OR_OWNER)) -> dict:
+    """Consumption or replenishment the owner reports, so that the change it causes in the site's
+    readings is explained, not judged as "numbers without goods" (vreserve/reconcile.py)."""
+    _audit(request, site_id, movement_id=body.movement_id, kind=body.kind, qty=body.qty, unit=body.unit)
+    if body.at.tzinfo is None:
+        raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
+    with _conn(request) as conn:
+        owner = conn.execute("SELECT owner_id FROM sites WHERE site_id = %s", (site_id,)).fetchone()
+        if owner is None or (who.kind == "owner" and owner[0] != who.name):
+            raise ApiError(404, "site_not_found", f"no site {site_id!r}")
+        movement = Movement(body.movement_id, site_id, body.material, body.kind, body.qty, body.unit, body.at)
+        try:
+            new = declare_movement(conn, movement, who.actor, "api")
+        except ValueError as exc:
+            raise ApiError(422, "movement_refused", str(exc)) from None
+    return {"movement_id": body.movement_id, "site_id": site_id, "material": body.material, "kind": body.kind,
+            "qty": body.qty, "unit": body.unit, "at": format_ts(body.at), "actor": who.actor, "new": new}
 
 
 class NoteIn(BaseModel):

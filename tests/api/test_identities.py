@@ -155,3 +155,26 @@ def test_expiry_in_the_past_is_refused(world):
     with connect(world.settings.pg_dsn, autocommit=True) as conn:
         with pytest.raises(ident.IdentityError):
             ident.issue_token(conn, "carrier", "carrier-a", datetime.now(timezone.utc) - timedelta(seconds=1), "t")
+
+
+def test_owner_declares_movements_at_its_own_sites_only(world):
+    """An owner reports a replenishment through the API (so the rise it causes is explained); a
+    repeat is harmless, other figures under the same id and another owner's site are refused, and
+    the actor is the owner's token identity."""
+    o = world.client("owner")
+    own = o.get("/api/v1/sites").json()["items"][0]["site_id"]
+    stock = o.get(f"/api/v1/sites/{own}/stock").json()["materials"][0]
+    body = {"movement_id": f"mv-{own}", "material": stock["material_id"], "kind": "replenishment", "qty": 5,
+            "unit": stock["unit"], "at": datetime.now(timezone.utc).isoformat()}
+    first = o.post(f"/api/v1/sites/{own}/movements", json=body)
+    assert first.status_code == 201 and first.json()["new"] is True, first.text
+    assert first.json()["actor"].startswith("owner:")
+    assert o.post(f"/api/v1/sites/{own}/movements", json=body).json()["new"] is False
+    changed = o.post(f"/api/v1/sites/{own}/movements", json={**body, "qty": 6})
+    assert changed.status_code == 422 and changed.json()["error"]["code"] == "movement_refused"
+    other = world.sites["apib"][0]
+    assert o.post(f"/api/v1/sites/{other}/movements", json={**body, "movement_id": "mv-x"}).status_code == 404
+    with connect(world.settings.pg_dsn) as conn:
+        row = conn.execute("SELECT actor, source, qty::float8 FROM stock_movements WHERE movement_id = %s",
+                           (f"mv-{own}",)).fetchone()
+    assert row == (first.json()["actor"], "api", 5.0)

@@ -102,7 +102,7 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.3):
         time.sleep(step)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fleet(base_settings: Settings, requested_db_variant, tmp_path_factory) -> Iterator[Fleet]:
     """A live 40-site fleet on a database of its own: the map must show this registry's cells only,
     not those of every other test of the session."""
@@ -159,7 +159,7 @@ def _up(fl: Fleet) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -183,6 +183,10 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
 
     from supervision import audit_topic
 
+    from vreserve.kafka_admin import ensure_topics
+
+    settings = settings.with_(topic_prefix=f"{settings.topic_prefix}{unique}.")  # the audits topic to itself
+    ensure_topics(settings)
     a, b = _two_sites(conn, world)
     good = _audit(f"tp-{unique}", a, {world.masks: 300}).to_json()
     records = [

@@ -82,11 +82,13 @@ def end(settings, region, reason, wait_s) -> None:
 
 
 def _report_verdict(settings, event_id: str, wait_s: float) -> None:
-    from dispatcher.operator import wait_verdict
+    from vreserve.db import connect
+    from vreserve.operations import wait_verdict
 
     if wait_s <= 0:
         return
-    verdict = wait_verdict(settings, event_id, wait_s)
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        verdict = wait_verdict(conn, event_id, wait_s)
     if verdict is None:
         click.echo(f"no dispatcher recorded the event within {wait_s:g} s (is `vreserve dispatch run` running?); "
                    "it will be applied when one does")

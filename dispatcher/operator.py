@@ -1,13 +1,11 @@
-"""Operator views and raw publishing: wait for the dispatcher's verdict, show status.
+"""Operator views and raw publishing: publish a mode record, show the emergencies' status.
 
-The actions themselves (declare, end) live in vreserve/operations.py, shared with the HTTP API."""
+The actions themselves (declare, end, waiting for the verdict) live in vreserve/operations.py, shared with the HTTP API."""
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 from vreserve import topics
-from vreserve.db import connect
 from vreserve.operations import declare_event, end_event, parse_duration  # noqa: F401 - shared with the API
 from vreserve.schemas.common import utc_now
 from vreserve.settings import Settings
@@ -22,20 +20,6 @@ def publish_mode(settings: Settings, payload: bytes, region: str) -> None:
         producer.send(settings.topic(topics.MODE), key=region.encode(), value=payload).get(timeout=30)
     finally:
         producer.close(5)
-
-
-def wait_verdict(settings: Settings, event_id: str, timeout_s: float) -> tuple[bool, str | None, str | None] | None:
-    """(accepted, error, emergency_id) once the dispatcher recorded the event; None on timeout."""
-    deadline = time.monotonic() + timeout_s
-    with connect(settings.pg_dsn, autocommit=True) as conn:
-        while True:
-            row = conn.execute("SELECT accepted, error, emergency_id FROM mode_events WHERE event_id = %s",
-                               (event_id,)).fetchone()
-            if row:
-                return row[0], row[1], row[2]
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.2)
 
 
 def status_rows(conn, now: datetime | None = None) -> list[dict]:

@@ -42,7 +42,7 @@ class Procs:
         self.started.append(p)
         return p
 
-    def run(self, settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(VRESERVE + list(args), cwd=ROOT, env=settings_env(settings), capture_output=True,
                               text=True, timeout=timeout)
 

@@ -1,20 +1,12 @@
 """Helpers of the poison-record tests: produce raw records and learn their offsets, read a topic,
-run `vreserve` subprocesses that are always stopped."""
+and the subprocess helpers of tests/dispatcher."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.dispatcher.conftest import settings_env
-
-ROOT = Path(__file__).resolve().parents[2]
-VRESERVE = [sys.executable, "-m", "vreserve.cli"]
-
+from tests.dispatcher.conftest import Procs, log_of  # noqa: F401 - the poison tests run `vreserve` the same way
 
 def produce(settings, logical: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Send raw (key, value) records; their (partition, offset) in order."""
@@ -59,41 +51,6 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.2, alive=None
             alive()
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-class Procs:
-    """`vreserve ...` subprocesses, each stopped at teardown (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, settings, *args: str, name: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}-{len(self.started)}.log", "w")
-        p = subprocess.Popen(VRESERVE + list(args), cwd=ROOT, env=settings_env(settings), stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        p.log_path = log.name  # type: ignore[attr-defined]
-        self.started.append(p)
-        return p
-
-    def run(self, settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(VRESERVE + list(args), cwd=ROOT, env=settings_env(settings), capture_output=True,
-                              text=True, timeout=timeout)
-
-    def stop_all(self) -> None:
-        for p in self.started:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.started:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
-def log_of(p) -> str:
-    return Path(p.log_path).read_text()
 
 
 def alive(p) -> None:

@@ -89,7 +89,6 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from deploy.runner import Kafka, Mosquitto
-    from ingest.bridge import end_session
     from ingest.registry import generate_registry, store_registry
     from vreserve import topics
     from vreserve.db import connect, migrate
@@ -294,7 +293,6 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         except Exception as exc:
             echo(f"could not drop {dbname}: {exc}")
-        _ = end_session  # the private broker is gone with its sessions: nothing to end on the shared one
     _summary(results, materials, sites, echo, time.monotonic() - t_start)
     return results
 

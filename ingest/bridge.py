@@ -7,9 +7,9 @@ record with ``acks=all`` (idempotent producer). The MQTT session is persistent (
 restarted bridge. Duplicates are possible; later stages de-duplicate by ``(site_id, seq)``.
 
 Threads: one I/O thread runs an asyncio loop with both clients on it: paho (external-loop mode:
-its socket registered with ``add_reader``/``add_writer``; every packet available is read per wake-up,
-not one per select as paho's own loop does) and aiokafka's producer (C record builder; kafka-python
-cost ~300 us of CPU per record on this machine). Received messages are validated and sent in one
+its socket registered with ``add_reader``/``add_writer``; every packet available is read per wake-up
+by ``vreserve.mqtt.read_available``, not one per select as paho's own loop does) and aiokafka's
+producer (C record builder; kafka-python cost ~300 us of CPU per record on this machine). Received messages are validated and sent in one
 task; each record's delivery callback sends the PUBACK. No cross-thread hand-off per message. The
 main thread prints the status line, refreshes the registry snapshot and, following quix-streams'
 MQTT source, re-raises any exception kept from the I/O thread. Scale out by running several
@@ -34,7 +34,7 @@ from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_m
 from vreserve import topics
 from vreserve.decode import safe_text
 from vreserve.health import HealthServer, health_status
-from vreserve.mqtt import connect, new_client
+from vreserve.mqtt import connect, end_session, keep_session, new_client, read_available
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
 
@@ -97,28 +97,6 @@ def _pct(values: list[float], q: float) -> float | None:
         return None
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
-
-
-def end_session(settings: Settings, client_id: str, timeout: float = 10.0) -> None:
-    """Delete a bridge's persistent MQTT session (decommission an instance for good).
-
-    With a shared subscription, Mosquitto keeps dealing a share of the messages to every member
-    session, including persistent sessions of bridges that are gone: a bridge instance that will
-    not come back must end its session, or its share queues up unseen. Connecting once with the
-    same client id and ``clean_session=True`` removes the session (and what it had queued).
-    """
-    addr = settings.mqtt
-    client = new_client(addr, client_id, clean_session=True)
-    done = threading.Event()
-    client.on_connect = lambda c, u, f, rc, p: done.set()
-    connect(client, addr, keepalive=10)
-    client.loop_start()
-    try:
-        if not done.wait(timeout):
-            raise RuntimeError(f"could not connect as {client_id} to end its session")
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 class Bridge:
@@ -196,7 +174,7 @@ class Bridge:
     def stop(self, drain_timeout_s: float = 30.0, end_mqtt_session: bool = False) -> None:
         """Forward what was received, wait for Kafka's acks (they send the PUBACKs), leave MQTT.
 
-        ``end_mqtt_session=True`` also deletes the persistent session (see :func:`end_session`):
+        ``end_mqtt_session=True`` also deletes the persistent session (``vreserve.mqtt.end_session``):
         for an instance that is decommissioned, not restarted.
         """
         self._stop.set()
@@ -208,7 +186,7 @@ class Bridge:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         if end_mqtt_session:
-            end_session(self.settings, self.config.client_id)
+            end_session(self.settings.mqtt, self.config.client_id)
 
     async def _astop(self, drain_timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + drain_timeout_s
@@ -239,23 +217,8 @@ class Bridge:
         self._stop.set()
 
     def _on_readable(self) -> None:
-        """Read every complete MQTT packet available now (paho's loop_read handles one per call)."""
-        import paho.mqtt.client as mqtt
-
-        client = self._client
-        read = getattr(client, "_packet_read", None)
-        for _ in range(10_000):
-            if read is None:  # a paho without the private reader: one packet per readable event
-                client.loop_read()
-                break
-            if client.socket() is None:
-                break
-            rc = read()
-            if rc == mqtt.MQTT_ERR_AGAIN:
-                break
-            if rc > 0:
-                client._loop_rc_handle(rc)  # connection lost: paho calls on_disconnect, closes the socket
-                break
+        """Read every complete MQTT packet available now, then validate and send them in one task."""
+        read_available(self._client)
         if self._inbox and not self._processing:
             self._processing = True
             self._loop.create_task(self._process())
@@ -281,13 +244,7 @@ class Bridge:
         while True:
             await asyncio.sleep(1.0)
             try:
-                if self._client.socket() is not None:
-                    self._client.loop_misc()
-                elif not self._stop.is_set():
-                    try:
-                        self._client.reconnect()
-                    except OSError as exc:
-                        log.warning("MQTT reconnect failed: %s", exc)
+                keep_session(self._client, reconnect=not self._stop.is_set())
             except Exception as exc:
                 self._fail(exc)
                 return

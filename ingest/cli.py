@@ -62,9 +62,9 @@ def run(settings: Settings, client_id: str | None, status_interval: float, statu
 @click.pass_obj
 def end_session_cmd(settings: Settings, client_id: str) -> None:
     """Delete a decommissioned bridge's persistent MQTT session (else its share of messages queues up)."""
-    from ingest.bridge import end_session
+    from vreserve.mqtt import end_session
 
-    end_session(settings, client_id)
+    end_session(settings.mqtt, client_id)
     click.echo(f"ended the MQTT session of {client_id}")
 
 
@@ -138,7 +138,7 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
         counts = store_registry(conn, reg)
     click.echo("stored: " + ", ".join(f"{n} {k} rows" for k, n in counts.items()) + f" ({time.monotonic() - t0:.1f} s)")
     if credentials_out:
-        from ingest.credentials import provision_site_credentials, write_credentials
+        from vreserve.site_credentials import provision_site_credentials, write_credentials
 
         creds = provision_site_credentials(settings, list(reg.sites), progress=click.echo)
         write_credentials(creds, credentials_out)
@@ -151,7 +151,7 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
               help="YAML file (0600) that receives the new passwords; they are never printed or put on a command line.")
 def site_secret(site_ids: tuple[str, ...], out: str) -> None:
     """Create a site's MQTT login, or rotate its password (its open connection stays up)."""
-    from ingest.credentials import provision_site_credentials, write_credentials
+    from vreserve.site_credentials import provision_site_credentials, write_credentials
     from vreserve.mqtt import BrokerError
 
     settings = click.get_current_context().obj
@@ -168,7 +168,7 @@ def site_secret(site_ids: tuple[str, ...], out: str) -> None:
 @click.pass_obj
 def site_remove(settings: Settings, site_ids: tuple[str, ...]) -> None:
     """Delete sites' MQTT logins and roles (disconnects them at once)."""
-    from ingest.credentials import remove_site_credentials
+    from vreserve.site_credentials import remove_site_credentials
     from vreserve.mqtt import BrokerError
 
     try:

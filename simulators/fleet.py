@@ -45,10 +45,13 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Callable
 
+import paho.mqtt.client as mqtt
+
 from vreserve.decode import decode_json
-from vreserve.mqtt import connect, new_client
+from vreserve.mqtt import connect, end_session, new_client
 from vreserve.schemas.common import format_ts
 from vreserve.settings import Settings
+from vreserve.site_credentials import provision_site_credentials
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
 
 log = logging.getLogger("vreserve.simulators.fleet")
@@ -274,11 +277,9 @@ class Fleet:
         except Exception:
             pass
         if end_sessions and self.auth == "per-site":
-            from ingest.bridge import end_session
-
             for conn in self._conns:
                 try:
-                    end_session(self.settings, conn.name, timeout=5)
+                    end_session(self.settings.mqtt, conn.name, timeout=5)
                 except Exception as exc:  # best effort: a leftover site session only holds its picks
                     log.warning("could not end the session of %s: %s", conn.name, exc)
 
@@ -395,13 +396,9 @@ class Fleet:
             heapq.heappush(self._heap, (st.due, i, site_id))
 
     def _connect_all(self) -> None:
-        import paho.mqtt.client as mqtt
-
         addr = self.settings.mqtt
         if self.auth == "per-site":
             if self.credentials is None:
-                from ingest.credentials import provision_site_credentials
-
                 self.credentials = provision_site_credentials(self.settings, self.site_ids)
                 self._provisioned = True
             groups = [(site_id, [site_id]) for site_id in self.site_ids]

@@ -57,7 +57,7 @@ def command(settings: Settings, registry_path: str | None, generate_n: int | Non
     site_ids = [s for k, s in enumerate(reg.sites) if k % n == i][:limit]
     credentials = None
     if credentials_path:
-        from ingest.credentials import read_credentials
+        from vreserve.site_credentials import read_credentials
 
         credentials = read_credentials(credentials_path)
     fleet = Fleet(settings, reg, interval_s, faults=fault_cfg, jitter=jitter, auth=auth, gateways=gateways,

@@ -7,6 +7,8 @@ are never forgotten by one of them. :func:`control` talks to Mosquitto's dynamic
 from __future__ import annotations
 
 import json
+import logging
+import select
 import ssl
 import threading
 import time
@@ -17,6 +19,8 @@ import paho.mqtt.client as mqtt
 
 from vreserve.mqtt_access import CONTROL_RESPONSE_TOPIC, CONTROL_TOPIC
 from vreserve.settings import MqttAddress
+
+log = logging.getLogger(__name__)
 
 
 class BrokerError(RuntimeError):
@@ -76,6 +80,63 @@ def connect_and_wait(client: mqtt.Client, addr: MqttAddress, timeout: float = 10
     client.loop_start()
     done.wait(timeout)
     return result.get("rc")
+
+
+def end_session(addr: MqttAddress, client_id: str, timeout: float = 10.0) -> None:
+    """Delete a client's persistent MQTT session (decommission a bridge or a site for good).
+
+    With a shared subscription, Mosquitto keeps dealing a share of the messages to every member
+    session, including persistent sessions of clients that are gone: an instance that will not
+    come back must end its session, or its share queues up unseen. Connecting once with the same
+    client id and ``clean_session=True`` removes the session (and what it had queued).
+    """
+    client = new_client(addr, client_id, clean_session=True)
+    done = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: done.set()
+    connect(client, addr, keepalive=10)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise BrokerError(f"could not connect as {client_id} to end its session")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def read_available(client: mqtt.Client, max_packets: int = 10_000) -> None:
+    """Read every MQTT packet the client's socket holds now (external-loop mode, public API only).
+
+    paho's ``loop_read`` reads about one packet per call, and one readable event of a busy
+    subscriber's socket carries hundreds: reading until the socket has nothing buffered (TLS
+    records already decrypted count) serves them all in one wake-up instead of one per event.
+    A lost connection ends the read; paho has then run ``on_disconnect`` and closed the socket.
+    """
+    for _ in range(max_packets):
+        if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+            return
+        sock = client.socket()
+        if sock is None or not _has_buffered(sock):
+            return
+
+
+def _has_buffered(sock) -> bool:
+    """Bytes to read now: decrypted TLS data held by the SSL object, or data in the kernel buffer."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+def keep_session(client: mqtt.Client, reconnect: bool) -> None:
+    """One tick of what paho's own loop does besides reading: keep-alive pings, and a reconnect
+    when the connection is gone and ``reconnect`` (not stopping). Call about once a second."""
+    if client.socket() is not None:
+        client.loop_misc()
+    elif reconnect:
+        try:
+            client.reconnect()
+        except OSError as exc:
+            log.warning("MQTT reconnect failed: %s", exc)
 
 
 def control(admin: MqttAddress, commands: Iterable[dict[str, Any]], batch: int = 200,

@@ -13,7 +13,7 @@ about half of every other site's readings. Three kinds of accounts:
   topics (the plugin keeps them in hash tables; thousands are fine).
 
 This module builds the plugin's JSON (initial config file) and control commands; the runner and
-``ingest.credentials`` do the I/O.
+``vreserve.site_credentials`` do the I/O.
 """
 from __future__ import annotations
 

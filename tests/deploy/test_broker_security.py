@@ -113,7 +113,7 @@ def test_site_provisioning_runs_no_process(settings: Settings, unique: str, monk
     """Site passwords travel to the broker inside TLS, never as a command-line argument."""
     import subprocess
 
-    from ingest.credentials import provision_site_credentials, remove_site_credentials
+    from vreserve.site_credentials import provision_site_credentials, remove_site_credentials
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"provisioning started a process: {args[0] if args else kwargs}")

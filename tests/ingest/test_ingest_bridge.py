@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 
 from ingest.bridge import Bridge, BridgeConfig, share_topic
-from ingest.credentials import provision_site_credentials, remove_site_credentials
+from vreserve.site_credentials import provision_site_credentials, remove_site_credentials
 from simulators.fleet import Fleet
 from vreserve import topics
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
@@ -271,7 +271,7 @@ def test_a_site_joining_the_bridge_group_steals_no_readings(settings, registry, 
 
 
 def test_credentials_file_is_private_and_round_trips(tmp_path) -> None:
-    from ingest.credentials import read_credentials, write_credentials
+    from vreserve.site_credentials import read_credentials, write_credentials
 
     path = tmp_path / "creds.yaml"
     write_credentials({"s1": "pw1"}, path)
@@ -284,7 +284,7 @@ def test_site_secret_command_rotates_without_printing_it(settings, unique, servi
     import subprocess
     import sys
 
-    from ingest.credentials import read_credentials
+    from vreserve.site_credentials import read_credentials
 
     site = f"t{unique}-rot"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bridge import end_session
+from vreserve.mqtt import end_session
 from vreserve import topics
 from vreserve.schemas.readings import ReadingBatch
 
@@ -124,4 +124,4 @@ def test_sigkill_mid_stream_loses_nothing(settings, registry, unique, service_cl
         for b in (first, second):
             if b is not None:
                 b.kill(signal.SIGTERM)
-        end_session(settings, client_id)
+        end_session(settings.mqtt, client_id)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ingest.credentials import remove_site_credentials
+from vreserve.site_credentials import remove_site_credentials
 from ingest.registry import generate_registry
 from simulators.fleet import Faults, Fleet
 from vreserve import topics

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ingest.credentials import remove_site_credentials
+from vreserve.site_credentials import remove_site_credentials
 from ingest.registry import generate_registry
 from simulators.fleet import Fleet
 from simulators.logistics import LogisticsSimulator, PickAnswer, Timing, schedule

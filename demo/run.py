@@ -25,6 +25,7 @@ from vreserve.db import connect, migrate
 from vreserve.kafka_admin import ensure_topics
 from vreserve.settings import Settings
 from vreserve.site_credentials import remove_site_credentials
+from vreserve.tables import table
 
 Say = Callable[[str], None]
 
@@ -255,8 +256,10 @@ def print_final(report: dict, out: Path, topic_prefix: str, say: Say) -> None:
     print()
     print_report(report)
     say("virtual warehouse, reported stock before the emergency -> after (drift, picks and replenishment):")
-    for m, r in report["virtual_warehouse"].items():
-        say(f"  {m:<16} {r['reported_before']:>12,.0f} -> {r['reported_after']:>12,.0f} {r['unit']}")
+    rows = [[m, f"{r['reported_before']:,.0f}", f"{r['reported_after']:,.0f}", r["unit"]]
+            for m, r in report["virtual_warehouse"].items()]
+    for line in table(["material", "before", "after", "unit"], rows).splitlines():
+        say(f"  {line}")
     json_path, png_path = write_report(report, out)
     say(f"report written: {json_path} and {png_path}; logs in {out / 'logs'}")
     say(f"topics of this demo: {topic_prefix}* (deleted by the next demo run)")

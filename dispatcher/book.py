@@ -5,17 +5,109 @@ Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatc
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from psycopg.types.json import Jsonb
 
-from dispatcher.live import Pipeline
-from dispatcher.snapshot import PICKED_QTY_SQL
 from vreserve.emergencies import COLUMNS, Emergency, emergency_from_row, get_emergency  # noqa: F401 (re-exported)
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, PlanSummary
 
 log = logging.getLogger("vreserve.dispatcher")
+
+#: The quantity a carrier reported picked for order ``o`` (its first ``in_transit`` status with a qty).
+PICKED_QTY_SQL = ("(SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id"
+                  " AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1)")
+
+SNAPSHOT_SQL = """
+WITH committed AS (
+    SELECT site_id, material_id, sum(committed_qty)::float8 AS committed
+    FROM contracts
+    WHERE valid_from <= %(day)s AND valid_to >= %(day)s
+    GROUP BY site_id, material_id
+), reporting AS (
+    SELECT c.site_id, c.material_id, min(t.reporting_interval_s)::float8 AS interval_s
+    FROM contracts c JOIN contract_site_terms t ON t.contract_id = c.contract_id
+    WHERE c.valid_from <= %(day)s AND c.valid_to >= %(day)s
+    GROUP BY c.site_id, c.material_id
+), distrusted AS (
+    SELECT DISTINCT ON (site_id, material_id) site_id, material_id, alert_id
+    FROM alerts
+    WHERE resolved_at IS NULL AND severity = 'critical'
+      AND kind IN ('pick_not_reflected', 'unexplained_change', 'above_capacity')
+    ORDER BY site_id, material_id, at DESC
+), reserved AS (
+    SELECT o.origin AS site_id, o.material_id,
+           sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce(""" + PICKED_QTY_SQL + """, o.qty)
+                    ELSE o.qty END)::float8 AS reserved
+    FROM dispatch_orders o
+    LEFT JOIN stock_latest sl ON sl.site_id = o.origin AND sl.material_id = o.material_id
+    WHERE o.leg = 'supply'
+      AND NOT (o.order_id = ANY(%(exclude)s))
+      AND (o.status IN ('open', 'accepted')
+           OR (o.status IN ('in_transit', 'delivered')
+               AND (o.picked_at IS NULL OR sl.ts IS NULL
+                    OR sl.ts <= o.picked_at + make_interval(secs => %(reflect)s))))
+    GROUP BY o.origin, o.material_id
+)
+SELECT s.site_id, s.grid_cell, s.tier, s.lat, s.lon, s.trust,
+       sl.material_id, sl.unit, sl.qty::float8, sl.ts,
+       c.committed, coalesce(sm.contracted_qty, 0)::float8, coalesce(r.reserved, 0),
+       coalesce(rp.interval_s, %(default_interval)s), d.alert_id
+FROM sites s
+JOIN stock_latest sl ON sl.site_id = s.site_id
+JOIN committed c ON c.site_id = s.site_id AND c.material_id = sl.material_id
+LEFT JOIN site_materials sm ON sm.site_id = s.site_id AND sm.material_id = sl.material_id
+LEFT JOIN reserved r ON r.site_id = s.site_id AND r.material_id = sl.material_id
+LEFT JOIN reporting rp ON rp.site_id = s.site_id AND rp.material_id = sl.material_id
+LEFT JOIN distrusted d ON d.site_id = s.site_id AND d.material_id = sl.material_id
+WHERE s.region = %(region)s
+  AND s.status = 'active'
+  AND (%(all_cells)s OR s.grid_cell = ANY(%(cells)s))
+  AND (%(all_materials)s OR sl.material_id = ANY(%(materials)s))
+ORDER BY s.site_id, sl.material_id
+"""
+
+
+def supply_rows(conn, region: str, at: datetime, cells: Sequence[str], materials: Sequence[str],
+                exclude_orders: Iterable[str], reflect_s: float, default_interval_s: float) -> list[tuple]:
+    """The region's (site, material) rows behind the supply rule (``dispatcher.snapshot``); empty
+    ``cells`` / ``materials`` mean all. Read-only; runs in the caller's transaction."""
+    return conn.execute(
+        SNAPSHOT_SQL,
+        {
+            "day": at.date(),
+            "region": region,
+            "all_cells": not cells,
+            "cells": list(cells),
+            "all_materials": not materials,
+            "materials": list(materials),
+            "exclude": list(exclude_orders),
+            "reflect": reflect_s,
+            "default_interval": default_interval_s,
+        },
+    ).fetchall()
+
+
+def region_known(conn, region: str) -> bool:
+    """Whether any site is registered in ``region`` (a demand update for another region is refused)."""
+    return conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (region,)).fetchone() is not None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What earlier orders of the emergency moved (or will move), in units of each material."""
+
+    #: (distribution centre, material) -> units in from supply orders: delivered, or picked and on
+    #: the road (a supply order not yet picked brings nothing until it is)
+    into_centre: Mapping[tuple[str, str], float]
+    #: (distribution centre, material) -> units out by delivery orders
+    out_of_centre: Mapping[tuple[str, str], float]
+    #: (rescue centre, material) -> units delivered or on the way
+    to_rescue_centre: Mapping[tuple[str, str], float]
+    #: currency units already committed to supply orders (for the budget)
+    spent: float = 0.0
 
 
 def material_units(conn, material_ids: Sequence[str]) -> dict[str, str]:
@@ -61,7 +153,7 @@ def open_orders(conn, emergency_id: str, published_before: datetime | None) -> l
 
 
 def pipeline(conn, emergency_id: str, exclude: Sequence[str], price: dict[str, float]) -> Pipeline:
-    """What the emergency's orders moved or will move (see :class:`dispatcher.live.Pipeline`)."""
+    """What the emergency's orders moved or will move (see :class:`Pipeline`)."""
     # Quantities from the logistics statuses, not the orders: a delivered order counts what was
     # delivered, one in transit what the carrier reported picked (a short pick carries less), one
     # not picked yet (or whose carrier gave no figure) what was ordered. A supply leg not picked

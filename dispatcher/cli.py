@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from vreserve.tables import table
+
 
 @click.group()
 def emergency() -> None:
@@ -187,11 +189,12 @@ def orders(settings, region, status_, emergency_id, limit) -> None:
     if not rows:
         click.echo("no orders match")
         return
-    click.echo(f"{'order':<20} {'region':<10} {'per':>3} {'leg':<8} {'origin':<22} {'destination':<14} "
-               f"{'material':<16} {'qty':>9} {'unit':<7} {'status':<10} {'delivered':>9}")
-    for oid, reg, per, leg, orig, dest, mat, qty, unit, st, dq, _at in rows:
-        click.echo(f"{oid:<20} {reg:<10} {per:>3} {leg:<8} {orig:<22} {dest:<14} {mat:<16} {float(qty):>9g} "
-                   f"{unit:<7} {st:<10} {float(dq):>9g}")
+    click.echo(table(
+        ["order", "region", "period", "leg", "origin", "destination", "material", "qty", "unit", "status",
+         "delivered"],
+        [[oid, reg, per, leg, orig, dest, mat, f"{float(qty):,g}", unit, st, f"{float(dq):,g}"]
+         for oid, reg, per, leg, orig, dest, mat, qty, unit, st, dq, _at in rows],
+        right=[False, False, True, False, False, False, False, True, False, False, True]))
     click.echo("by status: " + ", ".join(f"{st} {n} orders" for st, n, _q in counts))
 
 

@@ -32,27 +32,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from dispatcher.book import Pipeline
 from dispatcher.crowd import Remaining
 from dispatcher.snapshot import SupplyNode
 
 #: With more distribution centres than this, a supply node links only to its nearest ones.
 ALL_ARCS_UP_TO = 3
 NEAREST_CENTRES = 2
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """What earlier orders of the emergency moved (or will move), in units of each material."""
-
-    #: (distribution centre, material) -> units in from supply orders: delivered, or picked and on
-    #: the road (a supply order not yet picked brings nothing until it is)
-    into_centre: Mapping[tuple[str, str], float]
-    #: (distribution centre, material) -> units out by delivery orders
-    out_of_centre: Mapping[tuple[str, str], float]
-    #: (rescue centre, material) -> units delivered or on the way
-    to_rescue_centre: Mapping[tuple[str, str], float]
-    #: currency units already committed to supply orders (for the budget)
-    spent: float = 0.0
 
 
 def base_dict(scenario: Any) -> dict:

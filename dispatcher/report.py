@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dispatcher.book import demand_overrides, material_units
 from dispatcher.live import horizon_demand, in_registry_units
+from optimizer import urgency
+from vreserve.tables import table
 
 
 def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
@@ -14,8 +17,6 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     (region, periods, scale, declared, ended, source) = conn.execute(
         "SELECT region, periods, demand_scale, declared_at, ended_at, demand_source FROM emergencies"
         " WHERE emergency_id = %s", (emergency_id,)).fetchone()
-    from dispatcher.book import demand_overrides, material_units
-
     # in the registry's units, as the plans and orders count (dispatcher.live.in_registry_units)
     base, _notes = in_registry_units(base, material_units(conn, [m["id"] for m in base["materials"]]))
     mats = [m["id"] for m in base["materials"]]
@@ -37,8 +38,6 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     usable = {m: sum(max(0.0, float((dc.get("initial") or {}).get(m, 0)) - float((dc.get("safety_stock") or {}).get(m, 0)))
                      for dc in base["distribution_centres"]) for m in mats}
     try:  # the weight each material's shortage has in the plan (urgency by entropy weight)
-        from optimizer.urgency import urgency
-
         thetas = urgency(base["materials"], base.get("theta", "exp")).coefficients
     except Exception:  # the report never fails on it; the column shows "-"
         thetas = {}
@@ -79,24 +78,26 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
 
 
 def print_report(report: dict, say=print) -> None:
+    """The report as tables: per material (in its unit), then per period."""
     say(f"== emergency {report['emergency_id']} in region {report['region']} "
         f"({report['periods']} periods, demand from {report['demand_source']} x {report['demand_scale']:g})")
-    say(f"{'material':<16} {'unit':<10} {'urgency':>7} {'demand':>10} {'delivered':>10} {'shortage':>10} {'rate':>7} "
-        f"{'ideal':>7} {'picked at sites':>16}")
-    for m, r in report["materials"].items():
-        theta = "-" if r.get("theta") is None else f"{r['theta']:.2f}"
-        say(f"{m:<16} {r['unit']:<10} {theta:>7} {r['demand']:>10,.0f} {r['delivered']:>10,.0f} {r['shortage']:>10,.0f} "
-            f"{r['shortage_rate']:>7.1%} {r.get('ideal_shortage_rate', 0):>7.1%} {r['picked_at_sites']:>16,.0f}")
+    materials = [[m, r["unit"], "-" if r.get("theta") is None else f"{r['theta']:.2f}", f"{r['demand']:,.0f}",
+                  f"{r['delivered']:,.0f}", f"{r['shortage']:,.0f}", f"{r['shortage_rate']:.1%}",
+                  f"{r.get('ideal_shortage_rate', 0):.1%}", f"{r['picked_at_sites']:,.0f}"]
+                 for m, r in report["materials"].items()]
+    for line in table(["material", "unit", "urgency", "demand", "delivered", "shortage", "rate", "ideal",
+                       "picked at sites"], materials).splitlines():
+        say(line)
     say("(units of each material; rate = shortage / demand over the emergency; ideal = the rate if every unit "
         "of the centres' usable stock and of the live supply at the declaration reached a rescue centre)")
-    say(f"{'period':>6} {'status':<12} {'solve s':>8} {'snapshot s':>10} {'build s':>8} {'gap':>7} "
-        f"{'orders':>7} {'superseded':>10} {'supply nodes':>12}")
-    for p in report["plans"]:
-        t = p["timings_s"]
-        say(f"{p['period']:>6} {p['status']:<12} {p['solve_seconds'] or 0:>8.2f} {t.get('snapshot', 0):>10.2f} "
-            f"{t.get('build', 0):>8.3f} {'-' if p['gap'] is None else format(p['gap'], '.2%'):>7} "
-            f"{p['orders'] or 0:>7} {p['superseded'] or 0:>10} {p['supply_nodes'] or 0:>12}")
-    say("orders by status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["orders_by_status"].items())))
+    periods = [[p["period"], p["status"], f"{p['solve_seconds'] or 0:,.2f}", f"{p['timings_s'].get('snapshot', 0):,.2f}",
+                f"{p['timings_s'].get('build', 0):,.3f}", "-" if p["gap"] is None else format(p["gap"], ".2%"),
+                f"{p['orders'] or 0:,}", f"{p['superseded'] or 0:,}", f"{p['supply_nodes'] or 0:,}"]
+               for p in report["plans"]]
+    for line in table(["period", "status", "solve, s", "snapshot, s", "build, s", "gap", "orders", "superseded",
+                       "supply nodes"], periods).splitlines():
+        say(line)
+    say("orders by status: " + ", ".join(f"{k} {v:,} orders" for k, v in sorted(report["orders_by_status"].items())))
     if report["failure_reasons"]:
         say("failure reasons: " + "; ".join(report["failure_reasons"]))
 

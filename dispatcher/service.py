@@ -33,7 +33,7 @@ from typing import Callable
 
 from dispatcher import book
 from dispatcher.mode import apply_mode_record
-from dispatcher.planning import PlannerCache, make_plan
+from dispatcher.planning import PeriodPlan, PlannerCache, plan_period, read_state
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.health import HealthServer, health_status
@@ -279,7 +279,7 @@ class Dispatcher:
                 self._reject(conn, ref, f"demand update rejected: {exc}")
                 self.counters.demand_rejected += 1
                 return
-            if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (update.region,)).fetchone():
+            if not book.region_known(conn, update.region):
                 self.counters.demand_rejected += 1
                 self._reject(conn, ref, f"demand update {update.update_id} for unknown region {update.region!r}")
                 return
@@ -376,31 +376,44 @@ class Dispatcher:
 
     def plan_and_publish(self, conn, em: book.Emergency, period: int, now: datetime,
                          supersede_published_before: datetime | None = None) -> None:
-        planned = make_plan(conn, em, period, self.cache, now, supersede_published_before)
+        """Read -> compute -> write: the live state, the pure plan, then store and publish it."""
+        state = read_state(conn, em, period, self.cache, now, supersede_published_before)
+        planned = plan_period(state, self.cache)
+        persist_s, publish_s, published = self.store_and_publish(conn, planned)
+        self.counters.plans += 1
+        self.report_plan(em, planned, persist_s, publish_s, published)
+
+    def store_and_publish(self, conn, planned: PeriodPlan) -> tuple[float, float, bool]:
+        """The one write: the plan and its orders in one transaction, then published through the
+        outbox. Returns (persist s, publish s, whether the broker confirmed it already)."""
+        s = planned.summary
         t0 = time.perf_counter()
-        stored = book.persist_plan(conn, planned.summary, planned.orders, planned.supersede, now)
+        stored = book.persist_plan(conn, s, planned.orders, planned.supersede, s.created_at)
         persist_s = time.perf_counter() - t0
         if not stored:
-            log.info("plan for %s period %d already stored; republishing it", em.emergency_id, period)
-        if self.die_after_persist == period:
+            log.info("plan for %s period %d already stored; republishing it", s.emergency_id, s.period)
+        if self.die_after_persist == s.period:
             os._exit(137)  # test hook: die like a SIGKILL between storing and publishing
         t1 = time.perf_counter()
         published = False
         for _ in range(2):  # a publication already in flight first, then this plan's
             if not self.publish_pending(conn, wait_s=KAFKA_CALL_MAX_S):
                 break
-            published = book.plan_published(conn, planned.summary.plan_id)
+            published = book.plan_published(conn, s.plan_id)
             if published:
                 break
-        publish_s = time.perf_counter() - t1
-        self.counters.plans += 1
+        return persist_s, time.perf_counter() - t1, published
+
+    def report_plan(self, em: book.Emergency, planned: PeriodPlan, persist_s: float, publish_s: float,
+                    published: bool) -> None:
+        """The plan's line (with units) for the operator, its warnings, and its timings for the bench."""
         s = planned.summary
         t = s.timings_s
-        self.plan_timings.append({"emergency_id": em.emergency_id, "period": period, "status": s.status,
+        self.plan_timings.append({"emergency_id": em.emergency_id, "period": s.period, "status": s.status,
                                   "orders": s.orders, "supply_nodes": s.supply_nodes, **t,
                                   "persist": persist_s, "publish": publish_s})
         self.say(
-            f"dispatcher: {em.emergency_id} period {period}/{em.periods}: {s.status}"
+            f"dispatcher: {em.emergency_id} period {s.period}/{em.periods}: {s.status}"
             f"{'' if s.gap is None else f' (gap {s.gap:.2%})'}, {s.orders} orders, {s.cancelled} superseded, "
             f"{s.supply_nodes} supply nodes; snapshot {t['snapshot']:.2f} s, build {t['build']:.2f} s, "
             f"solve {t['solve']:.2f} s, persist {persist_s:.2f} s, "

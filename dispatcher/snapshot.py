@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Sequence
 
+from dispatcher import book
+
 #: Seconds a reading must be newer than a pick before it is trusted to show the pick.
 PICK_REFLECTED_AFTER_S = 0.5
 #: A contract's reporting interval when it states none (= the fleet's VR_READING_INTERVAL_S default).
@@ -75,60 +77,6 @@ def available_qty(reported: float, committed: float, trust: float, reserved: flo
     return max(0, int(math.floor(raw + 1e-9)))
 
 
-#: The quantity a carrier reported picked for order ``o`` (its first ``in_transit`` status with a qty).
-PICKED_QTY_SQL = ("(SELECT e.qty FROM order_status_events e WHERE e.order_id = o.order_id"
-                  " AND e.status = 'in_transit' AND e.qty IS NOT NULL ORDER BY e.at LIMIT 1)")
-
-_SNAPSHOT_SQL = """
-WITH committed AS (
-    SELECT site_id, material_id, sum(committed_qty)::float8 AS committed
-    FROM contracts
-    WHERE valid_from <= %(day)s AND valid_to >= %(day)s
-    GROUP BY site_id, material_id
-), reporting AS (
-    SELECT c.site_id, c.material_id, min(t.reporting_interval_s)::float8 AS interval_s
-    FROM contracts c JOIN contract_site_terms t ON t.contract_id = c.contract_id
-    WHERE c.valid_from <= %(day)s AND c.valid_to >= %(day)s
-    GROUP BY c.site_id, c.material_id
-), distrusted AS (
-    SELECT DISTINCT ON (site_id, material_id) site_id, material_id, alert_id
-    FROM alerts
-    WHERE resolved_at IS NULL AND severity = 'critical'
-      AND kind IN ('pick_not_reflected', 'unexplained_change', 'above_capacity')
-    ORDER BY site_id, material_id, at DESC
-), reserved AS (
-    SELECT o.origin AS site_id, o.material_id,
-           sum(CASE WHEN o.status IN ('in_transit', 'delivered') THEN coalesce(""" + PICKED_QTY_SQL + """, o.qty)
-                    ELSE o.qty END)::float8 AS reserved
-    FROM dispatch_orders o
-    LEFT JOIN stock_latest sl ON sl.site_id = o.origin AND sl.material_id = o.material_id
-    WHERE o.leg = 'supply'
-      AND NOT (o.order_id = ANY(%(exclude)s))
-      AND (o.status IN ('open', 'accepted')
-           OR (o.status IN ('in_transit', 'delivered')
-               AND (o.picked_at IS NULL OR sl.ts IS NULL
-                    OR sl.ts <= o.picked_at + make_interval(secs => %(reflect)s))))
-    GROUP BY o.origin, o.material_id
-)
-SELECT s.site_id, s.grid_cell, s.tier, s.lat, s.lon, s.trust,
-       sl.material_id, sl.unit, sl.qty::float8, sl.ts,
-       c.committed, coalesce(sm.contracted_qty, 0)::float8, coalesce(r.reserved, 0),
-       coalesce(rp.interval_s, %(default_interval)s), d.alert_id
-FROM sites s
-JOIN stock_latest sl ON sl.site_id = s.site_id
-JOIN committed c ON c.site_id = s.site_id AND c.material_id = sl.material_id
-LEFT JOIN site_materials sm ON sm.site_id = s.site_id AND sm.material_id = sl.material_id
-LEFT JOIN reserved r ON r.site_id = s.site_id AND r.material_id = sl.material_id
-LEFT JOIN reporting rp ON rp.site_id = s.site_id AND rp.material_id = sl.material_id
-LEFT JOIN distrusted d ON d.site_id = s.site_id AND d.material_id = sl.material_id
-WHERE s.region = %(region)s
-  AND s.status = 'active'
-  AND (%(all_cells)s OR s.grid_cell = ANY(%(cells)s))
-  AND (%(all_materials)s OR sl.material_id = ANY(%(materials)s))
-ORDER BY s.site_id, sl.material_id
-"""
-
-
 def supply_snapshot(
     conn,
     region: str,
@@ -146,20 +94,14 @@ def supply_snapshot(
     """
     cells = list(grid_cells or [])
     mats = list(materials or [])
-    rows = conn.execute(
-        _SNAPSHOT_SQL,
-        {
-            "day": at.date(),
-            "region": region,
-            "all_cells": not cells,
-            "cells": cells,
-            "all_materials": not mats,
-            "materials": mats,
-            "exclude": list(exclude_orders),
-            "reflect": PICK_REFLECTED_AFTER_S,
-            "default_interval": DEFAULT_REPORTING_INTERVAL_S,
-        },
-    ).fetchall()
+    rows = book.supply_rows(conn, region, at, cells, mats, exclude_orders, PICK_REFLECTED_AFTER_S,
+                            DEFAULT_REPORTING_INTERVAL_S)
+    return availability(rows, at, stale_tolerance)
+
+
+def availability(rows: Iterable[tuple], at: datetime,
+                 stale_tolerance: float = STALE_TOLERANCE) -> list[SupplyAvailability]:
+    """The rule applied to :func:`dispatcher.book.supply_rows`' rows (pure)."""
     out = []
     for (site_id, cell, tier, lat, lon, trust, material, unit, reported, ts, committed, contracted,
          reserved, interval_s, finding) in rows:

@@ -91,39 +91,10 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
                 "INSERT INTO audit_counts (audit_id, material_id, reported_qty, counted_qty, unit) VALUES (%s,%s,%s,%s,%s)",
                 [(rec.audit_id, ch.material_id, ch.reported_qty, ch.counted_qty, units[ch.material_id])
                  for ch in change.checks])
-        alerts = []
-        for ch in change.checks:
-            if not ch.discrepancy:
-                continue
-            unit = units[ch.material_id]
-            aid = alert_id(rec.audit_id, ch.material_id)
-            share = ch.missing_qty / ch.reported_qty if ch.reported_qty else 1.0
-            alert = {
-                "alert_id": aid, "kind": DISCREPANCY_KIND,
-                "severity": "critical" if share >= 0.5 else "warning",
-                "site_id": rec.site_id, "grid_cell": grid_cell, "material_id": ch.material_id,
-                "message": (f"numbers without goods: {rec.site_id} reported {fmt_qty(ch.reported_qty, 3)} {unit} of "
-                            f"{ch.material_id}, auditor {rec.auditor} counted {fmt_qty(ch.counted_qty, 3)} {unit} "
-                            f"({share:.0%} missing); trust {change.trust_before:.2f} -> {change.trust_after:.2f}"
-                            + (", site suspended" if change.status_after == "suspended" else "")),
-                "at": rec.at,
-                "details": {"audit_id": rec.audit_id, "reported_qty": ch.reported_qty, "counted_qty": ch.counted_qty,
-                            "unit": unit, "missing_share": round(share, 6), "trust_before": change.trust_before,
-                            "trust_after": change.trust_after, "status_after": change.status_after},
-            }
-            conn.execute(
-                # open_key = the alert id: each audit's finding stands on its own (0080 would
-                # otherwise fold a second audit's finding into the first one's open alert).
-                "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details,"
-                " open_key) VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
-                " %(message)s, %(at)s, %(details)s, %(alert_id)s) ON CONFLICT (alert_id) DO NOTHING",
-                {**alert, "details": Jsonb(alert["details"])})
-            conn.execute(
-                "INSERT INTO audit_discrepancies (discrepancy_id, audit_id, site_id, material_id, reported_qty,"
-                " counted_qty, unit, at, alert_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (f"{rec.audit_id}:{ch.material_id}", rec.audit_id, rec.site_id, ch.material_id, ch.reported_qty,
-                 ch.counted_qty, unit, rec.at, aid))
-            alerts.append(alert)
+        alerts = [discrepancy_alert(rec, grid_cell, units[ch.material_id], ch, change)
+                  for ch in change.checks if ch.discrepancy]
+        for alert in alerts:
+            _store_discrepancy(conn, rec, alert)
         if change.passed:
             # A passing audit closes the site's open discrepancy alerts.
             # published_at = NULL: the outbox publishes them again, now with resolved_at.
@@ -137,6 +108,41 @@ def record_audit(conn: psycopg.Connection, rec: AuditRecord, source: str,
                      (change.trust_after, change.status_after, rec.site_id))
     return AuditResult(rec.audit_id, rec.site_id, False, change.passed, change.shortfall_share, change.trust_before,
                        change.trust_after, change.status_before, change.status_after, alerts)
+
+
+def discrepancy_alert(rec: AuditRecord, grid_cell: str, unit: str, ch, change: TrustChange) -> dict:
+    """The alert an audit's shortfall raises (critical from half the reported stock missing)."""
+    share = ch.missing_qty / ch.reported_qty if ch.reported_qty else 1.0
+    return {
+        "alert_id": alert_id(rec.audit_id, ch.material_id), "kind": DISCREPANCY_KIND,
+        "severity": "critical" if share >= 0.5 else "warning",
+        "site_id": rec.site_id, "grid_cell": grid_cell, "material_id": ch.material_id,
+        "message": (f"numbers without goods: {rec.site_id} reported {fmt_qty(ch.reported_qty, 3)} {unit} of "
+                    f"{ch.material_id}, auditor {rec.auditor} counted {fmt_qty(ch.counted_qty, 3)} {unit} "
+                    f"({share:.0%} missing); trust {change.trust_before:.2f} -> {change.trust_after:.2f}"
+                    + (", site suspended" if change.status_after == "suspended" else "")),
+        "at": rec.at,
+        "details": {"audit_id": rec.audit_id, "reported_qty": ch.reported_qty, "counted_qty": ch.counted_qty,
+                    "unit": unit, "missing_share": round(share, 6), "trust_before": change.trust_before,
+                    "trust_after": change.trust_after, "status_after": change.status_after},
+    }
+
+
+def _store_discrepancy(conn: psycopg.Connection, rec: AuditRecord, alert: dict) -> None:
+    """The alert (once) and the audit's discrepancy row pointing at it, in the caller's transaction."""
+    conn.execute(
+        # open_key = the alert id: each audit's finding stands on its own (0080 would
+        # otherwise fold a second audit's finding into the first one's open alert).
+        "INSERT INTO alerts (alert_id, kind, severity, site_id, grid_cell, material_id, message, at, details,"
+        " open_key) VALUES (%(alert_id)s, %(kind)s, %(severity)s, %(site_id)s, %(grid_cell)s, %(material_id)s,"
+        " %(message)s, %(at)s, %(details)s, %(alert_id)s) ON CONFLICT (alert_id) DO NOTHING",
+        {**alert, "details": Jsonb(alert["details"])})
+    d = alert["details"]
+    conn.execute(
+        "INSERT INTO audit_discrepancies (discrepancy_id, audit_id, site_id, material_id, reported_qty,"
+        " counted_qty, unit, at, alert_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (f"{rec.audit_id}:{alert['material_id']}", rec.audit_id, rec.site_id, alert["material_id"],
+         d["reported_qty"], d["counted_qty"], d["unit"], rec.at, alert["alert_id"]))
 
 
 def _stored_alerts(conn: psycopg.Connection, audit_id: str) -> list[dict]:

@@ -4,8 +4,9 @@ Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatc
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
@@ -421,3 +422,147 @@ def demand_overrides(conn, region: str, since) -> dict[tuple[str, str, int], flo
         " FROM demand_updates WHERE region = %s AND at >= %s"
         " ORDER BY rescue_centre, material_id, period, at DESC, update_id DESC", (region, since)).fetchall()
     return {(rc, m, p): q for rc, m, p, q in rows}
+
+
+# --------------------------------------------------------------------------- reading for people
+@dataclass(frozen=True)
+class ReportFacts:
+    """What the database holds about one emergency, for its final report (dispatcher.report)."""
+
+    emergency_id: str
+    region: str
+    periods: int
+    demand_scale: float
+    declared_at: datetime
+    ended_at: datetime | None
+    demand_source: str
+    material_units: dict[str, str]
+    demand_overrides: dict[tuple[str, str, int], float]
+    #: material -> units delivered to rescue centres
+    delivered: dict[str, float]
+    #: material -> units picked at sites (delivered supply legs) and what those orders asked for
+    picked: dict[str, float]
+    ordered: dict[str, float]
+    #: (period, status, objective, gap, solve s, summary dict, published_at) per plan, by period
+    plans: list[tuple] = field(default_factory=list)
+    orders_by_status: dict[str, int] = field(default_factory=dict)
+    failure_reasons: list[str] = field(default_factory=list)
+
+
+def report_facts(conn, emergency_id: str, material_ids: Sequence[str]) -> ReportFacts:
+    """Everything the emergency's report counts, read in the caller's transaction."""
+    (region, periods, scale, declared, ended, source) = conn.execute(
+        "SELECT region, periods, demand_scale, declared_at, ended_at, demand_source FROM emergencies"
+        " WHERE emergency_id = %s", (emergency_id,)).fetchone()
+    delivered = dict(conn.execute(
+        "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
+        " AND leg = 'delivery' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
+    supply_rows = conn.execute(
+        "SELECT material_id, sum(delivered_qty)::float8, sum(qty)::float8 FROM dispatch_orders"
+        " WHERE emergency_id = %s AND leg = 'supply' AND status = 'delivered' GROUP BY material_id",
+        (emergency_id,)).fetchall()
+    plans = [(period, status, objective, gap, solve_s, _json_dict(summary), published)
+             for (period, status, objective, gap, solve_s, summary, published) in conn.execute(
+                 "SELECT period, status, objective, gap, solve_seconds, summary, published_at FROM plans"
+                 " WHERE emergency_id = %s ORDER BY period", (emergency_id,))]
+    by_status = dict(conn.execute("SELECT status, count(*) FROM dispatch_orders WHERE emergency_id = %s"
+                                  " GROUP BY status", (emergency_id,)).fetchall())
+    failures = [r[0] for r in conn.execute(
+        "SELECT DISTINCT e.reason FROM order_status_events e JOIN dispatch_orders o USING (order_id)"
+        " WHERE o.emergency_id = %s AND e.status = 'failed'", (emergency_id,))]
+    return ReportFacts(
+        emergency_id=emergency_id, region=region, periods=periods, demand_scale=scale, declared_at=declared,
+        ended_at=ended, demand_source=source, material_units=material_units(conn, material_ids),
+        demand_overrides=demand_overrides(conn, region, declared), delivered=delivered,
+        picked={m: got for m, got, _asked in supply_rows}, ordered={m: asked for m, _got, asked in supply_rows},
+        plans=plans, orders_by_status=by_status, failure_reasons=failures)
+
+
+def _json_dict(value) -> dict:
+    """A jsonb column as a dict (psycopg gives a dict; a text column gives its JSON)."""
+    return value if isinstance(value, dict) else json.loads(value) if value else {}
+
+
+def region_status_rows(conn) -> list[tuple]:
+    """Per region its open emergency (else its last one) with the last plan and order counts."""
+    return conn.execute(
+        "SELECT DISTINCT ON (e.region) e.region, e.emergency_id, e.declared_at, e.periods, e.period_length_s,"
+        " e.ended_at, e.demand_source, p.period, p.status, p.objective, p.gap, p.solve_seconds, p.created_at,"
+        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id),"
+        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id AND o.status = 'delivered')"
+        " FROM emergencies e"
+        " LEFT JOIN LATERAL (SELECT * FROM plans WHERE emergency_id = e.emergency_id ORDER BY period DESC LIMIT 1) p ON true"
+        " ORDER BY e.region, (e.ended_at IS NULL) DESC, e.declared_at DESC"
+    ).fetchall()
+
+
+def regions(conn) -> list[str]:
+    """Every region with a registered site."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT region FROM sites ORDER BY region")]
+
+
+def order_listing(conn, region: str | None, status: str | None, emergency_id: str | None,
+                  limit: int) -> tuple[list[tuple], list[tuple]]:
+    """Orders matching the filters, newest first, and (status, orders, units) per status."""
+    where, args = ["true"], []
+    for column, value in (("e.region", region), ("o.status", status), ("o.emergency_id", emergency_id)):
+        if value:
+            where.append(f"{column} = %s")
+            args.append(value)
+    cond = " AND ".join(where)
+    counts = conn.execute(
+        f"SELECT o.status, count(*), sum(o.qty) FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+        f" WHERE {cond} GROUP BY o.status ORDER BY o.status", args).fetchall()
+    rows = conn.execute(
+        f"SELECT o.order_id, e.region, o.period, o.leg, o.origin, o.destination, o.material_id, o.qty, o.unit,"
+        f" o.status, o.delivered_qty, o.status_at FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+        f" WHERE {cond} ORDER BY o.created_at DESC, o.order_id LIMIT %s", args + [limit]).fetchall()
+    return rows, counts
+
+
+# --------------------------------------------------------------------------- mode events
+def mode_event_verdict(conn, event_id: str) -> tuple[bool, str | None, str | None] | None:
+    """(accepted, error, emergency id) of a mode event already applied, None for a new one."""
+    return conn.execute("SELECT accepted, error, emergency_id FROM mode_events WHERE event_id = %s",
+                        (event_id,)).fetchone()
+
+
+def open_emergency_of(conn, region: str) -> tuple[str, datetime] | None:
+    """(emergency id, declared at) of the region's open emergency, if any."""
+    return conn.execute("SELECT emergency_id, declared_at FROM emergencies WHERE region = %s AND ended_at IS NULL",
+                        (region,)).fetchone()
+
+
+def known_grid_cells(conn, region: str, cells: Iterable[str]) -> set[str]:
+    """The given grid cells that have a site in the region."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT grid_cell FROM sites WHERE region = %s AND grid_cell = ANY(%s)",
+                                       (region, list(cells)))}
+
+
+def store_declared(conn, event, emergency_id: str) -> None:
+    """A new emergency from its accepted declare event."""
+    conn.execute(
+        "INSERT INTO emergencies (emergency_id, region, grid_cells, declared_at, declared_by, reason,"
+        " periods, period_length_s, demand_source, demand_scale)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (emergency_id, event.region, list(event.grid_cells), event.at, event.actor, event.reason,
+         event.periods, event.period_length_s, event.demand_source, event.demand_scale),
+    )
+
+
+def store_ended(conn, event, emergency_id: str) -> None:
+    """The emergency's end from its accepted end event (never before its declaration)."""
+    declared = conn.execute("SELECT declared_at FROM emergencies WHERE emergency_id = %s",
+                            (emergency_id,)).fetchone()[0]
+    conn.execute("UPDATE emergencies SET ended_at = %s, ended_by = %s, end_reason = %s WHERE emergency_id = %s",
+                 (max(event.at, declared), event.actor, event.reason, emergency_id))
+
+
+def store_mode_event(conn, event_id: str, region: str, kind: str, at: datetime, actor: str, reason: str | None,
+                     payload: dict, error: str | None, emergency_id: str | None) -> None:
+    """The mode event with its verdict (accepted when ``error`` is None), once per event id."""
+    conn.execute(
+        "INSERT INTO mode_events (event_id, region, kind, at, actor, reason, payload, accepted, error, emergency_id)"
+        " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (event_id, region, kind, at, actor, reason, Jsonb(payload), error is None, error, emergency_id),
+    )

@@ -165,27 +165,11 @@ def run(settings, time_limit, gap, die_after_persist, health_port) -> None:
 @click.pass_obj
 def orders(settings, region, status_, emergency_id, limit) -> None:
     """List dispatch orders with their status (newest first) and a count per status."""
+    from dispatcher import book  # lazy: psycopg costs ~0.5 s to import, `vreserve --help` stays fast
     from vreserve.db import connect
 
-    where, args = ["true"], []
-    if region:
-        where.append("e.region = %s")
-        args.append(region)
-    if status_:
-        where.append("o.status = %s")
-        args.append(status_)
-    if emergency_id:
-        where.append("o.emergency_id = %s")
-        args.append(emergency_id)
-    cond = " AND ".join(where)
     with connect(settings.pg_dsn, autocommit=True) as conn:
-        counts = conn.execute(
-            f"SELECT o.status, count(*), sum(o.qty) FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
-            f" WHERE {cond} GROUP BY o.status ORDER BY o.status", args).fetchall()
-        rows = conn.execute(
-            f"SELECT o.order_id, e.region, o.period, o.leg, o.origin, o.destination, o.material_id, o.qty, o.unit,"
-            f" o.status, o.delivered_qty, o.status_at FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
-            f" WHERE {cond} ORDER BY o.created_at DESC, o.order_id LIMIT %s", args + [limit]).fetchall()
+        rows, counts = book.order_listing(conn, region, status_, emergency_id, limit)
     if not rows:
         click.echo("no orders match")
         return

@@ -8,9 +8,9 @@ Rolling re-plan for period ``p`` of an emergency with horizon ``T`` (the optimiz
   (the optimizer's ``on_hand``: all remaining periods together ship at most that), shippable in any
   of the remaining periods ``p..T`` (see :func:`live_supply`). The plan chooses when to take it; what
   a period does not take stays at the site and the next re-plan sees what is really left. (Offering
-  it all in ``p`` and nothing later made every re-plan believe it was the last chance to pick and
-  hoard the most urgent material in the centres' shared capacity; an even share per period, the
-  earlier workaround, kept stock at the sites that a plan could have used earlier);
+  it all in ``p`` and nothing later would make every re-plan believe it is the last chance to pick
+  and hoard the most urgent material in the centres' shared capacity; an even share per period
+  would keep stock at the sites that a plan could use earlier);
 * a distribution centre's initial inventory is the scenario's initial stock plus what earlier
   supply orders brought in, minus what earlier delivery orders took out (failed, cancelled and
   closed orders moved nothing; delivered ones count with their delivered quantity, supply orders

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Callable
 
-from psycopg.types.json import Jsonb
-
+from dispatcher import book
 from vreserve.decode import preview, safe_text
 from vreserve.operations import check_demand_source
 from vreserve.schemas.common import SchemaError, loads_object, utc_now
@@ -56,48 +54,25 @@ def apply_mode_record(
     except SchemaError as exc:
         return _record_malformed(conn, raw, position, str(exc))
     with conn.transaction():
-        seen = conn.execute(
-            "SELECT accepted, error, emergency_id FROM mode_events WHERE event_id = %s", (event.event_id,)
-        ).fetchone()
+        seen = book.mode_event_verdict(conn, event.event_id)
         if seen:
             return ModeOutcome(seen[0], event.event_id, event.region, event.kind, seen[1], seen[2], duplicate=True)
         error, emergency_id = _check(conn, event, check_source)
         if error is None:
             if event.kind == "declare":
                 emergency_id = emergency_id_for(event)
-                conn.execute(
-                    "INSERT INTO emergencies (emergency_id, region, grid_cells, declared_at, declared_by, reason,"
-                    " periods, period_length_s, demand_source, demand_scale)"
-                    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    (emergency_id, event.region, list(event.grid_cells), event.at, event.actor, event.reason,
-                     event.periods, event.period_length_s, event.demand_source, event.demand_scale),
-                )
+                book.store_declared(conn, event, emergency_id)
             else:
-                conn.execute(
-                    "UPDATE emergencies SET ended_at = %s, ended_by = %s, end_reason = %s WHERE emergency_id = %s",
-                    (max(event.at, _declared_at(conn, emergency_id)), event.actor, event.reason, emergency_id),
-                )
-        conn.execute(
-            "INSERT INTO mode_events (event_id, region, kind, at, actor, reason, payload, accepted, error, emergency_id)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (event.event_id, event.region, event.kind, event.at, event.actor, event.reason,
-             Jsonb(event.to_payload()), error is None, error, emergency_id),
-        )
+                book.store_ended(conn, event, emergency_id)
+        book.store_mode_event(conn, event.event_id, event.region, event.kind, event.at, event.actor, event.reason,
+                              event.to_payload(), error, emergency_id)
     return ModeOutcome(error is None, event.event_id, event.region, event.kind, error, emergency_id)
 
 
-def _declared_at(conn, emergency_id: str) -> datetime:
-    return conn.execute("SELECT declared_at FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone()[0]
-
-
 def _check(conn, event: ModeEvent, check_source) -> tuple[str | None, str | None]:
-    region_known = conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (event.region,)).fetchone()
-    if not region_known:
+    if not book.region_known(conn, event.region):
         return f"unknown region {event.region!r}: no site of the registry is in it", None
-    open_row = conn.execute(
-        "SELECT emergency_id, declared_at FROM emergencies WHERE region = %s AND ended_at IS NULL",
-        (event.region,),
-    ).fetchone()
+    open_row = book.open_emergency_of(conn, event.region)
     if event.kind == "end":
         if open_row is None:
             return f"end without declare: region {event.region!r} is not in emergency", None
@@ -105,9 +80,7 @@ def _check(conn, event: ModeEvent, check_source) -> tuple[str | None, str | None
     if open_row is not None:
         return f"region {event.region!r} is already in emergency {open_row[0]} (declared {open_row[1]:%Y-%m-%d %H:%M:%S} UTC)", open_row[0]
     if event.grid_cells:
-        known = {r[0] for r in conn.execute(
-            "SELECT DISTINCT grid_cell FROM sites WHERE region = %s AND grid_cell = ANY(%s)",
-            (event.region, list(event.grid_cells)))}
+        known = book.known_grid_cells(conn, event.region, event.grid_cells)
         unknown = sorted(set(event.grid_cells) - known)
         if unknown:
             return f"unknown grid cell(s) in region {event.region!r}: {', '.join(unknown[:10])}", None
@@ -132,13 +105,9 @@ def _record_malformed(conn, raw: bytes, position: str, reason: str) -> ModeOutco
             "raw": preview(raw, 4000), "position": position}
     reason = safe_text(reason)
     with conn.transaction():
-        seen = conn.execute("SELECT error FROM mode_events WHERE event_id = %s", (event_id,)).fetchone()
+        seen = book.mode_event_verdict(conn, event_id)
         if seen:
-            return ModeOutcome(False, event_id, region, kind, seen[0], duplicate=True)
-        conn.execute(
-            "INSERT INTO mode_events (event_id, region, kind, at, actor, reason, payload, accepted, error)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,false,%s)",
-            (event_id, region, kind, at, actor, "malformed", Jsonb(kept),
-             f"malformed mode event: {reason}"),
-        )
+            return ModeOutcome(False, event_id, region, kind, seen[1], duplicate=True)
+        book.store_mode_event(conn, event_id, region, kind, at, actor, "malformed", kept,
+                              f"malformed mode event: {reason}", None)
     return ModeOutcome(False, event_id, region, kind, f"malformed mode event: {reason}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from dispatcher import book
 from vreserve import topics
 from vreserve.operations import declare_event, end_event, parse_duration  # noqa: F401 - shared with the API
 from vreserve.schemas.common import utc_now
@@ -26,15 +27,7 @@ def status_rows(conn, now: datetime | None = None) -> list[dict]:
     """Each region's mode, current period and last plan with its figures (open emergencies and
     the last ended one per region)."""
     now = now or utc_now()
-    rows = conn.execute(
-        "SELECT DISTINCT ON (e.region) e.region, e.emergency_id, e.declared_at, e.periods, e.period_length_s,"
-        " e.ended_at, e.demand_source, p.period, p.status, p.objective, p.gap, p.solve_seconds, p.created_at,"
-        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id),"
-        " (SELECT count(*) FROM dispatch_orders o WHERE o.emergency_id = e.emergency_id AND o.status = 'delivered')"
-        " FROM emergencies e"
-        " LEFT JOIN LATERAL (SELECT * FROM plans WHERE emergency_id = e.emergency_id ORDER BY period DESC LIMIT 1) p ON true"
-        " ORDER BY e.region, (e.ended_at IS NULL) DESC, e.declared_at DESC"
-    ).fetchall()
+    rows = book.region_status_rows(conn)
     out = []
     for (region, eid, declared, periods, plen, ended, source, period, status, objective, gap, solve_s, planned_at,
          n_orders, n_delivered) in rows:
@@ -47,7 +40,7 @@ def status_rows(conn, now: datetime | None = None) -> list[dict]:
                         last_plan_status=status, objective=objective, gap=gap, solve_seconds=solve_s,
                         orders=n_orders, delivered_orders=n_delivered))
     seen = {r["region"] for r in out}
-    for (region,) in conn.execute("SELECT DISTINCT region FROM sites ORDER BY region"):
+    for region in book.regions(conn):
         if region not in seen:  # never in emergency: normal mode, nothing planned
             out.append(dict(region=region, mode="normal", emergency_id="-", declared_at=None, ended_at=None,
                             periods=None, period_length_s=None, current_period=None, demand_source=None,

@@ -2,11 +2,10 @@
 units), per period the plan's status and solve time; written as JSON and a PNG chart."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from dispatcher.book import demand_overrides, material_units
+from dispatcher import book
 from dispatcher.live import horizon_demand, in_registry_units
 from optimizer import urgency
 from vreserve.tables import table
@@ -14,27 +13,34 @@ from vreserve.tables import table
 
 def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     """Figures from the database (what really happened), demand from the emergency's demand file."""
-    (region, periods, scale, declared, ended, source) = conn.execute(
-        "SELECT region, periods, demand_scale, declared_at, ended_at, demand_source FROM emergencies"
-        " WHERE emergency_id = %s", (emergency_id,)).fetchone()
+    facts = book.report_facts(conn, emergency_id, [m["id"] for m in base["materials"]])
+    return build_report(facts, base)
+
+
+def build_report(facts: book.ReportFacts, base: dict) -> dict[str, Any]:
+    """The report from what the database holds (pure): per material demand, delivered, shortage
+    and the ideal rate, per period the plan's figures, orders by status and failure reasons."""
     # in the registry's units, as the plans and orders count (dispatcher.live.in_registry_units)
-    base, _notes = in_registry_units(base, material_units(conn, [m["id"] for m in base["materials"]]))
+    base, _notes = in_registry_units(base, facts.material_units)
+    demand = horizon_demand(base, facts.periods, facts.demand_scale, facts.demand_overrides)
+    first = facts.plans[0][5] if facts.plans else {}
+    plans = [{"period": period, "status": status, "objective": objective, "gap": gap,
+              "solve_seconds": solve_s, "timings_s": summary.get("timings_s", {}),
+              "orders": summary.get("orders"), "superseded": summary.get("cancelled"),
+              "supply_nodes": summary.get("supply_nodes"), "published": published is not None,
+              "message": summary.get("message", "")}
+             for (period, status, objective, gap, solve_s, summary, published) in facts.plans]
+    return {"emergency_id": facts.emergency_id, "region": facts.region, "demand_source": facts.demand_source,
+            "demand_scale": facts.demand_scale, "periods": facts.periods, "declared_at": str(facts.declared_at),
+            "ended_at": str(facts.ended_at) if facts.ended_at else None,
+            "materials": material_rows(facts, base, demand, first), "plans": plans,
+            "orders_by_status": facts.orders_by_status, "failure_reasons": facts.failure_reasons}
+
+
+def material_rows(facts: book.ReportFacts, base: dict, demand: dict, first: dict) -> dict[str, dict]:
+    """Per material, in its unit: demand, delivered, shortage, the ideal rate and the picks."""
     mats = [m["id"] for m in base["materials"]]
     units = {m["id"]: m.get("unit", "units") for m in base["materials"]}
-
-    demand = horizon_demand(base, periods, scale, demand_overrides(conn, region, declared))
-    delivered = dict(conn.execute(
-        "SELECT material_id, sum(delivered_qty)::float8 FROM dispatch_orders WHERE emergency_id = %s"
-        " AND leg = 'delivery' AND status = 'delivered' GROUP BY material_id", (emergency_id,)).fetchall())
-    supply_rows = conn.execute(
-        "SELECT material_id, sum(delivered_qty)::float8, sum(qty)::float8 FROM dispatch_orders"
-        " WHERE emergency_id = %s AND leg = 'supply' AND status = 'delivered' GROUP BY material_id",
-        (emergency_id,)).fetchall()
-    picked = {m: got for m, got, _ordered in supply_rows}
-    ordered = {m: asked for m, _got, asked in supply_rows}
-    first = conn.execute("SELECT summary FROM plans WHERE emergency_id = %s ORDER BY period LIMIT 1",
-                         (emergency_id,)).fetchone()
-    first = (first[0] if isinstance(first[0], dict) else json.loads(first[0])) if first else {}
     usable = {m: sum(max(0.0, float((dc.get("initial") or {}).get(m, 0)) - float((dc.get("safety_stock") or {}).get(m, 0)))
                      for dc in base["distribution_centres"]) for m in mats}
     try:  # the weight each material's shortage has in the plan (urgency by entropy weight)
@@ -44,7 +50,8 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
     materials = {}
     for m in mats:
         d = sum(sum(v) for (rc, mm), v in demand.items() if mm == m)
-        got = delivered.get(m, 0.0)
+        got = facts.delivered.get(m, 0.0)
+        picked, ordered = facts.picked.get(m, 0.0), facts.ordered.get(m, 0.0)
         short = max(0.0, d - got)
         # ideal (as the optimizer's summary defines it): every unit there was used, i.e. the
         # centres' usable stock + what the live registry offered at the first plan
@@ -54,27 +61,8 @@ def emergency_report(conn, emergency_id: str, base: dict) -> dict[str, Any]:
                         "shortage": round(short, 3), "shortage_rate": (short / d) if d > 0 else 0.0,
                         "ideal_shortage_rate": ideal, "live_supply_at_declare": live,
                         "centres_usable_stock": usable[m], "theta": thetas.get(m),
-                        "picked_at_sites": round(picked.get(m, 0.0), 3),
-                        "short_picks": round(ordered.get(m, 0.0) - picked.get(m, 0.0), 3)}
-    plans = []
-    for (period, status, objective, gap, solve_s, summary, published) in conn.execute(
-            "SELECT period, status, objective, gap, solve_seconds, summary, published_at FROM plans"
-            " WHERE emergency_id = %s ORDER BY period", (emergency_id,)):
-        summary = summary if isinstance(summary, dict) else json.loads(summary)
-        plans.append({"period": period, "status": status, "objective": objective, "gap": gap,
-                      "solve_seconds": solve_s, "timings_s": summary.get("timings_s", {}),
-                      "orders": summary.get("orders"), "superseded": summary.get("cancelled"),
-                      "supply_nodes": summary.get("supply_nodes"), "published": published is not None,
-                      "message": summary.get("message", "")})
-    by_status = dict(conn.execute("SELECT status, count(*) FROM dispatch_orders WHERE emergency_id = %s"
-                                  " GROUP BY status", (emergency_id,)).fetchall())
-    failures = [r[0] for r in conn.execute(
-        "SELECT DISTINCT e.reason FROM order_status_events e JOIN dispatch_orders o USING (order_id)"
-        " WHERE o.emergency_id = %s AND e.status = 'failed'", (emergency_id,))]
-    return {"emergency_id": emergency_id, "region": region, "demand_source": source, "demand_scale": scale,
-            "periods": periods, "declared_at": str(declared), "ended_at": str(ended) if ended else None,
-            "materials": materials, "plans": plans, "orders_by_status": by_status,
-            "failure_reasons": failures}
+                        "picked_at_sites": round(picked, 3), "short_picks": round(ordered - picked, 3)}
+    return materials
 
 
 def print_report(report: dict, say=print) -> None:

@@ -16,7 +16,6 @@ from functools import partial
 from typing import Callable
 
 from supervision import sql_audits
-from supervision.trust import TrustPolicy
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.decode import key_text, safe_text
@@ -25,6 +24,7 @@ from vreserve.schemas.audits import AuditRecord
 from vreserve.schemas.common import SchemaError
 from vreserve.settings import Settings
 from vreserve.signals import stop_on_signals
+from vreserve.trust import TrustPolicy
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dispatcher.snapshot import supply_snapshot
 from supervision import cli as sup_cli
 from supervision import sql_audits
-from supervision.trust import TrustPolicy, apply_audit
+from vreserve.trust import TrustPolicy, apply_audit
 from sv_helpers import add_contract, add_emergency, add_site, add_stock
 from vreserve import topics
 from vreserve.schemas.audits import AuditRecord

@@ -1,6 +1,8 @@
-"""The dispatcher's order book in PostgreSQL: emergencies, plans, orders, cancels, statuses.
+"""The dispatcher's order book in PostgreSQL: emergencies, mode events, plans, orders, cancels,
+statuses, and the supply snapshot's rows.
 
-Thin SQL adapters; the decisions are in :mod:`dispatcher.live` and :mod:`dispatcher.planning`.
+Every SQL statement of the dispatcher is here, as thin adapters; the decisions are in
+:mod:`dispatcher.snapshot`, :mod:`dispatcher.live`, :mod:`dispatcher.planning` and :mod:`dispatcher.mode`.
 """
 from __future__ import annotations
 
@@ -385,8 +387,6 @@ def apply_status(conn, status: OrderStatus) -> str:
 
 
 def _json_text(value) -> str:
-    import json
-
     return value if isinstance(value, str) else json.dumps(value)
 
 

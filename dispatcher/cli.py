@@ -1,4 +1,8 @@
-"""``vreserve emergency declare|end|status``, ``vreserve dispatch run``, ``vreserve orders``."""
+"""``vreserve emergency declare|end|status``, ``vreserve dispatch run``, ``vreserve orders``.
+
+Imports inside the command functions are lazy on purpose: every stage's CLI module is imported by
+``vreserve --help``, which stays fast only if the stage's libraries load when a command runs.
+"""
 from __future__ import annotations
 
 import sys
@@ -121,18 +125,19 @@ def status(settings, as_json) -> None:
     if not rows:
         click.echo("no emergency has been declared; every region is in normal mode")
         return
-    click.echo(f"{'region':<14} {'mode':<10} {'emergency':<26} {'period':>9} {'last plan':>10} {'status':<12} "
-               f"{'objective':>12} {'gap':>7} {'solve s':>8} {'orders':>7} {'delivered':>9}")
+    body = []
     for r in rows:
         period = (f"{r['current_period']}/{r['periods']}" if r["current_period"]
                   else f"-/{r['periods']}" if r["periods"] else "-")
-        click.echo(
-            f"{r['region']:<14} {r['mode']:<10} {r['emergency_id']:<26} {period:>9} "
-            f"{r['last_plan_period'] or '-':>10} {r['last_plan_status'] or '-':<12} "
-            f"{'-' if r['objective'] is None else format(r['objective'], '.1f'):>12} "
-            f"{'-' if r['gap'] is None else format(r['gap'], '.2%'):>7} "
-            f"{'-' if r['solve_seconds'] is None else format(r['solve_seconds'], '.2f'):>8} "
-            f"{r['orders']:>7} {r['delivered_orders']:>9}")
+        body.append([r["region"], r["mode"], r["emergency_id"], period, r["last_plan_period"] or "-",
+                     r["last_plan_status"] or "-",
+                     "-" if r["objective"] is None else f"{r['objective']:,.1f}",
+                     "-" if r["gap"] is None else format(r["gap"], ".2%"),
+                     "-" if r["solve_seconds"] is None else f"{r['solve_seconds']:,.2f}",
+                     f"{r['orders']:,}", f"{r['delivered_orders']:,}"])
+    click.echo(table(["region", "mode", "emergency", "period", "last plan", "status", "weighted shortage",
+                      "gap", "solve, s", "orders", "delivered orders"], body,
+                     right=[False, False, False, True, True, False, True, True, True, True, True]))
 
 
 @click.group()

@@ -28,6 +28,7 @@ Only the flows of period ``p`` become orders; later periods are re-planned when 
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 from dispatcher.book import Pipeline
 from dispatcher.crowd import Remaining
 from dispatcher.snapshot import SupplyNode
+from vreserve.units import conversion_factor
 
 #: With more distribution centres than this, a supply node links only to its nearest ones.
 ALL_ARCS_UP_TO = 3
@@ -55,10 +57,6 @@ def in_registry_units(base: Mapping, registry_units: Mapping[str, str]) -> tuple
     are divided by it. A centre's capacity (all materials together) and the urgency indicators
     stay as the file gives them. A pair of units with no known factor is kept as is and said so
     (see :mod:`vreserve.units`). Converting an already converted scenario changes nothing."""
-    import copy
-
-    from vreserve.units import conversion_factor
-
     out = copy.deepcopy(dict(base))
     factors: dict[str, float] = {}
     notes: list[str] = []

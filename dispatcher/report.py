@@ -91,6 +91,7 @@ def print_report(report: dict, say=print) -> None:
 
 
 def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    # lazy: matplotlib is heavy, and its non-GUI backend must be chosen before pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg")

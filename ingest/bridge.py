@@ -9,12 +9,12 @@ restarted bridge. Duplicates are possible; later stages de-duplicate by ``(site_
 Threads: one I/O thread runs an asyncio loop with both clients on it: paho (external-loop mode:
 its socket registered with ``add_reader``/``add_writer``; every packet available is read per wake-up
 by ``vreserve.mqtt.read_available``, not one per select as paho's own loop does) and aiokafka's
-producer (C record builder; kafka-python cost ~300 us of CPU per record on this machine). Received messages are validated and sent in one
-task; each record's delivery callback sends the PUBACK. No cross-thread hand-off per message. The
-main thread prints the status line, refreshes the registry snapshot and, following quix-streams'
-MQTT source, re-raises any exception kept from the I/O thread. Scale out by running several
-bridges: they share the subscription (per-site order across bridges is then not guaranteed; the
-stream orders by ``seq``).
+producer (C record builder; kafka-python cost ~300 us of CPU per record on this machine). Received
+messages are validated and sent in one task; each record's delivery callback sends the PUBACK. No
+cross-thread hand-off per message. The main thread prints the status line, refreshes the registry
+snapshot and, following quix-streams' MQTT source, re-raises any exception kept from the I/O thread.
+Scale out by running several bridges: they share the subscription (per-site order across bridges is
+then not guaranteed; the stream orders by ``seq``).
 """
 from __future__ import annotations
 

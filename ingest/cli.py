@@ -1,4 +1,8 @@
-"""``vreserve ingest run`` (the MQTT -> Kafka bridge) and ``vreserve registry generate|load``."""
+"""``vreserve ingest run`` (the MQTT -> Kafka bridge) and ``vreserve registry generate|load``.
+
+Imports inside the command functions are lazy on purpose: every stage's CLI module is imported by
+``vreserve --help``, which stays fast only if the stage's libraries load when a command runs.
+"""
 from __future__ import annotations
 
 import sys

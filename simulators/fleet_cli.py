@@ -1,4 +1,8 @@
-"""``vreserve simulate sites``: run the simulated site fleet in the foreground with live progress."""
+"""``vreserve simulate sites``: run the simulated site fleet in the foreground with live progress.
+
+Imports inside the command functions are lazy on purpose: every stage's CLI module is imported by
+``vreserve --help``, which stays fast only if the stage's libraries load when a command runs.
+"""
 from __future__ import annotations
 
 import signal

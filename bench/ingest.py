@@ -20,18 +20,22 @@ published in the window) with p99 < 500 ms. The machine's two cores are shared: 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
+from vreserve import topics
 from vreserve.settings import Settings
+from vreserve.tables import table
 from bench.procs import Proc, child_env, echo, parse_rates, services_up, cpu_seconds as _cpu_seconds, free_port as _free_port
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
@@ -84,217 +88,287 @@ def _env(settings: Settings) -> dict:
 def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tuple[float, ...] = (1000, 2000, 3000, 4000),
          step_s: float = 12.0, warmup_s: float = 5.0, gateways: int = 4, fleet_procs: int = 2,
          baseline: bool = True, bridges: int = 1, bridge_args: tuple[str, ...] = (), echo=print) -> list[Step]:
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-    from kafka.admin import NewTopic
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from deploy.runner import Kafka, Mosquitto
-    from ingest.registry import generate_registry, store_registry
-    from vreserve import topics
-    from vreserve.db import connect, migrate
-
-    import logging
-
+    """The baseline at each rate, then the bridge at each rate until it no longer keeps up."""
     # Metadata for a just-created topic can lag a moment; kafka-python logs that as an ERROR.
     logging.getLogger("kafka.cluster").setLevel(logging.CRITICAL)
-    token = uuid.uuid4().hex[:6]
-    prefix = f"bench{token}."
-    id_prefix = f"b{token}-"
-    seed = 11
-    state = Path(tempfile.mkdtemp(prefix="vr-bench-ingest-"))
-    addr = settings.mqtt
-    mqtt_port = _free_port()
-    info = conninfo_to_dict(settings.pg_dsn)
-    dbname = f"vr_bench_{token}"
-    bench = settings.with_(
-        topic_prefix=prefix,
-        pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
-        state_dir=state,
-    )
-    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
-    broker = Mosquitto(bench)
-    kafka_pid = Kafka(settings).pid()
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    readings_topic = bench.topic(topics.READINGS)
-    created_topics: list[str] = []
-    procs: list[Proc] = []
-    bridge_procs: list[Proc] = []
-    bridge_id = f"vr-bench-bridge-{token}"
+    run = _IngestBench.create(settings, sites, materials, gateways, fleet_procs, warmup_s, step_s, echo)
     results: list[Step] = []
     t_start = time.monotonic()
     try:
-        echo(f"setup: private Mosquitto on 127.0.0.1:{mqtt_port}, database {dbname}, topic prefix {prefix}")
-        broker.up(lambda m: None)
-        with connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        migrate(bench.pg_dsn)
-        t0 = time.monotonic()
-        reg = generate_registry(sites, seed=seed, id_prefix=id_prefix, materials_per_site=materials)
-        # The bridge checks sites and the catalogue only: contracts of 200k (site, material) pairs
-        # would take half a minute to store here and play no part in the measurement.
-        from dataclasses import replace as _replace
-
-        bare = _replace(reg, sites={k: _replace(v, materials={}) for k, v in reg.sites.items()})
-        with connect(bench.pg_dsn) as conn:
-            store_registry(conn, bare)
-        echo(f"setup: {sites} sites (x {materials} materials each in the fleet) stored in {time.monotonic() - t0:.1f} s")
-        for name in (topics.READINGS, topics.READINGS_DEAD_LETTER):
-            created_topics.append(bench.topic(name))
-        admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1,
-                                      topic_configs={"message.timestamp.type": "LogAppendTime"}) for t in created_topics])
-
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
-        parts = [TopicPartition(readings_topic, p) for p in range(settings.partitions)]
-        consumer.assign(parts)
-
-        def fleet(interval: float, duration: float) -> list[Proc]:
-            out = []
-            for i in range(fleet_procs):
-                argv = [VRESERVE, "simulate", "sites", "--generate", str(sites), "--seed", str(seed), "--id-prefix", id_prefix,
-                        "--materials-per-site", str(materials), "--interval", f"{interval:.4f}", "--auth", "gateway",
-                        "--gateways", str(max(1, gateways // fleet_procs)), "--shard", f"{i}/{fleet_procs}",
-                        "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
-                out.append(Proc(argv, _env(bench), f"fleet{i}"))
-            procs.extend(out)
-            return out
-
-        def cpu_snapshot(named: dict[str, list[int]]) -> dict[str, float]:
-            return {k: sum(_cpu_seconds(p) for p in pids) for k, pids in named.items()}
-
-        def run_fleet_measured(rate: float, named: dict[str, list[int]]) -> tuple[list[Proc], float, float, dict[str, float]]:
-            interval = sites / rate
-            fl = fleet(interval, warmup_s + step_s + 0.5)
-            for f in fl:
-                if not f.wait_line("offered", 60):
-                    raise RuntimeError(f"fleet did not start: {f.lines[-5:]}")
-            named = {**named, "fleet": [f.pid for f in fl]}
-            time.sleep(warmup_s)
-            w0, c0 = time.time(), cpu_snapshot(named)
-            time.sleep(step_s)
-            w1, c1 = time.time(), cpu_snapshot(named)
-            cpu = {k: 100.0 * (c1[k] - c0[k]) / (w1 - w0) for k in named}
-            for f in fl:
-                f.proc.wait(30)
-            return fl, w0, w1, cpu
-
-        def fleet_sent(fl: list[Proc]) -> int:
-            total = 0
-            for f in fl:
-                for line in reversed(f.lines):
-                    if line.startswith("fleet stopped"):
-                        total += int(line.split(" sent ")[1].split()[0])
-                        break
-            return total
-
-        # ---- baseline: the same fleet to a plain counting subscriber (no bridge subscribed yet)
+        run.setup()
         if baseline:
             for rate in rates:
-                sub = Proc([sys.executable, "-c", PLAIN_SUBSCRIBER, f"vr-bench-plain-{token}"], _env(bench), "plain")
-                procs.append(sub)
-                if not sub.wait_line("ready", 20):
-                    raise RuntimeError(f"plain subscriber did not start: {sub.lines[-5:]}")
-                fl, w0, w1, cpu = run_fleet_measured(rate, {"mosquitto": [broker.pid()], "plain subscriber": [sub.pid]})
-                time.sleep(1.0)
-                rows = [ln.split() for ln in sub.lines if ln[:1].isdigit()]
-                sub.stop()
-                samples = [(float(r[0]), int(r[1])) for r in rows]
-                lat = sorted(float(b) for r in rows for a, b in (x.split(":") for x in r[2:]) if w0 <= float(a) < w1)
-                inside = [s for s in samples if w0 <= s[0] <= w1]
-                got = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else 0.0
-                step = Step(rate, "baseline", published_per_s=0.0, delivered_per_s=got, cpu=cpu,
-                            p50_ms=lat[len(lat) // 2] if lat else None, p99_ms=lat[int(len(lat) * 0.99)] if lat else None,
-                            max_ms=lat[-1] if lat else None,
-                            note=f"fleet sent {fleet_sent(fl)} msgs in {warmup_s + step_s + 0.5:.0f} s")
-                results.append(step)
-                echo(_format(step, materials))
-
-        # ---- the bridge
-        # Several bridges share the subscription ($share group): Mosquitto deals messages among them.
-        for i in range(bridges):
-            b = Proc([VRESERVE, "ingest", "run", "--client-id", f"{bridge_id}-{i}", "--status-json", "--status-interval", "1",
-                      "--registry-refresh", "600", *bridge_args], _env(bench), f"bridge{i}")
-            bridge_procs.append(b)
-            if not b.wait_line('"note": "started"', 60):
-                raise RuntimeError(f"bridge did not start: {b.lines[-10:]}")
-        bridge_label = "bridge" if bridges == 1 else f"{bridges} bridges"
+                results.append(run.baseline_step(rate))
+                echo(_format(results[-1], materials))
+        run.start_bridges(bridges, bridge_args)
         for rate in rates:
-            start_offsets = consumer.end_offsets(parts)
-            named = {bridge_label: [b.pid for b in bridge_procs], "mosquitto": [broker.pid()], "kafka": [kafka_pid]}
-            fl, w0, w1, cpu = run_fleet_measured(rate, named)
-            sent = fleet_sent(fl)
-            # Drain: wait until the bridge has forwarded what the fleet sent (or give up after 30 s).
-            drained, lag = False, None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                end = consumer.end_offsets(parts)
-                n = sum(end[p] - start_offsets[p] for p in parts)
-                lag = sent - n
-                if lag <= 0:
-                    drained = True
-                    break
-                time.sleep(0.5)
-            end_offsets = consumer.end_offsets(parts)
-            lat, published, delivered = [], 0, 0
-            for p in parts:
-                consumer.seek(p, start_offsets[p])
-            remaining = {p: end_offsets[p] - start_offsets[p] for p in parts}
-            while any(v > 0 for v in remaining.values()):
-                polled = consumer.poll(timeout_ms=1000, max_records=5000)
-                if not polled:
-                    break
-                for tp, recs in polled.items():
-                    for r in recs:
-                        if r.offset >= end_offsets[tp]:
-                            continue
-                        remaining[tp] -= 1
-                        body = json.loads(r.value)
-                        ts = datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
-                        appended = r.timestamp / 1000.0
-                        if w0 <= ts < w1:
-                            published += 1
-                            lat.append((appended - ts) * 1000.0)
-                        if w0 <= appended < w1:
-                            delivered += 1
-            lat.sort()
-            window = w1 - w0
-            step = Step(rate, "bridge", published_per_s=published / window, delivered_per_s=delivered / window, cpu=cpu,
-                        p50_ms=lat[len(lat) // 2] if lat else None, p99_ms=lat[int(len(lat) * 0.99)] if lat else None,
-                        max_ms=lat[-1] if lat else None,
-                        note=("" if drained else f"NOT drained 30 s after the fleet stopped: {lag} msgs behind; ")
-                        + f"fleet sent {sent} msgs")
+            step, drained = run.bridge_step(rate, "bridge" if bridges == 1 else f"{bridges} bridges")
             results.append(step)
             echo(_format(step, materials))
-            for b in bridge_procs:
-                status = next((json.loads(ln) for ln in reversed(b.lines) if ln.startswith("{")), {})
-                if status.get("dead_lettered"):
-                    echo(f"  {b.name} dead-lettered {status['dead_lettered']} messages: {status.get('reasons')}")
+            run.say_dead_letters()
             if not drained or not _sustained(step):
                 echo("  -> the bridge did not sustain this rate; higher rates skipped")
                 break
-        consumer.close()
+        run.consumer.close()
     finally:
-        for p in procs:
-            p.stop()
-        for b in bridge_procs:
-            b.stop()
-        try:
-            broker.down(lambda m: None)
-        finally:
-            shutil.rmtree(state, ignore_errors=True)
-        try:
-            if created_topics:
-                admin.delete_topics(created_topics)
-        except Exception as exc:  # best effort: a leftover bench topic is harmless
-            echo(f"could not delete bench topics: {exc}")
-        admin.close()
-        try:
-            with connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        except Exception as exc:
-            echo(f"could not drop {dbname}: {exc}")
+        run.teardown()
     _summary(results, materials, sites, echo, time.monotonic() - t_start)
     return results
+
+
+@dataclass
+class _IngestBench:
+    """One bench run's private broker, database, topics and processes (all removed by teardown)."""
+
+    settings: Settings
+    bench: Settings
+    token: str
+    dbname: str
+    admin_dsn: str
+    mqtt_port: int
+    sites: int
+    materials: int
+    gateways: int
+    fleet_procs: int
+    warmup_s: float
+    step_s: float
+    echo: Callable[[str], None]
+    broker: Any = None
+    kafka_pid: int | None = None
+    admin: Any = None
+    consumer: Any = None
+    parts: list = field(default_factory=list)
+    created_topics: list[str] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
+    bridge_procs: list[Proc] = field(default_factory=list)
+    seed: int = 11
+
+    @classmethod
+    def create(cls, settings: Settings, sites: int, materials: int, gateways: int, fleet_procs: int,
+               warmup_s: float, step_s: float, echo) -> "_IngestBench":
+        # lazy: bench modules are mounted on `vreserve --help`; kafka and psycopg cost ~1 s to import
+        from kafka import KafkaAdminClient
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        from deploy.runner import Kafka, Mosquitto
+
+        token = uuid.uuid4().hex[:6]
+        state = Path(tempfile.mkdtemp(prefix="vr-bench-ingest-"))
+        addr = settings.mqtt
+        mqtt_port = _free_port()
+        info = conninfo_to_dict(settings.pg_dsn)
+        dbname = f"vr_bench_{token}"
+        bench = settings.with_(
+            topic_prefix=f"bench{token}.",
+            pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
+            mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}",
+            state_dir=state,
+        )
+        admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+        run = cls(settings, bench, token, dbname, admin_dsn, mqtt_port, sites, materials, gateways, fleet_procs,
+                  warmup_s, step_s, echo)
+        run.broker = Mosquitto(bench)
+        run.kafka_pid = Kafka(settings).pid()
+        run.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        return run
+
+    @property
+    def id_prefix(self) -> str:
+        return f"b{self.token}-"
+
+    def setup(self) -> None:
+        """Private broker up, the database with the registry, the two topics, a reading consumer."""
+        from kafka import KafkaConsumer, TopicPartition  # lazy: see create
+        from kafka.admin import NewTopic
+
+        from ingest.registry import generate_registry, store_registry
+        from vreserve.db import connect, migrate
+
+        settings, bench = self.settings, self.bench
+        self.echo(f"setup: private Mosquitto on 127.0.0.1:{self.mqtt_port}, database {self.dbname}, "
+                  f"topic prefix {bench.topic_prefix}")
+        self.broker.up(lambda m: None)
+        with connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        migrate(bench.pg_dsn)
+        t0 = time.monotonic()
+        reg = generate_registry(self.sites, seed=self.seed, id_prefix=self.id_prefix,
+                                materials_per_site=self.materials)
+        # The bridge checks sites and the catalogue only: contracts of 200k (site, material) pairs
+        # would take half a minute to store here and play no part in the measurement.
+        bare = replace(reg, sites={k: replace(v, materials={}) for k, v in reg.sites.items()})
+        with connect(bench.pg_dsn) as conn:
+            store_registry(conn, bare)
+        self.echo(f"setup: {self.sites} sites (x {self.materials} materials each in the fleet) stored in "
+                  f"{time.monotonic() - t0:.1f} s")
+        for name in (topics.READINGS, topics.READINGS_DEAD_LETTER):
+            self.created_topics.append(bench.topic(name))
+        self.admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1,
+                                           topic_configs={"message.timestamp.type": "LogAppendTime"})
+                                  for t in self.created_topics])
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                      group_id=None)
+        self.parts = [TopicPartition(bench.topic(topics.READINGS), p) for p in range(settings.partitions)]
+        self.consumer.assign(self.parts)
+
+    def fleet(self, interval: float, duration: float) -> list[Proc]:
+        """The fleet's shard processes, publishing every ``interval`` s for ``duration`` s."""
+        out = []
+        for i in range(self.fleet_procs):
+            argv = [VRESERVE, "simulate", "sites", "--generate", str(self.sites), "--seed", str(self.seed),
+                    "--id-prefix", self.id_prefix, "--materials-per-site", str(self.materials),
+                    "--interval", f"{interval:.4f}", "--auth", "gateway",
+                    "--gateways", str(max(1, self.gateways // self.fleet_procs)), "--shard", f"{i}/{self.fleet_procs}",
+                    "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
+            out.append(Proc(argv, _env(self.bench), f"fleet{i}"))
+        self.procs.extend(out)
+        return out
+
+    def run_fleet_measured(self, rate: float,
+                           named: dict[str, list[int]]) -> tuple[list[Proc], float, float, dict[str, float]]:
+        """Run the fleet at ``rate``; returns it, the measured window and each process's CPU (%)."""
+        fl = self.fleet(self.sites / rate, self.warmup_s + self.step_s + 0.5)
+        for f in fl:
+            if not f.wait_line("offered", 60):
+                raise RuntimeError(f"fleet did not start: {f.lines[-5:]}")
+        named = {**named, "fleet": [f.pid for f in fl]}
+        time.sleep(self.warmup_s)
+        w0, c0 = time.time(), _cpu_snapshot(named)
+        time.sleep(self.step_s)
+        w1, c1 = time.time(), _cpu_snapshot(named)
+        cpu = {k: 100.0 * (c1[k] - c0[k]) / (w1 - w0) for k in named}
+        for f in fl:
+            f.proc.wait(30)
+        return fl, w0, w1, cpu
+
+    def baseline_step(self, rate: float) -> Step:
+        """The same fleet to a plain counting subscriber (no bridge subscribed yet)."""
+        sub = Proc([sys.executable, "-c", PLAIN_SUBSCRIBER, f"vr-bench-plain-{self.token}"], _env(self.bench), "plain")
+        self.procs.append(sub)
+        if not sub.wait_line("ready", 20):
+            raise RuntimeError(f"plain subscriber did not start: {sub.lines[-5:]}")
+        fl, w0, w1, cpu = self.run_fleet_measured(rate, {"mosquitto": [self.broker.pid()], "plain subscriber": [sub.pid]})
+        time.sleep(1.0)
+        rows = [ln.split() for ln in sub.lines if ln[:1].isdigit()]
+        sub.stop()
+        samples = [(float(r[0]), int(r[1])) for r in rows]
+        lat = sorted(float(b) for r in rows for a, b in (x.split(":") for x in r[2:]) if w0 <= float(a) < w1)
+        inside = [s for s in samples if w0 <= s[0] <= w1]
+        got = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else 0.0
+        return Step(rate, "baseline", published_per_s=0.0, delivered_per_s=got, cpu=cpu,
+                    p50_ms=lat[len(lat) // 2] if lat else None, p99_ms=lat[int(len(lat) * 0.99)] if lat else None,
+                    max_ms=lat[-1] if lat else None,
+                    note=f"fleet sent {_fleet_sent(fl)} msgs in {self.warmup_s + self.step_s + 0.5:.0f} s")
+
+    def start_bridges(self, bridges: int, bridge_args: tuple[str, ...]) -> None:
+        """Several bridges share the subscription ($share group): Mosquitto deals messages among them."""
+        for i in range(bridges):
+            b = Proc([VRESERVE, "ingest", "run", "--client-id", f"vr-bench-bridge-{self.token}-{i}", "--status-json",
+                      "--status-interval", "1", "--registry-refresh", "600", *bridge_args], _env(self.bench), f"bridge{i}")
+            self.bridge_procs.append(b)
+            if not b.wait_line('"note": "started"', 60):
+                raise RuntimeError(f"bridge did not start: {b.lines[-10:]}")
+
+    def bridge_step(self, rate: float, label: str) -> tuple[Step, bool]:
+        """The fleet at ``rate`` through the bridge(s); returns the step and whether it drained."""
+        start_offsets = self.consumer.end_offsets(self.parts)
+        named = {label: [b.pid for b in self.bridge_procs], "mosquitto": [self.broker.pid()], "kafka": [self.kafka_pid]}
+        fl, w0, w1, cpu = self.run_fleet_measured(rate, named)
+        sent = _fleet_sent(fl)
+        drained, lag = self.drain(sent, start_offsets)
+        lat, published, delivered = self.read_back(start_offsets, w0, w1)
+        window = w1 - w0
+        step = Step(rate, "bridge", published_per_s=published / window, delivered_per_s=delivered / window, cpu=cpu,
+                    p50_ms=lat[len(lat) // 2] if lat else None, p99_ms=lat[int(len(lat) * 0.99)] if lat else None,
+                    max_ms=lat[-1] if lat else None,
+                    note=("" if drained else f"NOT drained 30 s after the fleet stopped: {lag} msgs behind; ")
+                    + f"fleet sent {sent} msgs")
+        return step, drained
+
+    def drain(self, sent: int, start_offsets: dict, timeout_s: float = 30) -> tuple[bool, int | None]:
+        """Wait until the bridge has forwarded what the fleet sent (or give up after ``timeout_s``)."""
+        lag = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            end = self.consumer.end_offsets(self.parts)
+            lag = sent - sum(end[p] - start_offsets[p] for p in self.parts)
+            if lag <= 0:
+                return True, lag
+            time.sleep(0.5)
+        return False, lag
+
+    def read_back(self, start_offsets: dict, w0: float, w1: float) -> tuple[list[float], int, int]:
+        """The step's records: sorted latencies (ms) of those published in the window, how many were
+        published in it (by reading ts) and how many Kafka appended in it."""
+        end_offsets = self.consumer.end_offsets(self.parts)
+        lat, published, delivered = [], 0, 0
+        for p in self.parts:
+            self.consumer.seek(p, start_offsets[p])
+        remaining = {p: end_offsets[p] - start_offsets[p] for p in self.parts}
+        while any(v > 0 for v in remaining.values()):
+            polled = self.consumer.poll(timeout_ms=1000, max_records=5000)
+            if not polled:
+                break
+            for tp, recs in polled.items():
+                for r in recs:
+                    if r.offset >= end_offsets[tp]:
+                        continue
+                    remaining[tp] -= 1
+                    body = json.loads(r.value)
+                    ts = datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
+                    appended = r.timestamp / 1000.0
+                    if w0 <= ts < w1:
+                        published += 1
+                        lat.append((appended - ts) * 1000.0)
+                    if w0 <= appended < w1:
+                        delivered += 1
+        lat.sort()
+        return lat, published, delivered
+
+    def say_dead_letters(self) -> None:
+        for b in self.bridge_procs:
+            status = next((json.loads(ln) for ln in reversed(b.lines) if ln.startswith("{")), {})
+            if status.get("dead_lettered"):
+                self.echo(f"  {b.name} dead-lettered {status['dead_lettered']} messages: {status.get('reasons')}")
+
+    def teardown(self) -> None:
+        """Stop every process and the private broker; delete the topics and the database."""
+        from vreserve.db import connect  # lazy: see create
+
+        for p in self.procs:
+            p.stop()
+        for b in self.bridge_procs:
+            b.stop()
+        try:
+            self.broker.down(lambda m: None)
+        finally:
+            shutil.rmtree(self.bench.state_dir, ignore_errors=True)
+        try:
+            if self.created_topics:
+                self.admin.delete_topics(self.created_topics)
+        except Exception as exc:  # best effort: a leftover bench topic is harmless
+            self.echo(f"could not delete bench topics: {exc}")
+        self.admin.close()
+        try:
+            with connect(self.admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        except Exception as exc:
+            self.echo(f"could not drop {self.dbname}: {exc}")
+
+
+def _cpu_snapshot(named: dict[str, list[int]]) -> dict[str, float]:
+    return {k: sum(_cpu_seconds(p) for p in pids) for k, pids in named.items()}
+
+
+def _fleet_sent(fl: list[Proc]) -> int:
+    """Messages the fleet processes say they sent (their "fleet stopped" line)."""
+    total = 0
+    for f in fl:
+        for line in reversed(f.lines):
+            if line.startswith("fleet stopped"):
+                total += int(line.split(" sent ")[1].split()[0])
+                break
+    return total
 
 
 def _sustained(step: Step) -> bool:
@@ -319,13 +393,16 @@ def _summary(results: list[Step], materials: int, sites: int, echo, elapsed: flo
     base = {s.rate: s for s in results if s.mode == "baseline"}
     echo("")
     echo(f"summary ({sites} sites x {materials} materials; CPU in % of one core; 2 shared cores, noisy; {elapsed:.0f} s):")
-    echo(f"{'offered msgs/s':>15} {'bridge msgs/s':>14} {'readings/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'plain msgs/s':>13} {'ratio':>6}  ok")
+    rows = []
     for s in bridge:
         b = base.get(s.rate)
         ratio = f"{s.delivered_per_s / b.delivered_per_s:.2f}" if b and b.delivered_per_s else "-"
-        echo(f"{s.rate:>15.0f} {s.delivered_per_s:>14.0f} {s.delivered_per_s * materials:>11.0f} "
-             f"{(s.p50_ms or 0):>7.0f} {(s.p99_ms or 0):>7.0f} {(b.delivered_per_s if b else 0):>13.0f} {ratio:>6}  "
-             f"{'yes' if _sustained(s) else 'NO'}")
+        rows.append([f"{s.rate:,.0f}", f"{s.delivered_per_s:,.0f}", f"{s.delivered_per_s * materials:,.0f}",
+                     f"{s.p50_ms or 0:,.0f}", f"{s.p99_ms or 0:,.0f}", f"{b.delivered_per_s if b else 0:,.0f}", ratio,
+                     "yes" if _sustained(s) else "NO"])
+    for line in table(["offered msgs/s", "bridge msgs/s", "readings/s", "p50 ms", "p99 ms", "plain msgs/s",
+                       "ratio", "ok"], rows).splitlines():
+        echo(line)
     ok = [s for s in bridge if _sustained(s)]
     if ok:
         best = max(ok, key=lambda s: s.delivered_per_s)

@@ -48,9 +48,6 @@ LONG_PENDING = {
     "ingest/registry.py:generate_registry",  # contracts engineer
     "supervision/settlement.py:compute",    # contracts engineer
     "simulators/logistics.py:run",          # api engineer
-    # house: split after the Kafka client factory lands (the security engineer rewrites its
-    # consumer / admin construction; splitting it now would collide with that change)
-    "bench/ingest.py:main",
 }
 
 

@@ -22,9 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from optimizer.errors import ScenarioError
 from optimizer.index import Index, numbers_of, structure_of
+from optimizer.model import Planner
 from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
+from optimizer.summary import summarise
 from optimizer.urgency import urgency as compute_urgency
 
 
@@ -111,21 +114,29 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[
     return out
 
 
+def material_budgets(sc: Scenario, spend: np.ndarray) -> np.ndarray | None:
+    """Each material's share of the budget: what the aggregate relaxation spends on it, plus any money
+    it leaves unspent in proportion to the material's supply cost; never above the total. None
+    without a budget."""
+    n = numbers_of(sc)
+    if n.budget is None:
+        return None
+    supply_cost = (n.supply * n.price).sum(axis=(0, 2))
+    left = max(float(n.budget) - float(spend.sum()), 0.0)
+    budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
+    return budgets * min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))
+
+
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
                      progress: Callable[[str], None] = lambda s: None) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
-    delivery limits, which this method does not support). The budget goes to each material as the
-    aggregate relaxation spends it, plus any money that relaxation leaves unspent in proportion to
-    the material's supply cost; each centre's capacity is split as its initial stock of the material
+    delivery limits, which this method does not support). The budget goes to each material as
+    :func:`material_budgets` says; each centre's capacity is split as its initial stock of the material
     plus the free space in proportion to the material's share of demand. Both only restrict the
     problem, so the merged plan is feasible; the gap is proven against the aggregate bound.
     """
-    from optimizer.errors import ScenarioError
-    from optimizer.model import Planner
-    from optimizer.summary import summarise
-
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
     st = structure_of(sc)
@@ -133,60 +144,21 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
         raise ScenarioError("decomposition by material needs a scenario without min_lot and delivery limits")
     n = numbers_of(sc)
     urg = compute_urgency(sc.materials, sc.theta)
-    t0 = time.perf_counter()
     bound, spend = aggregate_relaxation(sc)
-    bound_s = time.perf_counter() - t0
-    M = len(st.materials)
-    if n.budget is not None:
-        supply_cost = (n.supply * n.price).sum(axis=(0, 2))
-        left = max(float(n.budget) - float(spend.sum()), 0.0)
-        budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
-        budgets *= min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))  # never above the total
-    subs = material_subproblems(sc, budgets if n.budget is not None else None)
-    ship: list[Flow] = []
-    deliv: list[Flow] = []
-    build_s = compile_s = 0.0
-    statuses = []
-    planner = None
-    for i, (m, sub) in enumerate(zip(st.materials, subs)):
-        remaining = time_limit_s - (time.perf_counter() - t_all)
-        if remaining <= 0:
-            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
-                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
-                              message=f"time limit reached after {i} of {M} materials")
-        per = remaining  # each material may use all the time left; the total is what is bounded
-        progress(f"material {i + 1}/{M} ({m}): limit {per:.1f} s")
-        # primal simplex: shipping nothing is feasible, and on these single-material models HiGHS's
-        # root LP was ~4x faster with it (36.8 s -> 9.7 s on a province material)
-        sub_sc = load_scenario(sub)
-        if planner is None:
-            planner = Planner(sub_sc)
-        res = planner.solve(sub_sc, time_limit_s=per, gap=gap / 4, prefer_fewer_arcs=False,
-                            highs_options={"simplex_strategy": 4})
-        build_s += res.build_seconds
-        compile_s += res.compile_seconds
-        statuses.append(res.status)
-        if not res.has_plan:
-            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
-                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
-                              message=f"material {m} ended {res.status.value}: {res.message}")
-        ship += [dataclasses.replace(f, material=m) for f in res.shipments_in]
-        deliv += [dataclasses.replace(f, material=m) for f in res.deliveries]
-    mpos = {m: i for i, m in enumerate(st.materials)}
-    kpos = {k: i for i, k in enumerate(st.rescue_centres)}
-    wpos = {w: i for i, w in enumerate(st.supply_sites)}
-    got = np.zeros_like(n.demand)
-    for f in deliv:
-        got[kpos[f.destination], mpos[f.material], f.period - 1] += f.qty
-    short = np.maximum(n.demand - got, 0.0)
+    bound_s = time.perf_counter() - t_all
+    subs = material_subproblems(sc, material_budgets(sc, spend))
+    solved = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress)
+    if isinstance(solved, str):
+        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
+                          solve_seconds=time.perf_counter() - t_all, build_seconds=0.0, compile_seconds=0.0,
+                          urgency=urg, summary=summarise(sc, n, None), message=solved)
+    ship, deliv, statuses, build_s, compile_s = solved
+    short = _shortage_of(sc, deliv)
     objective = float(np.einsum("kmt,m->", short, n.theta))
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
-    spent = float(sum(f.qty * n.price[wpos[f.origin], mpos[f.material], f.period - 1] for f in ship))
-    summary = summarise(sc, n, short, spent=spent) | {
-        "method": f"decomposition by material ({M} single-material MILPs) + aggregate LP bound",
+    summary = summarise(sc, n, short, spent=_spent(sc, ship)) | {
+        "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
         "bound_seconds": round(bound_s, 3), "material_statuses": [s.value for s in statuses]}
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
@@ -197,3 +169,54 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
                       summary=summary,
                       message=("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
                                else "a feasible plan; the gap to the aggregate bound is above the target"))
+
+
+def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
+                     progress: Callable[[str], None]):
+    """Solve the single-material scenarios on ONE compiled model (each LP from the previous material's
+    basis). Returns (shipments, deliveries, statuses, build s, compile s), or why it stopped (str)."""
+    st = structure_of(sc)
+    ship: list[Flow] = []
+    deliv: list[Flow] = []
+    build_s = compile_s = 0.0
+    statuses = []
+    planner = None
+    for i, (m, sub) in enumerate(zip(st.materials, subs)):
+        remaining = time_limit_s - (time.perf_counter() - t_all)
+        if remaining <= 0:
+            return f"time limit reached after {i} of {len(st.materials)} materials"
+        progress(f"material {i + 1}/{len(st.materials)} ({m}): limit {remaining:.1f} s")
+        sub_sc = load_scenario(sub)
+        if planner is None:
+            planner = Planner(sub_sc)
+        # each material may use all the time left (the total is what is bounded); primal simplex:
+        # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
+        # faster with it (36.8 s -> 9.7 s on a province material)
+        res = planner.solve(sub_sc, time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
+                            highs_options={"simplex_strategy": 4})
+        build_s += res.build_seconds
+        compile_s += res.compile_seconds
+        statuses.append(res.status)
+        if not res.has_plan:
+            return f"material {m} ended {res.status.value}: {res.message}"
+        ship += [dataclasses.replace(f, material=m) for f in res.shipments_in]
+        deliv += [dataclasses.replace(f, material=m) for f in res.deliveries]
+    return ship, deliv, statuses, build_s, compile_s
+
+
+def _shortage_of(sc: Scenario, deliveries: list[Flow]) -> np.ndarray:
+    """[K, M, T] unmet demand after the deliveries."""
+    st, n = structure_of(sc), numbers_of(sc)
+    mpos = {m: i for i, m in enumerate(st.materials)}
+    kpos = {k: i for i, k in enumerate(st.rescue_centres)}
+    got = np.zeros_like(n.demand)
+    for f in deliveries:
+        got[kpos[f.destination], mpos[f.material], f.period - 1] += f.qty
+    return np.maximum(n.demand - got, 0.0)
+
+
+def _spent(sc: Scenario, shipments: list[Flow]) -> float:
+    st, n = structure_of(sc), numbers_of(sc)
+    mpos = {m: i for i, m in enumerate(st.materials)}
+    wpos = {w: i for i, w in enumerate(st.supply_sites)}
+    return float(sum(f.qty * n.price[wpos[f.origin], mpos[f.material], f.period - 1] for f in shipments))

@@ -127,8 +127,17 @@ def material_budgets(sc: Scenario, spend: np.ndarray) -> np.ndarray | None:
     return budgets * min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))
 
 
+def material_order(sc: Scenario) -> list[int]:
+    """Materials by what is at stake (theta x demand not covered by initial stock), largest first: when
+    the time runs out before every material is solved, the solved ones are those that matter most."""
+    n = numbers_of(sc)
+    stake = n.theta * np.maximum(n.demand.sum(axis=(0, 2)) - n.initial.sum(axis=0), 0.0)
+    return [int(i) for i in np.argsort(-stake, kind="stable")]
+
+
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
-                     progress: Callable[[str], None] = lambda s: None) -> PlanResult:
+                     progress: Callable[[str], None] = lambda s: None,
+                     max_materials: int | None = None) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
@@ -136,6 +145,12 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     :func:`material_budgets` says; each centre's capacity is split as its initial stock of the material
     plus the free space in proportion to the material's share of demand. Both only restrict the
     problem, so the merged plan is feasible; the gap is proven against the aggregate bound.
+
+    Anytime: materials are solved most-at-stake first (:func:`material_order`); if the time runs out,
+    the materials not yet solved ship nothing (within their share that is feasible: their stock stays
+    at its initial level) and the merged plan is returned as FEASIBLE with its proven gap, rather than
+    no plan at all. ``max_materials`` stops after so many materials whatever the clock (a work limit:
+    the plan is then a function of the inputs alone).
     """
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
@@ -147,46 +162,62 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     bound, spend = aggregate_relaxation(sc)
     bound_s = time.perf_counter() - t_all
     subs = material_subproblems(sc, material_budgets(sc, spend))
-    solved = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress)
-    if isinstance(solved, str):
+    done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials)
+    if not done.statuses:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                          solve_seconds=time.perf_counter() - t_all, build_seconds=0.0, compile_seconds=0.0,
-                          urgency=urg, summary=summarise(sc, n, None), message=solved)
-    ship, deliv, statuses, build_s, compile_s = solved
-    short = _shortage_of(sc, deliv)
+                          solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
+                          compile_seconds=done.compile_s, urgency=urg, summary=summarise(sc, n, None),
+                          message=done.stopped or "no material solved")
+    short = _shortage_of(sc, done.deliveries)
     objective = float(np.einsum("kmt,m->", short, n.theta))
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
-    summary = summarise(sc, n, short, spent=_spent(sc, ship)) | {
+    summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
         "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
-        "bound_seconds": round(bound_s, 3), "material_statuses": [s.value for s in statuses]}
+        "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
+        "materials_solved": len(done.statuses)}
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
-    status = SolveStatus.OPTIMAL if gap_v <= gap else SolveStatus.FEASIBLE
+    status = SolveStatus.OPTIMAL if gap_v <= gap and done.stopped is None else SolveStatus.FEASIBLE
+    message = ("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
+               else "a feasible plan; the gap to the aggregate bound is above the target" if done.stopped is None
+               else f"{done.stopped}; the others ship nothing")
     return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
-                      solve_seconds=time.perf_counter() - t_all, build_seconds=build_s, compile_seconds=compile_s,
-                      urgency=urg, shipments_in=tuple(ship), deliveries=tuple(deliv), shortage=shortages,
-                      summary=summary,
-                      message=("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
-                               else "a feasible plan; the gap to the aggregate bound is above the target"))
+                      solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
+                      compile_seconds=done.compile_s, urgency=urg, shipments_in=tuple(done.shipments),
+                      deliveries=tuple(done.deliveries), shortage=shortages, summary=summary, message=message)
+
+
+@dataclasses.dataclass
+class _Materials:
+    """What the per-material solves produced so far."""
+
+    shipments: list[Flow] = dataclasses.field(default_factory=list)
+    deliveries: list[Flow] = dataclasses.field(default_factory=list)
+    statuses: dict[str, SolveStatus] = dataclasses.field(default_factory=dict)  # solved materials only
+    build_s: float = 0.0
+    compile_s: float = 0.0
+    stopped: str | None = None  # why not every material was solved
 
 
 def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
-                     progress: Callable[[str], None]):
-    """Solve the single-material scenarios on ONE compiled model (each LP from the previous material's
-    basis). Returns (shipments, deliveries, statuses, build s, compile s), or why it stopped (str)."""
+                     progress: Callable[[str], None], max_materials: int | None = None) -> _Materials:
+    """Solve the single-material scenarios, most at stake first, on ONE compiled model (each LP from
+    the previous material's basis)."""
     st = structure_of(sc)
-    ship: list[Flow] = []
-    deliv: list[Flow] = []
-    build_s = compile_s = 0.0
-    statuses = []
+    done = _Materials()
     planner = None
-    for i, (m, sub) in enumerate(zip(st.materials, subs)):
+    for i, mi in enumerate(material_order(sc)):
+        m = st.materials[mi]
+        if max_materials is not None and i >= max_materials:
+            done.stopped = f"work limit reached after {i} of {len(st.materials)} materials"
+            return done
         remaining = time_limit_s - (time.perf_counter() - t_all)
         if remaining <= 0:
-            return f"time limit reached after {i} of {len(st.materials)} materials"
+            done.stopped = f"time limit reached after {i} of {len(st.materials)} materials"
+            return done
         progress(f"material {i + 1}/{len(st.materials)} ({m}): limit {remaining:.1f} s")
-        sub_sc = load_scenario(sub)
+        sub_sc = load_scenario(subs[mi])
         if planner is None:
             planner = Planner(sub_sc)
         # each material may use all the time left (the total is what is bounded); primal simplex:
@@ -194,14 +225,15 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
         # faster with it (36.8 s -> 9.7 s on a province material)
         res = planner.solve(sub_sc, time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
                             highs_options={"simplex_strategy": 4})
-        build_s += res.build_seconds
-        compile_s += res.compile_seconds
-        statuses.append(res.status)
+        done.build_s += res.build_seconds
+        done.compile_s += res.compile_seconds
         if not res.has_plan:
-            return f"material {m} ended {res.status.value}: {res.message}"
-        ship += [dataclasses.replace(f, material=m) for f in res.shipments_in]
-        deliv += [dataclasses.replace(f, material=m) for f in res.deliveries]
-    return ship, deliv, statuses, build_s, compile_s
+            done.stopped = f"material {m} ended {res.status.value}: {res.message}"
+            return done
+        done.statuses[m] = res.status
+        done.shipments += [dataclasses.replace(f, material=m) for f in res.shipments_in]
+        done.deliveries += [dataclasses.replace(f, material=m) for f in res.deliveries]
+    return done
 
 
 def _shortage_of(sc: Scenario, deliveries: list[Flow]) -> np.ndarray:

@@ -242,7 +242,7 @@ def _columns(sc: Scenario) -> int:
 def _unlimited(sc: Scenario, planner, left: float, gap: float) -> PlanResult:
     """Improve a scenario without delivery limits or minimum lot: one MILP, or by material if large."""
     if planner is None and _columns(sc) > PROVINCE_COLUMNS:
-        return plan_by_material(sc, time_limit_s=left, gap=gap)
+        return plan_by_material(sc, time_limit_s=left, gap=gap, greedy_fallback=True)
     if planner is None:
         planner = Planner(sc)
     return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from optimizer.errors import ScenarioError
+from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
 from optimizer.model import Planner
 from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
@@ -137,7 +138,7 @@ def material_order(sc: Scenario) -> list[int]:
 
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
                      progress: Callable[[str], None] = lambda s: None,
-                     max_materials: int | None = None) -> PlanResult:
+                     max_materials: int | None = None, greedy_fallback: bool = False) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
@@ -148,7 +149,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
 
     Anytime: materials are solved most-at-stake first (:func:`material_order`); if the time runs out,
     the materials not yet solved ship nothing (within their share that is feasible: their stock stays
-    at its initial level) and the merged plan is returned as FEASIBLE with its proven gap, rather than
+    at its initial level), or with ``greedy_fallback`` follow their greedy plan within their share
+    (made before the first solve), and the merged plan is returned as FEASIBLE with its proven gap, rather than
     no plan at all. ``max_materials`` stops after so many materials whatever the clock (a work limit:
     the plan is then a function of the inputs alone).
     """
@@ -162,8 +164,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     bound, spend = aggregate_relaxation(sc)
     bound_s = time.perf_counter() - t_all
     subs = material_subproblems(sc, material_budgets(sc, spend))
-    done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials)
-    if not done.statuses:
+    done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback)
+    if not done.statuses and not done.greedy:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
                           solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
                           compile_seconds=done.compile_s, urgency=urg, summary=summarise(sc, n, None),
@@ -175,13 +177,13 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
         "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
         "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
-        "materials_solved": len(done.statuses)}
+        "materials_solved": len(done.statuses), "materials_greedy": done.greedy}
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
     status = SolveStatus.OPTIMAL if gap_v <= gap and done.stopped is None else SolveStatus.FEASIBLE
     message = ("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
                else "a feasible plan; the gap to the aggregate bound is above the target" if done.stopped is None
-               else f"{done.stopped}; the others ship nothing")
+               else f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing"))
     return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
                       solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
                       compile_seconds=done.compile_s, urgency=urg, shipments_in=tuple(done.shipments),
@@ -198,42 +200,66 @@ class _Materials:
     build_s: float = 0.0
     compile_s: float = 0.0
     stopped: str | None = None  # why not every material was solved
+    greedy: list[str] = dataclasses.field(default_factory=list)  # materials whose greedy plan stands
 
 
 def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
-                     progress: Callable[[str], None], max_materials: int | None = None) -> _Materials:
+                     progress: Callable[[str], None], max_materials: int | None = None,
+                     greedy_fallback: bool = False) -> _Materials:
     """Solve the single-material scenarios, most at stake first, on ONE compiled model (each LP from
-    the previous material's basis)."""
+    the previous material's basis). With ``greedy_fallback`` each material's greedy plan (within its
+    share) is made first and stands for the materials not solved when the time runs out."""
     st = structure_of(sc)
     done = _Materials()
+    scenarios = [load_scenario(sub) for sub in subs]
+    fallback = [_greedy_flows(s, m) for s, m in zip(scenarios, st.materials)] if greedy_fallback else None
     planner = None
-    for i, mi in enumerate(material_order(sc)):
+    order = material_order(sc)
+    for i, mi in enumerate(order):
         m = st.materials[mi]
-        if max_materials is not None and i >= max_materials:
-            done.stopped = f"work limit reached after {i} of {len(st.materials)} materials"
-            return done
         remaining = time_limit_s - (time.perf_counter() - t_all)
-        if remaining <= 0:
-            done.stopped = f"time limit reached after {i} of {len(st.materials)} materials"
-            return done
+        if (max_materials is not None and i >= max_materials) or remaining <= 0:
+            done.stopped = (f"{'work' if remaining > 0 else 'time'} limit reached after {i} of "
+                            f"{len(st.materials)} materials")
+            break
         progress(f"material {i + 1}/{len(st.materials)} ({m}): limit {remaining:.1f} s")
-        sub_sc = load_scenario(subs[mi])
         if planner is None:
-            planner = Planner(sub_sc)
+            planner = Planner(scenarios[mi])
         # each material may use all the time left (the total is what is bounded); primal simplex:
         # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
         # faster with it (36.8 s -> 9.7 s on a province material)
-        res = planner.solve(sub_sc, time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
+        res = planner.solve(scenarios[mi], time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
                             highs_options={"simplex_strategy": 4})
         done.build_s += res.build_seconds
         done.compile_s += res.compile_seconds
         if not res.has_plan:
             done.stopped = f"material {m} ended {res.status.value}: {res.message}"
-            return done
+            break
         done.statuses[m] = res.status
         done.shipments += [dataclasses.replace(f, material=m) for f in res.shipments_in]
         done.deliveries += [dataclasses.replace(f, material=m) for f in res.deliveries]
+    if done.stopped is not None and fallback is not None:
+        for mi in order:
+            if st.materials[mi] not in done.statuses:
+                done.shipments += fallback[mi][0]
+                done.deliveries += fallback[mi][1]
+                done.greedy.append(st.materials[mi])
     return done
+
+
+def _greedy_flows(sub: Scenario, material: str) -> tuple[list[Flow], list[Flow]]:
+    """The greedy plan of one single-material scenario as flows of ``material`` (none if the greedy
+    rules fail: the material then ships nothing, which its share allows)."""
+    g = greedy_plan(sub)
+    if not g.feasible:
+        return [], []
+    st = structure_of(sub)
+    ix = Index(st)
+    ship = [Flow(st.supply_sites[ix.s_w[a]], st.distribution_centres[ix.s_j[a]], material, t + 1,
+                 float(g.shipped[a, 0, t])) for a, t in zip(*np.nonzero(g.shipped[:, 0, :] > 0.5))]
+    dels = [Flow(st.distribution_centres[ix.d_j[a]], st.rescue_centres[ix.d_k[a]], material, t + 1,
+                 float(g.delivered[a, 0, t])) for a, t in zip(*np.nonzero(g.delivered[:, 0, :] > 0.5))]
+    return ship, dels
 
 
 def _shortage_of(sc: Scenario, deliveries: list[Flow]) -> np.ndarray:

@@ -227,9 +227,11 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
             planner = Planner(scenarios[mi])
         # each material may use all the time left (the total is what is bounded); primal simplex:
         # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
-        # faster with it (36.8 s -> 9.7 s on a province material)
+        # faster with it (36.8 s -> 9.7 s on a province material). The first LP has no basis to start
+        # from: there the interior point method (with crossover, so the next LP gets a basis) took
+        # 1.7-1.9 s against primal simplex's 4.1-4.2 s in the same run (province, load average 8)
         res = planner.solve(scenarios[mi], time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
-                            highs_options={"simplex_strategy": 4})
+                            highs_options={"simplex_strategy": 4}, cold_lp_options={"solver": "ipm"})
         done.build_s += res.build_seconds
         done.compile_s += res.compile_seconds
         if not res.has_plan:

@@ -57,7 +57,8 @@ class Planner:
               solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,
               highs_options: dict[str, Any] | None = None, method: str = "lp-rens",
-              reuse_basis: bool = True, open_arcs: np.ndarray | None = None) -> PlanResult:
+              reuse_basis: bool = True, open_arcs: np.ndarray | None = None,
+              cold_lp_options: dict[str, Any] | None = None) -> PlanResult:
         """Solve the compiled model with the numbers of ``scenario`` (same structure, else ScenarioError).
 
         method: "lp-rens" (default) uses ``strategies.lp_rens`` (models without arc binaries) or
@@ -76,6 +77,9 @@ class Planner:
         open_arcs ([delivery arcs, periods] booleans; models with arc binaries only): a fix-and-optimize
         neighbourhood. Only these delivery arcs may be used (the delivery limits still apply among
         them) and the MILP is solved directly, without the LP relaxation, from ``warm_start`` if given.
+
+        cold_lp_options: HiGHS options for lp-rens's LP relaxation when it has no basis to start from
+        (the decomposition by material asks for the interior point method there).
         """
         self._refuse_bad_call(solver, method, open_arcs)
         if not reuse_basis:
@@ -91,7 +95,8 @@ class Planner:
         self.last_shape = problem.shape
         t_start = time.perf_counter()
         outcome = self._primary(problem, n, time_limit_s=time_limit_s, gap=gap, warm_start=warm_start,
-                                threads=threads, options=highs_options, method=method, open_arcs=open_arcs)
+                                threads=threads, options=highs_options, method=method, open_arcs=open_arcs,
+                                cold_lp_options=cold_lp_options)
         timing = Timing(time.perf_counter() - t_start, build, problem.seconds + outcome.compile_seconds)
         extra = {"solver": self.solver.name} | outcome.notes | {"solver_status": outcome.status.value}
         if not outcome.has_solution:
@@ -110,7 +115,7 @@ class Planner:
 
     def _primary(self, problem: CompiledProblem, n: Numbers, *, time_limit_s: float, gap: float,
                  warm_start: PlanResult | None, threads: int | None, options: dict[str, Any] | None, method: str,
-                 open_arcs: np.ndarray | None) -> StrategyOutcome:
+                 open_arcs: np.ndarray | None, cold_lp_options: dict[str, Any] | None = None) -> StrategyOutcome:
         """Choose and run the primary-stage strategy (see ``solve``)."""
         start = None
         if warm_start is not None and warm_start.has_plan:
@@ -119,7 +124,8 @@ class Planner:
         if open_arcs is not None:
             return solve_neighbourhood(problem, self.solver, start=start, **common)
         if start is None and method == "lp-rens" and self.formulation.b is None:
-            outcome = solve_lp_rens(problem, self.solver, basis=self._lp_basis, **common)
+            outcome = solve_lp_rens(problem, self.solver, basis=self._lp_basis, cold_lp_options=cold_lp_options,
+                                    **common)
             self._lp_basis = outcome.basis  # the next solve of this structure starts from it
             return outcome
         if start is None and method == "lp-rens":

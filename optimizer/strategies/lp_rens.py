@@ -28,11 +28,14 @@ def rens_bounds(data: dict, lp_values: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def solve_lp_rens(problem: CompiledProblem, solver: HighsSolver, *, time_limit_s: float, gap: float,
-                  threads: int | None, options: dict[str, Any] | None, basis: Any = None) -> StrategyOutcome:
+                  threads: int | None, options: dict[str, Any] | None, basis: Any = None,
+                  cold_lp_options: dict[str, Any] | None = None) -> StrategyOutcome:
+    """``cold_lp_options`` apply to the LP relaxation only when it starts without a basis."""
     deadline = time.perf_counter() + time_limit_s
     data = problem.data
     notes: dict[str, Any] = {"method": "LP bound + RENS rounding"}
-    lp = solver.solve(data, time_limit_s=time_limit_s, gap=gap, threads=threads, options=options, relax=True,
+    lp_options = options if basis is not None or not cold_lp_options else {**(options or {}), **cold_lp_options}
+    lp = solver.solve(data, time_limit_s=time_limit_s, gap=gap, threads=threads, options=lp_options, relax=True,
                       basis=basis, keep_basis=True)
     notes["lp_seconds"] = round(lp.seconds, 3)
     notes["lp_warm_basis"] = basis is not None

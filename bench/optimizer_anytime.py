@@ -77,7 +77,9 @@ def child_highs(size: str, seed: int, limit_s: float) -> None:
     from optimizer import load_scenario
     from optimizer.check import check_plan
     from optimizer.index import numbers_of
-    from optimizer.model import Planner, _run_highs, _split
+    from optimizer.model import Planner
+    from optimizer.readout import Timing, plan_result, primary_objective
+    from optimizer.solver import HighsSolver
     from optimizer.result import SolveStatus
     from optimizer.urgency import urgency
 
@@ -89,8 +91,9 @@ def child_highs(size: str, seed: int, limit_s: float) -> None:
 
     planner = Planner(sc)
     n = numbers_of(sc)
-    planner._set_numbers(n)
-    data, _ = planner.stage1.compile()
+    form = planner.formulation
+    form.set_numbers(n)
+    problem = form.stage1.compile()
     emit(kind="compiled")
 
     def on_event(kind, objective, bound):
@@ -100,18 +103,18 @@ def child_highs(size: str, seed: int, limit_s: float) -> None:
              bound=max(float(bound), 0.0) if bound is not None and np.isfinite(bound) and abs(bound) < 1e30 else None)
 
     left = max(limit_s - (time.perf_counter() - t0), 0.1)
-    status, has, cols, obj, bound, secs = _run_highs(data, time_limit_s=left, gap=TARGET[size][0], on_event=on_event)
-    check = "-"
-    if has:
-        vals = _split(planner.stage1.param_prog(), cols)
-        xv, yv = np.rint(vals[planner.x.id]), np.rint(vals[planner.y.id])
-        primary = planner._primary(n, yv)
-        res = planner._result(sc, n, urgency(sc.materials, sc.theta), SolveStatus.FEASIBLE, primary, bound or 0.0,
-                              None, secs, 0.0, 0.0, xv, yv, {}, "")
+    run = HighsSolver().solve(problem.data, time_limit_s=left, gap=TARGET[size][0], on_event=on_event)
+    check, obj, bound = "-", None, run.bound
+    if run.has_solution:
+        vals = problem.split(run.values)
+        xv, yv = np.rint(vals[form.x.id]), np.rint(vals[form.y.id])
+        obj = primary_objective(planner.index, n, yv)
+        res = plan_result(sc, n, planner.index, urgency(sc.materials, sc.theta), status=SolveStatus.FEASIBLE,
+                          objective=obj, bound=bound or 0.0, gap=None, timing=Timing(run.seconds, 0.0, 0.0),
+                          xv=xv, yv=yv, extra={}, message="")
         chk = check_plan(sc, res)
         check = "passed" if chk.ok else f"FAILED: {chk.violations[0]}"
-        obj = primary
-    emit(kind="final", status=status, objective=obj if has else None,
+    emit(kind="final", status=run.status.value, objective=obj,
          bound=None if bound is None else max(bound, 0.0), check=check)
 
 

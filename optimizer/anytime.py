@@ -2,11 +2,12 @@
 
 A dispatcher with no plan publishes no orders. So:
 
-1. BOUND (< 3 s at province size): the larger of the aggregate bound (network dropped) and the fleet
-   bound (delivery limits kept, stock flow dropped; ``optimizer.bounds``).
-2. FIRST PLAN (< 5 s at province size): the greedy urgency-first plan (``optimizer.greedy``), which
-   respects every rule including minimum lots and delivery limits; its gap against the bound is
-   proven. With limits, a second greedy plan restricted to the arcs the fleet LP chooses.
+1. FIRST PLAN: the aggregate bound (network dropped; milliseconds) and the greedy urgency-first plan
+   (``optimizer.greedy``), which respects every rule including minimum lots and delivery limits; its
+   gap against that bound is proven at once.
+2. BOUND: with delivery limits or a minimum lot, the fleet bound (delivery limits kept, stock flow
+   dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
+   gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.
 3. IMPROVE within the budget:
    - with delivery limits or a minimum lot: fix-and-optimize: the full MILP restricted to the delivery
      arcs the fleet bound's LP values most (per centre and period, as many as its limit allows), then
@@ -29,21 +30,26 @@ dispatcher persists each plan before publishing it, so a restart republishes the
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-from optimizer.bounds import best_quick_bound
+from optimizer.bounds import fleet_relaxation
 from optimizer.check import check_plan
+from optimizer.decompose import aggregate_bound, plan_by_material
 from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
+from optimizer.model import Planner
 from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
+from optimizer.summary import summarise
 from optimizer.urgency import urgency as compute_urgency
 
-PROVINCE_COLUMNS = 200_000
-MIN_BUILD_S = 3.0  # do not start building a full model with less budget left than this (city: 1-3 s to build)  # above this many columns, plan without limits by decomposition by material
+PROVINCE_COLUMNS = 200_000  # above this many columns: no full model (limits), decomposition by material (none)
+CHECK_MARGIN = 0.15  # share of the budget left after the greedy plan kept for the decomposition's merge and check
+MIN_BUILD_S = 3.0  # do not start building a full model with less budget left than this (city: 1-3 s to build)
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -53,8 +59,6 @@ def _gap(objective: float, bound: float) -> float:
 def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | None = None) -> PlanResult | None:
     """The greedy plan as a PlanResult (flows, shortage, summary), or None if the greedy rules fail.
     ``allowed``: the delivery arcs it may use per period (see ``greedy_plan``)."""
-    from optimizer.summary import summarise
-
     g = greedy_plan(sc, allowed)
     if not g.feasible:
         return None
@@ -102,86 +106,127 @@ def top_arcs(sc: Scenario, flow_value: np.ndarray, extra: int) -> np.ndarray:
     return open_
 
 
+class _Anytime:
+    """The best checked plan so far, the best proven bound, and the trail of stages (for the summary)."""
+
+    def __init__(self, sc: Scenario, gap: float, on_plan: Callable[[PlanResult, float], None] | None,
+                 progress: Callable[[str], None]):
+        self.sc, self.gap, self.on_plan, self.progress = sc, gap, on_plan, progress
+        self.t0 = time.perf_counter()
+        self.bound = 0.0
+        self.best: PlanResult | None = None
+        self.trail: list[dict[str, Any]] = []  # the plan stages
+        self.bound_seconds: dict[str, float] = {}  # when each quick bound was known, s since the start
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def raise_bound(self, bound: float, stage: str) -> None:
+        """A new proven bound: the best plan's gap is announced again if it shrank."""
+        self.bound_seconds[stage] = round(self.elapsed(), 3)
+        if bound > self.bound:
+            self.bound = bound
+            if self.best is not None and self.on_plan is not None:
+                self.on_plan(_with_bound(self.best, self.bound, self.gap), self.elapsed())
+
+    def offer(self, res: PlanResult | None, stage: str) -> None:
+        """Check a candidate independently; keep it if it passes and is better than the best."""
+        if res is None or not res.has_plan:
+            self.trail.append({"stage": stage, "seconds": round(self.elapsed(), 3), "plan": False})
+            return
+        if res.bound is not None:
+            self.bound = max(self.bound, res.bound)  # every stage's bound is a bound of the whole scenario
+        chk = check_plan(self.sc, res)
+        self.trail.append({"stage": stage, "seconds": round(self.elapsed(), 3), "objective": chk.objective,
+                           "check": "passed" if chk.ok else f"FAILED: {chk.violations[0]}"})
+        if chk.ok and (self.best is None or chk.objective < self.best.objective - 1e-9):
+            self.best = res
+            if self.on_plan is not None:
+                self.on_plan(_with_bound(self.best, self.bound, self.gap), self.elapsed())
+        self.progress(f"{stage}: objective {chk.objective:,.1f}, bound {self.bound:,.1f}, "
+                      f"check {'passed' if chk.ok else 'FAILED'}")
+
+    def left(self, budget_s: float) -> float:
+        return budget_s - self.elapsed()
+
+    def proven(self) -> bool:
+        return self.best is not None and _gap(self.best.objective, self.bound) <= self.gap
+
+
 def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, gap: float = 1e-2,
                  planner=None, progress: Callable[[str], None] = lambda s: None,
                  on_plan: Callable[[PlanResult, float], None] | None = None) -> PlanResult:
     """The best checked plan found within ``budget_s`` (see the module docstring).
 
-    ``on_plan(result, seconds since start)`` is called with every improving plan (the benchmark
-    records gap over time with it). ``planner``: a ``Planner`` compiled for this structure to reuse.
+    ``on_plan(result, seconds since start)`` is called with every improving plan and every improved
+    bound (the benchmark records gap over time with it). ``planner``: a ``Planner`` compiled for this
+    structure to reuse.
     """
-    t0 = time.perf_counter()
     sc = load_scenario(scenario)
+    run = _Anytime(sc, gap, on_plan, progress)
     st = structure_of(sc)
-    bound, bounds_info, flow_value = best_quick_bound(sc)
     limited = st.has_min_lot or bool(st.limited_centres)
-    trail: list[dict[str, Any]] = []
-    best: PlanResult | None = None
-
-    def offer(res: PlanResult | None, stage: str) -> None:
-        nonlocal best, bound
-        if res is None or not res.has_plan:
-            trail.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "plan": False})
-            return
-        if res.bound is not None:
-            bound = max(bound, res.bound)  # every stage's bound is a bound of the whole scenario
-        chk = check_plan(sc, res)
-        ok = chk.ok
-        trail.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 3), "objective": chk.objective,
-                      "check": "passed" if ok else f"FAILED: {chk.violations[0]}"})
-        if ok and (best is None or chk.objective < best.objective - 1e-9):
-            best = res
-            if on_plan is not None:
-                on_plan(_with_bound(best, bound, gap), time.perf_counter() - t0)
-        progress(f"{stage}: objective {chk.objective:,.1f}, bound {bound:,.1f}, check {'passed' if ok else 'FAILED'}")
-
-    offer(greedy_result(sc, bound, gap), "greedy")
-    if flow_value is not None:
-        offer(greedy_result(sc, bound, gap, top_arcs(sc, flow_value, 0)), "greedy on the fleet LP's arcs")
-    big = _columns(sc) > PROVINCE_COLUMNS
-    if limited and big and planner is None:
-        # province size: building and compiling the full model alone took 128 s at load average 11,
-        # and HiGHS overran its limit on it; the checked greedy plan with its proven gap stands
-        trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(time.perf_counter() - t0, 3),
-                      "plan": False})
-    elif limited and budget_s - (time.perf_counter() - t0) > (0.2 if planner is not None else MIN_BUILD_S):
-        if planner is None:
-            from optimizer.model import Planner
-            planner = Planner(sc)
+    agg = aggregate_bound(sc)  # milliseconds: the first plan gets a proven gap at once
+    run.raise_bound(agg, "aggregate bound")
+    bounds_info: dict[str, float] = {"aggregate_bound": agg}
+    run.offer(greedy_result(sc, run.bound, gap), "greedy")
+    flow_value = None
+    if limited:  # the fleet bound keeps the delivery limits (0.1-2 s at province size)
+        bounds_info["fleet_bound"], flow_value = fleet_relaxation(sc)
+        run.raise_bound(bounds_info["fleet_bound"], "fleet bound")
         if flow_value is not None:
-            open_ = top_arcs(sc, flow_value, 0)
-            res = planner.solve(sc, time_limit_s=max(budget_s - (time.perf_counter() - t0) - 0.1, 0.1), gap=gap / 4,
-                                open_arcs=open_, reuse_basis=False)
-            offer(res, f"fix-and-optimize on the fleet LP's arcs ({int(open_.sum())} open)")
-        left = budget_s - (time.perf_counter() - t0)
-        if left > 0.2 and (best is None or _gap(best.objective, bound) > gap):
-            res = planner.solve(sc, time_limit_s=left, gap=gap, warm_start=best, reuse_basis=False)
-            offer(res, "full MILP warm-started from the best plan")
-    elif budget_s - (time.perf_counter() - t0) > 0.2:
-        res = _unlimited(sc, planner, budget_s - (time.perf_counter() - t0), gap)
-        offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
-              else "LP bound + RENS")
-    if best is None:
-        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                          solve_seconds=time.perf_counter() - t0, build_seconds=0.0, compile_seconds=0.0,
+            run.offer(greedy_result(sc, run.bound, gap, top_arcs(sc, flow_value, 0)), "greedy on the fleet LP's arcs")
+    if limited:
+        _improve_limited(run, sc, planner, flow_value, budget_s)
+    elif run.left(budget_s) > 0.2:
+        res = _unlimited(sc, planner, run.left(budget_s), gap)
+        run.offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
+                  else "LP bound + RENS")
+    return _final(run, bounds_info)
+
+
+def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray | None, budget_s: float) -> None:
+    """Fix-and-optimize on the fleet LP's arcs, then the full MILP warm-started from the best plan.
+
+    At province size (building and compiling the full model alone took 128 s at load average 11, and
+    HiGHS overran its limit on it) the checked greedy plans with their proven gap stand."""
+    if _columns(sc) > PROVINCE_COLUMNS and planner is None:
+        run.trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(run.elapsed(), 3),
+                          "plan": False})
+        return
+    if run.left(budget_s) <= (0.2 if planner is not None else MIN_BUILD_S):
+        return
+    if planner is None:
+        planner = Planner(sc)
+    if flow_value is not None:
+        open_ = top_arcs(sc, flow_value, 0)
+        res = planner.solve(sc, time_limit_s=max(run.left(budget_s) - 0.1, 0.1), gap=run.gap / 4, open_arcs=open_,
+                            reuse_basis=False)
+        run.offer(res, f"fix-and-optimize on the fleet LP's arcs ({int(open_.sum())} open)")
+    if run.left(budget_s) > 0.2 and not run.proven():
+        res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap, warm_start=run.best, reuse_basis=False)
+        run.offer(res, "full MILP warm-started from the best plan")
+
+
+def _final(run: _Anytime, bounds_info: dict[str, float]) -> PlanResult:
+    sc = run.sc
+    if run.best is None:
+        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=run.bound, gap=None,
+                          solve_seconds=run.elapsed(), build_seconds=0.0, compile_seconds=0.0,
                           urgency=compute_urgency(sc.materials, sc.theta),
-                          summary={"trajectory": trail, **bounds_info},
+                          summary={"trajectory": run.trail, **bounds_info},
                           message="no plan passed the check within the budget")
-    final = _with_bound(best, bound, gap)
-    elapsed = time.perf_counter() - t0
+    final = _with_bound(run.best, run.bound, run.gap)
+    elapsed = run.elapsed()
     summary = dict(final.summary) | bounds_info | {
-        "trajectory": trail, "anytime_seconds": round(elapsed, 3),
-        "first_plan_seconds": next((e["seconds"] for e in trail if e.get("check") == "passed"), None),
-        "stopped_by_clock": final.gap is not None and final.gap > gap, "method": f"anytime: {best.summary.get('method')}"}
-    return PlanResult(status=final.status, objective=final.objective, bound=final.bound, gap=final.gap,
-                      solve_seconds=elapsed, build_seconds=final.build_seconds, compile_seconds=final.compile_seconds,
-                      urgency=final.urgency, shipments_in=final.shipments_in, deliveries=final.deliveries,
-                      shortage=final.shortage, summary=summary, message=final.message)
+        "trajectory": run.trail, "bounds_known_at_seconds": run.bound_seconds, "anytime_seconds": round(elapsed, 3),
+        "first_plan_seconds": next((e["seconds"] for e in run.trail if e.get("check") == "passed"), None),
+        "stopped_by_clock": final.gap is not None and final.gap > run.gap,
+        "method": f"anytime: {run.best.summary.get('method')}"}
+    return dataclasses.replace(final, solve_seconds=elapsed, summary=summary)
 
 
 def _with_bound(res: PlanResult, bound: float, gap: float) -> PlanResult:
-    import dataclasses
-
     b = min(bound, res.objective)
     g = _gap(res.objective, b)
     status = SolveStatus.OPTIMAL if g <= gap else SolveStatus.FEASIBLE
@@ -198,9 +243,10 @@ def _columns(sc: Scenario) -> int:
 def _unlimited(sc: Scenario, planner, left: float, gap: float) -> PlanResult:
     """Improve a scenario without delivery limits or minimum lot: one MILP, or by material if large."""
     if planner is None and _columns(sc) > PROVINCE_COLUMNS:
-        from optimizer.decompose import plan_by_material
-        return plan_by_material(sc, time_limit_s=left, gap=gap)
+        # 15 % of what is left is kept for merging the materials and checking the merged plan (the
+        # check alone took 2.5-5 s at province size, load average 11; without the margin the budget
+        # was overrun by 1.7 s)
+        return plan_by_material(sc, time_limit_s=left * (1 - CHECK_MARGIN), gap=gap, greedy_fallback=True)
     if planner is None:
-        from optimizer.model import Planner
         planner = Planner(sc)
     return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False)

@@ -22,9 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from optimizer.errors import ScenarioError
+from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
+from optimizer.model import Planner
 from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
+from optimizer.summary import summarise
 from optimizer.urgency import urgency as compute_urgency
 
 
@@ -111,21 +115,45 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[
     return out
 
 
+def material_budgets(sc: Scenario, spend: np.ndarray) -> np.ndarray | None:
+    """Each material's share of the budget: what the aggregate relaxation spends on it, plus any money
+    it leaves unspent in proportion to the material's supply cost; never above the total. None
+    without a budget."""
+    n = numbers_of(sc)
+    if n.budget is None:
+        return None
+    supply_cost = (n.supply * n.price).sum(axis=(0, 2))
+    left = max(float(n.budget) - float(spend.sum()), 0.0)
+    budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
+    return budgets * min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))
+
+
+def material_order(sc: Scenario) -> list[int]:
+    """Materials by what is at stake (theta x demand not covered by initial stock), largest first: when
+    the time runs out before every material is solved, the solved ones are those that matter most."""
+    n = numbers_of(sc)
+    stake = n.theta * np.maximum(n.demand.sum(axis=(0, 2)) - n.initial.sum(axis=0), 0.0)
+    return [int(i) for i in np.argsort(-stake, kind="stable")]
+
+
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
-                     progress: Callable[[str], None] = lambda s: None) -> PlanResult:
+                     progress: Callable[[str], None] = lambda s: None,
+                     max_materials: int | None = None, greedy_fallback: bool = False) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
-    delivery limits, which this method does not support). The budget goes to each material as the
-    aggregate relaxation spends it, plus any money that relaxation leaves unspent in proportion to
-    the material's supply cost; each centre's capacity is split as its initial stock of the material
+    delivery limits, which this method does not support). The budget goes to each material as
+    :func:`material_budgets` says; each centre's capacity is split as its initial stock of the material
     plus the free space in proportion to the material's share of demand. Both only restrict the
     problem, so the merged plan is feasible; the gap is proven against the aggregate bound.
-    """
-    from optimizer.errors import ScenarioError
-    from optimizer.model import Planner
-    from optimizer.summary import summarise
 
+    Anytime: materials are solved most-at-stake first (:func:`material_order`); if the time runs out,
+    the materials not yet solved ship nothing (within their share that is feasible: their stock stays
+    at its initial level), or with ``greedy_fallback`` follow their greedy plan within their share
+    (made before the first solve), and the merged plan is returned as FEASIBLE with its proven gap, rather than
+    no plan at all. ``max_materials`` stops after so many materials whatever the clock (a work limit:
+    the plan is then a function of the inputs alone).
+    """
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
     st = structure_of(sc)
@@ -133,67 +161,122 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
         raise ScenarioError("decomposition by material needs a scenario without min_lot and delivery limits")
     n = numbers_of(sc)
     urg = compute_urgency(sc.materials, sc.theta)
-    t0 = time.perf_counter()
     bound, spend = aggregate_relaxation(sc)
-    bound_s = time.perf_counter() - t0
-    M = len(st.materials)
-    if n.budget is not None:
-        supply_cost = (n.supply * n.price).sum(axis=(0, 2))
-        left = max(float(n.budget) - float(spend.sum()), 0.0)
-        budgets = spend + (left * supply_cost / supply_cost.sum() if supply_cost.sum() > 0 else 0.0)
-        budgets *= min(1.0, float(n.budget) / max(float(budgets.sum()), 1e-9))  # never above the total
-    subs = material_subproblems(sc, budgets if n.budget is not None else None)
-    ship: list[Flow] = []
-    deliv: list[Flow] = []
-    build_s = compile_s = 0.0
-    statuses = []
-    planner = None
-    for i, (m, sub) in enumerate(zip(st.materials, subs)):
-        remaining = time_limit_s - (time.perf_counter() - t_all)
-        if remaining <= 0:
-            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
-                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
-                              message=f"time limit reached after {i} of {M} materials")
-        per = remaining  # each material may use all the time left; the total is what is bounded
-        progress(f"material {i + 1}/{M} ({m}): limit {per:.1f} s")
-        # primal simplex: shipping nothing is feasible, and on these single-material models HiGHS's
-        # root LP was ~4x faster with it (36.8 s -> 9.7 s on a province material)
-        sub_sc = load_scenario(sub)
-        if planner is None:
-            planner = Planner(sub_sc)
-        res = planner.solve(sub_sc, time_limit_s=per, gap=gap / 4, prefer_fewer_arcs=False,
-                            highs_options={"simplex_strategy": 4})
-        build_s += res.build_seconds
-        compile_s += res.compile_seconds
-        statuses.append(res.status)
-        if not res.has_plan:
-            return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                              solve_seconds=time.perf_counter() - t_all, build_seconds=build_s,
-                              compile_seconds=compile_s, urgency=urg, summary=summarise(sc, n, None),
-                              message=f"material {m} ended {res.status.value}: {res.message}")
-        ship += [dataclasses.replace(f, material=m) for f in res.shipments_in]
-        deliv += [dataclasses.replace(f, material=m) for f in res.deliveries]
-    mpos = {m: i for i, m in enumerate(st.materials)}
-    kpos = {k: i for i, k in enumerate(st.rescue_centres)}
-    wpos = {w: i for i, w in enumerate(st.supply_sites)}
-    got = np.zeros_like(n.demand)
-    for f in deliv:
-        got[kpos[f.destination], mpos[f.material], f.period - 1] += f.qty
-    short = np.maximum(n.demand - got, 0.0)
+    bound_s = time.perf_counter() - t_all
+    subs = material_subproblems(sc, material_budgets(sc, spend))
+    done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback)
+    if not done.statuses and not done.greedy:
+        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
+                          solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
+                          compile_seconds=done.compile_s, urgency=urg, summary=summarise(sc, n, None),
+                          message=done.stopped or "no material solved")
+    short = _shortage_of(sc, done.deliveries)
     objective = float(np.einsum("kmt,m->", short, n.theta))
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
-    spent = float(sum(f.qty * n.price[wpos[f.origin], mpos[f.material], f.period - 1] for f in ship))
-    summary = summarise(sc, n, short, spent=spent) | {
-        "method": f"decomposition by material ({M} single-material MILPs) + aggregate LP bound",
-        "bound_seconds": round(bound_s, 3), "material_statuses": [s.value for s in statuses]}
+    summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
+        "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
+        "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
+        "materials_solved": len(done.statuses), "materials_greedy": done.greedy}
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
-    status = SolveStatus.OPTIMAL if gap_v <= gap else SolveStatus.FEASIBLE
+    status = SolveStatus.OPTIMAL if gap_v <= gap and done.stopped is None else SolveStatus.FEASIBLE
+    message = ("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
+               else "a feasible plan; the gap to the aggregate bound is above the target" if done.stopped is None
+               else f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing"))
     return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
-                      solve_seconds=time.perf_counter() - t_all, build_seconds=build_s, compile_seconds=compile_s,
-                      urgency=urg, shipments_in=tuple(ship), deliveries=tuple(deliv), shortage=shortages,
-                      summary=summary,
-                      message=("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
-                               else "a feasible plan; the gap to the aggregate bound is above the target"))
+                      solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
+                      compile_seconds=done.compile_s, urgency=urg, shipments_in=tuple(done.shipments),
+                      deliveries=tuple(done.deliveries), shortage=shortages, summary=summary, message=message)
+
+
+@dataclasses.dataclass
+class _Materials:
+    """What the per-material solves produced so far."""
+
+    shipments: list[Flow] = dataclasses.field(default_factory=list)
+    deliveries: list[Flow] = dataclasses.field(default_factory=list)
+    statuses: dict[str, SolveStatus] = dataclasses.field(default_factory=dict)  # solved materials only
+    build_s: float = 0.0
+    compile_s: float = 0.0
+    stopped: str | None = None  # why not every material was solved
+    greedy: list[str] = dataclasses.field(default_factory=list)  # materials whose greedy plan stands
+
+
+def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
+                     progress: Callable[[str], None], max_materials: int | None = None,
+                     greedy_fallback: bool = False) -> _Materials:
+    """Solve the single-material scenarios, most at stake first, on ONE compiled model (each LP from
+    the previous material's basis). With ``greedy_fallback`` each material's greedy plan (within its
+    share) is made first and stands for the materials not solved when the time runs out."""
+    st = structure_of(sc)
+    done = _Materials()
+    scenarios = [load_scenario(sub) for sub in subs]
+    fallback = [_greedy_flows(s, m) for s, m in zip(scenarios, st.materials)] if greedy_fallback else None
+    planner = None
+    order = material_order(sc)
+    for i, mi in enumerate(order):
+        m = st.materials[mi]
+        remaining = time_limit_s - (time.perf_counter() - t_all)
+        if (max_materials is not None and i >= max_materials) or remaining <= 0:
+            done.stopped = (f"{'work' if remaining > 0 else 'time'} limit reached after {i} of "
+                            f"{len(st.materials)} materials")
+            break
+        progress(f"material {i + 1}/{len(st.materials)} ({m}): limit {remaining:.1f} s")
+        if planner is None:
+            planner = Planner(scenarios[mi])
+        # each material may use all the time left (the total is what is bounded); primal simplex:
+        # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
+        # faster with it (36.8 s -> 9.7 s on a province material). The first LP has no basis to start
+        # from: there the interior point method (with crossover, so the next LP gets a basis) took
+        # 1.7-1.9 s against primal simplex's 4.1-4.2 s in the same run (province, load average 8)
+        res = planner.solve(scenarios[mi], time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
+                            highs_options={"simplex_strategy": 4}, cold_lp_options={"solver": "ipm"})
+        done.build_s += res.build_seconds
+        done.compile_s += res.compile_seconds
+        if not res.has_plan:
+            done.stopped = f"material {m} ended {res.status.value}: {res.message}"
+            break
+        done.statuses[m] = res.status
+        done.shipments += [dataclasses.replace(f, material=m) for f in res.shipments_in]
+        done.deliveries += [dataclasses.replace(f, material=m) for f in res.deliveries]
+    if done.stopped is not None and fallback is not None:
+        for mi in order:
+            if st.materials[mi] not in done.statuses:
+                done.shipments += fallback[mi][0]
+                done.deliveries += fallback[mi][1]
+                done.greedy.append(st.materials[mi])
+    return done
+
+
+def _greedy_flows(sub: Scenario, material: str) -> tuple[list[Flow], list[Flow]]:
+    """The greedy plan of one single-material scenario as flows of ``material`` (none if the greedy
+    rules fail: the material then ships nothing, which its share allows)."""
+    g = greedy_plan(sub)
+    if not g.feasible:
+        return [], []
+    st = structure_of(sub)
+    ix = Index(st)
+    ship = [Flow(st.supply_sites[ix.s_w[a]], st.distribution_centres[ix.s_j[a]], material, t + 1,
+                 float(g.shipped[a, 0, t])) for a, t in zip(*np.nonzero(g.shipped[:, 0, :] > 0.5))]
+    dels = [Flow(st.distribution_centres[ix.d_j[a]], st.rescue_centres[ix.d_k[a]], material, t + 1,
+                 float(g.delivered[a, 0, t])) for a, t in zip(*np.nonzero(g.delivered[:, 0, :] > 0.5))]
+    return ship, dels
+
+
+def _shortage_of(sc: Scenario, deliveries: list[Flow]) -> np.ndarray:
+    """[K, M, T] unmet demand after the deliveries."""
+    st, n = structure_of(sc), numbers_of(sc)
+    mpos = {m: i for i, m in enumerate(st.materials)}
+    kpos = {k: i for i, k in enumerate(st.rescue_centres)}
+    got = np.zeros_like(n.demand)
+    for f in deliveries:
+        got[kpos[f.destination], mpos[f.material], f.period - 1] += f.qty
+    return np.maximum(n.demand - got, 0.0)
+
+
+def _spent(sc: Scenario, shipments: list[Flow]) -> float:
+    st, n = structure_of(sc), numbers_of(sc)
+    mpos = {m: i for i, m in enumerate(st.materials)}
+    wpos = {w: i for i, w in enumerate(st.supply_sites)}
+    return float(sum(f.qty * n.price[wpos[f.origin], mpos[f.material], f.period - 1] for f in shipments))

@@ -36,17 +36,13 @@ def epidemic_curve(T: int, rng: np.random.Generator | None = None) -> np.ndarray
     return c / c.sum()
 
 
-def generate(size: str = "city", seed: int = 0, *, budget_fraction: float | None = 0.8,
-             max_deliveries: int | None = None, min_lot: float | None = None) -> dict[str, Any]:
-    """A scenario dict (the public contract) of the given size."""
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-    dims = SIZES[size]
-    M, T, W, J, K = dims["M"], dims["T"], dims["W"], dims["J"], dims["K"]
-    rng = np.random.default_rng(seed)
+PER_CASE = {"ventilator": 0.02, "medicine": 3.0, "alcohol": 2.0, "food": 4.0}  # units per active case and day
+
+
+def _materials(rng: np.random.Generator, M: int) -> list[dict[str, Any]]:
+    """M materials cycling through four kinds, with lognormal prices and drawn urgency indicators."""
     kinds = ["ventilator", "medicine", "alcohol", "food"]
     base_price = {"ventilator": 80000.0, "medicine": 60.0, "alcohol": 25.0, "food": 30.0}
-    per_case = {"ventilator": 0.02, "medicine": 3.0, "alcohol": 2.0, "food": 4.0}
     materials = []
     for i in range(M):
         kind = kinds[i % 4]
@@ -62,11 +58,23 @@ def generate(size: str = "city", seed: int = 0, *, budget_fraction: float | None
                 "irreplaceability": int(rng.integers(4, 6) if vent else rng.integers(1, 5)),
             },
         })
+    return materials
+
+
+def generate(size: str = "city", seed: int = 0, *, budget_fraction: float | None = 0.8,
+             max_deliveries: int | None = None, min_lot: float | None = None) -> dict[str, Any]:
+    """A scenario dict (the public contract) of the given size."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    dims = SIZES[size]
+    M, T, W, J, K = dims["M"], dims["T"], dims["W"], dims["J"], dims["K"]
+    rng = np.random.default_rng(seed)
+    materials = _materials(rng, M)
     pos_w, pos_j, pos_k = rng.random((W, 2)), rng.random((J, 2)), rng.random((K, 2))
     population = rng.lognormal(np.log(50000), 0.6, size=K)  # served people per rescue centre
     attack = rng.uniform(0.002, 0.01)  # share of the population that is an active case at the peak
     curve = epidemic_curve(T, rng) * T  # mean 1
-    need = np.array([per_case[m["kind"]] * float(rng.lognormal(0, 0.3)) for m in materials])  # per case per day
+    need = np.array([PER_CASE[m["kind"]] * float(rng.lognormal(0, 0.3)) for m in materials])  # per case per day
     demand = np.rint(population[:, None, None] * attack * need[None, :, None] * curve[None, None, :]
                      * rng.uniform(0.8, 1.2, size=(K, M, T)))  # [K, M, T]
     total = demand.sum(axis=(0, 2))  # [M]

@@ -63,3 +63,32 @@ def test_on_hand_limits_the_bound_the_decomposition_and_the_greedy_baseline():
         assert all(q <= on_hand[k] + 1e-6 for k, q in shipped(flows).items())
     g = greedy_plan(sc)
     assert g.feasible and g.objective >= best.objective * (1 - 1e-6)
+
+
+def test_decomposition_stopped_early_keeps_the_solved_materials_as_a_checked_plan():
+    from optimizer.check import check_plan
+    from optimizer.decompose import material_order
+
+    sc = load_scenario(generate("paper", 1))
+    full = plan_by_material(sc, time_limit_s=30, gap=0.05)
+    part = plan_by_material(sc, time_limit_s=30, gap=0.05, max_materials=2)
+    assert part.status is SolveStatus.FEASIBLE and part.summary["materials_solved"] == 2
+    assert "work limit reached after 2 of 4 materials" in part.message
+    first_two = {sc.materials[i].id for i in material_order(sc)[:2]}
+    assert {f.material for f in part.deliveries} <= first_two and set(part.summary["material_statuses"]) == first_two
+    assert check_plan(sc, part).ok
+    assert part.objective > full.objective and part.gap > full.gap
+    assert plan_by_material(sc, time_limit_s=30, gap=0.05, max_materials=0).status is SolveStatus.NO_SOLUTION
+
+
+def test_decomposition_stopped_early_falls_back_to_each_materials_greedy_plan_if_asked():
+    from optimizer.check import check_plan
+    from optimizer.decompose import material_order
+
+    sc = load_scenario(generate("paper", 2))
+    nothing = plan_by_material(sc, time_limit_s=30, gap=0.05, max_materials=1)
+    greedy = plan_by_material(sc, time_limit_s=30, gap=0.05, max_materials=1, greedy_fallback=True)
+    rest = [sc.materials[i].id for i in material_order(sc)[1:]]
+    assert greedy.summary["materials_greedy"] == rest and "the others follow the greedy plan" in greedy.message
+    assert {f.material for f in greedy.deliveries} > {f.material for f in nothing.deliveries}
+    assert check_plan(sc, greedy).ok and greedy.objective < nothing.objective

@@ -19,8 +19,7 @@ from dispatcher import book
 from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
                              orders_for_period, structure_key)
 from dispatcher.snapshot import SupplyAvailability, SupplyNode, left_out_summary, supply_nodes, supply_snapshot
-from optimizer import Planner, load_scenario
-from optimizer.anytime import plan_anytime
+from optimizer import Planner, load_scenario, plan_anytime
 from vreserve.schemas.dispatch import DispatchOrder, PlanSummary
 
 log = logging.getLogger("vreserve.dispatcher")

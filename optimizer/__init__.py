@@ -1,7 +1,7 @@
 """Optimizer: pure model code. A scenario in, a plan out; no Kafka, MQTT or SQL here.
 
 Public API (other stages import only these names):
-``Scenario``, ``load_scenario``, ``ScenarioError``, ``plan``, ``Planner``, ``PlanResult``,
+``Scenario``, ``load_scenario``, ``ScenarioError``, ``plan``, ``plan_anytime``, ``Planner``, ``PlanResult``,
 ``SolveStatus``, ``Flow``, ``Shortage``, ``Urgency``, ``urgency``, ``THETA_FUNCTIONS``.
 
 Names are imported lazily (PEP 562) so that ``vreserve --help``, which imports ``optimizer.cli``,
@@ -17,7 +17,7 @@ from optimizer.errors import ScenarioError
 from optimizer.urgency import DEFAULT_THETA, INDICATORS, THETA_FUNCTIONS, Urgency, UrgencyError, urgency
 
 _WHERE = {
-    "Planner": "optimizer.model", "plan": "optimizer.model",
+    "Planner": "optimizer.model", "plan": "optimizer.model", "plan_anytime": "optimizer.anytime",
     "Flow": "optimizer.result", "PlanResult": "optimizer.result", "Shortage": "optimizer.result",
     "SolveStatus": "optimizer.result",
     "Arcs": "optimizer.scenario", "DistributionCentre": "optimizer.scenario", "Material": "optimizer.scenario",

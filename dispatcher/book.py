@@ -205,7 +205,7 @@ def mark_closed_out(conn, emergency_id: str, now: datetime) -> None:
 
 _RANK = {"open": 0, "accepted": 1, "in_transit": 2, "delivered": 3, "failed": 3, "cancelled": 3, "closed": 3}
 #: Statuses after which a carrier may report nothing else about the order.
-FINAL_STATUSES = ("delivered", "failed", "cancelled")
+CARRIER_FINAL_STATUSES = ("delivered", "failed", "cancelled")
 #: Rounding slack when comparing a carrier's quantity with the ordered / picked one.
 QTY_SLACK = 1e-6
 
@@ -259,7 +259,7 @@ def apply_status(conn, status: OrderStatus) -> str:
         current, ordered, unit = row
         final = conn.execute(
             "SELECT status FROM order_status_events WHERE order_id = %s AND status = ANY(%s) ORDER BY at LIMIT 1",
-            (status.order_id, list(FINAL_STATUSES))).fetchone()
+            (status.order_id, list(CARRIER_FINAL_STATUSES))).fetchone()
         picked = conn.execute(
             "SELECT qty::float8 FROM order_status_events WHERE order_id = %s AND status = 'in_transit'"
             " AND qty IS NOT NULL ORDER BY at DESC LIMIT 1", (status.order_id,)).fetchone()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import field
-from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 import orjson

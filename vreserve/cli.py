@@ -32,6 +32,7 @@ STAGE_CLI_MODULES = (
     "api.cli",
     "bench.cli",
     "vreserve.quarantine_cli",
+    "vreserve.schemas.export",
 )
 
 

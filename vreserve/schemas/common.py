@@ -142,12 +142,21 @@ def _as_tuple(value: Any) -> Any:
 
 #: An instant: RFC 3339 with an explicit offset in, UTC with milliseconds and ``Z`` out.
 UtcTime = Annotated[datetime, BeforeValidator(_utc), PlainSerializer(format_ts, return_type=str, when_used="json")]
-#: A finite number (a JSON number, not a string or a boolean; a database numeric from our own code).
-Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+def number(**bounds: float) -> Any:
+    """A finite number (a JSON number, not a string or a boolean; a database numeric from our own
+    code) within ``bounds`` (pydantic's ge / gt / le / lt)."""
+    return Annotated[float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_number)]
+
+
+def count(**bounds: int) -> Any:
+    """A whole number >= 0 (not a boolean, not 3.0) within ``bounds``."""
+    return Annotated[int, Field(ge=0, **bounds), BeforeValidator(_count)]
+
+
+Number = number()
 #: A finite number >= 0, checked in the validator's own code (the stock report's hot path).
 Quantity = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
-#: A whole number >= 0 (not a boolean, not 3.0).
-Count = Annotated[int, BeforeValidator(_count)]
+Count = count()
 #: A whole number >= 1.
 Ordinal = Annotated[StrictInt, Field(ge=1)]
 #: A non-empty identifier or label of at most 128 characters.
@@ -161,7 +170,7 @@ def text(max_length: int) -> Any:
 
 def items(kind: Any, max_length: int) -> Any:
     """A non-empty list (held as a tuple) of at most ``max_length`` ``kind``."""
-    return Annotated[tuple[kind, ...], BeforeValidator(_as_tuple), Field(min_length=1, max_length=max_length)]
+    return Annotated[tuple[kind, ...], Field(min_length=1, max_length=max_length), BeforeValidator(_as_tuple)]
 
 
 # ----------------------------------------------------------------------------- error reasons

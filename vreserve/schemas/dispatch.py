@@ -26,6 +26,7 @@ from pydantic.dataclasses import dataclass
 from vreserve.schemas.common import (
     Frozen,
     Number,
+    number,
     Ordinal,
     Quantity,
     Record,
@@ -57,7 +58,7 @@ PLACE_KINDS = ("site", "distribution_centre", "rescue_centre")
 #: Largest mode event accepted, in bytes.
 MAX_MODE_EVENT_BYTES = 16 * 1024
 
-Positive = Annotated[Number, Field(gt=0)]
+Positive = number(gt=0)
 
 
 def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
@@ -92,9 +93,9 @@ class ModeEvent(Record):
     reason: text(1000)
     grid_cells: tuple[Text, ...] = ()
     periods: Annotated[StrictInt, Field(ge=1, le=366)] | None = None
-    period_length_s: Annotated[Number, Field(gt=0)] | None = None
+    period_length_s: number(gt=0) | None = None
     demand_source: text(1000) | None = None
-    demand_scale: Annotated[Number, Field(gt=0)] = 1.0
+    demand_scale: number(gt=0) = 1.0
 
     @classmethod
     def validate(cls, obj: dict) -> "ModeEvent":

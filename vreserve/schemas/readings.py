@@ -16,13 +16,14 @@ from dataclasses import field
 from typing import Annotated, Any, ClassVar
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import PlainSerializer, model_validator
 from pydantic.dataclasses import dataclass
 
 from vreserve.schemas.common import (
     MAX_RECORD_BYTES,
     Count,
     Quantity,
+    count,
     Record,
     SchemaError,
     Text,
@@ -80,7 +81,7 @@ class StockReport(Record):
     readings: items(Reading, MAX_READINGS)
     #: the device's boot counter (optional in the payload, 0 when absent): readings are ordered by
     #: (boot, seq, ts), so a device whose seq restarts after a reboot sends a higher boot
-    boot: Annotated[Count, Field(lt=2 ** 62)] = 0
+    boot: count(lt=2 ** 62) = 0
     #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -149,7 +150,8 @@ class DeadLetter(Record):
 
     source: Text  # "mqtt" or "kafka:<topic>"
     reason: text(4096)
-    payload: bytes
+    payload: Annotated[bytes, PlainSerializer(lambda b: base64.b64encode(b).decode(), return_type=str,
+                                              when_used="json")]
     at: UtcTime
     mqtt_topic: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
@@ -159,8 +161,7 @@ class DeadLetter(Record):
         return super().wire_fields() - {"payload"} | {"payload_b64"}
 
     def _wire_out(self, payload: dict) -> dict:
-        del payload["payload"]
-        payload["payload_b64"] = base64.b64encode(self.payload).decode()
+        payload["payload_b64"] = payload.pop("payload")  # base64 already (the field's serializer)
         return payload
 
     @classmethod

@@ -191,6 +191,8 @@ def _reason(err: dict) -> str:
     kind, where, got, ctx = err["type"], _where(err.get("loc", ())), err.get("input"), err.get("ctx") or {}
     if kind == "missing":
         return f"{where} is required"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field"
     if kind in _EXPECTED:
         return f"{where} must be {_EXPECTED[kind]}, got {type(got).__name__}"
     if kind == "string_too_short":

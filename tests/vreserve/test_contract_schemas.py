@@ -67,7 +67,7 @@ SAMPLES = {
 
 
 def test_committed_schemas_and_asyncapi_match_the_models():
-    assert differences(DOCS) == [], "run `vreserve contracts export` and commit docs/schemas and docs/asyncapi.yaml"
+    assert differences(DOCS) == [], "run `vreserve schemas export` and commit docs/schemas and docs/asyncapi.yaml"
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

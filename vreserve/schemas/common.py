@@ -187,39 +187,48 @@ def _where(loc: tuple) -> str:
     return out
 
 
+#: Reasons by pydantic error type; the rest are worded in :func:`_reason`.
+_TEMPLATES = {
+    "missing": "{where} is required",
+    "extra_forbidden": "{where}: unknown field",
+    "string_too_short": "{where} must be a non-empty string",
+    "string_too_long": "{where} longer than {max_length} characters",
+    "too_short": "{where} must be a non-empty list",
+    "too_long": "{where}: more than {max_length} items",
+    "less_than_equal": "{where} must be at most {le}, got {got}",
+    "less_than": "{where} must be below {lt}, got {got}",
+    "finite_number": "{where} must be finite, got {got!r}",
+    "literal_error": "{where} must be one of {expected}, got {got!r}",
+}
+
+
 def _reason(err: dict) -> str:
     kind, where, got, ctx = err["type"], _where(err.get("loc", ())), err.get("input"), err.get("ctx") or {}
-    if kind == "missing":
-        return f"{where} is required"
-    if kind == "extra_forbidden":
-        return f"{where}: unknown field"
+    if kind in _TEMPLATES:
+        return _TEMPLATES[kind].format(where=where, got=got, **ctx)
     if kind in _EXPECTED:
         return f"{where} must be {_EXPECTED[kind]}, got {type(got).__name__}"
-    if kind == "string_too_short":
-        return f"{where} must be a non-empty string"
-    if kind == "string_too_long":
-        return f"{where} longer than {ctx.get('max_length')} characters"
-    if kind == "too_short":
-        return f"{where} must be a non-empty list"
-    if kind == "too_long":
-        return f"{where}: more than {ctx.get('max_length')} items"
     if kind == "greater_than_equal":
         return (f"{where} is negative: must be >= 0, got {got}" if ctx.get("ge") == 0
                 else f"{where} must be >= {ctx.get('ge')}, got {got}")
     if kind == "greater_than":
         return f"{where} must be positive, got {got}" if ctx.get("gt") == 0 else f"{where} must be > {ctx.get('gt')}"
-    if kind in ("less_than_equal", "less_than"):
-        return f"{where} must be at most {ctx.get('le', ctx.get('lt'))}, got {got}"
-    if kind == "finite_number":
-        return f"{where} must be finite, got {got!r}"
-    if kind == "literal_error":
-        return f"{where} must be one of {ctx.get('expected')}, got {got!r}"
     if kind == "value_error":
         msg = str(ctx.get("error", err.get("msg", "")))
         if not where or msg.startswith(where):
             return msg
         return f"{where} {msg}" if msg.split(" ", 1)[0] in ("is", "must", "has", "longer") else f"{where}: {msg}"
     return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+
+
+def once_each(parts: Any, name: str, verb: str) -> None:
+    """Refuse a list (readings, counts) that names one material twice: its two figures would
+    contradict each other. Used by the records' ``mode="after"`` validators."""
+    seen: set[str] = set()
+    for i, part in enumerate(parts):
+        if part.material in seen:
+            raise ValueError(f"{name}[{i}]: material {part.material!r} {verb}")
+        seen.add(part.material)
 
 
 def validation_reason(exc: ValidationError, what: str = "") -> str:

@@ -31,6 +31,7 @@ from vreserve.schemas.common import (
     format_ts,
     items,
     kept_extra,
+    once_each,
     loads_object,
     parse_ts,
     text,
@@ -87,11 +88,7 @@ class StockReport(Record):
 
     @model_validator(mode="after")
     def _materials_once(self) -> "StockReport":
-        seen: set[str] = set()
-        for i, r in enumerate(self.readings):
-            if r.material in seen:
-                raise ValueError(f"readings[{i}]: material {r.material!r} listed twice")
-            seen.add(r.material)
+        once_each(self.readings, "readings", "listed twice")
         return self
 
     def _wire_out(self, payload: dict) -> dict:

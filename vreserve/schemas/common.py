@@ -168,6 +168,13 @@ def text(max_length: int) -> Any:
     return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=max_length)]
 
 
+def said(max_length: int) -> Any:
+    """Text the project writes for people (a reason, an error, an alert's message): cut at
+    ``max_length`` characters rather than refused, so a record of a refusal can always be made."""
+    return Annotated[str, Field(max_length=max_length),
+                     BeforeValidator(lambda v: v[:max_length] if isinstance(v, str) else v)]
+
+
 def items(kind: Any, max_length: int) -> Any:
     """A non-empty list (held as a tuple) of at most ``max_length`` ``kind``."""
     return Annotated[tuple[kind, ...], Field(min_length=1, max_length=max_length), BeforeValidator(_as_tuple)]
@@ -202,23 +209,39 @@ _TEMPLATES = {
 }
 
 
+class _Shown:
+    """A refused value as a reason shows it: its repr, cut short (the reason must stay small even
+    when the value is a megabyte)."""
+
+    def __init__(self, value: Any):
+        self.text = repr(value)
+        self.text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _reason(err: dict) -> str:
-    kind, where, got, ctx = err["type"], _where(err.get("loc", ())), err.get("input"), err.get("ctx") or {}
+    kind, where, ctx = err["type"], _where(err.get("loc", ())), err.get("ctx") or {}
+    got = _Shown(err.get("input"))
     if kind in _TEMPLATES:
         return _TEMPLATES[kind].format(where=where, got=got, **ctx)
     if kind in _EXPECTED:
-        return f"{where} must be {_EXPECTED[kind]}, got {type(got).__name__}"
+        return f"{where} must be {_EXPECTED[kind]}, got {type(err.get('input')).__name__}"
     if kind == "greater_than_equal":
         return (f"{where} is negative: must be >= 0, got {got}" if ctx.get("ge") == 0
                 else f"{where} must be >= {ctx.get('ge')}, got {got}")
     if kind == "greater_than":
         return f"{where} must be positive, got {got}" if ctx.get("gt") == 0 else f"{where} must be > {ctx.get('gt')}"
     if kind == "value_error":
-        msg = str(ctx.get("error", err.get("msg", "")))
+        msg = str(ctx.get("error", err.get("msg", "")))[:300]
         if not where or msg.startswith(where):
             return msg
         return f"{where} {msg}" if msg.split(" ", 1)[0] in ("is", "must", "has", "longer") else f"{where}: {msg}"
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+    return f"{where}: {str(err.get('msg', 'invalid'))[:300]}" if where else str(err.get("msg", "invalid"))[:300]
 
 
 def once_each(parts: Any, name: str, verb: str) -> None:

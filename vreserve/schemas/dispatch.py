@@ -27,6 +27,7 @@ from vreserve.schemas.common import (
     Frozen,
     Number,
     number,
+    said,
     Ordinal,
     Quantity,
     Record,
@@ -126,7 +127,7 @@ class ModeError(Record):
     WHAT: ClassVar[str] = "mode error"
     UNKNOWN: ClassVar[str] = "ignore"
 
-    error: text(2000)
+    error: said(2000)
     at: UtcTime
     raw: str = ""
     event_id: str | None = None
@@ -287,7 +288,7 @@ class CancelRecord(Record):
     order_id: Text
     emergency_id: Text
     destination: Text
-    reason: text(1000)
+    reason: said(1000)
     at: UtcTime
     superseded_by: str | None = None
 
@@ -362,7 +363,7 @@ class StatusError(Record):
     WHAT: ClassVar[str] = "order status error"
     UNKNOWN: ClassVar[str] = "ignore"
 
-    error: str
+    error: said(2000)
     at: UtcTime
     raw: str
     status_id: str | None = None

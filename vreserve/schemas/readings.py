@@ -31,6 +31,7 @@ from vreserve.schemas.common import (
     format_ts,
     items,
     kept_extra,
+    said,
     once_each,
     loads_object,
     parse_ts,
@@ -146,7 +147,7 @@ class DeadLetter(Record):
     UNKNOWN: ClassVar[str] = "ignore"
 
     source: Text  # "mqtt" or "kafka:<topic>"
-    reason: text(4096)
+    reason: said(4096)
     payload: Annotated[bytes, PlainSerializer(lambda b: base64.b64encode(b).decode(), return_type=str,
                                               when_used="json")]
     at: UtcTime

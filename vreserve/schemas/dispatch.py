@@ -26,8 +26,6 @@ from pydantic.dataclasses import dataclass
 from vreserve.schemas.common import (
     Frozen,
     Number,
-    number,
-    said,
     Ordinal,
     Quantity,
     Record,
@@ -36,6 +34,8 @@ from vreserve.schemas.common import (
     UtcTime,
     check_keys,
     loads_object,
+    number,
+    said,
     text,
     validation_reason,
 )

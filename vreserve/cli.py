@@ -32,7 +32,7 @@ STAGE_CLI_MODULES = (
     "api.cli",
     "bench.cli",
     "vreserve.quarantine_cli",
-    "vreserve.schemas.export",
+    "vreserve.schemas_cli",
 )
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import click
 import yaml
 
 from vreserve import topics
@@ -227,35 +226,3 @@ def rendered(docs: Path) -> dict[Path, str]:
 def differences(docs: Path) -> list[str]:
     """Generated files that are missing or differ from the models (empty: all match)."""
     return [str(p) for p, text in rendered(docs).items() if not p.exists() or p.read_text() != text]
-
-
-# ----------------------------------------------------------------------------- CLI
-@click.group("schemas")
-def schemas() -> None:
-    """Published record contracts: JSON Schema and AsyncAPI generated from the models."""
-
-
-@schemas.command("export")
-@click.option("--docs", "docs", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Folder to write schemas/ and asyncapi.yaml into.")
-def export_cmd(docs: str) -> None:
-    """Write docs/schemas/*.schema.json and docs/asyncapi.yaml from the models."""
-    files = rendered(Path(docs))
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    click.echo(f"wrote {len(files)} files under {docs}/ ({len(files) - 1} JSON Schemas, 1 AsyncAPI 3 document)")
-
-
-@schemas.command("check")
-@click.option("--docs", "docs", default="docs", show_default=True, type=click.Path(file_okay=False))
-def check_cmd(docs: str) -> None:
-    """Exit 1 when the committed schema files differ from the models."""
-    stale = differences(Path(docs))
-    if stale:
-        raise click.ClickException(f"{len(stale)} generated file(s) differ from the models (run `vreserve schemas "
-                                   f"export`): {', '.join(stale)}")
-    click.echo("the published contracts match the models")
-
-
-commands = [schemas]

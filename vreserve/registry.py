@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictInt, StringConstraints, ValidationError
+from pydantic import model_validator
 
 from vreserve.contract_terms import ContractTerms
-from vreserve.schemas.common import validation_reason
+from vreserve.schemas.common import Frozen, validation_reason
 from vreserve.schemas.dispatch import HANDLING_CLASSES, Contact
 
 OWNER_KINDS = ("government", "enterprise", "ecommerce", "ngo", "household")
@@ -48,14 +49,6 @@ TERM_FIELDS = (
 #: Names registry files written before the terms took the contracts' names use; still read.
 TERM_ALIASES = {"call_off_price_minor": "call_off_price_minor_per_unit", "penalty_minor": "penalty_minor_per_unit"}
 FORMAT_VERSION = 1
-#: The names each part of a registry file may use (the project's own files refuse unknown names).
-TOP_KEYS = frozenset({"version", "materials", "sites", "contract_defaults"})
-DEFAULTS_KEYS = frozenset({"valid_days_before", "valid_days_after"})
-MATERIAL_KEYS = frozenset({"id", "name", "unit", "class", "consumable", "reference_price_minor", "handling",
-                           "weight_kg_per_unit", "volume_m3_per_unit"})
-SITE_KEYS = frozenset({"id", "name", "owner_id", "owner_kind", "tier", "parent", "region", "grid_cell", "lat", "lon",
-                       "status", "trust", "materials", "address", "contact"})
-
 
 class RegistryError(ValueError):
     """A registry file or object is not acceptable; the message says where and why."""
@@ -254,73 +247,132 @@ def load_registry(path: str | Path) -> Registry:
         raise RegistryError(f"{path}: {exc}") from None
 
 
+# ------------------------------------------------------------------------------ the file's models
+def _finite(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _site_id(value: Any) -> Any:
+    # Site ids are MQTT topic levels and MQTT user names: no wildcards, separators or spaces.
+    if isinstance(value, str) and (any(c in value for c in "/+#$ \t\n:") or len(value) > 64):
+        raise ValueError("must be 1-64 characters without / + # $ : or spaces")
+    return value
+
+
+_Finite = Annotated[float, BeforeValidator(_finite)]
+_Name = Annotated[str, StringConstraints(strict=True, min_length=1, strip_whitespace=False)]
+_Id = Annotated[_Name, AfterValidator(_site_id)]
+_Whole = Annotated[StrictInt, Field()]
+
+
+class _TermsEntry(Frozen):
+    """A site's material as a mapping: the contracted quantity and any contract terms."""
+
+    contracted_qty: _Finite
+    valid_from: date | None = None
+    valid_to: date | None = None
+    standby_fee_minor_per_unit_day: _Finite | None = None
+    call_off_price_minor_per_unit: _Whole | None = None
+    penalty_minor_per_unit: _Whole | None = None
+    min_response_minutes: _Whole | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_terms(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):  # a bare number is the contracted quantity
+            return {"contracted_qty": raw}
+        unknown = sorted(str(k) for k in set(raw) - {"contracted_qty", *TERM_FIELDS, *TERM_ALIASES})
+        if unknown:
+            raise ValueError(f"unknown contract term(s) {', '.join(unknown)}")
+        return {TERM_ALIASES.get(k, k): v for k, v in raw.items()}
+
+
+class _MaterialEntry(Frozen):
+    id: _Id
+    name: _Name
+    unit: _Name
+    class_: _Name = Field(alias="class")
+    consumable: StrictBool
+    reference_price_minor: _Whole = 1000
+    handling: _Name | None = None
+    weight_kg_per_unit: _Finite | None = None
+    volume_m3_per_unit: _Finite | None = None
+
+
+class _SiteEntry(Frozen):
+    id: _Id
+    name: _Name
+    owner_id: _Name
+    owner_kind: _Name
+    tier: _Name
+    parent: str | None = None
+    region: _Name
+    grid_cell: _Name
+    lat: _Finite
+    lon: _Finite
+    status: _Name = "active"
+    trust: _Finite = 1.0
+    materials: dict[str, _TermsEntry] = Field(default_factory=dict)
+    address: _Name | None = None
+    contact: Contact | None = None
+
+
+class _Defaults(Frozen):
+    valid_days_before: _Whole = 30
+    valid_days_after: _Whole = 365
+
+
+class _RegistryFile(Frozen):
+    """A registry file as written (docs/ingest.md); unknown names anywhere are refused."""
+
+    version: Literal[1] = FORMAT_VERSION
+    materials: list[_MaterialEntry]
+    sites: list[_SiteEntry]
+    contract_defaults: _Defaults = Field(default_factory=_Defaults)
+
+    @model_validator(mode="after")
+    def _ids_once(self) -> "_RegistryFile":
+        for kind, entries in (("material", self.materials), ("site", self.sites)):
+            seen: set[str] = set()
+            for i, e in enumerate(entries):
+                if e.id in seen:
+                    raise ValueError(f"{kind}s[{i}]: {kind} {e.id!r} listed twice")
+                seen.add(e.id)
+        return self
+
+
 def registry_from_dict(doc: Any) -> Registry:
+    """The registry a file's contents describe, checked (:func:`validate`); :class:`RegistryError`
+    names the field and the reason."""
     if not isinstance(doc, dict):
         raise RegistryError("top level must be a mapping with 'materials' and 'sites'")
     if doc.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         raise RegistryError(f"unsupported registry version {doc.get('version')!r}, expected {FORMAT_VERSION}")
-    _known(doc, TOP_KEYS, "registry")
-    materials: dict[str, Material] = {}
-    for i, raw in enumerate(_list(doc, "materials")):
-        where = f"materials[{i}]"
-        _known(raw, MATERIAL_KEYS, where)
-        m = Material(
-            material_id=_str(raw, "id", where),
-            name=_str(raw, "name", where),
-            unit=_str(raw, "unit", where),
-            material_class=_str(raw, "class", where),
-            consumable=_bool(raw, "consumable", where),
-            reference_price_minor=_int(raw.get("reference_price_minor", 1000), f"{where}.reference_price_minor"),
-            handling=None if raw.get("handling") is None else _str(raw, "handling", where),
-            weight_kg_per_unit=_opt_num(raw, "weight_kg_per_unit", where),
-            volume_m3_per_unit=_opt_num(raw, "volume_m3_per_unit", where),
-        )
-        _check_id(m.material_id, where)
-        if m.material_id in materials:
-            raise RegistryError(f"{where}: material {m.material_id!r} listed twice")
-        materials[m.material_id] = m
-    defaults = doc.get("contract_defaults") or {}
-    if not isinstance(defaults, dict):
-        raise RegistryError("contract_defaults must be a mapping")
-    _known(defaults, DEFAULTS_KEYS, "contract_defaults")
-    sites: dict[str, Site] = {}
-    for i, raw in enumerate(_list(doc, "sites")):
-        where = f"sites[{i}]"
-        site_id = _str(raw, "id", where)
-        where = f"sites[{i}] ({site_id})"
-        _known(raw, SITE_KEYS, where)
-        mats_raw = raw.get("materials") or {}
-        if not isinstance(mats_raw, dict):
-            raise RegistryError(f"{where}: materials must be a mapping of material id to quantity or terms")
-        mats = {str(k): _terms(v, f"{where}.materials.{k}") for k, v in mats_raw.items()}
-        site = Site(
-            site_id=site_id,
-            name=_str(raw, "name", where),
-            owner_id=_str(raw, "owner_id", where),
-            owner_kind=_str(raw, "owner_kind", where),
-            tier=_str(raw, "tier", where),
-            parent_site_id=raw.get("parent") or None,
-            region=_str(raw, "region", where),
-            grid_cell=_str(raw, "grid_cell", where),
-            lat=_num(raw.get("lat"), f"{where}.lat"),
-            lon=_num(raw.get("lon"), f"{where}.lon"),
-            status=str(raw.get("status", "active")),
-            trust=_num(raw.get("trust", 1.0), f"{where}.trust"),
-            materials=mats,
-            address=None if raw.get("address") is None else _str(raw, "address", where),
-            contact=_contact(raw.get("contact"), f"{where}.contact"),
-        )
-        if site_id in sites:
-            raise RegistryError(f"{where}: site {site_id!r} listed twice")
-        sites[site_id] = site
-    return validate(
-        Registry(
-            materials=materials,
-            sites=sites,
-            valid_days_before=_int(defaults.get("valid_days_before", 30), "contract_defaults.valid_days_before"),
-            valid_days_after=_int(defaults.get("valid_days_after", 365), "contract_defaults.valid_days_after"),
-        )
-    )
+    try:
+        f = _RegistryFile.model_validate(doc)
+    except ValidationError as exc:
+        raise RegistryError(_located(exc, doc)) from None
+    materials = {m.id: Material(m.id, m.name, m.unit, m.class_, m.consumable, m.reference_price_minor, m.handling,
+                                m.weight_kg_per_unit, m.volume_m3_per_unit) for m in f.materials}
+    sites = {s.id: Site(site_id=s.id, name=s.name, owner_id=s.owner_id, owner_kind=s.owner_kind, tier=s.tier,
+                        parent_site_id=s.parent or None, region=s.region, grid_cell=s.grid_cell, lat=s.lat, lon=s.lon,
+                        status=s.status, trust=s.trust, address=s.address, contact=s.contact,
+                        materials={k: SiteMaterial(**t.model_dump()) for k, t in s.materials.items()})
+             for s in f.sites}
+    return validate(Registry(materials=materials, sites=sites, valid_days_before=f.contract_defaults.valid_days_before,
+                             valid_days_after=f.contract_defaults.valid_days_after))
+
+
+def _located(exc: ValidationError, doc: dict) -> str:
+    """The reason, with each site named by its id as well as its index (``sites[3] (wuhan-00004)``)."""
+    text_ = validation_reason(exc)
+    sites = doc.get("sites") if isinstance(doc.get("sites"), list) else []
+    for i, raw in enumerate(sites):
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str) and f"sites[{i}]" in text_:
+            text_ = text_.replace(f"sites[{i}]", f"sites[{i}] ({raw['id'][:64]})")
+    return text_
 
 
 def registry_to_dict(registry: Registry) -> dict:
@@ -392,86 +444,3 @@ def write_registry(registry: Registry, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(parts))
     return path
-
-
-def _known(raw: dict, allowed: frozenset[str], where: str) -> None:
-    unknown = sorted(str(k) for k in set(raw) - allowed)
-    if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-
-
-def _list(doc: dict, key: str) -> list:
-    value = doc.get(key)
-    if not isinstance(value, list):
-        raise RegistryError(f"'{key}' must be a list")
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise RegistryError(f"{key}[{i}] must be a mapping")
-    return value
-
-
-def _str(raw: dict, key: str, where: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise RegistryError(f"{where}: '{key}' must be a non-empty string")
-    return value
-
-
-def _bool(raw: dict, key: str, where: str) -> bool:
-    value = raw.get(key)
-    if not isinstance(value, bool):
-        raise RegistryError(f"{where}: '{key}' must be true or false")
-    return value
-
-
-def _num(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RegistryError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _opt_num(raw: dict, key: str, where: str) -> float | None:
-    return None if raw.get(key) is None else _num(raw[key], f"{where}.{key}")
-
-
-def _contact(raw: Any, where: str) -> Contact | None:
-    if raw is None:
-        return None
-    try:
-        return Contact.model_validate(raw)
-    except ValidationError as exc:
-        raise RegistryError(validation_reason(exc, where)) from None
-
-
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RegistryError(f"{where} must be an integer, got {value!r}")
-    return value
-
-
-def _date(value: Any, where: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise RegistryError(f"{where} must be a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _terms(raw: Any, where: str) -> SiteMaterial:
-    if not isinstance(raw, dict):
-        return SiteMaterial(contracted_qty=_num(raw, f"{where} (contracted quantity)"))
-    unknown = set(raw) - {"contracted_qty", *TERM_FIELDS, *TERM_ALIASES}
-    if unknown:
-        raise RegistryError(f"{where}: unknown contract term(s) {', '.join(sorted(unknown))}")
-    raw = {TERM_ALIASES.get(k, k): v for k, v in raw.items()}
-    opt = {n: raw.get(n) for n in TERM_FIELDS[2:]}
-    return SiteMaterial(
-        contracted_qty=_num(raw.get("contracted_qty"), f"{where}.contracted_qty"),
-        valid_from=_date(raw.get("valid_from"), f"{where}.valid_from"),
-        valid_to=_date(raw.get("valid_to"), f"{where}.valid_to"),
-        standby_fee_minor_per_unit_day=None if opt["standby_fee_minor_per_unit_day"] is None
-        else _num(opt["standby_fee_minor_per_unit_day"], f"{where}.standby_fee_minor_per_unit_day"),
-        **{n: None if opt[n] is None else _int(opt[n], f"{where}.{n}")
-           for n in ("call_off_price_minor_per_unit", "penalty_minor_per_unit", "min_response_minutes")},
-    )

@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher import book
+from dispatcher.carrier_details import centre_ends, registry_ends, registry_materials, with_carrier_details
 from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
                              orders_for_period, structure_key)
 from dispatcher.snapshot import SupplyAvailability, SupplyNode, left_out_summary, supply_nodes, supply_snapshot
 from optimizer import Planner, load_scenario, plan_anytime
-from vreserve.schemas.dispatch import DispatchOrder, PlanSummary
+from vreserve.schemas.dispatch import DispatchOrder, MaterialDetails, OrderEnd, PlanSummary
 
 log = logging.getLogger("vreserve.dispatcher")
 
@@ -103,6 +104,9 @@ class LiveState:
     nodes: list[SupplyNode]
     pipeline: book.Pipeline
     demand_overrides: dict[tuple[str, str, int], float]
+    #: what a carrier needs about the supply sites and materials (dispatch order contract v2)
+    site_ends: list[OrderEnd]
+    material_details: dict[str, MaterialDetails]
     #: seconds the read took
     read_s: float
 
@@ -151,10 +155,12 @@ def read_state(conn, emergency: book.Emergency, period: int, cache: PlannerCache
     supersede = book.open_orders(conn, emergency.emergency_id, supersede_published_before)
     exclude = [oid for oid, _ in supersede]
     rows = supply_snapshot(conn, emergency.region, now, emergency.grid_cells or None, mats, exclude)
+    site_rows, material_rows = book.registry_details(conn, sorted({r.site_id for r in rows}), mats)
     return LiveState(
         emergency=emergency, period=period, now=now, base=base, unit_notes=unit_notes, supersede=supersede,
         rows=rows, nodes=supply_nodes(rows), pipeline=book.pipeline(conn, emergency.emergency_id, exclude, price),
         demand_overrides=book.demand_overrides(conn, emergency.region, emergency.declared_at),
+        site_ends=registry_ends(site_rows), material_details=registry_materials(material_rows),
         read_s=time.perf_counter() - t0)
 
 
@@ -179,7 +185,8 @@ def plan_period(state: LiveState, cache: PlannerCache) -> PeriodPlan:
         lines, more = orders_for_period(period, result.shipments_in,
                                         deliver_now(scenario, period, result.deliveries), state.nodes)
         warnings += more
-        orders = dispatch_orders(state, lines)
+        orders = with_carrier_details(dispatch_orders(state, lines), em,
+                                      [*centre_ends(state.base), *state.site_ends], state.material_details)
     else:
         warnings.append(f"optimizer: {status}: {getattr(result, 'message', '')} "
                         + "; ".join(getattr(result, "infeasibility", ()) or ()))

@@ -42,7 +42,8 @@ def command(settings: Settings, registry_path: str | None, generate_n: int | Non
             credentials_path: str | None, shard: str, limit: int | None, duration: float | None, end_sessions_on_stop: bool,
             progress_every: float) -> None:
     """Simulate many sites in one process, publishing stock readings over MQTT (QoS 1)."""
-    from ingest.registry import RegistryError, generate_registry, load_registry
+    from vreserve.registry import RegistryError, load_registry
+    from vreserve.registry_generate import generate_registry
     from simulators.fleet import Faults, Fleet
 
     if (registry_path is None) == (generate_n is None):

@@ -7,6 +7,7 @@ from dispatcher.book import Pipeline
 from dispatcher.planning import LiveState, PeriodPlan, PlannerCache, plan_period
 from dispatcher.snapshot import SupplyAvailability, supply_nodes
 from vreserve.emergencies import Emergency
+from vreserve.schemas.dispatch import MaterialDetails, OrderEnd
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 BASE = {
@@ -32,7 +33,10 @@ def _state(rows: list[SupplyAvailability], period: int = 1, overrides=None) -> L
     em = Emergency("E1", "r1", (), NOW, 2, 60.0, "file", 1.0, None, None)
     return LiveState(emergency=em, period=period, now=NOW, base=BASE, unit_notes=["medicine: ml -> box"],
                      supersede=[("O-old", "r1")], rows=rows, nodes=supply_nodes(rows),
-                     pipeline=Pipeline({}, {}, {}, 0.0), demand_overrides=overrides or {}, read_s=0.01)
+                     pipeline=Pipeline({}, {}, {}, 0.0), demand_overrides=overrides or {},
+                     site_ends=[OrderEnd(id="S1", kind="site", name="Depot one", address="1 Road", lat=30.0, lon=114.0)],
+                     material_details={"medicine": MaterialDetails(name="Medicine", weight_kg_per_unit=2.0)},
+                     read_s=0.01)
 
 
 def test_a_plan_from_plain_values_with_orders_and_figures_in_units():
@@ -42,6 +46,9 @@ def test_a_plan_from_plain_values_with_orders_and_figures_in_units():
     assert s.plan_id == "P-E1-001" and s.created_at == NOW and s.timings_s["snapshot"] == 0.01
     assert plan.orders and {o.plan_id for o in plan.orders} == {"P-E1-001"}
     assert all(o.unit == "box" and o.created_at == NOW for o in plan.orders)
+    supply = [o for o in plan.orders if o.leg == "supply"]
+    assert supply and all(o.details.origin_place.address == "1 Road" for o in supply)  # what a carrier needs
+    assert all(o.details.total_weight_kg == o.qty * 2.0 for o in plan.orders)
     picks = sum(o.qty for o in plan.orders if o.leg == "supply")
     assert 0 < picks <= 30  # never more than the counted stock; the stale site gives nothing
     figures = s.materials["medicine"]

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from console import overview
+from console.site_status import read_status_changes
 from console.live import LiveHub
 from console.preview import PreviewError, emergency_ideal, ideal_shortage_preview
 from vreserve.operations import Refused
@@ -101,6 +102,14 @@ def _api(settings: Settings, hub: LiveHub, viewer: Callable, operator: Callable,
         if not conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone():
             raise Refused("site_not_found", f"no site {site_id!r}", 404)
         return overview.read_site_history(conn, site_id, days)
+
+    @router.get("/sites/{site_id}/status-changes", openapi_extra=VIEWER_ONLY,
+                summary="Who suspended / reinstated a site, when and why (role: viewer)")
+    def status_changes(site_id: str, who=Depends(viewer), conn=Depends(connection)) -> dict:
+        """From the audit trail's accepted `POST /sites/{id}/suspend|reinstate` requests, newest first."""
+        if not conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone():
+            raise Refused("site_not_found", f"no site {site_id!r}", 404)
+        return {"site_id": site_id, "items": read_status_changes(conn, site_id)}
 
     @router.get("/events", openapi_extra=VIEWER_ONLY, summary="Live events: stock, alerts, modes, plans, orders (role: viewer)")
     async def events(request: Request, who=Depends(viewer)) -> StreamingResponse:

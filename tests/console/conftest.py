@@ -128,7 +128,7 @@ def _fleet(settings: Settings, tmp_path_factory) -> Iterator[Fleet]:
                          env=_env(settings), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     with connect(settings.pg_dsn, autocommit=True) as conn:
-        for name, role in (("operator1", "operator"), ("viewer1", "viewer")):
+        for name, role in (("operator1", "operator"), ("viewer1", "viewer"), ("supervisor1", "supervisor")):
             ident.add_user(conn, name, role, PASSWORD, "test")
     try:
         _start(fl, "stream", "stream", "run", "--web-port", str(free_port()), "--aggregate-interval", "2")
@@ -175,6 +175,11 @@ def browser():
 def shots() -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+def new_context(browser):
+    """A browser context as an operator in Shanghai would have it (locale and time zone)."""
+    return browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="Asia/Shanghai")
 
 
 def login(page, fleet: Fleet, user: str) -> None:

@@ -131,10 +131,11 @@ def persist_plan(
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin, destination,"
-                " material_id, qty, unit, created_at, status_at, region) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT DO NOTHING",
+                " material_id, qty, unit, created_at, status_at, region, carrier_details)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                 [(o.order_id, o.plan_id, o.emergency_id, o.period, o.leg, o.origin, o.destination, o.material,
-                  o.qty, o.unit, o.created_at, o.created_at, o.region) for o in orders],
+                  o.qty, o.unit, o.created_at, o.created_at, o.region,
+                  None if o.details is None else Jsonb(o.details.model_dump(mode="json"))) for o in orders],
             )
     return True
 
@@ -171,7 +172,7 @@ def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
         "SELECT summary FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0]))
     rows = conn.execute(
         "SELECT order_id, plan_id, emergency_id, region, period, leg, origin, destination, material_id,"
-        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s"
+        " qty::float8, unit, created_at, carrier_details FROM dispatch_orders WHERE plan_id = %s"
         # an order closed before its plan went out (the emergency ended while the broker was
         # away) is not published; its cancel record still is (harmless for an unknown order)
         "   AND status NOT IN ('cancelled', 'closed') ORDER BY order_id", (plan_id,)

@@ -26,6 +26,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
+from pydantic import ValidationError
+
+from vreserve.schemas.common import validation_reason
+from vreserve.schemas.dispatch import HANDLING_CLASSES, Contact
+
 OWNER_KINDS = ("government", "enterprise", "ecommerce", "ngo", "household")
 TIERS = ("centralized", "decentralized")
 STATUSES = ("active", "suspended")
@@ -56,6 +61,11 @@ class Material:
     consumable: bool  # False = durable
     #: Reference price of one unit in minor currency units; only used for default contract terms.
     reference_price_minor: int = 1000
+    #: How a carrier handles it (one of HANDLING_CLASSES); None: not stated.
+    handling: str | None = None
+    #: Weight of one unit in kg and its volume in m3, packed for transport; None: not stated.
+    weight_kg_per_unit: float | None = None
+    volume_m3_per_unit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class Site:
     trust: float = 1.0
     #: material id -> contract terms (contracted quantity and prices)
     materials: dict[str, ContractTerms] = field(default_factory=dict)
+    #: postal address a carrier drives to, and whom it calls there; None: not stated
+    address: str | None = None
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,13 @@ def validate(registry: Registry) -> Registry:
             raise RegistryError(f"material {m.material_id!r}: unknown class {m.material_class!r} (one of {', '.join(MATERIAL_CLASSES)})")
         if m.reference_price_minor < 0:
             raise RegistryError(f"material {m.material_id!r}: negative reference_price_minor")
+        if m.handling is not None and m.handling not in HANDLING_CLASSES:
+            raise RegistryError(f"material {m.material_id!r}: unknown handling {m.handling!r} "
+                                f"(one of {', '.join(HANDLING_CLASSES)})")
+        for name in ("weight_kg_per_unit", "volume_m3_per_unit"):
+            value = getattr(m, name)
+            if value is not None and not value > 0:
+                raise RegistryError(f"material {m.material_id!r}: {name} must be positive, got {value}")
     for s in registry.sites.values():
         where = f"site {s.site_id!r}"
         _check_id(s.site_id, where)
@@ -237,6 +257,9 @@ def registry_from_dict(doc: Any) -> Registry:
             material_class=_str(raw, "class", where),
             consumable=_bool(raw, "consumable", where),
             reference_price_minor=_int(raw.get("reference_price_minor", 1000), f"{where}.reference_price_minor"),
+            handling=None if raw.get("handling") is None else _str(raw, "handling", where),
+            weight_kg_per_unit=_opt_num(raw, "weight_kg_per_unit", where),
+            volume_m3_per_unit=_opt_num(raw, "volume_m3_per_unit", where),
         )
         _check_id(m.material_id, where)
         if m.material_id in materials:
@@ -268,6 +291,8 @@ def registry_from_dict(doc: Any) -> Registry:
             status=str(raw.get("status", "active")),
             trust=_num(raw.get("trust", 1.0), f"{where}.trust"),
             materials=mats,
+            address=None if raw.get("address") is None else _str(raw, "address", where),
+            contact=_contact(raw.get("contact"), f"{where}.contact"),
         )
         if site_id in sites:
             raise RegistryError(f"{where}: site {site_id!r} listed twice")
@@ -302,6 +327,8 @@ def registry_to_dict(registry: Registry) -> dict:
                 "class": m.material_class,
                 "consumable": m.consumable,
                 "reference_price_minor": m.reference_price_minor,
+                **{k: getattr(m, k) for k in ("handling", "weight_kg_per_unit", "volume_m3_per_unit")
+                   if getattr(m, k) is not None},
             }
             for m in registry.materials.values()
         ],
@@ -320,6 +347,8 @@ def registry_to_dict(registry: Registry) -> dict:
                 "status": s.status,
                 "trust": s.trust,
                 "materials": {k: terms(v) for k, v in s.materials.items()},
+                **({"address": s.address} if s.address is not None else {}),
+                **({"contact": s.contact.model_dump(exclude_none=True)} if s.contact is not None else {}),
             }
             for s in registry.sites.values()
         ],
@@ -379,6 +408,19 @@ def _num(value: Any, where: str) -> float:
     return float(value)
 
 
+def _opt_num(raw: dict, key: str, where: str) -> float | None:
+    return None if raw.get(key) is None else _num(raw[key], f"{where}.{key}")
+
+
+def _contact(raw: Any, where: str) -> Contact | None:
+    if raw is None:
+        return None
+    try:
+        return Contact.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(validation_reason(exc, where)) from None
+
+
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RegistryError(f"{where} must be an integer, got {value!r}")
@@ -417,26 +459,28 @@ def _terms(raw: Any, where: str) -> ContractTerms:
 #: The default catalogue: 20 materials; the Wuhan scenario uses medicine, medical_alcohol,
 #: ventilator and pork (ids fixed). Prices are in minor units (fen).
 CATALOGUE: tuple[Material, ...] = (
-    Material("medicine", "Medicine (antivirals, boxed)", "box", "medical", True, 8_000),
-    Material("medical_alcohol", "Medical alcohol 75%", "litre", "medical", True, 2_500),
-    Material("ventilator", "Ventilator", "unit", "medical", False, 6_000_000),
-    Material("pork", "Frozen pork", "kg", "living", True, 3_000),
-    Material("n95_mask", "N95 respirator", "piece", "protective", True, 600),
-    Material("surgical_mask", "Surgical mask", "piece", "protective", True, 80),
-    Material("protective_suit", "Medical protective suit", "piece", "protective", True, 15_000),
-    Material("goggles", "Protective goggles", "piece", "protective", False, 3_000),
-    Material("nitrile_gloves", "Nitrile gloves (pair)", "pair", "protective", True, 100),
-    Material("test_kit", "Nucleic acid test kit", "kit", "medical", True, 2_000),
-    Material("thermometer", "Infrared thermometer", "unit", "medical", False, 20_000),
-    Material("oxygen_concentrator", "Oxygen concentrator", "unit", "medical", False, 350_000),
-    Material("disinfectant", "Chlorine disinfectant", "litre", "protective", True, 1_500),
-    Material("rice", "Rice", "kg", "living", True, 600),
-    Material("flour", "Wheat flour", "kg", "living", True, 500),
-    Material("edible_oil", "Edible oil", "litre", "living", True, 1_800),
-    Material("instant_noodles", "Instant noodles (carton)", "carton", "living", True, 4_500),
-    Material("drinking_water", "Bottled drinking water", "litre", "living", True, 200),
-    Material("vegetables", "Fresh vegetables", "kg", "living", True, 800),
-    Material("quilt", "Quilt", "piece", "living", False, 12_000),
+    # id, name, unit, class, consumable, reference price (fen), handling, kg per unit, m3 per unit
+    # (weights and volumes packed for transport: typical figures, not a supplier's data sheet)
+    Material("medicine", "Medicine (antivirals, boxed)", "box", "medical", True, 8_000, "ambient", 0.25, 0.0008),
+    Material("medical_alcohol", "Medical alcohol 75%", "litre", "medical", True, 2_500, "flammable", 0.95, 0.0012),
+    Material("ventilator", "Ventilator", "unit", "medical", False, 6_000_000, "fragile", 25.0, 0.15),
+    Material("pork", "Frozen pork", "kg", "living", True, 3_000, "frozen", 1.0, 0.0012),
+    Material("n95_mask", "N95 respirator", "piece", "protective", True, 600, "ambient", 0.01, 0.0002),
+    Material("surgical_mask", "Surgical mask", "piece", "protective", True, 80, "ambient", 0.004, 0.00005),
+    Material("protective_suit", "Medical protective suit", "piece", "protective", True, 15_000, "ambient", 0.3, 0.002),
+    Material("goggles", "Protective goggles", "piece", "protective", False, 3_000, "fragile", 0.1, 0.001),
+    Material("nitrile_gloves", "Nitrile gloves (pair)", "pair", "protective", True, 100, "ambient", 0.01, 0.00005),
+    Material("test_kit", "Nucleic acid test kit", "kit", "medical", True, 2_000, "chilled", 0.2, 0.0005),
+    Material("thermometer", "Infrared thermometer", "unit", "medical", False, 20_000, "fragile", 0.2, 0.0008),
+    Material("oxygen_concentrator", "Oxygen concentrator", "unit", "medical", False, 350_000, "fragile", 20.0, 0.1),
+    Material("disinfectant", "Chlorine disinfectant", "litre", "protective", True, 1_500, "corrosive", 1.1, 0.0012),
+    Material("rice", "Rice", "kg", "living", True, 600, "ambient", 1.0, 0.0013),
+    Material("flour", "Wheat flour", "kg", "living", True, 500, "ambient", 1.0, 0.0016),
+    Material("edible_oil", "Edible oil", "litre", "living", True, 1_800, "ambient", 0.95, 0.0012),
+    Material("instant_noodles", "Instant noodles (carton)", "carton", "living", True, 4_500, "ambient", 2.8, 0.03),
+    Material("drinking_water", "Bottled drinking water", "litre", "living", True, 200, "ambient", 1.05, 0.0011),
+    Material("vegetables", "Fresh vegetables", "kg", "living", True, 800, "chilled", 1.0, 0.003),
+    Material("quilt", "Quilt", "piece", "living", False, 12_000, "ambient", 2.5, 0.05),
 )
 
 #: City bounding boxes (lat_min, lat_max, lon_min, lon_max); Wuhan's urban area is ~45 x 50 km.
@@ -462,6 +506,26 @@ _MATERIAL_SCALE = {  # contracted quantity of a centralized government depot, in
     "disinfectant": 20_000, "rice": 200_000, "flour": 100_000, "edible_oil": 30_000,
     "instant_noodles": 20_000, "drinking_water": 200_000, "vegetables": 30_000, "quilt": 10_000,
 }
+
+
+_STREETS = ("Jiefang", "Zhongshan", "Minzhu", "Heping", "Xinhua", "Jianshe", "Youyi", "Renmin")
+
+
+def synthetic_address(region: str, number: int, row: int, col: int, seed: int) -> str:
+    """A plausible, clearly illustrative postal address for a generated site (not a real one).
+
+    Drawn from its own generator (seeded by the site), so adding addresses leaves every other
+    generated value as it was."""
+    rng = random.Random(f"address:{seed}:{number}")
+    return (f"{rng.randint(1, 999)} {rng.choice(_STREETS)} Road, block {row:02d}-{col:02d}, "
+            f"{region.title()} (illustrative address)")
+
+
+def synthetic_contact(site_id: str, owner_kind: str, seed: int) -> Contact:
+    """The site's duty desk with an illustrative phone number in the reserved +86 000 range."""
+    rng = random.Random(f"contact:{seed}:{site_id}")
+    return Contact(name=f"{owner_kind.title()} duty desk, {site_id}",
+                   phone=f"+86 000 {rng.randint(0, 9999):04d} {rng.randint(0, 9999):04d}")
 
 
 def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
@@ -552,6 +616,8 @@ def generate_registry(
             lat=round(lat, 6),
             lon=round(lon, 6),
             materials=mats,
+            address=synthetic_address(region, i + 1, row, col, seed),
+            contact=synthetic_contact(site_id, kind, seed),
         )
         sites[site_id] = site
         if central:
@@ -587,16 +653,20 @@ def store_registry(conn, registry: Registry, today: date | None = None) -> dict[
             "CREATE TEMP TABLE _reg_site_materials (LIKE site_materials) ON COMMIT DROP;"
             "CREATE TEMP TABLE _reg_contracts (LIKE contracts) ON COMMIT DROP;"
         )
-        with cur.copy("COPY _reg_materials (material_id, name, unit, class, consumable) FROM STDIN") as cp:
+        with cur.copy("COPY _reg_materials (material_id, name, unit, class, consumable, handling,"
+                      " weight_kg_per_unit, volume_m3_per_unit) FROM STDIN") as cp:
             for m in registry.materials.values():
-                cp.write_row((m.material_id, m.name, m.unit, m.material_class, m.consumable))
+                cp.write_row((m.material_id, m.name, m.unit, m.material_class, m.consumable, m.handling,
+                              m.weight_kg_per_unit, m.volume_m3_per_unit))
         with cur.copy(
             "COPY _reg_sites (site_id, name, owner_id, owner_kind, tier, parent_site_id, region, grid_cell,"
-            " lat, lon, status, trust) FROM STDIN"
+            " lat, lon, status, trust, address, contact_name, contact_phone, contact_email) FROM STDIN"
         ) as cp:
             for s in ordered:
+                c = s.contact
                 cp.write_row((s.site_id, s.name, s.owner_id, s.owner_kind, s.tier, s.parent_site_id, s.region,
-                              s.grid_cell, s.lat, s.lon, s.status, s.trust))
+                              s.grid_cell, s.lat, s.lon, s.status, s.trust, s.address,
+                              c and c.name, c and c.phone, c and c.email))
         with cur.copy("COPY _reg_site_materials (site_id, material_id, contracted_qty) FROM STDIN") as cp:
             for s in ordered:
                 for material_id, terms in s.materials.items():
@@ -615,7 +685,9 @@ def store_registry(conn, registry: Registry, today: date | None = None) -> dict[
         counts = {}
         cur.execute(
             "INSERT INTO materials SELECT * FROM _reg_materials ON CONFLICT (material_id) DO UPDATE SET"
-            " name = EXCLUDED.name, unit = EXCLUDED.unit, class = EXCLUDED.class, consumable = EXCLUDED.consumable"
+            " name = EXCLUDED.name, unit = EXCLUDED.unit, class = EXCLUDED.class, consumable = EXCLUDED.consumable,"
+            " handling = EXCLUDED.handling, weight_kg_per_unit = EXCLUDED.weight_kg_per_unit,"
+            " volume_m3_per_unit = EXCLUDED.volume_m3_per_unit"
         )
         counts["materials"] = cur.rowcount
         # Two passes over sites: centralized ones first (parents of the rest).
@@ -625,7 +697,9 @@ def store_registry(conn, registry: Registry, today: date | None = None) -> dict[
                 " name = EXCLUDED.name, owner_id = EXCLUDED.owner_id, owner_kind = EXCLUDED.owner_kind,"
                 " tier = EXCLUDED.tier, parent_site_id = EXCLUDED.parent_site_id, region = EXCLUDED.region,"
                 " grid_cell = EXCLUDED.grid_cell, lat = EXCLUDED.lat, lon = EXCLUDED.lon,"
-                " status = EXCLUDED.status, trust = EXCLUDED.trust",
+                " status = EXCLUDED.status, trust = EXCLUDED.trust, address = EXCLUDED.address,"
+                " contact_name = EXCLUDED.contact_name, contact_phone = EXCLUDED.contact_phone,"
+                " contact_email = EXCLUDED.contact_email",
                 (tier,),
             )
             counts["sites"] = counts.get("sites", 0) + cur.rowcount

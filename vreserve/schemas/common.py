@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
 from vreserve.decode import MAX_RECORD_BYTES, SchemaError, decode_object
 
@@ -101,3 +103,35 @@ def loads_object(raw: bytes | str, what: str, max_bytes: int = MAX_RECORD_BYTES)
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(timezone.utc)
+    try:
+        return parse_ts(value, "timestamp")
+    except SchemaError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: An instant in a record: RFC 3339 with an explicit offset in, UTC with milliseconds and ``Z`` out.
+UtcTime = Annotated[datetime, BeforeValidator(_utc),
+                    PlainSerializer(format_ts, return_type=str, when_used="json")]
+
+
+class Frozen(BaseModel):
+    """Base of the declarative record parts: immutable, unknown names refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def validation_reason(exc: ValidationError, what: str) -> str:
+    """A pydantic error as one line a person can act on: each field's dotted path and the reason."""
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "(record)"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return f"{what}: " + "; ".join(parts) + more

@@ -19,10 +19,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
 
 from vreserve.schemas.common import (
+    Frozen,
     SchemaError,
+    UtcTime,
     check_keys,
     check_version,
     dumps,
@@ -32,9 +36,17 @@ from vreserve.schemas.common import (
     parse_ts,
     require_str,
     split_extra,
+    validation_reason,
 )
 
 VERSION = 1
+#: Dispatch orders carrying what a carrier needs (:class:`CarrierDetails`) are version 2: every v1
+#: field keeps its name, type and meaning, the details are added. A consumer of v1 that refuses a
+#: different ``v`` (the project's rule) refuses them loudly instead of misreading them.
+ORDER_VERSION = 2
+#: How goods must be handled on the road (a carrier picks the vehicle by it).
+HANDLING_CLASSES = ("ambient", "chilled", "frozen", "fragile", "flammable", "corrosive")
+PLACE_KINDS = ("site", "distribution_centre", "rescue_centre")
 MODE_KINDS = ("declare", "end")
 LEGS = ("supply", "delivery")
 #: Statuses a logistics system may report; ``cancelled`` confirms a cancel record was honoured.
@@ -194,6 +206,85 @@ class ModeError:
 
 
 # --------------------------------------------------------------------------- orders
+_Text = Field(min_length=1, max_length=300)
+
+
+class Contact(Frozen):
+    """Who answers at a place: the person or desk a driver calls on arrival."""
+
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=40)
+    email: str | None = Field(None, max_length=200)
+
+
+class OrderEnd(Frozen):
+    """One end of an order as a carrier needs it: where it is and whom to call.
+
+    ``lat`` / ``lon`` in decimal degrees (WGS 84); ``address``, coordinates and ``contact`` are null
+    when the registry or the scenario file does not state them (never invented)."""
+
+    id: str = _Text
+    kind: Literal["site", "distribution_centre", "rescue_centre"]
+    name: str = _Text
+    address: str | None = Field(None, max_length=500)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    contact: Contact | None = None
+
+
+class TimeWindow(Frozen):
+    """From ``start`` to ``end`` (UTC instants)."""
+
+    start: UtcTime
+    end: UtcTime
+
+
+class MaterialDetails(Frozen):
+    """How one unit of the ordered material travels. ``weight_kg_per_unit`` in kilograms,
+    ``volume_m3_per_unit`` in cubic metres, per one ``unit`` of the order; null when the registry
+    does not state them."""
+
+    name: str = _Text
+    handling: Literal["ambient", "chilled", "frozen", "fragile", "flammable", "corrosive"] | None = None
+    weight_kg_per_unit: float | None = Field(None, gt=0, allow_inf_nan=False)
+    volume_m3_per_unit: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+
+class CarrierDetails(Frozen):
+    """What a logistics company needs to act on an order (dispatch order contract v2).
+
+    ``pick_window``: when the goods can be picked at the origin; ``delivery_window``: when the
+    destination takes them (both within the order's period). ``accept_by``: an order nobody has
+    accepted by then may be superseded by the next period's plan (null in the last period: no later
+    plan comes). ``total_weight_kg`` / ``total_volume_m3``: the order's qty times the per-unit
+    figures (null when those are not stated)."""
+
+    origin_place: OrderEnd
+    destination_place: OrderEnd
+    pick_window: TimeWindow
+    delivery_window: TimeWindow
+    accept_by: UtcTime | None
+    material_details: MaterialDetails
+    total_weight_kg: float | None = Field(None, ge=0, allow_inf_nan=False)
+    total_volume_m3: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+#: The top-level fields a v2 order adds to v1's.
+DETAIL_FIELDS = tuple(CarrierDetails.model_fields)
+_ORDER_V1_FIELDS = {"v", "kind", "order_id", "plan_id", "emergency_id", "region", "period", "leg",
+                    "origin", "destination", "material", "qty", "unit", "created_at"}
+
+
+def carrier_details_from(obj: Any) -> "CarrierDetails | None":
+    """Carrier details from their JSON form (a stored row's jsonb, a record's fields)."""
+    if obj is None or isinstance(obj, CarrierDetails):
+        return obj
+    try:
+        return CarrierDetails.model_validate(obj)
+    except ValidationError as exc:
+        raise SchemaError(validation_reason(exc, "dispatch order")) from None
+
+
 @dataclass(frozen=True)
 class DispatchOrder:
     """One leg of one material in one period of one plan.
@@ -201,7 +292,8 @@ class DispatchOrder:
     ``leg`` = ``supply``: pick at site ``origin`` and carry to distribution centre ``destination``;
     ``delivery``: from distribution centre ``origin`` to rescue centre ``destination``. ``qty`` is in
     ``unit`` (the material's unit). ``order_id`` is derived from (plan, leg, origin, destination,
-    material), so a republished order keeps its id.
+    material), so a republished order keeps its id. ``details`` (both ends, windows, accept-by,
+    material handling) makes it a v2 order; without them it is published as v1.
     """
 
     order_id: str
@@ -216,15 +308,20 @@ class DispatchOrder:
     qty: float
     unit: str
     created_at: datetime
+    details: CarrierDetails | None = None
 
     kind = "order"
+
+    def __post_init__(self) -> None:
+        if self.details is not None and not isinstance(self.details, CarrierDetails):
+            object.__setattr__(self, "details", carrier_details_from(self.details))
 
     @staticmethod
     def make_id(plan_id: str, leg: str, origin: str, destination: str, material: str) -> str:
         return stable_id("O", plan_id, leg, origin, destination, material)
 
     def to_payload(self) -> dict:
-        return {
+        out = {
             "v": VERSION,
             "kind": "order",
             "order_id": self.order_id,
@@ -240,15 +337,21 @@ class DispatchOrder:
             "unit": self.unit,
             "created_at": format_ts(self.created_at),
         }
+        if self.details is not None:
+            out.update(self.details.model_dump(mode="json"), v=ORDER_VERSION)
+        return out
 
     def to_json(self) -> bytes:
         return dumps(self.to_payload())
 
     @classmethod
     def from_payload(cls, obj: dict) -> "DispatchOrder":
-        check_version(obj, VERSION, "dispatch order")
-        check_keys(obj, {"v", "kind", "order_id", "plan_id", "emergency_id", "region", "period", "leg",
-                          "origin", "destination", "material", "qty", "unit", "created_at"}, "dispatch order")
+        if obj.get("v") not in (VERSION, ORDER_VERSION):
+            raise SchemaError(f"unsupported dispatch order version v={obj.get('v')!r}, expected "
+                              f"{ORDER_VERSION} (or {VERSION}, without carrier details)")
+        v2 = obj["v"] == ORDER_VERSION
+        check_keys(obj, _ORDER_V1_FIELDS | set(DETAIL_FIELDS) if v2 else _ORDER_V1_FIELDS, "dispatch order")
+        details = carrier_details_from({k: obj.get(k) for k in DETAIL_FIELDS}) if v2 else None
         leg = obj.get("leg")
         if leg not in LEGS:
             raise SchemaError(f"leg must be one of {', '.join(LEGS)}")
@@ -271,6 +374,7 @@ class DispatchOrder:
             qty=qty,
             unit=require_str(obj, "unit"),
             created_at=parse_ts(obj.get("created_at"), "created_at"),
+            details=details,
         )
 
 

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, wait_for
+from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, new_context, wait_for
 from vreserve.db import connect
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -26,12 +26,8 @@ def _number(text: str) -> float:
     return float(re.sub(r"[^0-9.\-]", "", text.split(" ")[0]))
 
 
-def _context(browser):
-    return browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="Asia/Shanghai")
-
-
 def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
-    ctx = _context(browser)
+    ctx = new_context(browser)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -136,8 +132,24 @@ def _declare_and_watch_period_1(page, fleet, conn, shots) -> str:
     print(f"\ndeclare click -> period 1 orders on the page: {time.monotonic() - t0:.1f} s")
     assert conn.execute("SELECT count(*) FROM dispatch_orders WHERE emergency_id = %s AND period = 1",
                         (em,)).fetchone()[0] > 0
+    _flows_on_the_map(section, conn, em)
+    page.mouse.move(1390, 890)  # no tooltip in the picture
     page.screenshot(path=str(shots / "emergency.png"), full_page=True)
     return em
+
+
+def _flows_on_the_map(section, conn, em: str) -> None:
+    """The plan's flows are drawn from the positions of the registry and the pack (supply and delivery
+    lines of the chosen material), with a legend in that material's unit."""
+    flow_map = section.get_by_role("region", name=f"Flows of {em} on the map")
+    wait_for(lambda: flow_map.locator("path.vr-flow-supply").count() >= 1
+             and flow_map.locator("path.vr-flow-delivery").count() >= 1, 30, "supply and delivery flows on the map")
+    material = section.get_by_label("Flows of material").input_value()
+    unit = conn.execute("SELECT unit FROM materials WHERE material_id = %s", (material,)).fetchone()[0]
+    assert f"of {material} per arc, in {unit}" in section.get_by_role("group", name="Flow legend").inner_text()
+    planned = conn.execute("SELECT count(DISTINCT (leg, origin, destination)) FROM dispatch_orders"
+                           " WHERE emergency_id = %s AND material_id = %s", (em, material)).fetchone()[0]
+    assert 1 <= flow_map.locator("path.vr-flow").count() <= planned
 
 
 def _order_timeline(page, fleet, shots, em: str) -> None:
@@ -162,7 +174,7 @@ def _end(page, fleet, conn, em: str) -> None:
 
 
 def test_viewer_sees_no_declare_or_acknowledge_and_api_refuses(fleet, browser, shots):
-    ctx = _context(browser)
+    ctx = new_context(browser)
     page = ctx.new_page()
     try:
         login(page, fleet, "viewer1")

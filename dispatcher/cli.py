@@ -1,4 +1,4 @@
-"""``vreserve emergency declare|end|status``, ``vreserve dispatch run``, ``vreserve orders``, ``vreserve demo``."""
+"""``vreserve emergency declare|end|status``, ``vreserve dispatch run``, ``vreserve orders``."""
 from __future__ import annotations
 
 import sys
@@ -197,10 +197,3 @@ def orders(settings, region, status_, emergency_id, limit) -> None:
 
 commands = [emergency, dispatch, orders]
 
-try:  # the main job; assembled in dispatcher/demo.py
-    from dispatcher.demo import demo as _demo
-
-    commands.append(_demo)
-except ModuleNotFoundError as _exc:
-    if _exc.name != "dispatcher.demo":
-        raise

@@ -31,6 +31,7 @@ STAGE_CLI_MODULES = (
     "supervision.alerts_cli",
     "api.cli",
     "bench.cli",
+    "demo.cli",
     "vreserve.quarantine_cli",
 )
 

@@ -462,3 +462,6 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
     json_path, png_path = write_report(report, out)
     say(f"report written: {json_path} and {png_path}; logs in {out / 'logs'}")
     say(f"topics of this demo: {demo_settings.topic_prefix}* (deleted by the next demo run)")
+
+
+commands = [demo]

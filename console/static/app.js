@@ -9,6 +9,7 @@ const pages = {
   alerts: () => import("./pages/alerts.js"),
   site: () => import("./pages/site.js"),
   settlement: () => import("./pages/settlement.js"),
+  assessment: () => import("./pages/assessment.js"),
   login: () => import("./pages/login.js"),
 };
 

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, new_context, wait_for
+from vreserve.assessment import assess, rank_owners
 from vreserve.db import connect
+from vreserve.sql_assessment import load_site_facts
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -40,6 +42,7 @@ def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
             em = _declare_and_watch_period_1(page, fleet, conn, shots)
             _order_timeline(page, fleet, shots, em)
             _end(page, fleet, conn, em)
+            _assessment_ranking(page, fleet, conn, shots, em)
         # log out: back at the login form, the session no longer works
         page.get_by_role("button", name="Log out").click()
         page.get_by_role("button", name="Log in").wait_for()
@@ -171,6 +174,22 @@ def _end(page, fleet, conn, em: str) -> None:
     ended_by = wait_for(lambda: conn.execute("SELECT ended_by FROM emergencies WHERE emergency_id = %s",
                                              (em,)).fetchone()[0], 30, "the emergency ended")
     assert ended_by == "user:operator1"
+
+
+def _assessment_ranking(page, fleet, conn, shots, em: str) -> None:
+    """The ended emergency's suppliers ranked: the same sites and owners as the shared assessment code
+    finds, every figure's column with its unit."""
+    facts, _ = load_site_facts(conn, em, fleet.settings.reading_interval_s)
+    sites, _ = assess(facts)
+    owners = rank_owners(sites, facts)
+    page.goto(f"{fleet.url}/#/assessment/{em}")
+    ranked = page.get_by_role("region", name="Sites ranked")
+    ranked.get_by_role("columnheader", name="Median response (min)").wait_for()
+    shown = ranked.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(shown) == sorted(s.site_id for s in sites) and shown, shown
+    assert page.get_by_role("region", name="Owners ranked").locator("tbody tr").count() == len(owners)
+    assert ranked.locator("tbody tr").first.locator("td").nth(4).inner_text().endswith("%")
+    page.screenshot(path=str(shots / "assessment.png"), full_page=True)
 
 
 def test_viewer_sees_no_declare_or_acknowledge_and_api_refuses(fleet, browser, shots):

@@ -30,14 +30,33 @@ export function flowMaterials(data) {
   return [...by.values()].sort((a, b) => b.arcs - a.arcs || a.material_id.localeCompare(b.material_id));
 }
 
-/** Draw the arcs of one material and the places they join; returns the layer (add it to a map). */
-export function flowLayer(data, material) {
+/** The flows of several emergencies (regions) as one document to draw. */
+export function mergeFlows(docs) {
+  const out = { flows: [], places: {}, unplaced: { flows: 0, qty_by_material: {}, ends_without_position: [] }, periods: [] };
+  for (const d of docs) {
+    out.flows.push(...d.flows);
+    Object.assign(out.places, d.places);
+    if (d.plan_id) out.periods.push({ emergency_id: d.emergency_id, period: d.period });
+    const u = d.unplaced || { flows: 0, qty_by_material: {}, ends_without_position: [] };
+    out.unplaced.flows += u.flows;
+    for (const [m, f] of Object.entries(u.qty_by_material)) {
+      const acc = (out.unplaced.qty_by_material[m] ||= { qty: 0, unit: f.unit });
+      acc.qty += f.qty;
+    }
+    out.unplaced.ends_without_position = [...new Set([...out.unplaced.ends_without_position, ...u.ends_without_position])].sort();
+  }
+  return out;
+}
+
+/** Draw the arcs of one material and the places they join; returns the layer (add it to a map).
+ * ``renderer``: e.g. L.svg() on a map that prefers the canvas (lines stay addressable elements). */
+export function flowLayer(data, material, renderer) {
   const layer = L.featureGroup();
   const shown = data.flows.filter((f) => f.material_id === material);
   const max = Math.max(0, ...shown.map((f) => f.qty));
   for (const f of shown) {
     const a = data.places[f.origin], b = data.places[f.destination];
-    const line = L.polyline([[a.lat, a.lon], [b.lat, b.lon]], { className: `vr-flow vr-flow-${f.leg}`,
+    const line = L.polyline([[a.lat, a.lon], [b.lat, b.lon]], { renderer, className: `vr-flow vr-flow-${f.leg}`,
       color: LEG_COLOURS[f.leg], weight: flowWidth(f.qty, max), opacity: 0.75, lineCap: "round" });
     line.bindTooltip(esc(`${f.leg === "supply" ? "supply" : "delivery"} ${f.origin} → ${f.destination}: ${qty(f.qty, f.unit)} ${f.material_id} (${count(f.orders)} order${f.orders === 1 ? "" : "s"})`));
     line.addTo(layer);
@@ -46,7 +65,7 @@ export function flowLayer(data, material) {
   for (const id of used) {
     const p = data.places[id];
     const st = PLACE_STYLE[p.kind] || PLACE_STYLE.site;
-    L.circleMarker([p.lat, p.lon], { className: `vr-place vr-place-${p.kind}`, radius: st.radius, weight: 2,
+    L.circleMarker([p.lat, p.lon], { renderer, className: `vr-place vr-place-${p.kind}`, radius: st.radius, weight: 2,
       color: st.color, fillColor: st.fillColor, fillOpacity: 1 }).bindTooltip(esc(`${st.label} ${p.name} (${id})`)).addTo(layer);
   }
   return layer;

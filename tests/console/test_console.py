@@ -138,6 +138,12 @@ def _declare_and_watch_period_1(page, fleet, conn, shots) -> str:
     _flows_on_the_map(section, conn, em)
     page.mouse.move(1390, 890)  # no tooltip in the picture
     page.screenshot(path=str(shots / "emergency.png"), full_page=True)
+    # the wall screen too: the overview map draws the running plan's flows over the cells
+    page.goto(f"{fleet.url}/#/overview")
+    wait_for(lambda: page.locator("#map path.vr-flow").count() >= 1, 30, "flows on the overview map")
+    page.get_by_role("region", name="Flows").get_by_role("group", name="Flow legend").wait_for()
+    page.mouse.move(1390, 890)
+    page.screenshot(path=str(shots / "overview-emergency.png"))
     return em
 
 

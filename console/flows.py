@@ -92,15 +92,9 @@ LATEST_PLAN_SQL = """SELECT plan_id, period, status, created_at FROM plans WHERE
 ORDER BY period DESC, created_at DESC LIMIT 1"""
 PLAN_OF_PERIOD_SQL = """SELECT plan_id, period, status, created_at FROM plans WHERE emergency_id = %s AND period = %s
 ORDER BY created_at DESC LIMIT 1"""
-ORDERS_SQL = """SELECT leg, origin, destination, material_id, qty::float8, unit, status{details}
+ORDERS_SQL = """SELECT leg, origin, destination, material_id, qty::float8, unit, status, carrier_details
 FROM dispatch_orders WHERE plan_id = %s ORDER BY order_id"""
 SITES_SQL = "SELECT site_id, name, lat, lon FROM sites WHERE site_id = ANY(%s)"
-
-
-def has_carrier_details(conn) -> bool:
-    """Whether orders carry the carrier details (dispatch order contract v2, with the centres' places)."""
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'dispatch_orders'"
-                        " AND column_name = 'carrier_details')").fetchone()[0]
 
 
 def read_flows(conn, emergency_id: str, period: int | None = None) -> dict[str, Any] | None:
@@ -110,11 +104,10 @@ def read_flows(conn, emergency_id: str, period: int | None = None) -> dict[str, 
                         (emergency_id, period) if period else (emergency_id,)).fetchone()
     if plan is None:
         return None
-    details = has_carrier_details(conn)
-    rows = conn.execute(ORDERS_SQL.format(details=", carrier_details" if details else ""), (plan[0],)).fetchall()
+    rows = conn.execute(ORDERS_SQL, (plan[0],)).fetchall()
     orders = [OrderLeg(*r[:7]) for r in rows]
     site_ids = sorted({o.origin for o in orders if o.leg == "supply"})
-    places = places_from_details((r[1], r[2], r[7]) for r in rows) if details else {}
+    places = places_from_details((r[1], r[2], r[7]) for r in rows)
     for site_id, name, lat, lon in conn.execute(SITES_SQL, (site_ids,)).fetchall():
         if lat is not None and lon is not None:
             places[site_id] = Place(site_id, "site", name, float(lat), float(lon))

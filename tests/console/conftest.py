@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -180,6 +181,20 @@ def shots() -> Path:
 def new_context(browser):
     """A browser context as an operator in Shanghai would have it (locale and time zone)."""
     return browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="Asia/Shanghai")
+
+
+@contextmanager
+def console_page(browser) -> Iterator[tuple]:
+    """A page in a fresh context, and the list its JavaScript errors are collected in (a test asserts
+    it empty); the context is closed afterwards."""
+    ctx = new_context(browser)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield page, errors
+    finally:
+        ctx.close()
 
 
 def login(page, fleet: Fleet, user: str) -> None:

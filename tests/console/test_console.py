@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, new_context, wait_for
+from tests.console.conftest import PASSWORD, ROOT, _env, free_port, console_page, login, new_context, wait_for
 from vreserve.assessment import assess, rank_owners
 from vreserve.db import connect
 from vreserve.sql_assessment import load_site_facts
@@ -29,11 +29,7 @@ def _number(text: str) -> float:
 
 
 def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
-    ctx = new_context(browser)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with console_page(browser) as (page, errors):
         login(page, fleet, "operator1")
         _overview_has_every_cell_and_is_live(page, fleet, shots)
         with connect(fleet.settings.pg_dsn, autocommit=True) as conn:
@@ -48,8 +44,6 @@ def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
         page.get_by_role("button", name="Log in").wait_for()
         assert page.evaluate("fetch('/api/v1/auth/me').then(r => r.status)") == 401
         assert not errors, errors
-    finally:
-        ctx.close()
 
 
 def _overview_has_every_cell_and_is_live(page, fleet, shots) -> None:

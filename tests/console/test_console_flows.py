@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.console.conftest import login, new_context
+from tests.console.conftest import console_page, login
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -39,11 +39,7 @@ DRAW = """async (data) => {
 
 
 def test_flows_of_one_material_drawn_with_width_by_quantity_and_a_legend_in_its_unit(fleet, browser, shots):
-    ctx = new_context(browser)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with console_page(browser) as (page, errors):
         login(page, fleet, "viewer1")
         materials = page.evaluate(DRAW, FLOWS)
         assert materials == ["mask (piece)", "pork (kg)"]
@@ -61,5 +57,3 @@ def test_flows_of_one_material_drawn_with_width_by_quantity_and_a_legend_in_its_
         assert "1 arc not drawn: no position for RC-x (1,500 piece mask)" in note, note
         page.locator("#flow-test").screenshot(path=str(shots / "flows-drawing.png"))
         assert not errors, errors
-    finally:
-        ctx.close()

@@ -10,11 +10,17 @@ export async function render(root, ctx) {
   const body = h("div");
   root.replaceChildren(h("h1", {}, "Emergency"), body);
   const maps = new Map();  // emergency id -> its flow map, kept across redraws (no flicker, zoom kept)
+  maps.closed = false;     // set when the page is left: a draw still in flight then touches no map
   let timer = null;
   const refresh = () => { clearTimeout(timer); timer = setTimeout(() => draw(body, ctx, maps).catch(showError(body)), 300); };
   await draw(body, ctx, maps);
   const offs = [on("mode", refresh), on("plans", refresh), on("orders", refresh)];
-  return () => { offs.forEach((off) => off()); clearTimeout(timer); for (const m of maps.values()) if (m.map) m.map.remove(); };
+  return () => {
+    maps.closed = true;
+    offs.forEach((off) => off());
+    clearTimeout(timer);
+    for (const m of maps.values()) if (m.map) m.map.remove();
+  };
 }
 
 const showError = (el) => (err) => el.prepend(h("p", { class: "error", role: "alert" }, err.message));
@@ -35,6 +41,7 @@ async function draw(el, ctx, maps) {
       { label: "Declared", cell: (e) => `${when(e.declared_at)} by ${e.declared_by}` },
       { label: "Ended", cell: (e) => `${when(e.ended_at)} by ${e.ended_by || "–"}` },
       { label: "Orders", num: true, cell: (e) => count(e.orders) }], ended)));
+  if (maps.closed) return;
   el.replaceChildren(...parts);
   for (const [id, entry] of maps) {
     if (!open.some((e) => e.emergency_id === id)) { if (entry.map) entry.map.remove(); maps.delete(id); continue; }

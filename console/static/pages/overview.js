@@ -41,6 +41,7 @@ export async function render(root, ctx) {
 
   // Sites: loaded after the first render, drawn only when zoomed in (thousands of markers).
   api.get("/console/sites").then((s) => {
+    if (state.closed) return;  // the page was left before the rows came
     state.sites = new Map(s.rows.map((r) => [r[0], r]));
     drawSites(state);
     window.__vrSitesAt = performance.now();
@@ -58,7 +59,7 @@ export async function render(root, ctx) {
   ];
   // freshness moves with the clock: recount and redraw the markers now and then
   const tick = setInterval(() => { if (state.sites) { state.data.counts = recount(state); redraw(); drawSites(state); } }, 15000);
-  return () => { offs.forEach((off) => off()); clearInterval(tick); clearTimeout(flowTimer); map.remove(); };
+  return () => { state.closed = true; offs.forEach((off) => off()); clearInterval(tick); clearTimeout(flowTimer); map.remove(); };
 }
 
 function drawCells(state) {
@@ -81,6 +82,7 @@ function drawCells(state) {
 async function readFlows(state) {
   const running = state.data.regions.filter((r) => r.mode === "emergency" && r.emergency_id);
   const docs = await Promise.all(running.map((r) => api.get(`/console/emergencies/${encodeURIComponent(r.emergency_id)}/flows`)));
+  if (state.closed) return;
   state.flows.data = docs.length ? mergeFlows(docs) : null;
   drawFlows(state);
 }

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from console import overview
 from console.flows import read_flows
-from console.site_status import read_status_changes
 from console.live import LiveHub
 from console.preview import PreviewError, emergency_ideal, ideal_shortage_preview
+from console.site_status import read_status_changes
 from vreserve.operations import Refused
 from vreserve.settings import Settings
 

@@ -66,9 +66,9 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
                     "stated currency. Each route states the role it needs (`x-required-role`).",
     )
     errors.install(app)
-    from api import routes_admin, routes_auth, routes_read, routes_write
+    from api import routes_admin, routes_auth, routes_read, routes_supervision, routes_write
 
-    for module in (routes_auth, routes_read, routes_write, routes_admin):
+    for module in (routes_auth, routes_read, routes_write, routes_supervision, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
     mount_console(app, settings, requires("viewer"), requires("operator"))  # the console at / (issue 15)
     app.add_middleware(errors.BodyLimit)

@@ -15,8 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from console import overview
+from console.flows import read_flows
 from console.live import LiveHub
 from console.preview import PreviewError, emergency_ideal, ideal_shortage_preview
+from console.site_status import read_status_changes
 from vreserve.operations import Refused
 from vreserve.settings import Settings
 
@@ -102,6 +104,14 @@ def _api(settings: Settings, hub: LiveHub, viewer: Callable, operator: Callable,
             raise Refused("site_not_found", f"no site {site_id!r}", 404)
         return overview.read_site_history(conn, site_id, days)
 
+    @router.get("/sites/{site_id}/status-changes", openapi_extra=VIEWER_ONLY,
+                summary="Who suspended / reinstated a site, when and why (role: viewer)")
+    def status_changes(site_id: str, who=Depends(viewer), conn=Depends(connection)) -> dict:
+        """From the audit trail's accepted `POST /sites/{id}/suspend|reinstate` requests, newest first."""
+        if not conn.execute("SELECT 1 FROM sites WHERE site_id = %s", (site_id,)).fetchone():
+            raise Refused("site_not_found", f"no site {site_id!r}", 404)
+        return {"site_id": site_id, "items": read_status_changes(conn, site_id)}
+
     @router.get("/events", openapi_extra=VIEWER_ONLY, summary="Live events: stock, alerts, modes, plans, orders (role: viewer)")
     async def events(request: Request, who=Depends(viewer)) -> StreamingResponse:
         """`text/event-stream` (send `Accept: text/event-stream`, as EventSource does); event types
@@ -126,5 +136,18 @@ def _api(settings: Settings, hub: LiveHub, viewer: Callable, operator: Callable,
         except PreviewError as exc:
             raise Refused(exc.code, str(exc), 404) from None
         return found or {"emergency_id": emergency_id, "materials": {}, "notes": ["no plan yet"]}
+
+    @router.get("/emergencies/{emergency_id}/flows", openapi_extra=VIEWER_ONLY,
+                summary="Flows of an emergency's plan for the map: site -> distribution centre -> rescue centre (role: viewer)")
+    def flows(emergency_id: str, period: int | None = None, who=Depends(viewer), conn=Depends(connection)) -> dict:
+        """Arcs with their planned quantity per material (in `unit`) of the plan of `period` (default the
+        latest planned period), the positions of their ends (degrees), and what could not be placed."""
+        if period is not None and not 1 <= period <= 100_000:
+            raise Refused("validation_error", "period: must be 1..100000", 422)
+        if not conn.execute("SELECT 1 FROM emergencies WHERE emergency_id = %s", (emergency_id,)).fetchone():
+            raise Refused("emergency_not_found", f"no emergency {emergency_id!r}", 404)
+        found = read_flows(conn, emergency_id, period)
+        return found or {"emergency_id": emergency_id, "plan_id": None, "period": period, "flows": [], "places": {},
+                         "unplaced": {"flows": 0, "qty_by_material": {}, "ends_without_position": []}}
 
     return router

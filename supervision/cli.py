@@ -172,25 +172,32 @@ def audit() -> None:
 @click.option("--cell", help="Only sites of this grid cell.")
 @click.pass_obj
 def audit_plan(settings: Settings, count: int, seed: int | None, cell: str | None) -> None:
-    """Draw COUNT sites to inspect, weighted towards risk; every site keeps a chance (seeded, reproducible)."""
-    from supervision import audit_plan as ap
+    """Draw COUNT sites to inspect, weighted towards risk; every site keeps a chance (seeded, reproducible).
+
+    The plan is kept (`GET /api/v1/audit-plans`; the same draw again is the same plan) and the draw
+    is in the audit trail with you as the actor, like a plan drawn over the API."""
     from supervision.report import table
-    from supervision.sql_audits import site_risks
+    from vreserve import operations as ops
+    from vreserve.sql_audit_plan import NoSitesToDraw, draw_plan
 
     seed = int(datetime.now(timezone.utc).strftime("%Y%m%d")) if seed is None else seed
+    who = ops.cli_identity()
     with _connect(settings) as conn:
-        risks = site_risks(conn)
-    if cell:
-        risks = [r for r in risks if r.grid_cell == cell]
-    if not risks:
-        raise click.ClickException("no sites to draw from" + (f" in grid cell {cell}" if cell else ""))
-    weighted = ap.weigh(risks)
-    total = sum(w.weight for w in weighted)
-    drawn = ap.draw(weighted, count, seed)
-    click.echo(f"audit plan: {len(drawn)} of {len(risks)} site(s), seed {seed} (rerun with --seed {seed} to reproduce)")
+        try:
+            with ops.audited(conn, who, "audit-plans.draw", cell or "", {"count": count, "seed": seed}) as info:
+                try:
+                    plan, new = draw_plan(conn, who.actor, count, seed, cell)
+                except NoSitesToDraw as exc:
+                    raise ops.Refused("no_sites", str(exc), 404) from None
+                info.update(plan_id=plan.plan_id, new=new)
+        except ops.Refused as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"audit plan {plan.plan_id}: {len(plan.drawn)} of {plan.sites_considered} site(s), seed {seed} "
+               f"(rerun with --seed {seed} to reproduce)")
     click.echo(table(["#", "site", "grid cell", "weight", "share of total weight", "why"],
-                     [[i + 1, w.risk.site_id, w.risk.grid_cell, f"{w.weight:.3f}", f"{100 * w.weight / total:.2f}%",
-                       "; ".join(w.reasons)] for i, w in enumerate(drawn)]))
+                     [[i + 1, w.risk.site_id, w.risk.grid_cell, f"{w.weight:.3f}",
+                       f"{100 * w.weight / plan.total_weight:.2f}%", "; ".join(w.reasons)]
+                      for i, w in enumerate(plan.drawn)]))
 
 
 def _print_result(r) -> None:
@@ -219,6 +226,7 @@ def audit_record(settings: Settings, site_id, counts, auditor, audit_id, at_text
     from kafka import KafkaProducer
 
     from supervision import audit_topic, sql_audits
+    from vreserve import operations as ops
     from vreserve.schemas.audits import AuditRecord
     from vreserve.schemas.common import SchemaError, format_ts
 
@@ -250,9 +258,13 @@ def audit_record(settings: Settings, site_id, counts, auditor, audit_id, at_text
         raise click.ClickException(f"bad audit record: {exc}") from None
     with _connect(settings) as conn:
         try:
-            result = sql_audits.record_audit(conn, rec, "cli")
-        except sql_audits.AuditRejected as exc:
-            raise click.ClickException(f"bad audit record: {exc}; nothing changed") from None
+            with ops.audited(conn, ops.cli_identity(), "audits.record", rec.site_id, {"audit_id": rec.audit_id}):
+                try:
+                    result = sql_audits.record_audit(conn, rec, "cli")
+                except sql_audits.AuditRejected as exc:
+                    raise ops.Refused("audit_rejected", f"{exc}; nothing changed", 422) from None
+        except ops.Refused as exc:
+            raise click.ClickException(f"bad audit record: {exc.message}") from None
     _print_result(result)
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_block_ms=5000,

@@ -1,12 +1,9 @@
 """SQL adapter for audits: record an audit (trust, status, discrepancies, alerts in one transaction),
-the risk facts for the audit plan, and rejected topic records."""
+the alerts outbox and rejected topic records (the audit plan's risk facts: vreserve/sql_audit_plan.py)."""
 from __future__ import annotations
-
-from datetime import datetime
 
 import psycopg
 
-from supervision.audit_plan import SiteRisk
 from vreserve.audits import (  # noqa: F401 - recording an audit is shared with the HTTP API
     DISCREPANCY_KIND,
     AuditRejected,
@@ -14,7 +11,7 @@ from vreserve.audits import (  # noqa: F401 - recording an audit is shared with 
     alert_id,
     record_audit,
 )
-from vreserve.reconcile import FINDING_KINDS
+from vreserve.sql_audit_plan import site_risks  # noqa: F401 - shared with the HTTP API's audit plans
 
 
 def alert_json(alert: dict) -> bytes:
@@ -51,22 +48,3 @@ def store_rejection(conn: psycopg.Connection, rejection_id: str, source: str, ke
                     reason: str) -> None:
     conn.execute("INSERT INTO audit_rejections (rejection_id, source, key, raw, reason) VALUES (%s,%s,%s,%s,%s)"
                  " ON CONFLICT DO NOTHING", (rejection_id, source, key, raw, reason))
-
-
-def site_risks(conn: psycopg.Connection, on: datetime | None = None) -> list[SiteRisk]:
-    """Per site: contracted stock value (valid contracts), open unexplained stock findings (a
-    critical one counts 3), past discrepancies."""
-    rows = conn.execute(
-        """
-        SELECT s.site_id, s.grid_cell, s.status,
-               COALESCE((SELECT sum(c.committed_qty * GREATEST(c.call_off_price_minor_per_unit, 1))
-                         FROM contracts c WHERE c.site_id = s.site_id
-                           AND c.valid_from <= COALESCE(%(on)s, now())::date
-                           AND c.valid_to >= COALESCE(%(on)s, now())::date), 0) AS value,
-               (SELECT coalesce(sum(CASE WHEN a.severity = 'critical' THEN 3 ELSE 1 END), 0)
-                FROM alerts a WHERE a.site_id = s.site_id AND a.resolved_at IS NULL
-                  AND a.kind = ANY(%(findings)s)) AS findings,
-               (SELECT count(DISTINCT d.audit_id) FROM audit_discrepancies d WHERE d.site_id = s.site_id) AS past
-        FROM sites s ORDER BY s.site_id
-        """, {"on": on, "findings": list(FINDING_KINDS)}).fetchall()
-    return [SiteRisk(r[0], r[1], float(r[3]), int(r[4]), int(r[5]), r[2] == "suspended") for r in rows]

@@ -9,6 +9,7 @@ const pages = {
   alerts: () => import("./pages/alerts.js"),
   site: () => import("./pages/site.js"),
   settlement: () => import("./pages/settlement.js"),
+  assessment: () => import("./pages/assessment.js"),
   login: () => import("./pages/login.js"),
 };
 
@@ -105,7 +106,11 @@ function stopEvents() {
 }
 
 // ------------------------------------------------------------------ router
+let routeSeq = 0;
+/** Show the page the hash names. Each page renders into a view of its own: a slow page whose hash
+ * has been left meanwhile (a quick second navigation) is cleaned up, never drawn over the newer one. */
 async function route() {
+  const seq = ++routeSeq;
   const [name, ...rest] = (location.hash.replace(/^#\/?/, "") || "overview").split("/");
   if (!ctx.user && name !== "login") { location.hash = "#/login"; return; }
   if (typeof cleanup === "function") cleanup();
@@ -115,15 +120,18 @@ async function route() {
     a.classList.toggle("active", a.getAttribute("href") === `#/${page}`);
     if (a.getAttribute("href") === `#/${page}`) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   });
-  const root = document.getElementById("page");
-  root.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  const view = h("div", { class: "view", dataset: { page } }, h("p", { class: "muted" }, "Loading…"));
+  document.getElementById("page").replaceChildren(view);
   const t0 = performance.now();
   try {
     const mod = await pages[page]();
-    cleanup = await mod.render(root, { ...ctx, args: rest.map(decodeURIComponent) });
+    const done = await mod.render(view, { ...ctx, args: rest.map(decodeURIComponent) });
+    if (seq !== routeSeq) { if (typeof done === "function") done(); return; }
+    cleanup = done;
   } catch (err) {
+    if (seq !== routeSeq) return;
     if (err instanceof api.AuthError) { await signedOut(); return; }
-    root.replaceChildren(h("p", { class: "error", role: "alert" }, `Could not show this page: ${err.message}`));
+    view.replaceChildren(h("p", { class: "error", role: "alert" }, `Could not show this page: ${err.message}`));
   }
   window.__vrRendered = { page, ms: performance.now() - t0 };
 }

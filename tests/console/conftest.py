@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -128,7 +129,7 @@ def _fleet(settings: Settings, tmp_path_factory) -> Iterator[Fleet]:
                          env=_env(settings), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     with connect(settings.pg_dsn, autocommit=True) as conn:
-        for name, role in (("operator1", "operator"), ("viewer1", "viewer")):
+        for name, role in (("operator1", "operator"), ("viewer1", "viewer"), ("supervisor1", "supervisor")):
             ident.add_user(conn, name, role, PASSWORD, "test")
     try:
         _start(fl, "stream", "stream", "run", "--web-port", str(free_port()), "--aggregate-interval", "2")
@@ -175,6 +176,25 @@ def browser():
 def shots() -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
+
+
+def new_context(browser):
+    """A browser context as an operator in Shanghai would have it (locale and time zone)."""
+    return browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="Asia/Shanghai")
+
+
+@contextmanager
+def console_page(browser) -> Iterator[tuple]:
+    """A page in a fresh context, and the list its JavaScript errors are collected in (a test asserts
+    it empty); the context is closed afterwards."""
+    ctx = new_context(browser)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield page, errors
+    finally:
+        ctx.close()
 
 
 def login(page, fleet: Fleet, user: str) -> None:

@@ -15,8 +15,10 @@ import time
 import httpx
 import pytest
 
-from tests.console.conftest import PASSWORD, ROOT, _env, free_port, login, wait_for
+from tests.console.conftest import PASSWORD, ROOT, _env, free_port, console_page, login, new_context, wait_for
+from vreserve.assessment import assess, rank_owners
 from vreserve.db import connect
+from vreserve.sql_assessment import load_site_facts
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -26,16 +28,8 @@ def _number(text: str) -> float:
     return float(re.sub(r"[^0-9.\-]", "", text.split(" ")[0]))
 
 
-def _context(browser):
-    return browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="Asia/Shanghai")
-
-
 def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
-    ctx = _context(browser)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with console_page(browser) as (page, errors):
         login(page, fleet, "operator1")
         _overview_has_every_cell_and_is_live(page, fleet, shots)
         with connect(fleet.settings.pg_dsn, autocommit=True) as conn:
@@ -44,13 +38,12 @@ def test_operator_map_site_alert_emergency_orders_logout(fleet, browser, shots):
             em = _declare_and_watch_period_1(page, fleet, conn, shots)
             _order_timeline(page, fleet, shots, em)
             _end(page, fleet, conn, em)
+            _assessment_ranking(page, fleet, conn, shots, em)
         # log out: back at the login form, the session no longer works
         page.get_by_role("button", name="Log out").click()
         page.get_by_role("button", name="Log in").wait_for()
         assert page.evaluate("fetch('/api/v1/auth/me').then(r => r.status)") == 401
         assert not errors, errors
-    finally:
-        ctx.close()
 
 
 def _overview_has_every_cell_and_is_live(page, fleet, shots) -> None:
@@ -136,8 +129,30 @@ def _declare_and_watch_period_1(page, fleet, conn, shots) -> str:
     print(f"\ndeclare click -> period 1 orders on the page: {time.monotonic() - t0:.1f} s")
     assert conn.execute("SELECT count(*) FROM dispatch_orders WHERE emergency_id = %s AND period = 1",
                         (em,)).fetchone()[0] > 0
+    _flows_on_the_map(section, conn, em)
+    page.mouse.move(1390, 890)  # no tooltip in the picture
     page.screenshot(path=str(shots / "emergency.png"), full_page=True)
+    # the wall screen too: the overview map draws the running plan's flows over the cells
+    page.goto(f"{fleet.url}/#/overview")
+    wait_for(lambda: page.locator("#map path.vr-flow").count() >= 1, 30, "flows on the overview map")
+    page.get_by_role("region", name="Flows").get_by_role("group", name="Flow legend").wait_for()
+    page.mouse.move(1390, 890)
+    page.screenshot(path=str(shots / "overview-emergency.png"))
     return em
+
+
+def _flows_on_the_map(section, conn, em: str) -> None:
+    """The plan's flows are drawn from the positions of the registry and the pack (supply and delivery
+    lines of the chosen material), with a legend in that material's unit."""
+    flow_map = section.get_by_role("region", name=f"Flows of {em} on the map")
+    wait_for(lambda: flow_map.locator("path.vr-flow-supply").count() >= 1
+             and flow_map.locator("path.vr-flow-delivery").count() >= 1, 30, "supply and delivery flows on the map")
+    material = section.get_by_label("Flows of material").input_value()
+    unit = conn.execute("SELECT unit FROM materials WHERE material_id = %s", (material,)).fetchone()[0]
+    assert f"of {material} per arc, in {unit}" in section.get_by_role("group", name="Flow legend").inner_text()
+    planned = conn.execute("SELECT count(DISTINCT (leg, origin, destination)) FROM dispatch_orders"
+                           " WHERE emergency_id = %s AND material_id = %s", (em, material)).fetchone()[0]
+    assert 1 <= flow_map.locator("path.vr-flow").count() <= planned
 
 
 def _order_timeline(page, fleet, shots, em: str) -> None:
@@ -161,8 +176,24 @@ def _end(page, fleet, conn, em: str) -> None:
     assert ended_by == "user:operator1"
 
 
+def _assessment_ranking(page, fleet, conn, shots, em: str) -> None:
+    """The ended emergency's suppliers ranked: the same sites and owners as the shared assessment code
+    finds, every figure's column with its unit."""
+    facts, _ = load_site_facts(conn, em, fleet.settings.reading_interval_s)
+    sites, _ = assess(facts)
+    owners = rank_owners(sites, facts)
+    page.goto(f"{fleet.url}/#/assessment/{em}")
+    ranked = page.get_by_role("region", name="Sites ranked")
+    ranked.get_by_role("columnheader", name="Median response (min)").wait_for()
+    shown = ranked.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(shown) == sorted(s.site_id for s in sites) and shown, shown
+    assert page.get_by_role("region", name="Owners ranked").locator("tbody tr").count() == len(owners)
+    assert ranked.locator("tbody tr").first.locator("td").nth(4).inner_text().endswith("%")
+    page.screenshot(path=str(shots / "assessment.png"), full_page=True)
+
+
 def test_viewer_sees_no_declare_or_acknowledge_and_api_refuses(fleet, browser, shots):
-    ctx = _context(browser)
+    ctx = new_context(browser)
     page = ctx.new_page()
     try:
         login(page, fleet, "viewer1")

@@ -2,22 +2,30 @@
 // period: plan status and gap, shortage per material against the ideal, orders by status; end.
 import * as api from "../api.js";
 import { badge, count, h, may, on, pct, qty, seconds, table, when } from "../app.js";
+import { flowLayer, flowLegend, flowMaterials, unplacedNote } from "../flows.js";
 
 const ORDER_STATUSES = ["open", "accepted", "in_transit", "delivered", "failed", "cancelled", "closed"];
 
 export async function render(root, ctx) {
   const body = h("div");
   root.replaceChildren(h("h1", {}, "Emergency"), body);
+  const maps = new Map();  // emergency id -> its flow map, kept across redraws (no flicker, zoom kept)
+  maps.closed = false;     // set when the page is left: a draw still in flight then touches no map
   let timer = null;
-  const refresh = () => { clearTimeout(timer); timer = setTimeout(() => draw(body, ctx).catch(showError(body)), 300); };
-  await draw(body, ctx);
+  const refresh = () => { clearTimeout(timer); timer = setTimeout(() => draw(body, ctx, maps).catch(showError(body)), 300); };
+  await draw(body, ctx, maps);
   const offs = [on("mode", refresh), on("plans", refresh), on("orders", refresh)];
-  return () => { offs.forEach((off) => off()); clearTimeout(timer); };
+  return () => {
+    maps.closed = true;
+    offs.forEach((off) => off());
+    clearTimeout(timer);
+    for (const m of maps.values()) if (m.map) m.map.remove();
+  };
 }
 
 const showError = (el) => (err) => el.prepend(h("p", { class: "error", role: "alert" }, err.message));
 
-async function draw(el, ctx) {
+async function draw(el, ctx, maps) {
   const [overview, emergencies] = await Promise.all([api.get("/console/overview"), api.get("/emergencies", { limit: 20 })]);
   const open = emergencies.items.filter((e) => !e.ended_at);
   const parts = [];
@@ -26,14 +34,19 @@ async function draw(el, ctx) {
       { label: "Period", cell: (r) => (r.mode === "emergency" ? `${count(r.period)} of ${count(r.periods)}` : "–") }], overview.regions)));
   const free = overview.regions.filter((r) => r.mode === "normal").map((r) => r.region);
   if (may("operator") && free.length) parts.push(declareForm(free, ctx));
-  for (const e of open) parts.push(await running(e, ctx));
+  for (const e of open) parts.push(await running(e, ctx, await flowsSection(e, overview.cells, maps)));
   const ended = emergencies.items.filter((e) => e.ended_at);
   if (ended.length) parts.push(h("section", { "aria-label": "Ended emergencies" }, h("h2", {}, "Ended"),
     table([{ label: "Emergency", cell: (e) => e.emergency_id }, { label: "Region", cell: (e) => e.region },
       { label: "Declared", cell: (e) => `${when(e.declared_at)} by ${e.declared_by}` },
       { label: "Ended", cell: (e) => `${when(e.ended_at)} by ${e.ended_by || "–"}` },
       { label: "Orders", num: true, cell: (e) => count(e.orders) }], ended)));
+  if (maps.closed) return;
   el.replaceChildren(...parts);
+  for (const [id, entry] of maps) {
+    if (!open.some((e) => e.emergency_id === id)) { if (entry.map) entry.map.remove(); maps.delete(id); continue; }
+    showFlows(entry);
+  }
 }
 
 function field(label, input) {
@@ -119,7 +132,7 @@ function confirmDeclare(decl, preview, msg) {
   });
 }
 
-async function running(e, ctx) {
+async function running(e, ctx, flows) {
   const [plans, orders, ideal] = await Promise.all([
     api.get(`/emergencies/${encodeURIComponent(e.emergency_id)}/plans`, { limit: 1000 }),
     api.all("/orders", { emergency_id: e.emergency_id }),
@@ -148,6 +161,7 @@ async function running(e, ctx) {
         const f = (p.materials || {})[m];
         return f ? `${qty(f.planned_shortage, f.unit)} (${pct(f.shortage_rate)})` : "–";
       } }))], plans.items, "shortage = planned shortage of what was due in the period (with backlog)"),
+    flows,
     h("h3", {}, "Shortage against the ideal"),
     ideal.materials && Object.keys(ideal.materials).length ? idealVsPlanned(ideal.materials, plans.items) : h("p", { class: "muted" }, "No plan yet."),
     h("h3", {}, "Orders by status"),
@@ -186,4 +200,47 @@ function endButton(e) {
     } catch (err) { msg.textContent = ` ${err.message}`; btn.disabled = false; }
   });
   return h("p", { class: "filters" }, reason, btn, msg);
+}
+
+/** The flows of the emergency's latest plan: a map (kept across redraws) and its legend. */
+async function flowsSection(e, cells, maps) {
+  const data = await api.get(`/console/emergencies/${encodeURIComponent(e.emergency_id)}/flows`);
+  let entry = maps.get(e.emergency_id);
+  if (!entry) {
+    entry = { id: e.emergency_id, region: e.region, cells, map: null, layer: null, material: "", fitted: false,
+      mapEl: h("div", { class: "flow-map", role: "region", "aria-label": `Flows of ${e.emergency_id} on the map` }),
+      select: h("select", { "aria-label": "Flows of material" }), side: h("div"), title: h("h3") };
+    entry.select.addEventListener("change", () => { entry.material = entry.select.value; showFlows(entry); });
+    maps.set(e.emergency_id, entry);
+  }
+  entry.data = data;
+  const mats = flowMaterials(data);
+  if (!mats.some((m) => m.material_id === entry.material)) entry.material = mats.length ? mats[0].material_id : "";
+  entry.select.replaceChildren(...mats.map((m) => h("option", { value: m.material_id, selected: m.material_id === entry.material },
+    `${m.material_id} (${m.unit})`)));
+  entry.title.textContent = data.plan_id ? `Flows of period ${count(data.period)}'s plan` : "Flows (no plan yet)";
+  return h("section", { "aria-label": `Flows of ${e.emergency_id}` }, entry.title,
+    h("div", { class: "flows" }, entry.mapEl, h("div", {}, h("label", {}, "Material ", entry.select), entry.side)));
+}
+
+/** (Re)draw one emergency's flows once its map element is in the page (Leaflet needs its size). */
+function showFlows(entry) {
+  if (!entry.map) {
+    entry.map = L.map(entry.mapEl, { zoomSnap: 0.25, attributionControl: false });
+    const region = entry.cells.filter((c) => c.region === entry.region);
+    for (const c of region) L.rectangle(c.bounds, { weight: 1, color: "#99a", fillOpacity: 0.08, fillColor: "#99a", interactive: false }).addTo(entry.map);
+    const all = region.flatMap((c) => c.bounds);
+    if (all.length) entry.map.fitBounds(L.latLngBounds(all), { padding: [10, 10] }); else entry.map.setView([30.59, 114.3], 10);
+  } else entry.map.invalidateSize();
+  if (entry.layer) entry.map.removeLayer(entry.layer);
+  entry.layer = entry.material ? flowLayer(entry.data, entry.material).addTo(entry.map) : null;
+  if (entry.layer && !entry.fitted && entry.layer.getBounds().isValid()) {
+    entry.map.fitBounds(entry.layer.getBounds(), { padding: [30, 30], maxZoom: 14 });  // the flows, not the whole region
+    entry.fitted = true;
+  }
+  const drawn = entry.data.flows.filter((f) => f.material_id === entry.material).length;
+  entry.mapEl.dataset.flows = String(drawn);
+  entry.side.replaceChildren(...[entry.material ? flowLegend(entry.data, entry.material) : null,
+    !entry.data.flows.length && entry.data.plan_id ? h("p", { class: "muted" }, "Nothing to draw for this plan.") : null,
+    unplacedNote(entry.data)].filter(Boolean));
 }

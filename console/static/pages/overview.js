@@ -2,6 +2,7 @@
 // open alerts by severity and each region's mode; kept live by the server-sent events.
 import * as api from "../api.js";
 import { badge, count, h, on, pct, qty, when } from "../app.js";
+import { flowLayer, flowLegend, flowMaterials, mergeFlows, unplacedNote } from "../flows.js";
 
 /** Coverage colour: red below 50 %, amber below 90 %, green from 90 %; grey without data. */
 export function coverageColour(c) {
@@ -23,7 +24,8 @@ function freshness(last, status, staleAfter, now) {
 
 export async function render(root, ctx) {
   const data = await api.get("/console/overview");
-  const state = { data, material: "", cells: new Map(), sites: null, siteLayer: null, map: null };
+  const state = { data, material: "", cells: new Map(), sites: null, siteLayer: null, map: null,
+    flows: { data: null, layer: null, material: "", el: h("section", { "aria-label": "Flows" }), renderer: L.svg() } };
   const mapEl = h("div", { id: "map", role: "region", "aria-label": "Map of grid cells and sites" });
   const summary = h("div");
   root.replaceChildren(h("div", { class: "overview" }, mapEl, h("aside", { class: "side", "aria-label": "Summary" }, summary)));
@@ -39,19 +41,25 @@ export async function render(root, ctx) {
 
   // Sites: loaded after the first render, drawn only when zoomed in (thousands of markers).
   api.get("/console/sites").then((s) => {
+    if (state.closed) return;  // the page was left before the rows came
     state.sites = new Map(s.rows.map((r) => [r[0], r]));
     drawSites(state);
     window.__vrSitesAt = performance.now();
   });
   map.on("zoomend moveend", () => drawSites(state));
+  const loadFlows = () => readFlows(state).catch(() => {});
+  let flowTimer = null;
+  const flowsLater = () => { clearTimeout(flowTimer); flowTimer = setTimeout(loadFlows, 500); };
+  loadFlows();
   const offs = [
+    on("plans", flowsLater), on("orders", flowsLater),
     on("stock", (ev) => { applyStock(state, ev); recordLatency(ev.readings); mapEl.dataset.lastEvent = String(ev.sent_at); redraw(); }),
     on("alerts", (counts) => { state.data.alerts = counts; redraw(); }),
-    on("mode", (regions) => { state.data.regions = regions; redraw(); }),
+    on("mode", (regions) => { state.data.regions = regions; redraw(); flowsLater(); }),
   ];
   // freshness moves with the clock: recount and redraw the markers now and then
   const tick = setInterval(() => { if (state.sites) { state.data.counts = recount(state); redraw(); drawSites(state); } }, 15000);
-  return () => { offs.forEach((off) => off()); clearInterval(tick); map.remove(); };
+  return () => { state.closed = true; offs.forEach((off) => off()); clearInterval(tick); clearTimeout(flowTimer); map.remove(); };
 }
 
 function drawCells(state) {
@@ -68,6 +76,32 @@ function drawCells(state) {
   }
   if (data.cells.length) map.fitBounds(L.latLngBounds(data.cells.flatMap((c) => c.bounds)), { padding: [10, 10] });
   else map.setView([30.59, 114.3], 10);
+}
+
+/** The latest plan's flows of every region in emergency, over the cells, with their legend aside. */
+async function readFlows(state) {
+  const running = state.data.regions.filter((r) => r.mode === "emergency" && r.emergency_id);
+  const docs = await Promise.all(running.map((r) => api.get(`/console/emergencies/${encodeURIComponent(r.emergency_id)}/flows`)));
+  if (state.closed) return;
+  state.flows.data = docs.length ? mergeFlows(docs) : null;
+  drawFlows(state);
+}
+
+function drawFlows(state) {
+  const f = state.flows;
+  if (f.layer) { state.map.removeLayer(f.layer); f.layer = null; }
+  if (!f.data) { f.el.replaceChildren(); return; }
+  const mats = flowMaterials(f.data);
+  if (!mats.some((m) => m.material_id === f.material)) f.material = mats.length ? mats[0].material_id : "";
+  if (f.material) f.layer = flowLayer(f.data, f.material, f.renderer).addTo(state.map);
+  const select = h("select", { "aria-label": "Flows of material" }, mats.map((m) =>
+    h("option", { value: m.material_id, selected: m.material_id === f.material }, `${m.material_id} (${m.unit})`)));
+  select.addEventListener("change", () => { f.material = select.value; drawFlows(state); });
+  const periods = f.data.periods.map((p) => `${p.emergency_id} period ${count(p.period)}`).join(", ");
+  f.el.replaceChildren(h("h2", {}, "Flows of the current plans"),
+    h("p", { class: "muted" }, periods || "no plan yet"),
+    mats.length ? h("label", {}, "Material ", select) : null, f.material ? flowLegend(f.data, f.material) : null,
+    unplacedNote(f.data) || "");
 }
 
 function drawSites(state) {
@@ -154,6 +188,7 @@ function drawSummary(el, state, ctx) {
     h("section", { "aria-label": "Regions" }, h("h2", {}, "Regions"),
       d.regions.map((r) => h("p", { "data-region": r.region }, h("b", {}, r.region), " ", badge(r.mode),
         r.mode === "emergency" ? ` period ${count(r.period)} of ${count(r.periods)}` : ""))),
+    state.flows.el,
     h("section", { "aria-label": "Sites" }, h("h2", {}, "Sites"),
       h("div", { class: "stats" }, stat("reporting", d.counts.reporting, "count-reporting"), stat("stale", d.counts.stale, "count-stale"),
         stat("never reported", d.counts.never, "count-never"), stat("suspended", d.counts.suspended, "count-suspended")),

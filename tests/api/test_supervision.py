@@ -1,0 +1,111 @@
+"""Assessments and audit plans over HTTP: the ranking is computed from the orders' status records
+(the same code as `vreserve assess`), an owner token sees only its own sites; an audit plan drawn
+over the API or the CLI is kept with its authenticated drawer and is in the audit trail."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.api.conftest import ROOT, settings_env
+from vreserve import auditlog
+from vreserve.db import connect
+
+pytestmark = pytest.mark.services
+
+
+def _emergency_with_deliveries(world, delivered: dict[str, float]) -> str:
+    """An ended emergency in apia: one 10-box supply order per site, delivered as given."""
+    em = f"EM-assess-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO emergencies (emergency_id, region, declared_at, declared_by, reason, periods,"
+                     " period_length_s, demand_source, ended_at, ended_by, end_reason) VALUES"
+                     " (%s,'apia',%s,'user:seed','test',1,60,'wuhan',%s,'user:seed','over')",
+                     (em, now - timedelta(minutes=30), now - timedelta(minutes=1)))
+        conn.execute("INSERT INTO plans (plan_id, emergency_id, period, created_at, status) VALUES (%s,%s,1,%s,'optimal')",
+                     (f"P-{em}", em, now - timedelta(minutes=29)))
+        for i, (site, qty) in enumerate(delivered.items()):
+            oid = f"O-{em}-{i}"
+            created = now - timedelta(minutes=29)
+            conn.execute("INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin,"
+                         " destination, material_id, qty, unit, created_at, status_at) VALUES"
+                         " (%s,%s,%s,1,'supply',%s,'DC-A','medicine',10,'box',%s,%s)",
+                         (oid, f"P-{em}", em, site, created, created))
+            for k, (status, minutes, q) in enumerate([("in_transit", 2, qty), ("delivered", 6 + i, qty)]):
+                conn.execute("INSERT INTO order_status_events (status_id, order_id, status, at, qty) VALUES"
+                             " (%s,%s,%s,%s,%s)", (f"S-{oid}-{k}", oid, status, created + timedelta(minutes=minutes), q))
+    return em
+
+
+def test_assessment_ranks_sites_and_owners_with_units_and_owners_see_their_own(world):
+    a0, a1 = world.sites["apia"][0], world.sites["apia"][1]
+    em = _emergency_with_deliveries(world, {a0: 10.0, a1: 5.0})
+    r = world.client("viewer").get("/api/v1/assessments", params={"emergency_id": em})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(s["rank"], s["site_id"]) for s in body["items"]] == [(1, a0), (2, a1)]
+    assert [s["fulfilment_share"] for s in body["items"]] == [1.0, 0.5]
+    assert [s["median_response_minutes"] for s in body["items"]] == [6.0, 7.0]
+    assert body["items"][0]["score"] > body["items"][1]["score"]
+    assert [o["owner_id"] for o in body["owners"]] == [f"owner-{a0}", f"owner-{a1}"]
+    assert {k["owner_kind"]: k["sites"] for k in body["owner_kinds"]} == {"government": 1, "household": 1}
+    assert set(body["units"]) >= {"score", "fulfilment_share", "median_response_minutes", "on_time_share"}
+    assert body["weights"]["fulfilment"] == 0.5 and body["window"]["reading_interval_s"] > 0
+
+    mine = world.client("owner").get("/api/v1/assessments", params={"emergency_id": em}).json()
+    assert [s["site_id"] for s in mine["items"]] == [a0] and [o["owner_id"] for o in mine["owners"]] == [world.owner_id]
+    assert mine["owner_kinds"] == []
+    missing = world.client("viewer").get("/api/v1/assessments", params={"emergency_id": "EM-none"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "emergency_not_found"
+    assert world.client("carrier-a").get("/api/v1/assessments").status_code == 403
+
+
+def test_audit_plan_is_drawn_kept_and_reproducible_over_the_api_and_the_cli(world):
+    sup = world.client("supervisor")
+    drawn = sup.post("/api/v1/audit-plans", json={"count": 2, "seed": 7, "grid_cell": "apia-g0"})
+    assert drawn.status_code == 201, drawn.text
+    plan = drawn.json()
+    assert plan["drawn_by"] == "user:supervisor1" and plan["seed"] == 7 and plan["count"] == 2
+    assert len(plan["sites"]) == 2 and all(s["grid_cell"] == "apia-g0" and s["reasons"] for s in plan["sites"])
+    assert all(0 < s["weight_share"] <= 1 and s["audited_by"] is None for s in plan["sites"])
+    again = world.client("admin").post("/api/v1/audit-plans", json={"count": 2, "seed": 7, "grid_cell": "apia-g0"})
+    assert again.status_code == 200 and again.json() == plan  # same inputs, same draw: the same plan
+    other = sup.post("/api/v1/audit-plans", json={"count": 2, "seed": 8, "grid_cell": "apia-g0"}).json()
+    listed = sup.get("/api/v1/audit-plans").json()["items"]
+    assert {plan["plan_id"], other["plan_id"]} <= {p["plan_id"] for p in listed} and other["plan_id"] != plan["plan_id"]
+    assert sup.get(f"/api/v1/audit-plans/{plan['plan_id']}").json()["sites"] == plan["sites"]
+    assert world.client("operator").post("/api/v1/audit-plans", json={"count": 1}).status_code == 403
+    assert world.client("owner").get("/api/v1/audit-plans").status_code == 403  # owners must not see spot checks
+    nothing = sup.post("/api/v1/audit-plans", json={"count": 1, "grid_cell": "no-such-cell"})
+    assert nothing.status_code == 404 and nothing.json()["error"]["code"] == "no_sites"
+
+    cli = subprocess.run([sys.executable, "-m", "vreserve.cli", "audit", "plan", "--count", "1", "--seed", "7",
+                          "--cell", "apia-g0"], cwd=ROOT, env=settings_env(world.settings), capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    plan_id = cli.stdout.split()[2].rstrip(":")
+    kept = sup.get(f"/api/v1/audit-plans/{plan_id}").json()
+    assert kept["drawn_by"].startswith("os-user:")
+    assert [s["site_id"] for s in kept["sites"]] == [plan["sites"][0]["site_id"]]  # one code path, one draw
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        trail = auditlog.recent(conn, 200)
+    api_rows = [r for r in trail if r["action"] == "POST /api/v1/audit-plans" and r["actor"] == "user:admin1"]
+    cli_rows = [r for r in trail if r["action"] == "audit-plans.draw"]
+    assert any(plan["plan_id"] in str(r["detail"]) for r in api_rows)
+    assert any(plan_id in str(r["detail"]) and r["actor"].startswith("os-user:") for r in cli_rows)
+
+
+def test_cli_audit_record_is_in_the_audit_trail(world):
+    site = world.sites["apib"][0]
+    audit_id = f"A-trail-{uuid.uuid4().hex[:8]}"
+    cli = subprocess.run([sys.executable, "-m", "vreserve.cli", "audit", "record", "--site", site, "--count",
+                          "medicine=400", "--audit-id", audit_id], cwd=ROOT, env=settings_env(world.settings),
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        rows = [r for r in auditlog.recent(conn, 200) if r["action"] == "audits.record" and r["target"] == site]
+    assert rows and rows[0]["outcome"] == "ok" and audit_id in str(rows[0]["detail"])

@@ -247,13 +247,23 @@ def plans(request: Request, emergency_id: Id, limit: Limit = 100, offset: Offset
 
 # ----------------------------------------------------------------------------------- orders
 ORDERS_SQL = """SELECT o.order_id, o.plan_id, o.emergency_id, e.region, o.period, o.leg, o.origin, o.destination,
-    o.material_id, o.qty, o.unit, o.status, o.delivered_qty, o.created_at, o.status_at, o.picked_at, o.superseded_by
+    o.material_id, o.qty, o.unit, o.status, o.delivered_qty, o.created_at, o.status_at, o.picked_at, o.superseded_by,
+    o.carrier_details
     FROM dispatch_orders o JOIN emergencies e USING (emergency_id)
     WHERE (%(em)s::text IS NULL OR o.emergency_id = %(em)s) AND (%(status)s::text IS NULL OR o.status = %(status)s)
     AND (%(region)s::text IS NULL OR e.region = %(region)s) AND (%(id)s::text IS NULL OR o.order_id = %(id)s)
     AND (%(carrier)s::text IS NULL OR e.region = ANY(SELECT unnest(regions) FROM carriers
                                                    WHERE carrier_id = %(carrier)s))
     ORDER BY o.created_at DESC, o.order_id"""
+
+
+def _with_carrier_details(rows: list[dict]) -> list[dict]:
+    """Each order with what a carrier needs under the names the dispatch-orders topic uses (v2:
+    origin_place, destination_place, pick_window, delivery_window, accept_by, material_details,
+    total_weight_kg, total_volume_m3; absent on orders stored before contract v2)."""
+    for row in rows:
+        row.update(row.pop("carrier_details", None) or {})
+    return rows
 
 
 def _carrier_of(who: Identity) -> str | None:
@@ -264,10 +274,13 @@ def _carrier_of(who: Identity) -> str | None:
             summary="Dispatch orders (a carrier token: those of its routes), newest first")
 def orders(request: Request, emergency_id: Filter = None, status: Filter = None, region: Filter = None,
            limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(VIEWER_OR_CARRIER)) -> Page:
-    """`qty` and `delivered_qty` in `unit` (the material's unit)."""
+    """`qty` and `delivered_qty` in `unit` (the material's unit); with what a carrier needs (both
+    ends, windows, accept-by, material handling, weight in kg and volume in m3; docs/contracts.md)."""
     with _conn(request) as conn:
-        return _page(conn, ORDERS_SQL, {"em": emergency_id, "status": status, "region": region, "id": None,
+        page = _page(conn, ORDERS_SQL, {"em": emergency_id, "status": status, "region": region, "id": None,
                                         "carrier": _carrier_of(who)}, limit, offset)
+    _with_carrier_details(page.items)
+    return page
 
 
 @router.get("/orders/{order_id}", tags=["orders"], openapi_extra=access("viewer", ("carrier",)),
@@ -278,6 +291,7 @@ def order(request: Request, order_id: Id, who: Identity = Depends(VIEWER_OR_CARR
                                         "carrier": _carrier_of(who)})
         if not rows:
             raise ApiError(404, "order_not_found", f"no order {order_id!r}" + (" on your routes" if _carrier_of(who) else ""))
+        _with_carrier_details(rows)
         rows[0]["history"] = _rows(conn, "SELECT status_id, status, at, qty, reason, actor, received_at"
                                          " FROM order_status_events WHERE order_id = %(id)s ORDER BY at, received_at",
                                    {"id": order_id})

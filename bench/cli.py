@@ -6,7 +6,7 @@ import click
 from vreserve.plugins import mount
 
 BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.tsdb", "bench.optimizer", "bench.dispatcher",
-                 "bench.supervision", "bench.alerts", "bench.api", "bench.console")
+                 "bench.supervision", "bench.alerts", "bench.api", "bench.console", "bench.contracts")
 
 
 @click.group()

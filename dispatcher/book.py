@@ -131,10 +131,11 @@ def persist_plan(
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin, destination,"
-                " material_id, qty, unit, created_at, status_at, region) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT DO NOTHING",
+                " material_id, qty, unit, created_at, status_at, region, carrier_details)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                 [(o.order_id, o.plan_id, o.emergency_id, o.period, o.leg, o.origin, o.destination, o.material,
-                  o.qty, o.unit, o.created_at, o.created_at, o.region) for o in orders],
+                  o.qty, o.unit, o.created_at, o.created_at, o.region,
+                  None if o.details is None else Jsonb(o.details.model_dump(mode="json"))) for o in orders],
             )
     return True
 
@@ -171,7 +172,7 @@ def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
         "SELECT summary FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0]))
     rows = conn.execute(
         "SELECT order_id, plan_id, emergency_id, region, period, leg, origin, destination, material_id,"
-        " qty::float8, unit, created_at FROM dispatch_orders WHERE plan_id = %s"
+        " qty::float8, unit, created_at, carrier_details FROM dispatch_orders WHERE plan_id = %s"
         # an order closed before its plan went out (the emergency ended while the broker was
         # away) is not published; its cancel record still is (harmless for an unknown order)
         "   AND status NOT IN ('cancelled', 'closed') ORDER BY order_id", (plan_id,)
@@ -204,7 +205,7 @@ def mark_closed_out(conn, emergency_id: str, now: datetime) -> None:
 
 _RANK = {"open": 0, "accepted": 1, "in_transit": 2, "delivered": 3, "failed": 3, "cancelled": 3, "closed": 3}
 #: Statuses after which a carrier may report nothing else about the order.
-FINAL_STATUSES = ("delivered", "failed", "cancelled")
+CARRIER_FINAL_STATUSES = ("delivered", "failed", "cancelled")
 #: Rounding slack when comparing a carrier's quantity with the ordered / picked one.
 QTY_SLACK = 1e-6
 
@@ -258,7 +259,7 @@ def apply_status(conn, status: OrderStatus) -> str:
         current, ordered, unit = row
         final = conn.execute(
             "SELECT status FROM order_status_events WHERE order_id = %s AND status = ANY(%s) ORDER BY at LIMIT 1",
-            (status.order_id, list(FINAL_STATUSES))).fetchone()
+            (status.order_id, list(CARRIER_FINAL_STATUSES))).fetchone()
         picked = conn.execute(
             "SELECT qty::float8 FROM order_status_events WHERE order_id = %s AND status = 'in_transit'"
             " AND qty IS NOT NULL ORDER BY at DESC LIMIT 1", (status.order_id,)).fetchone()

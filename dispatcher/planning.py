@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher import book
+from dispatcher.carrier_details import add_carrier_details
 from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
                              orders_for_period, structure_key)
 from dispatcher.snapshot import left_out_summary, supply_nodes, supply_snapshot
@@ -154,6 +155,7 @@ def make_plan(conn, emergency: book.Emergency, period: int, cache: PlannerCache,
                 leg=ln.leg, origin=ln.origin, destination=ln.destination, material=ln.material,
                 qty=float(ln.qty), unit=units.get(ln.material, "units"), created_at=now,
             ))
+        orders = add_carrier_details(conn, orders, emergency, base)
     else:
         warnings.append(f"optimizer: {status}: {getattr(result, 'message', '')} "
                         + "; ".join(getattr(result, "infeasibility", ()) or ()))

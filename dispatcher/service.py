@@ -27,7 +27,7 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Callable
 
@@ -36,6 +36,7 @@ from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PlannerCache, make_plan
 from vreserve import topics
 from vreserve.db import connect
+from vreserve.emergencies import ACCEPT_GRACE_MAX_S, supersede_cutoff  # noqa: F401 (the dispatcher's rule, shared)
 from vreserve.health import HealthServer, health_status
 from vreserve.quarantine import RecordRef, run_guarded, store_rejection
 from vreserve.schemas.common import SchemaError, utc_now
@@ -53,22 +54,6 @@ CATCH_UP_MAX_S = 3.0
 KAFKA_CALL_MAX_S = 2.0
 #: Pause between two publication attempts while the broker does not take records, s.
 PUBLISH_RETRY_S = 1.0
-#: Upper bound of the time carriers get to accept a published order before a later plan may
-#: supersede it, s (the grace is a quarter of a period, at most this).
-ACCEPT_GRACE_MAX_S = 30.0
-
-
-def supersede_cutoff(em: book.Emergency, period: int) -> datetime:
-    """Orders published after this instant are not superseded by ``period``'s plan.
-
-    It is the period's start minus a grace (a quarter period, at most ``ACCEPT_GRACE_MAX_S``):
-    carriers accept within seconds, so an order still open that long after its publication was
-    not taken; one published a moment before the next plan (held through a broker outage) must not
-    be cancelled by it. From the period's start, not the clock: a dispatcher that plans the period
-    late (after a restart) supersedes what a punctual one would have.
-    """
-    grace = min(em.period_length_s / 4.0, ACCEPT_GRACE_MAX_S)
-    return em.declared_at + timedelta(seconds=(period - 1) * em.period_length_s - grace)
 
 
 @dataclass

@@ -8,7 +8,9 @@ horizon is about 90 % of demand (short by ~10 %, as in the source's cases), spre
 periods; centres start with stock for about the first period and a little safety stock. Prices
 are lognormal around a per-material base (the first material of each 4 is "ventilator-like":
 durable, life-critical, few units, dear). The budget buys ``budget_fraction`` of all supply at its
-prices (default 0.8, so it binds).
+prices (default 0.8, so it binds). Distribution and rescue centres carry a place for the carriers of
+their orders: the unit square mapped onto a box around Hubei (a city ~0.5 degrees wide, a province
+~5), with illustrative names, addresses and phone numbers (+86 000 ... is not a real number).
 """
 from __future__ import annotations
 
@@ -21,6 +23,19 @@ SIZES: dict[str, dict[str, int]] = {
     "city": {"M": 10, "T": 10, "W": 50, "J": 10, "K": 100},
     "province": {"M": 20, "T": 14, "W": 500, "J": 40, "K": 400},
 }
+
+
+#: South-west corner (lat, lon) and width in degrees of the box the unit square is mapped onto.
+_BOX = {"paper": (30.40, 114.05, 0.5), "city": (30.40, 114.05, 0.5), "province": (29.5, 110.5, 5.0)}
+
+
+def _places(size: str, kind: str, ids: list[str], pos: np.ndarray) -> list[dict[str, Any]]:
+    """A place per node (name, illustrative address, WGS 84 degrees, contact), from its position."""
+    lat0, lon0, width = _BOX[size]
+    return [{"name": f"{kind} {node_id}", "address": f"{kind} {node_id}, synthetic {size} (illustrative address)",
+             "lat": round(lat0 + float(p[0]) * width, 5), "lon": round(lon0 + float(p[1]) * width, 5),
+             "contact": {"name": f"{node_id} desk", "phone": f"+86 000 {3000 + i // 10_000:04d} {i % 10_000:04d}"}}
+            for i, (node_id, p) in enumerate(zip(ids, pos))]
 
 
 def _nearest(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
@@ -94,6 +109,8 @@ def generate(size: str = "city", seed: int = 0, *, budget_fraction: float | None
     jid = [f"J{i + 1:02d}" for i in range(J)]
     kid = [f"K{i + 1:03d}" for i in range(K)]
     mid = [m["id"] for m in materials]
+    dc_at = _places(size, "Distribution centre", jid, pos_j)
+    rc_at = _places(size, "Rescue centre", kid, pos_k)
     sc: dict[str, Any] = {
         "name": f"{size}-{seed}",
         "description": f"synthetic {size} scenario, seed {seed} (optimizer.generate)",
@@ -105,9 +122,10 @@ def generate(size: str = "city", seed: int = 0, *, budget_fraction: float | None
         "distribution_centres": [{"id": jid[j], "capacity": float(capacity[j]),
                                   "initial": {mid[m]: float(initial[j, m]) for m in range(M)},
                                   "safety_stock": {mid[m]: float(safety[j, m]) for m in range(M) if safety[j, m]},
-                                  **({"max_deliveries_per_period": max_deliveries} if max_deliveries else {})}
+                                  **({"max_deliveries_per_period": max_deliveries} if max_deliveries else {}),
+                                  **dc_at[j]}
                                  for j in range(J)],
-        "rescue_centres": [{"id": kid[k], "demand": {mid[m]: demand[k, m].tolist() for m in range(M)}}
+        "rescue_centres": [{"id": kid[k], "demand": {mid[m]: demand[k, m].tolist() for m in range(M)}, **rc_at[k]}
                            for k in range(K)],
         "arcs": {"supply": [[wid[w], jid[j]] for w in range(W) for j in s_near[w]],
                  "delivery": [[jid[j], kid[k]] for k in range(K) for j in k_near[k]]},

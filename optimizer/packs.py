@@ -27,6 +27,9 @@ Assumptions (ours; the source gives only totals and shape):
   piece, pork 45 / 30 per kg; S2 charges 10 % more; prices rise 1 % a day.
 - Each centre delivers to at most 4 districts a day; a used delivery arc carries at least 5 units.
 - Urgency indicators per material are our judgement on the source's five criteria.
+- Places (for the carriers of the orders): each district's rescue centre sits at the district's
+  centre and each distribution centre in a logistics area of the city (coordinates approximate,
+  WGS 84); addresses and phone numbers are illustrative (+86 000 ... is not a real number).
 """
 from __future__ import annotations
 
@@ -63,6 +66,11 @@ CITIES: dict[str, dict[str, Any]] = {
                       "hongshan": 1_670_000},
         "price": {"medicine": 30.0, "medical_alcohol": 15.0, "ventilator": 120_000.0, "pork": 45.0},
         "budget": 20e6,
+        # district -> (lat, lon) of its centre; distribution centres: (area, lat, lon)
+        "district_at": {"jiangan": (30.600, 114.310), "jianghan": (30.601, 114.271), "qiaokou": (30.571, 114.214),
+                        "wuchang": (30.554, 114.316), "hongshan": (30.505, 114.400)},
+        "centres_at": [("Dongxihu logistics park", 30.620, 114.140), ("Hanyang logistics park", 30.555, 114.218),
+                       ("East Lake high-tech zone", 30.480, 114.420)],
     },
     "shanghai": {
         "title": "Shanghai, Omicron wave (Apr 2022), 10 days",
@@ -72,6 +80,10 @@ CITIES: dict[str, dict[str, Any]] = {
                       "yangpu": 1_243_000},
         "price": {"medicine": 35.0, "medical_alcohol": 12.0, "ventilator": 150_000.0, "pork": 30.0},
         "budget": 50e6,
+        "district_at": {"pudong": (31.221, 121.544), "minhang": (31.113, 121.382), "baoshan": (31.405, 121.490),
+                        "xuhui": (31.188, 121.437), "yangpu": (31.260, 121.526)},
+        "centres_at": [("Jiading logistics park", 31.350, 121.250), ("Songjiang logistics park", 31.030, 121.220),
+                       ("Pudong airport logistics park", 31.150, 121.800)],
     },
 }
 T = 10
@@ -80,6 +92,23 @@ T = 10
 def curve(midpoint: float) -> np.ndarray:
     t = np.arange(1, T + 1, dtype=float)
     return 1.0 / (1.0 + np.exp(-(t - midpoint) / 2.0))
+
+
+def centre_place(city: str, j: int) -> dict[str, Any]:
+    """Name, illustrative address, coordinates and contact of distribution centre ``j`` (0-based)."""
+    area, lat, lon = CITIES[city]["centres_at"][j]
+    return {"name": f"{city.title()} emergency distribution centre {j + 1}",
+            "address": f"{area}, {city.title()} (illustrative address)", "lat": lat, "lon": lon,
+            "contact": {"name": f"DC{j + 1} dispatch desk", "phone": f"+86 000 1000 {j + 1:04d}"}}
+
+
+def rescue_place(city: str, district: str, k: int) -> dict[str, Any]:
+    """The district's rescue centre: at the district's centre, with an illustrative address."""
+    lat, lon = CITIES[city]["district_at"][district]
+    return {"name": f"{district.title()} district rescue centre",
+            "address": f"District government square, {district.title()}, {city.title()} (illustrative address)",
+            "lat": lat, "lon": lon,
+            "contact": {"name": f"{district.title()} receiving desk", "phone": f"+86 000 2000 {k + 1:04d}"}}
 
 
 def build(city: str) -> dict[str, Any]:
@@ -124,9 +153,10 @@ def build(city: str) -> dict[str, Any]:
         "distribution_centres": [{"id": f"DC{j + 1}", "capacity": int(capacity[j]),
                                   "initial": {mids[m]: int(initial[j, m]) for m in range(len(mids))},
                                   "safety_stock": {mids[m]: int(safety[j, m]) for m in range(len(mids))},
-                                  "max_deliveries_per_period": 4} for j in range(3)],
+                                  "max_deliveries_per_period": 4, **centre_place(city, j)} for j in range(3)],
         "rescue_centres": [{"id": f"RC-{d}", "demand": {mids[m]: demand[k, m].astype(int).tolist()
-                                                        for m in range(len(mids))}} for k, d in enumerate(districts)],
+                                                        for m in range(len(mids))}, **rescue_place(city, d, k)}
+                           for k, d in enumerate(districts)],
     }
 
 

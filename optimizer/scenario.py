@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from pydantic import ValidationError
+
 from optimizer.errors import ScenarioError
 from optimizer.urgency import DEFAULT_THETA, INDICATORS, THETA_FUNCTIONS
+from vreserve.schemas.common import validation_reason
+from vreserve.schemas.dispatch import Contact
 
 PACK_DIR = Path(__file__).resolve().parent / "scenarios"
 
@@ -52,12 +56,32 @@ class DistributionCentre:
     max_inventory: dict[str, float]  # material -> max units held (every material; default capacity)
     safety_stock: dict[str, float]  # material -> min units held at the end of every period (every material)
     max_deliveries_per_period: int | None = None  # max rescue centres served per period
+    place: "Place | None" = None  # where carriers find it (not used by the model)
 
 
 @dataclass(frozen=True)
 class RescueCentre:
     id: str
     demand: dict[str, tuple[float, ...]]  # material -> units needed per period (every material)
+    place: "Place | None" = None  # where carriers find it (not used by the model)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a centre is, for the carriers of its orders: name, postal address, WGS 84 decimal
+    degrees, whom to call. Each part optional (None: the file does not say)."""
+
+    name: str | None = None
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    contact: Contact | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in PLACE_KEYS if k != "contact" and getattr(self, k) is not None}
+        if self.contact is not None:
+            out["contact"] = self.contact.model_dump(exclude_none=True)
+        return out
 
 
 @dataclass(frozen=True)
@@ -128,9 +152,12 @@ class Scenario:
                  "max_inventory": dict(j.max_inventory), "safety_stock": dict(j.safety_stock)}
             if j.max_deliveries_per_period is not None:
                 d["max_deliveries_per_period"] = j.max_deliveries_per_period
+            if j.place is not None:
+                d.update(j.place.to_dict())
             dcs.append(d)
         out["distribution_centres"] = dcs
-        out["rescue_centres"] = [{"id": k.id, "demand": {m: list(v) for m, v in k.demand.items()}}
+        out["rescue_centres"] = [{"id": k.id, "demand": {m: list(v) for m, v in k.demand.items()},
+                                  **(k.place.to_dict() if k.place is not None else {})}
                                  for k in self.rescue_centres]
         if self.arcs.supply is not None or self.arcs.delivery is not None:
             arcs: dict[str, Any] = {}
@@ -190,8 +217,29 @@ TOP_KEYS = {"name", "periods", "budget", "theta", "materials", "supply_sites", "
             "rescue_centres", "arcs", "min_lot", "description"}
 MATERIAL_KEYS = {"id", "unit", "kind", "price", "indicators", "urgency", "theta"}
 SITE_KEYS = {"id", "supply", "price", "on_hand"}
-DC_KEYS = {"id", "capacity", "initial", "max_inventory", "safety_stock", "max_deliveries_per_period"}
-RC_KEYS = {"id", "demand"}
+PLACE_KEYS = ("name", "address", "lat", "lon", "contact")
+DC_KEYS = {"id", "capacity", "initial", "max_inventory", "safety_stock", "max_deliveries_per_period", *PLACE_KEYS}
+RC_KEYS = {"id", "demand", *PLACE_KEYS}
+
+
+def _place(where: str, d: Mapping[str, Any]) -> Place | None:
+    """A centre's place from its entry (None when it states none of the place keys)."""
+    if not any(d.get(k) is not None for k in PLACE_KEYS):
+        return None
+    for key in ("name", "address"):
+        if d.get(key) is not None and (not isinstance(d[key], str) or not d[key].strip()):
+            raise ScenarioError(f"{where}.{key}: need a non-empty string, got {d[key]!r}")
+    lat = None if d.get("lat") is None else _number(f"{where}.lat", d["lat"], allow_negative=True)
+    lon = None if d.get("lon") is None else _number(f"{where}.lon", d["lon"], allow_negative=True)
+    if (lat is None) != (lon is None) or (lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180)):
+        raise ScenarioError(f"{where}: lat and lon go together, in degrees (-90..90, -180..180), got {lat}, {lon}")
+    contact = None
+    if d.get("contact") is not None:
+        try:
+            contact = Contact.model_validate(d["contact"])
+        except ValidationError as exc:
+            raise ScenarioError(validation_reason(exc, f"{where}.contact")) from None
+    return Place(name=d.get("name"), address=d.get("address"), lat=lat, lon=lon, contact=contact)
 
 
 def _keys(where: str, obj: Any, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
@@ -340,7 +388,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
             initial={m: initial.get(m, 0.0) for m in mat_ids},
             max_inventory={m: maxinv.get(m, cap) for m in mat_ids},
             safety_stock={m: safety.get(m, 0.0) for m in mat_ids},
-            max_deliveries_per_period=fmax))
+            max_deliveries_per_period=fmax, place=_place(where, dd)))
 
     rc_ids = _ids("rescue_centres", data["rescue_centres"], "rescue centre")
     rcs = []
@@ -348,7 +396,8 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         where = f"rescue_centres[{i}] ({rc_ids[i]})"
         _keys(where, rd, RC_KEYS, {"id"})
         demand = _by_material(f"{where}.demand", rd.get("demand"), mids, series)
-        rcs.append(RescueCentre(id=rc_ids[i], demand={m: demand.get(m, (0.0,) * periods) for m in mat_ids}))
+        rcs.append(RescueCentre(id=rc_ids[i], demand={m: demand.get(m, (0.0,) * periods) for m in mat_ids},
+                                place=_place(where, rd)))
 
     overlap = (set(site_ids) & set(dc_ids)) | (set(dc_ids) & set(rc_ids)) | (set(site_ids) & set(rc_ids))
     if overlap:

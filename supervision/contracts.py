@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from pathlib import Path
 
 import psycopg
@@ -18,6 +17,7 @@ from psycopg.rows import dict_row
 
 from supervision.money import fmt_qty, to_decimal
 from supervision.report import table
+from vreserve.contract_terms import ContractTerms
 
 REQUIRED = ("site_id", "material_id", "committed_qty", "valid_from", "valid_to")
 OPTIONAL_INT = ("call_off_price_minor_per_unit", "min_response_minutes", "penalty_minor_per_unit",
@@ -35,20 +35,8 @@ class ContractFileError(Exception):
         super().__init__(f"{path}: {len(errors)} problem(s), nothing loaded:\n  {shown}")
 
 
-@dataclass(frozen=True)
-class Contract:
-    contract_id: str | None
-    site_id: str
-    material_id: str
-    committed_qty: Decimal
-    valid_from: date
-    valid_to: date
-    standby_fee_minor_per_unit_day: Decimal = Decimal(0)
-    call_off_price_minor_per_unit: int = 0
-    min_response_minutes: int = 0
-    penalty_minor_per_unit: int = 0
-    penalty_grace_share: Decimal = Decimal(0)
-    late_penalty_minor_per_unit: int = 0
+#: A contract as the contracts file states it (one type for every module: :mod:`vreserve.contract_terms`).
+Contract = ContractTerms
 
 
 def read_items(path: Path) -> list[dict]:

@@ -25,8 +25,8 @@ from typing import Iterable, Sequence
 
 from vreserve.money import fmt_qty, minor
 from vreserve.supply import (  # noqa: F401 - the order facts are shared with the API's assessments
-    FINAL_STATUSES,
     PENDING_STATUSES,
+    SHORTFALL_STATUSES,
     OrderOutcome,
     Site,
     StatusEvent,
@@ -109,15 +109,24 @@ def compute(
 ) -> Computation:
     """All statement lines for one emergency, sorted deterministically."""
     warnings: list[str] = []
+    groups, deliveries = _group_outcomes(terms, orders, warnings)
+    contracts_by_id: dict[str, Terms] = {t.contract_id: t for t in terms}
     lines: list[Line] = []
-    # Group order outcomes by (site, material, contract) so each line cites all its orders.
+    for (site_id, material_id, contract_id), outs in groups.items():
+        t = contracts_by_id.get(contract_id) if contract_id else None
+        lines += _order_lines(sites[site_id], material_id, contract_id, t, outs)
+    lines += _standby_lines(sites, terms, standby_sites, period_from, period_to, units)
+    lines.sort(key=lambda l: l.key)
+    return Computation(lines, _delivery_rows(sites, deliveries, warnings), warnings)
+
+
+def _group_outcomes(terms: Sequence[Terms], orders: Iterable[SupplyOrder], warnings: list[str]) -> tuple[
+        dict[tuple[str, str, str | None], list[OrderOutcome]], dict[tuple[str, str], list[OrderOutcome]]]:
+    """Order outcomes by (site, material, contract), so each line cites all its orders, and by
+    (site, material) for the delivery rows. An order without a valid contract is said in ``warnings``."""
     groups: dict[tuple[str, str, str | None], list[OrderOutcome]] = {}
     deliveries: dict[tuple[str, str], list[OrderOutcome]] = {}
-    contracts_by_id: dict[str, Terms] = {t.contract_id: t for t in terms}
     by_pair = index_terms(terms)
-    by_site: dict[str, list[Terms]] = {}
-    for t in terms:
-        by_site.setdefault(t.site_id, []).append(t)
     for order in orders:
         out = order_outcome(order)
         t = contract_for(by_pair.get((order.site_id, order.material_id), ()), order.site_id, order.material_id,
@@ -127,48 +136,57 @@ def compute(
                             f"{order.material_id} on {utc_day(order.created_at)}; paid and penalised at 0")
         groups.setdefault((order.site_id, order.material_id, t.contract_id if t else None), []).append(out)
         deliveries.setdefault((order.site_id, order.material_id), []).append(out)
+    return groups, deliveries
 
-    for (site_id, material_id, contract_id), outs in groups.items():
-        site = sites[site_id]
-        t = contracts_by_id.get(contract_id) if contract_id else None
-        unit = outs[0].order.unit
-        outs.sort(key=lambda o: o.order.order_id)
-        common = dict(owner_id=site.owner_id, owner_kind=site.owner_kind, site_id=site_id,
-                      material_id=material_id, unit=unit, contract_id=contract_id)
-        delivered = [o for o in outs if o.delivered_qty > 0]
-        if delivered:
-            qty = sum((o.delivered_qty for o in delivered), Decimal(0))
-            rate = Decimal(t.call_off_price_minor_per_unit if t else 0)
-            lines.append(Line(kind="call_off", qty=qty, rate_minor=rate, amount_minor=minor(qty * rate),
-                              order_ids=tuple(o.order.order_id for o in delivered), **common))
-        if t is None:
-            continue
-        # Shortfall: units not delivered on ended orders, beyond the grace share, capped at commitment.
-        short_units = Decimal(0)
-        short_ids = []
-        for o in outs:
-            excess = o.shortfall - t.penalty_grace_share * o.order.qty
-            if excess > 0:
-                short_units += excess
-                short_ids.append(o.order.order_id)
-        capped = min(short_units, t.committed_qty)
-        if short_ids and t.penalty_minor_per_unit > 0:
-            note = f"capped at committed {fmt_qty(t.committed_qty)}" if capped < short_units else ""
-            rate = Decimal(t.penalty_minor_per_unit)
-            lines.append(Line(kind="shortfall_penalty", qty=capped, rate_minor=rate,
-                              amount_minor=-minor(capped * rate), order_ids=tuple(short_ids), note=note, **common))
-        # Late: units delivered whose pick at the site came after the contracted response time.
-        if t.min_response_minutes > 0 and t.late_penalty_minor_per_unit > 0:
-            late = [o for o in delivered if o.pick_minutes is not None
-                    and o.pick_minutes > t.min_response_minutes]
-            if late:
-                qty = sum((o.delivered_qty for o in late), Decimal(0))
-                rate = Decimal(t.late_penalty_minor_per_unit)
-                lines.append(Line(kind="late_penalty", qty=qty, rate_minor=rate, amount_minor=-minor(qty * rate),
-                                  order_ids=tuple(o.order.order_id for o in late),
-                                  note=f"response over {t.min_response_minutes} min", **common))
 
-    # Standby fees for every contract of the sites in the emergency's scope.
+def _order_lines(site: Site, material_id: str, contract_id: str | None, t: Terms | None,
+                 outs: list[OrderOutcome]) -> list[Line]:
+    """Call-off, shortfall and late lines of one (site, material, contract)'s orders."""
+    outs.sort(key=lambda o: o.order.order_id)
+    common = dict(owner_id=site.owner_id, owner_kind=site.owner_kind, site_id=site.site_id,
+                  material_id=material_id, unit=outs[0].order.unit, contract_id=contract_id)
+    lines: list[Line] = []
+    delivered = [o for o in outs if o.delivered_qty > 0]
+    if delivered:
+        qty = sum((o.delivered_qty for o in delivered), Decimal(0))
+        rate = Decimal(t.call_off_price_minor_per_unit if t else 0)
+        lines.append(Line(kind="call_off", qty=qty, rate_minor=rate, amount_minor=minor(qty * rate),
+                          order_ids=tuple(o.order.order_id for o in delivered), **common))
+    if t is None:
+        return lines
+    # Shortfall: units not delivered on ended orders, beyond the grace share, capped at commitment.
+    short_units = Decimal(0)
+    short_ids = []
+    for o in outs:
+        excess = o.shortfall - t.penalty_grace_share * o.order.qty
+        if excess > 0:
+            short_units += excess
+            short_ids.append(o.order.order_id)
+    capped = min(short_units, t.committed_qty)
+    if short_ids and t.penalty_minor_per_unit > 0:
+        note = f"capped at committed {fmt_qty(t.committed_qty)}" if capped < short_units else ""
+        rate = Decimal(t.penalty_minor_per_unit)
+        lines.append(Line(kind="shortfall_penalty", qty=capped, rate_minor=rate,
+                          amount_minor=-minor(capped * rate), order_ids=tuple(short_ids), note=note, **common))
+    # Late: units delivered whose pick at the site came after the contracted response time.
+    if t.min_response_minutes > 0 and t.late_penalty_minor_per_unit > 0:
+        late = [o for o in delivered if o.pick_minutes is not None and o.pick_minutes > t.min_response_minutes]
+        if late:
+            qty = sum((o.delivered_qty for o in late), Decimal(0))
+            rate = Decimal(t.late_penalty_minor_per_unit)
+            lines.append(Line(kind="late_penalty", qty=qty, rate_minor=rate, amount_minor=-minor(qty * rate),
+                              order_ids=tuple(o.order.order_id for o in late),
+                              note=f"response over {t.min_response_minutes} min", **common))
+    return lines
+
+
+def _standby_lines(sites: dict[str, Site], terms: Sequence[Terms], standby_sites: Iterable[str],
+                   period_from: date, period_to: date, units: dict[str, str]) -> list[Line]:
+    """Standby fees for every contract of the sites in the emergency's scope."""
+    by_site: dict[str, list[Terms]] = {}
+    for t in terms:
+        by_site.setdefault(t.site_id, []).append(t)
+    lines: list[Line] = []
     for site_id in sorted(set(standby_sites)):
         site = sites[site_id]
         for t in sorted(by_site.get(site_id, ()), key=lambda t: (t.material_id, t.contract_id)):
@@ -181,12 +199,16 @@ def compute(
                               kind="standby_fee", qty=qty, rate_minor=t.standby_fee_minor_per_unit_day,
                               amount_minor=minor(qty * t.standby_fee_minor_per_unit_day), contract_id=t.contract_id,
                               note=f"{fmt_qty(t.committed_qty)} x {days} day(s)"))
+    return lines
 
-    lines.sort(key=lambda l: l.key)
-    delivery_rows = []
+
+def _delivery_rows(sites: dict[str, Site], deliveries: dict[tuple[str, str], list[OrderOutcome]],
+                   warnings: list[str]) -> list[Delivery]:
+    """Ordered and delivered units per (site, material); pending orders said in ``warnings``."""
+    rows = []
     for (site_id, material_id), outs in sorted(deliveries.items()):
         live = [o for o in outs if o.final or o.delivered_qty > 0 or o.status not in ("cancelled", "closed")]
-        delivery_rows.append(Delivery(
+        rows.append(Delivery(
             site_id=site_id, material_id=material_id, unit=outs[0].order.unit,
             ordered_qty=sum((o.order.qty for o in live), Decimal(0)),
             delivered_qty=sum((o.delivered_qty for o in outs), Decimal(0)),
@@ -198,7 +220,7 @@ def compute(
         if pending:
             warnings.append(f"site {site_id} {material_id}: {len(pending)} order(s) still pending "
                             f"({', '.join(pending[:5])}); a later status will come as an ADJUSTMENT")
-    return Computation(lines, delivery_rows, warnings)
+    return rows
 
 
 def content_hash(lines: Iterable[Line]) -> str:

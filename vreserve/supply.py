@@ -11,33 +11,17 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Iterable, Sequence
 
+from vreserve.contract_terms import ContractTerms
 from vreserve.money import to_decimal
 
 #: Status records after which undelivered units are a shortfall the owner answers for. An order the
 #: dispatcher cancelled (superseded) or closed (emergency over) without either record is not penalised.
-FINAL_STATUSES = ("delivered", "failed")
+SHORTFALL_STATUSES = ("delivered", "failed")
 PENDING_STATUSES = ("open", "accepted", "in_transit")
 
 
-@dataclass(frozen=True)
-class Terms:
-    """The priced part of a contract that settlement needs."""
-
-    contract_id: str
-    site_id: str
-    material_id: str
-    committed_qty: Decimal
-    valid_from: date
-    valid_to: date
-    standby_fee_minor_per_unit_day: Decimal
-    call_off_price_minor_per_unit: int
-    min_response_minutes: int
-    penalty_minor_per_unit: int
-    penalty_grace_share: Decimal = Decimal(0)
-    late_penalty_minor_per_unit: int = 0
-
-    def valid_on(self, day: date) -> bool:
-        return self.valid_from <= day <= self.valid_to
+#: The contract terms settlement reads (one type for every module: :mod:`vreserve.contract_terms`).
+Terms = ContractTerms
 
 
 @dataclass(frozen=True)
@@ -129,7 +113,7 @@ def order_outcome(order: SupplyOrder) -> OrderOutcome:
             picked = True
         elif e.status == "failed" and failure_by is None and delivered == 0:
             failure_by = "site" if accepted and not picked else "carrier"
-    final = any(e.status in FINAL_STATUSES for e in events)
+    final = any(e.status in SHORTFALL_STATUSES for e in events)
     if delivered > 0:
         failure_by = None  # goods arrived: a short delivery is the site's (it handed over less)
     return OrderOutcome(order, status, min(delivered, order.qty), delivered_at, final,

@@ -1,10 +1,29 @@
-"""Helpers shared by the schema modules."""
+"""The one codec every record contract uses, and the field types the contracts are made of.
+
+A record type is a frozen pydantic dataclass that derives from :class:`Record` and states, as
+class variables, its name for people (``WHAT``), its version (``VERSION``), its size limit and its
+rule for fields it does not know (``UNKNOWN``):
+
+* ``"refuse"``: the project's own records (a typo must not be silently dropped);
+* ``"keep"``: payloads from devices and carriers (MQTT stock reports, order statuses): a field the
+  contract does not know is ignored by the checks and kept as it came (``extra``), bounded, so a
+  vendor's newer firmware or a carrier's own fields do not break v1; known fields stay strict;
+* ``"ignore"``: records the project reads only for what it knows (alerts, dead letters, mode errors).
+
+A different ``v`` is always refused. Decoding goes through the one safe decoder
+(:mod:`vreserve.decode`) and every refusal is a :class:`SchemaError` naming the field and the reason.
+"""
 from __future__ import annotations
 
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictFloat, StrictInt,
+                      StringConstraints, TypeAdapter, ValidationError)
 
 from vreserve.decode import MAX_RECORD_BYTES, SchemaError, decode_object
 
@@ -39,7 +58,7 @@ def parse_ts(value: Any, field: str = "ts") -> datetime:
         raise SchemaError(f"{field} is out of range in UTC: {value[:40]!r}") from None
 
 
-def check_keys(obj: dict, allowed: set[str], what: str = "") -> None:
+def check_keys(obj: dict, allowed: set[str] | frozenset[str], what: str = "") -> None:
     """Reject fields the schema does not know: a typo must not be silently dropped."""
     extra = set(obj) - allowed
     if extra:
@@ -47,17 +66,15 @@ def check_keys(obj: dict, allowed: set[str], what: str = "") -> None:
         raise SchemaError(f"{prefix}unknown field(s): {', '.join(sorted(extra))}")
 
 
-#: Versioning rule for payloads from devices and carriers (MQTT stock reports, order statuses):
-#: a field the schema does not know is ignored by the checks and kept as it came (forwarded /
-#: stored), so a vendor's newer firmware or a carrier's own fields (``battery_pct``, ``vehicle``)
-#: do not break v1; known fields stay strict; a different ``v`` is refused. Bounded, so extras
-#: cannot be used to smuggle bulk data: at most this many unknown fields per object ...
+#: The ``keep`` rule's bounds, so extras cannot be used to smuggle bulk data: at most this many
+#: unknown fields per object ...
 MAX_EXTRA_FIELDS = 16
 #: ... each name at most this many characters.
 MAX_EXTRA_NAME = 64
 
 
-def split_extra(obj: dict, known: set[str], what: str = "", reserved: frozenset[str] = frozenset()) -> dict:
+def split_extra(obj: dict, known: set[str] | frozenset[str], what: str = "",
+                reserved: frozenset[str] = frozenset()) -> dict:
     """The fields of ``obj`` the schema does not know (kept, not checked); refuses too many,
     over-long names and ``reserved`` names (ones the record that carries them uses itself)."""
     extra = {k: v for k, v in obj.items() if k not in known}
@@ -84,15 +101,6 @@ def finite_number(value: Any, field: str) -> float:
     return float(value)
 
 
-def require_str(obj: dict, field: str, max_len: int = 128) -> str:
-    value = obj.get(field)
-    if not isinstance(value, str) or not value:
-        raise SchemaError(f"{field} must be a non-empty string")
-    if len(value) > max_len:
-        raise SchemaError(f"{field} longer than {max_len} characters")
-    return value
-
-
 def loads_object(raw: bytes | str, what: str, max_bytes: int = MAX_RECORD_BYTES) -> dict:
     """Decode JSON that must be an object, through the one safe decoder (:mod:`vreserve.decode`):
     size limit, bounded nesting, no NUL, strict UTF-8; NaN/Infinity literals are rejected."""
@@ -101,3 +109,192 @@ def loads_object(raw: bytes | str, what: str, max_bytes: int = MAX_RECORD_BYTES)
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+# ----------------------------------------------------------------------------- field types
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(timezone.utc)
+    try:
+        return parse_ts(value, "timestamp")
+    except SchemaError as exc:
+        raise ValueError(str(exc).removeprefix("timestamp ")) from None
+
+
+def _number(value: Any) -> Any:
+    # JSON numbers only (never "12" or true); database numerics and numpy floats from our own code
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a non-negative integer")
+    return value
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: An instant: RFC 3339 with an explicit offset in, UTC with milliseconds and ``Z`` out.
+UtcTime = Annotated[datetime, BeforeValidator(_utc), PlainSerializer(format_ts, return_type=str, when_used="json")]
+#: A finite number (a JSON number, not a string or a boolean; a database numeric from our own code).
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+#: A finite number >= 0, checked in the validator's own code (the stock report's hot path).
+Quantity = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
+#: A whole number >= 0 (not a boolean, not 3.0).
+Count = Annotated[int, BeforeValidator(_count)]
+#: A whole number >= 1.
+Ordinal = Annotated[StrictInt, Field(ge=1)]
+#: A non-empty identifier or label of at most 128 characters.
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+
+
+def text(max_length: int) -> Any:
+    """A non-empty string of at most ``max_length`` characters."""
+    return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=max_length)]
+
+
+def items(kind: Any, max_length: int) -> Any:
+    """A non-empty list (held as a tuple) of at most ``max_length`` ``kind``."""
+    return Annotated[tuple[kind, ...], BeforeValidator(_as_tuple), Field(min_length=1, max_length=max_length)]
+
+
+# ----------------------------------------------------------------------------- error reasons
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
+             "bool_type": "true or false", "list_type": "a list", "tuple_type": "a list", "dict_type": "an object",
+             "dataclass_type": "an object", "model_type": "an object", "dataclass_exact_type": "an object",
+             "datetime_type": "an RFC 3339 string"}
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _reason(err: dict) -> str:
+    kind, where, got, ctx = err["type"], _where(err.get("loc", ())), err.get("input"), err.get("ctx") or {}
+    if kind == "missing":
+        return f"{where} is required"
+    if kind in _EXPECTED:
+        return f"{where} must be {_EXPECTED[kind]}, got {type(got).__name__}"
+    if kind == "string_too_short":
+        return f"{where} must be a non-empty string"
+    if kind == "string_too_long":
+        return f"{where} longer than {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        return f"{where} must be a non-empty list"
+    if kind == "too_long":
+        return f"{where}: more than {ctx.get('max_length')} items"
+    if kind == "greater_than_equal":
+        return (f"{where} is negative: must be >= 0, got {got}" if ctx.get("ge") == 0
+                else f"{where} must be >= {ctx.get('ge')}, got {got}")
+    if kind == "greater_than":
+        return f"{where} must be positive, got {got}" if ctx.get("gt") == 0 else f"{where} must be > {ctx.get('gt')}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"{where} must be at most {ctx.get('le', ctx.get('lt'))}, got {got}"
+    if kind == "finite_number":
+        return f"{where} must be finite, got {got!r}"
+    if kind == "literal_error":
+        return f"{where} must be one of {ctx.get('expected')}, got {got!r}"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err.get("msg", "")))
+        if not where or msg.startswith(where):
+            return msg
+        return f"{where} {msg}" if msg.split(" ", 1)[0] in ("is", "must", "has", "longer") else f"{where}: {msg}"
+    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+
+
+def validation_reason(exc: ValidationError, what: str = "") -> str:
+    """A pydantic error as one line a person can act on: each field's dotted path and the reason."""
+    errors = exc.errors(include_url=False)
+    text_ = "; ".join(_reason(e) for e in errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")
+    return f"{what}: {text_}" if what else text_
+
+
+# ----------------------------------------------------------------------------- the codec
+@cache
+def adapter(cls: type) -> TypeAdapter:
+    """The validator / serializer of a record type, built once."""
+    return TypeAdapter(cls)
+
+
+class Record:
+    """Base of a versioned record contract: to and from its JSON payload (see the module docstring).
+
+    Hooks for a record whose wire form is not just its fields: :meth:`_wire_out` shapes the dumped
+    fields into the payload, :meth:`_wire_in` the payload's fields into the constructor's."""
+
+    WHAT: ClassVar[str] = "record"
+    VERSION: ClassVar[int] = 1
+    MAX_BYTES: ClassVar[int] = MAX_RECORD_BYTES
+    UNKNOWN: ClassVar[str] = "refuse"
+    #: names a kept extra may not take (the record that carries this one uses them)
+    RESERVED: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def wire_fields(cls) -> frozenset[str]:
+        """The payload's known field names."""
+        return frozenset(cls.__pydantic_fields__) - {"extra"} | {"v"}  # type: ignore[attr-defined]
+
+    def to_payload(self) -> dict:
+        out = adapter(type(self)).dump_python(self, mode="json")
+        extra = out.pop("extra", None) or {}
+        return self._wire_out({**extra, "v": self.VERSION, **out})
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_payload())
+
+    @classmethod
+    def from_payload(cls, obj: dict):
+        check_version(obj, cls.VERSION, cls.WHAT)
+        return cls.validate(obj)
+
+    @classmethod
+    def validate(cls, obj: dict):
+        """The record from a payload (``v`` not checked here), by its unknown-field rule."""
+        known = cls.wire_fields()
+        if cls.UNKNOWN == "refuse":
+            check_keys(obj, known, cls.WHAT)
+        data = cls._wire_in({k: v for k, v in obj.items() if k in known and k != "v"})
+        if cls.UNKNOWN == "keep" and not obj.keys() <= known:
+            data["extra"] = split_extra(obj, known, cls.WHAT, cls.RESERVED)
+        try:
+            return adapter(cls).validate_python(data)
+        except ValidationError as exc:
+            raise SchemaError(validation_reason(exc)) from None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str):
+        return cls.from_payload(loads_object(raw, cls.WHAT, cls.MAX_BYTES))
+
+    def _wire_out(self, payload: dict) -> dict:
+        """The payload from the dumped fields (override where the wire form differs)."""
+        return payload
+
+    @classmethod
+    def _wire_in(cls, fields: dict) -> dict:
+        """The constructor's arguments from the payload's known fields (override likewise)."""
+        return fields
+
+
+def kept_extra(obj: Any, known: frozenset[str], what: str) -> Any:
+    """For a nested part under the ``keep`` rule (a reading in a stock report): its unknown fields
+    moved into ``extra``. Used as a ``mode="before"`` validator."""
+    if not isinstance(obj, dict) or obj.keys() <= known:
+        return obj  # the common case: nothing unknown to keep
+    data = {k: v for k, v in obj.items() if k in known}
+    data["extra"] = split_extra(obj, known, what)
+    return data
+
+
+class Frozen(BaseModel):
+    """Base of the declarative parts of records and files: immutable, unknown names refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

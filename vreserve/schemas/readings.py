@@ -6,25 +6,33 @@ MQTT topic ``vr/v1/sites/{site_id}/stock``, payload::
      "readings": [{"material": "medicine", "qty": 120.0, "unit": "box"}]}
 
 The bridge forwards each accepted payload as one :class:`ReadingBatch` record keyed by site id,
-with the time it received it; later stages de-duplicate by ``(site_id, seq)``.
+with the time it received it; later stages de-duplicate by ``(site_id, seq)``. The payload comes
+from devices: fields it does not know are kept (the ``keep`` rule, :mod:`vreserve.schemas.common`).
 """
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import field
+from typing import Annotated, Any, ClassVar
+
+import orjson
+from pydantic import Field, model_validator
+from pydantic.dataclasses import dataclass
 
 from vreserve.schemas.common import (
     MAX_RECORD_BYTES,
+    Count,
+    Quantity,
+    Record,
     SchemaError,
-    check_version,
-    dumps,
-    finite_number,
+    Text,
+    UtcTime,
     format_ts,
+    items,
+    kept_extra,
     loads_object,
     parse_ts,
-    require_str,
-    split_extra,
+    text,
 )
 
 VERSION = 1
@@ -33,87 +41,65 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS = 500
 #: Largest readings-topic record the stream worker parses, in bytes.
 MAX_READINGS_RECORD_BYTES = 2 * MAX_PAYLOAD_BYTES
-_STOCK_KEYS = {"v", "site_id", "ts", "seq", "boot", "readings"}
-_READING_KEYS = {"material", "qty", "unit"}
 #: names the Kafka record (:class:`ReadingBatch`) adds next to the report's own fields
 _BATCH_KEYS = frozenset({"received_at", "mqtt_topic"})
+_READING_KEYS = frozenset({"material", "qty", "unit"})
 
 
 @dataclass(frozen=True)
 class Reading:
-    material: str
-    qty: float
-    unit: str
-    #: fields of the reading the contract does not know, kept as they came (see split_extra)
-    extra: dict = field(default_factory=dict, compare=False)
+    """One material's stock at the site, in the catalogue's ``unit``."""
+
+    material: Text
+    qty: Quantity
+    unit: text(32)
+    #: fields of the reading the contract does not know, kept as they came
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_unknown(cls, obj: Any) -> Any:
+        return kept_extra(obj, _READING_KEYS, "reading")
 
     def to_dict(self) -> dict:
         return {**self.extra, "material": self.material, "qty": self.qty, "unit": self.unit}
 
 
 @dataclass(frozen=True)
-class StockReport:
+class StockReport(Record):
     """One site's stock at one instant, as published over MQTT."""
 
-    site_id: str
-    ts: datetime
-    seq: int
-    readings: tuple[Reading, ...]
+    WHAT: ClassVar[str] = "payload"
+    MAX_BYTES: ClassVar[int] = MAX_PAYLOAD_BYTES
+    UNKNOWN: ClassVar[str] = "keep"
+    RESERVED: ClassVar[frozenset[str]] = _BATCH_KEYS
+
+    site_id: Text
+    ts: UtcTime
+    seq: Count
+    readings: items(Reading, MAX_READINGS)
     #: the device's boot counter (optional in the payload, 0 when absent): readings are ordered by
     #: (boot, seq, ts), so a device whose seq restarts after a reboot sends a higher boot
-    boot: int = 0
+    boot: Annotated[Count, Field(lt=2 ** 62)] = 0
     #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def to_payload(self) -> dict:
-        return {
-            **self.extra,
-            "v": VERSION,
-            "site_id": self.site_id,
-            "ts": format_ts(self.ts),
-            "seq": self.seq,
-            **({"boot": self.boot} if self.boot else {}),
-            "readings": [r.to_dict() for r in self.readings],
-        }
-
-    def to_json(self) -> bytes:
-        return dumps(self.to_payload())
-
-    @classmethod
-    def from_payload(cls, obj: dict) -> "StockReport":
-        """Strict validation of the known fields; unknown ones are kept (contract v1's versioning
-        rule, :func:`split_extra`). Registry checks (known site/material) are the caller's."""
-        check_version(obj, VERSION, "payload")
-        extra = split_extra(obj, _STOCK_KEYS, "payload", reserved=_BATCH_KEYS)
-        site_id = require_str(obj, "site_id")
-        ts = parse_ts(obj.get("ts"))
-        seq = obj.get("seq")
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise SchemaError("seq must be a non-negative integer")
-        boot = obj.get("boot", 0)
-        if isinstance(boot, bool) or not isinstance(boot, int) or boot < 0 or boot >= 2 ** 62:
-            raise SchemaError("boot must be a non-negative integer (the device's boot counter)")
-        items = obj.get("readings")
-        if not isinstance(items, list) or not items:
-            raise SchemaError("readings must be a non-empty list")
-        if len(items) > MAX_READINGS:
-            raise SchemaError(f"more than {MAX_READINGS} readings in one payload")
-        readings = []
+    @model_validator(mode="after")
+    def _materials_once(self) -> "StockReport":
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise SchemaError(f"readings[{i}] must be an object")
-            item_extra = split_extra(item, _READING_KEYS, f"readings[{i}]")
-            material = require_str(item, "material")
-            if material in seen:
-                raise SchemaError(f"readings[{i}]: material {material!r} listed twice")
-            seen.add(material)
-            qty = finite_number(item.get("qty"), f"readings[{i}].qty")
-            if qty < 0:
-                raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
-            unit = require_str(item, "unit", max_len=32)
-            readings.append(Reading(material, qty, unit, item_extra))
-        return cls(site_id=site_id, ts=ts, seq=seq, readings=tuple(readings), boot=boot, extra=extra)
+        for i, r in enumerate(self.readings):
+            if r.material in seen:
+                raise ValueError(f"readings[{i}]: material {r.material!r} listed twice")
+            seen.add(r.material)
+        return self
+
+    def _wire_out(self, payload: dict) -> dict:
+        if not self.boot:
+            del payload["boot"]
+        payload["readings"] = [{**r.pop("extra"), **r} if r["extra"] else r for r in payload["readings"]]
+        for r in payload["readings"]:
+            r.pop("extra", None)
+        return payload
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "StockReport":
@@ -124,17 +110,21 @@ class StockReport:
 
 @dataclass(frozen=True)
 class ReadingBatch:
-    """Kafka record on the readings topic: an accepted :class:`StockReport` plus bridge metadata."""
+    """Kafka record on the readings topic: an accepted :class:`StockReport` plus bridge metadata
+    (``received_at``, ``mqtt_topic``) as two more top-level fields of the report's payload."""
 
     report: StockReport
-    received_at: datetime
+    received_at: UtcTime
     mqtt_topic: str
 
     def to_json(self) -> bytes:
         body = self.report.to_payload()
         body["received_at"] = format_ts(self.received_at)
         body["mqtt_topic"] = self.mqtt_topic
-        return dumps(body)
+        # orjson on the bridge's hot path: every number in a report is validated finite (the
+        # report's own fields on construction, kept extras by the safe decoder that parsed them),
+        # so its silent NaN -> null cannot happen here
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "ReadingBatch":
@@ -148,38 +138,42 @@ class ReadingBatch:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """What could not be accepted, with everything needed to inspect or replay it."""
+class DeadLetter(Record):
+    """What could not be accepted, with everything needed to inspect or replay it (its original
+    bytes travel as ``payload_b64``)."""
 
-    source: str  # "mqtt" or "kafka:<topic>"
-    reason: str
+    WHAT: ClassVar[str] = "dead-letter record"
+    #: carries a rejected record of up to MAX_RECORD_BYTES in base64 (4/3 of it) and its reason
+    MAX_BYTES: ClassVar[int] = 2 * MAX_RECORD_BYTES
+    UNKNOWN: ClassVar[str] = "ignore"
+
+    source: Text  # "mqtt" or "kafka:<topic>"
+    reason: text(4096)
     payload: bytes
-    at: datetime
+    at: UtcTime
     mqtt_topic: str | None = None
-    context: dict = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return dumps(
-            {
-                "v": VERSION,
-                "source": self.source,
-                "reason": self.reason,
-                "payload_b64": base64.b64encode(self.payload).decode(),
-                "at": format_ts(self.at),
-                "mqtt_topic": self.mqtt_topic,
-                "context": self.context,
-            }
-        )
+    context: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "DeadLetter":
-        # carries a rejected record of up to MAX_RECORD_BYTES in base64 (4/3 of it) and its reason
-        obj = loads_object(raw, "dead-letter record", 2 * MAX_RECORD_BYTES)
-        return cls(
-            source=require_str(obj, "source"),
-            reason=require_str(obj, "reason", max_len=4096),
-            payload=base64.b64decode(obj.get("payload_b64") or ""),
-            at=parse_ts(obj.get("at"), "at"),
-            mqtt_topic=obj.get("mqtt_topic"),
-            context=obj.get("context") or {},
-        )
+    def wire_fields(cls) -> frozenset[str]:
+        return super().wire_fields() - {"payload"} | {"payload_b64"}
+
+    def _wire_out(self, payload: dict) -> dict:
+        del payload["payload"]
+        payload["payload_b64"] = base64.b64encode(self.payload).decode()
+        return payload
+
+    @classmethod
+    def _wire_in(cls, fields: dict) -> dict:
+        fields = dict(fields)
+        try:
+            fields["payload"] = base64.b64decode(fields.pop("payload_b64", None) or "", validate=True)
+        except (ValueError, TypeError):
+            raise SchemaError("payload_b64 must be base64 text") from None
+        fields["context"] = fields.get("context") or {}
+        return fields
+
+    @classmethod
+    def from_payload(cls, obj: dict) -> "DeadLetter":
+        # any version: a dead letter is read for inspection and replay
+        return cls.validate(obj)

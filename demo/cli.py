@@ -1,7 +1,7 @@
 """``vreserve demo``: the main job, end to end, on the real services.
 
 services up -> its own database and topics -> a registry of a few hundred sites over the city grid
--> sensor fleet, bridge, stream worker, dispatcher and logistics simulator running (as `vreserve`
+-> sensor fleet, bridge, stream worker, dispatcher, HTTP API and a logistics company on webhooks running (as `vreserve`
 subprocesses) -> the virtual warehouse fills from live readings -> the Wuhan-like scenario declared
 as an emergency -> each period re-planned from live stock, orders flowing and delivered, picked
 stock falling at the sites -> the emergency ended -> final report (JSON + PNG). Every subprocess is
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 
+from demo import carrier
 from vreserve.settings import PROJECT_ROOT, Settings
 
 
@@ -375,13 +376,17 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
         stack.start("fleet", "simulate", "sites", "--registry", str(registry_path), "--credentials",
                     str(creds_path), "--interval", str(interval), "--progress-every", "10", "--end-sessions-on-stop")
         stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
-        stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
-                    "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate))
         api_addr = _api_addr(settings)
         stack.start("api", "serve", "--addr", api_addr)
         say(f"HTTP API of this demo: http://{api_addr}/api/docs (create a login with `vreserve users add NAME "
             f"--role operator` and VR_PG_DSN pointing at database {database}; docs/api.md)")
         console = _console_login(dsn, out, api_addr, say)
+        # the logistics company takes its orders on a webhook and reports through the API (demo/carrier.py)
+        carrier.wait_for_api(stack, api_addr)
+        carrier.start(stack, api_addr, carrier.provision(dsn, out, region),
+                      ["--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}", "--deliver",
+                       f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(fail_rate)])
+        say(f"carrier {carrier.CARRIER_ID}: orders by signed webhook, statuses through the API")
 
         conn = connect(dsn, autocommit=True)
         # 1. the virtual warehouse fills from live readings

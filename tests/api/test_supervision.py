@@ -109,3 +109,31 @@ def test_cli_audit_record_is_in_the_audit_trail(world):
     with connect(world.settings.pg_dsn, autocommit=True) as conn:
         rows = [r for r in auditlog.recent(conn, 200) if r["action"] == "audits.record" and r["target"] == site]
     assert rows and rows[0]["outcome"] == "ok" and audit_id in str(rows[0]["detail"])
+
+
+def test_cli_operator_commands_write_the_audit_trail_refusals_included(world):
+    """alerts, movements, safety levels and alert webhooks from the shell: one audit-trail row each."""
+    from click.testing import CliRunner
+
+    from supervision import alerts_cli
+
+    run, s, cell = CliRunner(), world.settings, "apib-g0"
+    site = world.sites["apib"][1]
+    assert run.invoke(alerts_cli.safety, ["set", "--cell", cell, "--material", "medicine", "--qty", "12"],
+                      obj=s).exit_code == 0
+    assert run.invoke(alerts_cli.safety, ["remove", "--cell", cell, "--material", "medicine"], obj=s).exit_code == 0
+    gone = run.invoke(alerts_cli.safety, ["remove", "--cell", cell, "--material", "medicine"], obj=s)
+    assert gone.exit_code == 1 and "no safety level" in gone.output
+    moved = run.invoke(alerts_cli.movements, ["declare", "--site", site, "--material", "medicine", "--kind",
+                                              "consumption", "--qty", "2", "--unit", "box"], obj=s)
+    assert moved.exit_code == 0, moved.output
+    ack = run.invoke(alerts_cli.alerts, ["ack", "no-such-alert"], obj=s)
+    assert ack.exit_code == 1
+    with connect(s.pg_dsn, autocommit=True) as conn:
+        trail = [r for r in auditlog.recent(conn, 50) if r["actor"].startswith("os-user:")]
+        assert auditlog.verify(conn).ok
+    got = [(r["action"], r["target"], r["outcome"]) for r in reversed(trail)
+           if r["action"].split(".")[0] in ("safety", "movements", "alerts")]
+    assert got[-5:] == [("safety.set", f"{cell}/medicine", "ok"), ("safety.remove", f"{cell}/medicine", "ok"),
+                        ("safety.remove", f"{cell}/medicine", "refused"), ("movements.declare", site, "ok"),
+                        ("alerts.acknowledge", "no-such-alert", "refused")]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.api.conftest import ROOT, settings_env
-from vreserve import auditlog
+from vreserve import auditlog, topics
 from vreserve.db import connect
 
 pytestmark = pytest.mark.services
@@ -137,3 +137,62 @@ def test_cli_operator_commands_write_the_audit_trail_refusals_included(world):
     assert got[-5:] == [("safety.set", f"{cell}/medicine", "ok"), ("safety.remove", f"{cell}/medicine", "ok"),
                         ("safety.remove", f"{cell}/medicine", "refused"), ("movements.declare", site, "ok"),
                         ("alerts.acknowledge", "no-such-alert", "refused")]
+
+
+def test_safety_levels_over_the_api_with_the_actor_and_the_trail(world):
+    sup, cell = world.client("supervisor"), "apia-g0"
+    put = sup.put(f"/api/v1/safety-levels/{cell}/medicine", json={"safety_qty": 25})
+    assert put.status_code == 200, put.text
+    assert put.json() | {"set_at": None} == {"grid_cell": cell, "material_id": "medicine", "safety_qty": 25.0,
+                                             "unit": "box", "set_by": "user:supervisor1", "set_at": None}
+    listed = world.client("viewer").get("/api/v1/safety-levels", params={"grid_cell": cell}).json()["items"]
+    assert [(lv["material_id"], lv["safety_qty"], lv["unit"]) for lv in listed] == [("medicine", 25.0, "box")]
+    bad = sup.put("/api/v1/safety-levels/no-such-cell/medicine", json={"safety_qty": 1})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_safety_level"
+    assert world.client("operator").put(f"/api/v1/safety-levels/{cell}/medicine", json={"safety_qty": 1}).status_code == 403
+    assert sup.delete(f"/api/v1/safety-levels/{cell}/medicine").json()["removed"] is True
+    again = sup.delete(f"/api/v1/safety-levels/{cell}/medicine")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "safety_level_not_found"
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        trail = [(r["action"], r["outcome"], r["status"]) for r in auditlog.recent(conn, 30)
+                 if r["target"] == f"{cell}/medicine" and r["actor"] == "user:supervisor1"]
+    assert trail[:3] == [("DELETE /api/v1/safety-levels/apia-g0/medicine", "refused", 404),
+                         ("DELETE /api/v1/safety-levels/apia-g0/medicine", "ok", 200),
+                         ("PUT /api/v1/safety-levels/apia-g0/medicine", "ok", 200)]
+
+
+def _quarantine(world, raw: bytes, offset: int) -> int:
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        return conn.execute(
+            'INSERT INTO quarantined_records (consumer, topic, partition, "offset", key, raw, error, attempts,'
+            " quarantined_at) VALUES ('test-consumer', %s, 0, %s, %s, %s, 'boom', 3, now()) RETURNING quarantine_id",
+            (world.settings.topic(topics.LOGISTICS_DEAD_LETTER), offset, b"k-" + raw[:8], raw)).fetchone()[0]
+
+
+def test_quarantine_replay_over_the_api_and_the_cli_one_code_path(world):
+    from tests.dispatcher.helpers import TopicReader
+
+    tag = uuid.uuid4().hex[:8]
+    api_raw, cli_raw = f'{{"replay":"api-{tag}"}}'.encode(), f'{{"replay":"cli-{tag}"}}'.encode()
+    api_id, cli_id = _quarantine(world, api_raw, 10_000_001), _quarantine(world, cli_raw, 10_000_002)
+    op = world.client("operator")
+    listed = {q["quarantine_id"]: q for q in op.get("/api/v1/quarantine").json()["items"]}
+    assert listed[api_id]["error"] == "boom" and listed[api_id]["raw_b64"] and listed[api_id]["replayed_at"] is None
+    assert world.client("viewer").post(f"/api/v1/quarantine/{api_id}/replay").status_code == 403
+    r = op.post(f"/api/v1/quarantine/{api_id}/replay")
+    assert r.status_code == 200 and r.json()["replayed_by"] == "user:operator1", r.text
+    twice = op.post(f"/api/v1/quarantine/{api_id}/replay")
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "already_replayed"
+    cli = subprocess.run([sys.executable, "-m", "vreserve.cli", "quarantine", "replay", str(cli_id)], cwd=ROOT,
+                         env=settings_env(world.settings), capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and "marked replayed by os-user:" in cli.stdout, cli.stderr
+    reader = TopicReader(world.settings, topics.LOGISTICS_DEAD_LETTER)
+    try:
+        reader.poll(3.0)
+        assert [v for _k, v in reader.records if v in (api_raw, cli_raw)] == [api_raw, cli_raw]
+    finally:
+        reader.close()
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        trail = auditlog.recent(conn, 30)
+    assert any(r["action"] == "quarantine.replay" and r["target"] == f"#{cli_id}" and r["outcome"] == "ok"
+               for r in trail)

@@ -16,8 +16,6 @@ from typing import Callable
 import click
 import orjson
 
-from vreserve.schemas.readings import ReadingBatch, StockReport
-
 
 def sample_payloads(n: int, materials: int) -> list[bytes]:
     """``n`` stock reports of ``materials`` readings each, as a site sends them."""
@@ -41,6 +39,10 @@ def best_us(fn: Callable[[bytes], object], payloads: list[bytes], repeats: int) 
 
 def measure(n: int = 2000, materials: int = 20, repeats: int = 5) -> dict[str, float]:
     """Microseconds per message: floor, bridge (decode + encode), stream decode; and the ratios."""
+    # imported here, not at the top: `vreserve --help` mounts every bench command and must not pay
+    # for building the record models
+    from vreserve.schemas.readings import ReadingBatch, StockReport
+
     payloads = sample_payloads(n, materials)
     now = datetime.now(timezone.utc)
     topic = "vr/v1/sites/wuhan-00001/stock"

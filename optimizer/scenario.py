@@ -317,11 +317,24 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     for key in ("materials", "supply_sites", "distribution_centres", "rescue_centres"):
         if not isinstance(data[key], list) or not data[key]:
             raise ScenarioError(f"{key}: need a non-empty list")
+    materials = _materials(data["materials"])
+    sites = _supply_sites(data["supply_sites"], materials, periods)
+    dcs = _distribution_centres(data["distribution_centres"], [m.id for m in materials])
+    rcs = _rescue_centres(data["rescue_centres"], [m.id for m in materials], periods)
+    site_ids, dc_ids, rc_ids = ({n.id for n in nodes} for nodes in (sites, dcs, rcs))
+    overlap = (site_ids & dc_ids) | (dc_ids & rc_ids) | (site_ids & rc_ids)
+    if overlap:
+        raise ScenarioError(f"ids used by more than one kind of node: {sorted(overlap)}")
+    arcs = Arcs() if data.get("arcs") is None else _arcs(data["arcs"], site_ids, dc_ids, rc_ids)
+    return Scenario(name=str(data["name"]), periods=periods, materials=materials, supply_sites=sites,
+                    distribution_centres=dcs, rescue_centres=rcs, budget=budget, theta=theta,
+                    arcs=arcs, min_lot=min_lot, description=str(data.get("description") or ""))
 
-    mat_ids = _ids("materials", data["materials"], "material")
-    mids = set(mat_ids)
+
+def _materials(items: list) -> tuple[Material, ...]:
+    mat_ids = _ids("materials", items, "material")
     materials = []
-    for i, md in enumerate(data["materials"]):
+    for i, md in enumerate(items):
         where = f"materials[{i}] ({mat_ids[i]})"
         _keys(where, md, MATERIAL_KEYS, {"id"})
         ind = md.get("indicators")
@@ -344,14 +357,20 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         materials.append(Material(id=mat_ids[i], unit=str(md.get("unit", "units")), kind=str(md.get("kind", "")),
                                   price=_number(f"{where}.price", md.get("price", 0.0)), indicators=indicators,
                                   urgency=u, theta=th))
+    return tuple(materials)
+
+
+def _supply_sites(items: list, materials: tuple[Material, ...], periods: int) -> tuple[SupplySite, ...]:
+    mat_ids = [m.id for m in materials]
+    mids = set(mat_ids)
     default_price = {m.id: m.price for m in materials}
 
     def series(where, v):
         return _series(where, v, periods)
 
-    site_ids = _ids("supply_sites", data["supply_sites"], "supply site")
+    site_ids = _ids("supply_sites", items, "supply site")
     sites = []
-    for i, sd in enumerate(data["supply_sites"]):
+    for i, sd in enumerate(items):
         where = f"supply_sites[{i}] ({site_ids[i]})"
         _keys(where, sd, SITE_KEYS, {"id"})
         supply = _by_material(f"{where}.supply", sd.get("supply"), mids, series)
@@ -369,10 +388,14 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
             supply={m: supply.get(m, (0.0,) * periods) for m in mat_ids},
             price={m: price.get(m, (default_price[m],) * periods) for m in mat_ids},
             on_hand=on_hand))
+    return tuple(sites)
 
-    dc_ids = _ids("distribution_centres", data["distribution_centres"], "distribution centre")
+
+def _distribution_centres(items: list, mat_ids: list[str]) -> tuple[DistributionCentre, ...]:
+    mids = set(mat_ids)
+    dc_ids = _ids("distribution_centres", items, "distribution centre")
     dcs = []
-    for i, dd in enumerate(data["distribution_centres"]):
+    for i, dd in enumerate(items):
         where = f"distribution_centres[{i}] ({dc_ids[i]})"
         _keys(where, dd, DC_KEYS, {"id", "capacity"})
         cap = _number(f"{where}.capacity", dd["capacity"])
@@ -389,46 +412,43 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
             max_inventory={m: maxinv.get(m, cap) for m in mat_ids},
             safety_stock={m: safety.get(m, 0.0) for m in mat_ids},
             max_deliveries_per_period=fmax, place=_place(where, dd)))
+    return tuple(dcs)
 
-    rc_ids = _ids("rescue_centres", data["rescue_centres"], "rescue centre")
+
+def _rescue_centres(items: list, mat_ids: list[str], periods: int) -> tuple[RescueCentre, ...]:
+    rc_ids = _ids("rescue_centres", items, "rescue centre")
     rcs = []
-    for i, rd in enumerate(data["rescue_centres"]):
+    for i, rd in enumerate(items):
         where = f"rescue_centres[{i}] ({rc_ids[i]})"
         _keys(where, rd, RC_KEYS, {"id"})
-        demand = _by_material(f"{where}.demand", rd.get("demand"), mids, series)
+        demand = _by_material(f"{where}.demand", rd.get("demand"), set(mat_ids),
+                              lambda w, v: _series(w, v, periods))
         rcs.append(RescueCentre(id=rc_ids[i], demand={m: demand.get(m, (0.0,) * periods) for m in mat_ids},
                                 place=_place(where, rd)))
+    return tuple(rcs)
 
-    overlap = (set(site_ids) & set(dc_ids)) | (set(dc_ids) & set(rc_ids)) | (set(site_ids) & set(rc_ids))
-    if overlap:
-        raise ScenarioError(f"ids used by more than one kind of node: {sorted(overlap)}")
 
-    arcs = Arcs()
-    if data.get("arcs") is not None:
-        ad = _keys("arcs", data["arcs"], {"supply", "delivery"}, set())
+def _arcs(raw: Any, site_ids: set[str], dc_ids: set[str], rc_ids: set[str]) -> Arcs:
+    ad = _keys("arcs", raw, {"supply", "delivery"}, set())
 
-        def arc_list(key, left, right, left_kind, right_kind):
-            if ad.get(key) is None:
-                return None
-            if not isinstance(ad[key], list):
-                raise ScenarioError(f"arcs.{key}: expected a list of [from, to] pairs")
-            out = []
-            for n, pair in enumerate(ad[key]):
-                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                    raise ScenarioError(f"arcs.{key}[{n}]: expected a [from, to] pair, got {pair!r}")
-                a, b = str(pair[0]), str(pair[1])
-                if a not in left:
-                    raise ScenarioError(f"arcs.{key}[{n}]: unknown {left_kind} {a!r}")
-                if b not in right:
-                    raise ScenarioError(f"arcs.{key}[{n}]: unknown {right_kind} {b!r}")
-                out.append((a, b))
-            if len(set(out)) != len(out):
-                raise ScenarioError(f"arcs.{key}: duplicate arcs")
-            return tuple(out)
+    def arc_list(key, left, right, left_kind, right_kind):
+        if ad.get(key) is None:
+            return None
+        if not isinstance(ad[key], list):
+            raise ScenarioError(f"arcs.{key}: expected a list of [from, to] pairs")
+        out = []
+        for n, pair in enumerate(ad[key]):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ScenarioError(f"arcs.{key}[{n}]: expected a [from, to] pair, got {pair!r}")
+            a, b = str(pair[0]), str(pair[1])
+            if a not in left:
+                raise ScenarioError(f"arcs.{key}[{n}]: unknown {left_kind} {a!r}")
+            if b not in right:
+                raise ScenarioError(f"arcs.{key}[{n}]: unknown {right_kind} {b!r}")
+            out.append((a, b))
+        if len(set(out)) != len(out):
+            raise ScenarioError(f"arcs.{key}: duplicate arcs")
+        return tuple(out)
 
-        arcs = Arcs(supply=arc_list("supply", set(site_ids), set(dc_ids), "supply site", "distribution centre"),
-                    delivery=arc_list("delivery", set(dc_ids), set(rc_ids), "distribution centre", "rescue centre"))
-
-    return Scenario(name=str(data["name"]), periods=periods, materials=tuple(materials), supply_sites=tuple(sites),
-                    distribution_centres=tuple(dcs), rescue_centres=tuple(rcs), budget=budget, theta=theta,
-                    arcs=arcs, min_lot=min_lot, description=str(data.get("description") or ""))
+    return Arcs(supply=arc_list("supply", site_ids, dc_ids, "supply site", "distribution centre"),
+                delivery=arc_list("delivery", dc_ids, rc_ids, "distribution centre", "rescue centre"))

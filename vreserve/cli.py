@@ -33,6 +33,7 @@ STAGE_CLI_MODULES = (
     "bench.cli",
     "demo.cli",
     "vreserve.quarantine_cli",
+    "vreserve.schemas_cli",
 )
 
 

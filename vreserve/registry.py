@@ -48,6 +48,13 @@ TERM_FIELDS = (
 #: Names registry files written before the terms took the contracts' names use; still read.
 TERM_ALIASES = {"call_off_price_minor": "call_off_price_minor_per_unit", "penalty_minor": "penalty_minor_per_unit"}
 FORMAT_VERSION = 1
+#: The names each part of a registry file may use (the project's own files refuse unknown names).
+TOP_KEYS = frozenset({"version", "materials", "sites", "contract_defaults"})
+DEFAULTS_KEYS = frozenset({"valid_days_before", "valid_days_after"})
+MATERIAL_KEYS = frozenset({"id", "name", "unit", "class", "consumable", "reference_price_minor", "handling",
+                           "weight_kg_per_unit", "volume_m3_per_unit"})
+SITE_KEYS = frozenset({"id", "name", "owner_id", "owner_kind", "tier", "parent", "region", "grid_cell", "lat", "lon",
+                       "status", "trust", "materials", "address", "contact"})
 
 
 class RegistryError(ValueError):
@@ -252,9 +259,11 @@ def registry_from_dict(doc: Any) -> Registry:
         raise RegistryError("top level must be a mapping with 'materials' and 'sites'")
     if doc.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         raise RegistryError(f"unsupported registry version {doc.get('version')!r}, expected {FORMAT_VERSION}")
+    _known(doc, TOP_KEYS, "registry")
     materials: dict[str, Material] = {}
     for i, raw in enumerate(_list(doc, "materials")):
         where = f"materials[{i}]"
+        _known(raw, MATERIAL_KEYS, where)
         m = Material(
             material_id=_str(raw, "id", where),
             name=_str(raw, "name", where),
@@ -273,11 +282,13 @@ def registry_from_dict(doc: Any) -> Registry:
     defaults = doc.get("contract_defaults") or {}
     if not isinstance(defaults, dict):
         raise RegistryError("contract_defaults must be a mapping")
+    _known(defaults, DEFAULTS_KEYS, "contract_defaults")
     sites: dict[str, Site] = {}
     for i, raw in enumerate(_list(doc, "sites")):
         where = f"sites[{i}]"
         site_id = _str(raw, "id", where)
         where = f"sites[{i}] ({site_id})"
+        _known(raw, SITE_KEYS, where)
         mats_raw = raw.get("materials") or {}
         if not isinstance(mats_raw, dict):
             raise RegistryError(f"{where}: materials must be a mapping of material id to quantity or terms")
@@ -381,6 +392,12 @@ def write_registry(registry: Registry, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(parts))
     return path
+
+
+def _known(raw: dict, allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(str(k) for k in set(raw) - allowed)
+    if unknown:
+        raise RegistryError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
 
 
 def _list(doc: dict, key: str) -> list:

@@ -70,6 +70,12 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["sites"][3]["materials"].update(medicine={"contracted_qty": 1, "penalty_minor": -1}), "negative penalty_minor"),
         (lambda d: d["sites"][3]["materials"].update(medicine={"contracted_qty": 1, "bonus": 3}), "unknown contract term"),
         (lambda d: d.update(version=9), "unsupported registry version"),
+        (lambda d: d["sites"][3].update(adress="1 Road"), "unknown field.s. adress"),
+        (lambda d: d["materials"][0].update(weight_kg=1), "unknown field.s. weight_kg"),
+        (lambda d: d.update(site=[]), "registry: unknown field.s. site"),
+        (lambda d: d["materials"][0].update(handling="warm"), "unknown handling 'warm'"),
+        (lambda d: d["materials"][0].update(volume_m3_per_unit=0), "volume_m3_per_unit must be positive"),
+        (lambda d: d["sites"][3].update(contact={"name": "desk", "fax": "1"}), "contact: fax: unknown field"),
     ],
 )
 def test_broken_files_get_clear_errors(tmp_path: Path, mutate, message: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 from pydantic.dataclasses import dataclass
 
-from vreserve.schemas.common import Record, Text, UtcTime, text
+from vreserve.schemas.common import Record, Text, UtcTime, said, text
 
 VERSION = 1
 #: jump: raw change between readings (no longer raised by the stream worker; kept for old records);
@@ -31,7 +31,7 @@ class Alert(Record):
     alert_id: text(512)
     kind: Text
     severity: Literal["info", "warning", "critical"]
-    message: text(4096)
+    message: said(4096)
     at: UtcTime
     site_id: str | None = None
     grid_cell: str | None = None

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 from pydantic.dataclasses import dataclass
 
-from vreserve.schemas.common import Quantity, Record, Text, UtcTime, check_keys, items, text
+from vreserve.schemas.common import Quantity, Record, Text, UtcTime, check_keys, items, once_each, text
 
 VERSION = 1
 MAX_COUNTS = 500
@@ -59,11 +59,7 @@ class AuditRecord(Record):
 
     @model_validator(mode="after")
     def _materials_once(self) -> "AuditRecord":
-        seen: set[str] = set()
-        for i, c in enumerate(self.counts):
-            if c.material in seen:
-                raise ValueError(f"counts[{i}]: material {c.material!r} counted twice")
-            seen.add(c.material)
+        once_each(self.counts, "counts", "counted twice")
         return self
 
     def _wire_out(self, payload: dict) -> dict:

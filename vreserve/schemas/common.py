@@ -142,12 +142,21 @@ def _as_tuple(value: Any) -> Any:
 
 #: An instant: RFC 3339 with an explicit offset in, UTC with milliseconds and ``Z`` out.
 UtcTime = Annotated[datetime, BeforeValidator(_utc), PlainSerializer(format_ts, return_type=str, when_used="json")]
-#: A finite number (a JSON number, not a string or a boolean; a database numeric from our own code).
-Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+def number(**bounds: float) -> Any:
+    """A finite number (a JSON number, not a string or a boolean; a database numeric from our own
+    code) within ``bounds`` (pydantic's ge / gt / le / lt)."""
+    return Annotated[float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_number)]
+
+
+def count(**bounds: int) -> Any:
+    """A whole number >= 0 (not a boolean, not 3.0) within ``bounds``."""
+    return Annotated[int, Field(ge=0, **bounds), BeforeValidator(_count)]
+
+
+Number = number()
 #: A finite number >= 0, checked in the validator's own code (the stock report's hot path).
 Quantity = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
-#: A whole number >= 0 (not a boolean, not 3.0).
-Count = Annotated[int, BeforeValidator(_count)]
+Count = count()
 #: A whole number >= 1.
 Ordinal = Annotated[StrictInt, Field(ge=1)]
 #: A non-empty identifier or label of at most 128 characters.
@@ -159,9 +168,16 @@ def text(max_length: int) -> Any:
     return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=max_length)]
 
 
+def said(max_length: int) -> Any:
+    """Text the project writes for people (a reason, an error, an alert's message): cut at
+    ``max_length`` characters rather than refused, so a record of a refusal can always be made."""
+    return Annotated[str, Field(max_length=max_length),
+                     BeforeValidator(lambda v: v[:max_length] if isinstance(v, str) else v)]
+
+
 def items(kind: Any, max_length: int) -> Any:
     """A non-empty list (held as a tuple) of at most ``max_length`` ``kind``."""
-    return Annotated[tuple[kind, ...], BeforeValidator(_as_tuple), Field(min_length=1, max_length=max_length)]
+    return Annotated[tuple[kind, ...], Field(min_length=1, max_length=max_length), BeforeValidator(_as_tuple)]
 
 
 # ----------------------------------------------------------------------------- error reasons
@@ -178,37 +194,64 @@ def _where(loc: tuple) -> str:
     return out
 
 
+#: Reasons by pydantic error type; the rest are worded in :func:`_reason`.
+_TEMPLATES = {
+    "missing": "{where} is required",
+    "extra_forbidden": "{where}: unknown field",
+    "string_too_short": "{where} must be a non-empty string",
+    "string_too_long": "{where} longer than {max_length} characters",
+    "too_short": "{where} must be a non-empty list",
+    "too_long": "{where}: more than {max_length} items",
+    "less_than_equal": "{where} must be at most {le}, got {got}",
+    "less_than": "{where} must be below {lt}, got {got}",
+    "finite_number": "{where} must be finite, got {got!r}",
+    "literal_error": "{where} must be one of {expected}, got {got!r}",
+}
+
+
+class _Shown:
+    """A refused value as a reason shows it: its repr, cut short (the reason must stay small even
+    when the value is a megabyte)."""
+
+    def __init__(self, value: Any):
+        self.text = repr(value)
+        self.text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _reason(err: dict) -> str:
-    kind, where, got, ctx = err["type"], _where(err.get("loc", ())), err.get("input"), err.get("ctx") or {}
-    if kind == "missing":
-        return f"{where} is required"
+    kind, where, ctx = err["type"], _where(err.get("loc", ())), err.get("ctx") or {}
+    got = _Shown(err.get("input"))
+    if kind in _TEMPLATES:
+        return _TEMPLATES[kind].format(where=where, got=got, **ctx)
     if kind in _EXPECTED:
-        return f"{where} must be {_EXPECTED[kind]}, got {type(got).__name__}"
-    if kind == "string_too_short":
-        return f"{where} must be a non-empty string"
-    if kind == "string_too_long":
-        return f"{where} longer than {ctx.get('max_length')} characters"
-    if kind == "too_short":
-        return f"{where} must be a non-empty list"
-    if kind == "too_long":
-        return f"{where}: more than {ctx.get('max_length')} items"
+        return f"{where} must be {_EXPECTED[kind]}, got {type(err.get('input')).__name__}"
     if kind == "greater_than_equal":
         return (f"{where} is negative: must be >= 0, got {got}" if ctx.get("ge") == 0
                 else f"{where} must be >= {ctx.get('ge')}, got {got}")
     if kind == "greater_than":
         return f"{where} must be positive, got {got}" if ctx.get("gt") == 0 else f"{where} must be > {ctx.get('gt')}"
-    if kind in ("less_than_equal", "less_than"):
-        return f"{where} must be at most {ctx.get('le', ctx.get('lt'))}, got {got}"
-    if kind == "finite_number":
-        return f"{where} must be finite, got {got!r}"
-    if kind == "literal_error":
-        return f"{where} must be one of {ctx.get('expected')}, got {got!r}"
     if kind == "value_error":
-        msg = str(ctx.get("error", err.get("msg", "")))
+        msg = str(ctx.get("error", err.get("msg", "")))[:300]
         if not where or msg.startswith(where):
             return msg
         return f"{where} {msg}" if msg.split(" ", 1)[0] in ("is", "must", "has", "longer") else f"{where}: {msg}"
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+    return f"{where}: {str(err.get('msg', 'invalid'))[:300]}" if where else str(err.get("msg", "invalid"))[:300]
+
+
+def once_each(parts: Any, name: str, verb: str) -> None:
+    """Refuse a list (readings, counts) that names one material twice: its two figures would
+    contradict each other. Used by the records' ``mode="after"`` validators."""
+    seen: set[str] = set()
+    for i, part in enumerate(parts):
+        if part.material in seen:
+            raise ValueError(f"{name}[{i}]: material {part.material!r} {verb}")
+        seen.add(part.material)
 
 
 def validation_reason(exc: ValidationError, what: str = "") -> str:

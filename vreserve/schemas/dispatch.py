@@ -34,6 +34,8 @@ from vreserve.schemas.common import (
     UtcTime,
     check_keys,
     loads_object,
+    number,
+    said,
     text,
     validation_reason,
 )
@@ -57,7 +59,7 @@ PLACE_KINDS = ("site", "distribution_centre", "rescue_centre")
 #: Largest mode event accepted, in bytes.
 MAX_MODE_EVENT_BYTES = 16 * 1024
 
-Positive = Annotated[Number, Field(gt=0)]
+Positive = number(gt=0)
 
 
 def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
@@ -92,9 +94,9 @@ class ModeEvent(Record):
     reason: text(1000)
     grid_cells: tuple[Text, ...] = ()
     periods: Annotated[StrictInt, Field(ge=1, le=366)] | None = None
-    period_length_s: Annotated[Number, Field(gt=0)] | None = None
+    period_length_s: number(gt=0) | None = None
     demand_source: text(1000) | None = None
-    demand_scale: Annotated[Number, Field(gt=0)] = 1.0
+    demand_scale: number(gt=0) = 1.0
 
     @classmethod
     def validate(cls, obj: dict) -> "ModeEvent":
@@ -125,7 +127,7 @@ class ModeError(Record):
     WHAT: ClassVar[str] = "mode error"
     UNKNOWN: ClassVar[str] = "ignore"
 
-    error: text(2000)
+    error: said(2000)
     at: UtcTime
     raw: str = ""
     event_id: str | None = None
@@ -286,7 +288,7 @@ class CancelRecord(Record):
     order_id: Text
     emergency_id: Text
     destination: Text
-    reason: text(1000)
+    reason: said(1000)
     at: UtcTime
     superseded_by: str | None = None
 
@@ -361,7 +363,7 @@ class StatusError(Record):
     WHAT: ClassVar[str] = "order status error"
     UNKNOWN: ClassVar[str] = "ignore"
 
-    error: str
+    error: said(2000)
     at: UtcTime
     raw: str
     status_id: str | None = None

@@ -16,7 +16,7 @@ from dataclasses import field
 from typing import Annotated, Any, ClassVar
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import PlainSerializer, model_validator
 from pydantic.dataclasses import dataclass
 
 from vreserve.schemas.common import (
@@ -27,11 +27,14 @@ from vreserve.schemas.common import (
     SchemaError,
     Text,
     UtcTime,
+    count,
     format_ts,
     items,
     kept_extra,
     loads_object,
+    once_each,
     parse_ts,
+    said,
     text,
 )
 
@@ -80,17 +83,13 @@ class StockReport(Record):
     readings: items(Reading, MAX_READINGS)
     #: the device's boot counter (optional in the payload, 0 when absent): readings are ordered by
     #: (boot, seq, ts), so a device whose seq restarts after a reboot sends a higher boot
-    boot: Annotated[Count, Field(lt=2 ** 62)] = 0
+    boot: count(lt=2 ** 62) = 0
     #: top-level fields the contract does not know (a vendor's ``battery_pct``), kept as they came
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @model_validator(mode="after")
     def _materials_once(self) -> "StockReport":
-        seen: set[str] = set()
-        for i, r in enumerate(self.readings):
-            if r.material in seen:
-                raise ValueError(f"readings[{i}]: material {r.material!r} listed twice")
-            seen.add(r.material)
+        once_each(self.readings, "readings", "listed twice")
         return self
 
     def _wire_out(self, payload: dict) -> dict:
@@ -148,8 +147,9 @@ class DeadLetter(Record):
     UNKNOWN: ClassVar[str] = "ignore"
 
     source: Text  # "mqtt" or "kafka:<topic>"
-    reason: text(4096)
-    payload: bytes
+    reason: said(4096)
+    payload: Annotated[bytes, PlainSerializer(lambda b: base64.b64encode(b).decode(), return_type=str,
+                                              when_used="json")]
     at: UtcTime
     mqtt_topic: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
@@ -159,8 +159,7 @@ class DeadLetter(Record):
         return super().wire_fields() - {"payload"} | {"payload_b64"}
 
     def _wire_out(self, payload: dict) -> dict:
-        del payload["payload"]
-        payload["payload_b64"] = base64.b64encode(self.payload).decode()
+        payload["payload_b64"] = payload.pop("payload")  # base64 already (the field's serializer)
         return payload
 
     @classmethod

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.api.conftest import ROOT, settings_env
-from vreserve import auditlog, topics
+from vreserve import auditlog
 from vreserve.db import connect
+from vreserve.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.services
 
@@ -161,17 +162,22 @@ def test_safety_levels_over_the_api_with_the_actor_and_the_trail(world):
                          ("PUT /api/v1/safety-levels/apia-g0/medicine", "ok", 200)]
 
 
+#: A topic of this test's own: replayed test bytes must not reach another test's readers.
+REPLAY_TOPIC = "api-test-replay"
+
+
 def _quarantine(world, raw: bytes, offset: int) -> int:
     with connect(world.settings.pg_dsn, autocommit=True) as conn:
         return conn.execute(
             'INSERT INTO quarantined_records (consumer, topic, partition, "offset", key, raw, error, attempts,'
             " quarantined_at) VALUES ('test-consumer', %s, 0, %s, %s, %s, 'boom', 3, now()) RETURNING quarantine_id",
-            (world.settings.topic(topics.LOGISTICS_DEAD_LETTER), offset, b"k-" + raw[:8], raw)).fetchone()[0]
+            (world.settings.topic(REPLAY_TOPIC), offset, b"k-" + raw[:8], raw)).fetchone()[0]
 
 
 def test_quarantine_replay_over_the_api_and_the_cli_one_code_path(world):
     from tests.dispatcher.helpers import TopicReader
 
+    ensure_topics(world.settings, [REPLAY_TOPIC])
     tag = uuid.uuid4().hex[:8]
     api_raw, cli_raw = f'{{"replay":"api-{tag}"}}'.encode(), f'{{"replay":"cli-{tag}"}}'.encode()
     api_id, cli_id = _quarantine(world, api_raw, 10_000_001), _quarantine(world, cli_raw, 10_000_002)
@@ -186,7 +192,7 @@ def test_quarantine_replay_over_the_api_and_the_cli_one_code_path(world):
     cli = subprocess.run([sys.executable, "-m", "vreserve.cli", "quarantine", "replay", str(cli_id)], cwd=ROOT,
                          env=settings_env(world.settings), capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0 and "marked replayed by os-user:" in cli.stdout, cli.stderr
-    reader = TopicReader(world.settings, topics.LOGISTICS_DEAD_LETTER)
+    reader = TopicReader(world.settings, REPLAY_TOPIC)
     try:
         reader.poll(3.0)
         assert [v for _k, v in reader.records if v in (api_raw, cli_raw)] == [api_raw, cli_raw]

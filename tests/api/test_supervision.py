@@ -202,3 +202,24 @@ def test_quarantine_replay_over_the_api_and_the_cli_one_code_path(world):
         trail = auditlog.recent(conn, 30)
     assert any(r["action"] == "quarantine.replay" and r["target"] == f"#{cli_id}" and r["outcome"] == "ok"
                for r in trail)
+
+
+def test_alert_webhooks_over_the_api_secret_never_shown(world):
+    adm, hook = world.client("admin"), f"pager-{uuid.uuid4().hex[:6]}"
+    secret = "s3cret-" + uuid.uuid4().hex
+    body = {"webhook_id": hook, "url": "http://127.0.0.1:9/pager", "secret": secret, "min_severity": "warning"}
+    made = adm.post("/api/v1/alert-webhooks", json=body)
+    assert made.status_code == 201 and made.json()["created_by"] == "user:admin1", made.text
+    assert adm.post("/api/v1/alert-webhooks", json=body).json()["error"]["code"] == "webhook_exists"
+    short = adm.post("/api/v1/alert-webhooks", json={**body, "webhook_id": hook + "x", "secret": "short"})
+    assert short.status_code == 422
+    listed = adm.get("/api/v1/alert-webhooks")
+    assert [h["min_severity"] for h in listed.json()["items"] if h["webhook_id"] == hook] == ["warning"]
+    assert secret not in listed.text and secret not in made.text
+    assert world.client("supervisor").get("/api/v1/alert-webhooks").status_code == 403
+    assert adm.delete(f"/api/v1/alert-webhooks/{hook}").json()["removed"] is True
+    assert adm.delete(f"/api/v1/alert-webhooks/{hook}").status_code == 404
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:
+        trail = auditlog.recent(conn, 30)
+    assert secret not in str(trail)
+    assert [r["outcome"] for r in trail if r["target"] == hook][:4] == ["refused", "ok", "refused", "ok"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +17,18 @@ from vreserve.db import connect
 from vreserve.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.services
+
+
+def _trail(world, keep, n: int, timeout_s: float = 15.0) -> list[dict]:
+    """The newest audit records that ``keep`` accepts, once there are ``n`` of them (the API appends
+    a request's record just after its response, so a test reading at once may be early)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with connect(world.settings.pg_dsn, autocommit=True) as conn:
+            rows = [r for r in auditlog.recent(conn, 200) if keep(r)]
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def _emergency_with_deliveries(world, delivered: dict[str, float]) -> str:
@@ -92,10 +105,8 @@ def test_audit_plan_is_drawn_kept_and_reproducible_over_the_api_and_the_cli(worl
     kept = sup.get(f"/api/v1/audit-plans/{plan_id}").json()
     assert kept["drawn_by"].startswith("os-user:")
     assert [s["site_id"] for s in kept["sites"]] == [plan["sites"][0]["site_id"]]  # one code path, one draw
-    with connect(world.settings.pg_dsn, autocommit=True) as conn:
-        trail = auditlog.recent(conn, 200)
-    api_rows = [r for r in trail if r["action"] == "POST /api/v1/audit-plans" and r["actor"] == "user:admin1"]
-    cli_rows = [r for r in trail if r["action"] == "audit-plans.draw"]
+    api_rows = _trail(world, lambda r: r["action"] == "POST /api/v1/audit-plans" and r["actor"] == "user:admin1", 1)
+    cli_rows = _trail(world, lambda r: r["action"] == "audit-plans.draw", 1)
     assert any(plan["plan_id"] in str(r["detail"]) for r in api_rows)
     assert any(plan_id in str(r["detail"]) and r["actor"].startswith("os-user:") for r in cli_rows)
 
@@ -154,9 +165,8 @@ def test_safety_levels_over_the_api_with_the_actor_and_the_trail(world):
     assert sup.delete(f"/api/v1/safety-levels/{cell}/medicine").json()["removed"] is True
     again = sup.delete(f"/api/v1/safety-levels/{cell}/medicine")
     assert again.status_code == 404 and again.json()["error"]["code"] == "safety_level_not_found"
-    with connect(world.settings.pg_dsn, autocommit=True) as conn:
-        trail = [(r["action"], r["outcome"], r["status"]) for r in auditlog.recent(conn, 30)
-                 if r["target"] == f"{cell}/medicine" and r["actor"] == "user:supervisor1"]
+    trail = [(r["action"], r["outcome"], r["status"]) for r in
+             _trail(world, lambda r: r["target"] == f"{cell}/medicine" and r["actor"] == "user:supervisor1", 3)]
     assert trail[:3] == [("DELETE /api/v1/safety-levels/apia-g0/medicine", "refused", 404),
                          ("DELETE /api/v1/safety-levels/apia-g0/medicine", "ok", 200),
                          ("PUT /api/v1/safety-levels/apia-g0/medicine", "ok", 200)]
@@ -219,7 +229,6 @@ def test_alert_webhooks_over_the_api_secret_never_shown(world):
     assert world.client("supervisor").get("/api/v1/alert-webhooks").status_code == 403
     assert adm.delete(f"/api/v1/alert-webhooks/{hook}").json()["removed"] is True
     assert adm.delete(f"/api/v1/alert-webhooks/{hook}").status_code == 404
-    with connect(world.settings.pg_dsn, autocommit=True) as conn:
-        trail = auditlog.recent(conn, 30)
+    trail = _trail(world, lambda r: r["target"] == hook, 4)
     assert secret not in str(trail)
-    assert [r["outcome"] for r in trail if r["target"] == hook][:4] == ["refused", "ok", "refused", "ok"]
+    assert [r["outcome"] for r in trail][:4] == ["refused", "ok", "refused", "ok"]

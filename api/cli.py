@@ -283,6 +283,8 @@ def webhooks_run(settings: Settings, max_attempts: int, backoff: float) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    click.echo(f"webhooks: consuming {settings.topic('dispatch-orders')} and delivering to the registered carriers",
+               err=True)
     counters = wh.run(settings, wh.DeliveryPolicy(max_attempts=max_attempts, base_backoff_s=backoff),
                       stop=lambda: stopping["now"], progress=lambda m: click.echo(m, err=True))
     click.echo(f"webhooks stopped: {counters.enqueued} queued, {counters.delivered} delivered, "

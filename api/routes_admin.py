@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +14,7 @@ from api.routes_read import Limit, Offset, Page, _plain
 from api.security import access, requires
 from vreserve import auditlog
 from vreserve import identity as ident
+from vreserve import webhooks as alert_hooks
 from vreserve.identity import Identity
 
 router = APIRouter(tags=["admin"])
@@ -186,3 +188,46 @@ def release_webhook(request: Request, carrier_id: PathName, who: Identity = Depe
         except LookupError as exc:
             raise ApiError(404, "not_held", str(exc)) from None
     return {"carrier_id": carrier_id, "due_again": n}
+
+
+# ----------------------------------------------------------------------------- alert webhooks
+class AlertWebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhook_id: Name
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://[^\x00-\x20\x7f]+$")
+    secret: str = Field(min_length=16, max_length=512, description="Shared HMAC secret (never shown again)")
+    min_severity: Literal["info", "warning", "critical"] = "critical"
+
+
+@router.get("/alert-webhooks", openapi_extra=access("admin"), summary="Webhooks that receive alerts (never their secret)")
+def alert_webhooks(request: Request, who: Identity = Depends(ADMIN)) -> dict:
+    with request.app.state.api.pool.connection() as conn:
+        hooks = alert_hooks.list_webhooks(conn)
+    return {"items": [{"webhook_id": h.webhook_id, "url": h.url, "min_severity": h.min_severity, "active": h.active,
+                       "created_by": h.created_by, "created_at": h.created_at.isoformat()} for h in hooks]}
+
+
+@router.post("/alert-webhooks", status_code=201, openapi_extra=access("admin"),
+             summary="Register a webhook for alerts at or above a severity (the same code as `vreserve webhooks add`)")
+def post_alert_webhook(request: Request, body: AlertWebhookIn, who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, body.webhook_id, url=body.url, min_severity=body.min_severity)
+    with request.app.state.api.pool.connection() as conn:
+        try:
+            alert_hooks.add_webhook(conn, body.webhook_id, body.url, body.secret.encode(), who.actor, body.min_severity)
+        except ValueError as exc:
+            raise ApiError(422, "bad_webhook", str(exc)) from None
+        except psycopg.errors.UniqueViolation:
+            raise ApiError(409, "webhook_exists", f"webhook {body.webhook_id!r} exists; remove it first") from None
+    return {"webhook_id": body.webhook_id, "url": body.url, "min_severity": body.min_severity,
+            "created_by": who.actor}
+
+
+@router.delete("/alert-webhooks/{webhook_id}", openapi_extra=access("admin"),
+               summary="Remove an alert webhook (the same code as `vreserve webhooks remove`)")
+def delete_alert_webhook(request: Request, webhook_id: Annotated[str, Path(max_length=64, pattern=_NAME)],
+                         who: Identity = Depends(ADMIN)) -> dict:
+    _audit(request, webhook_id)
+    with request.app.state.api.pool.connection() as conn:
+        if not alert_hooks.remove_webhook(conn, webhook_id):
+            raise ApiError(404, "webhook_not_found", f"no alert webhook {webhook_id!r}")
+    return {"webhook_id": webhook_id, "removed": True}

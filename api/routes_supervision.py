@@ -1,4 +1,5 @@
-"""Supervision resources: the assessment ranking of an emergency's suppliers, and audit plans.
+"""Supervision resources: the assessment ranking of an emergency's suppliers, audit plans, and the
+grid cells' safety levels.
 
 - ``GET /assessments``: sites (and their owners, and owner kinds) ranked by how they served an
   emergency, computed from the orders, status records, readings and audits by the same code as
@@ -21,6 +22,7 @@ from api.routes_read import Filter, Id, Limit, Offset, Page, _conn, _owner_of, _
 from api.routes_write import _audit
 from api.security import access, requires
 from vreserve import operations as ops
+from vreserve import safety
 from vreserve.assessment import WEIGHTS, assess, rank_owners
 from vreserve.identity import Identity
 from vreserve.sql_assessment import load_site_facts
@@ -145,3 +147,45 @@ def post_audit_plan(request: Request, body: AuditPlanIn, who: Identity = Depends
         out = _plan_out(conn, plan.plan_id)
     return JSONResponse(out, 201 if new else 200)
 
+
+
+# ---------------------------------------------------------------------------- safety levels
+class SafetyLevelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    safety_qty: float = Field(ge=0, le=1e12, description="In the material's unit")
+
+
+def _level_out(level) -> dict:
+    return {"grid_cell": level.grid_cell, "material_id": level.material_id, "safety_qty": level.safety_qty,
+            "unit": level.unit, "set_by": level.set_by, "set_at": level.set_at.isoformat()}
+
+
+@router.get("/safety-levels", tags=["stock"], openapi_extra=access("viewer"),
+            summary="Safety levels per grid cell and material (below one: a low_stock alert)")
+def safety_levels(request: Request, grid_cell: Filter = None, material_id: Filter = None,
+                  who: Identity = Depends(requires("viewer"))) -> dict:
+    """`safety_qty` in `unit` (the material's unit); `set_by` the actor who set it."""
+    with _conn(request) as conn:
+        return {"items": [_level_out(lv) for lv in safety.list_levels(conn, grid_cell, material_id)]}
+
+
+@router.put("/safety-levels/{grid_cell}/{material_id}", tags=["stock"], openapi_extra=access("supervisor"),
+            summary="Set a grid cell's safety level of a material (the same code as `vreserve safety set`)")
+def put_safety_level(request: Request, grid_cell: Id, material_id: Id, body: SafetyLevelIn,
+                     who: Identity = Depends(SUPERVISOR)) -> dict:
+    _audit(request, f"{grid_cell}/{material_id}", safety_qty=body.safety_qty)
+    with _conn(request) as conn:
+        try:
+            return _level_out(safety.set_level(conn, grid_cell, material_id, body.safety_qty, who.actor))
+        except ValueError as exc:
+            raise ApiError(422, "bad_safety_level", str(exc)) from None
+
+
+@router.delete("/safety-levels/{grid_cell}/{material_id}", tags=["stock"], openapi_extra=access("supervisor"),
+               summary="Remove a safety level (the same code as `vreserve safety remove`)")
+def delete_safety_level(request: Request, grid_cell: Id, material_id: Id, who: Identity = Depends(SUPERVISOR)) -> dict:
+    _audit(request, f"{grid_cell}/{material_id}")
+    with _conn(request) as conn:
+        if not safety.remove_level(conn, grid_cell, material_id):
+            raise ApiError(404, "safety_level_not_found", f"no safety level for {material_id!r} in {grid_cell!r}")
+    return {"grid_cell": grid_cell, "material_id": material_id, "removed": True}

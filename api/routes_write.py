@@ -4,6 +4,7 @@ from carriers. Each calls the same vreserve/operations.py code as the CLI, with 
 identity as the actor; the audit trail records every attempt (api/app.py)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
 from pathlib import Path as FsPath
@@ -18,7 +19,9 @@ from api.errors import ApiError
 from api.security import access, requires
 from vreserve import operations as ops
 from vreserve.audits import AuditRejected, record_audit
+from vreserve.decode import preview
 from vreserve.identity import Identity
+from vreserve.quarantine import list_quarantined
 from vreserve.reconcile import Movement, declare_movement
 from vreserve.schemas.audits import AuditRecord
 from vreserve.schemas.common import SchemaError, format_ts
@@ -359,3 +362,29 @@ def post_audit(request: Request, body: AuditIn, who: Identity = Depends(SUPERVIS
            "trust_after": r.trust_after, "status_before": r.status_before, "status_after": r.status_after,
            "alerts": [a["alert_id"] for a in r.alerts]}
     return JSONResponse(out, 200 if r.duplicate else 201)
+
+
+# ------------------------------------------------------------------------------- quarantine
+@router.get("/quarantine", tags=["operations"], openapi_extra=access("operator"),
+            summary="Records a consumer set aside after failing on them repeatedly (not replayed yet)")
+def quarantine(request: Request, include_replayed: bool = False, who: Identity = Depends(OPERATOR)) -> dict:
+    """`raw_b64` / `key_b64`: the record's original bytes (base64); `preview`: a readable excerpt."""
+    with _conn(request) as conn:
+        rows = list_quarantined(conn, include_replayed)
+    return {"items": [{"quarantine_id": q.quarantine_id, "consumer": q.consumer, "topic": q.topic,
+                       "partition": q.partition, "offset": q.offset, "error": q.error, "attempts": q.attempts,
+                       "first_seen": q.first_seen.isoformat(), "last_seen": q.last_seen.isoformat(),
+                       "quarantined_at": q.quarantined_at.isoformat() if q.quarantined_at else None,
+                       "replayed_at": q.replayed_at.isoformat() if q.replayed_at else None,
+                       "key_b64": base64.b64encode(q.key).decode() if q.key is not None else None,
+                       "raw_b64": base64.b64encode(q.raw).decode(), "preview": preview(q.raw, 200)}
+                      for q in rows[:1000]]}
+
+
+@router.post("/quarantine/{quarantine_id}/replay", tags=["operations"], openapi_extra=access("operator"),
+             summary="Publish a quarantined record again to its topic (after a fix); the same code as the CLI")
+def replay(request: Request, quarantine_id: Annotated[int, Path(ge=1, le=2**62)],
+           who: Identity = Depends(OPERATOR)) -> dict:
+    _audit(request, f"#{quarantine_id}")
+    with _conn(request) as conn:
+        return ops.replay_quarantined(conn, request.app.state.api.publisher, who, quarantine_id)

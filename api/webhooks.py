@@ -8,13 +8,12 @@ first. A failed POST is retried with exponential backoff; after ``max_attempts``
 carrier's queue is **held** with the reason: nothing later is sent (order is kept) and nothing is
 dropped until an operator releases it (`vreserve carrier-webhooks release CARRIER`).
 
-Signature (docs/api.md): ``X-VR-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``;
-the receiver recomputes it and refuses a timestamp older than 5 minutes (replay).
+Signature (docs/api.md, vreserve/carrier_webhooks.py): ``X-VR-Signature: t=<unix seconds>,v1=<hex
+HMAC-SHA256(secret, "<t>.<body>")>``; the receiver recomputes it and refuses a timestamp older than
+5 minutes (replay).
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -25,37 +24,20 @@ from typing import Callable
 import httpx
 
 from vreserve import topics
+from vreserve.carrier_webhooks import (  # noqa: F401 - the contract, shared with receivers
+    EVENT_HEADER,
+    IDEMPOTENCY_HEADER,
+    REPLAY_WINDOW_S,
+    SIGNATURE_HEADER,
+    sign,
+    verify_signature,
+)
 from vreserve.db import connect
 from vreserve.schemas.common import SchemaError
 from vreserve.schemas.dispatch import CancelRecord, decode_dispatch_record
 from vreserve.settings import Settings
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-VR-Signature"
-#: A receiver refuses signatures older than this (seconds).
-REPLAY_WINDOW_S = 300
-
-
-def sign(secret: str, body: bytes, ts: int | None = None) -> str:
-    ts = int(time.time()) if ts is None else ts
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
-
-
-def verify_signature(secret: str, body: bytes, header: str, now: float | None = None,
-                     window_s: int = REPLAY_WINDOW_S) -> bool:
-    """What a carrier runs on receipt: the MAC matches and the timestamp is fresh."""
-    try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        ts = int(parts["t"])
-    except (ValueError, KeyError):
-        return False
-    now = time.time() if now is None else now
-    if abs(now - ts) > window_s:
-        return False
-    return hmac.compare_digest(sign(secret, body, ts), header)
-
 
 def register(conn, carrier_id: str, url: str, created_by: str) -> str:
     """Set (or replace) a carrier's webhook; returns the new signing secret (shown once)."""
@@ -164,7 +146,7 @@ def _post_one(conn, client, policy, counters, carrier_id, url, secret, head) -> 
     body = json.dumps({"event": event, "delivery_id": f"D-{seq}", "idempotency_key": key,
                        "record": json.loads(payload)}, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-               "Idempotency-Key": key, "X-VR-Event": event}
+               IDEMPOTENCY_HEADER: key, EVENT_HEADER: event}
     error = None
     try:
         response = client.post(url, content=body, headers=headers, timeout=policy.timeout_s)

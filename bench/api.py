@@ -10,8 +10,11 @@ token; `vreserve serve` on a free loopback port (``--workers`` processes). Then,
   the answer comes after the broker acknowledged the record on the order-status topic, so the
   latency is end to end to the topic).
 
-Prints requests/s, p50 / p99 latency (ms) and errors, and a baseline in the same run (GET /openapi.json: the
-framework alone, no identity, no database) for the ratio. Targets: reads 500/s with p99 < 200 ms,
+Prints requests/s, p50 / p99 latency (ms) and errors with the machine's load average beside each
+phase, and a baseline in the same run (GET /api/docs: a trivial route through the same server,
+middleware and client, no identity, no database) for the ratio: on a shared machine the absolute
+figures move with the load, the ratio says what the API itself costs. A sequential phase (one
+client) gives each route's own cost in ms per request, the baseline's subtracted. Targets: reads 500/s with p99 < 200 ms,
 posts 200/s with p99 < 300 ms. The clients (asyncio + httpx, one process) share the machine.
 """
 from __future__ import annotations
@@ -98,10 +101,33 @@ async def _load(url: str, token: str, clients: int, seconds: float, request) -> 
 def _figures(name: str, latencies: list[float], ok: int, err: int, seconds: float) -> dict:
     lat = sorted(latencies)
     pct = (lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else (lambda p: float("nan"))
-    fig = {"requests_per_s": ok / seconds, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "ok": ok, "errors": err}
+    load = os.getloadavg()[0]
+    fig = {"requests_per_s": ok / seconds, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "ok": ok, "errors": err,
+           "load_average_1min": load}
     click.echo(f"{name:<34} {fig['requests_per_s']:>8.0f} req/s   p50 {fig['p50_ms']:>7.1f} ms   "
-               f"p99 {fig['p99_ms']:>7.1f} ms   {ok} ok, {err} errors")
+               f"p99 {fig['p99_ms']:>7.1f} ms   {ok} ok, {err} errors   (load average {load:.1f} on "
+               f"{os.cpu_count()} cores)")
     return fig
+
+
+def _sequential(url: str, tokens: dict[str, str], requests: dict, n: int) -> dict[str, float]:
+    """Mean ms per request of each route with one client, interleaved so the load hits all alike."""
+    async def go() -> dict[str, float]:
+        spent = {name: 0.0 for name in requests}
+        clients = {name: httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {tokens[name]}"},
+                                           timeout=30) for name in requests}
+        rng = random.Random(0)
+        try:
+            for _ in range(n):
+                for name, request in requests.items():
+                    t0 = time.perf_counter()
+                    (await request(clients[name], rng)).raise_for_status()
+                    spent[name] += time.perf_counter() - t0
+        finally:
+            for c in clients.values():
+                await c.aclose()
+        return {name: 1000 * t / n for name, t in spent.items()}
+    return asyncio.run(go())
 
 
 def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int) -> dict:
@@ -121,7 +147,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
     try:
         migrate(private.pg_dsn)
         ensure_topics(private)
-        _say(f"[1/4] registry of {sites} sites, readings, {orders} orders ...")
+        _say(f"[1/5] registry of {sites} sites, readings, {orders} orders ...")
         site_ids, order_ids, carrier_token = _seed(private.pg_dsn, sites, orders)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -131,25 +157,29 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
         viewer = httpx.post(f"{url}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD})
         viewer.raise_for_status()
         token = viewer.json()["access_token"]
-        _say(f"[2/4] baseline: {clients} clients x {seconds:g} s (GET /openapi.json: no identity, no database)")
-
         async def floor(client, _rng):
-            return await client.get("/openapi.json")
-
-        base = _figures("baseline GET /openapi.json", *asyncio.run(_load(url, token, clients, seconds, floor)), seconds)
-        _say(f"[3/4] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
+            return await client.get("/api/docs")
 
         async def read(client, rng):
             return await client.get(f"/api/v1/sites/{site_ids[rng.randrange(len(site_ids))]}/stock")
-
-        reads = _figures("GET /sites/{id}/stock", *asyncio.run(_load(url, token, clients, seconds, read)), seconds)
-        _say(f"[4/4] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
 
         async def post(client, rng):
             oid = order_ids[rng.randrange(len(order_ids))]
             return await client.post(f"/api/v1/orders/{oid}/status",
                                      json={"status": "accepted", "status_id": f"S-{uuid.uuid4().hex[:16]}"})
 
+        _say("[2/5] one client, 100 requests per route, interleaved: what each costs on its own")
+        seq = _sequential(url, {"baseline": token, "read": token, "post": carrier_token},
+                          {"baseline": floor, "read": read, "post": post}, 100)
+        click.echo(f"sequential, ms per request: baseline GET /api/docs {seq['baseline']:.1f}, GET live stock "
+                   f"{seq['read']:.1f} (API's own {seq['read'] - seq['baseline']:.1f}), POST status "
+                   f"{seq['post']:.1f} (API's own {seq['post'] - seq['baseline']:.1f}; includes the broker's ack)"
+                   f"   (load average {os.getloadavg()[0]:.1f})")
+        _say(f"[3/5] baseline: {clients} clients x {seconds:g} s (GET /api/docs: no identity, no database)")
+        base = _figures("baseline GET /api/docs", *asyncio.run(_load(url, token, clients, seconds, floor)), seconds)
+        _say(f"[4/5] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
+        reads = _figures("GET /sites/{id}/stock", *asyncio.run(_load(url, token, clients, seconds, read)), seconds)
+        _say(f"[5/5] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
         posts = _figures("POST /orders/{id}/status", *asyncio.run(_load(url, carrier_token, clients, seconds, post)),
                          seconds)
         click.echo(f"targets: reads 500 req/s with p99 < 200 ms: {'met' if _met(reads, 500, 200) else 'NOT met'}; "
@@ -158,7 +188,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
         click.echo(f"within this run: reads at {reads['requests_per_s'] / base['requests_per_s']:.0%} of the baseline's "
                    f"rate, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%} (load average "
                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-        return {"baseline": base, "reads": reads, "posts": posts}
+        return {"sequential_ms": seq, "baseline": base, "reads": reads, "posts": posts}
     finally:
         if server is not None:
             server.stop()

@@ -1,11 +1,11 @@
 """``vreserve demo``: the main job, end to end, on the real services.
 
 services up -> its own database and topics -> a registry of a few hundred sites over the city grid
--> sensor fleet, bridge, stream worker, dispatcher and logistics simulator running (as `vreserve`
-subprocesses) -> the virtual warehouse fills from live readings -> the Wuhan-like scenario declared
-as an emergency -> each period re-planned from live stock, orders flowing and delivered, picked
-stock falling at the sites -> the emergency ended -> final report (JSON + PNG). Every subprocess is
-stopped at the end, also on Ctrl-C or an error.
+-> sensor fleet, bridge, stream worker, dispatcher, HTTP API and a logistics company on webhooks
+running (as `vreserve` subprocesses) -> the virtual warehouse fills from live readings -> the
+Wuhan-like scenario declared as an emergency -> each period re-planned from live stock, orders
+flowing and delivered, picked stock falling at the sites -> the emergency ended -> final report
+(JSON + PNG). Every subprocess is stopped at the end, also on Ctrl-C or an error.
 
 The demo runs in a database of its own (``vreserve_demo``, recreated every run) and under a topic
 prefix of its own (``demo<run>.``; older demo topics are deleted at the start), so it never mixes

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import click
 
+from demo import carrier
 from demo.registry import size_registry_to_pack
 from demo.services import clear_earlier_demos, console_login, fresh_database
 from demo.stack import Stack, api_addr, free_port, stack_env
@@ -162,13 +163,18 @@ def start_stages(stack: Stack, settings: Settings, dsn: str, opts: DemoOptions, 
                 str(reg.credentials_path), "--interval", str(opts.interval), "--progress-every", "10",
                 "--end-sessions-on-stop")
     stack.start("dispatcher", "dispatch", "run", "--time-limit", str(max(5.0, length_s / 2)))
-    stack.start("logistics", "simulate", "logistics", "--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}",
-                "--deliver", f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(opts.fail_rate))
     addr = api_addr(settings)
     stack.start("api", "serve", "--addr", addr)
     say(f"HTTP API of this demo: http://{addr}/api/docs (create a login with `vreserve users add NAME "
         f"--role operator` and VR_PG_DSN pointing at database {opts.database}; docs/api.md)")
-    return console_login(dsn, out, addr, say)
+    console = console_login(dsn, out, addr, say)
+    # the logistics company takes its orders on a webhook and reports through the API (demo/carrier.py)
+    carrier.wait_for_api(stack, addr)
+    carrier.start(stack, addr, carrier.provision(dsn, out, opts.region),
+                  ["--accept", "1", "--pick", f"{min(3.0, length_s / 5):g}", "--deliver",
+                   f"{min(8.0, length_s / 2.5):g}", "--fail-rate", str(opts.fail_rate)])
+    say(f"carrier {carrier.CARRIER_ID}: orders by signed webhook, statuses through the API")
+    return console
 
 
 def run_emergency(stack: Stack, dsn: str, opts: DemoOptions, base: dict, length_s: float, out: Path,

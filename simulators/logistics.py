@@ -1,12 +1,17 @@
 """A simulated logistics system: takes dispatch orders, drives them, reports their status.
 
-It behaves like a real carrier integrated through the documented contract (docs/dispatcher.md):
+It behaves like a real carrier integrated through one of the two documented contracts:
 
-* consumes the dispatch-orders topic (orders and cancel records);
-* per order, after realistic (jittered, deterministic per order id) delays, publishes status
-  records ``accepted`` -> ``in_transit`` (goods picked at the origin) -> ``delivered`` (with the
-  delivered quantity) to the order-status topic, keyed by order id; a configurable share of orders
-  ``failed`` with a reason instead (no vehicle: nothing was picked);
+* Kafka (docs/dispatcher.md; simulators/logistics_kafka.py): consumes the dispatch-orders topic
+  (orders and cancel records) and publishes statuses to the order-status topic, keyed by order id;
+* webhooks (docs/api.md; simulators/logistics_webhook.py): runs an HTTP receiver that
+  `vreserve carrier-webhooks run` POSTs each order, supersede and cancel to (signature and replay
+  window checked, the order id as idempotency key), and posts statuses back through the HTTP API
+  with its carrier token (``POST /api/v1/orders/{id}/status``);
+* per order, after realistic (jittered, deterministic per order id) delays, reports the statuses
+  ``accepted`` -> ``in_transit`` (goods picked at the origin) -> ``delivered`` (with the
+  delivered quantity); a configurable share of orders ``failed`` with a reason instead (no
+  vehicle: nothing was picked);
 * a supply-leg order is picked at a site, and nothing is assumed about what the site had: at pick
   time the carrier sends the site a pick command over MQTT (``vr/v1/sites/{site_id}/commands/pick``)
   and waits for the site's answer on ``vr/v1/sites/{site_id}/picked`` (what it really handed over).
@@ -23,7 +28,8 @@ It behaves like a real carrier integrated through the documented contract (docs/
   order already on the road is ignored (the goods are moving; the true status follows);
 * status ids are deterministic (order id + status), so a restarted simulator that replays the
   topic repeats statuses the dispatcher de-duplicates; an order id seen before is not driven twice;
-* offsets are committed only up to the oldest order still under way, so a crash never loses one.
+* (Kafka) offsets are committed only up to the oldest order still under way, so a crash never
+  loses one; (webhooks) the sender keeps each delivery until the receiver answered 2xx.
 """
 from __future__ import annotations
 
@@ -37,12 +43,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from simulators.logistics_kafka import KafkaOrderSource, KafkaStatusSink, Received, make_producer
+from simulators.logistics_webhook import ApiStatusSink, WebhookConfig, WebhookOrderSource
 from vreserve import topics
-from vreserve.decode import key_text, safe_text
 from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import SchemaError, utc_now
-from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, decode_dispatch_record
-from vreserve.schemas.readings import DeadLetter
+from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus
 from vreserve.settings import Settings
 
 log = logging.getLogger("vreserve.logistics")
@@ -97,8 +103,7 @@ class Counters:
 @dataclass
 class _Job:
     order: DispatchOrder
-    partition: int
-    offset: int
+    ref: tuple[int, int] | None  # where the source read it (partition, offset), None from a webhook
     stage: str = "new"  # new -> accepted -> (picking ->) in_transit -> done
     fails: bool = False
     deliver_after_s: float = 0.0  # from the pick (confirmed) to the delivery
@@ -142,24 +147,26 @@ class PickAnswer:
 
 @dataclass
 class LogisticsSimulator:
+    """The carrier: takes dispatch records from a source (the topic, or its webhook receiver when
+    ``webhook`` is set), drives each order on timers and the sites' pick answers, and hands the
+    statuses to a sink (the order-status topic, or the HTTP API with its carrier token)."""
+
     settings: Settings
     timing: Timing = field(default_factory=Timing)
     group: str | None = None
     client_id: str = "logistics-sim"
     say: Callable[[str], None] = print
     counters: Counters = field(default_factory=Counters)
+    webhook: WebhookConfig | None = None
     _stop: bool = False
-    #: statuses handed to the producer and not confirmed yet: (future, key, value); offsets are
-    #: committed only once the statuses sent before them are confirmed, so a crash during a broker
-    #: outage loses no status
-    _unconfirmed: list = field(default_factory=list)
-    #: offsets to commit once these futures (the statuses sent before them) are confirmed
-    _commit_after: tuple[dict, list] | None = None
-    #: statuses the producer would not take (no metadata: the broker is away), sent again later
-    _unsent: list = field(default_factory=list)
-    _last_commit: float = 0.0
-    _unsent_retry_at: float = 0.0
-    _committed: dict = field(default_factory=dict)
+    _jobs: dict = field(default_factory=dict)  # order id -> _Job under way
+    _seen: set = field(default_factory=set)  # order ids taken (driven once)
+    _failed_by_timeout: set = field(default_factory=set)
+    #: (due monotonic time, seq, order id, action: accept | pick | deliver | timeout)
+    _timers: list = field(default_factory=list)
+    _seq: int = 0
+    source: object = None
+    sink: object = None
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -196,229 +203,153 @@ class LogisticsSimulator:
                                "and the subscription to the sites' pick answers")
         return client
 
+    def _open_edges(self) -> None:
+        """The source of dispatch records and the sink of statuses, Kafka or webhook + API."""
+        if self.webhook is not None:
+            self.source, self.sink = WebhookOrderSource(self.webhook), ApiStatusSink(self.webhook)
+        else:
+            producer = make_producer(self.settings, self.client_id)
+            self.sink = KafkaStatusSink(self.settings, producer)
+            self.source = KafkaOrderSource(self.settings, self.group or self.settings.group("logistics"),
+                                           self.client_id, producer, self.sink)
+        try:
+            self.source.open()
+        except BaseException:
+            self.sink.close()
+            raise
+        if self.webhook is not None:
+            self.say(f"logistics: webhook {self.source.url} registered with {self.webhook.api_url}")
+
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
-        consumer = KafkaConsumer(
-            self.settings.topic(topics.DISPATCH_ORDERS),
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.group or self.settings.group("logistics"),
-            client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            # back within about a second of a broker's return (the client's default backs off to 30 s)
-            reconnect_backoff_max_ms=1000, request_timeout_ms=10000,
-        )
-        # statuses are not waited for one by one: through a broker outage they wait in the producer
-        # (idempotent, retried for up to 10 min) while orders keep moving; sends never block > 2 s
-        producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, client_id=self.client_id,
-                                 acks="all", enable_idempotence=True, linger_ms=5, max_block_ms=2000,
-                                 request_timeout_ms=10000, delivery_timeout_ms=600000,
-                                 reconnect_backoff_max_ms=1000)
+        """Until stopped (or ``until()``): take records, drive orders, report; returns the counters."""
+        self._open_edges()
         answers: queue.SimpleQueue[PickAnswer] = queue.SimpleQueue()
-        mqtt = self._mqtt(answers)
-        jobs: dict[str, _Job] = {}
-        seen: set[str] = set()
-        failed_by_timeout: set[str] = set()
-        # (due monotonic time, seq, order id, action: accept | pick | deliver | timeout)
-        timers: list[tuple[float, int, str, str]] = []
-        seq = 0
-
-        def at(delay: float, oid: str, action: str) -> None:
-            nonlocal seq
-            seq += 1
-            heapq.heappush(timers, (time.monotonic() + delay, seq, oid, action))
-
-        # per partition: offsets of records still under way, and the highest offset read
-        pending: dict[int, set[int]] = {}
-        high: dict[int, int] = {}
-        topic = self.settings.topic(topics.DISPATCH_ORDERS)
+        try:
+            mqtt = self._mqtt(answers)
+        except BaseException:
+            self._close_edges()
+            raise
         last_report = time.monotonic()
-
-        def finish(job: _Job) -> None:
-            if job.stage == "done" and job.order.order_id in jobs:
-                pending[job.partition].discard(job.offset)
-                del jobs[job.order.order_id]
-
         try:
             while not self._stop and not (until and until()):
-                batch = consumer.poll(timeout_ms=100, max_records=500)
-                for tp, records in batch.items():
-                    for rec in records:
-                        high[tp.partition] = rec.offset
-                        try:
-                            record = decode_dispatch_record(rec.value or b"")
-                        except Exception as exc:  # noqa: BLE001 - decoding is pure: the record is to blame
-                            self.counters.rejected += 1
-                            self._dead_letter(producer, rec, exc)
-                            continue
-                        if isinstance(record, CancelRecord):
-                            job = jobs.get(record.order_id)
-                            self._cancel(record, job, producer)
-                            if job is not None:
-                                finish(job)
-                            continue
-                        if record.order_id in seen:
-                            self.counters.duplicates += 1
-                            continue
-                        seen.add(record.order_id)
-                        self.counters.orders += 1
-                        a, p, d, fails = schedule(record.order_id, self.timing)
-                        jobs[record.order_id] = _Job(record, tp.partition, rec.offset, fails=fails,
-                                                     deliver_after_s=d - p)
-                        pending.setdefault(tp.partition, set()).add(rec.offset)
-                        at(a, record.order_id, "accept")
-                        at(p, record.order_id, "pick")
-                while True:  # the sites' answers to pick commands
-                    try:
-                        ans = answers.get_nowait()
-                    except queue.Empty:
-                        break
-                    job = jobs.get(ans.order_id)
-                    if job is None or job.stage != "picking" or job.order.origin != ans.site_id:
-                        if ans.order_id in failed_by_timeout:
-                            self.counters.late_answers += 1
-                            log.warning("site %s answered the pick of %s (%g %s) after the timeout; the order "
-                                        "was reported failed", ans.site_id, ans.order_id, ans.picked, ans.unit)
-                        continue  # a replayed answer, or another carrier's order on the shared broker
-                    self._picked(job, ans, producer)
-                    if job.stage == "in_transit":
-                        at(job.deliver_after_s, ans.order_id, "deliver")
-                    finish(job)
-                while timers and timers[0][0] <= time.monotonic():
-                    _due, _s, oid, action = heapq.heappop(timers)
-                    job = jobs.get(oid)
-                    if job is None or job.stage == "done":
-                        continue
-                    self._advance(job, action, producer, mqtt)
-                    if job.stage == "picking" and action == "pick":
-                        at(self.timing.pick_timeout_s, oid, "timeout")
-                    elif job.stage == "in_transit" and action == "pick":  # delivery leg: no site to ask
-                        at(job.deliver_after_s, oid, "deliver")
-                    if job.stage == "done" and action == "timeout":
-                        failed_by_timeout.add(oid)
-                    finish(job)
-                self._confirm_statuses(producer)
-                self._commit_when_confirmed(consumer, topic, pending, high, TopicPartition, OffsetAndMetadata)
+                for item in self.source.poll():
+                    self._receive(item)
+                self._take_answers(answers)
+                self._fire_timers(mqtt)
+                self.sink.pump()
+                self.source.commit()
+                self.counters.rejected = getattr(self.source, "rejected", 0)
                 if time.monotonic() - last_report > 5:
                     last_report = time.monotonic()
-                    c = self.counters
-                    self.say(f"logistics: {c.orders} orders, {c.accepted} accepted, {c.in_transit} picked "
-                             f"({c.short_picks} short), {c.delivered} delivered, {c.failed} failed "
-                             f"({c.pick_timeouts} pick timeouts), {c.cancelled} cancelled, {len(jobs)} under way")
+                    self._report()
         finally:
             try:
-                producer.flush(10)
-                producer.close(5)
                 mqtt.loop_stop()
                 mqtt.disconnect()
             finally:
-                consumer.close()
+                self._close_edges()
         return self.counters
 
-    def _dead_letter(self, producer, rec, exc: Exception) -> None:
-        """A dispatch record we cannot use: to the logistics dead-letter topic with the reason and
-        its original bytes, before its offset can be committed."""
-        reason = safe_text(exc if isinstance(exc, SchemaError) else
-                           f"the carrier could not decode this record: {type(exc).__name__}: {exc}")
-        log.warning("dispatch record at %d:%d rejected: %s", rec.partition, rec.offset, reason[:300])
-        letter = DeadLetter(source=f"kafka:{rec.topic}", reason=reason, payload=rec.value or b"", at=utc_now(),
-                            context={"partition": rec.partition, "offset": rec.offset, "key": key_text(rec.key)})
-        producer.send(self.settings.topic(topics.LOGISTICS_DEAD_LETTER), key=rec.key,
-                      value=letter.to_json()).get(30)
-
-    def _commit_when_confirmed(self, consumer, topic, pending, high, TopicPartition, OffsetAndMetadata) -> None:
-        """Every 0.5 s: note the offsets of finished orders with the statuses still unconfirmed at
-        that moment; commit them once those statuses are confirmed (never before)."""
-        if self._commit_after is not None:
-            offsets, futures = self._commit_after
-            if not all(f.is_done for f in futures):
-                return
-            self._commit_after = None
-            if not any(f.failed() for f in futures):  # a failed one is being sent again: next round
-                self._commit(consumer, offsets)
-            return
-        if self._unsent or time.monotonic() - self._last_commit < 0.5:
-            return
-        self._last_commit = time.monotonic()
-        offsets = {}
-        for part, hi in high.items():
-            under_way = pending.get(part)
-            nxt = min(under_way) if under_way else hi + 1
-            offsets[TopicPartition(topic, part)] = OffsetAndMetadata(nxt, "", -1)
-        self._commit_after = (offsets, [f for f, _k, _v in self._unconfirmed])
-
-    def _commit(self, consumer, offsets: dict) -> None:
-        if offsets and offsets != self._committed:
-            try:
-                consumer.commit(offsets, timeout_ms=2000)
-                self._committed = offsets
-            except Exception as exc:  # a rebalance: the next commit catches up
-                log.warning("offset commit failed: %s", exc)
-
-    def _status(self, producer, order_id: str, status: str, qty: float | None = None, reason: str | None = None,
-                at=None):
-        rec = OrderStatus(order_id=order_id, status=status, at=at or utc_now(), qty=qty, reason=reason)
-        self._send_status(producer, order_id.encode(), rec.to_json())
-
-    def _send_status(self, producer, key: bytes, value: bytes) -> None:
-        from kafka.errors import KafkaError
-
-        if self._unsent:  # keep the order of statuses per order: behind the ones still waiting
-            self._unsent.append((key, value))
-            return
+    def _close_edges(self) -> None:
         try:
-            future = producer.send(self.settings.topic(topics.ORDER_STATUS), key=key, value=value)
-        except KafkaError as exc:
-            log.warning("order status not taken by the producer (%s); sent again when the broker is back", exc)
-            self._unsent.append((key, value))
-            return
-        self._unconfirmed.append((future, key, value))
+            self.sink.close()
+        finally:
+            self.source.close()
 
-    def _confirm_statuses(self, producer) -> None:
-        """Drop confirmed statuses; send again the ones the broker refused or never took."""
-        from kafka.errors import KafkaError
+    def _report(self) -> None:
+        c = self.counters
+        self.say(f"logistics: {c.orders} orders, {c.accepted} accepted, {c.in_transit} picked "
+                 f"({c.short_picks} short), {c.delivered} delivered, {c.failed} failed "
+                 f"({c.pick_timeouts} pick timeouts), {c.cancelled} cancelled, {len(self._jobs)} under way")
 
-        still, again = [], []
-        for future, key, value in self._unconfirmed:
-            if not future.is_done:
-                still.append((future, key, value))
-            elif future.failed():
-                log.warning("order status not delivered (%s); sending it again", future.exception)
-                again.append((key, value))
-        self._unconfirmed = still
-        if not again and (not self._unsent or time.monotonic() < self._unsent_retry_at):
+    def _at(self, delay: float, oid: str, action: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay, self._seq, oid, action))
+
+    def _finish(self, job: _Job) -> None:
+        if job.stage == "done" and job.order.order_id in self._jobs:
+            self.source.finished(job.ref)
+            del self._jobs[job.order.order_id]
+
+    def _receive(self, item: Received) -> None:
+        """A dispatch record: a cancel stops an order not yet picked; a new order id is scheduled."""
+        record = item.record
+        if isinstance(record, CancelRecord):
+            job = self._jobs.get(record.order_id)
+            self._cancel(record, job)
+            if job is not None:
+                self._finish(job)
             return
-        self._unsent_retry_at = time.monotonic() + 1.0
-        waiting, self._unsent = again + self._unsent, []
-        for i, (key, value) in enumerate(waiting):
+        if record.order_id in self._seen:
+            self.counters.duplicates += 1
+            return
+        self._seen.add(record.order_id)
+        self.counters.orders += 1
+        a, p, d, fails = schedule(record.order_id, self.timing)
+        self._jobs[record.order_id] = _Job(record, item.ref, fails=fails, deliver_after_s=d - p)
+        self.source.started(item.ref)
+        self._at(a, record.order_id, "accept")
+        self._at(p, record.order_id, "pick")
+
+    def _take_answers(self, answers: "queue.SimpleQueue[PickAnswer]") -> None:
+        """The sites' answers to pick commands."""
+        while True:
             try:
-                future = producer.send(self.settings.topic(topics.ORDER_STATUS), key=key, value=value)
-            except KafkaError:
-                self._unsent = waiting[i:]
+                ans = answers.get_nowait()
+            except queue.Empty:
                 return
-            self._unconfirmed.append((future, key, value))
+            job = self._jobs.get(ans.order_id)
+            if job is None or job.stage != "picking" or job.order.origin != ans.site_id:
+                if ans.order_id in self._failed_by_timeout:
+                    self.counters.late_answers += 1
+                    log.warning("site %s answered the pick of %s (%g %s) after the timeout; the order "
+                                "was reported failed", ans.site_id, ans.order_id, ans.picked, ans.unit)
+                continue  # a replayed answer, or another carrier's order on the shared broker
+            self._picked(job, ans)
+            if job.stage == "in_transit":
+                self._at(job.deliver_after_s, ans.order_id, "deliver")
+            self._finish(job)
 
-    def _cancel(self, record: CancelRecord, job: _Job | None, producer) -> None:
+    def _fire_timers(self, mqtt) -> None:
+        while self._timers and self._timers[0][0] <= time.monotonic():
+            _due, _s, oid, action = heapq.heappop(self._timers)
+            job = self._jobs.get(oid)
+            if job is None or job.stage == "done":
+                continue
+            self._advance(job, action, mqtt)
+            if job.stage == "picking" and action == "pick":
+                self._at(self.timing.pick_timeout_s, oid, "timeout")
+            elif job.stage == "in_transit" and action == "pick":  # delivery leg: no site to ask
+                self._at(job.deliver_after_s, oid, "deliver")
+            if job.stage == "done" and action == "timeout":
+                self._failed_by_timeout.add(oid)
+            self._finish(job)
+
+    def _status(self, order_id: str, status: str, qty: float | None = None, reason: str | None = None,
+                at=None) -> None:
+        self.sink.send(OrderStatus(order_id=order_id, status=status, at=at or utc_now(), qty=qty, reason=reason))
+
+    def _cancel(self, record: CancelRecord, job: _Job | None) -> None:
         if job is None or job.stage == "done":
             return  # unknown here (already finished or never seen): nothing to stop
         if job.stage in ("new", "accepted"):
             job.stage = "done"
             self.counters.cancelled += 1
-            self._status(producer, record.order_id, "cancelled", reason=record.reason)
+            self._status(record.order_id, "cancelled", reason=record.reason)
         else:  # the pick was asked for or the goods are on the road: the true outcome follows
             self.counters.cancel_ignored += 1
 
-    def _advance(self, job: _Job, action: str, producer, mqtt) -> None:
+    def _advance(self, job: _Job, action: str, mqtt) -> None:
         o = job.order
         if action == "accept" and job.stage == "new":
             if job.fails:
                 job.stage = "done"
                 self.counters.failed += 1
-                self._status(producer, o.order_id, "failed", reason="no vehicle available for the route")
+                self._status(o.order_id, "failed", reason="no vehicle available for the route")
                 return
             job.stage = "accepted"
             self.counters.accepted += 1
-            self._status(producer, o.order_id, "accepted")
+            self._status(o.order_id, "accepted")
         elif action == "pick" and job.stage == "accepted":
             if o.leg == "supply":
                 payload = json.dumps({"v": 1, "order_id": o.order_id, "material": o.material,
@@ -430,20 +361,20 @@ class LogisticsSimulator:
             else:
                 job.stage = "in_transit"
                 self.counters.in_transit += 1
-                self._status(producer, o.order_id, "in_transit")
+                self._status(o.order_id, "in_transit")
         elif action == "timeout" and job.stage == "picking":
             job.stage = "done"
             self.counters.failed += 1
             self.counters.pick_timeouts += 1
-            self._status(producer, o.order_id, "failed",
+            self._status(o.order_id, "failed",
                          reason=f"site did not confirm the pick within {self.timing.pick_timeout_s:g} s")
         elif action == "deliver" and job.stage == "in_transit":
             job.stage = "done"
             self.counters.delivered += 1
             qty = o.qty if job.picked is None else job.picked
-            self._status(producer, o.order_id, "delivered", qty=qty, reason=job.short_reason)
+            self._status(o.order_id, "delivered", qty=qty, reason=job.short_reason)
 
-    def _picked(self, job: _Job, ans: PickAnswer, producer) -> None:
+    def _picked(self, job: _Job, ans: PickAnswer) -> None:
         """The site said what it handed over: in transit with that quantity, or failed with its reason."""
         o = job.order
         picked = ans.picked
@@ -454,7 +385,7 @@ class LogisticsSimulator:
         if picked <= 0:
             job.stage = "done"
             self.counters.failed += 1
-            self._status(producer, o.order_id, "failed",
+            self._status(o.order_id, "failed",
                          reason=f"site {ans.site_id} handed over nothing: {ans.reason or 'no reason given'}")
             return
         job.picked = picked
@@ -464,4 +395,4 @@ class LogisticsSimulator:
             self.counters.short_picks += 1
             job.short_reason = (f"short pick at {ans.site_id}: {picked:g} of {o.qty:g} {o.unit}"
                                 + (f" ({ans.reason})" if ans.reason else ""))
-        self._status(producer, o.order_id, "in_transit", qty=picked, reason=job.short_reason, at=ans.at)
+        self._status(o.order_id, "in_transit", qty=picked, reason=job.short_reason, at=ans.at)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import click
 
@@ -16,18 +17,54 @@ import click
 @click.option("--pick-timeout", "pick_timeout_s", type=float, default=10.0, show_default=True,
               help="Seconds a site has to confirm a pick command (vr/v1/sites/<id>/picked) before the order fails.")
 @click.option("--group", default=None, help="Consumer group (default: <prefix>logistics).")
+@click.option("--webhook", "listen", metavar="HOST:PORT", default=None,
+              help="Webhook mode: receive orders on this address (port 0: any free one) instead of the topic, "
+                   "and post statuses through the HTTP API.")
+@click.option("--api", "api_url", default=None, help="Webhook mode: the API's base URL (default http://VR_HTTP_ADDR).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Webhook mode: file holding the carrier's API token (`vreserve tokens issue --carrier ID`).")
+@click.option("--public-url", default=None, help="Webhook mode: URL to register if not http://HOST:PORT/orders.")
 @click.pass_obj
-def command(settings, accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeout_s, group) -> None:
-    """Consume dispatch orders, report accepted / in_transit / delivered / failed, pick at the sites."""
+def command(settings, accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeout_s, group, listen, api_url,
+            token_file, public_url) -> None:
+    """Take dispatch orders, report accepted / in_transit / delivered / failed, pick at the sites.
+
+    From the dispatch-orders topic to the order-status topic (default), or, with --webhook, as a
+    carrier without Kafka: orders POSTed to its receiver, statuses posted through the API."""
     from simulators.logistics import LogisticsSimulator, Timing
 
+    webhook = _webhook_config(settings, listen, api_url, token_file, public_url)
     sim = LogisticsSimulator(settings, Timing(accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeout_s), group=group,
-                             say=lambda m: print(m, flush=True))
+                             say=lambda m: print(m, flush=True), webhook=webhook)
     signal.signal(signal.SIGTERM, sim.stop)
     signal.signal(signal.SIGINT, sim.stop)
-    print(f"logistics: consuming {settings.topic('dispatch-orders')} (accept {accept_s:g} s, pick {pick_s:g} s, "
-          f"deliver {deliver_s:g} s, fail rate {fail_rate:.0%}, pick timeout {pick_timeout_s:g} s)", flush=True)
+    timing = (f"accept {accept_s:g} s, pick {pick_s:g} s, deliver {deliver_s:g} s, fail rate {fail_rate:.0%}, "
+              f"pick timeout {pick_timeout_s:g} s")
+    if webhook is None:
+        print(f"logistics: consuming {settings.topic('dispatch-orders')} ({timing})", flush=True)
+    else:
+        print(f"logistics: webhook mode, receiving on {listen}, statuses to {webhook.api_url} ({timing})", flush=True)
     c = sim.run()
     print(f"logistics: stopped; {c.orders} orders, {c.delivered} delivered, {c.failed} failed, "
           f"{c.cancelled} cancelled, {c.picks_sent} pick commands sent, {c.short_picks} short picks, "
           f"{c.pick_timeouts} pick timeouts", flush=True)
+
+
+def _webhook_config(settings, listen: str | None, api_url: str | None, token_file: Path | None,
+                    public_url: str | None):
+    """The webhook mode's settings, or None for the Kafka mode; the token comes from a file (never argv)."""
+    from simulators.logistics_webhook import WebhookConfig
+
+    if listen is None:
+        if token_file or api_url or public_url:
+            raise click.UsageError("--api, --token-file and --public-url belong to --webhook HOST:PORT")
+        return None
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"want HOST:PORT, got {listen!r}", param_hint="--webhook")
+    if token_file is None:
+        raise click.UsageError("--webhook needs --token-file (the carrier's API token)")
+    token = token_file.read_text().strip()
+    if not token:
+        raise click.UsageError(f"{token_file} is empty")
+    return WebhookConfig(host, int(port), (api_url or f"http://{settings.http_addr}").rstrip("/"), token, public_url)

@@ -10,7 +10,9 @@ identity, and the mark says so in every record it leaves.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Iterator
 
 import click
 
@@ -24,6 +26,22 @@ def _connect(settings: Settings):
         return connect(settings.pg_dsn, autocommit=True)
     except Exception as exc:  # psycopg.OperationalError: say where we tried (no password: host/db only)
         raise click.ClickException(f"cannot reach the database: {exc}") from None
+
+
+@contextmanager
+def _audited(conn, action: str, target: str, detail: dict | None = None) -> Iterator[dict]:
+    """This command's record in the audit trail, as the API writes one per request (the actor is the
+    shell user, ``os-user:<name>``); a refusal is recorded as refused with its reason."""
+    from vreserve import operations as ops
+
+    try:
+        with ops.audited(conn, ops.cli_identity(), action, target, detail) as info:
+            try:
+                yield info
+            except click.ClickException as exc:
+                raise ops.Refused("refused", exc.message, 422) from None
+    except ops.Refused as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _since(ctx, param, value):
@@ -89,7 +107,7 @@ def _act(settings: Settings, action, alert_id: str, note: str, verb: str) -> Non
     from vreserve import alerts as al
 
     actor = al.os_actor()
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, f"alerts.{action.__name__}", alert_id):
         try:
             rec = action(conn, alert_id, actor, note)
         except (al.AlertNotFound, al.AlertStateError, ValueError) as exc:
@@ -141,7 +159,8 @@ def movements_declare(settings: Settings, site_id, material_id, kind, qty, unit,
 
     at = at or datetime.now(timezone.utc)
     movement_id = movement_id or f"M-{site_id}-{material_id}-{kind}-{at.strftime('%Y%m%dT%H%M%S.%f')}"
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, "movements.declare", site_id,
+                                              {"movement_id": movement_id, "kind": kind, "qty": qty, "unit": unit}):
         try:
             new = declare_movement(conn, Movement(movement_id, site_id, material_id, kind, qty, unit, at),
                                    actor=al.os_actor(), source="cli")
@@ -196,7 +215,7 @@ def safety_set(settings: Settings, grid_cell, material_id, qty) -> None:
     from vreserve import alerts as al
     from vreserve import safety as sf
 
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, "safety.set", f"{grid_cell}/{material_id}", {"qty": qty}):
         try:
             lv = sf.set_level(conn, grid_cell, material_id, qty, al.os_actor())
         except ValueError as exc:
@@ -211,7 +230,7 @@ def safety_set(settings: Settings, grid_cell, material_id, qty) -> None:
 def safety_remove(settings: Settings, grid_cell, material_id) -> None:
     from vreserve import safety as sf
 
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, "safety.remove", f"{grid_cell}/{material_id}"):
         if not sf.remove_level(conn, grid_cell, material_id):
             raise click.ClickException(f"no safety level for {material_id} in {grid_cell}")
     click.echo(f"{grid_cell} {material_id}: safety level removed")
@@ -236,7 +255,8 @@ def webhooks_add(settings: Settings, webhook_id, url, secret_file, min_severity)
     from vreserve import webhooks as wh
 
     secret = secret_file.read().strip()
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, "alert-webhooks.add", webhook_id,
+                                              {"url": url, "min_severity": min_severity}):
         try:
             wh.add_webhook(conn, webhook_id, url, secret, al.os_actor(), min_severity)
         except ValueError as exc:
@@ -267,7 +287,7 @@ def webhooks_list(settings: Settings) -> None:
 def webhooks_remove(settings: Settings, webhook_id: str) -> None:
     from vreserve import webhooks as wh
 
-    with _connect(settings) as conn:
+    with _connect(settings) as conn, _audited(conn, "alert-webhooks.remove", webhook_id):
         if not wh.remove_webhook(conn, webhook_id):
             raise click.ClickException(f"no webhook {webhook_id!r}")
     click.echo(f"webhook {webhook_id} removed")

@@ -25,8 +25,8 @@ from typing import Iterable, Sequence
 
 from vreserve.money import fmt_qty, minor
 from vreserve.supply import (  # noqa: F401 - the order facts are shared with the API's assessments
-    SHORTFALL_STATUSES,
     PENDING_STATUSES,
+    SHORTFALL_STATUSES,
     OrderOutcome,
     Site,
     StatusEvent,

@@ -6,23 +6,13 @@ supervision/sql_audits.py; the rules are docs/supervision.md's "Audits and trust
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from vreserve.schemas.audits import AuditRecord
+from vreserve.money import fmt_qty
 from vreserve.trust import TrustChange, TrustPolicy, apply_audit
-
-
-def fmt_qty(value, places: int | None = None) -> str:
-    """A quantity without trailing zeros: 12, 12.5, 0.25 (rounded to ``places`` decimals if given)."""
-    d = value if isinstance(value, Decimal) else Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    if places is not None:
-        d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    if d == d.to_integral_value():
-        return str(d.quantize(Decimal(1)))
-    return format(d.normalize(), "f")
 
 
 DISCREPANCY_KIND = "audit_discrepancy"

@@ -141,6 +141,10 @@ class Publisher:
         """Publish and wait for the broker's acknowledgement (raises on failure)."""
         self._get().send(self.settings.topic(topic), key=key.encode(), value=value).get(timeout=timeout_s)
 
+    def send_raw(self, full_topic: str, key: bytes | None, value: bytes, timeout_s: float = 30):
+        """Publish bytes as they are to a topic named in full; returns the record's metadata once acked."""
+        return self._get().send(full_topic, key=key, value=value).get(timeout=timeout_s)
+
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
@@ -275,6 +279,22 @@ def alert_action(conn, who: Identity, alert_id: str, action: str, note: str | No
     except ValueError as exc:
         raise Refused("bad_note", str(exc), 422) from None
     return record.to_dict()
+
+
+def replay_quarantined(conn, publisher: Publisher, who: Identity, quarantine_id: int) -> dict:
+    """Publish a quarantined record's original key and bytes to its topic again (after a fix) and
+    mark it replayed by ``who``; a record is replayed once."""
+    from vreserve.quarantine import get_quarantined, mark_replayed
+
+    q = get_quarantined(conn, quarantine_id)
+    if q is None:
+        raise Refused("quarantined_record_not_found", f"no quarantined record #{quarantine_id}", 404)
+    if q.replayed_at is not None:
+        raise Refused("already_replayed", f"record #{quarantine_id} was already replayed at {q.replayed_at} UTC")
+    meta = publisher.send_raw(q.topic, q.key, q.raw)
+    mark_replayed(conn, quarantine_id, who.actor)
+    return {"quarantine_id": quarantine_id, "topic": q.topic, "partition": meta.partition, "offset": meta.offset,
+            "bytes": len(q.raw), "replayed_by": who.actor}
 
 
 # ------------------------------------------------------------------------------ CLI audit trail

@@ -1,7 +1,6 @@
 """``vreserve quarantine list|replay``: records a consumer skipped after failing on them N times."""
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
@@ -58,25 +57,20 @@ def list_command(settings, include_replayed: bool, consumer: str | None, as_json
 @click.pass_obj
 def replay_command(settings, quarantine_id: int) -> None:
     """Publish a quarantined record's original key and bytes to its topic again (after a fix)."""
-    from kafka import KafkaProducer
-
+    from vreserve import operations as ops
     from vreserve.db import connect
-    from vreserve.quarantine import get_quarantined, mark_replayed
 
-    with connect(settings.pg_dsn, autocommit=True) as conn:
-        q = get_quarantined(conn, quarantine_id)
-        if q is None:
-            raise click.ClickException(f"no quarantined record #{quarantine_id} (see `vreserve quarantine list`)")
-        if q.replayed_at is not None:
-            raise click.ClickException(f"record #{quarantine_id} was already replayed at {q.replayed_at} UTC")
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-        try:
-            meta = producer.send(q.topic, key=q.key, value=q.raw).get(timeout=30)
-        finally:
-            producer.close(5)
-        mark_replayed(conn, quarantine_id, getpass.getuser())
-    click.echo(f"record #{quarantine_id} published again to {q.topic}[{meta.partition}]@{meta.offset} "
-               f"({len(q.raw)} bytes); marked replayed")
+    who, publisher = ops.cli_identity(), ops.Publisher(settings)
+    try:
+        with connect(settings.pg_dsn, autocommit=True) as conn:
+            with ops.audited(conn, who, "quarantine.replay", f"#{quarantine_id}") as info:
+                info.update(ops.replay_quarantined(conn, publisher, who, quarantine_id))
+    except ops.Refused as exc:
+        raise click.ClickException(f"{exc.message} (see `vreserve quarantine list --all`)") from None
+    finally:
+        publisher.close()
+    click.echo(f"record #{quarantine_id} published again to {info['topic']}[{info['partition']}]@{info['offset']} "
+               f"({info['bytes']} bytes); marked replayed by {who.actor}")
 
 
 commands = [group]

@@ -20,7 +20,7 @@ SHORTFALL_STATUSES = ("delivered", "failed")
 PENDING_STATUSES = ("open", "accepted", "in_transit")
 
 
-#: The contract terms settlement and assessment read (one type for every module).
+#: The contract terms settlement reads (one type for every module: :mod:`vreserve.contract_terms`).
 Terms = ContractTerms
 
 

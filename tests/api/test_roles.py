@@ -17,7 +17,9 @@ pytestmark = pytest.mark.services
 #: Path parameters: ids that do not exist, so that an allowed write changes nothing (404 / 422).
 PARAMS = {"site_id": "no-such-site", "emergency_id": "EM-none", "order_id": "O-none", "alert_id": "no-such-alert",
           "audit_id": "A-none", "statement_id": "ST-none", "event_id": "mode-none", "name": "nobody",
-          "token_id": "tok_00", "carrier_id": "nobody", "plan_id": "AP-none"}
+          "token_id": "tok_00", "carrier_id": "nobody", "plan_id": "AP-none",
+          "grid_cell": "no-such-cell", "material_id": "no-such-material", "quarantine_id": "987654321",
+          "webhook_id": "no-such-hook"}
 PUBLIC = "public"
 SYSTEMS = ("carrier-a", "owner")
 

@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from api.webhooks import SIGNATURE_HEADER, verify_signature
+from api.webhooks import register as register_webhook
 from tests.api.conftest import ROOT, free_port, settings_env
 from vreserve import identity as ident
 from vreserve import topics
@@ -123,3 +124,35 @@ def test_webhooks_in_order_exactly_once_signed_and_dead_endpoint_held(world):
 
 def _held(world) -> list[dict]:
     return world.client("operator").get("/api/v1/webhooks/held").json()["items"]
+
+
+def test_webhook_orders_carry_what_a_carrier_needs(world, unique):
+    """Orders planned by the real dispatcher reach a webhook as the topic's v2 record: both ends with
+    name, address, coordinates and contact, windows, accept-by, handling, weight and volume."""
+    from tests.dispatcher.carrier_helpers import plan_first_period
+    from tests.dispatcher.test_carrier_details import assert_carrier_fields
+
+    region = f"wh{unique[-8:]}".lower()
+    receiver, settings = Receiver(fail_first=0), world.settings
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        ident.add_carrier(conn, f"carrier-{region}", "Carrier of the planned region", [region])
+        receiver.secret = register_webhook(conn, f"carrier-{region}", receiver.url, "test")
+    emergency_id, declared = plan_first_period(settings, region)
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        planned = conn.execute("SELECT count(*) FROM dispatch_orders WHERE emergency_id = %s",
+                               (emergency_id,)).fetchone()[0]
+    proc = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "carrier-webhooks", "run"], cwd=ROOT,
+                            env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(receiver.accepted) < planned:
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+        receiver.close()
+    assert planned > 0 and len(receiver.accepted) == planned, err[-2000:]
+    for delivery in receiver.accepted:
+        assert delivery["event"] == "order"
+        assert_carrier_fields(delivery["record"], declared)

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from deploy import timescaledb
+from deploy import kafka_security, timescaledb
 from vreserve.db import recorded_variant, server_variant
 from deploy.pki import ensure_server_cert
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN, COMPONENTS
+from vreserve.kafka_admin import ensure_principals
 from vreserve.mqtt import BrokerError, connect_and_wait, new_client
 from vreserve.mqtt_access import ADMIN_USER, render_config
 from vreserve.secret_store import ensure_secret, secret_path
@@ -34,6 +37,7 @@ from vreserve.settings import (
     DEFAULT_MQTT_USER,
     Settings,
     mqtt_secret_name,
+    redact,
 )
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -302,23 +306,63 @@ class Kafka(Service):
     def prepare(self, progress: Progress) -> None:
         self.fetch_libs(progress)
         controller_port = self.controller_port()
-        self.config.write_text(
+        kafka_security.write_private(self.config, (
             (DEPLOY_DIR / "kafka" / "server.properties")
             .read_text()
+            .replace("@SECURITY@", self._security_block())
             .replace("@HOST@", self.host)
             .replace("@PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(controller_port))
             .replace("@DATA@", str(self.data))
             .replace("@PARTITIONS@", str(self.settings.partitions))
-        )
-        if not (self.data / "meta.properties").exists():
-            res = subprocess.run(
-                ["java", "-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
-                 "format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config), "--standalone"],
-                capture_output=True, text=True,
-            )
-            if res.returncode != 0:
-                raise ServiceError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")
+        ))
+        secured = kafka_clients.secured(self.settings)
+        if (self.data / "meta.properties").exists():
+            if secured and not self.scram_stamp.exists():
+                raise ServiceError(
+                    f"kafka: {self.data} was formatted without SASL (no admin credential in its metadata); "
+                    f"stop the services, move that folder away and start again (its topics are lost)")
+            return
+        argv = ["-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
+                "format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config), "--standalone"]
+        argfile = self.dir / "format.args"
+        if secured:  # the admin's SCRAM credential goes into the metadata log, via a 0600 @argfile
+            argv = [f"@{kafka_security.scram_bootstrap_argfile(argfile, argv, self.admin_password())}"]
+        try:
+            res = subprocess.run(["java", *argv], capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise ServiceError(f"kafka storage format failed:\n{redact(res.stdout)}{redact(res.stderr)}")
+        if secured:
+            self.scram_stamp.write_text("admin SCRAM credential bootstrapped at format\n")
+
+    @property
+    def scram_stamp(self) -> Path:
+        return self.dir / "scram.stamp"
+
+    def admin_password(self) -> str:
+        return ensure_secret(secret_path(self.settings.state_dir, kafka_clients.kafka_secret_name(ADMIN)))
+
+    def _security_block(self) -> str:
+        if not kafka_clients.secured(self.settings):
+            return kafka_security.plaintext_block(self.host, self.port, self.controller_port())
+        ca_dir = self.settings.state_dir / "ca"
+        keystore = kafka_security.pem_keystore(ca_dir, self.dir / "tls", self.host)
+        controller_password = ensure_secret(secret_path(self.settings.state_dir, "kafka-controller"))
+        return kafka_security.sasl_ssl_block(self.host, self.port, self.controller_port(), keystore,
+                                             kafka_clients.ca_file(self.settings), self.admin_password(),
+                                             controller_password)
+
+    def up(self, progress: Progress) -> tuple[ServiceStatus, float | None]:
+        """Start, then give every component principal its secret and SCRAM credential."""
+        result = super().up(progress)
+        if kafka_clients.secured(self.settings):
+            created = ensure_principals(self.settings, COMPONENTS)
+            if created:
+                progress(f"kafka: SCRAM principals created: {', '.join(created)} (secrets in "
+                         f"{self.settings.state_dir / 'secrets'})")
+        return result
 
     def _log4j(self) -> list[str]:
         return [f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.xml'}",
@@ -335,11 +379,7 @@ class Kafka(Service):
         if not _port_open(self.host, self.port):
             return False, f"port {self.port} closed"
         try:
-            from kafka import KafkaAdminClient
-
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.address(), request_timeout_ms=3000
-            )
+            admin = kafka_clients.admin(self.settings, ADMIN, request_timeout_ms=3000)
             try:
                 brokers = admin.describe_cluster().get("brokers", [])
             finally:

@@ -9,10 +9,13 @@ import time
 from typing import Iterable
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, NewTopic, ResourcePattern,
+                         ResourceType, ScramMechanism, UserScramCredentialUpsertion)
 from kafka.errors import TopicAlreadyExistsError
 
-from vreserve import topics as topic_names
+from vreserve import kafka_clients, topics as topic_names
+from vreserve.kafka_access import ADMIN, COMPONENTS, grants
+from vreserve.secret_store import ensure_secret, secret_path
 from vreserve.settings import Settings
 
 
@@ -20,12 +23,18 @@ from vreserve.settings import Settings
 VISIBLE_TIMEOUT_S = 60.0
 
 
-def ensure_topics(settings: Settings, names: Iterable[str] = topic_names.ALL) -> list[str]:
-    """Create missing topics (logical names); returns the full names created now."""
-    return ensure_named_topics(settings, [(settings.topic(n), settings.partitions, {}) for n in names])
+def ensure_topics(settings: Settings, names: Iterable[str] = topic_names.ALL, principal: str = ADMIN) -> list[str]:
+    """Create missing topics (logical names); returns the full names created now. As the admin
+    principal (the default) this also grants every component its ACLs under the settings' topic
+    prefix; a component passes its own principal and only the topics it may create."""
+    created = ensure_named_topics(settings, [(settings.topic(n), settings.partitions, {}) for n in names], principal)
+    if principal == ADMIN and kafka_clients.secured(settings):
+        ensure_acls(settings, COMPONENTS)
+    return created
 
 
-def ensure_named_topics(settings: Settings, specs: list[tuple[str, int, dict[str, str]]]) -> list[str]:
+def ensure_named_topics(settings: Settings, specs: list[tuple[str, int, dict[str, str]]],
+                        principal: str = ADMIN) -> list[str]:
     """Create missing topics given as (full name, partitions, topic configs), then wait until every
     one of them is in the broker's metadata with a leader for each partition.
 
@@ -33,7 +42,7 @@ def ensure_named_topics(settings: Settings, specs: list[tuple[str, int, dict[str
     the controller by seconds; a consumer group that joins in that window gets topics "not found
     in cluster metadata", Faust's assignor ignores them, and the worker then sits with no
     partitions (seen: a demo whose stream worker never consumed a record)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = kafka_clients.admin(settings, principal)
     try:
         existing = set(admin.list_topics())
         missing = [(name, parts, cfg) for name, parts, cfg in specs if name not in existing]
@@ -67,3 +76,57 @@ def wait_until_visible(admin: KafkaAdminClient, partitions: dict[str, int],
         if time.monotonic() > deadline:
             raise RuntimeError(f"topics not in the broker's metadata after {timeout_s:.0f} s: {', '.join(sorted(pending))}")
         time.sleep(0.2)
+
+
+_OPERATIONS = {"READ": ACLOperation.READ, "WRITE": ACLOperation.WRITE, "CREATE": ACLOperation.CREATE,
+               "DESCRIBE": ACLOperation.DESCRIBE, "ALL": ACLOperation.ALL}
+_RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+_PATTERNS = {"literal": ACLResourcePatternType.LITERAL, "prefixed": ACLResourcePatternType.PREFIXED}
+
+
+def ensure_acls(settings: Settings, principals: Iterable[str]) -> int:
+    """Create the ACL bindings of ``principals`` under the settings' topic prefix (idempotent:
+    the broker keeps one copy of a binding); returns how many were asked for. Admin only."""
+    wanted = [g for p in principals for g in grants(p, settings.topic_prefix)]
+    acls = [ACL(f"User:{g.principal}", "*", _OPERATIONS[g.operation], ACLPermissionType.ALLOW,
+                ResourcePattern(_RESOURCES[g.resource], g.name, _PATTERNS[g.pattern])) for g in wanted]
+    admin = kafka_clients.admin(settings, ADMIN)
+    try:
+        result = admin.create_acls(acls)
+    finally:
+        admin.close()
+    failed = result.get("failed") or []
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(acls)} Kafka ACLs not created, e.g. {failed[0]}")
+    return len(acls)
+
+
+def set_scram_password(settings: Settings, principal: str, password: str) -> None:
+    """Create or replace ``principal``'s SCRAM-SHA-512 credential (admin only). Connections already
+    logged in stay up; new logins need the new password."""
+    admin = kafka_clients.admin(settings, ADMIN)
+    try:
+        errors = admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(principal, ScramMechanism.SCRAM_SHA_512, password)])
+    finally:
+        admin.close()
+    if errors.get(principal):
+        raise RuntimeError(f"Kafka refused the SCRAM credential of {principal}: {errors[principal]}")
+
+
+def ensure_principals(settings: Settings, principals: Iterable[str]) -> list[str]:
+    """Give each principal a generated secret (0600, state folder) and a SCRAM credential on the
+    broker if it has none yet; returns the principals created now."""
+    principals = list(principals)
+    admin = kafka_clients.admin(settings, ADMIN)
+    try:
+        known = admin.describe_user_scram_credentials(principals)
+    finally:
+        admin.close()
+    created = []
+    for principal in principals:
+        password = ensure_secret(secret_path(settings.state_dir, kafka_clients.kafka_secret_name(principal)))
+        if not (known.get(principal) or {}).get("credential_infos"):
+            set_scram_password(settings, principal, password)
+            created.append(principal)
+    return created

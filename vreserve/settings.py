@@ -28,6 +28,7 @@ DEFAULT_PG_PORT = 55432
 #: password reads it from there. There is no default password anywhere in the code.
 DEFAULT_MQTT_USER = "vr-service"
 MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+KAFKA_SECURITY = ("SASL_SSL", "PLAINTEXT")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -45,6 +46,12 @@ class Settings:
     """
 
     kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+    #: ``SASL_SSL`` (SCRAM-SHA-512 over TLS, each component its own principal) or ``PLAINTEXT``
+    #: (an explicit opt-out: no encryption, no authentication, no ACLs).
+    kafka_security: str = "SASL_SSL"
+    #: CA certificate that signed the broker's certificate. Empty: the runner's local CA
+    #: (``<state_dir>/ca/ca.crt``); set it to use your own PKI.
+    kafka_ca_file: str = ""
     #: Broker URL: ``mqtt://`` or ``mqtts://`` (TLS); without a password in it, the account's
     #: password is read from the state folder's secrets (see :func:`mqtt_secret_name`).
     mqtt_url: str = f"mqtts://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"
@@ -77,6 +84,8 @@ class Settings:
             raise SettingsError(f"VR_LOG_LEVEL={self.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
         if not re.fullmatch(r"[0-9]+[kmgKMG]?", str(self.kafka_heap)):
             raise SettingsError(f"VR_KAFKA_HEAP={self.kafka_heap!r}: expected a JVM size such as 1g or 512m")
+        if self.kafka_security not in KAFKA_SECURITY:
+            raise SettingsError(f"VR_KAFKA_SECURITY={self.kafka_security!r}: expected one of {', '.join(KAFKA_SECURITY)}")
         if self.partitions < 1:
             raise SettingsError(f"VR_PARTITIONS={self.partitions}: expected at least 1")
 

@@ -84,15 +84,17 @@ def _env(settings: Settings) -> dict:
 def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tuple[float, ...] = (1000, 2000, 3000, 4000),
          step_s: float = 12.0, warmup_s: float = 5.0, gateways: int = 4, fleet_procs: int = 2,
          baseline: bool = True, bridges: int = 1, bridge_args: tuple[str, ...] = (), echo=print) -> list[Step]:
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
     from kafka.admin import NewTopic
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from deploy.runner import Kafka, Mosquitto
     from ingest.bridge import end_session
     from ingest.registry import generate_registry, store_registry
-    from vreserve import topics
+    from vreserve import kafka_clients, topics
     from vreserve.db import connect, migrate
+    from vreserve.kafka_access import ADMIN, COMPONENTS
+    from vreserve.kafka_admin import ensure_acls
 
     import logging
 
@@ -116,7 +118,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     broker = Mosquitto(bench)
     kafka_pid = Kafka(settings).pid()
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_clients.admin(settings, ADMIN)
     readings_topic = bench.topic(topics.READINGS)
     created_topics: list[str] = []
     procs: list[Proc] = []
@@ -144,8 +146,10 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 20, rates: tu
             created_topics.append(bench.topic(name))
         admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1,
                                       topic_configs={"message.timestamp.type": "LogAppendTime"}) for t in created_topics])
+        if kafka_clients.secured(bench):
+            ensure_acls(bench, COMPONENTS)  # the bridge's grants under the bench's topic prefix
 
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None)
         parts = [TopicPartition(readings_topic, p) for p in range(settings.partitions)]
         consumer.assign(parts)
 

@@ -1,10 +1,15 @@
 """``vreserve services``, ``vreserve topics`` and ``vreserve db``: the plumbing commands."""
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import click
 
+from deploy import kafka_security
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import Settings
 
 
@@ -109,8 +114,10 @@ def db_migrate(settings: Settings, variant: str | None) -> None:
 @click.argument("tool", type=click.Choice(["console-producer", "console-consumer"]))
 @click.argument("topic")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--principal", default=ADMIN, show_default=True,
+              help="Kafka principal to log in as (its secret from the state folder).")
 @click.pass_obj
-def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...]) -> None:
+def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...], principal: str) -> None:
     """Run Kafka's own console producer / consumer on a project topic (what a carrier or an
     operator reaches for first). TOPIC is the logical name (``order-status``); the configured
     prefix and bootstrap servers are added; ARGS go to the tool as they are, e.g.
@@ -130,9 +137,44 @@ def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...])
         libs = kafka.tool_libs(progress=lambda m: click.echo(f"  {m}", err=True))
     except runner.ServiceError as exc:
         raise click.ClickException(str(exc)) from None
-    argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
-                                                      "--topic", settings.topic(topic), *args], libs)
-    raise SystemExit(subprocess.call(argv))
+    security: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if kafka_clients.secured(settings):  # the login goes in a 0600 file, never on the command line
+            config = Path(tmp) / "client.properties"
+            try:
+                kafka_security.write_private(config, kafka_security.client_properties(
+                    kafka_clients.login(settings, principal), kafka_clients.ca_file(settings)))
+            except kafka_clients.KafkaLoginError as exc:
+                raise click.ClickException(str(exc)) from None
+            option = "--producer.config" if tool == "console-producer" else "--consumer.config"
+            security = [option, str(config)]
+        argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
+                                                          "--topic", settings.topic(topic), *security, *args], libs)
+        raise SystemExit(subprocess.call(argv))
 
 
-commands = [services, topics, db, kafka_tool]
+@click.command("kafka-principal")
+@click.argument("name")
+@click.option("--carrier", is_flag=True, help="NAME is a carrier id: provision its principal vr-carrier-NAME.")
+@click.option("--rotate", is_flag=True, help="Replace the secret (new logins need it; restart the component).")
+@click.pass_obj
+def kafka_principal(settings: Settings, name: str, carrier: bool, rotate: bool) -> None:
+    """Provision a component's or a carrier's Kafka principal: a generated secret (0600, state
+    folder; never printed), its SCRAM-SHA-512 credential and its ACLs under the topic prefix.
+    With --rotate the secret is replaced: connections already logged in stay up, new logins need
+    the new secret, so restart the component (or hand the carrier its new secret) afterwards."""
+    from vreserve.kafka_access import AccessError, carrier_principal, rule_for
+    from vreserve.kafka_admin import ensure_acls, provision_principal
+
+    try:
+        principal = carrier_principal(name) if carrier else name
+        rule_for(principal)
+    except AccessError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = provision_principal(settings, principal, rotate=rotate)
+    count = ensure_acls(settings, [principal])
+    click.echo(f"{principal}: secret {'rotated' if rotate else 'in place'} in {path} (0600); "
+               f"{count} ACL bindings under prefix {settings.topic_prefix!r}")
+
+
+commands = [services, topics, db, kafka_tool, kafka_principal]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deploy.pki import ensure_server_cert
 from vreserve.kafka_access import ADMIN
+from vreserve.kafka_clients import KafkaLogin
 
 #: The controller quorum's own login (PLAIN on the controller listener; SCRAM credentials live in
 #: the metadata log, which the controller must read before it could check them).
@@ -75,6 +76,14 @@ def sasl_ssl_block(host: str, port: int, controller_port: int, keystore: Path, c
         f"super.users=User:{ADMIN};User:{CONTROLLER_USER}",
         "allow.everyone.if.no.acl.found=false",
     ])
+
+
+def client_properties(login: KafkaLogin, ca_cert: Path) -> str:
+    """A Java client's config (Kafka's own tools) logging in as ``login`` over TLS."""
+    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{login.principal}" password="{login.password}";')
+    return "\n".join(["security.protocol=SASL_SSL", f"sasl.mechanism={MECHANISM}", f"sasl.jaas.config={jaas}",
+                      "ssl.truststore.type=PEM", f"ssl.truststore.location={ca_cert}", ""])
 
 
 def scram_bootstrap_argfile(path: Path, argv: list[str], admin_password: str) -> Path:

@@ -342,7 +342,7 @@ class Kafka(Service):
         return self.dir / "scram.stamp"
 
     def admin_password(self) -> str:
-        return ensure_secret(secret_path(self.settings.state_dir, kafka_clients.kafka_secret_name(ADMIN)))
+        return ensure_secret(kafka_clients.secret_file(self.settings, ADMIN))
 
     def _security_block(self) -> str:
         if not kafka_clients.secured(self.settings):

@@ -166,9 +166,10 @@ def _drop_old_demo_topics(settings: Settings, keep_prefix: str) -> tuple[int, se
     Only the default demo does this (see ``--database``); "alive" is every demo prefix left with a
     topic (the current one), whose bridge session must not be touched.
     """
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = kafka_clients.admin(settings, ADMIN, request_timeout_ms=15000)
     try:
         names = admin.list_topics()
         old = [t for t in names if t.startswith("demo") and not t.startswith(keep_prefix)]

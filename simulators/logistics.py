@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
+from vreserve.kafka_access import LOGISTICS
 from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus, decode_dispatch_record
@@ -146,6 +147,8 @@ class LogisticsSimulator:
     timing: Timing = field(default_factory=Timing)
     group: str | None = None
     client_id: str = "logistics-sim"
+    #: Kafka principal: the simulator's own, or a provisioned carrier's (kafka_access.carrier_principal)
+    principal: str = LOGISTICS
     say: Callable[[str], None] = print
     counters: Counters = field(default_factory=Counters)
     _stop: bool = False
@@ -197,12 +200,11 @@ class LogisticsSimulator:
         return client
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+        from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        consumer = KafkaConsumer(
-            self.settings.topic(topics.DISPATCH_ORDERS),
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = kafka_clients.consumer(
+            self.settings, self.principal, self.settings.topic(topics.DISPATCH_ORDERS),
             group_id=self.group or self.settings.group("logistics"),
             client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
             # back within about a second of a broker's return (the client's default backs off to 30 s)
@@ -210,8 +212,8 @@ class LogisticsSimulator:
         )
         # statuses are not waited for one by one: through a broker outage they wait in the producer
         # (idempotent, retried for up to 10 min) while orders keep moving; sends never block > 2 s
-        producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, client_id=self.client_id,
-                                 acks="all", enable_idempotence=True, linger_ms=5, max_block_ms=2000,
+        producer = kafka_clients.producer(self.settings, self.principal, client_id=self.client_id,
+                                          enable_idempotence=True, linger_ms=5, max_block_ms=2000,
                                  request_timeout_ms=10000, delivery_timeout_ms=600000,
                                  reconnect_backoff_max_ms=1000)
         answers: queue.SimpleQueue[PickAnswer] = queue.SimpleQueue()

@@ -26,6 +26,8 @@ from typing import Iterator
 
 import pytest
 
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import DEFAULT_MQTT_USER, Settings
 
 ENV_VARS = ("VR_KAFKA_BOOTSTRAP", "VR_MQTT_URL", "VR_PG_DSN")
@@ -114,6 +116,7 @@ def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a
     wait_for_logs(mosquitto, "running", timeout=30)
     return Settings.from_env().with_(
         kafka_bootstrap=kafka.get_bootstrap_server(),
+        kafka_security="PLAINTEXT",  # the container's broker has no SASL listener
         pg_dsn=pg.get_connection_url(driver=None),
         state_dir=state,
         mqtt_url=(
@@ -148,8 +151,19 @@ def service_source() -> Iterator[ServiceSource]:
 
 @pytest.fixture(scope="session")
 def base_settings(service_source: ServiceSource) -> Settings:
-    """Service addresses only (shared topic prefix and database): for smoke tests."""
-    return service_source.settings
+    """Service addresses only (shared topic prefix and database): for smoke tests.
+
+    The components' Kafka secrets and the CA stay where the services' state folder keeps them,
+    also for subprocesses that tests start with a private state folder (VR_SECRETS_DIR and
+    VR_KAFKA_CA_FILE, inherited)."""
+    settings = service_source.settings
+    if not settings.secrets_dir:
+        settings = settings.with_(secrets_dir=str(kafka_clients.secret_file(settings, ADMIN).parent.resolve()))
+        os.environ["VR_SECRETS_DIR"] = settings.secrets_dir
+    if not settings.kafka_ca_file:
+        settings = settings.with_(kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
+        os.environ["VR_KAFKA_CA_FILE"] = settings.kafka_ca_file
+    return settings
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ site's readings, a region's mode events) keep their order and Faust's co-partiti
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Iterable
 
 from kafka import KafkaAdminClient
@@ -15,7 +16,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from vreserve import kafka_clients, topics as topic_names
 from vreserve.kafka_access import ADMIN, COMPONENTS, grants
-from vreserve.secret_store import ensure_secret, secret_path
+from vreserve.secret_store import ensure_secret, replace_secret
 from vreserve.settings import Settings
 
 
@@ -114,6 +115,16 @@ def set_scram_password(settings: Settings, principal: str, password: str) -> Non
         raise RuntimeError(f"Kafka refused the SCRAM credential of {principal}: {errors[principal]}")
 
 
+def provision_principal(settings: Settings, principal: str, rotate: bool = False) -> Path:
+    """Create ``principal``'s secret if missing (or replace it with ``rotate``) and set its SCRAM
+    credential to it; returns the secret's path. A new secret is written before the broker learns
+    it, so a component restarted in between reads the password the broker is about to have."""
+    path = kafka_clients.secret_file(settings, principal)
+    password = replace_secret(path) if rotate else ensure_secret(path)
+    set_scram_password(settings, principal, password)
+    return path
+
+
 def ensure_principals(settings: Settings, principals: Iterable[str]) -> list[str]:
     """Give each principal a generated secret (0600, state folder) and a SCRAM credential on the
     broker if it has none yet; returns the principals created now."""
@@ -125,7 +136,7 @@ def ensure_principals(settings: Settings, principals: Iterable[str]) -> list[str
         admin.close()
     created = []
     for principal in principals:
-        password = ensure_secret(secret_path(settings.state_dir, kafka_clients.kafka_secret_name(principal)))
+        password = ensure_secret(kafka_clients.secret_file(settings, principal))
         if not (known.get(principal) or {}).get("credential_infos"):
             set_scram_password(settings, principal, password)
             created.append(principal)

@@ -42,13 +42,20 @@ class KafkaLogin:
     password: str = field(repr=False)
 
 
+def secret_file(settings: Settings, principal: str) -> Path:
+    """Where ``principal``'s secret is kept: ``VR_SECRETS_DIR``, else the state folder's secrets."""
+    if settings.secrets_dir:
+        return Path(settings.secrets_dir) / f"{kafka_secret_name(principal)}.secret"
+    return secret_path(settings.state_dir, kafka_secret_name(principal))
+
+
 def login(settings: Settings, principal: str) -> KafkaLogin:
-    """``principal``'s credentials from the state folder; KafkaLoginError when not provisioned."""
-    path = secret_path(settings.state_dir, kafka_secret_name(principal))
+    """``principal``'s credentials from the secrets folder; KafkaLoginError when not provisioned."""
+    path = secret_file(settings, principal)
     password = read_secret(path)
     if password is None:
         raise KafkaLoginError(f"no Kafka secret for principal {principal} ({path}): start the services "
-                              f"(`vreserve services up`) or provision it (`vreserve kafka principal {principal}`)")
+                              f"(`vreserve services up`) or provision it (`vreserve kafka-principal {principal}`)")
     return KafkaLogin(principal, password)
 
 
@@ -59,7 +66,10 @@ def ca_file(settings: Settings) -> Path:
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """TLS 1.2+ with the broker's certificate and host name verified against :func:`ca_file`."""
-    context = ssl.create_default_context(cafile=str(ca_file(settings)))
+    path = ca_file(settings)
+    if not path.is_file():
+        raise KafkaLoginError(f"no CA certificate for the Kafka broker at {path} (set VR_KAFKA_CA_FILE)")
+    context = ssl.create_default_context(cafile=str(path))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 

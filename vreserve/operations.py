@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator, Sequence
 
-from vreserve import alerts, auditlog, topics
+from vreserve import alerts, auditlog, kafka_clients, topics
 from vreserve.identity import Identity
+from vreserve.kafka_access import OPERATIONS
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
@@ -131,10 +132,8 @@ class Publisher:
     def _get(self):
         with self._lock:
             if self._producer is None:
-                from kafka import KafkaProducer
-
-                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                               enable_idempotence=True, linger_ms=2, max_block_ms=10000)
+                self._producer = kafka_clients.producer(self.settings, OPERATIONS, enable_idempotence=True,
+                                                        linger_ms=2, max_block_ms=10000)
             return self._producer
 
     def send(self, topic: str, key: str, value: bytes, timeout_s: float = 30) -> None:

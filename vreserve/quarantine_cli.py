@@ -58,9 +58,9 @@ def list_command(settings, include_replayed: bool, consumer: str | None, as_json
 @click.pass_obj
 def replay_command(settings, quarantine_id: int) -> None:
     """Publish a quarantined record's original key and bytes to its topic again (after a fix)."""
-    from kafka import KafkaProducer
-
+    from vreserve import kafka_clients
     from vreserve.db import connect
+    from vreserve.kafka_access import ADMIN
     from vreserve.quarantine import get_quarantined, mark_replayed
 
     with connect(settings.pg_dsn, autocommit=True) as conn:
@@ -69,7 +69,7 @@ def replay_command(settings, quarantine_id: int) -> None:
             raise click.ClickException(f"no quarantined record #{quarantine_id} (see `vreserve quarantine list`)")
         if q.replayed_at is not None:
             raise click.ClickException(f"record #{quarantine_id} was already replayed at {q.replayed_at} UTC")
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = kafka_clients.producer(settings, ADMIN)  # any topic: an administrator's act
         try:
             meta = producer.send(q.topic, key=q.key, value=q.raw).get(timeout=30)
         finally:

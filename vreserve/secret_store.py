@@ -44,3 +44,17 @@ def ensure_secret(path: Path, nbytes: int = 24) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
+
+
+def replace_secret(path: Path, nbytes: int = 24) -> str:
+    """Write a new random secret to ``path`` (0600 from the first byte, atomic rename) and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    value = secrets.token_urlsafe(nbytes)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    tmp.replace(path)
+    return value

@@ -52,6 +52,9 @@ class Settings:
     #: CA certificate that signed the broker's certificate. Empty: the runner's local CA
     #: (``<state_dir>/ca/ca.crt``); set it to use your own PKI.
     kafka_ca_file: str = ""
+    #: Folder of the components' Kafka secrets (``kafka-<principal>.secret``, 0600). Empty: the
+    #: state folder's ``secrets/``; set it when a process keeps its state elsewhere.
+    secrets_dir: str = ""
     #: Broker URL: ``mqtt://`` or ``mqtts://`` (TLS); without a password in it, the account's
     #: password is read from the state folder's secrets (see :func:`mqtt_secret_name`).
     mqtt_url: str = f"mqtts://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"

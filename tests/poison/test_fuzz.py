@@ -18,7 +18,9 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from tests.dispatcher.helpers import make_region
 from tests.poison.fuzz import GOOD, RECORDS, Template, records_for, rounds
@@ -40,7 +42,7 @@ class Tail:
 
     def __init__(self, settings, logical: str, parse=lambda r: r):
         self.parse = parse
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        self.consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False,
                                       group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
         name = settings.topic(logical)
         parts = [TopicPartition(name, p) for p in sorted(self.consumer.partitions_for_topic(name) or [])]

@@ -114,10 +114,11 @@ def test_audit_consumer_survives_nul_and_deep_nesting(settings, procs, conn, uni
 
 
 def test_audit_consume_leaves_its_group_on_sigterm(settings, procs, unique):
-    from kafka.admin import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     group = f"pz-leave-{unique}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_clients.admin(settings, ADMIN)
     try:
         def members() -> int:
             return len(admin.describe_groups([group])[group]["members"])

@@ -19,7 +19,9 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from dispatcher.book import apply_status
 from ingest.bridge import Bridge, BridgeConfig
@@ -45,7 +47,7 @@ class StatusApplier:
 
     def _run(self) -> None:
         name = self.settings.topic(topics.ORDER_STATUS)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+        consumer = kafka_clients.consumer(self.settings, ADMIN, group_id=None,
                                  enable_auto_commit=False)
         parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name)]
         consumer.assign(parts)
@@ -125,7 +127,7 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
                              group=f"t-logistics-{unique}", client_id=f"t-logistics-{unique}", say=lambda m: None)
     sim_thread = threading.Thread(target=sim.run, daemon=True)
     applier = StatusApplier(s)
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(s, ADMIN, acks="all")
     worker = worker_factory(s, *SETTLE).start()
     bridge.start()
     try:

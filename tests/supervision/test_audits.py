@@ -179,7 +179,8 @@ def test_bad_audit_records_get_a_clear_error_and_change_nothing(conn, world, set
 
 @pytest.mark.services
 def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world, settings, unique):
-    from kafka import KafkaConsumer
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from supervision import audit_topic
 
@@ -213,8 +214,7 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
     assert conn.execute("SELECT trust FROM sites WHERE site_id = %s", (b,)).fetchone()[0] == 1.0
 
     # The discrepancy alert went out on the alerts topic, keyed by site.
-    consumer = KafkaConsumer(settings.topic(topics.ALERTS), bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=f"sv-alerts-{unique}", auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka_clients.consumer(settings, ADMIN, settings.topic(topics.ALERTS), group_id=f"sv-alerts-{unique}", auto_offset_reset="earliest", enable_auto_commit=False)
     want = sql_audits.alert_id(f"tp-{unique}", world.masks)
     seen = []
     deadline = time.monotonic() + 20

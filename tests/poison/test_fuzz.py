@@ -264,7 +264,7 @@ def test_fuzz_logistics_simulator(settings, unique):
     template = Template(good.to_payload(), ("order_id", "plan_id", "emergency_id", "region", "origin",
                                             "destination", "created_at"),
                         tuple(k for k in good.to_payload()), 512 * 1024)
-    sim = LogisticsSimulator(settings, Timing(0.05, 0.05, 0.05, 0.0, 0.0, 5.0), group=f"fz-{unique}",
+    sim = LogisticsSimulator(settings, Timing(0.05, 0.05, 0.05, 0.0, 0.0, 5.0), group=settings.group(f"logistics-fz-{unique}"),
                              client_id=f"fz-{unique}", say=lambda m: None)
     done = threading.Event()
     errors: list = []

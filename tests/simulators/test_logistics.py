@@ -75,7 +75,7 @@ def test_deliveries_are_what_the_sites_really_picked(settings, unique):
     mqtt_connect(watcher, addr)
     watcher.loop_start()
     sim = LogisticsSimulator(settings, Timing(accept_s=0.3, pick_s=0.6, deliver_s=1.0, jitter=0.1, pick_timeout_s=2.0),
-                             group=f"t-logistics-{unique}", say=lambda m: None)
+                             group=settings.group(f"logistics-{unique}"), say=lambda m: None)
     th = threading.Thread(target=sim.run, daemon=True)
     status_reader = kafka_clients.consumer(settings, ADMIN, group_id=None)
     try:

@@ -124,7 +124,7 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
     ]
     fleet_of = {site: f for f in fleets for site in f.site_ids}
     sim = LogisticsSimulator(s, Timing(accept_s=0.2, pick_s=0.3, deliver_s=0.5, jitter=0.1, pick_timeout_s=5.0),
-                             group=f"t-logistics-{unique}", client_id=f"t-logistics-{unique}", say=lambda m: None)
+                             group=s.group(f"logistics-{unique}"), client_id=f"t-logistics-{unique}", say=lambda m: None)
     sim_thread = threading.Thread(target=sim.run, daemon=True)
     applier = StatusApplier(s)
     producer = kafka_clients.producer(s, ADMIN, acks="all")
@@ -176,7 +176,7 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
             except AssertionError:
                 sim.stop()
                 sim_thread.join(10)
-                sim = LogisticsSimulator(s, sim.timing, group=f"t-logistics2-{unique}",
+                sim = LogisticsSimulator(s, sim.timing, group=s.group(f"logistics2-{unique}"),
                                          client_id=f"t-logistics2-{unique}", say=lambda m: None)
                 sim_thread = threading.Thread(target=sim.run, daemon=True)
                 sim_thread.start()

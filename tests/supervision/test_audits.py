@@ -201,7 +201,7 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
                         "counts": [{"material": world.masks, "counted_qty": -3}]}).encode()),
     ]
     audit_topic.publish_audits(settings, [r[1] for r in records], [r[0] for r in records])
-    stats = audit_topic.consume(settings, group=f"sv-test-{unique}", max_records=len(records), idle_timeout_s=20)
+    stats = audit_topic.consume(settings, group=settings.group(f"supervision-test-{unique}"), max_records=len(records), idle_timeout_s=20)
     assert (stats.applied, stats.duplicates, stats.rejected, stats.discrepancies) == (1, 1, 4, 2)
     reasons = [r[0] for r in conn.execute(
         "SELECT reason FROM audit_rejections WHERE raw IN (%s, %s, %s, %s) ORDER BY rejection_id",

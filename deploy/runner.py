@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from deploy import kafka_security, timescaledb
+from deploy import kafka_security, pg_security, timescaledb
 from vreserve.db import recorded_variant, server_variant
 from deploy.pki import ensure_server_cert
 from vreserve import kafka_clients
@@ -36,6 +36,7 @@ from vreserve.settings import (
     DEFAULT_KAFKA_CONTROLLER_PORT,
     DEFAULT_MQTT_USER,
     Settings,
+    PG_PASSFILE,
     mqtt_secret_name,
     redact,
 )
@@ -497,7 +498,8 @@ TIMESCALEDB_CONF = "vreserve-timescaledb.conf"
 
 
 class Postgres(Service):
-    """PostgreSQL from Debian's packages, in a project-owned cluster (trust auth on loopback)."""
+    """PostgreSQL from Debian's packages, in a project-owned cluster: TLS only (certificate from
+    the local CA), scram-sha-256 passwords, no trust (``deploy/pg_security.py``)."""
 
     name = "postgres"
     start_timeout = 60.0
@@ -586,11 +588,18 @@ class Postgres(Service):
             shutil.rmtree(self.data, ignore_errors=True)
             self.data.mkdir(parents=True)
             self._chown(self.home)
-            res = subprocess.run(
-                [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
-                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-                capture_output=True, text=True,
-            )
+            # the bootstrap user's password from a 0600 file the server's user can read, then gone
+            pwfile = self.home / "initdb.pw"
+            kafka_security.write_private(pwfile, self.password() + "\n")
+            self._chown(pwfile)
+            try:
+                res = subprocess.run(
+                    [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
+                     "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
+                    capture_output=True, text=True,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
             if res.returncode != 0:
                 raise ServiceError(f"initdb failed:\n{res.stdout}{res.stderr}")
             with open(self.data / "postgresql.conf", "a") as conf:
@@ -603,8 +612,42 @@ class Postgres(Service):
                     "timezone = 'UTC'\nlog_min_messages = warning\n"
                 )
         self._configure_timescaledb(progress)
+        self._configure_security(progress)
         self.log.touch()
         self._chown(self.log)
+
+    def password(self) -> str:
+        """The DSN's password, else the generated secret (created here on first start)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        return conninfo_to_dict(self.settings.pg_dsn).get("password") or \
+            ensure_secret(self.settings.secrets_folder / f"{pg_security.secret_name(self.user)}.secret")
+
+    def _configure_security(self, progress: Progress) -> None:
+        """TLS and scram-only pg_hba.conf at every start; the role's password set (single-user
+        mode, statement on stdin) whenever the secret changed; the clients' 0600 password file."""
+        tls = self.home / "tls"
+        cert, key = ensure_server_cert(self.settings.state_dir / "ca", tls, "postgres", [self.host])
+        self._chown(tls)
+        for name, text in ((pg_security.TLS_CONF, pg_security.tls_conf(cert, key)),
+                           ("pg_hba.conf", pg_security.hba_conf(self.host))):
+            kafka_security.write_private(self.data / name, text)
+            self._chown(self.data / name)
+        main_conf = self.data / "postgresql.conf"
+        if f"'{pg_security.TLS_CONF}'" not in main_conf.read_text():
+            with open(main_conf, "a") as f:
+                f.write(f"include_if_exists = '{pg_security.TLS_CONF}'\n")
+        password = self.password()
+        stamp = self.data / "vreserve-password.stamp"
+        if not stamp.exists() or stamp.read_text() != pg_security.fingerprint(password):
+            res = subprocess.run([*self._as_owner(), self._bin("postgres"), "--single", "-D", str(self.data), "postgres"],
+                                 input=pg_security.alter_password_sql(self.user, password), capture_output=True, text=True)
+            if res.returncode != 0 or "ERROR" in res.stdout + res.stderr:
+                raise ServiceError(f"postgres: could not set the password of role {self.user}:\n"
+                                   f"{redact(res.stderr)[-1500:]}")
+            stamp.write_text(pg_security.fingerprint(password))
+            progress(f"postgres: password of role {self.user} set from {self.settings.secrets_folder}")
+        pg_security.write_passfile(self.settings.secrets_folder / PG_PASSFILE, self.user, password)
 
     def _configure_timescaledb(self, progress: Progress) -> None:
         """Install TimescaleDB when the server cannot load it (built once, cached in the state
@@ -641,7 +684,7 @@ class Postgres(Service):
     def _ensure_database(self) -> None:
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(self.settings.pg_dsn, dbname="postgres", autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
 
@@ -661,9 +704,7 @@ class Postgres(Service):
         import psycopg
 
         try:
-            with psycopg.connect(
-                host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=3
-            ) as conn:
+            with psycopg.connect(self.settings.pg_dsn, connect_timeout=3) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]
                 variant = server_variant(conn, prove=False)
                 uses = recorded_variant(conn)

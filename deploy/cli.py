@@ -153,6 +153,35 @@ def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...],
         raise SystemExit(subprocess.call(argv))
 
 
+@db.command("rotate-password")
+@click.pass_obj
+def db_rotate_password(settings: Settings) -> None:
+    """Replace the database role's generated password without downtime: the server gets the new
+    SCRAM verifier, then the secret and the 0600 libpq password file are replaced. Open
+    connections stay up; every new connection (pools included) reads the password file, so no
+    component needs a restart."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from deploy import pg_security, runner
+    from vreserve.db import connect
+    from vreserve.secret_store import new_secret, write_secret
+    from vreserve.settings import PG_PASSFILE
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    if "password" in info:
+        raise click.ClickException("VR_PG_DSN carries its own password: rotate it where you keep it")
+    role = info.get("user") or "vreserve"
+    password = new_secret()
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(pg_security.alter_password_sql(role, password))
+    write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
+    pg_security.write_passfile(settings.secrets_folder / PG_PASSFILE, role, password)
+    stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
+    if stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
+        stamp.write_text(pg_security.fingerprint(password))
+    click.echo(f"password of role {role} rotated; secret and password file in {settings.secrets_folder} (0600)")
+
+
 @click.command("kafka-principal")
 @click.argument("name")
 @click.option("--carrier", is_flag=True, help="NAME is a carrier id: provision its principal vr-carrier-NAME.")

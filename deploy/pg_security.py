@@ -5,7 +5,9 @@ Pure rendering apart from the password file written (0600).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -42,10 +44,21 @@ def hba_conf(host: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores (RFC 5802/7677): the server is given this, never
+    the password, so no statement, log line or error can show the password."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}"
+
+
 def alter_password_sql(role: str, password: str) -> str:
-    """The statement for single-user mode (on stdin: never on a command line)."""
+    """ALTER ROLE with the password's SCRAM verifier (for single-user mode's stdin or a session)."""
     quoted_role = '"' + role.replace('"', '""') + '"'
-    return f"ALTER ROLE {quoted_role} WITH PASSWORD '{password.replace(chr(39), chr(39) * 2)}';\n"
+    return f"ALTER ROLE {quoted_role} WITH PASSWORD '{scram_verifier(password)}';\n"
 
 
 def fingerprint(password: str) -> str:

@@ -213,3 +213,29 @@ def db_variant(settings: Settings):
 def unique() -> str:
     """A short unique token for names inside one test (topics, groups, client ids)."""
     return uuid.uuid4().hex[:8]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """At the end of a run, every log under the state folder and this run's temporary folders
+    (components started by tests) is scanned for the installation's generated secrets."""
+    from vreserve.secret_scan import known_secrets, log_files, scan
+
+    try:
+        settings = Settings.from_env()
+    except Exception:  # noqa: BLE001 - a settings error was already reported by the run
+        return
+    secrets = known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+    if not secrets:
+        return
+    roots = [settings.state_dir]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        try:
+            roots.append(factory.getbasetemp())
+        except (OSError, ValueError):
+            pass
+    leaks = scan(secrets, log_files(roots))
+    if leaks:
+        for leak in leaks:
+            print(f"SECRET IN LOG: {leak.secret} found in {leak.log}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

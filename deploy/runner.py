@@ -348,12 +348,23 @@ class Kafka(Service):
     def _security_block(self) -> str:
         if not kafka_clients.secured(self.settings):
             return kafka_security.plaintext_block(self.host, self.port, self.controller_port())
-        ca_dir = self.settings.state_dir / "ca"
-        keystore = kafka_security.pem_keystore(ca_dir, self.dir / "tls", self.host)
+        keystore = kafka_security.pem_keystore(self._ca_dir(), self.dir / "tls", self.host)
         controller_password = ensure_secret(secret_path(self.settings.state_dir, "kafka-controller"))
         return kafka_security.sasl_ssl_block(self.host, self.port, self.controller_port(), keystore,
                                              kafka_clients.ca_file(self.settings), self.admin_password(),
                                              controller_password)
+
+    def _ca_dir(self) -> Path:
+        """The local CA that issues the broker's certificate: the one beside VR_KAFKA_CA_FILE when
+        its key is there (a private broker of a test shares the installation's CA), else the state
+        folder's. A CA of your own without its key here cannot issue: run your own broker then."""
+        given = kafka_clients.ca_file(self.settings)
+        if (given.parent / "ca.key").exists():
+            return given.parent
+        if self.settings.kafka_ca_file:
+            raise ServiceError(f"kafka: VR_KAFKA_CA_FILE={given} has no CA key beside it; the local runner "
+                               f"issues its broker certificate from its own CA (unset it, or run your own broker)")
+        return self.settings.state_dir / "ca"
 
     def up(self, progress: Progress) -> tuple[ServiceStatus, float | None]:
         """Start, then give every component principal its secret and SCRAM credential."""

@@ -213,7 +213,7 @@ def test_fuzz_audit_consumer(settings, procs, conn, unique):
                          "counts": [{"material": material, "counted_qty": 5.0, "unit": "box"}]},
                         ("audit_id", "site_id", "auditor", "at"), ("v", "audit_id", "site_id", "auditor", "at", "counts"),
                         512 * 1024)
-    p = procs.start(settings, "audit", "consume", "--group", f"fz-{unique}", name="audit-consume")
+    p = procs.start(settings, "audit", "consume", "--group", settings.group(f"supervision-fz-{unique}"), name="audit-consume")
     topic = settings.topic(topics.AUDITS)
     totals: Counter = Counter()
     n = [0]

@@ -265,7 +265,7 @@ def test_audit_consume_command(conn, world, settings, unique):
 
     a, _ = _two_sites(conn, world)
     audit_topic.publish_audits(settings, [_audit(f"cc-{unique}", a, {world.masks: 990}).to_json()], [a])
-    res = CliRunner().invoke(sup_cli.audit, ["consume", "--idle-timeout", "6", "--group", f"sv-cc-{unique}"],
+    res = CliRunner().invoke(sup_cli.audit, ["consume", "--idle-timeout", "6", "--group", settings.group(f"supervision-cc-{unique}")],
                              obj=settings)
     assert res.exit_code == 0, res.output
     assert conn.execute("SELECT passed, source LIKE 'topic:%%' FROM audits WHERE audit_id = %s",

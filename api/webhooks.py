@@ -200,8 +200,8 @@ def run(settings: Settings, policy: DeliveryPolicy = DeliveryPolicy(), stop: Cal
         progress: Callable[[str], None] = lambda _m: None) -> Counters:
     """The service loop: enqueue new topic records (then commit), deliver what is due; until ``stop()``."""
     consumer = kafka_clients.consumer(settings, OPERATIONS, settings.topic(topics.DISPATCH_ORDERS),
-                             group_id=settings.group("webhooks"), enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+                                      group_id=settings.group("webhooks"), enable_auto_commit=False,
+                                      auto_offset_reset="earliest")
     counters = Counters()
     last_report = time.monotonic()
     try:

@@ -7,9 +7,9 @@ over the admin API by ``vreserve.kafka_admin`` once the broker is up.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from deploy import pki
 from deploy.pki import ensure_server_cert
 from vreserve.kafka_access import ADMIN
 from vreserve.kafka_clients import KafkaLogin
@@ -22,11 +22,7 @@ MECHANISM = "SCRAM-SHA-512"
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` 0600 from the first byte (it holds secrets)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
+    pki.write_private(path, text.encode())
 
 
 def pem_keystore(ca_dir: Path, tls_dir: Path, host: str) -> Path:

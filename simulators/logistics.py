@@ -214,8 +214,8 @@ class LogisticsSimulator:
         # (idempotent, retried for up to 10 min) while orders keep moving; sends never block > 2 s
         producer = kafka_clients.producer(self.settings, self.principal, client_id=self.client_id,
                                           enable_idempotence=True, linger_ms=5, max_block_ms=2000,
-                                 request_timeout_ms=10000, delivery_timeout_ms=600000,
-                                 reconnect_backoff_max_ms=1000)
+                                          request_timeout_ms=10000, delivery_timeout_ms=600000,
+                                          reconnect_backoff_max_ms=1000)
         answers: queue.SimpleQueue[PickAnswer] = queue.SimpleQueue()
         mqtt = self._mqtt(answers)
         jobs: dict[str, _Job] = {}

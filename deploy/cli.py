@@ -206,4 +206,23 @@ def kafka_principal(settings: Settings, name: str, carrier: bool, rotate: bool) 
                f"{count} ACL bindings under prefix {settings.topic_prefix!r}")
 
 
-commands = [services, topics, db, kafka_tool, kafka_principal]
+@click.command("secrets-scan")
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.pass_obj
+def secrets_scan(settings: Settings, folders: tuple[Path, ...]) -> None:
+    """Search every *.log under the state folder and FOLDERS (e.g. a demo's out/logs) for the
+    installation's generated secrets; names the log and the secret's file, never its value.
+    Exit status 1 on a find."""
+    from vreserve.secret_scan import known_secrets, log_files, scan
+
+    secrets = known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+    logs = log_files([settings.state_dir, *folders])
+    leaks = scan(secrets, logs)
+    for leak in leaks:
+        click.echo(f"SECRET IN LOG: {leak.secret} found in {leak.log}")
+    click.echo(f"{len(secrets)} secret(s) searched for in {len(logs):,} log file(s): {len(leaks)} found")
+    if leaks:
+        raise SystemExit(1)
+
+
+commands = [services, topics, db, kafka_tool, kafka_principal, secrets_scan]

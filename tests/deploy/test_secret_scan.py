@@ -30,3 +30,24 @@ def test_no_generated_secret_in_the_services_logs(base_settings: Settings) -> No
     logs = log_files([base_settings.state_dir])
     assert logs, f"no logs under {base_settings.state_dir}"
     assert scan(secrets, logs) == []
+
+
+def test_the_cli_scan_fails_on_a_find_and_names_only_the_file(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    secrets, state, demo_logs = tmp_path / "secrets", tmp_path / "state", tmp_path / "out" / "logs"
+    for folder in (secrets, state, demo_logs):
+        folder.mkdir(parents=True)
+    (secrets / "kafka-vr-api.secret").write_text("planted-secret-value-42\n")
+    (demo_logs / "api.log").write_text("oops: planted-secret-value-42\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_STATE_DIR=str(state), VR_SECRETS_DIR=str(secrets))
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-m", "vreserve.cli", "secrets-scan", str(tmp_path / "out")],
+                         env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "kafka-vr-api.secret" in res.stdout and "api.log" in res.stdout
+    assert "planted-secret-value-42" not in res.stdout + res.stderr

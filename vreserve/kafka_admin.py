@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Iterable
 
 from kafka import KafkaAdminClient
-from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, NewTopic, ResourcePattern,
-                         ResourceType, ScramMechanism, UserScramCredentialUpsertion)
+from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, NewTopic,
+                         ResourcePattern, ResourcePatternFilter, ResourceType, ScramMechanism,
+                         UserScramCredentialUpsertion)
 from kafka.errors import TopicAlreadyExistsError
 
 from vreserve import kafka_clients, topics as topic_names
@@ -94,12 +95,38 @@ def ensure_acls(settings: Settings, principals: Iterable[str]) -> int:
     admin = kafka_clients.admin(settings, ADMIN)
     try:
         result = admin.create_acls(acls)
+        failed = result.get("failed") or []
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(acls)} Kafka ACLs not created, e.g. {failed[0]}")
+        wait_until_authorized(admin, acls)
     finally:
         admin.close()
-    failed = result.get("failed") or []
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(acls)} Kafka ACLs not created, e.g. {failed[0]}")
     return len(acls)
+
+
+def _binding(acl: ACL) -> tuple:
+    pattern = acl.resource_pattern
+    return (acl.principal, int(pattern.resource_type), pattern.resource_name, int(pattern.pattern_type),
+            int(acl.operation), int(acl.permission_type))
+
+
+def wait_until_authorized(admin: KafkaAdminClient, acls: list[ACL], timeout_s: float = VISIBLE_TIMEOUT_S) -> None:
+    """Until the broker's authorizer lists every binding in ``acls``. Why: a created ACL reaches
+    the broker through the metadata log a moment later; a component's first request in that
+    window is refused (seen: an audit record lost to TOPIC_AUTHORIZATION_FAILED right after
+    its topic prefix was granted)."""
+    wanted = {_binding(a) for a in acls}
+    everything = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
+                           ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found, _error = admin.describe_acls(everything)
+        missing = wanted - {_binding(a) for a in found}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(missing)} Kafka ACL binding(s) not in effect after {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def set_scram_password(settings: Settings, principal: str, password: str) -> None:

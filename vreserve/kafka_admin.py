@@ -149,6 +149,7 @@ def provision_principal(settings: Settings, principal: str, rotate: bool = False
     path = kafka_clients.secret_file(settings, principal)
     password = replace_secret(path) if rotate else ensure_secret(path)
     set_scram_password(settings, principal, password)
+    wait_until_login(settings, principal)
     return path
 
 
@@ -167,4 +168,21 @@ def ensure_principals(settings: Settings, principals: Iterable[str]) -> list[str
         if not (known.get(principal) or {}).get("credential_infos"):
             set_scram_password(settings, principal, password)
             created.append(principal)
+    for principal in created:
+        wait_until_login(settings, principal)
     return created
+
+
+def wait_until_login(settings: Settings, principal: str, timeout_s: float = VISIBLE_TIMEOUT_S) -> None:
+    """Until ``principal`` can log in: a new SCRAM credential reaches the broker through the
+    metadata log a moment after the controller accepted it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            kafka_clients.admin(settings, principal, request_timeout_ms=5000).close()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failed login means "not yet"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{principal} cannot log in to Kafka {timeout_s:.0f} s after its "
+                                   f"credential was set: {type(exc).__name__}") from None
+            time.sleep(0.2)

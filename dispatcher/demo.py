@@ -357,7 +357,8 @@ def demo(settings: Settings, sites, region, scenario, periods, period_length, de
     env.update(VR_KAFKA_BOOTSTRAP=demo_settings.kafka_bootstrap, VR_MQTT_URL=demo_settings.mqtt_url,
                VR_PG_DSN=dsn, VR_TOPIC_PREFIX=demo_settings.topic_prefix,
                VR_PARTITIONS=str(demo_settings.partitions), VR_STATE_DIR=str(demo_settings.state_dir),
-               VR_MQTT_CA_FILE=demo_settings.mqtt_ca_file,
+               VR_MQTT_CA_FILE=demo_settings.mqtt_ca_file, VR_KAFKA_SECURITY=demo_settings.kafka_security,
+               VR_KAFKA_CA_FILE=demo_settings.kafka_ca_file, VR_SECRETS_DIR=demo_settings.secrets_dir,
                VR_READING_INTERVAL_S=str(interval), VR_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     stack = Stack(env, out / "logs", t0, echo=not quiet)
     report = None

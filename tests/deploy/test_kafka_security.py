@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaError, TopicAuthorizationFailedError
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from deploy.kafka_security import CONTROLLER_USER
 from vreserve import kafka_clients, topics
@@ -39,12 +39,26 @@ def _send(settings: Settings, principal: str, logical: str) -> None:
         producer.close(2)
 
 
+def _list_topics(settings: Settings, principal: str) -> list[str]:
+    """Log in and list topics; a refused login ends in KafkaTimeoutError ("Unable to bootstrap")."""
+    admin = kafka_clients.admin(settings, principal, request_timeout_ms=4000, bootstrap_timeout_ms=4000)
+    try:
+        return admin.list_topics()
+    finally:
+        admin.close()
+
+
+def _broker_log_lines(settings: Settings, text: str) -> int | None:
+    """How many lines of the local runner's broker log hold ``text`` (None: no such log here)."""
+    log = settings.state_dir / "kafka" / "kafka.log"
+    return log.read_text(errors="replace").count(text) if log.exists() else None
+
+
 def test_a_plaintext_client_is_refused(base_settings: Settings) -> None:
     """Nothing answers Kafka's protocol in the clear: the only client listener is SASL_SSL."""
-    plain = base_settings.with_(kafka_security="PLAINTEXT")
-    with pytest.raises((KafkaError, OSError)):
-        admin = kafka_clients.admin(plain, ADMIN, request_timeout_ms=4000, api_version_auto_timeout_ms=4000)
-        admin.list_topics()
+    assert _list_topics(base_settings, ADMIN) is not None  # control: the same client over SASL_SSL
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        _list_topics(base_settings.with_(kafka_security="PLAINTEXT"), ADMIN)
 
 
 def test_a_wrong_password_is_refused(base_settings: Settings, tmp_path) -> None:
@@ -52,9 +66,13 @@ def test_a_wrong_password_is_refused(base_settings: Settings, tmp_path) -> None:
     secrets.mkdir()
     (secrets / f"{kafka_clients.kafka_secret_name(STREAM)}.secret").write_text("not-the-password\n")
     wrong = base_settings.with_(secrets_dir=str(secrets))
-    with pytest.raises((KafkaError, OSError)):
-        admin = kafka_clients.admin(wrong, STREAM, request_timeout_ms=4000, api_version_auto_timeout_ms=4000)
-        admin.list_topics()
+    refusals = "invalid credentials with SASL mechanism SCRAM-SHA-512"
+    before = _broker_log_lines(base_settings, refusals)
+    assert _list_topics(base_settings, STREAM) is not None  # control: the right password logs in
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        _list_topics(wrong, STREAM)
+    if before is not None:  # the broker says why
+        assert _broker_log_lines(base_settings, refusals) > before
 
 
 def test_logistics_may_not_write_mode_nor_read_readings(settings: Settings) -> None:
@@ -140,8 +158,8 @@ def test_a_rotated_secret_replaces_the_old_one(settings: Settings, tmp_path) -> 
     stale = tmp_path / "stale"
     stale.mkdir()
     (stale / path.name).write_text(old + "\n")
-    with pytest.raises((KafkaError, OSError)):
-        _send(settings.with_(secrets_dir=str(stale)), principal, topics.ORDER_STATUS)
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        _list_topics(settings.with_(secrets_dir=str(stale)), principal)
 
 
 def test_secrets_and_broker_config_are_private(base_settings: Settings) -> None:
@@ -172,5 +190,5 @@ def test_grants_are_exactly_the_rule() -> None:
 
 def test_ensure_topics_as_a_component_does_not_grant(settings: Settings) -> None:
     """Only the admin grants ACLs; a component creating a topic it may not create is refused."""
-    with pytest.raises(Exception):
+    with pytest.raises(TopicAuthorizationFailedError):
         ensure_topics(settings.with_(topic_prefix=f"x{uuid.uuid4().hex[:6]}."), [topics.MODE], principal=LOGISTICS)

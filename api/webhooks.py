@@ -23,7 +23,7 @@ from typing import Callable
 
 import httpx
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
 from vreserve.carrier_webhooks import (  # noqa: F401 - the contract, shared with receivers
     EVENT_HEADER,
     IDEMPOTENCY_HEADER,
@@ -33,6 +33,7 @@ from vreserve.carrier_webhooks import (  # noqa: F401 - the contract, shared wit
     verify_signature,
 )
 from vreserve.db import connect
+from vreserve.kafka_access import OPERATIONS
 from vreserve.schemas.common import SchemaError
 from vreserve.schemas.dispatch import CancelRecord, decode_dispatch_record
 from vreserve.settings import Settings
@@ -180,11 +181,9 @@ def _post_one(conn, client, policy, counters, carrier_id, url, secret, head) -> 
 def run(settings: Settings, policy: DeliveryPolicy = DeliveryPolicy(), stop: Callable[[], bool] = lambda: False,
         progress: Callable[[str], None] = lambda _m: None) -> Counters:
     """The service loop: enqueue new topic records (then commit), deliver what is due; until ``stop()``."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(settings.topic(topics.DISPATCH_ORDERS), bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=settings.group("webhooks"), enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+    consumer = kafka_clients.consumer(settings, OPERATIONS, settings.topic(topics.DISPATCH_ORDERS),
+                                      group_id=settings.group("webhooks"), enable_auto_commit=False,
+                                      auto_offset_reset="earliest")
     counters = Counters()
     last_report = time.monotonic()
     try:

@@ -52,13 +52,14 @@ def _private(settings):
 
 
 def _drop(settings, base_settings, name: str) -> None:
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from vreserve.db import connect
 
     with connect(base_settings.pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka_clients.admin(settings, ADMIN)
     try:
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
     finally:
@@ -118,7 +119,9 @@ def run_case(settings, case: str, period_length_s: float, say) -> dict:
     from dispatcher.operator import declare_event, publish_mode
     from dispatcher.planning import PlannerCache
     from dispatcher.service import Dispatcher
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from vreserve import topics
     from vreserve.db import connect
@@ -131,7 +134,7 @@ def run_case(settings, case: str, period_length_s: float, say) -> dict:
             sites = conn.execute("SELECT count(*) FROM sites").fetchone()[0]
             say(f"{case}: registry of {sites} sites with live stock stored in {time.perf_counter() - t_setup:.1f} s")
             # independent reader of the orders topic, positioned before the declare
-            reader = KafkaConsumer(bootstrap_servers=private.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+            reader = kafka_clients.consumer(private, ADMIN, group_id=None, enable_auto_commit=False)
             name = private.topic(topics.DISPATCH_ORDERS)
             # the partition count we created (a client's metadata can lag a topic created just now)
             parts = [TopicPartition(name, p) for p in range(private.partitions)]

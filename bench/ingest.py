@@ -33,7 +33,9 @@ from typing import Any, Callable
 
 import click
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import ADMIN, COMPONENTS
+from vreserve.kafka_admin import ensure_acls
 from vreserve.settings import Settings
 from vreserve.tables import table
 from bench.procs import Proc, child_env, echo, parse_rates, services_up, cpu_seconds as _cpu_seconds, free_port as _free_port
@@ -147,7 +149,6 @@ class _IngestBench:
     def create(cls, settings: Settings, sites: int, materials: int, gateways: int, fleet_procs: int,
                warmup_s: float, step_s: float, echo) -> "_IngestBench":
         # lazy: bench modules are mounted on `vreserve --help`; kafka and psycopg cost ~1 s to import
-        from kafka import KafkaAdminClient
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         from deploy.runner import Kafka, Mosquitto
@@ -169,7 +170,7 @@ class _IngestBench:
                   warmup_s, step_s, echo)
         run.broker = Mosquitto(bench)
         run.kafka_pid = Kafka(settings).pid()
-        run.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        run.admin = kafka_clients.admin(settings, ADMIN)
         return run
 
     @property
@@ -178,7 +179,7 @@ class _IngestBench:
 
     def setup(self) -> None:
         """Private broker up, the database with the registry, the two topics, a reading consumer."""
-        from kafka import KafkaConsumer, TopicPartition  # lazy: see create
+        from kafka import TopicPartition  # lazy: see create
         from kafka.admin import NewTopic
 
         from ingest.registry import generate_registry, store_registry
@@ -206,8 +207,9 @@ class _IngestBench:
         self.admin.create_topics([NewTopic(t, num_partitions=settings.partitions, replication_factor=1,
                                            topic_configs={"message.timestamp.type": "LogAppendTime"})
                                   for t in self.created_topics])
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                      group_id=None)
+        if kafka_clients.secured(bench):
+            ensure_acls(bench, COMPONENTS)  # the bridge's grants under the bench's topic prefix
+        self.consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None)
         self.parts = [TopicPartition(bench.topic(topics.READINGS), p) for p in range(settings.partitions)]
         self.consumer.assign(self.parts)
 

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 
+from vreserve import kafka_clients
 from vreserve.settings import Settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -106,7 +107,11 @@ def child_env(settings: Settings, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
     env.update(VR_TOPIC_PREFIX=settings.topic_prefix, VR_PG_DSN=settings.pg_dsn,
                VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
-               VR_MQTT_CA_FILE=str(settings.mqtt.ca_file or ""), VR_LOG_LEVEL="WARNING", **extra)
+               VR_MQTT_CA_FILE=str(settings.mqtt.ca_file or ""), VR_LOG_LEVEL="WARNING",
+               # a child with a state folder of its own still logs in to Kafka with the installation's
+               # secrets and checks the broker against its CA
+               VR_KAFKA_SECURITY=settings.kafka_security, VR_SECRETS_DIR=str(settings.secrets_folder),
+               VR_KAFKA_CA_FILE=str(kafka_clients.ca_file(settings).resolve()), **extra)
     return env
 
 

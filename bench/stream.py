@@ -149,7 +149,8 @@ class KafkaSource:
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
          workers: int = 1, leader_topic: bool = False, echo=print) -> list[Step]:
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from deploy.runner import Kafka, Mosquitto, Postgres
@@ -319,7 +320,7 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
                 echo(f"could not stop the private Mosquitto: {exc}")
         shutil.rmtree(state, ignore_errors=True)
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+            admin = kafka_clients.admin(settings, ADMIN)
             try:
                 mine = [t for t in admin.list_topics() if t.startswith(prefix)]
                 if mine:

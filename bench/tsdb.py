@@ -324,14 +324,15 @@ def command(settings: Settings, scale: float, days: int, ingest_readings: int, r
 
 def _cleanup(settings: Settings, admin_dsn: str, names: dict[str, str], prefix: str) -> None:
     """Drop the bench's databases and topics (the databases are kept with --keep)."""
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from vreserve.db import connect
 
     with connect(admin_dsn, autocommit=True) as conn:
         for name in names.values():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = kafka_clients.admin(settings, ADMIN, request_timeout_ms=15000)
     try:
         mine = [t for t in admin.list_topics() if t.startswith(prefix)]
         if mine:

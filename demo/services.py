@@ -7,11 +7,12 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
-from kafka import KafkaAdminClient
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from vreserve import identity as ident
+from vreserve import kafka_clients
 from vreserve.db import connect
+from vreserve.kafka_access import ADMIN
 from vreserve.mqtt import end_session
 from vreserve.settings import Settings
 
@@ -36,7 +37,7 @@ def drop_old_demo_topics(settings: Settings, keep_prefix: str) -> tuple[int, set
     Only the default demo does this (see ``--database``); "alive" is every demo prefix left with a
     topic (the current one), whose bridge session must not be touched.
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = kafka_clients.admin(settings, ADMIN, request_timeout_ms=15000)
     try:
         names = admin.list_topics()
         old = [t for t in names if t.startswith("demo") and not t.startswith(keep_prefix)]

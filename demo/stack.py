@@ -98,7 +98,8 @@ def stack_env(settings: Settings, interval: float) -> dict[str, str]:
     env.update(VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
                VR_PG_DSN=settings.pg_dsn, VR_TOPIC_PREFIX=settings.topic_prefix,
                VR_PARTITIONS=str(settings.partitions), VR_STATE_DIR=str(settings.state_dir),
-               VR_MQTT_CA_FILE=settings.mqtt_ca_file,
+               VR_MQTT_CA_FILE=settings.mqtt_ca_file, VR_KAFKA_SECURITY=settings.kafka_security,
+               VR_KAFKA_CA_FILE=settings.kafka_ca_file, VR_SECRETS_DIR=settings.secrets_dir,
                VR_READING_INTERVAL_S=str(interval), VR_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     return env
 

@@ -1,10 +1,15 @@
 """``vreserve services``, ``vreserve topics`` and ``vreserve db``: the plumbing commands."""
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import click
 
+from deploy import kafka_security
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import Settings
 
 
@@ -109,8 +114,10 @@ def db_migrate(settings: Settings, variant: str | None) -> None:
 @click.argument("tool", type=click.Choice(["console-producer", "console-consumer"]))
 @click.argument("topic")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--principal", default=ADMIN, show_default=True,
+              help="Kafka principal to log in as (its secret from the state folder).")
 @click.pass_obj
-def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...]) -> None:
+def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...], principal: str) -> None:
     """Run Kafka's own console producer / consumer on a project topic (what a carrier or an
     operator reaches for first). TOPIC is the logical name (``order-status``); the configured
     prefix and bootstrap servers are added; ARGS go to the tool as they are, e.g.
@@ -130,9 +137,92 @@ def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...])
         libs = kafka.tool_libs(progress=lambda m: click.echo(f"  {m}", err=True))
     except runner.ServiceError as exc:
         raise click.ClickException(str(exc)) from None
-    argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
-                                                      "--topic", settings.topic(topic), *args], libs)
-    raise SystemExit(subprocess.call(argv))
+    security: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if kafka_clients.secured(settings):  # the login goes in a 0600 file, never on the command line
+            config = Path(tmp) / "client.properties"
+            try:
+                kafka_security.write_private(config, kafka_security.client_properties(
+                    kafka_clients.login(settings, principal), kafka_clients.ca_file(settings)))
+            except kafka_clients.KafkaLoginError as exc:
+                raise click.ClickException(str(exc)) from None
+            option = "--producer.config" if tool == "console-producer" else "--consumer.config"
+            security = [option, str(config)]
+        argv = kafka.tool_argv(runner.KAFKA_TOOLS[tool], ["--bootstrap-server", settings.kafka_bootstrap,
+                                                          "--topic", settings.topic(topic), *security, *args], libs)
+        raise SystemExit(subprocess.call(argv))
 
 
-commands = [services, topics, db, kafka_tool]
+@db.command("rotate-password")
+@click.pass_obj
+def db_rotate_password(settings: Settings) -> None:
+    """Replace the database role's generated password without downtime: the server gets the new
+    SCRAM verifier, then the secret and the 0600 libpq password file are replaced. Open
+    connections stay up; every new connection (pools included) reads the password file, so no
+    component needs a restart."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from deploy import pg_security, runner
+    from vreserve.db import connect
+    from vreserve.secret_store import new_secret, write_secret
+    from vreserve.settings import PG_PASSFILE
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    if "password" in info:
+        raise click.ClickException("VR_PG_DSN carries its own password: rotate it where you keep it")
+    role = info.get("user") or "vreserve"
+    password = new_secret()
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute(pg_security.alter_password_sql(role, password))
+    write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
+    pg_security.write_passfile(settings.secrets_folder / PG_PASSFILE, role, password)
+    stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
+    if stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
+        stamp.write_text(pg_security.fingerprint(password))
+    click.echo(f"password of role {role} rotated; secret and password file in {settings.secrets_folder} (0600)")
+
+
+@click.command("kafka-principal")
+@click.argument("name")
+@click.option("--carrier", is_flag=True, help="NAME is a carrier id: provision its principal vr-carrier-NAME.")
+@click.option("--rotate", is_flag=True, help="Replace the secret (new logins need it; restart the component).")
+@click.pass_obj
+def kafka_principal(settings: Settings, name: str, carrier: bool, rotate: bool) -> None:
+    """Provision a component's or a carrier's Kafka principal: a generated secret (0600, state
+    folder; never printed), its SCRAM-SHA-512 credential and its ACLs under the topic prefix.
+    With --rotate the secret is replaced: connections already logged in stay up, new logins need
+    the new secret, so restart the component (or hand the carrier its new secret) afterwards."""
+    from vreserve.kafka_access import AccessError, carrier_principal, rule_for
+    from vreserve.kafka_admin import ensure_acls, provision_principal
+
+    try:
+        principal = carrier_principal(name) if carrier else name
+        rule_for(principal)
+    except AccessError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = provision_principal(settings, principal, rotate=rotate)
+    count = ensure_acls(settings, [principal])
+    click.echo(f"{principal}: secret {'rotated' if rotate else 'in place'} in {path} (0600); "
+               f"{count} ACL bindings under prefix {settings.topic_prefix!r}")
+
+
+@click.command("secrets-scan")
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.pass_obj
+def secrets_scan(settings: Settings, folders: tuple[Path, ...]) -> None:
+    """Search every *.log under the state folder and FOLDERS (e.g. a demo's out/logs) for the
+    installation's generated secrets; names the log and the secret's file, never its value.
+    Exit status 1 on a find."""
+    from vreserve.secret_scan import known_secrets, log_files, scan
+
+    secrets = known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+    logs = log_files([settings.state_dir, *folders])
+    leaks = scan(secrets, logs)
+    for leak in leaks:
+        click.echo(f"SECRET IN LOG: {leak.secret} found in {leak.log}")
+    click.echo(f"{len(secrets)} secret(s) searched for in {len(logs):,} log file(s): {len(leaks)} found")
+    if leaks:
+        raise SystemExit(1)
+
+
+commands = [services, topics, db, kafka_tool, kafka_principal, secrets_scan]

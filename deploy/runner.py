@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from deploy import timescaledb
+from deploy import kafka_security, pg_security, timescaledb
 from vreserve.db import recorded_variant, server_variant
 from deploy.pki import ensure_server_cert
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN, COMPONENTS
+from vreserve.kafka_admin import ensure_principals
 from vreserve.mqtt import BrokerError, connect_and_wait, new_client
 from vreserve.mqtt_access import ADMIN_USER, render_config
 from vreserve.secret_store import ensure_secret, secret_path
@@ -33,7 +36,9 @@ from vreserve.settings import (
     DEFAULT_KAFKA_CONTROLLER_PORT,
     DEFAULT_MQTT_USER,
     Settings,
+    PG_PASSFILE,
     mqtt_secret_name,
+    redact,
 )
 
 DEPLOY_DIR = Path(__file__).resolve().parent
@@ -302,23 +307,74 @@ class Kafka(Service):
     def prepare(self, progress: Progress) -> None:
         self.fetch_libs(progress)
         controller_port = self.controller_port()
-        self.config.write_text(
+        kafka_security.write_private(self.config, (
             (DEPLOY_DIR / "kafka" / "server.properties")
             .read_text()
+            .replace("@SECURITY@", self._security_block())
             .replace("@HOST@", self.host)
             .replace("@PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(controller_port))
             .replace("@DATA@", str(self.data))
             .replace("@PARTITIONS@", str(self.settings.partitions))
-        )
-        if not (self.data / "meta.properties").exists():
-            res = subprocess.run(
-                ["java", "-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
-                 "format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config), "--standalone"],
-                capture_output=True, text=True,
-            )
-            if res.returncode != 0:
-                raise ServiceError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")
+        ))
+        secured = kafka_clients.secured(self.settings)
+        if (self.data / "meta.properties").exists():
+            if secured and not self.scram_stamp.exists():
+                raise ServiceError(
+                    f"kafka: {self.data} was formatted without SASL (no admin credential in its metadata); "
+                    f"stop the services, move that folder away and start again (its topics are lost)")
+            return
+        argv = ["-cp", str(self.libs / "*"), *self._log4j(), "kafka.tools.StorageTool",
+                "format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config), "--standalone"]
+        argfile = self.dir / "format.args"
+        if secured:  # the admin's SCRAM credential goes into the metadata log, via a 0600 @argfile
+            argv = [f"@{kafka_security.scram_bootstrap_argfile(argfile, argv, self.admin_password())}"]
+        try:
+            res = subprocess.run(["java", *argv], capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise ServiceError(f"kafka storage format failed:\n{redact(res.stdout)}{redact(res.stderr)}")
+        if secured:
+            self.scram_stamp.write_text("admin SCRAM credential bootstrapped at format\n")
+
+    @property
+    def scram_stamp(self) -> Path:
+        return self.dir / "scram.stamp"
+
+    def admin_password(self) -> str:
+        return ensure_secret(kafka_clients.secret_file(self.settings, ADMIN))
+
+    def _security_block(self) -> str:
+        if not kafka_clients.secured(self.settings):
+            return kafka_security.plaintext_block(self.host, self.port, self.controller_port())
+        keystore = kafka_security.pem_keystore(self._ca_dir(), self.dir / "tls", self.host)
+        controller_password = ensure_secret(secret_path(self.settings.state_dir, "kafka-controller"))
+        return kafka_security.sasl_ssl_block(self.host, self.port, self.controller_port(), keystore,
+                                             kafka_clients.ca_file(self.settings), self.admin_password(),
+                                             controller_password)
+
+    def _ca_dir(self) -> Path:
+        """The local CA that issues the broker's certificate: the one beside VR_KAFKA_CA_FILE when
+        its key is there (a private broker of a test shares the installation's CA), else the state
+        folder's. A CA of your own without its key here cannot issue: run your own broker then."""
+        given = kafka_clients.ca_file(self.settings)
+        if (given.parent / "ca.key").exists():
+            return given.parent
+        if self.settings.kafka_ca_file:
+            raise ServiceError(f"kafka: VR_KAFKA_CA_FILE={given} has no CA key beside it; the local runner "
+                               f"issues its broker certificate from its own CA (unset it, or run your own broker)")
+        return self.settings.state_dir / "ca"
+
+    def up(self, progress: Progress) -> tuple[ServiceStatus, float | None]:
+        """Start, then give every component principal its secret and SCRAM credential."""
+        result = super().up(progress)
+        if kafka_clients.secured(self.settings):
+            created = ensure_principals(self.settings, COMPONENTS)
+            if created:
+                progress(f"kafka: SCRAM principals created: {', '.join(created)} (secrets in "
+                         f"{self.settings.state_dir / 'secrets'})")
+        return result
 
     def _log4j(self) -> list[str]:
         return [f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'kafka' / 'log4j2.xml'}",
@@ -335,11 +391,7 @@ class Kafka(Service):
         if not _port_open(self.host, self.port):
             return False, f"port {self.port} closed"
         try:
-            from kafka import KafkaAdminClient
-
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.address(), request_timeout_ms=3000
-            )
+            admin = kafka_clients.admin(self.settings, ADMIN, request_timeout_ms=3000)
             try:
                 brokers = admin.describe_cluster().get("brokers", [])
             finally:
@@ -457,7 +509,8 @@ TIMESCALEDB_CONF = "vreserve-timescaledb.conf"
 
 
 class Postgres(Service):
-    """PostgreSQL from Debian's packages, in a project-owned cluster (trust auth on loopback)."""
+    """PostgreSQL from Debian's packages, in a project-owned cluster: TLS only (certificate from
+    the local CA), scram-sha-256 passwords, no trust (``deploy/pg_security.py``)."""
 
     name = "postgres"
     start_timeout = 60.0
@@ -546,11 +599,18 @@ class Postgres(Service):
             shutil.rmtree(self.data, ignore_errors=True)
             self.data.mkdir(parents=True)
             self._chown(self.home)
-            res = subprocess.run(
-                [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
-                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-                capture_output=True, text=True,
-            )
+            # the bootstrap user's password from a 0600 file the server's user can read, then gone
+            pwfile = self.home / "initdb.pw"
+            kafka_security.write_private(pwfile, self.password() + "\n")
+            self._chown(pwfile)
+            try:
+                res = subprocess.run(
+                    [*self._as_owner(), self._bin("initdb"), "-D", str(self.data), "-U", self.user,
+                     "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
+                    capture_output=True, text=True,
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
             if res.returncode != 0:
                 raise ServiceError(f"initdb failed:\n{res.stdout}{res.stderr}")
             with open(self.data / "postgresql.conf", "a") as conf:
@@ -563,8 +623,42 @@ class Postgres(Service):
                     "timezone = 'UTC'\nlog_min_messages = warning\n"
                 )
         self._configure_timescaledb(progress)
+        self._configure_security(progress)
         self.log.touch()
         self._chown(self.log)
+
+    def password(self) -> str:
+        """The DSN's password, else the generated secret (created here on first start)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        return conninfo_to_dict(self.settings.pg_dsn).get("password") or \
+            ensure_secret(self.settings.secrets_folder / f"{pg_security.secret_name(self.user)}.secret")
+
+    def _configure_security(self, progress: Progress) -> None:
+        """TLS and scram-only pg_hba.conf at every start; the role's password set (single-user
+        mode, statement on stdin) whenever the secret changed; the clients' 0600 password file."""
+        tls = self.home / "tls"
+        cert, key = ensure_server_cert(self.settings.state_dir / "ca", tls, "postgres", [self.host])
+        self._chown(tls)
+        for name, text in ((pg_security.TLS_CONF, pg_security.tls_conf(cert, key)),
+                           ("pg_hba.conf", pg_security.hba_conf(self.host))):
+            kafka_security.write_private(self.data / name, text)
+            self._chown(self.data / name)
+        main_conf = self.data / "postgresql.conf"
+        if f"'{pg_security.TLS_CONF}'" not in main_conf.read_text():
+            with open(main_conf, "a") as f:
+                f.write(f"include_if_exists = '{pg_security.TLS_CONF}'\n")
+        password = self.password()
+        stamp = self.data / "vreserve-password.stamp"
+        if not stamp.exists() or stamp.read_text() != pg_security.fingerprint(password):
+            res = subprocess.run([*self._as_owner(), self._bin("postgres"), "--single", "-D", str(self.data), "postgres"],
+                                 input=pg_security.alter_password_sql(self.user, password), capture_output=True, text=True)
+            if res.returncode != 0 or "ERROR" in res.stdout + res.stderr:
+                raise ServiceError(f"postgres: could not set the password of role {self.user}:\n"
+                                   f"{redact(res.stderr)[-1500:]}")
+            stamp.write_text(pg_security.fingerprint(password))
+            progress(f"postgres: password of role {self.user} set from {self.settings.secrets_folder}")
+        pg_security.write_passfile(self.settings.secrets_folder / PG_PASSFILE, self.user, password)
 
     def _configure_timescaledb(self, progress: Progress) -> None:
         """Install TimescaleDB when the server cannot load it (built once, cached in the state
@@ -601,7 +695,7 @@ class Postgres(Service):
     def _ensure_database(self) -> None:
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(self.settings.pg_dsn, dbname="postgres", autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
 
@@ -621,9 +715,7 @@ class Postgres(Service):
         import psycopg
 
         try:
-            with psycopg.connect(
-                host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=3
-            ) as conn:
+            with psycopg.connect(self.settings.pg_dsn, connect_timeout=3) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]
                 variant = server_variant(conn, prove=False)
                 uses = recorded_variant(conn)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from dispatcher import book
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import OPERATIONS
 from vreserve.operations import declare_event, end_event, parse_duration  # noqa: F401 - shared with the API
 from vreserve.schemas.common import utc_now
 from vreserve.settings import Settings
@@ -14,9 +15,7 @@ from vreserve.settings import Settings
 
 def publish_mode(settings: Settings, payload: bytes, region: str) -> None:
     """Publish one mode record keyed by region (acks=all, idempotent)."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = kafka_clients.producer(settings, OPERATIONS, enable_idempotence=True)
     try:
         producer.send(settings.topic(topics.MODE), key=region.encode(), value=payload).get(timeout=30)
     finally:

@@ -34,7 +34,8 @@ from typing import Callable
 from dispatcher import book
 from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PeriodPlan, PlannerCache, plan_period, read_state
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import DISPATCHER
 from vreserve.db import connect
 from vreserve.emergencies import ACCEPT_GRACE_MAX_S, supersede_cutoff  # noqa: F401 (the dispatcher's rule, shared)
 from vreserve.health import HealthServer, health_status
@@ -111,11 +112,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ I/O setup
     def _clients(self):
-        from kafka import KafkaConsumer, KafkaProducer
-
         # reconnect within a second of the broker's return (the client's default backs off to 30 s)
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = kafka_clients.consumer(
+            self.settings, DISPATCHER,
             group_id=None,
             client_id=self.client_id,
             enable_auto_commit=False,
@@ -126,10 +125,9 @@ class Dispatcher:
         )
         # records handed over during an outage stay in the producer (retried, idempotent) until the
         # broker is back, for up to 10 min; a send never blocks longer than KAFKA_CALL_MAX_S
-        producer = KafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        producer = kafka_clients.producer(
+            self.settings, DISPATCHER,
             client_id=self.client_id,
-            acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_block_ms=int(KAFKA_CALL_MAX_S * 1000),

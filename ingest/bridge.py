@@ -31,9 +31,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
-from vreserve import topics
+from vreserve import kafka_clients, topics
 from vreserve.decode import safe_text
 from vreserve.health import HealthServer, health_status
+from vreserve.kafka_access import BRIDGE
 from vreserve.mqtt import connect, end_session, keep_session, new_client, read_available
 from vreserve.schemas.readings import DeadLetter, ReadingBatch
 from vreserve.settings import Settings
@@ -139,11 +140,8 @@ class Bridge:
 
     async def _astart(self) -> None:
         import paho.mqtt.client as mqtt
-        from aiokafka import AIOKafkaProducer
-
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
+        self._producer = kafka_clients.aio_producer(
+            self.settings, BRIDGE,
             enable_idempotence=True,
             linger_ms=self.config.linger_ms,
             max_batch_size=self.config.batch_size,

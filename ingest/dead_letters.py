@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import OPERATIONS
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.readings import DeadLetter
 from vreserve.settings import Settings
@@ -34,10 +35,10 @@ class Refusal:
 
 def site_refusals(settings: Settings, site_id: str, since: timedelta | None = None, limit: int = 100) -> list[Refusal]:
     """The last ``limit`` dead letters of ``site_id`` (newer than ``since`` ago, if given), oldest first."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     name = settings.topic(topics.READINGS_DEAD_LETTER)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = kafka_clients.consumer(settings, OPERATIONS, group_id=None, enable_auto_commit=False,
                              request_timeout_ms=10000)
     try:
         parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]

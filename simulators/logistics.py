@@ -46,6 +46,7 @@ from typing import Callable
 from simulators.logistics_kafka import KafkaOrderSource, KafkaStatusSink, Received, make_producer
 from simulators.logistics_webhook import ApiStatusSink, WebhookConfig, WebhookOrderSource
 from vreserve import topics
+from vreserve.kafka_access import LOGISTICS
 from vreserve.mqtt import connect, new_client
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus
@@ -155,6 +156,8 @@ class LogisticsSimulator:
     timing: Timing = field(default_factory=Timing)
     group: str | None = None
     client_id: str = "logistics-sim"
+    #: Kafka principal: the simulator's own, or a provisioned carrier's (kafka_access.carrier_principal)
+    principal: str = LOGISTICS
     say: Callable[[str], None] = print
     counters: Counters = field(default_factory=Counters)
     webhook: WebhookConfig | None = None
@@ -208,10 +211,10 @@ class LogisticsSimulator:
         if self.webhook is not None:
             self.source, self.sink = WebhookOrderSource(self.webhook), ApiStatusSink(self.webhook)
         else:
-            producer = make_producer(self.settings, self.client_id)
+            producer = make_producer(self.settings, self.principal, self.client_id)
             self.sink = KafkaStatusSink(self.settings, producer)
             self.source = KafkaOrderSource(self.settings, self.group or self.settings.group("logistics"),
-                                           self.client_id, producer, self.sink)
+                                           self.client_id, producer, self.sink, principal=self.principal)
         try:
             self.source.open()
         except BaseException:

@@ -12,8 +12,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
+from vreserve.kafka_access import LOGISTICS
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import OrderStatus, decode_dispatch_record
 from vreserve.schemas.readings import DeadLetter
@@ -30,14 +31,12 @@ class Received:
     ref: tuple[int, int] | None = None  # (partition, offset) on the topic; None from a webhook
 
 
-def make_producer(settings: Settings, client_id: str):
+def make_producer(settings: Settings, principal: str, client_id: str):
     """Statuses are not waited for one by one: through a broker outage they wait in the producer
     (idempotent, retried for up to 10 min) while orders keep moving; sends never block > 2 s."""
-    from kafka import KafkaProducer
-
-    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id=client_id, acks="all",
-                         enable_idempotence=True, linger_ms=5, max_block_ms=2000, request_timeout_ms=10000,
-                         delivery_timeout_ms=600000, reconnect_backoff_max_ms=1000)
+    return kafka_clients.producer(settings, principal, client_id=client_id, enable_idempotence=True, linger_ms=5,
+                                  max_block_ms=2000, request_timeout_ms=10000, delivery_timeout_ms=600000,
+                                  reconnect_backoff_max_ms=1000)
 
 
 @dataclass
@@ -114,12 +113,12 @@ class KafkaOrderSource:
     _commit_after: tuple[dict, list] | None = None
     _last_commit: float = 0.0
     _committed: dict = field(default_factory=dict)
+    #: Kafka principal: the simulator's own, or a provisioned carrier's (kafka_access.carrier_principal)
+    principal: str = LOGISTICS
 
     def open(self) -> None:
-        from kafka import KafkaConsumer
-
-        self._consumer = KafkaConsumer(
-            self.settings.topic(topics.DISPATCH_ORDERS), bootstrap_servers=self.settings.kafka_bootstrap,
+        self._consumer = kafka_clients.consumer(
+            self.settings, self.principal, self.settings.topic(topics.DISPATCH_ORDERS),
             group_id=self.group, client_id=self.client_id, enable_auto_commit=False, auto_offset_reset="earliest",
             # back within about a second of a broker's return (the client's default backs off to 30 s)
             reconnect_backoff_max_ms=1000, request_timeout_ms=10000)

@@ -197,7 +197,7 @@ def wire(app: faust.App, settings: Settings, options: StreamOptions) -> Wiring:
         start = gap_start(source.offset, done, await frontier_sink.stored_frontier(consumer_id, readings_name, p))
         if start is None:
             return
-        records, gone = await fetch_range(settings.kafka_bootstrap, readings_name, p, start, source.offset)
+        records, gone = await fetch_range(settings, readings_name, p, start, source.offset)
         stats.offset_gaps += 1
         stats.records_read_back += len(records)
         stats.offsets_gone += gone

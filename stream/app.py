@@ -6,6 +6,8 @@ from pathlib import Path
 
 import faust
 
+from vreserve import kafka_clients
+from vreserve.kafka_access import STREAM
 from vreserve.settings import Settings
 
 from stream.options import StreamOptions
@@ -27,6 +29,7 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
     return faust.App(
         app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=kafka_clients.faust_credentials(settings, STREAM),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import BRIDGE
 from vreserve.schemas.common import utc_now
 from vreserve.schemas.readings import Reading, ReadingBatch, StockReport
 from vreserve.settings import Settings
@@ -25,12 +26,11 @@ def reading_batch(site_id: str, seq: int, ts: datetime, quantities: dict[str, tu
 
 
 def producer(settings: Settings, **overrides):
-    from kafka import KafkaProducer
-
-    conf = dict(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
-                batch_size=256 * 1024, compression_type=None, max_in_flight_requests_per_connection=1)
+    """A producer of readings as the bridge would write them (the bridge's principal)."""
+    conf = dict(acks="all", linger_ms=5, batch_size=256 * 1024, compression_type=None,
+                max_in_flight_requests_per_connection=1)
     conf.update(overrides)
-    return KafkaProducer(**conf)
+    return kafka_clients.producer(settings, BRIDGE, **conf)
 
 
 def send_batches(settings: Settings, batches: Iterable[ReadingBatch], prod=None) -> int:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from vreserve import kafka_clients
+from vreserve.kafka_access import STREAM
+from vreserve.settings import Settings
+
 
 @dataclass(frozen=True)
 class Source:
@@ -38,15 +42,15 @@ def gap_start(offset: int, folded: int | None, stored: int | None) -> int | None
     return frontier if offset > frontier else None
 
 
-async def fetch_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
+async def fetch_range(settings: Settings, topic: str, partition: int, start: int, end: int,
                       timeout_s: float = 60.0) -> tuple[list[Source], int]:
     """Records ``start <= offset < end`` of one partition, and how many of those offsets held no
     record any more (deleted by retention). Raises TimeoutError when Kafka does not deliver them."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = kafka_clients.aio_consumer(settings, STREAM, group_id=None, enable_auto_commit=False,
+                                          auto_offset_reset="earliest")
     await consumer.start()
     out: list[Source] = []
     try:

@@ -16,6 +16,8 @@ from functools import partial
 from typing import Callable
 
 from supervision import sql_audits
+from vreserve import kafka_clients
+from vreserve.kafka_access import SUPERVISION
 from vreserve import topics
 from vreserve.db import connect
 from vreserve.decode import key_text, safe_text
@@ -46,9 +48,7 @@ def publish_pending_alerts(conn, producer, settings: Settings) -> int:
 
 def publish_audits(settings: Settings, payloads: list[bytes], keys: list[str]) -> None:
     """Send raw audit payloads (tests and tools); keyed by site id."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(settings, SUPERVISION)
     try:
         for key, value in zip(keys, payloads):
             producer.send(settings.topic(topics.AUDITS), key=key.encode(), value=value)
@@ -71,13 +71,11 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
             idle_timeout_s: float | None = None, policy: TrustPolicy = TrustPolicy(),
             progress: Callable[[str], None] = lambda _m: None) -> ConsumeStats:
     """Apply audit records from the topic until ``max_records`` or ``idle_timeout_s`` without records."""
-    from kafka import KafkaConsumer, KafkaProducer
-
     topic = settings.topic(topics.AUDITS)
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+    consumer = kafka_clients.consumer(settings, SUPERVISION, topic,
                              group_id=group or settings.group("supervision-audits"),
                              enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(settings, SUPERVISION)
     stats = ConsumeStats()
     last = time.monotonic()
     try:

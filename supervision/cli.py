@@ -223,10 +223,10 @@ def _print_result(r) -> None:
 @click.pass_obj
 def audit_record(settings: Settings, site_id, counts, auditor, audit_id, at_text, json_file) -> None:
     """Record an auditor's counted quantities: compares with reported stock, updates trust and status."""
-    from kafka import KafkaProducer
-
     from supervision import audit_topic, sql_audits
+    from vreserve import kafka_clients
     from vreserve import operations as ops
+    from vreserve.kafka_access import SUPERVISION
     from vreserve.schemas.audits import AuditRecord
     from vreserve.schemas.common import SchemaError, format_ts
 
@@ -267,8 +267,7 @@ def audit_record(settings: Settings, site_id, counts, auditor, audit_id, at_text
             raise click.ClickException(f"bad audit record: {exc.message}") from None
     _print_result(result)
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_block_ms=5000,
-                                 bootstrap_timeout_ms=5000)
+        producer = kafka_clients.producer(settings, SUPERVISION, max_block_ms=5000, bootstrap_timeout_ms=5000)
         try:
             with _connect(settings) as conn:
                 audit_topic.publish_pending_alerts(conn, producer, settings)

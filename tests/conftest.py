@@ -26,6 +26,8 @@ from typing import Iterator
 
 import pytest
 
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import DEFAULT_MQTT_USER, Settings
 
 ENV_VARS = ("VR_KAFKA_BOOTSTRAP", "VR_MQTT_URL", "VR_PG_DSN")
@@ -114,6 +116,7 @@ def _from_testcontainers(stack: list) -> Settings:  # pragma: no cover - needs a
     wait_for_logs(mosquitto, "running", timeout=30)
     return Settings.from_env().with_(
         kafka_bootstrap=kafka.get_bootstrap_server(),
+        kafka_security="PLAINTEXT",  # the container's broker has no SASL listener
         pg_dsn=pg.get_connection_url(driver=None),
         state_dir=state,
         mqtt_url=(
@@ -148,8 +151,19 @@ def service_source() -> Iterator[ServiceSource]:
 
 @pytest.fixture(scope="session")
 def base_settings(service_source: ServiceSource) -> Settings:
-    """Service addresses only (shared topic prefix and database): for smoke tests."""
-    return service_source.settings
+    """Service addresses only (shared topic prefix and database): for smoke tests.
+
+    The components' Kafka secrets and the CA stay where the services' state folder keeps them,
+    also for subprocesses that tests start with a private state folder (VR_SECRETS_DIR and
+    VR_KAFKA_CA_FILE, inherited)."""
+    settings = service_source.settings
+    if not settings.secrets_dir:
+        settings = settings.with_(secrets_dir=str(kafka_clients.secret_file(settings, ADMIN).parent.resolve()))
+        os.environ["VR_SECRETS_DIR"] = settings.secrets_dir
+    if not settings.kafka_ca_file:
+        settings = settings.with_(kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
+        os.environ["VR_KAFKA_CA_FILE"] = settings.kafka_ca_file
+    return settings
 
 
 @contextlib.contextmanager
@@ -199,3 +213,29 @@ def db_variant(settings: Settings):
 def unique() -> str:
     """A short unique token for names inside one test (topics, groups, client ids)."""
     return uuid.uuid4().hex[:8]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """At the end of a run, every log under the state folder and this run's temporary folders
+    (components started by tests) is scanned for the installation's generated secrets."""
+    from vreserve.secret_scan import known_secrets, log_files, scan
+
+    try:
+        settings = Settings.from_env()
+    except Exception:  # noqa: BLE001 - a settings error was already reported by the run
+        return
+    secrets = known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+    if not secrets:
+        return
+    roots = [settings.state_dir]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        try:
+            roots.append(factory.getbasetemp())
+        except (OSError, ValueError):
+            pass
+    leaks = scan(secrets, log_files(roots))
+    if leaks:
+        for leak in leaks:
+            print(f"SECRET IN LOG: {leak.secret} found in {leak.log}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

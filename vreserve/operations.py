@@ -19,8 +19,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator, Sequence
 
-from vreserve import alerts, auditlog, topics
+from kafka.errors import AuthorizationError as KafkaAuthorizationError
+
+from vreserve import alerts, auditlog, kafka_clients, topics
 from vreserve.identity import Identity
+from vreserve.kafka_access import OPERATIONS
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
@@ -123,18 +126,17 @@ def precheck_declare(conn, region: str, grid_cells: Sequence[str], source: str, 
 class Publisher:
     """One idempotent Kafka producer (acks=all) for a process; thread-safe, created on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, principal: str = OPERATIONS) -> None:
         self.settings = settings
+        self.principal = principal
         self._producer = None
         self._lock = threading.Lock()
 
     def _get(self):
         with self._lock:
             if self._producer is None:
-                from kafka import KafkaProducer
-
-                self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                               enable_idempotence=True, linger_ms=2, max_block_ms=10000)
+                self._producer = kafka_clients.producer(self.settings, self.principal, enable_idempotence=True,
+                                                        linger_ms=2, max_block_ms=10000)
             return self._producer
 
     def send(self, topic: str, key: str, value: bytes, timeout_s: float = 30) -> None:
@@ -291,7 +293,13 @@ def replay_quarantined(conn, publisher: Publisher, who: Identity, quarantine_id:
         raise Refused("quarantined_record_not_found", f"no quarantined record #{quarantine_id}", 404)
     if q.replayed_at is not None:
         raise Refused("already_replayed", f"record #{quarantine_id} was already replayed at {q.replayed_at} UTC")
-    meta = publisher.send_raw(q.topic, q.key, q.raw)
+    try:
+        meta = publisher.send_raw(q.topic, q.key, q.raw)
+    except KafkaAuthorizationError:
+        raise Refused("topic_not_permitted",
+                      f"this service's Kafka principal ({publisher.principal}) may not write {q.topic}: replay "
+                      f"#{quarantine_id} with `vreserve quarantine replay {quarantine_id}` (administrator)",
+                      403) from None
     mark_replayed(conn, quarantine_id, who.actor)
     return {"quarantine_id": quarantine_id, "topic": q.topic, "partition": meta.partition, "offset": meta.offset,
             "bytes": len(q.raw), "replayed_by": who.actor}

@@ -59,8 +59,9 @@ def replay_command(settings, quarantine_id: int) -> None:
     """Publish a quarantined record's original key and bytes to its topic again (after a fix)."""
     from vreserve import operations as ops
     from vreserve.db import connect
+    from vreserve.kafka_access import ADMIN
 
-    who, publisher = ops.cli_identity(), ops.Publisher(settings)
+    who, publisher = ops.cli_identity(), ops.Publisher(settings, ADMIN)  # any topic: an administrator's act
     try:
         with connect(settings.pg_dsn, autocommit=True) as conn:
             with ops.audited(conn, who, "quarantine.replay", f"#{quarantine_id}") as info:

@@ -44,3 +44,26 @@ def ensure_secret(path: Path, nbytes: int = 24) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
+
+
+def new_secret(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def replace_secret(path: Path, nbytes: int = 24) -> str:
+    """Write a new random secret to ``path`` and return it."""
+    value = new_secret(nbytes)
+    write_secret(path, value)
+    return value
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Replace the secret in ``path`` (0600 from the first byte, atomic rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    tmp.replace(path)

@@ -28,6 +28,7 @@ DEFAULT_PG_PORT = 55432
 #: password reads it from there. There is no default password anywhere in the code.
 DEFAULT_MQTT_USER = "vr-service"
 MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+KAFKA_SECURITY = ("SASL_SSL", "PLAINTEXT")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -45,13 +46,27 @@ class Settings:
     """
 
     kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+    #: ``SASL_SSL`` (SCRAM-SHA-512 over TLS, each component its own principal) or ``PLAINTEXT``
+    #: (an explicit opt-out: no encryption, no authentication, no ACLs).
+    kafka_security: str = "SASL_SSL"
+    #: CA certificate that signed the broker's certificate. Empty: the runner's local CA
+    #: (``<state_dir>/ca/ca.crt``); set it to use your own PKI.
+    kafka_ca_file: str = ""
+    #: Folder of the components' Kafka secrets (``kafka-<principal>.secret``, 0600). Empty: the
+    #: state folder's ``secrets/``; set it when a process keeps its state elsewhere.
+    secrets_dir: str = ""
     #: Broker URL: ``mqtt://`` or ``mqtts://`` (TLS); without a password in it, the account's
     #: password is read from the state folder's secrets (see :func:`mqtt_secret_name`).
     mqtt_url: str = f"mqtts://{DEFAULT_MQTT_USER}@127.0.0.1:{DEFAULT_MQTT_PORT}"
     #: CA certificate that signed the broker's TLS certificate (``mqtts://`` only). Empty: the
     #: runner's local CA in the state folder (``ca/ca.crt``); set it to use your own PKI.
     mqtt_ca_file: str = ""
+    #: Without ``sslmode`` it gets ``sslmode=verify-full`` against ``VR_PG_CA_FILE``; without a
+    #: password it gets ``passfile=<secrets>/pgpass`` (0600, written by the runner): the password is
+    #: never in the DSN, argv or the environment. ``sslmode=disable`` in it is an explicit opt-out.
     pg_dsn: str = f"postgresql://vreserve@127.0.0.1:{DEFAULT_PG_PORT}/vreserve"
+    #: CA certificate that signed PostgreSQL's certificate. Empty: the local CA (``<state_dir>/ca/ca.crt``).
+    pg_ca_file: str = ""
     #: Prepended to every Kafka topic and consumer group; lets tests and demos share a broker.
     topic_prefix: str = "vr."
     #: Partitions of every topic the project creates (keyed topics keep per-key order).
@@ -77,8 +92,20 @@ class Settings:
             raise SettingsError(f"VR_LOG_LEVEL={self.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
         if not re.fullmatch(r"[0-9]+[kmgKMG]?", str(self.kafka_heap)):
             raise SettingsError(f"VR_KAFKA_HEAP={self.kafka_heap!r}: expected a JVM size such as 1g or 512m")
+        if self.kafka_security not in KAFKA_SECURITY:
+            raise SettingsError(f"VR_KAFKA_SECURITY={self.kafka_security!r}: expected one of {', '.join(KAFKA_SECURITY)}")
         if self.partitions < 1:
             raise SettingsError(f"VR_PARTITIONS={self.partitions}: expected at least 1")
+        object.__setattr__(self, "pg_dsn", secured_pg_dsn(self.pg_dsn, self.secrets_folder, self.pg_ca_path))
+
+    @property
+    def secrets_folder(self) -> Path:
+        """Where the generated secrets are: ``VR_SECRETS_DIR``, else ``<state_dir>/secrets``."""
+        return Path(self.secrets_dir).resolve() if self.secrets_dir else (Path(self.state_dir) / "secrets").resolve()
+
+    @property
+    def pg_ca_path(self) -> Path:
+        return Path(self.pg_ca_file).resolve() if self.pg_ca_file else (Path(self.state_dir) / "ca" / "ca.crt").resolve()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -160,6 +187,29 @@ def redact(text: str) -> str:
     """``text`` with every URL password and ``password=...`` replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", str(text))
     return _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+
+
+#: The local runner's libpq password file (``host:port:db:user:password`` lines, 0600).
+PG_PASSFILE = "pgpass"
+
+
+def secured_pg_dsn(dsn: str, secrets: Path, ca_file: Path) -> str:
+    """``dsn`` with TLS verification and the password file added where it says nothing of them."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        info = conninfo_to_dict(dsn)
+    except ProgrammingError:
+        raise SettingsError(f"VR_PG_DSN={redact(dsn)!r}: not a PostgreSQL connection string") from None
+    extra: dict[str, str] = {}
+    if "sslmode" not in info:
+        extra["sslmode"] = "verify-full"
+    if (info.get("sslmode") or extra.get("sslmode")) in ("verify-full", "verify-ca") and "sslrootcert" not in info:
+        extra["sslrootcert"] = str(ca_file)
+    if "password" not in info and "passfile" not in info:
+        extra["passfile"] = str(secrets / PG_PASSFILE)
+    return make_conninfo(dsn, **extra) if extra else dsn
 
 
 def _coerce(type_name: object, raw: str, key: str) -> object:

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from kafka import KafkaProducer
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from api.webhooks import SIGNATURE_HEADER, verify_signature
 from api.webhooks import register as register_webhook
@@ -89,7 +90,7 @@ def test_webhooks_in_order_exactly_once_signed_and_dead_endpoint_held(world):
                          capture_output=True, text=True, timeout=60)
     assert reg.returncode == 0, reg.stderr
     records = _records("apia", world.emergencies["apia"], 5)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(settings, ADMIN, acks="all")
     for raw in records:
         producer.send(settings.topic(topics.DISPATCH_ORDERS), key=b"DC-A", value=raw)
     producer.flush(30)

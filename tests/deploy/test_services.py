@@ -6,10 +6,11 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 
+from vreserve import kafka_clients
 from vreserve.db import connect
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import Settings
 from vreserve.mqtt import connect as mqtt_connect, new_client
 
@@ -18,20 +19,17 @@ pytestmark = pytest.mark.services
 
 def test_kafka_round_trip_with_consumer_group(base_settings: Settings, unique: str) -> None:
     topic = f"smoke-{unique}"
-    admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    admin = kafka_clients.admin(base_settings, ADMIN)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=base_settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = kafka_clients.producer(base_settings, ADMIN, acks="all", enable_idempotence=True)
     sent = {f"key-{i}".encode(): f"value-{i}".encode() for i in range(20)}
     for key, value in sent.items():
         producer.send(topic, key=key, value=value)
     producer.flush(timeout=20)
     producer.close()
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=base_settings.kafka_bootstrap,
-        group_id=f"smoke-{unique}",
+    consumer = kafka_clients.consumer(base_settings, ADMIN, topic, group_id=f"smoke-{unique}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

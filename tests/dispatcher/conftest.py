@@ -12,6 +12,8 @@ from typing import Iterator
 
 import pytest
 
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 from vreserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +25,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env.update(VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VR_MQTT_URL=settings.mqtt_url,
                VR_PG_DSN=settings.pg_dsn, VR_TOPIC_PREFIX=settings.topic_prefix,
                VR_PARTITIONS=str(settings.partitions), VR_STATE_DIR=str(settings.state_dir),
-               VR_MQTT_CA_FILE=settings.mqtt_ca_file, PYTHONUNBUFFERED="1")
+               VR_MQTT_CA_FILE=settings.mqtt_ca_file, VR_KAFKA_SECURITY=settings.kafka_security,
+               VR_KAFKA_CA_FILE=str(kafka_clients.ca_file(settings)),
+               VR_SECRETS_DIR=str(kafka_clients.secret_file(settings, ADMIN).parent), PYTHONUNBUFFERED="1")
     return env
 
 

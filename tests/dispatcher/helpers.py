@@ -104,9 +104,11 @@ class TopicReader:
     """Reads a whole topic from the beginning (no consumer group): what anyone downstream would see."""
 
     def __init__(self, settings, logical: str):
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
+        from vreserve import kafka_clients
+        from vreserve.kafka_access import ADMIN
 
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        self.consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False,
                                       group_id=None)
         name = settings.topic(logical)
         parts = [TopicPartition(name, p) for p in sorted(self.consumer.partitions_for_topic(name) or [])]

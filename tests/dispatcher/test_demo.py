@@ -17,7 +17,8 @@ from tests.dispatcher.conftest import ROOT, VRESERVE, settings_env
 @pytest.mark.services
 @pytest.mark.slow
 def test_demo_end_to_end(settings, base_settings, tmp_path):
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from vreserve.db import connect
 
@@ -67,7 +68,7 @@ def test_demo_end_to_end(settings, base_settings, tmp_path):
     finally:
         with connect(base_settings.pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+        admin = kafka_clients.admin(base_settings, ADMIN)
         try:
             mine = [t for t in admin.list_topics() if t.startswith("demo") and (out / "logs").exists()
                     and any(t.startswith(p) for p in _prefixes(out))]

@@ -38,7 +38,7 @@ def test_declare_orders_statuses_stock_next_plan_two_regions_end(settings, procs
     try:
         dispatcher = procs.start(settings, "dispatch", "run", name="dispatcher")
         logistics = procs.start(settings, "simulate", "logistics", "--accept", "0.2", "--pick", "0.5",
-                                "--deliver", "1.0", "--group", f"t-logistics-{unique}", name="logistics")
+                                "--deliver", "1.0", "--group", settings.group(f"logistics-{unique}"), name="logistics")
         time.sleep(2.0)  # both connected; the bound below is declare -> first order
         t0 = time.monotonic()
         res = procs.run(settings, "emergency", "declare", "--region", region_a, "--demand", SMALL_SCENARIO,

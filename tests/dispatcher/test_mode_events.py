@@ -81,9 +81,10 @@ def test_bad_mode_events_are_recorded_and_change_nothing(settings, procs, unique
             # malformed ones and unknown regions are refused and stored nowhere
             from vreserve.schemas.common import utc_now
             from vreserve.schemas.dispatch import DemandUpdate
-            from kafka import KafkaProducer
+            from vreserve import kafka_clients
+            from vreserve.kafka_access import ADMIN
 
-            producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+            producer = kafka_clients.producer(settings, ADMIN, acks="all")
             for upd in (DemandUpdate(f"d1-{unique}", region, "RC-1", "medicine", 2, 500.0, utc_now()),
                         DemandUpdate(f"d2-{unique}", region, "RC-1", "medicine", 2, 777.0, utc_now()),
                         DemandUpdate(f"d3-{unique}", f"nowhere-{unique}", "RC-1", "medicine", 2, 5.0, utc_now())):

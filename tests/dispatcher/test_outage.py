@@ -97,7 +97,7 @@ def test_broker_killed_mid_emergency_plans_on_time_published_on_return_nothing_c
     try:
         dispatcher = procs.start(settings, "dispatch", "run", name="dispatcher")
         logistics = procs.start(settings, "simulate", "logistics", "--accept", "0.3", "--pick", "1.0",
-                                "--deliver", "2.5", "--group", f"t-logistics-{unique}", name="logistics")
+                                "--deliver", "2.5", "--group", settings.group(f"logistics-{unique}"), name="logistics")
         wait_for(lambda: "dispatcher: started" in log_of(dispatcher), 60, what="dispatcher started")
         res = procs.run(settings, "emergency", "declare", "--region", region, "--demand", OUTAGE_SCENARIO,
                         "--periods", str(PERIODS), "--period-length", f"{LENGTH_S:g}s", "--reason", "outage test")

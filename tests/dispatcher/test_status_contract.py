@@ -97,7 +97,9 @@ def test_over_delivery_and_statuses_after_a_final_one_are_refused_not_stored(set
 @pytest.mark.services
 @pytest.mark.slow
 def test_refused_statuses_are_published_on_the_errors_topic_with_the_reason(settings, unique):
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from dispatcher.service import Dispatcher
 
@@ -105,7 +107,7 @@ def test_refused_statuses_are_published_on_the_errors_topic_with_the_reason(sett
         conn.execute("INSERT INTO materials (material_id, name, unit, class, consumable) VALUES"
                      " ('medicine','Medicine','box','medical',true) ON CONFLICT DO NOTHING")
         oid = _order(conn, unique)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(settings, ADMIN, acks="all")
     st = settings.topic(topics.ORDER_STATUS)
     for rec in (_status(oid, "in_transit", 52), _status(oid, "delivered", 60, sid=f"S-{unique}-over")):
         producer.send(st, key=oid.encode(), value=rec.to_json()).get(30)
@@ -115,7 +117,7 @@ def test_refused_statuses_are_published_on_the_errors_topic_with_the_reason(sett
 
     d = Dispatcher(settings, say=lambda m: None)
     errors: list[dict] = []
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(settings, ADMIN, group_id=None, enable_auto_commit=False)
     et = settings.topic(topics.ORDER_STATUS_ERRORS)
     parts = [TopicPartition(et, p) for p in sorted(consumer.partitions_for_topic(et))]
     consumer.assign(parts)

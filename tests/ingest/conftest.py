@@ -7,7 +7,9 @@ from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from ingest.registry import Registry, generate_registry, store_registry
 from vreserve.db import connect as db_connect
@@ -27,7 +29,7 @@ def registry(settings: Settings, unique: str) -> Registry:
 def read_topic(settings: Settings, logical: str, done: Callable[[list], bool], timeout: float = 60.0) -> list:
     """Every record of a topic (all partitions, from the start) until ``done(records)`` or timeout."""
     topic = settings.topic(logical)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=1000)
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or range(settings.partitions))]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from tests.dispatcher.conftest import Procs, log_of  # noqa: F401 - the poison tests run `vreserve` the same way
 
 def produce(settings, logical: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Send raw (key, value) records; their (partition, offset) in order."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2 * 1024 * 1024)
+    producer = kafka_clients.producer(settings, ADMIN, acks="all", max_request_size=2 * 1024 * 1024)
     try:
         futures = [producer.send(settings.topic(logical), key=k, value=v) for k, v in records]
         producer.flush(60)
@@ -22,7 +24,7 @@ def produce(settings, logical: str, records: list[tuple[bytes | None, bytes]]) -
 def read_topic(settings, logical: str, done, timeout: float = 60.0) -> list:
     """Every record of a topic from the start until ``done(records)`` or the timeout."""
     topic = settings.topic(logical)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None,
                              fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]

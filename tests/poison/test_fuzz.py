@@ -18,7 +18,9 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from tests.dispatcher.helpers import make_region
 from tests.poison.fuzz import GOOD, RECORDS, Template, records_for, rounds
@@ -40,7 +42,7 @@ class Tail:
 
     def __init__(self, settings, logical: str, parse=lambda r: r):
         self.parse = parse
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        self.consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False,
                                       group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
         name = settings.topic(logical)
         parts = [TopicPartition(name, p) for p in sorted(self.consumer.partitions_for_topic(name) or [])]
@@ -211,7 +213,7 @@ def test_fuzz_audit_consumer(settings, procs, conn, unique):
                          "counts": [{"material": material, "counted_qty": 5.0, "unit": "box"}]},
                         ("audit_id", "site_id", "auditor", "at"), ("v", "audit_id", "site_id", "auditor", "at", "counts"),
                         512 * 1024)
-    p = procs.start(settings, "audit", "consume", "--group", f"fz-{unique}", name="audit-consume")
+    p = procs.start(settings, "audit", "consume", "--group", settings.group(f"supervision-fz-{unique}"), name="audit-consume")
     topic = settings.topic(topics.AUDITS)
     totals: Counter = Counter()
     n = [0]
@@ -262,7 +264,7 @@ def test_fuzz_logistics_simulator(settings, unique):
     template = Template(good.to_payload(), ("order_id", "plan_id", "emergency_id", "region", "origin",
                                             "destination", "created_at"),
                         tuple(k for k in good.to_payload()), 512 * 1024)
-    sim = LogisticsSimulator(settings, Timing(0.05, 0.05, 0.05, 0.0, 0.0, 5.0), group=f"fz-{unique}",
+    sim = LogisticsSimulator(settings, Timing(0.05, 0.05, 0.05, 0.0, 0.0, 5.0), group=settings.group(f"logistics-fz-{unique}"),
                              client_id=f"fz-{unique}", say=lambda m: None)
     done = threading.Event()
     errors: list = []

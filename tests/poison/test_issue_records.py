@@ -102,7 +102,7 @@ def test_audit_consumer_survives_nul_and_deep_nesting(settings, procs, conn, uni
     bad = [json.dumps(nul).encode(), DEEP_10K]
     pos = produce(settings, topics.AUDITS, [(site.encode(), raw) for raw in bad] + [(site.encode(), good.to_json())])
     for attempt in range(2):  # and a rerun over the same records
-        res = procs.run(settings, "audit", "consume", "--idle-timeout", "6", "--group", f"pz-{unique}-{attempt}")
+        res = procs.run(settings, "audit", "consume", "--idle-timeout", "6", "--group", settings.group(f"supervision-pz-{unique}-{attempt}"))
         assert res.returncode == 0, res.stdout + res.stderr
         assert "Traceback" not in res.stderr
     topic = settings.topic(topics.AUDITS)
@@ -114,10 +114,11 @@ def test_audit_consumer_survives_nul_and_deep_nesting(settings, procs, conn, uni
 
 
 def test_audit_consume_leaves_its_group_on_sigterm(settings, procs, unique):
-    from kafka.admin import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
-    group = f"pz-leave-{unique}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    group = settings.group(f"supervision-pz-leave-{unique}")
+    admin = kafka_clients.admin(settings, ADMIN)
     try:
         def members() -> int:
             return len(admin.describe_groups([group])[group]["members"])

@@ -52,7 +52,9 @@ def _order(unique: str, n: int, leg: str, origin: str, dest: str, qty: float, ma
 
 @pytest.mark.services
 def test_deliveries_are_what_the_sites_really_picked(settings, unique):
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from vreserve.kafka_admin import ensure_topics
 
@@ -73,9 +75,9 @@ def test_deliveries_are_what_the_sites_really_picked(settings, unique):
     mqtt_connect(watcher, addr)
     watcher.loop_start()
     sim = LogisticsSimulator(settings, Timing(accept_s=0.3, pick_s=0.6, deliver_s=1.0, jitter=0.1, pick_timeout_s=2.0),
-                             group=f"t-logistics-{unique}", say=lambda m: None)
+                             group=settings.group(f"logistics-{unique}"), say=lambda m: None)
     th = threading.Thread(target=sim.run, daemon=True)
-    status_reader = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    status_reader = kafka_clients.consumer(settings, ADMIN, group_id=None)
     try:
         assert subscribed.wait(10)
         fleet.start()
@@ -94,7 +96,7 @@ def test_deliveries_are_what_the_sites_really_picked(settings, unique):
         delivery = _order(unique, 4, "delivery", "DC1", "RC1", 7)
         doomed = _order(unique, 5, "supply", full, "DC2", 2)
         ghost = _order(unique, 6, "supply", f"nowhere-{unique}", "DC1", 4)  # no site answers
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = kafka_clients.producer(settings, ADMIN, acks="all")
         topic = settings.topic(topics.DISPATCH_ORDERS)
         for o in (short, nothing, whole, delivery, doomed, ghost, short):  # `short` twice: driven once
             producer.send(topic, key=o.destination.encode(), value=o.to_json())

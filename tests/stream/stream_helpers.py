@@ -33,12 +33,13 @@ def free_port() -> int:
 def stream_settings(settings: Settings, unique: str) -> Iterator[Settings]:
     """The session's database, but topics (and so the worker's group/changelog) of this test;
     the topics are deleted afterwards (Faust's changelog and assignor topics too)."""
-    from kafka import KafkaAdminClient
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     s = settings.with_(topic_prefix=f"{settings.topic_prefix}{unique}.")
     ensure_topics(s)
     yield s
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=15000)
+    admin = kafka_clients.admin(s, ADMIN, request_timeout_ms=15000)
     try:
         mine = [t for t in admin.list_topics() if t.startswith(s.topic_prefix)]
         if mine:
@@ -156,9 +157,11 @@ def worker_factory(tmp_path: Path) -> Iterator:
 
 def consume_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list:
     """Every record of ``topic`` up to its end offsets at the time of the call."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None)
     name = settings.topic(topic)
     parts = [TopicPartition(name, p) for p in range(settings.partitions)]
     out = []

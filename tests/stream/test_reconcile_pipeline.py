@@ -19,7 +19,9 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
+from vreserve import kafka_clients
+from vreserve.kafka_access import ADMIN
 
 from dispatcher.book import apply_status
 from ingest.bridge import Bridge, BridgeConfig
@@ -45,7 +47,7 @@ class StatusApplier:
 
     def _run(self) -> None:
         name = self.settings.topic(topics.ORDER_STATUS)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+        consumer = kafka_clients.consumer(self.settings, ADMIN, group_id=None,
                                  enable_auto_commit=False)
         parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name)]
         consumer.assign(parts)
@@ -122,10 +124,10 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
     ]
     fleet_of = {site: f for f in fleets for site in f.site_ids}
     sim = LogisticsSimulator(s, Timing(accept_s=0.2, pick_s=0.3, deliver_s=0.5, jitter=0.1, pick_timeout_s=5.0),
-                             group=f"t-logistics-{unique}", client_id=f"t-logistics-{unique}", say=lambda m: None)
+                             group=s.group(f"logistics-{unique}"), client_id=f"t-logistics-{unique}", say=lambda m: None)
     sim_thread = threading.Thread(target=sim.run, daemon=True)
     applier = StatusApplier(s)
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(s, ADMIN, acks="all")
     worker = worker_factory(s, *SETTLE).start()
     bridge.start()
     try:
@@ -174,7 +176,7 @@ def test_picks_and_declared_movements_raise_nothing_and_every_fault_is_caught(st
             except AssertionError:
                 sim.stop()
                 sim_thread.join(10)
-                sim = LogisticsSimulator(s, sim.timing, group=f"t-logistics2-{unique}",
+                sim = LogisticsSimulator(s, sim.timing, group=s.group(f"logistics2-{unique}"),
                                          client_id=f"t-logistics2-{unique}", say=lambda m: None)
                 sim_thread = threading.Thread(target=sim.run, daemon=True)
                 sim_thread.start()

@@ -234,12 +234,14 @@ def _commit_group_to_end(s) -> int:
     """Move the worker group's committed offsets to the end of every readings partition, as Faust
     does when it commits past records it never handed to the agent (faust-streaming #606, #596).
     Returns how many records that skips."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
     from kafka.structs import OffsetAndMetadata
 
     from stream.app import app_id
 
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=app_id(s), enable_auto_commit=False)
+    consumer = kafka_clients.consumer(s, ADMIN, group_id=app_id(s), enable_auto_commit=False)
     try:
         tps = [TopicPartition(s.topic(topics.READINGS), p) for p in range(s.partitions)]
         consumer.assign(tps)
@@ -254,11 +256,13 @@ def _commit_group_to_end(s) -> int:
 def _wait_group_committed_to_end(s, timeout_s: float) -> None:
     """Wait until the worker group has committed every readings record sent so far (a commit
     interval is not a promise on a loaded machine)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from stream.app import app_id
 
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=app_id(s), enable_auto_commit=False)
+    consumer = kafka_clients.consumer(s, ADMIN, group_id=app_id(s), enable_auto_commit=False)
     try:
         tps = [TopicPartition(s.topic(topics.READINGS), p) for p in range(s.partitions)]
         end = consumer.end_offsets(tps)

@@ -179,7 +179,8 @@ def test_bad_audit_records_get_a_clear_error_and_change_nothing(conn, world, set
 
 @pytest.mark.services
 def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world, settings, unique):
-    from kafka import KafkaConsumer
+    from vreserve import kafka_clients
+    from vreserve.kafka_access import ADMIN
 
     from supervision import audit_topic
 
@@ -200,7 +201,7 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
                         "counts": [{"material": world.masks, "counted_qty": -3}]}).encode()),
     ]
     audit_topic.publish_audits(settings, [r[1] for r in records], [r[0] for r in records])
-    stats = audit_topic.consume(settings, group=f"sv-test-{unique}", max_records=len(records), idle_timeout_s=20)
+    stats = audit_topic.consume(settings, group=settings.group(f"supervision-test-{unique}"), max_records=len(records), idle_timeout_s=20)
     assert (stats.applied, stats.duplicates, stats.rejected, stats.discrepancies) == (1, 1, 4, 2)
     reasons = [r[0] for r in conn.execute(
         "SELECT reason FROM audit_rejections WHERE raw IN (%s, %s, %s, %s) ORDER BY rejection_id",
@@ -213,8 +214,7 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
     assert conn.execute("SELECT trust FROM sites WHERE site_id = %s", (b,)).fetchone()[0] == 1.0
 
     # The discrepancy alert went out on the alerts topic, keyed by site.
-    consumer = KafkaConsumer(settings.topic(topics.ALERTS), bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=f"sv-alerts-{unique}", auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka_clients.consumer(settings, ADMIN, settings.topic(topics.ALERTS), group_id=f"sv-alerts-{unique}", auto_offset_reset="earliest", enable_auto_commit=False)
     want = sql_audits.alert_id(f"tp-{unique}", world.masks)
     seen = []
     deadline = time.monotonic() + 20
@@ -265,7 +265,7 @@ def test_audit_consume_command(conn, world, settings, unique):
 
     a, _ = _two_sites(conn, world)
     audit_topic.publish_audits(settings, [_audit(f"cc-{unique}", a, {world.masks: 990}).to_json()], [a])
-    res = CliRunner().invoke(sup_cli.audit, ["consume", "--idle-timeout", "6", "--group", f"sv-cc-{unique}"],
+    res = CliRunner().invoke(sup_cli.audit, ["consume", "--idle-timeout", "6", "--group", settings.group(f"supervision-cc-{unique}")],
                              obj=settings)
     assert res.exit_code == 0, res.output
     assert conn.execute("SELECT passed, source LIKE 'topic:%%' FROM audits WHERE audit_id = %s",

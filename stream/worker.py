@@ -3,25 +3,22 @@ from __future__ import annotations
 
 import logging
 
-from vreserve.kafka_admin import ensure_named_topics, ensure_topics
+from vreserve.kafka_admin import ensure_topics
 from vreserve.settings import Settings
 
-from stream.app import changelog_topic, create_app
-from stream.agents import wire
+from stream.agents import declare
+from stream.app import create_app
 from stream.options import StreamOptions
 
 
 def run_worker(settings: Settings, options: StreamOptions, loglevel: str = "warning") -> None:
-    """Start a Faust worker until SIGINT/SIGTERM. Topics are created up front (auto-create is off);
-    Faust declares its changelog topic itself with the same partition count."""
+    """Start a Faust worker until SIGINT/SIGTERM. Topics are created up front (auto-create is off)
+    and waited for until the broker's metadata has them, before the group is joined."""
     import faust
 
     ensure_topics(settings)
-    # Faust's own changelog topic, created here as Faust would (compacted, the table's partitions)
-    # so that ensure_named_topics can wait for the broker to know it before the group is joined.
-    ensure_named_topics(settings, [(changelog_topic(settings), settings.partitions, {"cleanup.policy": "compact"})])
     app = create_app(settings, options)
-    wire(app, settings, options)
+    declare(app, settings, options)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False,
                           override_logging=False)
     logging.getLogger(__name__).info("stream worker %s starting", app.conf.id)

@@ -36,6 +36,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
+from bench.stream_backlog import run_backlog
 from bench.procs import Proc, child_env, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
@@ -394,15 +395,27 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
               help="Stream worker processes (same group: Faust splits the partitions among them).")
 @click.option("--source", type=click.Choice(["e2e", "kafka"]), default="e2e", show_default=True,
               help="e2e: fleet -> MQTT -> bridge -> Kafka; kafka: a Kafka producer of ReadingBatch records.")
+@click.option("--backlog", type=int, default=None,
+              help="Instead of rate steps: drain a backlog of this many records from Kafka with the worker and "
+                   "with a plain consumer (bench/stream_baseline.py), and compare (e.g. 100000).")
+@click.option("--order", default="worker,baseline", show_default=True,
+              help="With --backlog: which contenders, in which order.")
 @click.option("--compare-leader-topic", is_flag=True,
               help="Run the steps again with Faust's leader-election topic on (Faust's default; the baseline) "
                    "and print both side by side.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, workers: int, source: str, compare_leader_topic: bool) -> None:
+            fleet_procs: int, gateways: int, workers: int, source: str, backlog: int | None, order: str,
+            compare_leader_topic: bool) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
     services_up(settings)
+    if backlog:
+        contenders = tuple(x.strip() for x in order.split(","))
+        if not set(contenders) <= {"worker", "baseline"}:
+            raise click.UsageError("--order takes worker and/or baseline, separated by commas")
+        run_backlog(settings, records=backlog, sites=sites, materials=materials, order=contenders, echo=echo)
+        return
     runs = []
     for leader_topic in ([False, True] if compare_leader_topic else [False]):
         runs.append((leader_topic, main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds,

@@ -13,6 +13,7 @@ replay after a crash writes exactly what a first pass would.
 """
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 from vreserve.schemas.common import format_ts
@@ -28,6 +29,7 @@ class LatestMemory:
         self._partitions: dict[int, SiteStates] = {}
         #: sites first seen in this process since the last :meth:`take_new_sites` (partition, site)
         self._new_sites: list[tuple[int, str]] = []
+        self._keys, self._counted_at = 0, float("-inf")
 
     def owns(self, partition: int) -> bool:
         return partition in self._partitions
@@ -67,5 +69,10 @@ class LatestMemory:
         return sum(len(s) for s in self._partitions.values())
 
     def keys(self) -> int:
-        """(site, material) pairs held."""
-        return sum(len(m) for s in self._partitions.values() for m in s.values())
+        """(site, material) pairs held (counted at most once a second: the health page asks often,
+        and at 100,000 keys a count costs milliseconds of the worker's one thread)."""
+        now = time.monotonic()
+        if now - self._counted_at >= 1.0:
+            self._keys = sum(len(m) for s in self._partitions.values() for m in s.values())
+            self._counted_at = now
+        return self._keys

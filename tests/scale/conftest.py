@@ -1,0 +1,2 @@
+"""Scale-out tests reuse the ingest tests' fixtures (a registry, an MQTT service client, a topic reader)."""
+from tests.ingest.conftest import registry, service_client, topic_reader  # noqa: F401

@@ -6,20 +6,22 @@ staging table, the worker's own ``INSERT ... ON CONFLICT`` into ``stock_readings
 forward-only ``stock_latest`` upsert (the SQL is the worker's, :mod:`stream.sink`), one
 transaction per 2,000 records, the group's offsets committed after the transaction. What it does
 not do (so the ratio shows what the worker's extra guarantees cost): no dead-letter topic, no
-in-memory state or restart alerts, no frontier, no health page, no Faust.
+in-memory state or restart alerts, no frontier, no health page, no Faust. Its Kafka client is
+aiokafka, the one under Faust, so the ratio is Faust's and the worker's own cost.
 
 Run as its own process (``python -m bench.stream_baseline``) so its CPU is measured alone; it
 prints one JSON line: readings, seconds and CPU seconds from its first record to its last commit.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 
 import orjson
 import psycopg
-from kafka import KafkaConsumer
+from aiokafka import AIOKafkaConsumer
 
 from bench.procs import cpu_seconds
 from stream.sink import COPY_STAGE, CREATE_STAGE, STAGE_TO_HISTORY, STAGE_TO_LATEST
@@ -42,40 +44,44 @@ def copy_rows(values: list[bytes]) -> tuple[str, int]:
     return "".join(lines), len(lines)
 
 
-def run(settings: Settings, group: str, expected_readings: int, idle_s: float = 20.0) -> dict:
-    consumer = KafkaConsumer(settings.topic(topics.READINGS), bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=RECORDS_PER_TRANSACTION, fetch_max_bytes=64 * 1024 * 1024,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+async def run(settings: Settings, group: str, expected_readings: int, idle_s: float = 20.0) -> dict:
+    """Drain the readings topic in ``group`` until ``expected_readings`` are committed (or nothing
+    arrives for ``idle_s``)."""
+    consumer = AIOKafkaConsumer(settings.topic(topics.READINGS), bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
     readings = 0
     started = cpu0 = pg0 = None
     last = time.monotonic()
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
-        conn.execute(CREATE_STAGE)
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        while readings < expected_readings and time.monotonic() - last < idle_s:
-            polled = consumer.poll(timeout_ms=500, max_records=RECORDS_PER_TRANSACTION)
-            values = [r.value for recs in polled.values() for r in recs]
-            if not values:
-                continue
-            if started is None:
-                started, cpu0, pg0 = time.monotonic(), time.process_time(), cpu_seconds(backend)
-            text, n = copy_rows(values)
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    with cur.copy(COPY_STAGE) as copy:
-                        copy.write(text)
-                    cur.execute(STAGE_TO_HISTORY)
-                    cur.execute(STAGE_TO_LATEST)
-            consumer.commit()
-            readings += n
-            last = time.monotonic()
-        pg_cpu = cpu_seconds(backend) - (pg0 or 0.0)  # its backend, read before the connection closes
-    consumer.close()
+    try:
+        async with await psycopg.AsyncConnection.connect(settings.pg_dsn, autocommit=True) as conn:
+            await conn.execute(CREATE_STAGE)
+            backend = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
+            while readings < expected_readings and time.monotonic() - last < idle_s:
+                polled = await consumer.getmany(timeout_ms=500, max_records=RECORDS_PER_TRANSACTION)
+                values = [r.value for recs in polled.values() for r in recs]
+                if not values:
+                    continue
+                if started is None:
+                    started, cpu0, pg0 = time.monotonic(), time.process_time(), cpu_seconds(backend)
+                text, n = copy_rows(values)
+                async with conn.transaction():
+                    async with conn.cursor() as cur:
+                        async with cur.copy(COPY_STAGE) as copy:
+                            await copy.write(text)
+                        await cur.execute(STAGE_TO_HISTORY)
+                        await cur.execute(STAGE_TO_LATEST)
+                await consumer.commit()
+                readings += n
+                last = time.monotonic()
+            pg_cpu = cpu_seconds(backend) - (pg0 or 0.0)  # its backend, read before the connection closes
+    finally:
+        await consumer.stop()
     if started is None:
         return {"readings": 0, "seconds": 0.0, "cpu_s": 0.0, "pg_cpu_s": 0.0}
     return {"readings": readings, "seconds": last - started, "cpu_s": time.process_time() - cpu0, "pg_cpu_s": pg_cpu}
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(Settings.from_env(), sys.argv[1], int(sys.argv[2]))), flush=True)
+    print(json.dumps(asyncio.run(run(Settings.from_env(), sys.argv[1], int(sys.argv[2])))), flush=True)

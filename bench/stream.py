@@ -21,14 +21,12 @@ The machine's two cores are shared with the broker, the database and other peopl
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
-from bench.stream_backlog import run_backlog
+from bench.stream_backlog import health_document as _health, run_backlog
 from bench.procs import Proc, child_env, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
@@ -82,14 +80,6 @@ def _health_all(ports: list[int]) -> dict | None:
             vals = [x.get(k) for x in docs if x.get(k) is not None]
             out[k] = max(vals) if vals else None
     return out
-
-
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
 
 
 def _env(settings: Settings) -> dict:
@@ -172,7 +162,8 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
     dbname = f"vr_bench_stream_{token}"
     bench = settings.with_(
         topic_prefix=prefix, pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state)
+        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state,
+        mqtt_ca_file="")  # the private broker's CA is made in the private state dir, not the shared one
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     broker = Mosquitto(bench) if source == "e2e" else None
     kafka_pid = Kafka(settings).pid()

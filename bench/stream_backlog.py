@@ -93,7 +93,8 @@ def reset_tables(dsn: str) -> None:
         conn.execute("TRUNCATE stock_readings, stock_latest, stream_offsets, stream_sites, alerts CASCADE")
 
 
-def _health(port: int) -> dict | None:
+def health_document(port: int) -> dict | None:
+    """A worker's /health document, or None while it does not answer."""
     import urllib.request
 
     try:
@@ -115,7 +116,7 @@ def drain_worker(settings: Settings, expected: int, timeout_s: float) -> Drain:
         while time.monotonic() < deadline:
             if proc.proc.poll() is not None:
                 raise RuntimeError("stream worker exited:\n" + "\n".join(proc.lines[-20:]))
-            h = _health(port) or {}
+            h = health_document(port) or {}
             if start is None and h.get("records", 0) > 0:
                 start, cpu0, pg0 = time.monotonic(), cpu_seconds(proc.pid), _pg_cpu(settings.pg_dsn)
             if h.get("history_rows", 0) >= expected:

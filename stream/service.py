@@ -117,8 +117,15 @@ class WarehouseWorker(faust.Service):
         self._preload = asyncio.ensure_future(self._load_all(sorted(mine)))
 
     async def _load_all(self, partitions: list[int]) -> None:
-        for p in partitions:
-            await self.ensure_loaded(p, self.preload_sink)
+        try:
+            for p in partitions:
+                await self.ensure_loaded(p, self.preload_sink)
+        except asyncio.CancelledError:
+            await self.preload_sink.close()  # a read cut short leaves its connection mid-query
+            raise
+        except Exception as exc:  # noqa: BLE001 - the agent reads a partition itself before its first record
+            log.warning("reading the state of newly assigned partitions failed: %s", safe_text(exc, 300))
+            await self.preload_sink.close()
 
     async def ensure_loaded(self, partition: int, sink: PostgresSink | None = None) -> None:
         """The partition's frontier and its sites' latest state, read once per assignment (the

@@ -67,3 +67,26 @@ def test_timestamps_not_in_the_bridge_form_are_normalised():
 def test_shape_check_reasons(change, reason):
     with pytest.raises(SchemaError, match=reason):
         parse_record(json.dumps({**RECORD, **change}).encode(), b"S1")
+
+
+@hsettings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, 4), st.sampled_from([1.0, 2.0])),
+                min_size=1, max_size=12))
+def test_fold_record_moves_state_and_alerts_as_apply_reading(steps):
+    """The worker's batch fold (fast path inline) equals the pure fold reading by reading."""
+    from stream.records import ReadingRecord
+    from stream.state import FoldCounts, Outcome, apply_reading, fold_record
+
+    states: dict = {}
+    held, want_alerts, got_alerts, counts = None, [], [], FoldCounts()
+    for boot, seq, dt, qty in steps:
+        ts = T0 + timedelta(seconds=dt)
+        record = ReadingRecord("S1", ts, format_ts(ts), seq, boot, format_ts(T0), [("mask", qty, "box")])
+        applied = apply_reading(held, record.reading(0))
+        if applied.outcome in (Outcome.NEW, Outcome.NEWER):
+            held = applied.held
+        want_alerts += [a for a in (applied.restart,) if a is not None]
+        fold_record(states, record, got_alerts, counts)
+    keep = ("qty", "unit", "ts", "seq", "boot")
+    assert {k: states["mask"][k] for k in keep} == {k: held[k] for k in keep}
+    assert got_alerts == want_alerts

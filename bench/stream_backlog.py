@@ -86,11 +86,24 @@ def produce_backlog(settings: Settings, site_units: list[tuple[str, list[tuple[s
     return readings
 
 
-def reset_tables(dsn: str) -> None:
+def reset(settings: Settings) -> None:
+    """Empty readings tables, and no committed offsets for the worker's group: each contender
+    starts from the beginning of the backlog."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
     from vreserve.db import connect
 
-    with connect(dsn, autocommit=True) as conn:
+    with connect(settings.pg_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE stock_readings, stock_latest, stream_offsets, stream_sites, alerts CASCADE")
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.group("stream"),
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(settings.topic(topics.READINGS), p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+    finally:
+        consumer.close()
 
 
 def health_document(port: int) -> dict | None:
@@ -104,28 +117,32 @@ def health_document(port: int) -> dict | None:
         return None
 
 
-def drain_worker(settings: Settings, expected: int, timeout_s: float) -> Drain:
-    """``vreserve stream run`` over the backlog; timed from its first record to the last commit."""
-    port = free_port()
+def drain_worker(settings: Settings, expected: int, timeout_s: float, processes: int = 1) -> Drain:
+    """``vreserve stream run`` (``processes`` of them, one consumer group) over the backlog; timed
+    from the first record taken to the last reading committed."""
+    ports = [free_port() for _ in range(processes)]
     load0 = load_average()
-    proc = Proc([VRESERVE, "stream", "run", "--web-port", str(port)],
-                child_env(settings, VR_STATE_DIR=str(settings.state_dir)), "worker")
+    env = child_env(settings, VR_STATE_DIR=str(settings.state_dir))
+    procs = [Proc([VRESERVE, "stream", "run", "--web-port", str(port)], env, f"worker:{port}") for port in ports]
     try:
         start = cpu0 = pg0 = None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if proc.proc.poll() is not None:
-                raise RuntimeError("stream worker exited:\n" + "\n".join(proc.lines[-20:]))
-            h = health_document(port) or {}
-            if start is None and h.get("records", 0) > 0:
-                start, cpu0, pg0 = time.monotonic(), cpu_seconds(proc.pid), _pg_cpu(settings.pg_dsn)
-            if h.get("history_rows", 0) >= expected:
-                return Drain("stream worker (Faust)", h["history_rows"], time.monotonic() - start,
-                             cpu_seconds(proc.pid) - cpu0, _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()))
+            if any(p.proc.poll() is not None for p in procs):
+                raise RuntimeError("stream worker exited:\n" + "\n".join(l for p in procs for l in p.lines[-20:]))
+            docs = [health_document(port) or {} for port in ports]
+            if start is None and any(h.get("records", 0) > 0 for h in docs):
+                start, cpu0, pg0 = time.monotonic(), sum(cpu_seconds(p.pid) for p in procs), _pg_cpu(settings.pg_dsn)
+            written = sum(h.get("history_rows", 0) for h in docs)
+            if start is not None and written >= expected:
+                name = "stream worker (Faust)" if processes == 1 else f"{processes} stream workers"
+                return Drain(name, written, time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0,
+                             _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()))
             time.sleep(0.2)
-        raise RuntimeError(f"stream worker did not drain the backlog in {timeout_s:.0f} s")
+        raise RuntimeError(f"stream worker(s) did not drain the backlog in {timeout_s:.0f} s")
     finally:
-        proc.stop()
+        for p in procs:
+            p.stop()
 
 
 def drain_baseline(settings: Settings, expected: int, timeout_s: float) -> Drain:
@@ -171,6 +188,10 @@ def compare(drains: list[Drain], echo) -> None:
     for d in drains:
         echo(d.line())
     worker = next((d for d in drains if d.name.startswith("stream worker")), None)
+    pair = next((d for d in drains if d.name.startswith("2 stream workers")), None)
+    if worker and pair and worker.rate:
+        echo(f"2 workers / 1 worker: throughput {pair.rate / worker.rate:.2f}x (2 cores shared with everyone: "
+             f"a second worker gains only what the machine has spare)")
     base = next((d for d in drains if d.name.startswith("plain")), None)
     if worker and base and base.rate and worker.per_10k(1) and base.cpu_s:
         cpu_ratio = worker.per_10k(worker.cpu_s) / base.per_10k(base.cpu_s)
@@ -216,9 +237,11 @@ def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000,
         echo(f"setup: backlog of {records:,} records = {expected:,} readings on {bench.partitions} partitions "
              f"({sites:,} sites x {materials} materials)")
         for name in order:
-            reset_tables(bench.pg_dsn)
-            drain = drain_worker if name == "worker" else drain_baseline
-            drains.append(drain(bench, expected, timeout_s=900))
+            reset(bench)
+            if name == "baseline":
+                drains.append(drain_baseline(bench, expected, timeout_s=900))
+            else:
+                drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(name[6:] or 1)))
             echo(drains[-1].line())
     finally:
         shutil.rmtree(state, ignore_errors=True)

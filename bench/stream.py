@@ -390,7 +390,8 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
               help="Instead of rate steps: drain a backlog of this many records from Kafka with the worker and "
                    "with a plain consumer (bench/stream_baseline.py), and compare (e.g. 100000).")
 @click.option("--order", default="worker,baseline", show_default=True,
-              help="With --backlog: which contenders, in which order.")
+              help="With --backlog: which contenders, in which order: worker, worker2 (two workers in one "
+                   "group), baseline.")
 @click.option("--compare-leader-topic", is_flag=True,
               help="Run the steps again with Faust's leader-election topic on (Faust's default; the baseline) "
                    "and print both side by side.")
@@ -403,8 +404,8 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
     services_up(settings)
     if backlog:
         contenders = tuple(x.strip() for x in order.split(","))
-        if not set(contenders) <= {"worker", "baseline"}:
-            raise click.UsageError("--order takes worker and/or baseline, separated by commas")
+        if not set(contenders) <= {"worker", "worker2", "baseline"}:
+            raise click.UsageError("--order takes worker, worker2 and/or baseline, separated by commas")
         run_backlog(settings, records=backlog, sites=sites, materials=materials, order=contenders, echo=echo)
         return
     runs = []

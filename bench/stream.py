@@ -21,14 +21,12 @@ The machine's two cores are shared with the broker, the database and other peopl
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 import click
 
 from vreserve.settings import Settings
+from bench.stream_backlog import health_document as _health, run_backlog
 from bench.procs import Proc, child_env, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
@@ -81,14 +80,6 @@ def _health_all(ports: list[int]) -> dict | None:
             vals = [x.get(k) for x in docs if x.get(k) is not None]
             out[k] = max(vals) if vals else None
     return out
-
-
-def _health(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
-            return json.loads(r.read())
-    except OSError:
-        return None
 
 
 def _env(settings: Settings) -> dict:
@@ -172,7 +163,8 @@ def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tu
     dbname = f"vr_bench_stream_{token}"
     bench = settings.with_(
         topic_prefix=prefix, pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state)
+        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state,
+        mqtt_ca_file="")  # the private broker's CA is made in the private state dir, not the shared one
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     broker = Mosquitto(bench) if source == "e2e" else None
     kafka_pid = Kafka(settings).pid()
@@ -395,15 +387,28 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
               help="Stream worker processes (same group: Faust splits the partitions among them).")
 @click.option("--source", type=click.Choice(["e2e", "kafka"]), default="e2e", show_default=True,
               help="e2e: fleet -> MQTT -> bridge -> Kafka; kafka: a Kafka producer of ReadingBatch records.")
+@click.option("--backlog", type=int, default=None,
+              help="Instead of rate steps: drain a backlog of this many records from Kafka with the worker and "
+                   "with a plain consumer (bench/stream_baseline.py), and compare (e.g. 100000).")
+@click.option("--order", default="worker,baseline", show_default=True,
+              help="With --backlog: which contenders, in which order: worker, worker2 (two workers in one "
+                   "group), baseline.")
 @click.option("--compare-leader-topic", is_flag=True,
               help="Run the steps again with Faust's leader-election topic on (Faust's default; the baseline) "
                    "and print both side by side.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, workers: int, source: str, compare_leader_topic: bool) -> None:
+            fleet_procs: int, gateways: int, workers: int, source: str, backlog: int | None, order: str,
+            compare_leader_topic: bool) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
     services_up(settings)
+    if backlog:
+        contenders = tuple(x.strip() for x in order.split(","))
+        if not set(contenders) <= {"worker", "worker2", "baseline"}:
+            raise click.UsageError("--order takes worker, worker2 and/or baseline, separated by commas")
+        run_backlog(settings, records=backlog, sites=sites, materials=materials, order=contenders, echo=echo)
+        return
     runs = []
     for leader_topic in ([False, True] if compare_leader_topic else [False]):
         runs.append((leader_topic, main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds,

@@ -14,13 +14,8 @@ from stream.options import StreamOptions
 
 
 def app_id(settings: Settings) -> str:
-    """Consumer group and changelog-topic prefix: ``<topic prefix>stream``."""
+    """The worker's consumer group: ``<topic prefix>stream``."""
     return settings.group("stream")
-
-
-def changelog_topic(settings: Settings) -> str:
-    """The ``latest`` table's changelog topic, as Faust names it."""
-    return f"{app_id(settings)}-latest-changelog"
 
 
 def create_app(settings: Settings, options: StreamOptions) -> faust.App:
@@ -34,7 +29,7 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        topic_allow_declare=True,          # Faust creates its changelog topic through the admin API
+        topic_allow_declare=True,          # Faust declares its leader topic when it is asked for
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind="127.0.0.1",
@@ -42,9 +37,6 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         web_port=options.web_port or settings.stream_web_port,
         web_in_thread=False,
         broker_commit_interval=1.0,
-        # No standby copies of other workers' table partitions: they would make every worker
-        # consume every changelog; a worker taking over a partition replays its changelog anyway.
-        table_standby_replicas=0,
         # A crashed worker's partitions go to its replacement after this long (Kafka's default
         # is longer; a restart after SIGKILL would otherwise wait for the old member to expire).
         broker_session_timeout=options.session_timeout_s,

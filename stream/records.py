@@ -1,17 +1,33 @@
 """Turning readings-topic records into rows: parse, flatten, and say why a record is unusable.
 
-Pure functions; the agent does the Kafka and database I/O around them.
+Two parsers, one contract:
+
+* :func:`parse_record` is the worker's: the bridge has already validated every payload against
+  the MQTT contract (its version is the guarantee), so the worker checks only the shape its own
+  writes rely on (types, ranges, lengths, the key, no separator in ids) after the one safe
+  decoder (:func:`vreserve.decode.decode_object`: size, UTF-8, depth, no NUL), and keeps the timestamps as the bridge's canonical text instead of re-parsing them. A record
+  that fails gets the reason a person reads, and goes to the dead-letter topic.
+* :func:`parse_batch` is the strict contract check (``ReadingBatch.from_json``), for tools and
+  tests that take records from anywhere.
+
+Pure functions; the worker does the Kafka and database I/O around them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vreserve.schemas.common import SchemaError, format_ts
-from vreserve.schemas.readings import ReadingBatch
+from vreserve.decode import decode_object
+from vreserve.schemas.common import SchemaError, format_ts, parse_ts
+from vreserve.schemas.readings import MAX_READINGS, MAX_READINGS_RECORD_BYTES, ReadingBatch
 
-#: Separator of the (site, material) table key; neither id may contain it.
+#: Neither a site id nor a material id may contain this (it separated them in keys, and an id
+#: with a control character in it is a device bug worth a dead letter rather than a row).
 KEY_SEP = "\x1f"
+_MAX_BOOT = 2 ** 62
+_MAX_UNIT = 32
+_MAX_ID = 128  # as the contract's require_str
 
 
 @dataclass(frozen=True)
@@ -34,22 +50,113 @@ class StockReading:
         if not self.ts_text:
             object.__setattr__(self, "ts_text", format_ts(self.ts))
 
-    @property
-    def key(self) -> str:
-        return table_key(self.site_id, self.material_id)
+
+class ReadingRecord:
+    """One readings-topic record as the worker holds it: a site's report at one instant, its
+    readings as ``(material, qty, unit)`` tuples (no object per reading on the hot path)."""
+
+    __slots__ = ("site_id", "ts", "ts_text", "seq", "boot", "received_text", "items")
+
+    def __init__(self, site_id: str, ts: datetime, ts_text: str, seq: int, boot: int, received_text: str,
+                 items: list[tuple[str, float, str]]) -> None:
+        self.site_id = site_id
+        self.ts = ts
+        self.ts_text = ts_text
+        self.seq = seq
+        self.boot = boot
+        self.received_text = received_text
+        self.items = items
+
+    def reading(self, i: int) -> StockReading:
+        """The i-th reading as a :class:`StockReading` (for the pure fold's rarer paths)."""
+        material, qty, unit = self.items[i]
+        return StockReading(self.site_id, material, qty, unit, self.ts, self.seq,
+                            parse_ts(self.received_text, "received_at"), self.ts_text, self.boot)
+
+    def readings(self) -> list[StockReading]:
+        return [self.reading(i) for i in range(len(self.items))]
 
 
-def table_key(site_id: str, material_id: str) -> str:
-    return f"{site_id}{KEY_SEP}{material_id}"
+def _canonical_ts(value: object, name: str) -> tuple[datetime, str]:
+    """(time, fixed-width text). The bridge writes ``YYYY-MM-DDTHH:MM:SS.mmmZ``: taken as it is;
+    anything else is parsed strictly and re-formatted (so text order stays time order)."""
+    if isinstance(value, str) and len(value) == 24 and value[10] == "T" and value[23] == "Z":
+        try:
+            return datetime.fromisoformat(value), value
+        except ValueError:
+            pass
+    ts = parse_ts(value, name)
+    return ts, format_ts(ts)
 
 
-def split_key(key: str) -> tuple[str, str]:
-    site_id, material_id = key.split(KEY_SEP, 1)
-    return site_id, material_id
+def _int_field(obj: dict, name: str, default: int | None, limit: int, reason: str) -> int:
+    value = obj.get(name, default)
+    if type(value) is not int or value < 0 or value >= limit:
+        raise SchemaError(reason)
+    return value
+
+
+def _items(raw_items: object) -> list[tuple[str, float, str]]:
+    if type(raw_items) is not list or not raw_items:
+        raise SchemaError("readings must be a non-empty list")
+    if len(raw_items) > MAX_READINGS:
+        raise SchemaError(f"more than {MAX_READINGS} readings in one payload")
+    items = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw_items):
+        if type(item) is not dict:
+            raise SchemaError(f"readings[{i}] must be an object")
+        material, qty, unit = item.get("material"), item.get("qty"), item.get("unit")
+        if type(material) is not str or not material or len(material) > _MAX_ID or KEY_SEP in material:
+            raise SchemaError(f"readings[{i}].material must be a non-empty string of at most {_MAX_ID} characters "
+                              "without control characters")
+        if material in seen:
+            raise SchemaError(f"readings[{i}]: material {material!r} listed twice")
+        seen.add(material)
+        if type(qty) is int:
+            qty = float(qty)
+        if type(qty) is not float or not math.isfinite(qty):
+            raise SchemaError(f"readings[{i}].qty must be a finite number")
+        if qty < 0:
+            raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
+        if type(unit) is not str or not unit or len(unit) > _MAX_UNIT:
+            raise SchemaError(f"readings[{i}].unit must be a non-empty string of at most {_MAX_UNIT} characters")
+        items.append((material, qty, unit))
+    return items
+
+
+def parse_record(raw: bytes | None, kafka_key: bytes | None) -> ReadingRecord:
+    """The worker's shape check of a record the bridge produced (see the module docstring);
+    raises :class:`SchemaError` with the reason a person reads."""
+    if raw is None:
+        raise SchemaError("record has no value (tombstone)")
+    obj = decode_object(raw, "readings record", MAX_READINGS_RECORD_BYTES)  # size, UTF-8, depth, no NUL
+    _, received_text = _canonical_ts(obj.get("received_at"), "received_at")
+    if not isinstance(obj.get("mqtt_topic"), str):
+        raise SchemaError("mqtt_topic must be a string")
+    if obj.get("v") != 1 or type(obj.get("v")) is not int:
+        raise SchemaError(f"unsupported payload version v={obj.get('v')!r}, expected 1")
+    site_id = obj.get("site_id")
+    if type(site_id) is not str or not site_id or len(site_id) > _MAX_ID or KEY_SEP in site_id:
+        raise SchemaError(f"site_id must be a non-empty string of at most {_MAX_ID} characters without control "
+                          "characters")
+    if kafka_key is not None:
+        try:
+            key_text = kafka_key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SchemaError("record key is not UTF-8") from None
+        if key_text != site_id:
+            # Keyed by another site: per-site ordering (and so de-duplication) would not hold.
+            raise SchemaError(f"record key {key_text!r} differs from site_id {site_id!r}")
+    ts, ts_text = _canonical_ts(obj.get("ts"), "ts")
+    seq = _int_field(obj, "seq", None, 2 ** 63, "seq must be a non-negative integer")
+    boot = _int_field(obj, "boot", 0, _MAX_BOOT, "boot must be a non-negative integer (the device's boot counter)")
+    return ReadingRecord(site_id, ts, ts_text, seq, boot, received_text, _items(obj.get("readings")))
 
 
 def parse_batch(raw: bytes | None, kafka_key: bytes | None) -> list[StockReading]:
-    """Readings of one record; raises :class:`SchemaError` with the reason a person reads."""
+    """Readings of one record under the strict contract; raises :class:`SchemaError` with the
+    reason a person reads."""
     if raw is None:
         raise SchemaError("record has no value (tombstone)")
     batch = ReadingBatch.from_json(raw)
@@ -60,7 +167,6 @@ def parse_batch(raw: bytes | None, kafka_key: bytes | None) -> list[StockReading
         except UnicodeDecodeError:
             raise SchemaError("record key is not UTF-8") from None
         if key_text != report.site_id:
-            # Keyed by another site: per-site ordering (and so de-duplication) would not hold.
             raise SchemaError(f"record key {key_text!r} differs from site_id {report.site_id!r}")
     for r in report.readings:
         if KEY_SEP in report.site_id or KEY_SEP in r.material:

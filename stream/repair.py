@@ -25,11 +25,13 @@ class Source:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: the Kafka record's timestamp, s (the bridge's produce time), when known
+    timestamp: float | None = None
 
     @classmethod
     def of_event(cls, event) -> "Source":
         m = event.message
-        return cls(m.topic, m.partition, m.offset, event.key, event.value)
+        return cls(m.topic, m.partition, m.offset, event.key, event.value, m.timestamp)
 
 
 def gap_start(offset: int, folded: int | None, stored: int | None) -> int | None:
@@ -61,7 +63,7 @@ async def fetch_range(settings: Settings, topic: str, partition: int, start: int
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}[{partition}] offsets {start}..{end - 1} not read within {timeout_s:.0f} s")
             records = (await consumer.getmany(tp, timeout_ms=500, max_records=2000)).get(tp, [])
-            out.extend(Source(r.topic, r.partition, r.offset, r.key, r.value) for r in records if r.offset < end)
+            out.extend(Source(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0) for r in records if r.offset < end)
     finally:
         await consumer.stop()
     return out, (end - start) - len(out)

@@ -27,7 +27,7 @@ import psycopg
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import format_ts
 
-from stream.records import StockReading
+from stream.records import ReadingRecord, StockReading
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,27 @@ SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), updated_at = no
 
 #: (consumer, topic, partition) -> next offset: every record below it is in this batch or before
 Frontier = dict[tuple[str, str, int], int]
+
+UPSERT_SITES = """
+INSERT INTO stream_sites AS s (topic, site_id, partition)
+SELECT %(topic)s, f.site_id, f.partition
+FROM unnest(%(site)s::text[], %(partition)s::int[]) AS f(site_id, partition)
+ON CONFLICT (topic, site_id) DO UPDATE SET partition = EXCLUDED.partition
+WHERE s.partition <> EXCLUDED.partition
+"""
+PARTITION_LATEST = """
+SELECT l.site_id, l.material_id, l.qty, l.unit, l.ts, l.seq, l.boot
+FROM stream_sites s JOIN stock_latest l ON l.site_id = s.site_id
+WHERE s.topic = %s AND s.partition = %s
+"""
+
+
+@dataclass(frozen=True)
+class NewSites:
+    """Sites a worker saw for the first time, recorded with the batch (see stream.memory)."""
+
+    topic: str
+    sites: list[tuple[int, str]]  # (partition, site_id)
 
 
 @dataclass(frozen=True)
@@ -126,16 +147,53 @@ def copy_text(readings: Sequence[StockReading]) -> str:
     return "".join(lines)
 
 
+def records_copy_text(records: Sequence[ReadingRecord]) -> str:
+    """The records' readings as COPY text rows (the timestamps are already canonical text)."""
+    lines = []
+    for rec in records:
+        head = f"{_copy_text(rec.site_id)}\t"
+        tail = f"\t{rec.ts_text}\t{rec.seq}\t{rec.boot}\t"
+        for material, qty, unit in rec.items:
+            lines.append(f"{head}{_copy_text(material)}{tail}{qty!r}\t{_copy_text(unit)}\t{rec.received_text}\n")
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A batch's readings, ready for COPY: the text, how many, and their time span."""
+
+    copy_text: str
+    count: int
+    ts_min: datetime | None
+    ts_max: datetime | None
+
+    @classmethod
+    def of_readings(cls, readings: Sequence[StockReading]) -> "Rows":
+        return cls(copy_text(readings) if readings else "", len(readings),
+                   min((r.ts for r in readings), default=None), max((r.ts for r in readings), default=None))
+
+    @classmethod
+    def of_records(cls, records: Sequence[ReadingRecord]) -> "Rows":
+        return cls(records_copy_text(records), sum(len(r.items) for r in records),
+                   min((r.ts for r in records), default=None), max((r.ts for r in records), default=None))
+
+
 async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockReading],
                       alerts: Sequence[Alert], frontier: Frontier | None = None) -> Written:
     """Write one batch (and the partitions' new frontier) in one transaction on ``conn``."""
+    return await write_rows(conn, Rows.of_readings(readings), alerts, frontier)
+
+
+async def write_rows(conn: psycopg.AsyncConnection, rows: Rows, alerts: Sequence[Alert],
+                     frontier: Frontier | None = None, new_sites: NewSites | None = None) -> Written:
+    """Write one batch, the partitions' new frontier and the sites first seen, in one transaction."""
     history = latest = new_alerts = 0
     async with conn.transaction():
         async with conn.cursor() as cur:
-            if readings:
+            if rows.count:
                 await cur.execute(CREATE_STAGE)
                 async with cur.copy(COPY_STAGE) as copy:
-                    await copy.write(copy_text(readings))
+                    await copy.write(rows.copy_text)
                 await cur.execute(STAGE_TO_HISTORY)
                 history = cur.rowcount
                 await cur.execute(STAGE_TO_LATEST)
@@ -143,16 +201,16 @@ async def write_batch(conn: psycopg.AsyncConnection, readings: Sequence[StockRea
             if alerts:
                 await cur.execute(INSERT_ALERTS, alert_params(alerts))
                 new_alerts = cur.rowcount
+            if new_sites and new_sites.sites:
+                await cur.execute(UPSERT_SITES, {"topic": new_sites.topic, "site": [s for _, s in new_sites.sites],
+                                                 "partition": [p for p, _ in new_sites.sites]})
             if frontier:
                 keys = sorted(frontier)
                 await cur.execute(UPSERT_OFFSETS, {
                     "consumer": [k[0] for k in keys], "topic": [k[1] for k in keys],
                     "partition": [k[2] for k in keys], "next_offset": [frontier[k] for k in keys]})
-    return Written(
-        readings_in=len(readings), history_rows=history, latest_rows=latest, alerts_new=new_alerts,
-        ts_min=min((r.ts for r in readings), default=None),
-        ts_max=max((r.ts for r in readings), default=None),
-    )
+    return Written(readings_in=rows.count, history_rows=history, latest_rows=latest, alerts_new=new_alerts,
+                   ts_min=rows.ts_min, ts_max=rows.ts_max)
 
 
 class PostgresSink:
@@ -177,10 +235,21 @@ class PostgresSink:
                 self._dsn, prepare_threshold=None, connect_timeout=10, autocommit=True)
         return self._conn
 
-    async def write(self, readings: Sequence[StockReading], alerts: Sequence[Alert] = (),
-                    frontier: Frontier | None = None) -> Written:
+    async def write(self, rows: Rows, alerts: Sequence[Alert] = (), frontier: Frontier | None = None,
+                    new_sites: NewSites | None = None) -> Written:
         async def attempt(conn):
-            return await write_batch(conn, readings, alerts, frontier)
+            return await write_rows(conn, rows, alerts, frontier, new_sites)
+        return await self._retrying(attempt)
+
+    async def partition_state(self, consumer: str, topic: str, partition: int) -> tuple[int | None, list[tuple]]:
+        """A partition's stored frontier and its sites' ``stock_latest`` rows (see stream.memory)."""
+        async def attempt(conn):
+            cur = await conn.execute("SELECT next_offset FROM stream_offsets"
+                                     " WHERE consumer = %s AND topic = %s AND partition = %s",
+                                     (consumer, topic, partition))
+            row = await cur.fetchone()
+            rows = await (await conn.execute(PARTITION_LATEST, (topic, partition))).fetchall()
+            return (None if row is None else int(row[0])), rows
         return await self._retrying(attempt)
 
     async def _retrying(self, attempt):
@@ -207,14 +276,3 @@ class PostgresSink:
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
             self._conn = None
-
-    async def stored_frontier(self, consumer: str, topic: str, partition: int) -> int | None:
-        """The partition's frontier as the database holds it (None: nothing written yet); waits
-        for the database like a write does."""
-        async def attempt(conn):
-            cur = await conn.execute("SELECT next_offset FROM stream_offsets"
-                                     " WHERE consumer = %s AND topic = %s AND partition = %s",
-                                     (consumer, topic, partition))
-            row = await cur.fetchone()
-            return None if row is None else int(row[0])
-        return await self._retrying(attempt)

@@ -1,7 +1,8 @@
 """The per-(site, material) state the worker holds, and how one reading changes it.
 
-Pure logic, no I/O. The held value is a plain JSON dict (it lives in a Faust table whose
-changelog is a Kafka topic)::
+Pure logic, no I/O. The held value is a plain dict, the reading's row of ``stock_latest`` (which
+is where a (re)started worker gets it back from, :mod:`stream.memory`), plus, when folded here,
+the reading before it (for :func:`jump_alert`)::
 
     {"qty": 12.0, "unit": "box", "ts": "<RFC 3339>", "seq": 42, "boot": 3,
      "prev_qty": 30.0, "prev_ts": "<RFC 3339>" | None, "prev_seq": 41 | None}
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from vreserve.schemas.alerts import Alert
 
-from stream.records import StockReading
+from stream.records import ReadingRecord, StockReading
 
 
 class Outcome(enum.Enum):
@@ -58,6 +59,38 @@ def apply_reading(held: dict | None, reading: StockReading, jump_share: float | 
         return Applied(Outcome.REPLAY, held, jump_alert(held, reading, jump_share))
     state = _state(reading, held)
     return Applied(Outcome.NEWER, state, jump_alert(state, reading, jump_share), restart_alert(held, reading))
+
+
+@dataclass
+class FoldCounts:
+    """How the readings of a batch fell out (the worker's health counters)."""
+
+    newer: int = 0
+    replayed: int = 0
+    ignored_older: int = 0
+
+
+def fold_record(held_by_material: dict, record: ReadingRecord, alerts: list[Alert], counts: FoldCounts) -> None:
+    """Fold one record's readings into its site's held states (``material -> state``), as
+    :func:`apply_reading` without a jump share would: the common case (first or next reading of
+    the same boot) inline, every other case through :func:`apply_reading` itself."""
+    boot, seq, ts_text = record.boot, record.seq, record.ts_text
+    for i, (material, qty, unit) in enumerate(record.items):
+        held = held_by_material.get(material)
+        if held is None or (held["boot"] == boot and (seq, ts_text) > (held["seq"], held["ts"])):
+            held_by_material[material] = {"qty": qty, "unit": unit, "ts": ts_text, "seq": seq, "boot": boot}
+            counts.newer += 1
+            continue
+        applied = apply_reading(held, record.reading(i))
+        if applied.outcome is Outcome.NEWER:
+            held_by_material[material] = applied.held
+            counts.newer += 1
+        elif applied.outcome is Outcome.REPLAY:
+            counts.replayed += 1
+        else:
+            counts.ignored_older += 1
+        if applied.restart is not None:
+            alerts.append(applied.restart)
 
 
 def _state(reading: StockReading, previous: dict | None) -> dict:

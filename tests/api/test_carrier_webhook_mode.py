@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from kafka import KafkaProducer
+
 
 from dispatcher.book import apply_status
 from simulators.logistics import LogisticsSimulator, Timing
@@ -23,7 +23,8 @@ from simulators.logistics_webhook import WebhookConfig
 from tests.api.conftest import ROOT, settings_env
 from tests.dispatcher.helpers import TopicReader
 from vreserve import identity as ident
-from vreserve import topics
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import ADMIN
 from vreserve.carrier_webhooks import SIGNATURE_HEADER, sign
 from vreserve.db import connect
 from vreserve.schemas.common import utc_now
@@ -61,7 +62,7 @@ def _publish(world, orders: list[DispatchOrder]) -> None:
                           reason="emergency ended", at=utc_now())
     with connect(world.settings.pg_dsn, autocommit=True) as conn:  # as the dispatcher books a cancel it publishes
         conn.execute("UPDATE dispatch_orders SET status = 'cancelled' WHERE order_id = %s", (cancel.order_id,))
-    producer = KafkaProducer(bootstrap_servers=world.settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(world.settings, ADMIN, acks="all")
     for raw in [o.to_json() for o in orders] + [cancel.to_json(), orders[1].to_json()]:  # orders[1] republished
         producer.send(world.settings.topic(topics.DISPATCH_ORDERS), key=b"DC-C", value=raw)
     producer.flush(30)

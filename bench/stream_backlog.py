@@ -1,0 +1,254 @@
+"""``vreserve bench stream --backlog N``: the stream worker and a plain consumer draining the same
+backlog of N readings records from Kafka into the database, in one invocation.
+
+Setup (stopped and dropped at the end): a private database with a generated registry (sites x
+materials), a private topic prefix, and the backlog produced up front (each site reports in turn,
+every record one site's readings of all its materials). Then, per contender and in the order
+given, from empty readings tables: start it, and time it from its first record to the last
+reading committed. Printed per contender: readings/s, client CPU per 10,000 readings (the
+contender's process only), PostgreSQL CPU per 10,000 readings, and the load average of the
+machine around the run (2 shared cores: absolute figures move with other people's work; the
+ratios of one invocation are the figures to read). Then the ratios worker / baseline.
+
+The worker's readings count comes from its health page (polled every 0.2 s); the baseline
+measures itself (see :mod:`bench.stream_baseline`).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from vreserve import kafka_clients, topics
+from vreserve.kafka_access import ADMIN
+from vreserve.settings import Settings
+
+from bench.procs import Proc, child_env, cpu_seconds, free_port
+
+VRESERVE = str(Path(sys.executable).with_name("vreserve"))
+TARGET_READINGS_S = 50_000
+TARGET_CPU_RATIO = 3.0
+
+
+@dataclass
+class Drain:
+    """One contender's run over the backlog."""
+
+    name: str
+    readings: int
+    seconds: float
+    cpu_s: float          # the contender's own process
+    pg_cpu_s: float       # PostgreSQL (postmaster and backends)
+    load: tuple[float, float]  # 1-minute load average before / after
+
+    @property
+    def rate(self) -> float:
+        return self.readings / self.seconds if self.seconds else 0.0
+
+    def per_10k(self, cpu: float) -> float:
+        return 1000.0 * cpu / self.readings * 10_000 if self.readings else 0.0
+
+    def line(self) -> str:
+        return (f"{self.name:<22} {self.readings:>10,} readings in {self.seconds:6.1f} s = {self.rate:>8,.0f} readings/s"
+                f" | client CPU {self.per_10k(self.cpu_s):6.1f} ms, PostgreSQL CPU {self.per_10k(self.pg_cpu_s):6.1f} ms"
+                f" per 10,000 readings | load average {self.load[0]:.1f} -> {self.load[1]:.1f}")
+
+
+def load_average() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def produce_backlog(settings: Settings, site_units: list[tuple[str, list[tuple[str, str]]]], records: int,
+                    echo) -> int:
+    """``records`` ReadingBatch records, each site in turn with a rising seq; returns readings."""
+    from stream.loadgen import producer, reading_batch
+    from vreserve.schemas.common import utc_now
+
+    prod = producer(settings, linger_ms=50, acks=1, max_in_flight_requests_per_connection=5)
+    topic = settings.topic(topics.READINGS)
+    t0, readings = utc_now() - timedelta(hours=1), 0
+    try:
+        for i in range(records):
+            site_id, mats = site_units[i % len(site_units)]
+            seq = i // len(site_units) + 1
+            b = reading_batch(site_id, seq, t0 + timedelta(milliseconds=i),
+                              {m: (100.0 + seq % 7, u) for m, u in mats}, t0)
+            prod.send(topic, key=site_id.encode(), value=b.to_json())
+            readings += len(mats)
+            if (i + 1) % 20_000 == 0:
+                echo(f"setup: backlog {i + 1:,} of {records:,} records produced")
+        prod.flush(120)
+    finally:
+        prod.close(10)
+    return readings
+
+
+def reset(settings: Settings) -> None:
+    """Empty readings tables, and no committed offsets for the worker's group: each contender
+    starts from the beginning of the backlog."""
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from vreserve.db import connect
+
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE stock_readings, stock_latest, stream_offsets, stream_sites, alerts CASCADE")
+    consumer = kafka_clients.consumer(settings, ADMIN, group_id=settings.group("stream"), enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(settings.topic(topics.READINGS), p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in tps})
+    finally:
+        consumer.close()
+
+
+def health_document(port: int) -> dict | None:
+    """A worker's /health document, or None while it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
+def drain_worker(settings: Settings, expected: int, timeout_s: float, processes: int = 1) -> Drain:
+    """``vreserve stream run`` (``processes`` of them, one consumer group) over the backlog; timed
+    from the first record taken to the last reading committed."""
+    ports = [free_port() for _ in range(processes)]
+    load0 = load_average()
+    env = child_env(settings, VR_STATE_DIR=str(settings.state_dir))
+    procs = [Proc([VRESERVE, "stream", "run", "--web-port", str(port)], env, f"worker:{port}") for port in ports]
+    try:
+        start = cpu0 = pg0 = None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(p.proc.poll() is not None for p in procs):
+                raise RuntimeError("stream worker exited:\n" + "\n".join(l for p in procs for l in p.lines[-20:]))
+            docs = [health_document(port) or {} for port in ports]
+            if start is None and any(h.get("records", 0) > 0 for h in docs):
+                start, cpu0, pg0 = time.monotonic(), sum(cpu_seconds(p.pid) for p in procs), _pg_cpu(settings.pg_dsn)
+            written = sum(h.get("history_rows", 0) for h in docs)
+            if start is not None and written >= expected:
+                name = "stream worker (Faust)" if processes == 1 else f"{processes} stream workers"
+                return Drain(name, written, time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0,
+                             _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()))
+            time.sleep(0.2)
+        raise RuntimeError(f"stream worker(s) did not drain the backlog in {timeout_s:.0f} s")
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def drain_baseline(settings: Settings, expected: int, timeout_s: float) -> Drain:
+    load0 = load_average()
+    proc = Proc([sys.executable, "-m", "bench.stream_baseline", settings.group("baseline"), str(expected)],
+                child_env(settings), "baseline")
+    try:
+        proc.proc.wait(timeout_s)
+    finally:
+        proc.stop()
+    result = next((json.loads(line) for line in reversed(proc.lines) if line.startswith("{")), None)
+    if result is None or result["readings"] < expected:
+        raise RuntimeError("baseline consumer did not drain the backlog:\n" + "\n".join(proc.lines[-20:]))
+    return Drain("plain consumer (bench)", result["readings"], result["seconds"], result["cpu_s"],
+                 result["pg_cpu_s"], (load0, load_average()))
+
+
+def _pg_cpu(dsn: str) -> float:
+    """CPU seconds of the PostgreSQL backends serving the bench's own database (the server is
+    shared: other databases' backends are not counted), read from /proc."""
+    from vreserve.db import connect
+
+    with connect(dsn, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                           " AND pid <> pg_backend_pid()")]
+    return sum(cpu_seconds(p) for p in pids)
+
+
+def _delete_topics(settings: Settings) -> None:
+    admin = kafka_clients.admin(settings, ADMIN)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+
+
+def compare(drains: list[Drain], echo) -> None:
+    echo("")
+    for d in drains:
+        echo(d.line())
+    worker = next((d for d in drains if d.name.startswith("stream worker")), None)
+    pair = next((d for d in drains if d.name.startswith("2 stream workers")), None)
+    if worker and pair and worker.rate:
+        echo(f"2 workers / 1 worker: throughput {pair.rate / worker.rate:.2f}x (2 cores shared with everyone: "
+             f"a second worker gains only what the machine has spare)")
+    base = next((d for d in drains if d.name.startswith("plain")), None)
+    if worker and base and base.rate and worker.per_10k(1) and base.cpu_s:
+        cpu_ratio = worker.per_10k(worker.cpu_s) / base.per_10k(base.cpu_s)
+        echo(f"worker / baseline: throughput {worker.rate / base.rate:.2f}x, client CPU per reading "
+             f"{cpu_ratio:.1f}x (target within {TARGET_CPU_RATIO:.0f}x: {'met' if cpu_ratio <= TARGET_CPU_RATIO else 'NOT met'}); "
+             f"worker {worker.rate:,.0f} readings/s (target {TARGET_READINGS_S:,}: "
+             f"{'met' if worker.rate >= TARGET_READINGS_S else 'NOT met'} on this shared machine)")
+
+
+def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000, materials: int = 10,
+                order: tuple[str, ...] = ("worker", "baseline"), echo=print) -> list[Drain]:
+    """Set up, drain the backlog with each contender in ``order``, compare, clean up."""
+    import shutil
+    import tempfile
+    import uuid
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from ingest.registry import generate_registry, store_registry
+    from vreserve.db import connect, migrate
+    from vreserve.kafka_admin import ensure_topics
+
+    token = uuid.uuid4().hex[:6]
+    info = conninfo_to_dict(settings.pg_dsn)
+    dbname = f"vr_bench_backlog_{token}"
+    state = Path(tempfile.mkdtemp(prefix="vr-bench-backlog-"))
+    bench = settings.with_(topic_prefix=f"bbacklog{token}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
+                           state_dir=state)
+    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+    drains: list[Drain] = []
+    created = False
+    try:
+        with connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        created = True
+        migrate(bench.pg_dsn)
+        reg = generate_registry(sites, seed=17, id_prefix=f"bb{token}-", materials_per_site=materials)
+        with connect(bench.pg_dsn) as conn:
+            store_registry(conn, reg)
+        ensure_topics(bench)
+        site_units = [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
+        expected = produce_backlog(bench, site_units, records, echo)
+        echo(f"setup: backlog of {records:,} records = {expected:,} readings on {bench.partitions} partitions "
+             f"({sites:,} sites x {materials} materials)")
+        for name in order:
+            reset(bench)
+            if name == "baseline":
+                drains.append(drain_baseline(bench, expected, timeout_s=900))
+            else:
+                drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(name[6:] or 1)))
+            echo(drains[-1].line())
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        try:
+            _delete_topics(bench)
+        except Exception as exc:  # noqa: BLE001 - a leftover bench topic is harmless
+            echo(f"could not delete bench topics: {exc}")
+        if created:
+            with connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    compare(drains, echo)
+    return drains

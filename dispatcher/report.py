@@ -2,6 +2,7 @@
 units), per period the plan's status and solve time; written as JSON and a PNG chart."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 

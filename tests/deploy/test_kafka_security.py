@@ -29,6 +29,22 @@ def _secured(base_settings: Settings) -> None:
         pytest.skip("the broker runs with VR_KAFKA_SECURITY=PLAINTEXT")
 
 
+@pytest.fixture(scope="module")
+def settings(settings: Settings):
+    """Topics of this module's own (and the components' grants under their prefix): the records it
+    writes to prove a right (``{}`` to mode, readings...) are not contracts' records, and must not
+    reach the session's topics that other tests decode."""
+    own = settings.with_(topic_prefix=f"{settings.topic_prefix}ks{uuid.uuid4().hex[:6]}.")
+    if kafka_clients.secured(own):
+        ensure_topics(own)
+    yield own
+    admin = kafka_clients.admin(own, ADMIN)
+    try:
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(own.topic_prefix)])
+    finally:
+        admin.close()
+
+
 def _send(settings: Settings, principal: str, logical: str) -> None:
     """Produce one record as ``principal`` and wait for the broker's answer (raises on refusal)."""
     producer = kafka_clients.producer(settings, principal, max_block_ms=10000, request_timeout_ms=10000,

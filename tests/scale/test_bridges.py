@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ingest.bridge import end_session
+from vreserve.mqtt import end_session
 from tests.ingest.test_ingest_crash import BridgeProcess
 from vreserve import topics
 from vreserve.schemas.readings import ReadingBatch
@@ -84,4 +84,4 @@ def test_two_bridges_share_the_stream_and_a_sigkill_loses_nothing(settings, regi
             if b is not None:
                 b.kill(signal.SIGTERM)
         for i in ids:
-            end_session(settings, i)
+            end_session(settings.mqtt, i)

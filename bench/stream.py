@@ -200,6 +200,7 @@ class _StreamBench:
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         from deploy.runner import Kafka, Mosquitto, Postgres
+        from vreserve import kafka_clients
 
         token = uuid.uuid4().hex[:6]
         state = Path(tempfile.mkdtemp(prefix="vr-bench-stream-"))
@@ -211,7 +212,9 @@ class _StreamBench:
         bench = settings.with_(
             topic_prefix=f"bstream{token}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
             mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state,
-            mqtt_ca_file="")  # the private broker's CA is made in the private state dir, not the shared one
+            mqtt_ca_file="",  # the private broker's CA is made in the private state dir, not the shared one
+            # Kafka is the shared broker: log in with the installation's secrets, check it against its CA
+            secrets_dir=str(settings.secrets_folder), kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
         admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
         run = cls(settings, bench, token, dbname, admin_dsn, state, mqtt_port, web_ports, sites, materials, step_s,
                   warmup_s, fleet_procs, gateways, source, workers, leader_topic, echo)

@@ -30,6 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -140,195 +141,279 @@ class KafkaSource:
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
          workers: int = 1, leader_topic: bool = False, echo=print) -> list[Step]:
-    from vreserve import kafka_clients
-    from vreserve.kafka_access import ADMIN
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from deploy.runner import Kafka, Mosquitto, Postgres
-    from ingest.registry import generate_registry, store_registry
-    from vreserve.db import connect, migrate
-    from vreserve.kafka_admin import ensure_topics
-
-    from stream.latency import delta, percentile
-
-    token = uuid.uuid4().hex[:6]
-    prefix = f"bstream{token}."
-    id_prefix = f"bs{token}-"
-    seed = 17
-    state = Path(tempfile.mkdtemp(prefix="vr-bench-stream-"))
-    addr = settings.mqtt
-    mqtt_port = _free_port()
-    web_ports = [_free_port() for _ in range(workers)]
-    info = conninfo_to_dict(settings.pg_dsn)
-    dbname = f"vr_bench_stream_{token}"
-    bench = settings.with_(
-        topic_prefix=prefix, pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-        mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state,
-        mqtt_ca_file="")  # the private broker's CA is made in the private state dir, not the shared one
-    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
-    broker = Mosquitto(bench) if source == "e2e" else None
-    kafka_pid = Kafka(settings).pid()
-    pg_pid = Postgres(settings).pid()
-    procs: list[Proc] = []
+    """Set up once, then one measured step per rate (rising) until one is not sustained; always clean up."""
+    run = _StreamBench.create(settings, sites, materials, step_s, warmup_s, fleet_procs, gateways, source, workers,
+                              leader_topic, echo)
     results: list[Step] = []
-    kafka_source: KafkaSource | None = None
-    created_db = False
     t_start = time.monotonic()
     try:
-        echo(f"setup: source {source}; database {dbname}, topic prefix {prefix}"
-             + (f", private Mosquitto on 127.0.0.1:{mqtt_port}" if broker else ""))
-        with connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        created_db = True
-        migrate(bench.pg_dsn)
-        t0 = time.monotonic()
-        reg = generate_registry(sites, seed=seed, id_prefix=id_prefix, materials_per_site=materials)
-        with connect(bench.pg_dsn) as conn:
-            store_registry(conn, reg)
-        echo(f"setup: registry of {sites} sites x {materials} materials stored in {time.monotonic() - t0:.1f} s")
-        ensure_topics(bench)
-
-        worker_procs = []
-        for port in web_ports:
-            argv = [VRESERVE, "stream", "run", "--web-port", str(port)] + (["--faust-leader-topic"] if leader_topic else [])
-            worker_procs.append(Proc(argv, _env(bench), f"worker:{port}"))
-        procs.extend(worker_procs)
-        deadline = time.monotonic() + 90
-        while True:
-            hs = [_health(p) for p in web_ports]
-            if all(h and h.get("status") == "ok" for h in hs) and \
-                    len({x for h in hs for x in h.get("assigned_partitions", [])}) >= settings.partitions:
-                break
-            if any(w.proc.poll() is not None for w in worker_procs) or time.monotonic() > deadline:
-                raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(worker_procs[0].lines[-20:]))
-            time.sleep(0.3)
-        echo(f"setup: {workers} stream worker(s) up{' WITH Faust leader topic (baseline)' if leader_topic else ''} (pids {', '.join(str(w.pid) for w in worker_procs)}), "
-             f"health on 127.0.0.1:{', '.join(map(str, web_ports))}")
-        named: dict[str, list[int]] = {"stream worker" + ("s" if workers > 1 else ""): [w.pid for w in worker_procs],
-                                       "kafka": [kafka_pid] if kafka_pid else [], "postgres": _children(pg_pid)}
-        bridge = None
-        if broker is not None:
-            broker.up(lambda m: None)
-            bridge = Proc([VRESERVE, "ingest", "run", "--client-id", f"vr-bench-stream-{token}", "--status-json",
-                           "--status-interval", "1", "--registry-refresh", "600"], _env(bench), "bridge")
-            procs.append(bridge)
-            if not bridge.wait_line('"note": "started"', 60):
-                raise RuntimeError("bridge did not start:\n" + "\n".join(bridge.lines[-10:]))
-            named.update({"bridge": [bridge.pid], "mosquitto": [broker.pid()]})
-            echo("setup: bridge up")
-        else:
-            site_units = [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
-            kafka_source = KafkaSource(bench, site_units)
-            named["producer (this process)"] = [os.getpid()]
-
-        def cpu_snapshot() -> dict[str, dict[int, float]]:
-            named["postgres"] = _children(pg_pid)  # backends come and go: re-read every time
-            return {k: {p: _cpu_seconds(p) for p in pids} for k, pids in named.items()}
-
-        def cpu_percent(c0: dict, c1: dict, window: float) -> dict[str, float]:
-            return {k: 100.0 * sum(c1[k][p] - c0.get(k, {}).get(p, c1[k][p]) for p in c1[k]) / window for k in c1}
-
+        run.setup()
         for rate in rates:
-            duration = warmup_s + step_s + 0.5
-            fleet: list[Proc] = []
-            producer_thread = None
-            if broker is not None:
-                interval = sites / rate
-                for i in range(fleet_procs):
-                    argv = [VRESERVE, "simulate", "sites", "--generate", str(sites), "--seed", str(seed),
-                            "--id-prefix", id_prefix, "--materials-per-site", str(materials),
-                            "--interval", f"{interval:.4f}", "--auth", "gateway",
-                            "--gateways", str(max(1, gateways // fleet_procs)), "--shard", f"{i}/{fleet_procs}",
-                            "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
-                    fleet.append(Proc(argv, _env(bench), f"fleet{i}"))
-                procs.extend(fleet)
-                for f in fleet:
-                    if not f.wait_line("offered", 60):
-                        raise RuntimeError(f"fleet did not start: {f.lines[-5:]}")
-                named["fleet"] = [f.pid for f in fleet]
-            else:
-                sent_before = kafka_source.sent
-                producer_thread = kafka_source.run(rate, duration)
-            time.sleep(warmup_s)
-            h0, c0, w0 = _health_all(web_ports), cpu_snapshot(), time.time()
-            time.sleep(step_s)
-            h1, c1, w1 = _health_all(web_ports), cpu_snapshot(), time.time()
-            window = w1 - w0
-            cpu = cpu_percent(c0, c1, window)
-            if broker is not None:
-                for f in fleet:
-                    f.proc.wait(60)
-                sent_msgs = 0
-                for f in fleet:
-                    for line in reversed(f.lines):
-                        if line.startswith("fleet stopped"):
-                            sent_msgs += int(line.split(" sent ")[1].split()[0])
-                            break
-            else:
-                producer_thread.join(120)
-                sent_msgs = kafka_source.sent - sent_before
-            published_readings_s = sent_msgs * materials / duration
-            # Drain: the worker has everything once its readings count stops moving.
-            t_drain = time.monotonic()
-            drained_s = None
-            last = (_health_all(web_ports) or {}).get("readings", 0)
-            still_since = time.monotonic()
-            while time.monotonic() - t_drain < 45:
-                time.sleep(0.5)
-                now_readings = (_health_all(web_ports) or {}).get("readings", 0)
-                if now_readings != last:
-                    last, still_since = now_readings, time.monotonic()
-                elif time.monotonic() - still_since >= 2.0:
-                    drained_s = max(0.0, still_since - t_drain)
-                    break
-            h2 = _health_all(web_ports) or {}
-            lat = delta(h1["latency_counts"], h0["latency_counts"])
-            step = Step(rate=rate, published_readings_s=published_readings_s,
-                        readings_s=(h1["readings"] - h0["readings"]) / window,
-                        db_rows_s=(h1["history_rows"] - h0["history_rows"]) / window,
-                        p50_ms=percentile(lat, 0.50), p99_ms=percentile(lat, 0.99), cpu=cpu,
-                        rss_mib=sum(_rss_mib(w.pid) for w in worker_procs), keys=h2.get("table_keys", 0), drained_s=drained_s,
-                        sensor_to_kafka_ms=h1.get("last_sensor_to_kafka_ms"),
-                        kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
-                        batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
-                        writer_busy=(h1["db_write_s"] - h0["db_write_s"]) / window,
-                        note=f"{sent_msgs} msgs published in {duration:.0f} s")
-            if h2.get("dead_letters"):
-                step.note += f"; {h2['dead_letters']} dead letters so far"
+            step = run.step(rate)
             results.append(step)
             echo(_format(step, materials))
             if not step.sustained:
                 echo("  -> not sustained; higher rates skipped")
                 break
     finally:
-        for p in procs:
+        run.teardown()
+    _summary(results, sites, materials, source, echo, time.monotonic() - t_start)
+    return results
+
+
+@dataclass
+class _StreamBench:
+    """One bench run's private database, topics, broker (e2e) and processes (all removed by teardown)."""
+
+    settings: Settings
+    bench: Settings
+    token: str
+    dbname: str
+    admin_dsn: str
+    state: Path
+    mqtt_port: int
+    web_ports: list[int]
+    sites: int
+    materials: int
+    step_s: float
+    warmup_s: float
+    fleet_procs: int
+    gateways: int
+    source: str
+    workers: int
+    leader_topic: bool
+    echo: Callable[[str], None]
+    broker: Any = None               # the private Mosquitto (--source e2e only)
+    kafka_pid: int | None = None
+    pg_pid: int | None = None
+    procs: list[Proc] = field(default_factory=list)
+    worker_procs: list[Proc] = field(default_factory=list)
+    kafka_source: KafkaSource | None = None
+    named: dict[str, list[int]] = field(default_factory=dict)  # CPU accounting: label -> pids
+    created_db: bool = False
+    seed: int = 17
+
+    @classmethod
+    def create(cls, settings: Settings, sites: int, materials: int, step_s: float, warmup_s: float, fleet_procs: int,
+               gateways: int, source: str, workers: int, leader_topic: bool, echo) -> "_StreamBench":
+        # lazy: bench modules are mounted on `vreserve --help`; kafka and psycopg cost ~1 s to import
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        from deploy.runner import Kafka, Mosquitto, Postgres
+        from vreserve import kafka_clients
+
+        token = uuid.uuid4().hex[:6]
+        state = Path(tempfile.mkdtemp(prefix="vr-bench-stream-"))
+        addr = settings.mqtt
+        mqtt_port = _free_port()
+        web_ports = [_free_port() for _ in range(workers)]
+        info = conninfo_to_dict(settings.pg_dsn)
+        dbname = f"vr_bench_stream_{token}"
+        bench = settings.with_(
+            topic_prefix=f"bstream{token}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
+            mqtt_url=f"{'mqtts' if addr.tls else 'mqtt'}://{addr.username}:{addr.password}@127.0.0.1:{mqtt_port}", state_dir=state,
+            mqtt_ca_file="",  # the private broker's CA is made in the private state dir, not the shared one
+            # Kafka is the shared broker: log in with the installation's secrets, check it against its CA
+            secrets_dir=str(settings.secrets_folder), kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
+        admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+        run = cls(settings, bench, token, dbname, admin_dsn, state, mqtt_port, web_ports, sites, materials, step_s,
+                  warmup_s, fleet_procs, gateways, source, workers, leader_topic, echo)
+        run.broker = Mosquitto(bench) if source == "e2e" else None
+        run.kafka_pid = Kafka(settings).pid()
+        run.pg_pid = Postgres(settings).pid()
+        return run
+
+    @property
+    def prefix(self) -> str:
+        return self.bench.topic_prefix
+
+    @property
+    def id_prefix(self) -> str:
+        return f"bs{self.token}-"
+
+    def setup(self) -> None:
+        """The database with the registry, the topics, the worker(s), then the source of load."""
+        from ingest.registry import generate_registry, store_registry  # lazy: see create
+        from vreserve.db import connect, migrate
+        from vreserve.kafka_admin import ensure_topics
+
+        self.echo(f"setup: source {self.source}; database {self.dbname}, topic prefix {self.prefix}"
+                  + (f", private Mosquitto on 127.0.0.1:{self.mqtt_port}" if self.broker else ""))
+        with connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        self.created_db = True
+        migrate(self.bench.pg_dsn)
+        t0 = time.monotonic()
+        reg = generate_registry(self.sites, seed=self.seed, id_prefix=self.id_prefix, materials_per_site=self.materials)
+        with connect(self.bench.pg_dsn) as conn:
+            store_registry(conn, reg)
+        self.echo(f"setup: registry of {self.sites} sites x {self.materials} materials stored in "
+                  f"{time.monotonic() - t0:.1f} s")
+        ensure_topics(self.bench)
+        self.start_workers()
+        self.start_source(reg)
+
+    def start_workers(self) -> None:
+        """The stream worker(s), waited for until healthy and holding every partition between them."""
+        for port in self.web_ports:
+            argv = [VRESERVE, "stream", "run", "--web-port", str(port)] + (["--faust-leader-topic"] if self.leader_topic else [])
+            self.worker_procs.append(Proc(argv, _env(self.bench), f"worker:{port}"))
+        self.procs.extend(self.worker_procs)
+        deadline = time.monotonic() + 90
+        while True:
+            hs = [_health(p) for p in self.web_ports]
+            if all(h and h.get("status") == "ok" for h in hs) and \
+                    len({x for h in hs for x in h.get("assigned_partitions", [])}) >= self.settings.partitions:
+                break
+            if any(w.proc.poll() is not None for w in self.worker_procs) or time.monotonic() > deadline:
+                raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(self.worker_procs[0].lines[-20:]))
+            time.sleep(0.3)
+        self.echo(f"setup: {self.workers} stream worker(s) up{' WITH Faust leader topic (baseline)' if self.leader_topic else ''} "
+                  f"(pids {', '.join(str(w.pid) for w in self.worker_procs)}), "
+                  f"health on 127.0.0.1:{', '.join(map(str, self.web_ports))}")
+        self.named = {"stream worker" + ("s" if self.workers > 1 else ""): [w.pid for w in self.worker_procs],
+                      "kafka": [self.kafka_pid] if self.kafka_pid else [], "postgres": _children(self.pg_pid)}
+
+    def start_source(self, reg) -> None:
+        """e2e: the private Mosquitto and the bridge; kafka: a producer in this process."""
+        if self.broker is not None:
+            self.broker.up(lambda m: None)
+            bridge = Proc([VRESERVE, "ingest", "run", "--client-id", f"vr-bench-stream-{self.token}", "--status-json",
+                           "--status-interval", "1", "--registry-refresh", "600"], _env(self.bench), "bridge")
+            self.procs.append(bridge)
+            if not bridge.wait_line('"note": "started"', 60):
+                raise RuntimeError("bridge did not start:\n" + "\n".join(bridge.lines[-10:]))
+            self.named.update({"bridge": [bridge.pid], "mosquitto": [self.broker.pid()]})
+            self.echo("setup: bridge up")
+        else:
+            site_units = [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
+            self.kafka_source = KafkaSource(self.bench, site_units)
+            self.named["producer (this process)"] = [os.getpid()]
+
+    def cpu_snapshot(self) -> dict[str, dict[int, float]]:
+        self.named["postgres"] = _children(self.pg_pid)  # backends come and go: re-read every time
+        return {k: {p: _cpu_seconds(p) for p in pids} for k, pids in self.named.items()}
+
+    @staticmethod
+    def cpu_percent(c0: dict, c1: dict, window: float) -> dict[str, float]:
+        return {k: 100.0 * sum(c1[k][p] - c0.get(k, {}).get(p, c1[k][p]) for p in c1[k]) / window for k in c1}
+
+    def start_load(self, rate: float, duration: float) -> tuple[list[Proc], threading.Thread | None, int]:
+        """Offer ``rate`` messages/s for ``duration`` s: the fleet's shards (e2e) or the producer thread
+        (kafka); returns the fleet, the thread and the producer's count before this step."""
+        if self.broker is None:
+            sent_before = self.kafka_source.sent
+            return [], self.kafka_source.run(rate, duration), sent_before
+        fleet: list[Proc] = []
+        interval = self.sites / rate
+        for i in range(self.fleet_procs):
+            argv = [VRESERVE, "simulate", "sites", "--generate", str(self.sites), "--seed", str(self.seed),
+                    "--id-prefix", self.id_prefix, "--materials-per-site", str(self.materials),
+                    "--interval", f"{interval:.4f}", "--auth", "gateway",
+                    "--gateways", str(max(1, self.gateways // self.fleet_procs)), "--shard", f"{i}/{self.fleet_procs}",
+                    "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
+            fleet.append(Proc(argv, _env(self.bench), f"fleet{i}"))
+        self.procs.extend(fleet)
+        for f in fleet:
+            if not f.wait_line("offered", 60):
+                raise RuntimeError(f"fleet did not start: {f.lines[-5:]}")
+        self.named["fleet"] = [f.pid for f in fleet]
+        return fleet, None, 0
+
+    def sent_messages(self, fleet: list[Proc], producer_thread: threading.Thread | None, sent_before: int) -> int:
+        """Wait for the load to end; the messages it published (the fleet's own count, or the producer's)."""
+        if self.broker is None:
+            producer_thread.join(120)
+            return self.kafka_source.sent - sent_before
+        for f in fleet:
+            f.proc.wait(60)
+        sent_msgs = 0
+        for f in fleet:
+            for line in reversed(f.lines):
+                if line.startswith("fleet stopped"):
+                    sent_msgs += int(line.split(" sent ")[1].split()[0])
+                    break
+        return sent_msgs
+
+    def drain(self) -> float | None:
+        """The worker has everything once its readings count stops moving (2 s); seconds that took, or None
+        if it was still moving after 45 s."""
+        t_drain = time.monotonic()
+        last = (_health_all(self.web_ports) or {}).get("readings", 0)
+        still_since = time.monotonic()
+        while time.monotonic() - t_drain < 45:
+            time.sleep(0.5)
+            now_readings = (_health_all(self.web_ports) or {}).get("readings", 0)
+            if now_readings != last:
+                last, still_since = now_readings, time.monotonic()
+            elif time.monotonic() - still_since >= 2.0:
+                return max(0.0, still_since - t_drain)
+        return None
+
+    def step(self, rate: float) -> Step:
+        """Offer ``rate`` messages/s: warm up, measure the window from the workers' health counters, drain."""
+        from stream.latency import delta, percentile  # lazy: see create
+
+        duration = self.warmup_s + self.step_s + 0.5
+        fleet, producer_thread, sent_before = self.start_load(rate, duration)
+        time.sleep(self.warmup_s)
+        h0, c0, w0 = _health_all(self.web_ports), self.cpu_snapshot(), time.time()
+        time.sleep(self.step_s)
+        h1, c1, w1 = _health_all(self.web_ports), self.cpu_snapshot(), time.time()
+        window = w1 - w0
+        cpu = self.cpu_percent(c0, c1, window)
+        sent_msgs = self.sent_messages(fleet, producer_thread, sent_before)
+        published_readings_s = sent_msgs * self.materials / duration
+        drained_s = self.drain()
+        h2 = _health_all(self.web_ports) or {}
+        lat = delta(h1["latency_counts"], h0["latency_counts"])
+        step = Step(rate=rate, published_readings_s=published_readings_s,
+                    readings_s=(h1["readings"] - h0["readings"]) / window,
+                    db_rows_s=(h1["history_rows"] - h0["history_rows"]) / window,
+                    p50_ms=percentile(lat, 0.50), p99_ms=percentile(lat, 0.99), cpu=cpu,
+                    rss_mib=sum(_rss_mib(w.pid) for w in self.worker_procs), keys=h2.get("table_keys", 0),
+                    drained_s=drained_s,
+                    sensor_to_kafka_ms=h1.get("last_sensor_to_kafka_ms"),
+                    kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
+                    batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
+                    writer_busy=(h1["db_write_s"] - h0["db_write_s"]) / window,
+                    note=f"{sent_msgs} msgs published in {duration:.0f} s")
+        if h2.get("dead_letters"):
+            step.note += f"; {h2['dead_letters']} dead letters so far"
+        return step
+
+    def teardown(self) -> None:
+        """Stop what this run started; drop its state dir, topics and database (each step best effort)."""
+        from vreserve import kafka_clients  # lazy: see create
+        from vreserve.db import connect
+        from vreserve.kafka_access import ADMIN
+
+        for p in self.procs:
             p.stop()
-        if kafka_source is not None:
-            kafka_source.close()
-        if broker is not None:
+        if self.kafka_source is not None:
+            self.kafka_source.close()
+        if self.broker is not None:
             try:
-                broker.down(lambda m: None)
+                self.broker.down(lambda m: None)
             except Exception as exc:  # noqa: BLE001 - keep cleaning up
-                echo(f"could not stop the private Mosquitto: {exc}")
-        shutil.rmtree(state, ignore_errors=True)
+                self.echo(f"could not stop the private Mosquitto: {exc}")
+        shutil.rmtree(self.state, ignore_errors=True)
         try:
-            admin = kafka_clients.admin(settings, ADMIN)
+            admin = kafka_clients.admin(self.settings, ADMIN)
             try:
-                mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+                mine = [t for t in admin.list_topics() if t.startswith(self.prefix)]
                 if mine:
                     admin.delete_topics(mine)
             finally:
                 admin.close()
         except Exception as exc:  # noqa: BLE001 - a leftover bench topic is harmless
-            echo(f"could not delete bench topics: {exc}")
-        if created_db:
+            self.echo(f"could not delete bench topics: {exc}")
+        if self.created_db:
             try:
-                with connect(admin_dsn, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+                with connect(self.admin_dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
             except Exception as exc:  # noqa: BLE001
-                echo(f"could not drop {dbname}: {exc}")
-    _summary(results, sites, materials, source, echo, time.monotonic() - t_start)
-    return results
+                self.echo(f"could not drop {self.dbname}: {exc}")
 
 
 def _format(step: Step, materials: int) -> str:

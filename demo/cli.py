@@ -33,6 +33,12 @@ from vreserve.settings import Settings
 @click.option("--stock-from-pack/--city-stock", default=True, show_default=True,
               help="Size the registry's stock of the pack's materials to the pack's own supply (a "
                    "shortage like the source's), or keep the generated city-scale stock.")
+@click.option("--max-deliveries", type=click.IntRange(1, None), default=None,
+              help="Limited fleet: each distribution centre serves at most N rescue centres per period "
+                   "(default: the pack's own limit).")
+@click.option("--min-lot", type=click.FloatRange(0, min_open=True), default=None,
+              help="Limited fleet: no delivery below Q units (all materials together; default: the pack's "
+                   "own minimum lot).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True)
 @click.option("--quiet", is_flag=True, help="Do not echo the services' own progress lines.")
 @click.option("--database", default="vreserve_demo", show_default=True,
@@ -40,13 +46,14 @@ from vreserve.settings import Settings
                    "earlier demos' topics are left alone (tests run the demo this way).")
 @click.pass_obj
 def demo(settings: Settings, sites, region, scenario, periods, period_length, demand_scale, interval, fail_rate,
-         seed, stock_from_pack, out_dir, quiet, database) -> None:
+         seed, stock_from_pack, max_deliveries, min_lot, out_dir, quiet, database) -> None:
     """The main job: a full emergency scenario on live services, end to end, with a final report."""
     # lazy: the phases import every stage and their libraries; `vreserve --help` stays fast
     from demo.run import DemoOptions, run_demo
 
     run_demo(settings, DemoOptions(sites, region, scenario, periods, period_length, demand_scale, interval,
-                                   fail_rate, seed, stock_from_pack, out_dir, quiet, database))
+                                   fail_rate, seed, stock_from_pack, out_dir, quiet, database, max_deliveries,
+                                   min_lot))
 
 
 commands = [demo]

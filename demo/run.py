@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from demo import carrier
+from demo.limits import write_limited_scenario
 from demo.registry import size_registry_to_pack
 from demo.services import clear_earlier_demos, console_login, fresh_database
 from demo.stack import Stack, api_addr, free_port, stack_env
@@ -51,6 +52,9 @@ class DemoOptions:
     out_dir: str
     quiet: bool
     database: str
+    #: the limited-fleet variant (demo/limits.py): None keeps the pack's own limit
+    max_deliveries: int | None = None
+    min_lot: float | None = None
 
 
 @dataclass
@@ -80,12 +84,14 @@ def run_demo(settings: Settings, opts: DemoOptions) -> None:
 
     demo_settings = prepare_services(settings, opts, run_id, say)
     base = load_scenario(opts.scenario).to_dict()
+    # the limited-fleet variant is declared from a file of its own (None: the pack by name)
+    demand_file = write_limited_scenario(base, opts.max_deliveries, opts.min_lot, out, say)
     reg, base = build_registry(opts, base, out, run_id, say)
     stack = Stack(stack_env(demo_settings, opts.interval), out / "logs", t0, echo=not opts.quiet)
     report = None
     try:
         console = start_stages(stack, settings, demo_settings.pg_dsn, opts, reg, length_s, out, say)
-        report = run_emergency(stack, demo_settings.pg_dsn, opts, base, length_s, out, console, say)
+        report = run_emergency(stack, demo_settings.pg_dsn, opts, base, length_s, out, console, say, demand_file)
         report["registry"] = {"sites": opts.sites, "centralized": reg.n_central, "grid_cells": reg.n_cells,
                               "seed": opts.seed, "stock_sized_to_pack": reg.sizing}
         report["wall_seconds"] = round(time.monotonic() - t0, 1)
@@ -178,13 +184,13 @@ def start_stages(stack: Stack, settings: Settings, dsn: str, opts: DemoOptions, 
 
 
 def run_emergency(stack: Stack, dsn: str, opts: DemoOptions, base: dict, length_s: float, out: Path,
-                  console: str, say: Say) -> dict[str, Any]:
+                  console: str, say: Say, demand_file: Path | None = None) -> dict[str, Any]:
     """Warehouse filled -> declared -> periods followed -> ended; returns the emergency's report."""
     with connect(dsn, autocommit=True) as conn:
         wait_for_warehouse(conn, stack, opts.sites, out, say)
         before = reported_stock(conn, [m["id"] for m in base["materials"]])
         say(console)
-        emergency_id = declare(stack, opts)
+        emergency_id = declare(stack, opts, demand_file)
         follow_periods(conn, stack, emergency_id, opts.periods, length_s, say)
         end_emergency(conn, stack, opts, emergency_id)
         time.sleep(2 * opts.interval + 1)  # the sites' last readings after the picks
@@ -216,9 +222,11 @@ def reported_stock(conn, materials: list[str]) -> dict[str, float]:
         (materials,)).fetchall())
 
 
-def declare(stack: Stack, opts: DemoOptions) -> str:
-    """Declare the emergency through the operator's command; returns its id."""
-    res = stack.run("emergency", "declare", "--region", opts.region, "--scenario", opts.scenario, "--periods",
+def declare(stack: Stack, opts: DemoOptions, demand_file: Path | None = None) -> str:
+    """Declare the emergency through the operator's command (the pack by name, or the limited
+    variant's scenario file); returns its id."""
+    source = ["--scenario", opts.scenario] if demand_file is None else ["--demand", str(demand_file)]
+    res = stack.run("emergency", "declare", "--region", opts.region, *source, "--periods",
                     str(opts.periods), "--period-length", opts.period_length, "--demand-scale",
                     str(opts.demand_scale), "--reason", "demo: epidemic outbreak, supplies to rescue centres",
                     "--wait", "30")

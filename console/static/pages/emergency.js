@@ -19,7 +19,7 @@ export async function render(root, ctx) {
     maps.closed = true;
     offs.forEach((off) => off());
     clearTimeout(timer);
-    for (const m of maps.values()) if (m.map) { m.map.stop(); m.map.remove(); }
+    for (const m of maps.values()) if (m.map) m.map.remove();
   };
 }
 
@@ -44,7 +44,7 @@ async function draw(el, ctx, maps) {
   if (maps.closed) return;
   el.replaceChildren(...parts);
   for (const [id, entry] of maps) {
-    if (!open.some((e) => e.emergency_id === id)) { if (entry.map) { entry.map.stop(); entry.map.remove(); } maps.delete(id); continue; }
+    if (!open.some((e) => e.emergency_id === id)) { if (entry.map) entry.map.remove(); maps.delete(id); continue; }
     showFlows(entry);
   }
 }
@@ -226,8 +226,7 @@ async function flowsSection(e, cells, maps) {
 /** (Re)draw one emergency's flows once its map element is in the page (Leaflet needs its size). */
 function showFlows(entry) {
   if (!entry.map) {
-    entry.map = L.map(entry.mapEl, { zoomSnap: 0.25, attributionControl: false,  // no animations (see overview.js)
-                                    zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false });
+    entry.map = L.map(entry.mapEl, { zoomSnap: 0.25, attributionControl: false });
     const region = entry.cells.filter((c) => c.region === entry.region);
     for (const c of region) L.rectangle(c.bounds, { weight: 1, color: "#99a", fillOpacity: 0.08, fillColor: "#99a", interactive: false }).addTo(entry.map);
     const all = region.flatMap((c) => c.bounds);

@@ -29,9 +29,7 @@ export async function render(root, ctx) {
   const mapEl = h("div", { id: "map", role: "region", "aria-label": "Map of grid cells and sites" });
   const summary = h("div");
   root.replaceChildren(h("div", { class: "overview" }, mapEl, h("aside", { class: "side", "aria-label": "Summary" }, summary)));
-  // no animations: a page left mid-animation must not leave a transition running on a removed map
-  const map = L.map(mapEl, { preferCanvas: true, zoomSnap: 0.5, attributionControl: !!ctx.config.tile_url,
-                            zoomAnimation: false, fadeAnimation: false, markerZoomAnimation: false });
+  const map = L.map(mapEl, { preferCanvas: true, zoomSnap: 0.5, attributionControl: !!ctx.config.tile_url });
   if (ctx.config.tile_url) L.tileLayer(ctx.config.tile_url, { maxZoom: 19 }).addTo(map);
   state.map = map;
   drawCells(state);
@@ -61,7 +59,7 @@ export async function render(root, ctx) {
   ];
   // freshness moves with the clock: recount and redraw the markers now and then
   const tick = setInterval(() => { if (state.sites) { state.data.counts = recount(state); redraw(); drawSites(state); } }, 15000);
-  return () => { state.closed = true; offs.forEach((off) => off()); clearInterval(tick); clearTimeout(flowTimer); map.stop(); map.remove(); };
+  return () => { state.closed = true; offs.forEach((off) => off()); clearInterval(tick); clearTimeout(flowTimer); map.remove(); };
 }
 
 function drawCells(state) {

@@ -235,7 +235,7 @@ function showFlows(entry) {
   if (entry.layer) entry.map.removeLayer(entry.layer);
   entry.layer = entry.material ? flowLayer(entry.data, entry.material).addTo(entry.map) : null;
   if (entry.layer && !entry.fitted && entry.layer.getBounds().isValid()) {
-    entry.map.fitBounds(entry.layer.getBounds(), { padding: [30, 30], maxZoom: 14 });  // the flows, not the whole region
+    entry.map.fitBounds(entry.layer.getBounds(), { padding: [30, 30], maxZoom: 14, animate: false });  // the flows, not the whole region
     entry.fitted = true;
   }
   const drawn = entry.data.flows.filter((f) => f.material_id === entry.material).length;

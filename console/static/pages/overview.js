@@ -74,7 +74,7 @@ function drawCells(state) {
     rect.addTo(layer);
     state.cells.set(c.cell, { data: c, rect });
   }
-  if (data.cells.length) map.fitBounds(L.latLngBounds(data.cells.flatMap((c) => c.bounds)), { padding: [10, 10] });
+  if (data.cells.length) map.fitBounds(L.latLngBounds(data.cells.flatMap((c) => c.bounds)), { padding: [10, 10], animate: false });
   else map.setView([30.59, 114.3], 10);
 }
 

@@ -2,6 +2,7 @@
 secret reaches a log (services' logs, components' logs, a demo's or a test run's logs)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -31,8 +32,13 @@ def known_secrets(secrets_dir: Path) -> dict[str, str]:
 
 
 def log_files(roots: Iterable[Path]) -> list[Path]:
-    """Every ``*.log`` file below the given folders (missing folders are skipped)."""
-    return sorted({p for root in roots if Path(root).is_dir() for p in Path(root).rglob("*.log") if p.is_file()})
+    """Every ``*.log`` file below the given folders. Missing folders, and folders that vanish while
+    they are walked (a Kafka topic being deleted), are skipped: the scan must not fail on a race."""
+    found = set()
+    for root in roots:
+        for folder, _dirs, files in os.walk(root, onerror=lambda _exc: None):
+            found.update(Path(folder) / name for name in files if name.endswith(".log"))
+    return sorted(found)
 
 
 def scan(secrets: dict[str, str], logs: Iterable[Path]) -> list[Leak]:

@@ -23,6 +23,21 @@ def test_the_scan_finds_a_leaked_secret_and_names_only_its_file(tmp_path) -> Non
     assert "s3cr3t" not in repr(leaks)
 
 
+def test_the_log_walk_skips_a_folder_that_vanishes_while_it_is_walked(tmp_path, monkeypatch) -> None:
+    import os
+    (tmp_path / "topic-1").mkdir()
+    (tmp_path / "topic-1" / "00000.log").write_text("x")
+    (tmp_path / "kept.log").write_text("y")
+    real_scandir = os.scandir
+
+    def vanishing(path="."):  # a Kafka topic folder deleted between the listing and the visit
+        if str(path).endswith("topic-1"):
+            raise FileNotFoundError(path)
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert log_files([tmp_path, tmp_path / "missing"]) == [tmp_path / "kept.log"]
+
+
 @pytest.mark.services
 def test_no_generated_secret_in_the_services_logs(base_settings: Settings) -> None:
     secrets = known_secrets(base_settings.secrets_folder)

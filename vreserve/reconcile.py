@@ -179,21 +179,27 @@ MOVES_SQL = """
     FROM stock_movements m WHERE m.at > {since}
 """
 
+#: A cursor only moves forward, in the readings' (ts, seq) order.
+CURSOR_FORWARD_ONLY = """ON CONFLICT (site_id, material_id) DO UPDATE SET ts = EXCLUDED.ts, seq = EXCLUDED.seq
+WHERE (EXCLUDED.ts, EXCLUDED.seq) > (c.ts, c.seq)
+"""
+
 #: Consecutive-reading pairs ready to judge (reading older than settle_s, newer than the key's
 #: cursor), with their movements; only pairs that moved beyond noise or had movements.
 PAIRS_SQL = """
 WITH todo AS (
     SELECT sl.site_id, sl.material_id,
-           coalesce(c.ts, now() - make_interval(secs => %(lookback_s)s)) AS from_ts
+           coalesce(c.ts, now() - make_interval(secs => %(lookback_s)s)) AS from_ts,
+           coalesce(c.seq, 9223372036854775807) AS from_seq  -- no cursor: every reading after from_ts
     FROM stock_latest sl LEFT JOIN reconcile_cursor c USING (site_id, material_id)
-    WHERE sl.ts > coalesce(c.ts, '-infinity'::timestamptz)
+    WHERE (sl.ts, sl.seq) > (coalesce(c.ts, '-infinity'::timestamptz), coalesce(c.seq, 0))
 ), pairs AS (
-    SELECT r.site_id, r.material_id, r.unit, r.seq, r.ts, r.qty::float8 AS qty, t.from_ts,
+    SELECT r.site_id, r.material_id, r.unit, r.seq, r.ts, r.qty::float8 AS qty, t.from_ts, t.from_seq,
            lag(r.seq) OVER w AS prev_seq, lag(r.ts) OVER w AS prev_ts, lag(r.qty::float8) OVER w AS prev_qty,
            max(r.ts) OVER (PARTITION BY r.site_id, r.material_id) AS last_ts
     FROM todo t JOIN stock_readings r ON r.site_id = t.site_id AND r.material_id = t.material_id
          AND r.ts >= t.from_ts AND r.ts <= now() - make_interval(secs => %(settle_s)s)
-    WINDOW w AS (PARTITION BY r.site_id, r.material_id ORDER BY r.ts)
+    WINDOW w AS (PARTITION BY r.site_id, r.material_id ORDER BY r.ts, r.seq)
 ), moves AS (""" + MOVES_SQL.format(since="(SELECT min(from_ts) FROM todo)") + """
 ), flagged AS (  -- pairs with a movement in them, or right after a reading stamped on a movement's ms
     SELECT p.site_id, p.material_id, p.ts
@@ -210,7 +216,7 @@ WITH todo AS (
 ), cand AS (  -- only these are grouped with their movements (most pairs are neither)
     SELECT p.*, cap.capacity FROM pairs p
     LEFT JOIN capacity cap ON cap.site_id = p.site_id AND cap.material_id = p.material_id
-    WHERE p.prev_ts IS NOT NULL AND p.ts > p.from_ts
+    WHERE p.prev_ts IS NOT NULL AND (p.ts, p.seq) > (p.from_ts, p.from_seq)
       AND (abs(p.qty - p.prev_qty) > greatest(%(tol_units)s, %(tol_share)s * greatest(p.prev_qty, p.qty))
            OR p.qty > cap.capacity
            OR (p.site_id, p.material_id, p.ts) IN (SELECT site_id, material_id, ts FROM flagged))
@@ -233,33 +239,33 @@ GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p
          p.last_ts, p.capacity
 """
 
-#: Each key's cursor moves to its newest settled reading (older than the lookback too: a key
-#: first seen with old readings starts from its newest one, so a later reading is judged against it).
+#: Each key's cursor moves to its newest settled reading, by (ts, seq) as readings are ordered (older
+#: than the lookback too: a key first seen with old readings starts from its newest one, so a later
+#: reading is judged against it).
 ADVANCE_CURSOR = """
-INSERT INTO reconcile_cursor AS c (site_id, material_id, ts)
-SELECT sl.site_id, sl.material_id, r.ts
+INSERT INTO reconcile_cursor AS c (site_id, material_id, ts, seq)
+SELECT sl.site_id, sl.material_id, r.ts, r.seq
 FROM stock_latest sl
 LEFT JOIN reconcile_cursor old USING (site_id, material_id)
-CROSS JOIN LATERAL (SELECT max(x.ts) AS ts FROM stock_readings x
+CROSS JOIN LATERAL (SELECT x.ts, x.seq FROM stock_readings x
                     WHERE x.site_id = sl.site_id AND x.material_id = sl.material_id
-                      AND x.ts <= now() - make_interval(secs => %(settle_s)s)) r
-WHERE sl.ts > coalesce(old.ts, '-infinity'::timestamptz) AND r.ts IS NOT NULL
+                      AND x.ts <= now() - make_interval(secs => %(settle_s)s)
+                    ORDER BY x.ts DESC, x.seq DESC LIMIT 1) r
+WHERE (sl.ts, sl.seq) > (coalesce(old.ts, '-infinity'::timestamptz), coalesce(old.seq, 0))
   AND sl.site_id || chr(31) || sl.material_id <> ALL(%(held)s::text[])
-ON CONFLICT (site_id, material_id) DO UPDATE SET ts = GREATEST(c.ts, EXCLUDED.ts)
-"""
+""" + CURSOR_FORWARD_ONLY
 
-#: Keys whose judgement waits: the cursor stays just before the change that waits.
+#: Keys whose judgement waits: the cursor stays at the reading just before the change that waits.
 HOLD_CURSOR = """
-INSERT INTO reconcile_cursor AS c (site_id, material_id, ts) VALUES (%s, %s, %s)
-ON CONFLICT (site_id, material_id) DO UPDATE SET ts = GREATEST(c.ts, EXCLUDED.ts)
-"""
+INSERT INTO reconcile_cursor AS c (site_id, material_id, ts, seq) VALUES (%s, %s, %s, %s)
+""" + CURSOR_FORWARD_ONLY
 
 STORE_CHANGE = """
 INSERT INTO stock_changes (site_id, material_id, seq, ts, qty, unit, prev_seq, prev_ts, prev_qty, picked_qty,
                            received_qty, declared_qty, expected_qty, unexplained_qty, tolerance_qty, verdict,
                            explained_by)
 VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
-ON CONFLICT (site_id, material_id, ts) DO UPDATE
+ON CONFLICT (site_id, material_id, ts, seq) DO UPDATE
 SET picked_qty = EXCLUDED.picked_qty, received_qty = EXCLUDED.received_qty, declared_qty = EXCLUDED.declared_qty,
     expected_qty = EXCLUDED.expected_qty, unexplained_qty = EXCLUDED.unexplained_qty, verdict = EXCLUDED.verdict,
     explained_by = EXCLUDED.explained_by, judged_at = now()
@@ -339,23 +345,23 @@ def stamped_on_reading(c: StockChange) -> bool:
 
 
 def settle_pairs(pairs: list[tuple[StockChange, Pending]], policy: Policy
-                 ) -> tuple[list[tuple[StockChange, Judgement]], dict[tuple[str, str], datetime]]:
+                 ) -> tuple[list[tuple[StockChange, Judgement]], dict[tuple[str, str], tuple[datetime, int]]]:
     """Judge each key's pairs in time order. Two consecutive unexplained changes that together are
     explained (a movement stamped on the millisecond of the reading before the one that shows
     it) are both explained. An unexplained change that may still get its explanation waits
     (see :attr:`Policy.pending_wait_s`): it and the key's later pairs are left for a later pass,
     and the key's cursor is held just before it. Returns the judged pairs and the held cursors."""
     by_key: dict[tuple[str, str], list[tuple[StockChange, Pending]]] = {}
-    for c, p in sorted(pairs, key=lambda cp: (cp[0].site_id, cp[0].material_id, cp[0].ts)):
+    for c, p in sorted(pairs, key=lambda cp: (cp[0].site_id, cp[0].material_id, cp[0].ts, cp[0].seq)):
         by_key.setdefault((c.site_id, c.material_id), []).append((c, p))
     judged: list[tuple[StockChange, Judgement]] = []
-    held: dict[tuple[str, str], datetime] = {}
+    held: dict[tuple[str, str], tuple[datetime, int]] = {}
     for key, seq in by_key.items():
         i = 0
         while i < len(seq):
             c, p = seq[i]
             j = judge(c, policy)
-            if (j.verdict != "explained" and i + 1 < len(seq) and seq[i + 1][0].prev_ts == c.ts
+            if (j.verdict != "explained" and i + 1 < len(seq) and seq[i + 1][0].prev_seq == c.seq
                     and stamped_on_reading(c)):
                 nxt = seq[i + 1][0]
                 if judge(merge(c, nxt), policy).verdict == "explained":
@@ -366,7 +372,7 @@ def settle_pairs(pairs: list[tuple[StockChange, Pending]], policy: Policy
                     continue
             may_wait = p.pick_pending or (p.newest_settled and stamped_on_reading(c))
             if j.verdict != "explained" and may_wait and p.age_s < policy.pending_wait_s:
-                held[key] = c.prev_ts
+                held[key] = (c.prev_ts, c.prev_seq)
                 break
             judged.append((c, j))
             i += 1
@@ -399,7 +405,7 @@ async def reconcile(cur: psycopg.AsyncCursor, policy: Policy = Policy()) -> Reco
         raised += max(cur.rowcount, 0)
     await cur.execute(ADVANCE_CURSOR, {**params, "held": [f"{s}\x1f{m}" for s, m in held]})
     if held:
-        await cur.executemany(HOLD_CURSOR, [(s, m, ts) for (s, m), ts in held.items()])
+        await cur.executemany(HOLD_CURSOR, [(s, m, ts, seq) for (s, m), (ts, seq) in held.items()])
     resolved = await _resolve_explained(cur, policy)
     return ReconcileResult(len(judged), sum(1 for _, j in judged if j.verdict == "explained"), raised, resolved)
 

@@ -102,18 +102,31 @@ def test_a_pick_stamped_on_the_millisecond_of_the_reading_before_is_explained():
     assert [j.verdict for _c, j in judged] == ["unexplained_rise", "unexplained_drop", "explained"]
 
 
+def test_two_readings_on_one_millisecond_are_taken_in_seq_order():
+    """A regular reading and the one right after a pick answered on the same millisecond: the pair
+    that ends on the first (pick not yet shown) and the pair between the two (the drop) cancel."""
+    from vreserve.reconcile import Pending, settle_pairs
+
+    t1, t2 = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
+    pick = [{"kind": "pick", "ref": "O-1", "qty": 60, "at": t2.isoformat()}]
+    before = StockChange("S1", "ventilator", "g1", "unit", 1, t1, 100, 2, t2, 100, 60, 0, 0, pick)
+    after = StockChange("S1", "ventilator", "g1", "unit", 2, t2, 100, 3, t2, 40)
+    judged, held = settle_pairs([(after, Pending(True, False, 5.0)), (before, Pending(False, False, 5.0))], Policy())
+    assert [(c.seq, j.verdict) for c, j in judged] == [(2, "explained"), (3, "explained")] and not held
+
+
 def test_an_unexplained_change_waits_for_a_pending_pick_or_the_next_reading_then_is_judged():
     from vreserve.reconcile import settle_pairs
 
     # the newest settled reading with a pick on its millisecond: wait (the next reading may cancel
     # it); the cursor stays before it. Without such a pick: judged at once.
     judged, held = settle_pairs([pair(100, 100, 1), pair(100, 100, 2, picked=50, newest=True)], Policy())
-    assert [j.verdict for _c, j in judged] == ["explained"] and held == {("S1", "ventilator"): T0 + timedelta(seconds=2)}
+    assert [j.verdict for _c, j in judged] == ["explained"] and held == {("S1", "ventilator"): (T0 + timedelta(seconds=2), 2)}
     judged, held = settle_pairs([pair(100, 100, 1), pair(100, 40, 2, newest=True)], Policy())
     assert [j.verdict for _c, j in judged] == ["explained", "unexplained_drop"] and not held
     # an order from the site is still open in the database: wait, and so do the key's later pairs
     judged, held = settle_pairs([pair(100, 40, 1, pending=True), pair(40, 40, 2)], Policy())
-    assert judged == [] and held == {("S1", "ventilator"): T0 + timedelta(seconds=1)}
+    assert judged == [] and held == {("S1", "ventilator"): (T0 + timedelta(seconds=1), 1)}
     # after the longest wait it is judged anyway; with a later reading that does not cancel it, at once
     judged, _ = settle_pairs([pair(100, 40, 1, pending=True, age=121)], Policy())
     assert [j.verdict for _c, j in judged] == ["unexplained_drop"]

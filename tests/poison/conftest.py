@@ -5,6 +5,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.dispatcher.conftest import second_settings  # noqa: F401 - a private database and topic prefix
 from tests.poison.helpers import Procs
 from tests.stream.stream_helpers import stream_settings  # noqa: F401 - the stream tests' fixture: private topics, deleted after
 from vreserve.db import connect
@@ -23,3 +24,11 @@ def procs(tmp_path) -> Iterator[Procs]:
         yield ps
     finally:
         ps.stop_all()
+
+
+@pytest.fixture
+def private(second_settings) -> Iterator[tuple]:
+    """Private topics and database, with a connection: a consumer fuzzed there starts on empty
+    topics (no other test's emergencies to plan first) and nobody else reads its bad records."""
+    with connect(second_settings.pg_dsn, autocommit=True) as c:
+        yield second_settings, c

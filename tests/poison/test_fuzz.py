@@ -24,7 +24,7 @@ from vreserve.kafka_access import ADMIN
 
 from tests.dispatcher.helpers import make_region
 from tests.poison.fuzz import GOOD, RECORDS, Template, records_for, rounds
-from tests.poison.helpers import alive, produce, wait_for
+from tests.poison.helpers import alive, log_of, produce, wait_for
 from vreserve.mqtt import connect as mqtt_connect, new_client
 from vreserve import topics
 from vreserve.db import connect
@@ -142,7 +142,8 @@ def test_fuzz_stream_worker(stream_settings, unique, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- dispatcher
-def test_fuzz_dispatcher(settings, procs, conn, unique):
+def test_fuzz_dispatcher(private, procs, unique):
+    settings, conn = private
     region = f"fz{unique}"
     make_region(conn, region, n_central=1, n_cells=1, per_cell=1)
     at = format_ts(utc_now())
@@ -193,8 +194,11 @@ def test_fuzz_dispatcher(settings, procs, conn, unique):
             def stored() -> dict:
                 return {r[0]: float(r[1]) for r in conn.execute(
                     "SELECT update_id, qty FROM demand_updates WHERE update_id = ANY(%s)", (list(goods),))}
-            wait_for(accounted, ROUND_TIMEOUT_S, f"every {logical} record accounted for", step=0.5,
-                     alive=lambda: alive(p))
+            try:
+                wait_for(accounted, ROUND_TIMEOUT_S, f"every {logical} record accounted for", step=0.5,
+                         alive=lambda: alive(p))
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the dispatcher's log ends:\n{log_of(p)[-3000:]}") from None
             assert stored() == goods
             _count(totals, sent)
         for items in rounds(records_for(template, max(1, RECORDS // len(templates)))):

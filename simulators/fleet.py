@@ -49,7 +49,8 @@ import paho.mqtt.client as mqtt
 
 from vreserve.decode import decode_json
 from vreserve.mqtt import connect, end_session, new_client
-from vreserve.schemas.common import format_ts
+from vreserve.schemas.common import SchemaError, dumps, format_ts
+from vreserve.schemas.site_commands import PickAnswer, PickCommand, SiteStatus
 from vreserve.settings import Settings
 from vreserve.site_credentials import provision_site_credentials
 from vreserve.topics import mqtt_pick_topic, mqtt_picked_topic, mqtt_status_topic, mqtt_stock_topic
@@ -117,13 +118,20 @@ class PickOutcome:
     unit: str = ""
 
     def answer(self) -> dict:
-        """The site's answer on ``vr/v1/sites/{site_id}/picked`` (contract v1)."""
-        body = {"v": 1, "order_id": self.order_id, "material": self.material, "requested": self.requested,
-                "picked": self.applied, "unit": self.unit,
-                "ts": format_ts(datetime.fromtimestamp(self.at, timezone.utc))}
-        if self.reason:
-            body["reason"] = self.reason
-        return body
+        """The site's answer on ``vr/v1/sites/{site_id}/picked`` (contract v1: :class:`PickAnswer`).
+
+        An answer to a command too broken to name a unit (or with an over-long id / material) is
+        outside the contract; it is still sent, hand-built as before, so the sender learns why."""
+        at = datetime.fromtimestamp(self.at, timezone.utc)
+        try:
+            return _present(PickAnswer(self.order_id, self.material, float(self.requested), float(self.applied),
+                                       self.unit, at, self.reason or None).to_payload())
+        except (SchemaError, ValueError, TypeError):
+            body = {"v": 1, "order_id": self.order_id, "material": self.material, "requested": self.requested,
+                    "picked": self.applied, "unit": self.unit, "ts": format_ts(at)}
+            if self.reason:
+                body["reason"] = self.reason
+            return body
 
 
 @dataclass
@@ -484,11 +492,9 @@ class Fleet:
             cmd = decode_json(msg.payload, "pick command", 64 * 1024)  # bounded; a SchemaError is a ValueError
             if not isinstance(cmd, dict) or cmd.get("v") != 1:
                 raise ValueError("pick command must be a JSON object with v=1")
-            order_id, material, qty, unit = cmd.get("order_id"), cmd.get("material"), cmd.get("qty"), cmd.get("unit")
-            if not isinstance(order_id, str) or not order_id or not isinstance(material, str):
-                raise ValueError("order_id and material must be strings")
-            if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty <= 0:
-                raise ValueError(f"qty must be a positive number, got {qty!r}")
+            command = PickCommand.from_payload(cmd)  # the contract's types and lengths (SchemaError)
+            if command.qty <= 0:
+                raise ValueError(f"qty must be a positive number, got {cmd.get('qty')!r}")
         except (ValueError, TypeError) as exc:
             oid = cmd.get("order_id") if isinstance(cmd, dict) else None
             mat = cmd.get("material") if isinstance(cmd, dict) else None
@@ -501,7 +507,7 @@ class Fleet:
                 self._answer(site_id, outcome)
             return
         with self._lock:
-            self._apply_pick(site_id, order_id, material, float(qty), unit if isinstance(unit, str) else None)
+            self._apply_pick(site_id, command.order_id, command.material, command.qty, command.unit)
 
     # ------------------------------------------------------------------------------- picks
     def _apply_pick(self, site_id: str, order_id: str, material: str, qty: float, unit: str | None) -> PickOutcome:
@@ -558,7 +564,7 @@ class Fleet:
         if st is None or not self._conns:
             return
         conn = self._conns[st.conn]
-        payload = json.dumps(outcome.answer(), separators=(",", ":")).encode()
+        payload = dumps(outcome.answer())
         conn.client.publish(mqtt_picked_topic(site_id), payload, qos=1)
         self.counters.answers_sent += 1
 
@@ -714,13 +720,16 @@ def _report_value(q: float, unit: str) -> float:
     return math.floor(q * 10 + 1e-9) / 10
 
 
+def _present(payload: dict) -> dict:
+    """A record's payload without its unset optional fields (``reason``, ``ts``): absent, as the
+    contract lists them (``"reason"?``), rather than ``null``."""
+    return {k: v for k, v in payload.items() if v is not None}
+
+
 def _status_payload(site_id: str, status: str, reason: str = "") -> bytes:
-    body = {"v": 1, "site_id": site_id, "status": status}
-    if status == "online":
-        body["ts"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if reason:
-        body["reason"] = reason
-    return json.dumps(body, separators=(",", ":")).encode()
+    """The site's retained status (:class:`SiteStatus`); ``ts`` only when going online, as before."""
+    ts = datetime.now(timezone.utc) if status == "online" else None
+    return dumps(_present(SiteStatus(site_id, status, ts, reason or None).to_payload()))
 
 
 def _junk(rng: random.Random, site_id: str) -> bytes:

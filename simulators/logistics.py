@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import logging
 import queue
 import threading
@@ -48,6 +47,7 @@ from simulators.logistics_webhook import ApiStatusSink, WebhookConfig, WebhookOr
 from vreserve import topics
 from vreserve.kafka_access import LOGISTICS
 from vreserve.mqtt import connect, new_client
+from vreserve.schemas import site_commands
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import CancelRecord, DispatchOrder, OrderStatus
 from vreserve.settings import Settings
@@ -127,23 +127,14 @@ class PickAnswer:
 
     @classmethod
     def from_mqtt(cls, topic: str, payload: bytes) -> "PickAnswer":
-        from vreserve.schemas.common import check_version, finite_number, loads_object, parse_ts
-
+        """The answer on ``topic`` through the contract (:class:`vreserve.schemas.site_commands.PickAnswer`,
+        the safe decoder): a SchemaError for anything else."""
         parts = topic.split("/")
         if len(parts) != 5 or parts[:3] != ["vr", "v1", "sites"] or parts[4] != "picked":
             raise SchemaError(f"not a pick answer topic: {topic}")
-        obj = loads_object(payload, "pick answer")
-        check_version(obj, 1, "pick answer")
-        order_id = obj.get("order_id")
-        if not isinstance(order_id, str) or not order_id:
-            raise SchemaError("pick answer without order_id")
-        picked = finite_number(obj.get("picked"), "picked")
-        requested = finite_number(obj.get("requested"), "requested")
-        if picked < 0:
-            raise SchemaError("picked must not be negative")
-        reason = obj.get("reason")
-        return cls(parts[3], order_id, str(obj.get("material", "")), requested, picked, str(obj.get("unit", "")),
-                   parse_ts(obj.get("ts"), "ts"), reason if isinstance(reason, str) and reason else None)
+        ans = site_commands.PickAnswer.from_json(payload)
+        return cls(parts[3], ans.order_id, ans.material, ans.requested, ans.picked, ans.unit, ans.ts,
+                   ans.reason or None)
 
 
 @dataclass
@@ -355,8 +346,13 @@ class LogisticsSimulator:
             self._status(o.order_id, "accepted")
         elif action == "pick" and job.stage == "accepted":
             if o.leg == "supply":
-                payload = json.dumps({"v": 1, "order_id": o.order_id, "material": o.material,
-                                      "qty": o.qty, "unit": o.unit}).encode()
+                try:
+                    payload = site_commands.PickCommand(o.order_id, o.material, o.qty, o.unit).to_json()
+                except SchemaError as exc:  # an order the pick contract cannot carry (a unit over 32 characters)
+                    job.stage = "done"
+                    self.counters.failed += 1
+                    self._status(o.order_id, "failed", reason=f"pick command not sendable: {exc}")
+                    return
                 info = mqtt.publish(topics.mqtt_pick_topic(o.origin), payload, qos=1)
                 info.wait_for_publish(10)
                 self.counters.picks_sent += 1

@@ -272,8 +272,8 @@ def test_two_readings_on_one_millisecond_and_a_pick_between_them_are_explained(s
     asyncio.run(_write(settings.pg_dsn, [readings]))
     with connect(settings.pg_dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO emergencies (emergency_id, region, declared_at, declared_by, reason, periods,"
-                     " period_length_s, demand_source) VALUES (%s, 'r', %s, 'test', 'test', 1, 60, 'test')",
-                     (eid, now - timedelta(minutes=5)))
+                     " period_length_s, demand_source) VALUES (%s, %s, %s, 'test', 'test', 1, 60, 'test')",
+                     (eid, f"r{unique}", now - timedelta(minutes=5)))
         conn.execute("INSERT INTO plans (plan_id, emergency_id, period, created_at, status)"
                      " VALUES (%s, %s, 1, %s, 'optimal')", (f"P-{eid}", eid, now - timedelta(minutes=5)))
         conn.execute("INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin, destination,"

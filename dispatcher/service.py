@@ -43,6 +43,7 @@ from functools import partial
 from typing import Callable
 
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.admin import MemberToRemove
 from kafka.partitioner.default import murmur2
 
 from dispatcher import book
@@ -74,6 +75,16 @@ PUBLISH_RETRY_S = 1.0
 GROUP_SESSION_MS = 10000
 #: Longest wait at start for the group to hand this dispatcher its partitions (maybe none), s.
 JOIN_MAX_S = 30.0
+#: Longest the loop keeps polling only the mode topic while a rebalance is under way (it owns no
+#: region meanwhile), before it goes round once and tries again, s.
+REBALANCE_MAX_S = 10.0
+#: One mode poll while a rebalance is under way, ms.
+REBALANCE_POLL_MS = 200
+
+
+def member_instance_id(group: str, slot: int) -> str:
+    """The static group membership of the dispatcher holding ``slot``."""
+    return f"{group}-{slot}"
 
 
 def mode_partition(region: str, partitions: int) -> int:
@@ -89,9 +100,11 @@ class _ModeOwnership(ConsumerRebalanceListener):
         self.dispatcher = dispatcher
 
     def on_partitions_revoked(self, revoked) -> None:
+        self.dispatcher.rebalancing = True
         self.dispatcher.hand_back(revoked, settle=True)
 
     def on_partitions_lost(self, lost) -> None:
+        self.dispatcher.rebalancing = True
         self.dispatcher.hand_back(lost, settle=False)
 
     def on_partitions_assigned(self, assigned) -> None:
@@ -148,7 +161,8 @@ class Dispatcher:
     #: mode partitions this dispatcher owns; None outside a consumer group (owns every region)
     owned_partitions: set[int] | None = None
     mode_partitions: int = 0
-    _joined: bool = False
+    #: a rebalance of the mode group is under way: revoked (or not yet joined), not yet assigned
+    rebalancing: bool = False
     _publish_retry_at: float = 0.0
     _broker_away_since: float | None = None
 
@@ -162,7 +176,7 @@ class Dispatcher:
         return kafka_clients.consumer(
             self.settings, DISPATCHER,
             group_id=group,
-            group_instance_id=f"{group}-{slot}",
+            group_instance_id=member_instance_id(group, slot),
             client_id=f"{self.client_id}-{slot}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -220,7 +234,7 @@ class Dispatcher:
             last_status = time.monotonic()
             while not self._stop and not (until and until()):
                 self.last_loop_at = time.time()
-                self._consume_mode(conn, mode_consumer.poll(timeout_ms=100, max_records=500))
+                self._poll_mode(conn, REBALANCE_MAX_S)
                 self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
                 self.tick(conn, utc_now())
                 self.publish_pending(conn, wait_s=0.0)
@@ -231,18 +245,42 @@ class Dispatcher:
                              f"{c.cancels_published} cancels published, {c.statuses} statuses "
                              f"({c.statuses_duplicate} duplicates, {c.statuses_rejected} rejected)")
         finally:
-            self._close(conn, mode_consumer, consumer, producer)
+            self._close(conn, slot, mode_consumer, consumer, producer)
         return self.counters
 
-    def _close(self, conn, mode_consumer, consumer, producer) -> None:
+    def _leave_group(self, slot: int) -> None:
+        """Take this dispatcher's static membership out of the mode group on a clean stop.
+
+        A static member's client never sends LeaveGroup (KIP-345: so that a restart keeps its
+        partitions); without this, its regions stay with a dispatcher that is gone until the
+        session times out, and a dispatcher started meanwhile with another slot waits for that
+        expiry before the group hands it anything. A SIGKILLed dispatcher cannot do this: the
+        session timeout, or its successor reusing the slot, covers that case."""
+        group = self.settings.group("dispatcher")
+        try:
+            admin = kafka_clients.admin(self.settings, DISPATCHER, request_timeout_ms=int(KAFKA_CALL_MAX_S * 1000))
+        except Exception as exc:  # noqa: BLE001 - the broker away: the session timeout does it
+            self.say(f"dispatcher: could not leave the group (the session timeout will): {exc}")
+            return
+        try:
+            admin.remove_group_members(group, [MemberToRemove(group_instance_id=member_instance_id(group, slot),
+                                                              reason="dispatcher stopped")])
+        except Exception as exc:  # noqa: BLE001 - reported; the session timeout does it
+            self.say(f"dispatcher: could not leave the group (the session timeout will): {exc}")
+        finally:
+            admin.close()
+
+    def _close(self, conn, slot: int, mode_consumer, consumer, producer) -> None:
         """Settle the publication in flight (marked once confirmed, so whoever owns its regions next
-        does not publish it again), leave the group, close the clients."""
+        does not publish it again), leave the group, close the clients; the slot (``conn``) last, so
+        that no successor has taken the membership over before it is removed."""
         try:
             if self._inflight is not None:
                 self.publish_pending(conn, wait_s=10.0)
         finally:
             try:
                 mode_consumer.close()
+                self._leave_group(slot)
                 producer.flush(10)
                 producer.close(5)
             finally:
@@ -282,11 +320,10 @@ class Dispatcher:
         name = self.settings.topic(topics.MODE)
         self.mode_partitions = len(self._partitions_of(mode_consumer, name))
         self.owned_partitions = set()
+        self.rebalancing = True
         mode_consumer.subscribe([name], listener=_ModeOwnership(self))
-        deadline = time.monotonic() + JOIN_MAX_S
-        while not self._joined and not self._stop and time.monotonic() < deadline:
-            self._consume_mode(conn, mode_consumer.poll(timeout_ms=200, max_records=500))
-        if not self._joined:
+        self._poll_mode(conn, JOIN_MAX_S)
+        if self.rebalancing:
             self.say(f"dispatcher: no share of the mode partitions after {JOIN_MAX_S:g} s; planning none until "
                      "the group assigns some")
 
@@ -308,7 +345,7 @@ class Dispatcher:
         regions' emergencies, stored plans and cancels are in the database, so the next tick and
         publication carry on from where the previous owner stopped."""
         self.owned_partitions = (self.owned_partitions or set()) | {tp.partition for tp in assigned}
-        self._joined = True
+        self.rebalancing = False
         if assigned:
             self.say(f"dispatcher: mode partitions {sorted(tp.partition for tp in assigned)} taken over "
                      f"(owns {sorted(self.owned_partitions)})")
@@ -338,6 +375,21 @@ class Dispatcher:
                                                f"{rec.partition}:{rec.offset}", ref))
         if store_offsets:
             book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
+
+    def _poll_mode(self, conn, max_s: float) -> None:
+        """Poll the mode topic once; while a rebalance is under way, poll it back to back (up to
+        ``max_s``) until the group has handed this dispatcher its share.
+
+        Why back to back: kafka-python (3.0.12) forgets a JoinGroup/SyncGroup round that completes
+        between two polls and starts another one, which starts another rebalance for every member.
+        With a short poll between a status poll and a tick, a round that takes longer than the poll
+        (a loaded machine, TLS, another member still to rejoin) then never completes, and the
+        dispatcher never gets its regions (the console test's dispatcher, 30 s). Meanwhile it owns
+        no region (the eager protocol revoked them all), so it has nothing else to do."""
+        self._consume_mode(conn, self.mode_consumer.poll(timeout_ms=100, max_records=500))
+        deadline = time.monotonic() + max_s
+        while self.rebalancing and not self._stop and time.monotonic() < deadline:
+            self._consume_mode(conn, self.mode_consumer.poll(timeout_ms=REBALANCE_POLL_MS, max_records=500))
 
     def _consume_mode(self, conn, batch) -> None:
         """Apply mode events, then commit the group's position (not waited for: a commit lost to

@@ -3,10 +3,15 @@ regions' stored plans are published by it. The scale-out itself (two dispatchers
 is tests/scale/test_dispatchers.py."""
 from __future__ import annotations
 
+import re
+import signal
+
 import pytest
 
 from dispatcher import book
-from dispatcher.service import Dispatcher, mode_partition
+from dispatcher.service import Dispatcher, member_instance_id, mode_partition
+from tests.dispatcher.conftest import log_of
+from tests.dispatcher.helpers import wait_for
 from vreserve import kafka_clients
 from vreserve.db import connect
 from vreserve.kafka_access import ADMIN
@@ -58,3 +63,24 @@ def test_a_dispatcher_publishes_only_the_plans_of_its_regions(settings, unique):
         assert len(picked) == 4
         conn.execute("DELETE FROM plans WHERE plan_id LIKE %s", (f"P-{unique}-%",))
         conn.execute("DELETE FROM emergencies WHERE emergency_id LIKE %s", (f"E-{unique}-%",))
+
+
+def test_a_stopped_dispatcher_leaves_the_mode_group(settings, procs):
+    """A clean stop takes the dispatcher's static membership out of the group at once: its client
+    never sends LeaveGroup (static members do not), so without this its regions stayed with a
+    dispatcher that was gone, and the next one waited, until the session timed out."""
+    group = settings.group("dispatcher")
+    admin = kafka_clients.admin(settings, ADMIN)
+    try:
+        def instances() -> set[str]:
+            return {m.get("group_instance_id") for m in admin.describe_groups([group])[group]["members"]}
+
+        p = procs.start(settings, "dispatch", "run", name="dispatcher")
+        wait_for(lambda: "dispatcher: started" in log_of(p), 60, what="the dispatcher started")
+        me = member_instance_id(group, int(re.search(r"started \(slot (\d+)", log_of(p)).group(1)))
+        wait_for(lambda: me in instances(), 30, what=f"{me} in the group")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0, log_of(p)
+        assert me not in instances(), "a stopped dispatcher is still a member of the mode group"
+    finally:
+        admin.close()

@@ -262,9 +262,11 @@ def close_out(conn, emergency: Emergency, now: datetime) -> int:
     return len(rows)
 
 
-def unpublished_plans(conn) -> list[str]:
+def unpublished_plans(conn, regions: Sequence[str] | None = None) -> list[str]:
+    """Stored plans not yet published, oldest first; only those of ``regions`` when given."""
     return [r[0] for r in conn.execute(
-        "SELECT plan_id FROM plans WHERE published_at IS NULL ORDER BY created_at, period")]
+        "SELECT plan_id FROM plans WHERE published_at IS NULL AND (%(all)s OR region = ANY(%(regions)s))"
+        " ORDER BY created_at, period", {"all": regions is None, "regions": list(regions or ())})]
 
 
 def plan_published(conn, plan_id: str) -> bool:
@@ -285,10 +287,13 @@ def plan_records(conn, plan_id: str) -> tuple[PlanSummary, list[DispatchOrder]]:
     return summary, [DispatchOrder(*r) for r in rows]
 
 
-def unpublished_cancels(conn) -> list[CancelRecord]:
+def unpublished_cancels(conn, regions: Sequence[str] | None = None) -> list[CancelRecord]:
+    """Cancel records not yet published; only those of ``regions``' emergencies when given."""
     rows = conn.execute(
-        "SELECT order_id, emergency_id, destination, reason, at, superseded_by FROM order_cancellations"
-        " WHERE published_at IS NULL ORDER BY at, order_id"
+        "SELECT c.order_id, c.emergency_id, c.destination, c.reason, c.at, c.superseded_by"
+        " FROM order_cancellations c JOIN emergencies e USING (emergency_id)"
+        " WHERE c.published_at IS NULL AND (%(all)s OR e.region = ANY(%(regions)s)) ORDER BY c.at, c.order_id",
+        {"all": regions is None, "regions": list(regions or ())}
     ).fetchall()
     return [CancelRecord(*r) for r in rows]
 
@@ -399,6 +404,28 @@ def apply_status(conn, status: OrderStatus) -> str:
 
 def _json_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def emergency_regions(conn) -> list[str]:
+    """Every region that has (or had) an emergency: the candidates for a dispatcher's ownership."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT region FROM emergencies ORDER BY region")]
+
+
+#: Advisory-lock namespace of the dispatchers' slots (``claim_dispatcher_slot``).
+DISPATCHER_SLOT_LOCK = "vreserve.dispatcher_slot"
+
+
+def claim_dispatcher_slot(conn, max_slots: int = 256) -> int:
+    """The lowest dispatcher slot no live dispatcher holds, held for this session's lifetime.
+
+    A session-level advisory lock: released by PostgreSQL the moment its holder's connection
+    ends, a SIGKILL included, so a restarted dispatcher gets its predecessor's slot back (and with
+    it the predecessor's static membership of the consumer group, without waiting for a rebalance).
+    """
+    for slot in range(max_slots):
+        if conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), %s)", (DISPATCHER_SLOT_LOCK, slot)).fetchone()[0]:
+            return slot
+    raise RuntimeError(f"all {max_slots} dispatcher slots are taken: more dispatchers than the deployment allows")
 
 
 def load_offsets(conn) -> dict[tuple[str, int], int]:

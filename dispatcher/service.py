@@ -3,7 +3,8 @@
 One loop, one thread:
 
 1. poll the mode, order-status and demand topics; apply each record to the database (idempotently: mode
-   events by event id, statuses by status id); commit the consumer offsets only after that;
+   events by event id, statuses by status id); commit the consumer offsets only after that (the
+   mode topic's in the dispatchers' consumer group, the others' in the database);
 2. for every open emergency, plan each period that has started and has no plan yet, in order
    (the period comes from ``declared_at`` and the period length, and "has a plan" from the
    database, so a restarted dispatcher neither skips nor repeats a period);
@@ -17,8 +18,18 @@ publication, never planning. A plan supersedes only orders published some time b
 began (``supersede_cutoff``) and still ``open`` after every status on the topic was applied; when the
 statuses cannot be read (the broker is away), it supersedes nothing and plans the remainder.
 
-Only one dispatcher should run per deployment; a second one could not double a plan anyway (one
-plan per emergency and period, enforced by the database) but would split the status stream.
+Scaled out by region over Kafka (issue 17): the dispatchers are one consumer group on the mode
+topic, which is keyed by region, so each owns a set of its partitions and plans, publishes and closes
+out only the emergencies of the regions that hash to them (the producers' partitioner: murmur2 of
+the region). Everything a dispatcher needs to take a region over is in the database (emergencies,
+plans stored and not yet published, cancels), so a new owner after a rebalance resumes from there.
+Handing a partition back first settles the publication in flight (confirmed and marked, within
+``KAFKA_CALL_MAX_S``). Each dispatcher holds a slot (a PostgreSQL advisory lock, released when its
+process dies) that names its static group membership: a restarted dispatcher takes its predecessor's
+partitions back at once instead of after the session timeout. The order-status and demand topics
+stay group-less: every dispatcher applies every record (idempotently, by status and update id),
+because a plan's supersede rule needs every status on the topic applied (``catch_up``) and those
+topics are keyed by order id and rescue centre, not by region.
 """
 from __future__ import annotations
 
@@ -30,6 +41,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Callable
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.admin import MemberToRemove
+from kafka.partitioner.default import murmur2
 
 from dispatcher import book
 from dispatcher.mode import apply_mode_record
@@ -55,6 +70,45 @@ CATCH_UP_MAX_S = 3.0
 KAFKA_CALL_MAX_S = 2.0
 #: Pause between two publication attempts while the broker does not take records, s.
 PUBLISH_RETRY_S = 1.0
+#: The mode consumer group's session: a dispatcher that died without a restart hands its regions
+#: over after this long (a restarted one takes them back at once: static membership), ms.
+GROUP_SESSION_MS = 10000
+#: Longest wait at start for the group to hand this dispatcher its partitions (maybe none), s.
+JOIN_MAX_S = 30.0
+#: Longest the loop keeps polling only the mode topic while a rebalance is under way (it owns no
+#: region meanwhile), before it goes round once and tries again, s.
+REBALANCE_MAX_S = 10.0
+#: One mode poll while a rebalance is under way, ms.
+REBALANCE_POLL_MS = 200
+
+
+def member_instance_id(group: str, slot: int) -> str:
+    """The static group membership of the dispatcher holding ``slot``."""
+    return f"{group}-{slot}"
+
+
+def mode_partition(region: str, partitions: int) -> int:
+    """The mode-topic partition of ``region``: the producers' default partitioner (murmur2 of the
+    key, as Java's and kafka-python's), so the dispatcher owning it reads the region's events."""
+    return (murmur2(region.encode()) & 0x7FFFFFFF) % partitions
+
+
+class _ModeOwnership(ConsumerRebalanceListener):
+    """Keeps the dispatcher's owned mode partitions in step with the group's assignment."""
+
+    def __init__(self, dispatcher: "Dispatcher") -> None:
+        self.dispatcher = dispatcher
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.dispatcher.rebalancing = True
+        self.dispatcher.hand_back(revoked, settle=True)
+
+    def on_partitions_lost(self, lost) -> None:
+        self.dispatcher.rebalancing = True
+        self.dispatcher.hand_back(lost, settle=False)
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.dispatcher.take_over(assigned)
 
 
 @dataclass
@@ -104,6 +158,11 @@ class Dispatcher:
     last_loop_at: float | None = None
     last_errors: dict[str, str] = field(default_factory=dict)
     _inflight: _InFlight | None = None
+    #: mode partitions this dispatcher owns; None outside a consumer group (owns every region)
+    owned_partitions: set[int] | None = None
+    mode_partitions: int = 0
+    #: a rebalance of the mode group is under way: revoked (or not yet joined), not yet assigned
+    rebalancing: bool = False
     _publish_retry_at: float = 0.0
     _broker_away_since: float | None = None
 
@@ -111,6 +170,23 @@ class Dispatcher:
         self._stop = True
 
     # ------------------------------------------------------------------ I/O setup
+    def _mode_consumer(self, slot: int):
+        """The mode topic's consumer in the dispatchers' group, static member ``<group>-<slot>``."""
+        group = self.settings.group("dispatcher")
+        return kafka_clients.consumer(
+            self.settings, DISPATCHER,
+            group_id=group,
+            group_instance_id=member_instance_id(group, slot),
+            client_id=f"{self.client_id}-{slot}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            session_timeout_ms=GROUP_SESSION_MS,
+            heartbeat_interval_ms=GROUP_SESSION_MS // 4,
+            reconnect_backoff_max_ms=1000,
+            request_timeout_ms=GROUP_SESSION_MS + 5000,
+        )
+
     def _clients(self):
         # reconnect within a second of the broker's return (the client's default backs off to 30 s)
         consumer = kafka_clients.consumer(
@@ -138,24 +214,28 @@ class Dispatcher:
         return consumer, producer
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        consumer, producer = self._clients()
-        self.producer = producer
-        self.consumer = consumer
         conn = connect(self.settings.pg_dsn, autocommit=True)
+        slot = book.claim_dispatcher_slot(conn)
+        consumer, producer = self._clients()
+        mode_consumer = self._mode_consumer(slot)
+        self.producer, self.consumer, self.mode_consumer = producer, consumer, mode_consumer
         try:
-            # what a killed predecessor stored but did not publish goes out first, not after the
-            # warm-up's seconds: carriers get it sooner, and the next plan's supersede cut-off
-            # sees it published when a punctual dispatcher would have
+            self._assign(consumer, conn)
+            self._join(mode_consumer, conn)
+            # what a killed predecessor stored for these regions but did not publish goes out first,
+            # not after the warm-up's seconds: carriers get it sooner, and the next plan's supersede
+            # cut-off sees it published when a punctual dispatcher would have
             self.publish_pending(conn)
             warm_s = self.cache.warm_up()  # the model's one-off start-up costs now, not on the first declare
-            self._assign(consumer, conn)
-            self.say(f"dispatcher: started (optimizer warmed up in {warm_s:.1f} s); anything stored but not "
+            self.say(f"dispatcher: started (slot {slot}, mode partitions {sorted(self.owned_partitions or ())} of "
+                     f"{self.mode_partitions}; optimizer warmed up in {warm_s:.1f} s); anything stored but not "
                      "yet published was republished")
             self.publish_pending(conn)
             last_status = time.monotonic()
             while not self._stop and not (until and until()):
                 self.last_loop_at = time.time()
-                self._consume(conn, consumer.poll(timeout_ms=200, max_records=500))
+                self._poll_mode(conn, REBALANCE_MAX_S)
+                self._consume(conn, consumer.poll(timeout_ms=100, max_records=500))
                 self.tick(conn, utc_now())
                 self.publish_pending(conn, wait_s=0.0)
                 if time.monotonic() - last_status > 15:
@@ -165,30 +245,67 @@ class Dispatcher:
                              f"{c.cancels_published} cancels published, {c.statuses} statuses "
                              f"({c.statuses_duplicate} duplicates, {c.statuses_rejected} rejected)")
         finally:
+            self._close(conn, slot, mode_consumer, consumer, producer)
+        return self.counters
+
+    def _leave_group(self, slot: int) -> None:
+        """Take this dispatcher's static membership out of the mode group on a clean stop.
+
+        A static member's client never sends LeaveGroup (KIP-345: so that a restart keeps its
+        partitions); without this, its regions stay with a dispatcher that is gone until the
+        session times out, and a dispatcher started meanwhile with another slot waits for that
+        expiry before the group hands it anything. A SIGKILLed dispatcher cannot do this: the
+        session timeout, or its successor reusing the slot, covers that case."""
+        group = self.settings.group("dispatcher")
+        try:
+            admin = kafka_clients.admin(self.settings, DISPATCHER, request_timeout_ms=int(KAFKA_CALL_MAX_S * 1000))
+        except Exception as exc:  # noqa: BLE001 - the broker away: the session timeout does it
+            self.say(f"dispatcher: could not leave the group (the session timeout will): {exc}")
+            return
+        try:
+            admin.remove_group_members(group, [MemberToRemove(group_instance_id=member_instance_id(group, slot),
+                                                              reason="dispatcher stopped")])
+        except Exception as exc:  # noqa: BLE001 - reported; the session timeout does it
+            self.say(f"dispatcher: could not leave the group (the session timeout will): {exc}")
+        finally:
+            admin.close()
+
+    def _close(self, conn, slot: int, mode_consumer, consumer, producer) -> None:
+        """Settle the publication in flight (marked once confirmed, so whoever owns its regions next
+        does not publish it again), leave the group, close the clients; the slot (``conn``) last, so
+        that no successor has taken the membership over before it is removed."""
+        try:
+            if self._inflight is not None:
+                self.publish_pending(conn, wait_s=10.0)
+        finally:
             try:
+                mode_consumer.close()
+                self._leave_group(slot)
                 producer.flush(10)
                 producer.close(5)
             finally:
                 consumer.close()
                 conn.close()
-        return self.counters
+
+    @staticmethod
+    def _partitions_of(consumer, name: str) -> list[int]:
+        """The topic's partitions (waits up to 30 s for them to appear)."""
+        deadline = time.monotonic() + 30
+        found = consumer.partitions_for_topic(name)
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = consumer.partitions_for_topic(name)
+        if not found:
+            raise RuntimeError(f"topic {name} does not exist (run `vreserve topics`)")
+        return sorted(found)
 
     def _assign(self, consumer, conn) -> None:
-        """All partitions of the mode and status topics, from the positions stored in the database."""
-        from kafka import TopicPartition
-
+        """All partitions of the order-status and demand topics, from the positions stored in the database."""
         stored = book.load_offsets(conn)
         parts = []
-        for logical in (topics.MODE, topics.ORDER_STATUS, topics.DEMAND):
+        for logical in (topics.ORDER_STATUS, topics.DEMAND):
             name = self.settings.topic(logical)
-            deadline = time.monotonic() + 30
-            found = consumer.partitions_for_topic(name)
-            while not found and time.monotonic() < deadline:
-                time.sleep(0.5)
-                found = consumer.partitions_for_topic(name)
-            if not found:
-                raise RuntimeError(f"topic {name} does not exist (run `vreserve topics`)")
-            parts += [TopicPartition(name, p) for p in sorted(found)]
+            parts += [TopicPartition(name, p) for p in self._partitions_of(consumer, name)]
         consumer.assign(parts)
         for tp in parts:
             if (tp.topic, tp.partition) in stored:
@@ -196,8 +313,57 @@ class Dispatcher:
             else:
                 consumer.seek_to_beginning(tp)
 
+    def _join(self, mode_consumer, conn) -> None:
+        """Join the dispatchers' group on the mode topic and wait (bounded) for this one's share of
+        its partitions, which may be none (more dispatchers than partitions); mode events read
+        meanwhile are applied."""
+        name = self.settings.topic(topics.MODE)
+        self.mode_partitions = len(self._partitions_of(mode_consumer, name))
+        self.owned_partitions = set()
+        self.rebalancing = True
+        mode_consumer.subscribe([name], listener=_ModeOwnership(self))
+        self._poll_mode(conn, JOIN_MAX_S)
+        if self.rebalancing:
+            self.say(f"dispatcher: no share of the mode partitions after {JOIN_MAX_S:g} s; planning none until "
+                     "the group assigns some")
+
+    # ------------------------------------------------------------------ ownership (by region)
+    def owns(self, region: str) -> bool:
+        """Whether this dispatcher plans and publishes ``region``'s emergencies."""
+        return (self.owned_partitions is None
+                or mode_partition(region, self.mode_partitions) in self.owned_partitions)
+
+    def owned_regions(self, conn) -> list[str] | None:
+        """The regions with an emergency that this dispatcher owns; None: every region (no group)."""
+        if self.owned_partitions is None:
+            return None
+        return [r for r in book.emergency_regions(conn) if self.owns(r)]
+
+    def take_over(self, assigned) -> None:
+        """Mode partitions newly assigned: read on from the group's committed position (events
+        are applied idempotently, so one applied but not yet committed is only seen again). The
+        regions' emergencies, stored plans and cancels are in the database, so the next tick and
+        publication carry on from where the previous owner stopped."""
+        self.owned_partitions = (self.owned_partitions or set()) | {tp.partition for tp in assigned}
+        self.rebalancing = False
+        if assigned:
+            self.say(f"dispatcher: mode partitions {sorted(tp.partition for tp in assigned)} taken over "
+                     f"(owns {sorted(self.owned_partitions)})")
+
+    def hand_back(self, partitions, settle: bool) -> None:
+        """Mode partitions revoked (``settle``: the publication in flight is confirmed and marked
+        first, so the next owner does not publish it again) or lost (nothing left to settle).
+        (Called by the group client, maybe on its own thread while ``poll`` waits: a connection of
+        its own.)"""
+        if settle and self._inflight is not None:
+            with connect(self.settings.pg_dsn, autocommit=True) as conn:
+                self.publish_pending(conn, wait_s=KAFKA_CALL_MAX_S)
+        self.owned_partitions = (self.owned_partitions or set()) - {tp.partition for tp in partitions}
+        if partitions:
+            self.say(f"dispatcher: mode partitions {sorted(tp.partition for tp in partitions)} handed back")
+
     # ------------------------------------------------------------------ inputs
-    def _consume(self, conn, batch) -> None:
+    def _consume(self, conn, batch, store_offsets: bool = True) -> None:
         if not batch:
             return
         for tp, records in batch.items():
@@ -207,7 +373,30 @@ class Dispatcher:
                 ref = RecordRef("dispatcher", rec.topic, rec.partition, rec.offset, rec.key, rec.value or b"")
                 run_guarded(conn, ref, partial(self.handle, conn, rec.topic, ref.raw,
                                                f"{rec.partition}:{rec.offset}", ref))
-        book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
+        if store_offsets:
+            book.store_offsets(conn, {(tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items()})
+
+    def _poll_mode(self, conn, max_s: float) -> None:
+        """Poll the mode topic once; while a rebalance is under way, poll it back to back (up to
+        ``max_s``) until the group has handed this dispatcher its share.
+
+        Why back to back: kafka-python (3.0.12) forgets a JoinGroup/SyncGroup round that completes
+        between two polls and starts another one, which starts another rebalance for every member.
+        With a short poll between a status poll and a tick, a round that takes longer than the poll
+        (a loaded machine, TLS, another member still to rejoin) then never completes, and the
+        dispatcher never gets its regions (the console test's dispatcher, 30 s). Meanwhile it owns
+        no region (the eager protocol revoked them all), so it has nothing else to do."""
+        self._consume_mode(conn, self.mode_consumer.poll(timeout_ms=100, max_records=500))
+        deadline = time.monotonic() + max_s
+        while self.rebalancing and not self._stop and time.monotonic() < deadline:
+            self._consume_mode(conn, self.mode_consumer.poll(timeout_ms=REBALANCE_POLL_MS, max_records=500))
+
+    def _consume_mode(self, conn, batch) -> None:
+        """Apply mode events, then commit the group's position (not waited for: a commit lost to
+        an outage or a rebalance only has events seen again, and they are applied idempotently)."""
+        if batch:
+            self._consume(conn, batch, store_offsets=False)
+            self.mode_consumer.commit_async()
 
     def catch_up(self, conn, max_s: float = CATCH_UP_MAX_S) -> bool:
         """Apply every status (and demand update) already on the topics before a plan is made.
@@ -316,6 +505,8 @@ class Dispatcher:
         """Plan what is due, close out what ended. A failure (a demand file gone, the broker away)
         is reported and retried after a pause; it never stops the service or skips the period."""
         for em in book.open_emergencies(conn):
+            if not self.owns(em.region):
+                continue
             if now < em.declared_at or time.monotonic() < self._retry_at.get(em.emergency_id, 0.0):
                 continue
             current = min(em.period_at(now), em.periods)
@@ -330,6 +521,8 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - reported, retried; the service stays up
                 self._failed(em.emergency_id, f"planning {em.emergency_id} failed: {exc}")
         for em in book.ended_not_closed_out(conn):
+            if not self.owns(em.region):
+                continue
             if time.monotonic() < self._retry_at.get(em.emergency_id, 0.0):
                 continue
             try:
@@ -461,9 +654,10 @@ class Dispatcher:
     def _hand_over(self, conn) -> _InFlight | None:
         """Send everything stored and unpublished to the producer (not waiting); None if nothing."""
         topic_orders = self.settings.topic(topics.DISPATCH_ORDERS)
-        cancels = book.unpublished_cancels(conn)
+        regions = self.owned_regions(conn)
+        cancels = book.unpublished_cancels(conn, regions)
         plans = []
-        for plan_id in book.unpublished_plans(conn):
+        for plan_id in book.unpublished_plans(conn, regions):
             try:
                 plans.append((plan_id, *book.plan_records(conn, plan_id)))
             except SchemaError as exc:

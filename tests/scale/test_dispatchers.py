@@ -50,11 +50,6 @@ def _object(value: bytes) -> dict:
 
 @pytest.mark.services
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "dispatchers are not partitioned by region yet: each reads every mode event (no consumer group) and "
-    "publishes every stored plan's orders, so with two of them order ids go out twice (48 in the first run; "
-    "every period is still planned once). Needs the mode topic consumed in one group by region, in "
-    "dispatcher/ (issue 17); remove this mark with that change."))
 def test_two_dispatchers_three_regions_one_killed(settings, procs, unique):
     regions = [f"scale{unique[:6]}r{i}" for i in range(3)]
     with connect(settings.pg_dsn, autocommit=True) as conn:

@@ -21,18 +21,21 @@ from dataclasses import dataclass
 #: Above this many model columns the full MILP is not built in an anytime plan (province size:
 #: building and compiling it took minutes at load average 11-16 and HiGHS overran its limit on it).
 PROVINCE_COLUMNS = 200_000
-#: Branch-and-bound nodes per second of budget for a neighbourhood / warm-started MILP (measured at
-#: city size with delivery limits: see docs/optimizer.md, "Reproducibility").
+#: Branch-and-bound nodes per second of budget for a neighbourhood / warm-started MILP. Chosen, not
+#: fitted: on the measured models the root node (presolve, cuts, heuristics) dominates, e.g. 15 s for
+#: the full paper-size MILP with limits with 100 or 1,200 nodes alike (load average 10), so the node
+#: limit bounds the tree search and the clock stays the safety net for the root.
 NODES_PER_BUDGET_S = 40
 #: Budget seconds one material of the decomposition needs at province size (LP + RENS measured
-#: 1.7-5 s at load average 8-12), and the share of the budget the decomposition may plan to use (the
-#: rest is the greedy plan, the merge and the independent check before it).
-SECONDS_PER_MATERIAL = 4.0
-DECOMPOSITION_SHARE = 0.7
+#: 1.7-5 s at load average 8-12; all 20 in 47.8 s), and the share of the budget the decomposition
+#: may plan to use (the rest is the greedy plan, the merge and the independent check before it).
+SECONDS_PER_MATERIAL = 3.0
+DECOMPOSITION_SHARE = 0.75
 #: Budget seconds per 1,000 model columns below which the warm-started full MILP is not planned (the
-#: fix-and-optimize neighbourhood still is): its build, compile and root LP took 3-28 s at city size
-#: with delivery limits (41,000 columns: 20 s), well under a second on the packs (~1,000 columns).
-FULL_MILP_S_PER_KCOLUMN = 0.5
+#: fix-and-optimize neighbourhood still is). City size with delivery limits (41,000 columns): the
+#: clock stopped it in a 60 s budget without an improvement (benchmark, 2026-12-01 07:29 UTC, load
+#: average 8-10), so it needs 82 s or more; the packs (~1,000 columns) about 2 s.
+FULL_MILP_S_PER_KCOLUMN = 2.0
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,16 @@ def run_ours(size: str, seed: int, limit_s: float) -> dict[str, Any]:
     chk = check_plan(sc, res) if res.has_plan else None
     return {"events": events, "objective": res.objective, "bound": res.bound, "wall": wall,
             "check": "-" if chk is None else ("passed" if chk.ok else f"FAILED: {chk.violations[0]}"),
-            "stages": [(e["stage"], e["seconds"]) for e in res.summary.get("trajectory", [])]}
+            "stages": [(e["stage"], e["seconds"]) for e in res.summary.get("trajectory", [])],
+            "status": _work_status(res.summary)}
+
+
+def _work_status(summary: dict) -> str:
+    """What decided where our plan stopped: its work limits (reproducible) or the clock (safety net)."""
+    w = summary.get("work_limits") or {}
+    limits = f"work limits: {w.get('rounds')} rounds, {w.get('mip_nodes')} nodes/MILP, materials {w.get('materials')}"
+    stops = summary.get("clock_stops") or []
+    return limits + ("; STOPPED BY THE CLOCK in " + ", ".join(stops) if stops else "; the work limits decided")
 
 
 def child_highs(size: str, seed: int, limit_s: float) -> None:

@@ -80,10 +80,11 @@ class PlannerCache:
                 self.planners.clear()
             planner = self.planners[key] = Planner(scenario)
         # Anytime: a checked plan with its proven gap within seconds (greedy + fast bounds), improved
-        # by the solver within the period's budget; the best checked plan is published. Plans are a
-        # function of their inputs (no warm basis from earlier periods, no fewer-arcs stage) unless
-        # the budget cut the improvement short (summary "stopped_by_clock"); the plan is persisted
-        # before publication either way, so a restart republishes the stored one.
+        # by the solver within deterministic work limits sized for the period's budget
+        # (optimizer.work): the plan is a function of its inputs (no warm basis from earlier periods,
+        # no fewer-arcs stage) unless the budget, a safety net, cut a stage short first (summary
+        # "stopped_by_clock", stated in the plan's message); the plan is persisted before
+        # publication either way, so a restart republishes the stored one.
         return plan_anytime(scenario, budget_s=self.time_limit_s, gap=self.gap, planner=planner)
 
 
@@ -265,5 +266,6 @@ def published_gap_note(result) -> str:
     note = (f"plan {result.status.value}: proven gap {result.gap:.2%} (weighted shortage {result.objective:,.1f}, "
             f"lower bound {result.bound:,.1f}) after {result.solve_seconds:.1f} s; {method}")
     if result.summary.get("stopped_by_clock"):
-        note += "; stopped by the period's time budget"
+        note += ("; stopped by the period's time budget before its work limits (the wall-clock safety net: "
+                 "a re-plan of the same inputs may differ)")
     return note

@@ -22,11 +22,15 @@ A dispatcher with no plan publishes no orders. So:
      the better of the two greedy plans (plain, and on the fleet LP's arcs) with its proven gap stands.
    Every candidate passes the independent check (``optimizer.check``) before it can replace the best.
 
-Reproducibility: stages 1-2 are deterministic; the improvement runs HiGHS (deterministic on the same
-input and options) until the gap is proven or the budget runs out. A plan is a pure function of its
-inputs whenever it was proven within the gap before the budget ran out; otherwise ``summary
-["stopped_by_clock"]`` is True and a restart could publish a different (equally checked) plan: the
-dispatcher persists each plan before publishing it, so a restart republishes the stored one.
+Reproducibility: the plan is a pure function of the scenario and the work limits
+(``optimizer.work``; by default a pure function of the budget and the scenario's size): stages 1-2 are
+deterministic, and the improvement's stages, the nodes each MILP may explore and the materials the
+decomposition solves are counted, not timed. HiGHS is deterministic on the same model and options.
+The budget is only a safety net: every solver call gets what is left of it as its time limit, and if
+the clock stops a stage (or leaves none to start) ``summary["stopped_by_clock"]`` is True, the stages
+it cut are named in ``summary["clock_stops"]``, and a restart could publish a different (equally
+checked) plan: the dispatcher states it and persists each plan before publishing it, so a restart
+republishes the stored one.
 """
 from __future__ import annotations
 
@@ -46,10 +50,9 @@ from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
 from optimizer.summary import summarise
 from optimizer.urgency import urgency as compute_urgency
+from optimizer.work import PROVINCE_COLUMNS, WorkLimits, work_for_budget
 
-PROVINCE_COLUMNS = 200_000  # above this many columns: no full model (limits), decomposition by material (none)
 CHECK_MARGIN = 0.15  # share of the budget left after the greedy plan kept for the decomposition's merge and check
-MIN_BUILD_S = 3.0  # do not start building a full model with less budget left than this (city: 1-3 s to build)
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -65,13 +68,15 @@ def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | 
     st = structure_of(sc)
     ix = Index(st)
     n = numbers_of(sc)
-    ship = tuple(Flow(st.supply_sites[ix.s_w[s]], st.distribution_centres[ix.s_j[s]], st.materials[m], t + 1,
-                      float(g.shipped[s, m, t])) for s, m, t in zip(*np.nonzero(g.shipped > 0.5)))
-    dels = tuple(Flow(st.distribution_centres[ix.d_j[d]], st.rescue_centres[ix.d_k[d]], st.materials[m], t + 1,
-                      float(g.delivered[d, m, t])) for d, m, t in zip(*np.nonzero(g.delivered > 0.5)))
+    ship = _flows(g.shipped, np.asarray(st.supply_sites, dtype=object)[ix.s_w],
+                  np.asarray(st.distribution_centres, dtype=object)[ix.s_j], st.materials)
+    dels = _flows(g.delivered, np.asarray(st.distribution_centres, dtype=object)[ix.d_j],
+                  np.asarray(st.rescue_centres, dtype=object)[ix.d_k], st.materials)
     short = g.shortage
-    shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
-                      for k, m, t in zip(*np.nonzero(short > 1e-9)))
+    k_i, m_i, t_i = np.nonzero(short > 1e-9)
+    shortages = tuple(map(Shortage, np.asarray(st.rescue_centres, dtype=object)[k_i].tolist(),
+                          np.asarray(st.materials, dtype=object)[m_i].tolist(), (t_i + 1).tolist(),
+                          short[k_i, m_i, t_i].astype(float).tolist()))
     bound = min(bound, g.objective)
     gap_v = _gap(g.objective, bound)
     return PlanResult(status=SolveStatus.OPTIMAL if gap_v <= gap else SolveStatus.FEASIBLE, objective=g.objective,
@@ -80,6 +85,15 @@ def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | 
                       shortage=shortages, summary=summarise(sc, n, short, spent=g.spent) | {
                           "method": "greedy" if allowed is None else "greedy on the fleet LP's arcs"},
                       message="greedy urgency-first plan")
+
+
+def _flows(qty: np.ndarray, origin: np.ndarray, destination: np.ndarray, materials: tuple[str, ...]) -> tuple[Flow, ...]:
+    """Flows of an [arcs, M, T] quantity array (whole units above 0.5), names looked up per arc in
+    bulk: at province size a per-flow lookup took 2-3 s of the first plan's time."""
+    a, m, t = np.nonzero(qty > 0.5)
+    return tuple(map(Flow, origin[a].tolist(), destination[a].tolist(),
+                     np.asarray(materials, dtype=object)[m].tolist(), (t + 1).tolist(),
+                     qty[a, m, t].astype(float).tolist()))
 
 
 def used_arcs(sc: Scenario, res: PlanResult) -> np.ndarray:
@@ -117,6 +131,7 @@ class _Anytime:
         self.best: PlanResult | None = None
         self.trail: list[dict[str, Any]] = []  # the plan stages
         self.bound_seconds: dict[str, float] = {}  # when each quick bound was known, s since the start
+        self.clock_stops: list[str] = []  # stages the wall-clock safety net cut short or left out
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -131,6 +146,8 @@ class _Anytime:
 
     def offer(self, res: PlanResult | None, stage: str) -> None:
         """Check a candidate independently; keep it if it passes and is better than the best."""
+        if res is not None and _stopped_by_clock(res):
+            self.clock_stops.append(stage)
         if res is None or not res.has_plan:
             self.trail.append({"stage": stage, "seconds": round(self.elapsed(), 3), "plan": False})
             return
@@ -138,7 +155,8 @@ class _Anytime:
             self.bound = max(self.bound, res.bound)  # every stage's bound is a bound of the whole scenario
         chk = check_plan(self.sc, res)
         self.trail.append({"stage": stage, "seconds": round(self.elapsed(), 3), "objective": chk.objective,
-                           "check": "passed" if chk.ok else f"FAILED: {chk.violations[0]}"})
+                           "check": "passed" if chk.ok else f"FAILED: {chk.violations[0]}",
+                           "solver_status": res.summary.get("solver_status")})  # e.g. work_limit, time_limit
         if chk.ok and (self.best is None or chk.objective < self.best.objective - 1e-9):
             self.best = res
             if self.on_plan is not None:
@@ -149,26 +167,39 @@ class _Anytime:
     def left(self, budget_s: float) -> float:
         return budget_s - self.elapsed()
 
+    def out_of_time(self, budget_s: float, stage: str) -> bool:
+        """The safety net: True (and the stage recorded as cut by the clock) if the budget is spent."""
+        if self.left(budget_s) > 0.05:
+            return False
+        self.clock_stops.append(stage)
+        self.trail.append({"stage": f"{stage}: not started, the time budget is spent", "seconds": round(self.elapsed(), 3),
+                           "plan": False})
+        return True
+
     def proven(self) -> bool:
         return self.best is not None and _gap(self.best.objective, self.bound) <= self.gap
 
 
 def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, gap: float = 1e-2,
                  planner=None, progress: Callable[[str], None] = lambda s: None,
-                 on_plan: Callable[[PlanResult, float], None] | None = None) -> PlanResult:
-    """The best checked plan found within ``budget_s`` (see the module docstring).
+                 on_plan: Callable[[PlanResult, float], None] | None = None,
+                 work: WorkLimits | None = None) -> PlanResult:
+    """The best checked plan the work limits allow, ``budget_s`` a wall-clock safety net (see the
+    module docstring).
 
-    ``on_plan(result, seconds since start)`` is called with every improving plan and every improved
-    bound (the benchmark records gap over time with it). ``planner``: a ``Planner`` compiled for this
-    structure to reuse.
+    ``work``: deterministic work limits (default :func:`optimizer.work.work_for_budget` of the budget
+    and the scenario's size). ``on_plan(result, seconds since start)`` is called with every improving
+    plan and every improved bound (the benchmark records gap over time with it). ``planner``: a
+    ``Planner`` compiled for this structure to reuse.
     """
     sc = load_scenario(scenario)
     run = _Anytime(sc, gap, on_plan, progress)
+    work = work if work is not None else work_for_budget(budget_s, _columns(sc), len(sc.materials))
     st = structure_of(sc)
     limited = st.has_min_lot or bool(st.limited_centres)
     agg = aggregate_bound(sc)  # milliseconds: the first plan gets a proven gap at once
     run.raise_bound(agg, "aggregate bound")
-    bounds_info: dict[str, float] = {"aggregate_bound": agg}
+    bounds_info: dict[str, Any] = {"aggregate_bound": agg}
     run.offer(greedy_result(sc, run.bound, gap), "greedy")
     flow_value = None
     if limited:  # the fleet bound keeps the delivery limits (0.1-2 s at province size)
@@ -177,16 +208,18 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
         if flow_value is not None:
             run.offer(greedy_result(sc, run.bound, gap, top_arcs(sc, flow_value, 0)), "greedy on the fleet LP's arcs")
     if limited:
-        _improve_limited(run, sc, planner, flow_value, budget_s)
-    elif run.left(budget_s) > 0.2:
-        res = _unlimited(sc, planner, run.left(budget_s), gap)
+        _improve_limited(run, sc, planner, flow_value, budget_s, work)
+    elif work.rounds >= 1 and not run.out_of_time(budget_s, "improvement"):
+        res = _unlimited(sc, planner, run.left(budget_s), gap, work)
         run.offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
                   else "LP bound + RENS")
-    return _final(run, bounds_info)
+    return _final(run, bounds_info | {"work_limits": work.to_json_dict()})
 
 
-def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray | None, budget_s: float) -> None:
-    """Fix-and-optimize on the fleet LP's arcs, then the full MILP warm-started from the best plan.
+def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray | None, budget_s: float,
+                     work: WorkLimits) -> None:
+    """Round 1: fix-and-optimize on the fleet LP's arcs; round 2: the full MILP warm-started from the
+    best plan. Each MILP may explore ``work.mip_nodes`` nodes; the budget is only the safety net.
 
     At province size (building and compiling the full model alone took 128 s at load average 11, and
     HiGHS overran its limit on it) the checked greedy plans with their proven gap stand."""
@@ -194,18 +227,25 @@ def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarra
         run.trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(run.elapsed(), 3),
                           "plan": False})
         return
-    if run.left(budget_s) <= (0.2 if planner is not None else MIN_BUILD_S):
+    if work.rounds < 1 or run.out_of_time(budget_s, "fix-and-optimize"):
         return
     if planner is None:
         planner = Planner(sc)
-    if flow_value is not None:
+    options = work.highs_options()
+    if flow_value is not None and not run.out_of_time(budget_s, "fix-and-optimize"):
         open_ = top_arcs(sc, flow_value, 0)
-        res = planner.solve(sc, time_limit_s=max(run.left(budget_s) - 0.1, 0.1), gap=run.gap / 4, open_arcs=open_,
-                            reuse_basis=False)
+        res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap / 4, open_arcs=open_,
+                            reuse_basis=False, highs_options=options)
         run.offer(res, f"fix-and-optimize on the fleet LP's arcs ({int(open_.sum())} open)")
-    if run.left(budget_s) > 0.2 and not run.proven():
-        res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap, warm_start=run.best, reuse_basis=False)
+    if work.rounds >= 2 and not run.proven() and not run.out_of_time(budget_s, "full MILP"):
+        res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap, warm_start=run.best, reuse_basis=False,
+                            highs_options=options)
         run.offer(res, "full MILP warm-started from the best plan")
+
+
+def _stopped_by_clock(res: PlanResult) -> bool:
+    """Did the wall clock (not the work limits) decide how this stage's result came out?"""
+    return res.summary.get("solver_status") == "time_limit" or bool(res.summary.get("stopped_by_clock"))
 
 
 def _final(run: _Anytime, bounds_info: dict[str, float]) -> PlanResult:
@@ -214,14 +254,15 @@ def _final(run: _Anytime, bounds_info: dict[str, float]) -> PlanResult:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=run.bound, gap=None,
                           solve_seconds=run.elapsed(), build_seconds=0.0, compile_seconds=0.0,
                           urgency=compute_urgency(sc.materials, sc.theta),
-                          summary={"trajectory": run.trail, **bounds_info},
+                          summary={"trajectory": run.trail, **bounds_info,
+                                   "stopped_by_clock": bool(run.clock_stops), "clock_stops": run.clock_stops},
                           message="no plan passed the check within the budget")
     final = _with_bound(run.best, run.bound, run.gap)
     elapsed = run.elapsed()
     summary = dict(final.summary) | bounds_info | {
         "trajectory": run.trail, "bounds_known_at_seconds": run.bound_seconds, "anytime_seconds": round(elapsed, 3),
         "first_plan_seconds": next((e["seconds"] for e in run.trail if e.get("check") == "passed"), None),
-        "stopped_by_clock": final.gap is not None and final.gap > run.gap,
+        "stopped_by_clock": bool(run.clock_stops), "clock_stops": run.clock_stops,
         "method": f"anytime: {run.best.summary.get('method')}"}
     return dataclasses.replace(final, solve_seconds=elapsed, summary=summary)
 
@@ -240,13 +281,14 @@ def _columns(sc: Scenario) -> int:
     return ix.n_x + ix.n_y + ix.n_i
 
 
-def _unlimited(sc: Scenario, planner, left: float, gap: float) -> PlanResult:
+def _unlimited(sc: Scenario, planner, left: float, gap: float, work: WorkLimits) -> PlanResult:
     """Improve a scenario without delivery limits or minimum lot: one MILP, or by material if large."""
     if planner is None and _columns(sc) > PROVINCE_COLUMNS:
         # 15 % of what is left is kept for merging the materials and checking the merged plan (the
         # check alone took 2.5-5 s at province size, load average 11; without the margin the budget
         # was overrun by 1.7 s)
-        return plan_by_material(sc, time_limit_s=left * (1 - CHECK_MARGIN), gap=gap, greedy_fallback=True)
+        return plan_by_material(sc, time_limit_s=left * (1 - CHECK_MARGIN), gap=gap, greedy_fallback=True,
+                                max_materials=work.materials, highs_options=work.highs_options())
     if planner is None:
         planner = Planner(sc)
-    return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False)
+    return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False, highs_options=work.highs_options())

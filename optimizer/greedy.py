@@ -9,6 +9,7 @@ arc first, within supply, capacity, max inventory and the remaining budget. Whol
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class _Greedy:
         self.on_hand_left = n.on_hand.copy()  # [W, M] over the whole horizon
         self.shortage = np.zeros((K, M, T))
         self.servers = [ix.d_j[ix.d_k == k] for k in range(K)]
+        self.server_list = [s.tolist() for s in self.servers]
+        self.s_w = ix.s_w.tolist()
         self.arc_of = {(int(j), int(k)): d for d, (j, k) in enumerate(zip(ix.d_j, ix.d_k))}
         self.n_servers = np.array([max(len(s), 1) for s in self.servers])
         self.feeders = [np.flatnonzero(ix.s_j == j) for j in range(J)]
@@ -74,17 +77,26 @@ class _Greedy:
                     or np.any(inv.sum(1) > n.capacity + 1e-9))
 
     def deliver(self, t: int) -> None:
-        """Deliveries of period t from the previous period's stock above safety stock."""
+        """Deliveries of period t from the previous period's stock above safety stock.
+
+        The inner loops run on Python lists (one material's column at a time): per-element numpy
+        indexing made this the bulk of the first plan's time at province size (about 4 of 7 s)."""
         ix, n = self.ix, self.n
         usable = np.maximum(self.inv - n.safety, 0.0)
         y = np.zeros((len(ix.d_j), ix.M))
-        used_arcs = np.zeros(ix.J, dtype=int)
-        opened = np.zeros(len(ix.d_j), dtype=bool)
+        fleet = _Fleet(n.max_deliveries.tolist(), len(ix.d_j),
+                       None if self.allowed is None else self.allowed[:, t].tolist())
         for m in self.order:
-            for k in np.argsort(-n.demand[:, m, t]):
-                self._serve(t, m, k, usable, y, used_arcs, opened)
+            column = usable[:, m].tolist()
+            demand = n.demand[:, m, t]
+            for k in np.argsort(-demand).tolist():
+                need = float(demand[k])
+                if need > 0:
+                    for d, q in self._serve(k, need, column, fleet):
+                        y[d, m] += q
+            usable[:, m] = column
         if self.min_lot > 0:  # an arc below the minimum lot is cancelled
-            small = opened & (y.sum(axis=1) < self.min_lot)
+            small = np.array(fleet.opened, dtype=bool) & (y.sum(axis=1) < self.min_lot)
             for d in np.flatnonzero(small):
                 usable[ix.d_j[d]] += y[d]
                 y[d] = 0
@@ -96,30 +108,24 @@ class _Greedy:
         self.shortage[:, :, t] = np.maximum(n.demand[:, :, t] - got, 0.0)
         self.inv = self.inv - out
 
-    def _serve(self, t: int, m: int, k: int, usable: np.ndarray, y: np.ndarray, used_arcs: np.ndarray,
-               opened: np.ndarray) -> None:
-        """Rescue centre k's demand of material m: its serving centres with the most stock first."""
-        n = self.n
-        need = n.demand[k, m, t]
-        if need <= 0:
-            return
-        for j in sorted(self.servers[k], key=lambda j: -usable[j, m]):
-            d = self.arc_of[(int(j), int(k))]
-            if self.allowed is not None and not self.allowed[d, t]:
+    def _serve(self, k: int, need: float, usable: list[float], fleet: "_Fleet") -> list[tuple[int, float]]:
+        """Rescue centre k's ``need`` of one material: its serving centres with the most stock first
+        (``usable``: that material's stock per centre, reduced in place). Returns (arc, units)."""
+        out = []
+        for j in sorted(self.server_list[k], key=lambda j: -usable[j]):
+            d = self.arc_of[(j, k)]
+            if not fleet.may_use(d, j):
                 continue
-            if not opened[d] and n.max_deliveries[j] >= 0 and used_arcs[j] >= n.max_deliveries[j]:
-                continue
-            q = float(np.floor(min(need, usable[j, m])))
+            q = float(math.floor(min(need, usable[j])))
             if q <= 0:
                 continue
-            if not opened[d]:
-                opened[d] = True
-                used_arcs[j] += 1
-            y[d, m] += q
-            usable[j, m] -= q
+            fleet.open(d, j)
+            out.append((d, q))
+            usable[j] -= q
             need -= q
             if need <= 0:
                 break
+        return out
 
     def _target(self, t: int) -> np.ndarray:
         """[J, M]: what each centre buys for in period t: next period's demand of the rescue centres it
@@ -141,33 +147,73 @@ class _Greedy:
 
     def purchase(self, t: int) -> None:
         """Purchases of period t: most urgent material first, cheapest supply arc first, within supply,
-        on hand, capacity, max inventory and the remaining budget."""
+        on hand, capacity, max inventory and the remaining budget. One material's columns at a time
+        as Python lists (a centre's purchase changes only its own stock of the material, so every
+        centre's want can be taken before the loop)."""
+        n = self.n
         target = self._target(t)
-        held = self.inv.sum(axis=1)  # all materials at each centre, kept up to date below
+        held = self.inv.sum(axis=1).tolist()  # all materials at each centre, kept up to date below
         for m in self.order:
-            for j in range(self.ix.J):
-                want = np.floor(target[j, m] + self.n.safety[j, m] - self.inv[j, m])
-                if want > 0:
-                    self._buy(t, m, j, want, held)
+            want = np.floor(target[:, m] + n.safety[:, m] - self.inv[:, m])
+            cols = _Columns(inv=self.inv[:, m].tolist(), supply=self.supply_left[:, m, t].tolist(),
+                            on_hand=self.on_hand_left[:, m].tolist(), price=n.price[:, m, t].tolist(),
+                            max_inventory=n.max_inventory[:, m].tolist(), capacity=n.capacity.tolist(), held=held)
+            for j in np.flatnonzero(want > 0).tolist():
+                self._buy(t, m, j, float(want[j]), cols)
+            self.inv[:, m], self.supply_left[:, m, t], self.on_hand_left[:, m] = cols.inv, cols.supply, cols.on_hand
 
-    def _buy(self, t: int, m: int, j: int, want: float, held: np.ndarray) -> None:
-        ix, n = self.ix, self.n
+    def _buy(self, t: int, m: int, j: int, want: float, c: "_Columns") -> None:
+        ix = self.ix
         fj = self.feeders[j]
-        for s in fj[np.argsort(n.price[ix.s_w[fj], m, t], kind="stable")]:
-            w = ix.s_w[s]
-            price = n.price[w, m, t]
-            room = min(n.capacity[j] - held[j], n.max_inventory[j, m] - self.inv[j, m])
-            afford = np.inf if price <= 0 else np.floor(self.budget / price)
-            q = float(np.floor(max(min(want, self.supply_left[w, m, t], self.on_hand_left[w, m], room, afford), 0.0)))
+        for s in fj[np.argsort(self.n.price[ix.s_w[fj], m, t], kind="stable")].tolist():
+            w = self.s_w[s]
+            price = c.price[w]
+            room = min(c.capacity[j] - c.held[j], c.max_inventory[j] - c.inv[j])
+            afford = math.inf if price <= 0 else float(np.floor(self.budget / price))
+            q = float(math.floor(max(min(want, c.supply[w], c.on_hand[w], room, afford), 0.0)))
             if q <= 0:
                 continue
-            self.supply_left[w, m, t] -= q
+            c.supply[w] -= q
             self.x_all[s, m, t] += q
-            self.on_hand_left[w, m] -= q
-            self.inv[j, m] += q
-            held[j] += q
+            c.on_hand[w] -= q
+            c.inv[j] += q
+            c.held[j] += q
             self.budget -= q * price
             self.spent += q * price
             want -= q
             if want <= 0:
                 break
+
+
+@dataclass
+class _Columns:
+    """One material's purchase state in period t as Python lists (per centre: inv, max_inventory,
+    capacity, held = all materials; per supply site: supply, on_hand, price)."""
+
+    inv: list[float]
+    supply: list[float]
+    on_hand: list[float]
+    price: list[float]
+    max_inventory: list[float]
+    capacity: list[float]
+    held: list[float]
+
+
+class _Fleet:
+    """One period's delivery arcs in use: each centre opens at most its limit (-1: no limit), and
+    only allowed arcs (None: all)."""
+
+    def __init__(self, limits: list[int], arcs: int, allowed: list[bool] | None):
+        self.limits, self.allowed = limits, allowed
+        self.used = [0] * len(limits)
+        self.opened = [False] * arcs
+
+    def may_use(self, d: int, j: int) -> bool:
+        if self.allowed is not None and not self.allowed[d]:
+            return False
+        return self.opened[d] or self.limits[j] < 0 or self.used[j] < self.limits[j]
+
+    def open(self, d: int, j: int) -> None:
+        if not self.opened[d]:
+            self.opened[d] = True
+            self.used[j] += 1

@@ -26,9 +26,10 @@ from optimizer.errors import ScenarioError
 
 class SolverStatus(str, Enum):
     OPTIMAL = "optimal"  # an LP solved, or a MILP proven within the requested relative gap
-    TIME_LIMIT = "time_limit"  # stopped by the time limit (with or without an incumbent)
+    TIME_LIMIT = "time_limit"  # stopped by the time limit (with or without an incumbent): the clock decided
+    WORK_LIMIT = "work_limit"  # stopped by a deterministic work limit (nodes, iterations): the input decided
     INFEASIBLE = "infeasible"  # no point satisfies the constraints (HiGHS: infeasible, or unbounded-or-infeasible)
-    STOPPED = "stopped"  # any other stop (iteration or solution limit, interrupt, solver error)
+    STOPPED = "stopped"  # any other stop (interrupt, solver error)
 
     def __str__(self) -> str:
         return self.value
@@ -52,6 +53,8 @@ class SolverOutcome:
 
 
 _STATUS = {"kOptimal": SolverStatus.OPTIMAL, "kTimeLimit": SolverStatus.TIME_LIMIT,
+           # HiGHS reports mip_max_nodes / mip_max_leaves as a solution limit
+           "kIterationLimit": SolverStatus.WORK_LIMIT, "kSolutionLimit": SolverStatus.WORK_LIMIT,
            "kInfeasible": SolverStatus.INFEASIBLE, "kUnboundedOrInfeasible": SolverStatus.INFEASIBLE}
 _FEASIBLE_PRIMAL = 2  # HiGHS's primal_solution_status for a feasible point
 

@@ -69,5 +69,5 @@ def solve_lp_guided(form: Formulation, problem: CompiledProblem, solver: HighsSo
     notes["full_milp_seconds"] = round(full.seconds, 3)
     best = lp_obj if full.bound is None else max(lp_obj, full.bound)
     if not full.has_solution and restricted.has_solution:
-        return StrategyOutcome(SolverStatus.TIME_LIMIT, restricted.values, best, notes, compile_s, detail=full.detail)
+        return StrategyOutcome(full.status, restricted.values, best, notes, compile_s, detail=full.detail)
     return StrategyOutcome(full.status, full.values, best, notes, compile_s, detail=full.detail)

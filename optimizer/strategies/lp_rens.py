@@ -57,8 +57,7 @@ def solve_lp_rens(problem: CompiledProblem, solver: HighsSolver, *, time_limit_s
                                detail="time limit after RENS")
     full = solver.solve(data, time_limit_s=remaining, gap=gap, start=rens.values, threads=threads, options=options)
     notes["full_milp_seconds"] = round(full.seconds, 3)
-    if not full.has_solution and rens.has_solution:
-        return StrategyOutcome(SolverStatus.TIME_LIMIT, rens.values, lp_obj, notes, basis=lp.basis,
-                               detail=full.detail)
+    if not full.has_solution and rens.has_solution:  # stopped by the clock or by its work limit: say which
+        return StrategyOutcome(full.status, rens.values, lp_obj, notes, basis=lp.basis, detail=full.detail)
     best = lp_obj if full.bound is None else max(lp_obj, full.bound)
     return StrategyOutcome(full.status, full.values, best, notes, basis=lp.basis, detail=full.detail)

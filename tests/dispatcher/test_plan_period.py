@@ -4,8 +4,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from dispatcher.book import Pipeline
-from dispatcher.planning import LiveState, PeriodPlan, PlannerCache, plan_period
+from dispatcher.planning import LiveState, PeriodPlan, PlannerCache, plan_period, published_gap_note
 from dispatcher.snapshot import SupplyAvailability, supply_nodes
+from optimizer import load_scenario
+from optimizer.anytime import plan_anytime
+from optimizer.generate import generate
+from optimizer.work import WorkLimits
 from vreserve.emergencies import Emergency
 from vreserve.schemas.dispatch import MaterialDetails, OrderEnd
 
@@ -63,3 +67,14 @@ def test_inputs_nobody_can_use_are_said_and_unit_notes_only_in_the_first_period(
     assert not any("ml -> box" in w for w in plan.warnings)
     assert any("unknown rescue centre/material ignored: RC9/medicine" in w for w in plan.warnings)
     assert sum(o.qty for o in plan.orders if o.leg == "supply") <= 3
+
+
+def test_a_plan_the_clock_cut_short_is_stated_as_such_and_a_work_limited_one_is_not():
+    """Issue 19: the anytime planner's work limits decide a plan; when the period's time budget (the
+    safety net) stops it first, the published message says a re-plan may differ."""
+    sc = load_scenario(generate("paper", 2, max_deliveries=2, min_lot=20))
+    cut = plan_anytime(sc, budget_s=0.001, gap=1e-4, work=WorkLimits(rounds=2))
+    assert "the wall-clock safety net" in published_gap_note(cut)
+    planned = plan_anytime(sc, budget_s=0.001, gap=1e-4, work=WorkLimits(rounds=0))
+    note = published_gap_note(planned)
+    assert "proven gap" in note and "safety net" not in note and "time budget" not in note

@@ -36,7 +36,7 @@ def test_infeasible_and_stopped_runs_have_no_values():
     assert bad.status is SolverStatus.INFEASIBLE and not bad.has_solution and bad.objective is None
     stopped = HighsSolver().solve(_data(lambda x: [x >= 1.5, x <= 4, x[0] + x[1] >= 3.5]), time_limit_s=10, gap=1e-6,
                                   relax=True, options={"simplex_iteration_limit": 0, "presolve": "off"})
-    assert stopped.status is SolverStatus.STOPPED and stopped.values is None and stopped.detail == "kIterationLimit"
+    assert stopped.status is SolverStatus.WORK_LIMIT and stopped.values is None and stopped.detail == "kIterationLimit"
 
 
 def test_an_option_highs_rejects_is_a_clear_error():

@@ -1,0 +1,81 @@
+"""Reproducibility (issue 19): an anytime plan is a pure function of its inputs and its work limits;
+the wall clock is only a safety net, and a plan it cut short says so."""
+import dataclasses
+
+import pytest
+
+from optimizer import load_scenario
+from optimizer.anytime import plan_anytime
+from optimizer.check import check_plan
+from optimizer.decompose import plan_by_material
+from optimizer.generate import generate
+from optimizer.work import PROVINCE_COLUMNS, WorkLimits, work_for_budget
+
+
+def fingerprint(res) -> tuple:
+    """Everything a dispatcher would publish or state about a plan, without the timings."""
+    return (res.status, res.objective, res.bound, res.gap,
+            sorted(dataclasses.astuple(f) for f in res.deliveries),
+            sorted(dataclasses.astuple(f) for f in res.shipments_in),
+            [(e["stage"], e.get("objective"), e.get("check")) for e in res.summary.get("trajectory", [])])
+
+
+def limited_paper(seed: int) -> dict:
+    return generate("paper", seed, max_deliveries=2, min_lot=20)
+
+
+def test_same_work_limits_give_the_same_plan_whatever_the_time_budget():
+    # seed 3: the fix-and-optimize MILP is not done after 3 nodes, so its node limit decides where it stops
+    sc = load_scenario(limited_paper(3))
+    work = WorkLimits(rounds=1, mip_nodes=3)
+    short, long = (plan_anytime(sc, budget_s=b, gap=1e-4, work=work) for b in (40.0, 90.0))
+    assert not short.summary["stopped_by_clock"] and not long.summary["stopped_by_clock"]
+    assert short.summary["clock_stops"] == [] and short.summary["work_limits"] == work.to_json_dict()
+    assert fingerprint(short) == fingerprint(long)
+    last = short.summary["trajectory"][-1]
+    assert last["stage"].startswith("fix-and-optimize") and last["solver_status"] == "work_limit"  # nodes decided
+    assert check_plan(sc, short).ok
+
+
+def test_the_same_budget_plans_the_same_scenario_identically_twice():
+    for sc in (load_scenario(generate("paper", 2)), load_scenario(limited_paper(3))):
+        first, second = (plan_anytime(sc, budget_s=5.0, gap=1e-3) for _ in range(2))
+        assert first.summary["work_limits"] == work_for_budget(5.0, 1, 1).to_json_dict()
+        assert not first.summary["stopped_by_clock"]
+        assert fingerprint(first) == fingerprint(second)
+
+
+def test_a_plan_the_clock_cut_short_says_so():
+    sc = load_scenario(limited_paper(2))
+    res = plan_anytime(sc, budget_s=0.001, gap=1e-4, work=WorkLimits(rounds=2, mip_nodes=100))
+    assert res.has_plan and check_plan(sc, res).ok  # the greedy plan stands
+    assert res.summary["stopped_by_clock"] is True
+    assert "fix-and-optimize" in res.summary["clock_stops"]
+    assert any("not started, the time budget is spent" in e["stage"] for e in res.summary["trajectory"])
+    # with no improvement rounds asked for, the same budget is not a clock stop: the work limits decided
+    res0 = plan_anytime(sc, budget_s=0.001, gap=1e-4, work=WorkLimits(rounds=0))
+    assert res0.summary["stopped_by_clock"] is False and res0.objective == res.objective
+
+
+def test_the_decomposition_stops_by_its_material_limit_not_by_the_clock():
+    sc = load_scenario(generate("paper", 1))
+    a, b = (plan_by_material(sc, time_limit_s=t, gap=1e-3, max_materials=2, greedy_fallback=True)
+            for t in (60.0, 120.0))
+    assert a.summary["materials_solved"] == 2 and len(a.summary["materials_greedy"]) == len(sc.materials) - 2
+    assert a.summary["stopped_by_clock"] is False and "work limit" in a.message
+    assert fingerprint(a) == fingerprint(b)
+    assert check_plan(sc, a).ok
+    clock = plan_by_material(sc, time_limit_s=0.0, gap=1e-3, greedy_fallback=True)
+    assert clock.summary["stopped_by_clock"] is True and "time limit" in clock.message
+
+
+def test_work_for_budget_is_a_pure_function_of_budget_and_size():
+    assert work_for_budget(30.0, 1000, 4) == work_for_budget(30.0, 1000, 4)
+    assert work_for_budget(0.0, 1000, 4).rounds == 0
+    assert work_for_budget(60.0, 41_000, 10).rounds == 1 and work_for_budget(90.0, 41_000, 10).rounds == 2
+    assert work_for_budget(5.0, 1000, 4).rounds == 2  # the packs: the full MILP is cheap
+    assert work_for_budget(60.0, 1000, 4).mip_nodes > work_for_budget(5.0, 1000, 4).mip_nodes
+    province = work_for_budget(60.0, PROVINCE_COLUMNS + 1, 20)
+    assert 0 < province.materials <= 20 and work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20).materials == 20
+    with pytest.raises(ValueError, match="work limits out of range"):
+        WorkLimits(mip_nodes=0)

@@ -2,7 +2,6 @@
 secret reaches a log (services' logs, components' logs, a demo's or a test run's logs)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -32,14 +31,8 @@ def known_secrets(secrets_dir: Path) -> dict[str, str]:
 
 
 def log_files(roots: Iterable[Path]) -> list[Path]:
-    """Every ``*.log`` file below the given folders (missing folders are skipped). A folder that
-    vanishes while it is walked is skipped too: the broker deletes a dropped topic's folder (of any
-    test session on the machine) at any moment, and the scan must not fail on that."""
-    found = set()
-    for root in roots:
-        for folder, _dirs, files in os.walk(root):  # os.walk skips a folder it cannot list (gone)
-            found.update(Path(folder) / f for f in files if f.endswith(".log"))
-    return sorted(p for p in found if p.is_file())
+    """Every ``*.log`` file below the given folders (missing folders are skipped)."""
+    return sorted({p for root in roots if Path(root).is_dir() for p in Path(root).rglob("*.log") if p.is_file()})
 
 
 def scan(secrets: dict[str, str], logs: Iterable[Path]) -> list[Leak]:

@@ -25,18 +25,15 @@ from decimal import Decimal
 from typing import Iterable, Sequence
 
 from vreserve.money import fmt_qty, minor
-from vreserve.supply import (  # noqa: F401 - the order facts are shared with the API's assessments
+from vreserve.supply import (
     PENDING_STATUSES,
-    SHORTFALL_STATUSES,
     OrderOutcome,
     Site,
-    StatusEvent,
     SupplyOrder,
     Terms,
     contract_for,
     index_terms,
     order_outcome,
-    to_terms,
     utc_day,
 )
 

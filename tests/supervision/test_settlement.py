@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from supervision import cli as sup_cli
 from supervision import settle_run
 from supervision.money import minor
-from vreserve.settlement import SupplyOrder, StatusEvent, order_outcome
+from vreserve.supply import StatusEvent, SupplyOrder, order_outcome
 from vreserve.sql_settlement import settle
 
 from sv_helpers import add_contract, add_emergency, add_order, add_site, add_status, utc

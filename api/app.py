@@ -3,7 +3,8 @@
 Stateless: every fact lives in PostgreSQL (users, tokens, signing key, audit trail) or Kafka, so
 several instances can run behind a load balancer. Every route is under /api/v1; OpenAPI 3.1 at
 /openapi.json, interactive docs at /api/docs. Every state-changing request, refused or not,
-leaves one hash-chained record in the audit trail (vreserve/auditlog.py).
+leaves one hash-chained record in the audit trail (vreserve/auditlog.py), appended before its
+answer is sent.
 """
 from __future__ import annotations
 
@@ -66,9 +67,9 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
                     "stated currency. Each route states the role it needs (`x-required-role`).",
     )
     errors.install(app)
-    from api import routes_admin, routes_auth, routes_read, routes_supervision, routes_write
+    from api import routes_admin, routes_auth, routes_read, routes_settlement, routes_supervision, routes_write
 
-    for module in (routes_auth, routes_read, routes_write, routes_supervision, routes_admin):
+    for module in (routes_auth, routes_read, routes_write, routes_supervision, routes_settlement, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)
     mount_console(app, settings, requires("viewer"), requires("operator"))  # the console at / (issue 15)
     app.add_middleware(errors.BodyLimit)
@@ -77,7 +78,10 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
 
 
 class AuditTrail:
-    """ASGI middleware (outermost): after each write request's response, append its audit record."""
+    """ASGI middleware (outermost): each write request's audit record is appended when its response
+    starts, before the client sees the answer. So a client never holds an answer whose record is
+    not yet in the trail, and one client's requests are in the trail in the order it sent them
+    (appended after the answer, a record could land after the next request's under load)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -85,17 +89,20 @@ class AuditTrail:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
             return await self.app(scope, receive, send)
-        status = {"code": 500}
+        recorded = False
 
         async def capture(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                await run_in_threadpool(_append_audit, Request(scope), message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            await run_in_threadpool(_append_audit, Request(scope), status["code"])
+            if not recorded:  # no answer started: an unhandled error (the outer layer answers 500)
+                await run_in_threadpool(_append_audit, Request(scope), 500)
 
 
 def _append_audit(request: Request, status: int) -> None:

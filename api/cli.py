@@ -29,8 +29,12 @@ GRACEFUL_SHUTDOWN_S = 5
 @click.command("serve")
 @click.option("--addr", help="host:port (default: VR_HTTP_ADDR, 127.0.0.1:18080).")
 @click.option("--workers", type=click.IntRange(1, 32), default=1, show_default=True, help="uvicorn worker processes.")
+@click.option("--http", "http_impl", type=click.Choice(["auto", "httptools", "h11"]), default="auto", show_default=True,
+              help="HTTP parser: auto takes httptools (C) when installed, h11 (pure Python) otherwise.")
+@click.option("--loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto", show_default=True,
+              help="Event loop: auto takes uvloop when installed, asyncio's own otherwise.")
 @click.pass_obj
-def serve(settings: Settings, addr: str | None, workers: int) -> None:
+def serve(settings: Settings, addr: str | None, workers: int, http_impl: str, loop: str) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /api/docs, routes under /api/v1)."""
     import uvicorn
 
@@ -41,17 +45,17 @@ def serve(settings: Settings, addr: str | None, workers: int) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"vreserve API on http://{host}:{port}/api/docs", err=True)
+    common = dict(host=host, port=port, log_level="warning", proxy_headers=False, http=http_impl, loop=loop,
+                  timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     if workers > 1:
         import os
 
         os.environ["VR_HTTP_ADDR"] = settings.http_addr
-        uvicorn.run("api.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning", proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.run("api.serve:app_from_env", factory=True, workers=workers, **common)
         return
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    uvicorn.run(create_app(settings), **common)
 
 
 # ----------------------------------------------------------------------------------- users

@@ -26,9 +26,10 @@ _HTTP_CODES = {400: "bad_request", 401: "not_authenticated", 403: "forbidden", 4
 class ApiError(Exception):
     """An error with a stable machine-readable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, **extra) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.extra = extra  # more members of the error body, e.g. ``fields`` of a 422
 
 
 def error_body(code: str, message: str, **extra) -> dict:
@@ -44,7 +45,7 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError):
         request.state.error_code = exc.code
         headers = exc.headers or ({"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=headers)
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused):

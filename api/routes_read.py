@@ -311,24 +311,38 @@ def order(request: Request, order_id: Id, who: Identity = Depends(VIEWER_OR_CARR
 
 
 # ------------------------------------------------------------------------ contracts, settlement
+CONTRACTS_SQL = """SELECT c.contract_id, c.site_id, s.owner_id, c.material_id, m.unit, c.committed_qty,
+    c.valid_from, c.valid_to, c.standby_fee_minor_per_unit_day, c.call_off_price_minor_per_unit,
+    c.min_response_minutes, c.penalty_minor_per_unit, coalesce(t.penalty_grace_share, 0) AS penalty_grace_share,
+    coalesce(t.late_penalty_minor_per_unit, 0) AS late_penalty_minor_per_unit,
+    coalesce(t.source, 'registry') AS source
+    FROM contracts c JOIN sites s USING (site_id) JOIN materials m USING (material_id)
+    LEFT JOIN contract_penalty_terms t USING (contract_id)
+    WHERE (%(site)s::text IS NULL OR c.site_id = %(site)s) AND (%(owner)s::text IS NULL OR s.owner_id = %(owner)s)
+    AND (%(ids)s::text[] IS NULL OR c.contract_id = ANY(%(ids)s))
+    ORDER BY c.site_id, c.material_id, c.valid_from"""
+
+
+def contract_rows(items: list[dict], currency: str) -> list[dict]:
+    """Contract rows as the API shows them: dates as YYYY-MM-DD, money with its ``currency``."""
+    for item in items:
+        item["currency"] = currency
+        for k in ("valid_from", "valid_to"):
+            item[k] = str(item[k])
+    return items
+
+
 @router.get("/contracts", response_model=Page, tags=["supervision"], openapi_extra=access("viewer", ("owner",)),
             summary="Contracts (an owner token: its own); money in minor units of `currency`")
 def contracts(request: Request, site_id: Filter = None, limit: Limit = 100, offset: Offset = 0,
               who: Identity = Depends(VIEWER_OR_OWNER)) -> Page:
+    """`committed_qty` in `unit` (the material's unit); fees, prices and penalties in integer minor units
+    of `currency` (`standby_fee_minor_per_unit_day` per unit and day); `min_response_minutes` minutes;
+    `penalty_grace_share` 0..1 of an order; `source` where the terms were loaded from (`registry`,
+    `file:NAME`, `api:ACTOR`)."""
     with _conn(request) as conn:
-        page = _page(conn, """SELECT c.contract_id, c.site_id, s.owner_id, c.material_id, m.unit, c.committed_qty,
-            c.valid_from, c.valid_to, c.standby_fee_minor_per_unit_day, c.call_off_price_minor_per_unit,
-            c.min_response_minutes, c.penalty_minor_per_unit, t.penalty_grace_share, t.late_penalty_minor_per_unit
-            FROM contracts c JOIN sites s USING (site_id) JOIN materials m USING (material_id)
-            LEFT JOIN contract_penalty_terms t USING (contract_id)
-            WHERE (%(site)s::text IS NULL OR c.site_id = %(site)s) AND (%(owner)s::text IS NULL OR s.owner_id = %(owner)s)
-            ORDER BY c.site_id, c.material_id, c.valid_from""", {"site": site_id, "owner": _owner_of(who)},
-                     limit, offset)
-    currency = request.app.state.api.settings.currency
-    for item in page.items:
-        item["currency"] = currency
-        for k in ("valid_from", "valid_to"):
-            item[k] = str(item[k])
+        page = _page(conn, CONTRACTS_SQL, {"site": site_id, "owner": _owner_of(who), "ids": None}, limit, offset)
+    contract_rows(page.items, request.app.state.api.settings.currency)
     return page
 
 
@@ -340,7 +354,7 @@ def statements(request: Request, emergency_id: Filter = None, limit: Limit = 100
     """`total_minor`: integer minor units of `currency`, positive = owed to the owner(s)."""
     with _conn(request) as conn:
         page = _page(conn, """SELECT st.statement_id, st.emergency_id, st.version, st.kind, st.period_from,
-            st.period_to, st.issued_at,
+            st.period_to, st.issued_at, st.issued_by,
             CASE WHEN %(owner)s::text IS NULL THEN st.total_minor ELSE
                  (SELECT coalesce(sum(amount_minor), 0) FROM settlement_lines l
                   WHERE l.statement_id = st.statement_id AND l.owner_id = %(owner)s) END AS total_minor

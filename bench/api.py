@@ -10,6 +10,10 @@ token; `vreserve serve` on a free loopback port (``--workers`` processes). Then,
   the answer comes after the broker acknowledged the record on the order-status topic, so the
   latency is end to end to the topic).
 
+Each phase runs on two servers in turn (same database, same clients): uvicorn with httptools and
+uvloop (what `vreserve serve` takes when installed) and uvicorn's pure-Python stack (h11 and
+asyncio's loop), and prints their ratio: the before/after of that choice in one run.
+
 Prints requests/s, p50 / p99 latency (ms) and errors with the machine's load average beside each
 phase, and a baseline in the same run (GET /api/docs: a trivial route through the same server,
 middleware and client, no identity, no database) for the ratio: on a shared machine the absolute
@@ -20,6 +24,7 @@ posts 200/s with p99 < 300 ms. The clients (asyncio + httpx, one process) share 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import random
 import sys
@@ -130,7 +135,74 @@ def _sequential(url: str, tokens: dict[str, str], requests: dict, n: int) -> dic
     return asyncio.run(go())
 
 
-def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int) -> dict:
+#: The server stacks one run compares: uvicorn with its C HTTP parser and event loop (what `vreserve
+#: serve` takes when they are installed) against its pure-Python ones, on the same database and load.
+STACKS = {"httptools+uvloop": ("httptools", "uvloop"), "h11+asyncio": ("h11", "asyncio")}
+
+
+def _stacks(compare: bool) -> dict[str, tuple[str, str]]:
+    """The stacks to run: both when comparing and the C ones are installed, else uvicorn's choice."""
+    if not all(importlib.util.find_spec(m) for m in ("httptools", "uvloop")):
+        _say("httptools / uvloop not installed: one server on uvicorn's pure-Python stack, no comparison")
+        return {"auto": ("auto", "auto")}
+    return STACKS if compare else {"httptools+uvloop": STACKS["httptools+uvloop"]}
+
+
+def _requests(site_ids: list[str], order_ids: list[str]) -> dict:
+    async def floor(client, _rng):
+        return await client.get("/api/docs")
+
+    async def read(client, rng):
+        return await client.get(f"/api/v1/sites/{site_ids[rng.randrange(len(site_ids))]}/stock")
+
+    async def post(client, rng):
+        oid = order_ids[rng.randrange(len(order_ids))]
+        return await client.post(f"/api/v1/orders/{oid}/status",
+                                 json={"status": "accepted", "status_id": f"S-{uuid.uuid4().hex[:16]}"})
+    return {"baseline": floor, "read": read, "post": post}
+
+
+PHASES = (("baseline", "baseline GET /api/docs", "viewer"), ("read", "GET /sites/{id}/stock", "viewer"),
+          ("post", "POST /orders/{id}/status", "carrier"))
+
+
+def _measure(urls: dict[str, str], tokens: dict[str, str], requests: dict, clients: int, seconds: float) -> dict:
+    """Sequential costs, then each loaded phase on every stack in turn (the same load for both)."""
+    figures: dict = {name: {} for name in urls}
+    _say("[2/3] one client, 100 requests per route, interleaved: what each costs on its own")
+    for name, url in urls.items():
+        seq = _sequential(url, {"baseline": tokens["viewer"], "read": tokens["viewer"], "post": tokens["carrier"]},
+                          requests, 100)
+        figures[name]["sequential_ms"] = seq
+        click.echo(f"[{name}] sequential, ms per request: baseline GET /api/docs {seq['baseline']:.1f}, GET live "
+                   f"stock {seq['read']:.1f} (API's own {seq['read'] - seq['baseline']:.1f}), POST status "
+                   f"{seq['post']:.1f} (API's own {seq['post'] - seq['baseline']:.1f}; includes the broker's ack)"
+                   f"   (load average {os.getloadavg()[0]:.1f})")
+    _say(f"[3/3] {clients} clients x {seconds:g} s per phase and stack")
+    for key, label, who in PHASES:
+        for name, url in urls.items():
+            figures[name][key] = _figures(f"[{name}] {label}", *asyncio.run(
+                _load(url, tokens[who], clients, seconds, requests[key])), seconds)
+    return figures
+
+
+def _verdicts(figures: dict, workers: int, clients: int) -> None:
+    for name, fig in figures.items():
+        reads, posts, base = fig["read"], fig["post"], fig["baseline"]
+        click.echo(f"[{name}] targets: reads 500 req/s with p99 < 200 ms: "
+                   f"{'met' if _met(reads, 500, 200) else 'NOT met'}; posts 200 req/s with p99 < 300 ms: "
+                   f"{'met' if _met(posts, 200, 300) else 'NOT met'} ({workers} server worker process(es), "
+                   f"{clients} clients, one machine); reads at {reads['requests_per_s'] / base['requests_per_s']:.0%}"
+                   f" of the baseline's rate, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%}")
+    if set(figures) == set(STACKS):
+        new, old = figures["httptools+uvloop"], figures["h11+asyncio"]
+        click.echo("httptools+uvloop vs h11+asyncio in this run (requests/s ratio; p99 ms): " + "; ".join(
+            f"{key} {new[key]['requests_per_s'] / max(old[key]['requests_per_s'], 1e-9):.2f}x "
+            f"({new[key]['p99_ms']:.0f} vs {old[key]['p99_ms']:.0f} ms)" for key, _l, _w in PHASES))
+
+
+def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
+         compare: bool = True) -> dict:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from vreserve.db import connect, migrate
@@ -143,54 +215,29 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
                              topic_prefix=f"bapi{run}.")
     with connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "vr_bench_api_{run}"')
-    server = None
+    servers: list[Proc] = []
     try:
         migrate(private.pg_dsn)
         ensure_topics(private)
-        _say(f"[1/5] registry of {sites} sites, readings, {orders} orders ...")
+        _say(f"[1/3] registry of {sites} sites, readings, {orders} orders ...")
         site_ids, order_ids, carrier_token = _seed(private.pg_dsn, sites, orders)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}", "--workers",
-                       str(workers)], child_env(private), "serve")
-        _wait(url, server)
-        viewer = httpx.post(f"{url}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD})
+        urls = {}
+        for name, (http_impl, loop) in _stacks(compare).items():
+            port = free_port()
+            servers.append(Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}",
+                                 "--workers", str(workers), "--http", http_impl, "--loop", loop],
+                                child_env(private), f"serve-{name}"))
+            urls[name] = f"http://127.0.0.1:{port}"
+            _wait(urls[name], servers[-1])
+        viewer = httpx.post(f"{next(iter(urls.values()))}/api/v1/auth/token",
+                            data={"username": "bench-viewer", "password": PASSWORD})
         viewer.raise_for_status()
-        token = viewer.json()["access_token"]
-        async def floor(client, _rng):
-            return await client.get("/api/docs")
-
-        async def read(client, rng):
-            return await client.get(f"/api/v1/sites/{site_ids[rng.randrange(len(site_ids))]}/stock")
-
-        async def post(client, rng):
-            oid = order_ids[rng.randrange(len(order_ids))]
-            return await client.post(f"/api/v1/orders/{oid}/status",
-                                     json={"status": "accepted", "status_id": f"S-{uuid.uuid4().hex[:16]}"})
-
-        _say("[2/5] one client, 100 requests per route, interleaved: what each costs on its own")
-        seq = _sequential(url, {"baseline": token, "read": token, "post": carrier_token},
-                          {"baseline": floor, "read": read, "post": post}, 100)
-        click.echo(f"sequential, ms per request: baseline GET /api/docs {seq['baseline']:.1f}, GET live stock "
-                   f"{seq['read']:.1f} (API's own {seq['read'] - seq['baseline']:.1f}), POST status "
-                   f"{seq['post']:.1f} (API's own {seq['post'] - seq['baseline']:.1f}; includes the broker's ack)"
-                   f"   (load average {os.getloadavg()[0]:.1f})")
-        _say(f"[3/5] baseline: {clients} clients x {seconds:g} s (GET /api/docs: no identity, no database)")
-        base = _figures("baseline GET /api/docs", *asyncio.run(_load(url, token, clients, seconds, floor)), seconds)
-        _say(f"[4/5] reads: {clients} clients x {seconds:g} s (GET live stock of a random site of {len(site_ids)})")
-        reads = _figures("GET /sites/{id}/stock", *asyncio.run(_load(url, token, clients, seconds, read)), seconds)
-        _say(f"[5/5] posts: {clients} clients x {seconds:g} s (POST order status, acked on the topic)")
-        posts = _figures("POST /orders/{id}/status", *asyncio.run(_load(url, carrier_token, clients, seconds, post)),
-                         seconds)
-        click.echo(f"targets: reads 500 req/s with p99 < 200 ms: {'met' if _met(reads, 500, 200) else 'NOT met'}; "
-                   f"posts 200 req/s with p99 < 300 ms: {'met' if _met(posts, 200, 300) else 'NOT met'} "
-                   f"({workers} server worker process(es), {clients} clients, one machine)")
-        click.echo(f"within this run: reads at {reads['requests_per_s'] / base['requests_per_s']:.0%} of the baseline's "
-                   f"rate, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%} (load average "
-                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-        return {"sequential_ms": seq, "baseline": base, "reads": reads, "posts": posts}
+        tokens = {"viewer": viewer.json()["access_token"], "carrier": carrier_token}
+        figures = _measure(urls, tokens, _requests(site_ids, order_ids), clients, seconds)
+        _verdicts(figures, workers, clients)
+        return figures
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         with connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "vr_bench_api_{run}" WITH (FORCE)')
@@ -220,8 +267,11 @@ def _wait(url: str, server: Proc, timeout: float = 60) -> None:
 @click.option("--clients", default=50, show_default=True, help="Concurrent clients.")
 @click.option("--seconds", default=15.0, show_default=True, help="Per phase.")
 @click.option("--workers", default=2, show_default=True, help="Server worker processes.")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also run a server on uvicorn's pure-Python stack (h11 + asyncio) in the same run.")
 @click.pass_obj
-def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int) -> None:
+def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
+            compare: bool) -> None:
     """The HTTP API: live-stock reads and order-status posts under concurrent clients (req/s, p99)."""
     services_up(settings)
-    main(settings, sites, orders, clients, seconds, workers)
+    main(settings, sites, orders, clients, seconds, workers, compare)

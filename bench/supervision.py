@@ -115,13 +115,14 @@ def _seed_orders(conn, chosen: list[tuple], rng: random.Random, t0: datetime) ->
 def _time_settlement(conn, pending: list[tuple[str, float]], now: datetime, out: Path, figures: dict) -> None:
     """Settle first (compute + store), again unchanged, then after late statuses (an ADJUSTMENT)."""
     from supervision import settle_run  # lazy: see main
+    from vreserve.sql_settlement import settle
 
     start = time.perf_counter()
-    first = settle_run.settle(conn, "bench")
+    first = settle(conn, "bench", "bench")
     figures["settle_first_s"] = time.perf_counter() - start
     figures["statement_lines"] = len(first.issued.lines)
     start = time.perf_counter()
-    again = settle_run.settle(conn, "bench")
+    again = settle(conn, "bench", "bench")
     figures["settle_unchanged_s"] = time.perf_counter() - start
     assert again.issued is None, "second settlement run issued a new version"
     with conn.cursor() as cur:
@@ -129,11 +130,11 @@ def _time_settlement(conn, pending: list[tuple[str, float]], now: datetime, out:
                         " VALUES (%s, %s, 'delivered', %s, %s)",
                         [(f"late-{oid}", oid, now, qty) for oid, qty in pending])
     start = time.perf_counter()
-    adj = settle_run.settle(conn, "bench")
+    adj = settle(conn, "bench", "bench")
     figures["settle_adjustment_s"] = time.perf_counter() - start
     figures["adjustment_lines"] = len(adj.issued.lines) if adj.issued else 0
     start = time.perf_counter()
-    settle_run.write_files(adj, out)
+    settle_run.write_files(adj, out, "CNY")
     figures["settle_files_s"] = time.perf_counter() - start
 
 

@@ -16,7 +16,10 @@ CARRIER_ID = "demo-carrier"
 
 
 def provision(dsn: str, out: Path, region: str, days: float = 2.0) -> Path:
-    """The carrier for ``region`` and its token in ``out/carrier-token.txt`` (0600); returns the path."""
+    """The carrier for ``region`` and its token in ``out/carrier-token.txt`` (0600); returns the path.
+
+    A demo run is a new world, so the carrier's journal of an earlier run in ``out`` is removed; within
+    the run a restarted carrier resumes from it (``journal_path``)."""
     from vreserve import identity as ident
     from vreserve.db import connect
 
@@ -24,6 +27,7 @@ def provision(dsn: str, out: Path, region: str, days: float = 2.0) -> Path:
         ident.add_carrier(conn, CARRIER_ID, "Demo logistics company (simulated)", [region])
         token = ident.issue_token(conn, "carrier", CARRIER_ID, datetime.now(timezone.utc) + timedelta(days=days),
                                   "demo")[1]
+    journal_path(out).unlink(missing_ok=True)
     path = out / "carrier-token.txt"
     path.touch(mode=0o600)
     path.chmod(0o600)
@@ -46,9 +50,14 @@ def wait_for_api(stack, api_addr: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.3)
 
 
+def journal_path(out: Path) -> Path:
+    """The carrier's journal of the orders it took (its own state, simulators/logistics_journal.py)."""
+    return out / "carrier-state" / "orders.jsonl"
+
+
 def start(stack, api_addr: str, token_file: Path, timing: list[str]) -> None:
     """The webhook delivery service and the carrier's receiver (``timing``: its --accept/--pick... options)."""
     stack.start("webhooks", "carrier-webhooks", "run")
     stack.start("logistics", "simulate", "logistics", "--webhook", "127.0.0.1:0", "--api", f"http://{api_addr}",
-                "--token-file", str(token_file), *timing)
+                "--token-file", str(token_file), "--journal", str(journal_path(token_file.parent)), *timing)
     stack.wait_line("logistics", "registered with", 60)

@@ -104,7 +104,7 @@ class Counters:
 @dataclass
 class _Job:
     order: DispatchOrder
-    ref: tuple[int, int] | None  # where the source read it (partition, offset), None from a webhook
+    ref: tuple[int, int] | str | None  # where the source read it (partition, offset); a webhook's: the order id
     stage: str = "new"  # new -> accepted -> (picking ->) in_transit -> done
     fails: bool = False
     deliver_after_s: float = 0.0  # from the pick (confirmed) to the delivery
@@ -201,6 +201,7 @@ class LogisticsSimulator:
         """The source of dispatch records and the sink of statuses, Kafka or webhook + API."""
         if self.webhook is not None:
             self.source, self.sink = WebhookOrderSource(self.webhook), ApiStatusSink(self.webhook)
+            self.source.bind(self.sink)
         else:
             producer = make_producer(self.settings, self.principal, self.client_id)
             self.sink = KafkaStatusSink(self.settings, producer)
@@ -212,7 +213,8 @@ class LogisticsSimulator:
             self.sink.close()
             raise
         if self.webhook is not None:
-            self.say(f"logistics: webhook {self.source.url} registered with {self.webhook.api_url}")
+            self.say(f"logistics: webhook {self.source.url} registered with {self.webhook.api_url}; "
+                     f"{self.source.log.resumed} order(s) resumed from the journal")
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
         """Until stopped (or ``until()``): take records, drive orders, report; returns the counters."""

@@ -24,16 +24,20 @@ import click
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Webhook mode: file holding the carrier's API token (`vreserve tokens issue --carrier ID`).")
 @click.option("--public-url", default=None, help="Webhook mode: URL to register if not http://HOST:PORT/orders.")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Webhook mode: the carrier's journal of the orders it took, so that a restart resumes them "
+                   "and takes none twice (default VR_STATE_DIR/logistics-webhook/orders.jsonl).")
 @click.pass_obj
 def command(settings, accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeout_s, group, listen, api_url,
-            token_file, public_url) -> None:
+            token_file, public_url, journal) -> None:
     """Take dispatch orders, report accepted / in_transit / delivered / failed, pick at the sites.
 
     From the dispatch-orders topic to the order-status topic (default), or, with --webhook, as a
     carrier without Kafka: orders POSTed to its receiver, statuses posted through the API."""
     from simulators.logistics import LogisticsSimulator, Timing
+    from simulators.logistics_journal import JournalError
 
-    webhook = _webhook_config(settings, listen, api_url, token_file, public_url)
+    webhook = _webhook_config(settings, listen, api_url, token_file, public_url, journal)
     sim = LogisticsSimulator(settings, Timing(accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeout_s), group=group,
                              say=lambda m: print(m, flush=True), webhook=webhook)
     signal.signal(signal.SIGTERM, sim.stop)
@@ -43,21 +47,25 @@ def command(settings, accept_s, pick_s, deliver_s, jitter, fail_rate, pick_timeo
     if webhook is None:
         print(f"logistics: consuming {settings.topic('dispatch-orders')} ({timing})", flush=True)
     else:
-        print(f"logistics: webhook mode, receiving on {listen}, statuses to {webhook.api_url} ({timing})", flush=True)
-    c = sim.run()
+        print(f"logistics: webhook mode, receiving on {listen}, statuses to {webhook.api_url}, journal "
+              f"{webhook.journal} ({timing})", flush=True)
+    try:
+        c = sim.run()
+    except JournalError as exc:
+        raise click.ClickException(str(exc)) from None
     print(f"logistics: stopped; {c.orders} orders, {c.delivered} delivered, {c.failed} failed, "
           f"{c.cancelled} cancelled, {c.picks_sent} pick commands sent, {c.short_picks} short picks, "
           f"{c.pick_timeouts} pick timeouts", flush=True)
 
 
 def _webhook_config(settings, listen: str | None, api_url: str | None, token_file: Path | None,
-                    public_url: str | None):
+                    public_url: str | None, journal: Path | None):
     """The webhook mode's settings, or None for the Kafka mode; the token comes from a file (never argv)."""
     from simulators.logistics_webhook import WebhookConfig
 
     if listen is None:
-        if token_file or api_url or public_url:
-            raise click.UsageError("--api, --token-file and --public-url belong to --webhook HOST:PORT")
+        if token_file or api_url or public_url or journal:
+            raise click.UsageError("--api, --token-file, --public-url and --journal belong to --webhook HOST:PORT")
         return None
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
@@ -67,4 +75,5 @@ def _webhook_config(settings, listen: str | None, api_url: str | None, token_fil
     token = token_file.read_text().strip()
     if not token:
         raise click.UsageError(f"{token_file} is empty")
-    return WebhookConfig(host, int(port), (api_url or f"http://{settings.http_addr}").rstrip("/"), token, public_url)
+    return WebhookConfig(host, int(port), (api_url or f"http://{settings.http_addr}").rstrip("/"), token, public_url,
+                         journal or settings.state_dir / "logistics-webhook" / "orders.jsonl")

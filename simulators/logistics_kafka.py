@@ -28,7 +28,7 @@ class Received:
     """One dispatch record as a source hands it over: the decoded record, and where it came from."""
 
     record: object  # DispatchOrder | CancelRecord
-    ref: tuple[int, int] | None = None  # (partition, offset) on the topic; None from a webhook
+    ref: tuple[int, int] | str | None = None  # (partition, offset) on the topic; the order id from a webhook
 
 
 def make_producer(settings: Settings, principal: str, client_id: str):

@@ -47,9 +47,10 @@ def contracts(ctx: click.Context, site: str | None, valid_on: date | None) -> No
 def contracts_list(settings: Settings, site: str | None, valid_on: date | None) -> None:
     """Every contract: committed quantity (material unit), validity, fees and penalties (minor units)."""
     from supervision import contracts as c
+    from vreserve.contracts import list_contracts
 
     with _connect(settings) as conn:
-        rows = c.list_contracts(conn, site, valid_on)
+        rows = list_contracts(conn, site, valid_on)
     click.echo(c.render(rows))
     click.echo(f"{len(rows)} contract(s); money in minor currency units")
 
@@ -60,13 +61,20 @@ def contracts_list(settings: Settings, site: str | None, valid_on: date | None) 
 def contracts_load(settings: Settings, file: Path) -> None:
     """Load or update contracts from a YAML or CSV FILE (format: docs/supervision.md). All or nothing."""
     from supervision import contracts as c
+    from vreserve import operations as ops
+    from vreserve.contracts import ContractsRejected
 
     with _connect(settings) as conn:
         try:
-            inserted, updated = c.load(conn, file)
-        except c.ContractFileError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(f"{file}: {inserted} contract(s) added, {updated} updated")
+            with ops.audited(conn, ops.cli_identity(), "contracts.load", file.name) as info:
+                try:
+                    result = c.load(conn, file)
+                except ContractsRejected as exc:
+                    raise ops.Refused("invalid_contracts", str(exc), 422) from None
+                info.update(added=result.inserted, updated=result.updated, contract_ids=list(result.contract_ids[:100]))
+        except ops.Refused as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"{file}: {result.inserted} contract(s) added, {result.updated} updated")
 
 
 # ---------------------------------------------------------------------------------- settlement
@@ -85,15 +93,23 @@ def settle(settings: Settings, emergency_id: str, period_from, period_to, out_di
     ADJUSTMENT version with only the change.
     """
     from supervision import settle_run
-    from supervision.sql_settlement import SettlementError
+    from vreserve import operations as ops
+    from vreserve.sql_settlement import SettlementError, settle as settle_emergency
 
+    who = ops.cli_identity()
     with _connect(settings) as conn:
         try:
-            result = settle_run.settle(conn, emergency_id, period_from, period_to,
-                                       progress=lambda m: click.echo(f"[settle] {m}", err=True))
-        except SettlementError as exc:
-            raise click.ClickException(str(exc)) from None
-    paths = settle_run.write_files(result, out_dir or OUT_DIR / "settlement")
+            with ops.audited(conn, who, "settlement.settle", emergency_id,
+                             {"period_from": str(period_from or ""), "period_to": str(period_to or "")}) as info:
+                try:
+                    result = settle_emergency(conn, emergency_id, who.actor, period_from, period_to,
+                                              progress=lambda m: click.echo(f"[settle] {m}", err=True))
+                except SettlementError as exc:
+                    raise ops.Refused("settlement_refused", str(exc)) from None
+                info.update(issued=result.issued.statement_id if result.issued else None)
+        except ops.Refused as exc:
+            raise click.ClickException(exc.message) from None
+    paths = settle_run.write_files(result, out_dir or OUT_DIR / "settlement", settings.currency)
     if fmt == "table":
         click.echo(settle_run.render(result))
     else:
@@ -121,7 +137,7 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
     from supervision import assessment as a
     from supervision.report import table
     from supervision.sql_assessment import load_site_facts
-    from supervision.sql_settlement import SettlementError
+    from vreserve.sql_supply import SettlementError
 
     with _connect(settings) as conn:
         try:

@@ -1,73 +1,24 @@
-"""Settle one emergency: compute, compare with what was issued, append a version if it changed.
+"""`vreserve settle`'s output: the statement as CSV and JSON files and as tables.
 
-Also writes the statement as CSV and JSON. Running it again with no new facts issues nothing and
-returns the stored statement unchanged; a status record received after the last version produces an
-ADJUSTMENT version holding only the change, with the late status ids on it.
+The run itself (compute, compare with what was issued, append a version if it changed) is
+:func:`vreserve.sql_settlement.settle`, shared with the HTTP API.
 """
 from __future__ import annotations
 
 import csv
 import json
-import time
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
-from typing import Callable
 
-import psycopg
-
-from supervision import settlement as st
-from supervision import sql_settlement as sql
 from supervision.money import fmt_qty
 from supervision.report import table
-
-
-@dataclass
-class SettleResult:
-    versions: list[st.StatementVersion]      # all versions, the new one (if any) last
-    issued: st.StatementVersion | None       # None: nothing changed since the last version
-    computation: st.Computation
-
-    @property
-    def cumulative(self) -> list[st.Line]:
-        return st.cumulative(v.lines for v in self.versions)
-
-
-def settle(conn: psycopg.Connection, emergency_id: str,
-           period_from: date | None = None, period_to: date | None = None,
-           progress: Callable[[str], None] = lambda _m: None) -> SettleResult:
-    t0 = time.perf_counter()
-    facts = sql.load_facts(conn, emergency_id)
-    progress(f"read {len(facts.orders)} supply order(s), {sum(len(o.events) for o in facts.orders)} status record(s), "
-             f"{len(facts.terms)} contract(s) of {len(facts.standby_sites)} site(s) in "
-             f"{time.perf_counter() - t0:.1f} s")
-    em = facts.emergency
-    dflt = st.default_period(em.declared_at, em.ended_at, em.periods, em.period_length_s)
-    stored = sql.load_versions(conn, emergency_id)
-    if stored and period_from is None and period_to is None:
-        period_from, period_to = stored[0].period_from, stored[0].period_to
-    period_from = period_from or dflt[0]
-    period_to = period_to or dflt[1]
-    if period_to < period_from:
-        raise sql.SettlementError(f"settlement period ends ({period_to}) before it starts ({period_from})")
-    sql.period_check(stored, period_from, period_to)
-    progress(f"{len(stored)} version(s) issued before; computing the statement for {period_from}..{period_to}")
-    comp = st.compute(facts.sites, facts.terms, facts.orders, facts.standby_sites, period_from, period_to, facts.units)
-    comp.warnings[:0] = facts.warnings
-    progress(f"{len(comp.lines)} line(s) computed in {time.perf_counter() - t0:.1f} s")
-    now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    basis = [e.status_id for o in facts.orders for e in o.events]
-    version = st.next_version(emergency_id, stored, comp.lines, period_from, period_to, now, basis)
-    if version is not None and not sql.store_version(conn, version):
-        version = None  # a concurrent run issued it; re-read below
-    return SettleResult(sql.load_versions(conn, emergency_id), version, comp)
-
+from vreserve import settlement as st
+from vreserve.settlement import SettleResult
 
 CSV_FIELDS = ["statement_id", "version", "kind", "line_no", "owner_id", "owner_kind", "site_id", "material_id",
               "unit", "line_kind", "qty", "rate_minor", "amount_minor", "contract_id", "order_ids", "note"]
 
 
-def write_files(result: SettleResult, out_dir: Path) -> list[Path]:
+def write_files(result: SettleResult, out_dir: Path, currency: str) -> list[Path]:
     """One CSV of every line of every version, one JSON with versions, deliveries and totals."""
     out_dir.mkdir(parents=True, exist_ok=True)
     em = result.versions[0].emergency_id
@@ -80,22 +31,7 @@ def write_files(result: SettleResult, out_dir: Path) -> list[Path]:
                 w.writerow([v.statement_id, v.version, v.kind.upper(), i, l.owner_id, l.owner_kind, l.site_id,
                             l.material_id, l.unit, l.kind, fmt_qty(l.qty), fmt_qty(l.rate_minor), l.amount_minor,
                             l.contract_id or "", " ".join(l.order_ids), l.note])
-    per_site, per_owner = st.summarise(result.cumulative)
-    doc = {
-        "emergency_id": em,
-        "money": "integer minor currency units; positive = owed to the owner, negative = deducted",
-        "versions": [{**v.header(), "lines": [l.to_dict() for l in v.lines]} for v in result.versions],
-        "deliveries_per_owner": [{**r, "ordered_qty": fmt_qty(r["ordered_qty"]), "delivered_qty": fmt_qty(r["delivered_qty"])}
-                                 for r in st.deliveries_per_owner(result.computation.deliveries)],
-        "deliveries": [{"site_id": d.site_id, "owner_id": d.owner_id, "material_id": d.material_id, "unit": d.unit,
-                        "ordered_qty": fmt_qty(d.ordered_qty), "delivered_qty": fmt_qty(d.delivered_qty),
-                        "pending_orders": d.pending_orders, "order_ids": list(d.order_ids)}
-                       for d in result.computation.deliveries],
-        "per_site": per_site,
-        "per_owner": per_owner,
-        "total_minor": sum(r["total_minor"] for r in per_owner),
-        "warnings": result.computation.warnings,
-    }
+    doc = st.document(result, currency)
     json_path = out_dir / f"settlement-{em}.json"
     json_path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     return [csv_path, json_path]

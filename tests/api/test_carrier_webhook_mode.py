@@ -35,25 +35,26 @@ pytestmark = pytest.mark.services
 REGION, EM, CARRIER = "apic", "EM-apic", "carrier-sim"
 
 
-def _seed(world, n: int) -> tuple[list[DispatchOrder], str]:
+def _seed(world, n: int, region: str = REGION, em: str = EM, carrier: str = CARRIER,
+          prefix: str = "O-whm") -> tuple[list[DispatchOrder], str]:
     """An emergency in a region only this carrier serves, ``n`` delivery-leg orders, the carrier's token."""
     now = utc_now()
-    orders = [DispatchOrder(order_id=f"O-whm-{i}", plan_id=f"P-{EM}-001", emergency_id=EM, region=REGION, period=1,
+    orders = [DispatchOrder(order_id=f"{prefix}-{i}", plan_id=f"P-{em}-001", emergency_id=em, region=region, period=1,
                             leg="delivery", origin="DC-C", destination=f"RC-{i}", material="medicine",
                             qty=3.0 + i, unit="box", created_at=now) for i in range(n)]
     with connect(world.settings.pg_dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO emergencies (emergency_id, region, declared_at, declared_by, reason, periods,"
                      " period_length_s, demand_source) VALUES (%s,%s,%s,'user:seed','test',2,60,'wuhan')",
-                     (EM, REGION, now))
+                     (em, region, now))
         conn.execute("INSERT INTO plans (plan_id, emergency_id, period, created_at, status) VALUES (%s,%s,1,%s,"
-                     "'optimal')", (f"P-{EM}-001", EM, now))
+                     "'optimal')", (f"P-{em}-001", em, now))
         for o in orders:
             conn.execute("INSERT INTO dispatch_orders (order_id, plan_id, emergency_id, period, leg, origin,"
                          " destination, material_id, qty, unit, created_at, status_at) VALUES"
                          " (%s,%s,%s,1,'delivery',%s,%s,'medicine',%s,'box',%s,%s)",
-                         (o.order_id, o.plan_id, EM, o.origin, o.destination, o.qty, now, now))
-        ident.add_carrier(conn, CARRIER, "Simulated carrier", [REGION])
-        token = ident.issue_token(conn, "carrier", CARRIER, datetime.now(timezone.utc) + timedelta(hours=1), "t")[1]
+                         (o.order_id, o.plan_id, em, o.origin, o.destination, o.qty, now, now))
+        ident.add_carrier(conn, carrier, "Simulated carrier", [region])
+        token = ident.issue_token(conn, "carrier", carrier, datetime.now(timezone.utc) + timedelta(hours=1), "t")[1]
     return orders, token
 
 

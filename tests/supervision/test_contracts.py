@@ -6,7 +6,7 @@ from datetime import date
 from click.testing import CliRunner
 
 from supervision import cli as sup_cli
-from supervision.contracts import parse_items
+from vreserve.contracts import parse_items
 from sv_helpers import add_contract, add_site
 
 
@@ -25,7 +25,7 @@ def test_parse_names_every_problem():
         "not a mapping",
     ])
     assert len(contracts) == 1 and contracts[0].committed_qty == 10
-    text = "\n".join(errors)
+    text = "\n".join(map(str, errors))
     for expected in ("item 2: unknown field(s) colour", "item 2: valid_from '2026-13-01' is not a date",
                      "item 2: committed_qty must be a number >= 0", "item 2: penalty_minor_per_unit must be a whole number",
                      "item 3: missing material_id, valid_from, valid_to", "item 4: valid_to 2026-01-01 is before",

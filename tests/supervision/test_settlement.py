@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from supervision import cli as sup_cli
 from supervision import settle_run
 from supervision.money import minor
-from supervision.settlement import SupplyOrder, StatusEvent, order_outcome
+from vreserve.supply import StatusEvent, SupplyOrder, order_outcome
+from vreserve.sql_settlement import settle
 
 from sv_helpers import add_contract, add_emergency, add_order, add_site, add_status, utc
 
@@ -88,7 +89,7 @@ def test_outcome_ignores_cancel_after_failure_and_sums_partial_deliveries():
 
 def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_path):
     em, (s1, s2), o = _worked_example(conn, world)
-    first = settle_run.settle(conn, em)
+    first = settle(conn, em, "test:settler")
     assert first.issued is not None and first.issued.statement_id == f"ST-{em}-v1"
     assert (first.issued.period_from, first.issued.period_to) == (date(2026, 11, 20), date(2026, 11, 22))
     lines = first.issued.lines
@@ -107,13 +108,13 @@ def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_p
     assert first.issued.total_minor == 34500 + 1063
     assert any(o["O-5"] in w for w in first.computation.warnings)  # pending order is said, not settled
 
-    again = settle_run.settle(conn, em)
+    again = settle(conn, em, "test:settler")
     assert again.issued is None and len(again.versions) == 1
     assert again.versions[0].lines == first.versions[0].lines
 
     # The late status: O-5 delivered at 11:00, recorded after v1 was issued.
     add_status(conn, f"st5b-{world.u}", o["O-5"], "delivered", utc(2026, 11, 22, 11), 80)
-    adj = settle_run.settle(conn, em)
+    adj = settle(conn, em, "test:settler")
     assert adj.issued is not None and adj.issued.kind == "adjustment"
     assert adj.issued.statement_id == f"ST-{em}-v2"
     assert adj.issued.late_status_ids == (f"st5b-{world.u}",)
@@ -122,10 +123,10 @@ def test_worked_example_statement_idempotence_and_late_status(conn, world, tmp_p
     assert adj.issued.total_minor == 16000
     assert adj.versions[0].lines == first.versions[0].lines  # v1 never changes
 
-    assert settle_run.settle(conn, em).issued is None  # and settling again is still a no-op
+    assert settle(conn, em, "test:settler").issued is None  # and settling again is still a no-op
 
     # Files: every line of every version, the adjustment marked, totals per owner.
-    paths = settle_run.write_files(adj, tmp_path)
+    paths = settle_run.write_files(adj, tmp_path, "CNY")
     rows = list(csv.DictReader(paths[0].open()))
     assert [r["kind"] for r in rows].count("ADJUSTMENT") == 1
     assert sum(int(r["amount_minor"]) for r in rows) == 34500 + 1063 + 16000
@@ -156,6 +157,6 @@ def test_settle_cli_prints_table_and_refuses_unknown_emergency(conn, world, sett
 def test_orders_from_unregistered_origins_are_left_out_loudly(conn, world):
     em, (s1, _), _ = _worked_example(conn, world)
     add_order(conn, em, f"X-{world.u}", f"cell:nowhere-{world.u}", world.masks, 5, "box", utc(2026, 11, 20, 9))
-    res = settle_run.settle(conn, em)
+    res = settle(conn, em, "test:settler")
     assert res.issued.total_minor == 34500 + 1063
     assert any(f"X-{world.u} (cell:nowhere-{world.u})" in w for w in res.computation.warnings)

@@ -1,6 +1,7 @@
 """Settlement after an emergency: what each owner is owed, line by line, traceable to orders.
 
-Pure arithmetic on facts the SQL adapter (``sql_settlement``) reads. The rules, with a worked
+Pure arithmetic on facts the SQL adapter (vreserve/sql_settlement.py) reads; shared by
+`vreserve settle` and the HTTP API. The rules, with a worked
 example, are in docs/supervision.md ("Settlement rules"); in short, per site, material and contract:
 
 - ``call_off``: delivered units x call-off price (paid);
@@ -24,18 +25,15 @@ from decimal import Decimal
 from typing import Iterable, Sequence
 
 from vreserve.money import fmt_qty, minor
-from vreserve.supply import (  # noqa: F401 - the order facts are shared with the API's assessments
+from vreserve.supply import (
     PENDING_STATUSES,
-    SHORTFALL_STATUSES,
     OrderOutcome,
     Site,
-    StatusEvent,
     SupplyOrder,
     Terms,
     contract_for,
     index_terms,
     order_outcome,
-    to_terms,
     utc_day,
 )
 
@@ -287,6 +285,8 @@ class StatementVersion:
     lines: tuple[Line, ...]
     #: status record ids this version was computed from (the next one's late records are the rest)
     basis_status_ids: tuple[str, ...] = ()
+    #: the authenticated actor who issued it (None on versions stored before this was kept)
+    issued_by: str | None = None
 
     def header(self) -> dict:
         return {
@@ -295,6 +295,7 @@ class StatementVersion:
             "period_from": self.period_from.isoformat(), "period_to": self.period_to.isoformat(),
             "issued_at": self.issued_at.isoformat(), "content_hash": self.content_hash,
             "total_minor": self.total_minor, "late_status_ids": list(self.late_status_ids),
+            "issued_by": self.issued_by,
         }
 
 
@@ -306,6 +307,7 @@ def next_version(
     period_to: date,
     issued_at: datetime,
     basis_status_ids: Sequence[str],
+    issued_by: str | None = None,
 ) -> StatementVersion | None:
     """The version to issue now, or None when the stored statement already says ``current``.
 
@@ -324,9 +326,9 @@ def next_version(
         version = stored[-1].version + 1
         return StatementVersion(statement_id(emergency_id, version), emergency_id, version, "adjustment",
                                 period_from, period_to, issued_at, h, sum(l.amount_minor for l in delta),
-                                tuple(late_status_ids), tuple(delta), basis)
+                                tuple(late_status_ids), tuple(delta), basis, issued_by)
     return StatementVersion(statement_id(emergency_id, 1), emergency_id, 1, "statement", period_from, period_to,
-                            issued_at, h, sum(l.amount_minor for l in current), (), tuple(current), basis)
+                            issued_at, h, sum(l.amount_minor for l in current), (), tuple(current), basis, issued_by)
 
 
 def summarise(lines: Sequence[Line]) -> tuple[list[dict], list[dict]]:
@@ -359,3 +361,40 @@ def default_period(declared_at: datetime, ended_at: datetime | None, periods: in
     """Emergency days: declared date to end date (or the planned end if still open), both included."""
     end = ended_at or (declared_at + timedelta(seconds=periods * period_length_s))
     return utc_day(declared_at), max(utc_day(declared_at), utc_day(end))
+
+
+@dataclass
+class SettleResult:
+    """One settlement run: every version (the new one, if any, last) and what it was computed from."""
+
+    versions: list[StatementVersion]
+    issued: StatementVersion | None       # None: nothing changed since the last version
+    computation: Computation
+
+    @property
+    def cumulative(self) -> list[Line]:
+        return cumulative(v.lines for v in self.versions)
+
+
+def document(result: SettleResult, currency: str) -> dict:
+    """The whole statement as one document (the CLI's JSON file and the API's answer): every version
+    with its lines, units ordered and delivered, per-site and per-owner totals. Quantities are
+    strings in their ``unit``; money integer minor units of ``currency``."""
+    per_site, per_owner = summarise(result.cumulative)
+    return {
+        "emergency_id": result.versions[0].emergency_id,
+        "currency": currency,
+        "money": f"integer minor units of {currency}; positive = owed to the owner, negative = deducted",
+        "versions": [{**v.header(), "lines": [l.to_dict() for l in v.lines]} for v in result.versions],
+        "deliveries_per_owner": [{**r, "ordered_qty": fmt_qty(r["ordered_qty"]),
+                                  "delivered_qty": fmt_qty(r["delivered_qty"])}
+                                 for r in deliveries_per_owner(result.computation.deliveries)],
+        "deliveries": [{"site_id": d.site_id, "owner_id": d.owner_id, "material_id": d.material_id, "unit": d.unit,
+                        "ordered_qty": fmt_qty(d.ordered_qty), "delivered_qty": fmt_qty(d.delivered_qty),
+                        "pending_orders": d.pending_orders, "order_ids": list(d.order_ids)}
+                       for d in result.computation.deliveries],
+        "per_site": per_site,
+        "per_owner": per_owner,
+        "total_minor": sum(r["total_minor"] for r in per_owner),
+        "warnings": result.computation.warnings,
+    }

@@ -1,0 +1,145 @@
+"""Contract loads and settlement runs over HTTP: the same code as `vreserve contracts load` and
+`vreserve settle` (vreserve/contracts.py, vreserve/sql_settlement.py), with the authenticated
+identity as the actor.
+
+- ``POST /contracts`` (supervisor, so admins too): load or update contracts, all or nothing; every
+  problem is a 422 naming the field (``body.contracts.N.FIELD``) and the reason.
+- ``POST /emergencies/{id}/settlement`` (supervisor): settle the emergency; 201 with the version it
+  issued (the first statement or an ADJUSTMENT), 200 when nothing changed since the last version.
+  Owners read their own statements and lines through ``GET /settlement/statements``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.errors import ApiError
+from api.routes_read import CONTRACTS_SQL, Id, _conn, _rows, contract_rows
+from api.routes_write import _audit
+from api.security import access, requires
+from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, load_items
+from vreserve.identity import Identity
+from vreserve.settlement import SettleResult, document
+from vreserve.sql_settlement import settle
+from vreserve.sql_supply import SettlementError, load_emergency
+
+log = logging.getLogger("api")
+router = APIRouter()
+SUPERVISOR = requires("supervisor")
+
+_TEXT_ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+_MINOR = Annotated[int, Field(ge=0, le=MAX_MINOR, description="Integer minor units of the currency per unit")]
+
+
+class ContractIn(BaseModel):
+    """One contract as the contracts file states it (docs/supervision.md, "Contracts file")."""
+
+    model_config = ConfigDict(extra="forbid")
+    contract_id: _TEXT_ID | None = Field(default=None, description="Omit to replace the one overlapping "
+                                                                    "contract of the site and material, or add one")
+    site_id: _TEXT_ID
+    material_id: _TEXT_ID
+    committed_qty: float = Field(ge=0, le=1e15, description="In the material's unit")
+    valid_from: date
+    valid_to: date
+    standby_fee_minor_per_unit_day: float = Field(default=0, ge=0, le=1e15,
+                                                  description="Minor units of the currency per unit and day")
+    call_off_price_minor_per_unit: _MINOR = 0
+    min_response_minutes: int = Field(default=0, ge=0, le=INT_LIMITS["min_response_minutes"], description="Minutes")
+    penalty_minor_per_unit: _MINOR = 0
+    penalty_grace_share: float = Field(default=0, ge=0, lt=1, description="Share 0..1 of an order")
+    late_penalty_minor_per_unit: _MINOR = 0
+
+
+class ContractsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contracts: list[ContractIn] = Field(min_length=1, max_length=10_000)
+
+
+def _fields(problems: list[Problem]) -> list[dict]:
+    """Each problem as the API's 422 states fields: ``body.contracts.<0-based index>.<field>``."""
+    out = []
+    for p in problems:
+        where = "body.contracts" + (f".{p.index - 1}" if p.index is not None else "")
+        out.append({"field": f"{where}.{p.field}" if p.field else where, "reason": str(p)})
+    return out
+
+
+@router.post("/contracts", status_code=201, tags=["supervision"], openapi_extra=access("supervisor"),
+             summary="Load or update contracts, all or nothing (the same code as `vreserve contracts load`)")
+def post_contracts(request: Request, body: ContractsIn, who: Identity = Depends(SUPERVISOR)) -> dict:
+    """201 with `added`, `updated` and the stored contracts as `GET /contracts` shows them
+    (`committed_qty` in `unit`, money in integer minor units of `currency`). Nothing is stored
+    unless every contract is good: unknown site or material, overlapping another contract of the
+    same site and material, dates or numbers out of range are a 422 listing every field and reason."""
+    items = [c.model_dump(exclude_unset=True) for c in body.contracts]
+    _audit(request, f"{len(items)} contract(s)")
+    with _conn(request) as conn:
+        try:
+            result = load_items(conn, items, f"api:{who.actor}")
+        except ContractsRejected as exc:
+            fields = _fields(exc.problems)
+            raise ApiError(422, "validation_error", f"{len(fields)} problem(s), nothing loaded: {fields[0]['reason']}",
+                           fields=fields) from None
+        request.state.audit_detail.update(added=result.inserted, updated=result.updated,
+                                          contract_ids=list(result.contract_ids[:100]))
+        rows = _rows(conn, CONTRACTS_SQL, {"site": None, "owner": None, "ids": list(result.contract_ids)})
+    return {"added": result.inserted, "updated": result.updated,
+            "items": contract_rows(rows, request.app.state.api.settings.currency)}
+
+
+class SettleIn(BaseModel):
+    """The settlement period; both omitted: the emergency's days (or the period of its first version)."""
+
+    model_config = ConfigDict(extra="forbid")
+    period_from: date | None = None
+    period_to: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SettleIn":
+        if self.period_from and self.period_to and self.period_to < self.period_from:
+            raise ValueError(f"period_to {self.period_to} is before period_from {self.period_from}")
+        return self
+
+
+def _settlement_out(result: SettleResult, currency: str) -> dict:
+    """The statement document without its lines (they are paged at each version's `lines` route)."""
+    doc = document(result, currency)
+    for v in doc["versions"]:
+        v["line_count"] = len(v.pop("lines"))
+        v["lines"] = f"/api/v1/settlement/statements/{v['statement_id']}/lines"
+    doc.pop("deliveries")   # per site: the lines route has every site's quantities
+    doc.pop("per_site")
+    issued = result.issued
+    doc["outcome"] = "unchanged" if issued is None else issued.kind
+    doc["issued"] = issued.statement_id if issued else None
+    return doc
+
+
+@router.post("/emergencies/{emergency_id}/settlement", tags=["supervision"], openapi_extra=access("supervisor"),
+             summary="Settle an emergency with every owner (the same code as `vreserve settle`)")
+def post_settlement(request: Request, emergency_id: Id, body: SettleIn = Body(default_factory=SettleIn),
+                    who: Identity = Depends(SUPERVISOR)) -> JSONResponse:
+    """201 with the version issued (`outcome` `statement`, or `adjustment` holding only the change after
+    late status records), 200 with `outcome` `unchanged` when the facts did not change. Money: integer
+    minor units of `currency`, positive owed to the owner; quantities strings in their `unit`.
+    `issued_by` on each version is the authenticated actor who issued it."""
+    _audit(request, emergency_id, period_from=str(body.period_from or ""), period_to=str(body.period_to or ""))
+    with _conn(request) as conn:
+        try:
+            load_emergency(conn, emergency_id)
+        except SettlementError as exc:
+            raise ApiError(404, "emergency_not_found", str(exc)) from None
+        try:
+            result = settle(conn, emergency_id, who.actor, body.period_from, body.period_to,
+                            progress=lambda m: log.info("settle %s: %s", emergency_id, m))
+        except SettlementError as exc:
+            raise ApiError(409, "settlement_period_conflict", str(exc)) from None
+    request.state.audit_detail.update(issued=result.issued.statement_id if result.issued else None)
+    out = _settlement_out(result, request.app.state.api.settings.currency)
+    return JSONResponse(out, 201 if result.issued else 200)

@@ -216,8 +216,10 @@ def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000,
     info = conninfo_to_dict(settings.pg_dsn)
     dbname = f"vr_bench_backlog_{token}"
     state = Path(tempfile.mkdtemp(prefix="vr-bench-backlog-"))
+    # A state folder of its own, but the installation's secrets and CA (the services are secured).
     bench = settings.with_(topic_prefix=f"bbacklog{token}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-                           state_dir=state)
+                           state_dir=state, secrets_dir=str(settings.secrets_folder),
+                           kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
     admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     drains: list[Drain] = []
     created = False

@@ -66,8 +66,6 @@ class Batch:
 
     #: the usable records in order, records read back included
     parsed: list[tuple[Source, ReadingRecord]] = field(default_factory=list)
-    #: records that failed the shape check, with the reason (dead-lettered before the write)
-    bad: list[tuple[Source, str]] = field(default_factory=list)
     taken: int = 0  # records taken, usable or not
     frontier: dict[int, int] = field(default_factory=dict)  # partition -> next offset after this batch
 
@@ -247,46 +245,62 @@ class WarehouseWorker(faust.Service):
 
     async def _handle(self, records: list) -> None:
         """One poll's records (of partitions still assigned: a rebalance may have moved some, and
-        their new owner reads them from its committed offset) -> batch -> database -> commit."""
+        their new owner reads them from its committed offset) -> batch -> database -> commit.
+        Parsed and dead-lettered first: a record counted in ``records`` on the health page has
+        its dead letter counted too, and records count even while the database is away."""
         owned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.readings_name}
-        records = [r for r in records if r.partition in owned]
-        if not records:
+        name = self.readings_name
+        taken = [self._parse(Source(name, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0))
+                 for r in records if r.partition in owned]
+        if not taken:
             return
-        self.stats.records += len(records)
-        for p in sorted({r.partition for r in records}):
+        await self._dead_letter_all(taken)
+        self.stats.records += len(taken)
+        for p in sorted({source.partition for source, _, _ in taken}):
             await self.ensure_loaded(p)
         batch = Batch()
-        folded, take = self.folded, self._take  # (a failed batch restores self.folded: _rewind)
-        for r in records:
-            p, offset = r.partition, r.offset
+        folded, add = self.folded, self._add  # (a failed batch restores self.folded: _rewind)
+        for source, record, _ in taken:
+            p, offset = source.partition, source.offset
             if folded.get(p) != offset:  # a partition's first record here, a replay or a skip
                 start = gap_start(offset, folded.get(p), self.stored.get(p))
-                for back in await self._read_back(p, start, offset) if start is not None else ():
-                    take(batch, back.partition, back.offset, back.key, back.value, back.timestamp)
-            take(batch, p, offset, r.key, r.value, r.timestamp / 1000.0)
-        for source, reason in batch.bad:
-            await self.dead_letter(source, reason)
-        if batch.bad:
-            await self.app.producer.flush()  # the dead letters are in Kafka before the offsets move
+                if start is not None:
+                    back = [self._parse(b) for b in await self._read_back(p, start, offset)]
+                    await self._dead_letter_all(back)
+                    for item in back:
+                        add(batch, *item)
+            add(batch, source, record)
         await self._write_and_commit(batch)
 
-    def _take(self, batch: Batch, partition: int, offset: int, key: bytes | None, value: bytes | None,
-              timestamp: float | None) -> None:
-        """One record into the batch: parsed, or set aside for the dead-letter topic with the reason."""
-        source = Source(self.readings_name, partition, offset, key, value, timestamp)
+    @staticmethod
+    def _parse(source: Source) -> tuple[Source, ReadingRecord | None, str | None]:
+        """The record's readings, or the reason it goes to the dead-letter topic."""
         try:
-            batch.parsed.append((source, parse_record(value, key)))
+            return source, parse_record(source.value, source.key), None
         except SchemaError as exc:
-            batch.bad.append((source, safe_text(exc)))
+            return source, None, safe_text(exc)
         except Exception as exc:  # noqa: BLE001 - parsing is pure: whatever it raised, the record caused
-            batch.bad.append((source, f"the worker could not parse this record: {type(exc).__name__}: "
-                                      f"{safe_text(exc, 300)}"))
+            return source, None, f"the worker could not parse this record: {type(exc).__name__}: {safe_text(exc, 300)}"
+
+    async def _dead_letter_all(self, taken: list[tuple[Source, ReadingRecord | None, str | None]]) -> None:
+        """Bad records to the dead-letter topic, flushed: in Kafka before their offsets can move."""
+        bad = [(source, reason) for source, record, reason in taken if record is None]
+        for source, reason in bad:
+            await self.dead_letter(source, reason)
+        if bad:
+            await self.app.producer.flush()
+
+    def _add(self, batch: Batch, source: Source, record: ReadingRecord | None, _reason: str | None = None) -> None:
+        """One taken record into the batch (a bad one only moves the frontier: it is dead-lettered)."""
+        if record is not None:
+            batch.parsed.append((source, record))
         batch.taken += 1
-        nxt = offset + 1
-        if batch.frontier.get(partition, 0) < nxt:
-            batch.frontier[partition] = nxt
-        if self.folded.get(partition, 0) < nxt:
-            self.folded[partition] = nxt
+        nxt = source.offset + 1
+        p = source.partition
+        if batch.frontier.get(p, 0) < nxt:
+            batch.frontier[p] = nxt
+        if self.folded.get(p, 0) < nxt:
+            self.folded[p] = nxt
 
     async def _read_back(self, partition: int, start: int, end: int) -> list[Source]:
         """Records ``start <= offset < end`` that the consumer skipped (see stream.repair)."""

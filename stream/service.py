@@ -111,7 +111,11 @@ class WarehouseWorker(faust.Service):
         self._preload: asyncio.Future | None = None
         self.consumer = None  # the readings consumer (aiokafka), created in the running loop
         self._consuming: asyncio.Future | None = None
-        self._batch_lock = asyncio.Lock()  # held from a poll's records taken to its offsets committed
+        self._batch_lock = asyncio.Lock()  # held while a poll's records are taken, and by a rebalance
+        #: the batch being written and committed while the next poll is taken (one at a time), and
+        #: its records with the taken offsets before them (to take it again if the write fails)
+        self._writing: asyncio.Future | None = None
+        self._unwritten: tuple[list, dict[int, int]] | None = None
         self.stale_after_s = options.stale_intervals * settings.reading_interval_s
         self.reconcile_policy = ReconcilePolicy(settle_s=options.settle_s, tolerance_share=options.change_tolerance)
 
@@ -136,11 +140,10 @@ class WarehouseWorker(faust.Service):
     async def on_stop(self) -> None:
         """Stop taking records (a batch cut short is neither committed nor lost: its records are
         read again), leave the group, close the connections."""
-        for future in (self._consuming, self._preload):
+        for future in (self._consuming, self._writing, self._preload):
             if future is not None:
                 future.cancel()
-        if self._consuming is not None:
-            await asyncio.gather(self._consuming, return_exceptions=True)
+        await asyncio.gather(*(f for f in (self._consuming, self._writing) if f is not None), return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
         for sink in (self.sink, self.state_sink, self.preload_sink, self.checks_sink, self.outbox_sink):
@@ -149,9 +152,15 @@ class WarehouseWorker(faust.Service):
     # --- partitions -------------------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked) -> None:
-        """A rebalance starts: let the batch in hand finish (written and committed) first."""
+        """A rebalance starts: let the batch in hand finish (written and committed) first. (One
+        that fails is not committed: after the rebalance its records are read again from the
+        committed offsets.)"""
         async with self._batch_lock:
-            pass
+            try:
+                await self._finish_write()
+            except Exception as exc:  # noqa: BLE001 - its records are read again after the rebalance
+                log.warning("a batch failed before a rebalance (%s): it is read again", safe_text(exc, 300))
+                self._unwritten = None
 
     async def on_partitions_assigned(self, assigned) -> None:
         """Drop the state of partitions gone elsewhere; start reading the new ones' from the
@@ -194,7 +203,8 @@ class WarehouseWorker(faust.Service):
     # --- the consumer -----------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        """Poll, take, write, commit: one batch at a time, in order. A batch that fails outside
+        """Poll, take, write, commit, in order; a batch is written and committed while the next
+        poll is taken (one write at a time, so commits stay in order). A batch that fails outside
         the record-level handling (bad records are dead-lettered, records the database refuses
         are written one by one) is taken again from its first offsets after a backoff: never
         skipped, and the worker stays up (its health page says what fails)."""
@@ -206,7 +216,10 @@ class WarehouseWorker(faust.Service):
                 records = await self._poll()
                 if records:
                     async with self._batch_lock:
-                        await self._handle(records)
+                        await self._handle(records, folded)
+                elif self._writing is not None and self._writing.done():
+                    async with self._batch_lock:
+                        await self._finish_write()  # a failed write is taken again without waiting for more records
                 self.stats.consume_failures, self.stats.consume_last_error, backoff = 0, None, 0.5
             except (asyncio.CancelledError, ConsumerStoppedError):
                 return
@@ -214,7 +227,9 @@ class WarehouseWorker(faust.Service):
                 log.exception("a batch of %d readings records failed; taking it again in %.1f s", len(records), backoff)
                 self.stats.consume_failures += 1
                 self.stats.consume_last_error = f"{type(exc).__name__}: {safe_text(exc, 300)}"
-                self._rewind(records, folded)
+                unwritten, folded = self._unwritten or ([], folded)
+                self._unwritten = None
+                self._rewind(unwritten + records, folded)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -243,7 +258,7 @@ class WarehouseWorker(faust.Service):
             records.extend(r for part in polled.values() for r in part)
         return records
 
-    async def _handle(self, records: list) -> None:
+    async def _handle(self, records: list, folded_before: dict[int, int]) -> None:
         """One poll's records (of partitions still assigned: a rebalance may have moved some, and
         their new owner reads them from its committed offset) -> batch -> database -> commit.
         Parsed and dead-lettered first: a record counted in ``records`` on the health page has
@@ -270,7 +285,17 @@ class WarehouseWorker(faust.Service):
                     for item in back:
                         add(batch, *item)
             add(batch, source, record)
-        await self._write_and_commit(batch)
+        work = self._fold_batch(batch)  # in offset order, before the next poll's records
+        await self._finish_write()      # the previous batch is written and committed first
+        self._unwritten = (records, folded_before)
+        self._writing = asyncio.ensure_future(self._write_and_commit(batch, *work))
+
+    async def _finish_write(self) -> None:
+        """Wait for the batch being written and committed; its failure is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+            self._unwritten = None
 
     @staticmethod
     def _parse(source: Source) -> tuple[Source, ReadingRecord | None, str | None]:
@@ -330,12 +355,17 @@ class WarehouseWorker(faust.Service):
         self.stats.ignored_older += counts.ignored_older
         return folded
 
-    async def _write_and_commit(self, batch: Batch) -> None:
-        """Fold, write the batch to PostgreSQL in one transaction, then commit its offsets."""
+    def _fold_batch(self, batch: Batch) -> tuple[list[Folded], NewSites]:
+        """The batch folded into the in-memory state, and the sites it saw first."""
         t = time.perf_counter()
         folded = self.fold(batch.parsed)
         new_sites = NewSites(self.readings_name, self.memory.take_new_sites())
         self.stats.fold_s += time.perf_counter() - t
+        return folded, new_sites
+
+    async def _write_and_commit(self, batch: Batch, folded: list[Folded], new_sites: NewSites) -> None:
+        """Write the folded batch to PostgreSQL in one transaction, then commit its offsets (a
+        task of its own: the next poll is taken meanwhile)."""
         t = time.perf_counter()
         frontier = {(self.consumer_id, self.readings_name, p): nxt for p, nxt in batch.frontier.items()}
         try:

@@ -7,15 +7,17 @@ conductor's dispatch, a stream iteration and an ack per record) cost about 200 u
 ~230 us of CPU per record, 16-18x a plain consumer doing the same writes (py-spy and `vreserve bench
 stream`, docs/stream.md). So the app runs without Faust's consumer (:class:`stream.app.StreamApp`)
 and this service runs one aiokafka consumer in the app's consumer group (the project's client
-factory; the same group id, so committed offsets carry over), one poll at a time:
+factory; the same group id, so committed offsets carry over):
 
 poll up to ``batch_max`` records (waiting at most ``batch_within_s`` for more once the first is
 there; records Kafka skipped are read back first, in order: stream.repair) -> parse (bad records
 go to the stream dead-letter topic with the reason, flushed before anything else) -> fold into
 the in-memory state (restart alerts come from there) -> write to PostgreSQL in one transaction
-with the partitions' frontier -> commit the batch's offsets. So offsets never run ahead of the
-database, and the database writes are idempotent: a replay writes what a first pass did. A
-rebalance waits for the batch in hand: the revoke callback takes the batch lock.
+with the partitions' frontier -> commit the batch's offsets (these two in a task of their own
+while the next poll is taken; one at a time, so commits stay in order). So offsets never run
+ahead of the database, and the database writes are idempotent: a replay writes what a first pass
+did. A rebalance waits for the batch in hand and the one being written (the revoke callback takes
+the batch lock and waits for the write).
 """
 from __future__ import annotations
 

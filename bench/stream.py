@@ -140,10 +140,10 @@ class KafkaSource:
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
-         workers: int = 1, leader_topic: bool = False, echo=print) -> list[Step]:
+         workers: int = 1, echo=print) -> list[Step]:
     """Set up once, then one measured step per rate (rising) until one is not sustained; always clean up."""
     run = _StreamBench.create(settings, sites, materials, step_s, warmup_s, fleet_procs, gateways, source, workers,
-                              leader_topic, echo)
+                              echo)
     results: list[Step] = []
     t_start = time.monotonic()
     try:
@@ -181,7 +181,6 @@ class _StreamBench:
     gateways: int
     source: str
     workers: int
-    leader_topic: bool
     echo: Callable[[str], None]
     broker: Any = None               # the private Mosquitto (--source e2e only)
     kafka_pid: int | None = None
@@ -195,7 +194,7 @@ class _StreamBench:
 
     @classmethod
     def create(cls, settings: Settings, sites: int, materials: int, step_s: float, warmup_s: float, fleet_procs: int,
-               gateways: int, source: str, workers: int, leader_topic: bool, echo) -> "_StreamBench":
+               gateways: int, source: str, workers: int, echo) -> "_StreamBench":
         # lazy: bench modules are mounted on `vreserve --help`; kafka and psycopg cost ~1 s to import
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -217,7 +216,7 @@ class _StreamBench:
             secrets_dir=str(settings.secrets_folder), kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
         admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
         run = cls(settings, bench, token, dbname, admin_dsn, state, mqtt_port, web_ports, sites, materials, step_s,
-                  warmup_s, fleet_procs, gateways, source, workers, leader_topic, echo)
+                  warmup_s, fleet_procs, gateways, source, workers, echo)
         run.broker = Mosquitto(bench) if source == "e2e" else None
         run.kafka_pid = Kafka(settings).pid()
         run.pg_pid = Postgres(settings).pid()
@@ -256,7 +255,7 @@ class _StreamBench:
     def start_workers(self) -> None:
         """The stream worker(s), waited for until healthy and holding every partition between them."""
         for port in self.web_ports:
-            argv = [VRESERVE, "stream", "run", "--web-port", str(port)] + (["--faust-leader-topic"] if self.leader_topic else [])
+            argv = [VRESERVE, "stream", "run", "--web-port", str(port)]
             self.worker_procs.append(Proc(argv, _env(self.bench), f"worker:{port}"))
         self.procs.extend(self.worker_procs)
         deadline = time.monotonic() + 90
@@ -268,7 +267,7 @@ class _StreamBench:
             if any(w.proc.poll() is not None for w in self.worker_procs) or time.monotonic() > deadline:
                 raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(self.worker_procs[0].lines[-20:]))
             time.sleep(0.3)
-        self.echo(f"setup: {self.workers} stream worker(s) up{' WITH Faust leader topic (baseline)' if self.leader_topic else ''} "
+        self.echo(f"setup: {self.workers} stream worker(s) up "
                   f"(pids {', '.join(str(w.pid) for w in self.worker_procs)}), "
                   f"health on 127.0.0.1:{', '.join(map(str, self.web_ports))}")
         self.named = {"stream worker" + ("s" if self.workers > 1 else ""): [w.pid for w in self.worker_procs],
@@ -478,13 +477,9 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
 @click.option("--order", default="worker,baseline", show_default=True,
               help="With --backlog: which contenders, in which order: worker, worker2 (two workers in one "
                    "group), baseline.")
-@click.option("--compare-leader-topic", is_flag=True,
-              help="Run the steps again with Faust's leader-election topic on (Faust's default; the baseline) "
-                   "and print both side by side.")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, workers: int, source: str, backlog: int | None, order: str,
-            compare_leader_topic: bool) -> None:
+            fleet_procs: int, gateways: int, workers: int, source: str, backlog: int | None, order: str) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
     services_up(settings)
@@ -494,19 +489,5 @@ def command(settings: Settings, sites: int, materials: int, rates: str, step_sec
             raise click.UsageError("--order takes worker, worker2 and/or baseline, separated by commas")
         run_backlog(settings, records=backlog, sites=sites, materials=materials, order=contenders, echo=echo)
         return
-    runs = []
-    for leader_topic in ([False, True] if compare_leader_topic else [False]):
-        runs.append((leader_topic, main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds,
-                                        warmup_s=warmup_seconds, fleet_procs=fleet_procs, gateways=gateways,
-                                        source=source, workers=workers, leader_topic=leader_topic, echo=echo)))
-    if len(runs) > 1:
-        echo("")
-        echo("comparison, same rates back to back (readings/s offered: committed readings/s, p99, worker CPU):")
-        for leader_topic, steps in runs:
-            cells = "; ".join(f"{s.rate * materials:.0f}: {s.readings_s:.0f}/s, p99 {(s.p99_ms or 0):.0f} ms, "
-                              f"worker {_worker_cpu(s):.0f}% {'ok' if s.sustained else 'NOT sustained'}" for s in steps)
-            echo(f"  {'with Faust leader topic (baseline)' if leader_topic else 'without (ours)':<36} {cells}")
-
-
-def _worker_cpu(step: Step) -> float:
-    return sum(v for k, v in step.cpu.items() if k.startswith("stream worker"))
+    main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
+         fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)

@@ -1,5 +1,6 @@
-"""The worker's agent, timers and health page: thin Faust declarations over a
-:class:`stream.service.WarehouseWorker`, which holds the state and does the work.
+"""The worker's timers and health page: thin Faust declarations over a
+:class:`stream.service.WarehouseWorker`, which consumes the readings topic (in batches, below
+Faust's per-event agent path: see that module), holds the state and does the work.
 
 (Declared by :func:`declare` rather than at module level: the app and its topic names come from
 the settings, so tests and benchmarks run workers with private topic prefixes side by side.)
@@ -18,12 +19,8 @@ __all__ = ["WorkerStats", "declare", "failing_parts"]
 
 
 def declare(app: faust.App, settings: Settings, options: StreamOptions) -> WarehouseWorker:
-    """The worker service, started with the app, and its agent / timers / page on ``app``."""
+    """The worker service, started with the app, and its timers / page on ``app``."""
     worker = app.add_dependency(WarehouseWorker(app, settings, options))
-
-    @app.agent(worker.readings_topic, concurrency=1, name="warehouse")
-    async def warehouse(stream):
-        await worker.consume(stream)
 
     @app.timer(options.aggregate_interval_s, name="stream.checks")
     async def checks():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
+from faust.app import BootStrategy
 
 from vreserve import kafka_clients
 from vreserve.kafka_access import STREAM
@@ -14,14 +15,30 @@ from stream.options import StreamOptions
 
 
 def app_id(settings: Settings) -> str:
-    """The worker's consumer group: ``<topic prefix>stream``."""
+    """The worker's consumer group (the app's id): ``<topic prefix>stream``."""
     return settings.group("stream")
+
+
+class ServiceBoot(BootStrategy):
+    """Faust's own consumer, its topic conductor and its tables are not started: the worker's
+    service (:class:`stream.service.WarehouseWorker`) consumes the readings topic in batches
+    itself, below Faust's per-event path (see that module). Faust's producer, web server,
+    timers and service lifecycle run as usual (the switch is Faust's own: BootStrategy's
+    ``enable_kafka_consumer``)."""
+
+    enable_kafka_consumer = False
+
+
+class StreamApp(faust.App):
+    """The stream worker's Faust app: no Faust consumer (see :class:`ServiceBoot`)."""
+
+    BootStrategy = ServiceBoot
 
 
 def create_app(settings: Settings, options: StreamOptions) -> faust.App:
     datadir: Path = options.datadir or settings.state_dir / "stream" / app_id(settings)
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return StreamApp(
         app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=kafka_clients.faust_credentials(settings, STREAM),
@@ -29,21 +46,14 @@ def create_app(settings: Settings, options: StreamOptions) -> faust.App:
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        topic_allow_declare=True,          # Faust declares its leader topic when it is asked for
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=options.web_port or settings.stream_web_port,
         web_in_thread=False,
-        broker_commit_interval=1.0,
-        # A crashed worker's partitions go to its replacement after this long (Kafka's default
-        # is longer; a restart after SIGKILL would otherwise wait for the old member to expire).
-        broker_session_timeout=options.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, options.session_timeout_s / 4),
-        stream_buffer_maxsize=max(4096, options.batch_max * 2),
         producer_linger_ms=5,
         logging_config=None,
-        # No leader-election topic unless asked for (see StreamOptions.leader_topic).
-        topic_disable_leader=not options.leader_topic,
+        # Nothing runs "on the leader only", and there is no Faust consumer to elect one.
+        topic_disable_leader=True,
     )

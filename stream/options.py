@@ -26,11 +26,6 @@ class StreamOptions:
     outbox_interval_s: float = 1.0
     #: Kafka consumer session timeout, s: how long until a crashed worker's partitions move on.
     session_timeout_s: float = 10.0
-    #: Faust's leader-election topic (Faust's default: on). Off here: nothing runs "on the leader
-    #: only", and with it the worker queued records for seconds while partly idle (A/B at 10,000
-    #: readings/s: p99 4.0 s with it, 0.93 s without; docs/stream.md). On only as the benchmark's
-    #: baseline (``vreserve bench stream --compare-leader-topic``).
-    leader_topic: bool = False
     #: Faust web port (health endpoint); None = settings.stream_web_port.
     web_port: int | None = None
     #: Where Faust keeps its local state; None = <settings.state_dir>/stream/<app id>.

@@ -2,23 +2,23 @@
 
 The sink stores, per readings partition, the offset below which every record is in the tables
 (``stream_offsets``, written in the batch's own transaction). A record arriving beyond that frontier
-means the records between were never handed to the agent: Faust's committed offset passed them
-(faust-streaming #606: an in-flight head record; #596: queues cleared during recovery). The
+means the records between were never handed to the worker (when Faust's consumer took the
+records, its committed offset passed them: faust-streaming #606, an in-flight head record; #596,
+queues cleared during recovery; and anything that moves the group's offsets does too). The
 worker then reads that range itself with a group-less consumer and folds it in first, in order.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vreserve import kafka_clients
 from vreserve.kafka_access import STREAM
 from vreserve.settings import Settings
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a readings record came from (a Faust event's message or a record read back here)."""
+class Source(NamedTuple):
+    """Where a readings record came from (the worker's consumer, or a record read back here)."""
 
     topic: str
     partition: int
@@ -28,18 +28,13 @@ class Source:
     #: the Kafka record's timestamp, s (the bridge's produce time), when known
     timestamp: float | None = None
 
-    @classmethod
-    def of_event(cls, event) -> "Source":
-        m = event.message
-        return cls(m.topic, m.partition, m.offset, event.key, event.value, m.timestamp)
-
 
 def gap_start(offset: int, folded: int | None, stored: int | None) -> int | None:
     """Where a skipped range begins, or None when ``offset`` follows on (or replays) what is known:
     ``folded`` = next offset this process has folded, ``stored`` = the database's frontier."""
     known = [x for x in (folded, stored) if x is not None]
     if not known:
-        return None  # nothing written for this partition yet: Faust's starting point stands
+        return None  # nothing written for this partition yet: the committed offset stands
     frontier = max(known)
     return frontier if offset > frontier else None
 

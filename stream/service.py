@@ -1,16 +1,23 @@
-"""The stream worker: a Faust service holding its open batch, its database sinks, its in-memory
-latest state and its counters. :mod:`stream.agents` declares the agent, timers and page that
-call into it.
+"""The stream worker: a Faust service that consumes the readings topic in batches itself, and
+holds its database sinks, its in-memory latest state and its counters. :mod:`stream.agents`
+declares the timers and the page that call into it.
 
-The agent only takes records into the open batch (and reads back records Faust skipped, in
-order, before the record that revealed the skip). A writer task closes the batch when it is full
-or ``batch_within_s`` old AND the previous batch is written, so while the database works the
-next batch fills. Per batch, all at once: parse (bad records go to the stream dead-letter topic
-with the reason), fold into the in-memory state (restart alerts come from there), write to
-PostgreSQL in one transaction with the partitions' frontier, then ack the batch's events. Faust
-commits only acked offsets, after flushing its producer (dead letters), so offsets never run
-ahead of the database; the database writes are idempotent, so a replay writes what a first pass
-did.
+Why its own consumer rather than a Faust agent: Faust's per-event path (a message object, the
+conductor's dispatch, a stream iteration and an ack per record) cost about 200 us of the worker's
+~230 us of CPU per record, 16-18x a plain consumer doing the same writes (py-spy and `vreserve bench
+stream`, docs/stream.md). So the app runs without Faust's consumer (:class:`stream.app.StreamApp`)
+and this service runs one aiokafka consumer in the app's consumer group (the project's client
+factory; the same group id, so committed offsets carry over):
+
+poll up to ``batch_max`` records (waiting at most ``batch_within_s`` for more once the first is
+there; records Kafka skipped are read back first, in order: stream.repair) -> parse (bad records
+go to the stream dead-letter topic with the reason, flushed before anything else) -> fold into
+the in-memory state (restart alerts come from there) -> write to PostgreSQL in one transaction
+with the partitions' frontier -> commit the batch's offsets (these two in a task of their own
+while the next poll is taken; one at a time, so commits stay in order). So offsets never run
+ahead of the database, and the database writes are idempotent: a replay writes what a first pass
+did. A rebalance waits for the batch in hand and the one being written (the revoke callback takes
+the batch lock and waits for the write).
 """
 from __future__ import annotations
 
@@ -21,9 +28,12 @@ from dataclasses import asdict, dataclass, field
 
 import faust
 import psycopg
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from vreserve import topics
+from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
+from vreserve.kafka_access import STREAM
 from vreserve.reconcile import Policy as ReconcilePolicy
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
@@ -45,17 +55,34 @@ log = logging.getLogger(__name__)
 #: (where it came from, its readings, the alerts folding it raised)
 Folded = tuple[Source, ReadingRecord, list[Alert]]
 
+#: Fetch sizes of the readings consumer: a poll of ``batch_max`` records is usually in hand
+#: already (a ReadingBatch of 10 readings is ~0.7 KB; aiokafka's 1 MB per partition would cap a
+#: fetch at ~1,400 of them).
+FETCH_PARTITION_BYTES = 8 * 1024 * 1024
+FETCH_BYTES = 64 * 1024 * 1024
+
 
 @dataclass
-class OpenBatch:
-    """Records taken but not yet written: their events are acked only after the database has them."""
+class Batch:
+    """One poll's records: their offsets are committed only after the database has them."""
 
-    events: list = field(default_factory=list)
-    #: the usable records in order, records read back included (bad ones are dead-lettered at once)
+    #: the usable records in order, records read back included
     parsed: list[tuple[Source, ReadingRecord]] = field(default_factory=list)
     taken: int = 0  # records taken, usable or not
     frontier: dict[int, int] = field(default_factory=dict)  # partition -> next offset after this batch
-    started: float = field(default_factory=time.monotonic)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """aiokafka's rebalance callbacks, handed to the worker."""
+
+    def __init__(self, worker: "WarehouseWorker") -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.worker.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.worker.on_partitions_assigned(assigned)
 
 
 class WarehouseWorker(faust.Service):
@@ -66,7 +93,6 @@ class WarehouseWorker(faust.Service):
         super().__init__()
         self.app, self.settings, self.options = app, settings, options
         self.readings_name = settings.topic(topics.READINGS)
-        self.readings_topic = self._raw_topic(topics.READINGS)
         self.dead_letter_topic = self._raw_topic(topics.STREAM_DEAD_LETTER)
         self.alerts_topic = self._raw_topic(topics.ALERTS)
         self.consumer_id = app.conf.id
@@ -77,36 +103,71 @@ class WarehouseWorker(faust.Service):
         # One connection each: the batch writer, partition loads, the two timers.
         self.sink, self.state_sink = PostgresSink(settings.pg_dsn), PostgresSink(settings.pg_dsn)
         self.checks_sink, self.outbox_sink = PostgresSink(settings.pg_dsn), PostgresSink(settings.pg_dsn)
-        self.open = OpenBatch()
         self.folded: dict[int, int] = {}  # partition -> next offset this process has taken
         self.stored: dict[int, int | None] = {}  # partition -> the database's frontier when loaded
         self.pending_hourly: list = [None, None]  # time span written since the last hourly rollup
         self.last_hourly = 0.0
         #: reads the state of newly assigned partitions; its retries are not reported as failing
-        #: (the agent's own read through state_sink is, once a record waits for it)
+        #: (the batch's own read through state_sink is, once a record waits for it)
         self.preload_sink = PostgresSink(settings.pg_dsn)
         self._preload: asyncio.Future | None = None
-        self._closed = asyncio.Event()
+        self.consumer = None  # the readings consumer (aiokafka), created in the running loop
+        self._consuming: asyncio.Future | None = None
+        self._batch_lock = asyncio.Lock()  # held while a poll's records are taken, and by a rebalance
+        #: the batch being written and committed while the next poll is taken (one at a time), and
+        #: its records with the taken offsets before them (to take it again if the write fails)
+        self._writing: asyncio.Future | None = None
+        self._unwritten: tuple[list, dict[int, int]] | None = None
         self.stale_after_s = options.stale_intervals * settings.reading_interval_s
         self.reconcile_policy = ReconcilePolicy(settle_s=options.settle_s, tolerance_share=options.change_tolerance)
-        app.on_partitions_assigned.connect(self.on_partitions_assigned)
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         return self.app.topic(self.settings.topic(name), key_serializer="raw", value_serializer="raw",
                               partitions=self.settings.partitions)
 
+    async def on_start(self) -> None:
+        """Join the app's consumer group on the readings topic."""
+        o = self.options
+        self.consumer = kafka_clients.aio_consumer(
+            self.settings, STREAM, group_id=self.consumer_id, client_id=f"{self.consumer_id}-readings",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            # A crashed worker's partitions go to its replacement after this long.
+            session_timeout_ms=int(o.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(1.0, o.session_timeout_s / 4) * 1000),
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES, fetch_max_bytes=FETCH_BYTES)
+        self.consumer.subscribe([self.readings_name], listener=_Rebalance(self))
+        await self.consumer.start()
+        self._consuming = asyncio.ensure_future(self._consume())
+
     async def on_stop(self) -> None:
-        if self._preload is not None:
-            self._preload.cancel()
+        """Stop taking records (a batch cut short is neither committed nor lost: its records are
+        read again), leave the group, close the connections."""
+        for future in (self._consuming, self._writing, self._preload):
+            if future is not None:
+                future.cancel()
+        await asyncio.gather(*(f for f in (self._consuming, self._writing) if f is not None), return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
         for sink in (self.sink, self.state_sink, self.preload_sink, self.checks_sink, self.outbox_sink):
             await sink.close()
 
     # --- partitions -------------------------------------------------------------------------------
 
-    async def on_partitions_assigned(self, sender, assigned, **kwargs) -> None:
+    async def on_partitions_revoked(self, revoked) -> None:
+        """A rebalance starts: let the batch in hand finish (written and committed) first. (One
+        that fails is not committed: after the rebalance its records are read again from the
+        committed offsets.)"""
+        async with self._batch_lock:
+            try:
+                await self._finish_write()
+            except Exception as exc:  # noqa: BLE001 - its records are read again after the rebalance
+                log.warning("a batch failed before a rebalance (%s): it is read again", safe_text(exc, 300))
+                self._unwritten = None
+
+    async def on_partitions_assigned(self, assigned) -> None:
         """Drop the state of partitions gone elsewhere; start reading the new ones' from the
-        database (in the background: a rebalance must not wait for the database; the agent
-        waits for a partition's state before it takes the partition's first record)."""
+        database (in the background: a rebalance must not wait for the database; a batch waits
+        for a partition's state before it takes the partition's first record)."""
         mine = {tp.partition for tp in assigned if tp.topic == self.readings_name}
         for p in set(self.memory.owned()) - mine:
             self.memory.drop(p)
@@ -123,13 +184,13 @@ class WarehouseWorker(faust.Service):
         except asyncio.CancelledError:
             await self.preload_sink.close()  # a read cut short leaves its connection mid-query
             raise
-        except Exception as exc:  # noqa: BLE001 - the agent reads a partition itself before its first record
+        except Exception as exc:  # noqa: BLE001 - a batch reads a partition itself before its first record
             log.warning("reading the state of newly assigned partitions failed: %s", safe_text(exc, 300))
             await self.preload_sink.close()
 
     async def ensure_loaded(self, partition: int, sink: PostgresSink | None = None) -> None:
         """The partition's frontier and its sites' latest state, read once per assignment (the
-        first of the preload and the agent to read it wins; the other's copy is not newer)."""
+        first of the preload and the batch to read it wins; the other's copy is not newer)."""
         if self.memory.owns(partition):
             return
         stored, rows = await (sink or self.state_sink).partition_state(self.consumer_id, self.readings_name,
@@ -141,62 +202,132 @@ class WarehouseWorker(faust.Service):
         self.stats.partitions_loaded += 1
         self.stats.rows_loaded += len(rows)
 
-    # --- the agent's side -------------------------------------------------------------------------
+    # --- the consumer -----------------------------------------------------------------------------
 
-    async def consume(self, stream) -> None:
-        """The agent's body: take every event into the open batch; the writer task does the rest."""
-        acks = stream.noack()
-        self.open = OpenBatch()
-        writer = asyncio.ensure_future(self._writer_loop(acks))
-        try:
-            async for event in acks.events():
-                await self._room_in_batch(writer)
-                await self._take(event)
-        finally:
-            writer.cancel()
-
-    async def _room_in_batch(self, writer: asyncio.Future) -> None:
-        """Back-pressure: wait while the open batch is full (and fail if the writer died)."""
-        while True:
-            if writer.done():
-                writer.result()  # its exception, if it failed
-                raise RuntimeError("database writer stopped")
-            if self.open.taken < self.options.batch_max:
+    async def _consume(self) -> None:
+        """Poll, take, write, commit, in order; a batch is written and committed while the next
+        poll is taken (one write at a time, so commits stay in order). A batch that fails outside
+        the record-level handling (bad records are dead-lettered, records the database refuses
+        are written one by one) is taken again from its first offsets after a backoff: never
+        skipped, and the worker stays up (its health page says what fails)."""
+        backoff = 0.5
+        while not self.should_stop:
+            records: list = []
+            folded = dict(self.folded)
+            try:
+                records = await self._poll()
+                if records:
+                    async with self._batch_lock:
+                        await self._handle(records, folded)
+                elif self._writing is not None and self._writing.done():
+                    async with self._batch_lock:
+                        await self._finish_write()  # a failed write is taken again without waiting for more records
+                self.stats.consume_failures, self.stats.consume_last_error, backoff = 0, None, 0.5
+            except (asyncio.CancelledError, ConsumerStoppedError):
                 return
-            self._closed.clear()
-            await asyncio.wait({asyncio.ensure_future(self._closed.wait()), writer},
-                               return_when=asyncio.FIRST_COMPLETED)
+            except Exception as exc:  # noqa: BLE001 - reported and retried; the records are not lost
+                log.exception("a batch of %d readings records failed; taking it again in %.1f s", len(records), backoff)
+                self.stats.consume_failures += 1
+                self.stats.consume_last_error = f"{type(exc).__name__}: {safe_text(exc, 300)}"
+                unwritten, folded = self._unwritten or ([], folded)
+                self._unwritten = None
+                self._rewind(unwritten + records, folded)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
-    async def _take(self, event) -> None:
-        self.stats.records += 1
-        source = Source.of_event(event)
-        p = source.partition
-        await self.ensure_loaded(p)
-        start = gap_start(source.offset, self.folded.get(p), self.stored.get(p))
-        taken = await self._read_back(p, start, source.offset) if start is not None else []
-        taken.append(source)
-        parsed = [(src, record) for src in taken if (record := await self._parse_or_dead_letter(src)) is not None]
-        batch = self.open  # no await from here until the record is in it
-        if not batch.taken:
-            batch.started = time.monotonic()
-        batch.parsed.extend(parsed)
-        batch.taken += len(taken)
-        batch.events.append(event)
-        nxt = source.offset + 1
-        batch.frontier[p] = max(batch.frontier.get(p, 0), nxt)
-        self.folded[p] = max(self.folded.get(p, 0), nxt)
+    def _rewind(self, records: list, folded: dict[int, int]) -> None:
+        """Back to the first offset of each partition of a failed batch (still assigned)."""
+        self.folded = folded
+        owned = self.consumer.assignment()
+        first: dict[int, int] = {}
+        for r in records:
+            first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
+        for p, offset in first.items():
+            tp = TopicPartition(self.readings_name, p)
+            if tp in owned:
+                self.consumer.seek(tp, offset)
 
-    async def _parse_or_dead_letter(self, source: Source) -> ReadingRecord | None:
-        """The record's readings, or None once it is on the dead-letter topic (sent BEFORE the
-        record joins a batch, so its offset cannot be committed ahead of the dead letter)."""
+    async def _poll(self) -> list:
+        """Up to ``batch_max`` records; once the first is there, more for at most ``batch_within_s``."""
+        o = self.options
+        wait_ms = max(1, int(o.batch_within_s * 1000))
+        polled = await self.consumer.getmany(timeout_ms=wait_ms, max_records=o.batch_max)
+        records = [r for part in polled.values() for r in part]
+        deadline = time.monotonic() + o.batch_within_s
+        while records and len(records) < o.batch_max and (left := deadline - time.monotonic()) > 0:
+            polled = await self.consumer.getmany(timeout_ms=max(1, int(left * 1000)),
+                                                 max_records=o.batch_max - len(records))
+            records.extend(r for part in polled.values() for r in part)
+        return records
+
+    async def _handle(self, records: list, folded_before: dict[int, int]) -> None:
+        """One poll's records (of partitions still assigned: a rebalance may have moved some, and
+        their new owner reads them from its committed offset) -> batch -> database -> commit.
+        Parsed and dead-lettered first: a record counted in ``records`` on the health page has
+        its dead letter counted too, and records count even while the database is away."""
+        owned = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.readings_name}
+        name = self.readings_name
+        taken = [self._parse(Source(name, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0))
+                 for r in records if r.partition in owned]
+        if not taken:
+            return
+        await self._dead_letter_all(taken)
+        self.stats.records += len(taken)
+        for p in sorted({source.partition for source, _, _ in taken}):
+            await self.ensure_loaded(p)
+        batch = Batch()
+        folded, add = self.folded, self._add  # (a failed batch restores self.folded: _rewind)
+        for source, record, _ in taken:
+            p, offset = source.partition, source.offset
+            if folded.get(p) != offset:  # a partition's first record here, a replay or a skip
+                start = gap_start(offset, folded.get(p), self.stored.get(p))
+                if start is not None:
+                    back = [self._parse(b) for b in await self._read_back(p, start, offset)]
+                    await self._dead_letter_all(back)
+                    for item in back:
+                        add(batch, *item)
+            add(batch, source, record)
+        work = self._fold_batch(batch)  # in offset order, before the next poll's records
+        await self._finish_write()      # the previous batch is written and committed first
+        self._unwritten = (records, folded_before)
+        self._writing = asyncio.ensure_future(self._write_and_commit(batch, *work))
+
+    async def _finish_write(self) -> None:
+        """Wait for the batch being written and committed; its failure is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+            self._unwritten = None
+
+    @staticmethod
+    def _parse(source: Source) -> tuple[Source, ReadingRecord | None, str | None]:
+        """The record's readings, or the reason it goes to the dead-letter topic."""
         try:
-            return parse_record(source.value, source.key)
+            return source, parse_record(source.value, source.key), None
         except SchemaError as exc:
-            reason = safe_text(exc)
+            return source, None, safe_text(exc)
         except Exception as exc:  # noqa: BLE001 - parsing is pure: whatever it raised, the record caused
-            reason = f"the worker could not parse this record: {type(exc).__name__}: {safe_text(exc, 300)}"
-        await self.dead_letter(source, reason)
-        return None
+            return source, None, f"the worker could not parse this record: {type(exc).__name__}: {safe_text(exc, 300)}"
+
+    async def _dead_letter_all(self, taken: list[tuple[Source, ReadingRecord | None, str | None]]) -> None:
+        """Bad records to the dead-letter topic, flushed: in Kafka before their offsets can move."""
+        bad = [(source, reason) for source, record, reason in taken if record is None]
+        for source, reason in bad:
+            await self.dead_letter(source, reason)
+        if bad:
+            await self.app.producer.flush()
+
+    def _add(self, batch: Batch, source: Source, record: ReadingRecord | None, _reason: str | None = None) -> None:
+        """One taken record into the batch (a bad one only moves the frontier: it is dead-lettered)."""
+        if record is not None:
+            batch.parsed.append((source, record))
+        batch.taken += 1
+        nxt = source.offset + 1
+        p = source.partition
+        if batch.frontier.get(p, 0) < nxt:
+            batch.frontier[p] = nxt
+        if self.folded.get(p, 0) < nxt:
+            self.folded[p] = nxt
 
     async def _read_back(self, partition: int, start: int, end: int) -> list[Source]:
         """Records ``start <= offset < end`` that the consumer skipped (see stream.repair)."""
@@ -209,23 +340,6 @@ class WarehouseWorker(faust.Service):
                   f"; {gone} offsets no longer in the topic (retention)" if gone else "")
         return records
 
-    # --- the writer's side ------------------------------------------------------------------------
-
-    async def _writer_loop(self, acks) -> None:
-        """Close the open batch when full or old enough, write it, ack it; one batch at a time,
-        in order, so committed offsets never pass what is in the database."""
-        while True:
-            batch = self.open
-            if not batch.taken:
-                await asyncio.sleep(self.options.batch_within_s)
-                continue
-            age = time.monotonic() - batch.started
-            if batch.taken < self.options.batch_max and age < self.options.batch_within_s:
-                await asyncio.sleep(self.options.batch_within_s - age)
-                continue
-            self.open = OpenBatch()
-            self._closed.set()
-            await self._write_and_ack(acks, batch)
 
     def fold(self, parsed: list[tuple[Source, ReadingRecord]]) -> list[Folded]:
         """Fold a batch's records into the in-memory state, in order (no await: one step)."""
@@ -243,12 +357,17 @@ class WarehouseWorker(faust.Service):
         self.stats.ignored_older += counts.ignored_older
         return folded
 
-    async def _write_and_ack(self, acks, batch: OpenBatch) -> None:
-        """Fold, write the batch to PostgreSQL in one transaction, then ack its events."""
+    def _fold_batch(self, batch: Batch) -> tuple[list[Folded], NewSites]:
+        """The batch folded into the in-memory state, and the sites it saw first."""
         t = time.perf_counter()
         folded = self.fold(batch.parsed)
         new_sites = NewSites(self.readings_name, self.memory.take_new_sites())
         self.stats.fold_s += time.perf_counter() - t
+        return folded, new_sites
+
+    async def _write_and_commit(self, batch: Batch, folded: list[Folded], new_sites: NewSites) -> None:
+        """Write the folded batch to PostgreSQL in one transaction, then commit its offsets (a
+        task of its own: the next poll is taken meanwhile)."""
         t = time.perf_counter()
         frontier = {(self.consumer_id, self.readings_name, p): nxt for p, nxt in batch.frontier.items()}
         try:
@@ -259,14 +378,25 @@ class WarehouseWorker(faust.Service):
             await self.sink.close()
             await self._write_one_by_one(folded, frontier, new_sites)
         committed = time.time()
+        add = self.latency.add
         for _, record, _ in folded:
-            self.latency.add((committed - record.ts.timestamp()) * 1000.0, len(record.items))
-        for event in batch.events:
-            await acks.ack(event)
+            add((committed - record.ts.timestamp()) * 1000.0, len(record.items))
+        await self._commit(batch.frontier)
         self.stats.db_write_s += time.perf_counter() - t
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
         self.stats.last_batch_records = batch.taken
+
+    async def _commit(self, frontier: dict[int, int]) -> None:
+        """Commit the offsets of a batch the database holds. Refused because a rebalance moved the
+        partitions, it is harmless: their new owner reads from the last commit, and the writes are
+        idempotent."""
+        try:
+            await self.consumer.commit({TopicPartition(self.readings_name, p): nxt for p, nxt in frontier.items()})
+        except KafkaError as exc:
+            self.stats.commit_failures += 1
+            log.warning("committing offsets of %s failed (%s): the next owner re-reads them", self.readings_name,
+                        safe_text(exc, 300))
 
     async def _write_one_by_one(self, folded: list[Folded], frontier: dict, new_sites: NewSites) -> None:
         """After the database refused a whole batch: write each record alone, dead-letter what
@@ -359,7 +489,7 @@ class WarehouseWorker(faust.Service):
 
     def health(self) -> dict:
         """The health document: status, what is failing, and the counters."""
-        alive = self.app.consumer is not None
+        alive = self.consumer is not None
         failing = self.sink.failing_since or self.state_sink.failing_since
         problems = failing_parts(self.stats, failing, self.options.aggregate_interval_s)
         return {
@@ -370,6 +500,6 @@ class WarehouseWorker(faust.Service):
             "app_id": self.consumer_id,
             "table_keys": self.memory.keys(),
             "table_sites": self.memory.sites(),
-            "assigned_partitions": sorted(tp.partition for tp in self.app.consumer.assignment()) if alive else [],
+            "assigned_partitions": sorted(tp.partition for tp in self.consumer.assignment()) if alive else [],
             **{k: v for k, v in asdict(self.stats).items() if k != "errors"},
         }

@@ -27,6 +27,12 @@ class WorkerStats:
     offset_gaps: int = 0
     records_read_back: int = 0
     offsets_gone: int = 0
+    #: Offset commits refused (a rebalance moved the partitions; their next owner re-reads them).
+    commit_failures: int = 0
+    #: Batches that failed outside the record-level handling, in a row (retried from their first
+    #: offsets; 0 when the last one worked), and why the last one failed.
+    consume_failures: int = 0
+    consume_last_error: str | None = None
     #: Seconds spent parsing + folding, and writing to the database (with the acks).
     fold_s: float = 0.0
     db_write_s: float = 0.0
@@ -67,6 +73,8 @@ def failing_parts(stats: WorkerStats, db_failing_since: float | None, checks_int
     if stats.checks_failures or now - last_ok > 3 * checks_interval_s + 5:
         problems.append(f"periodic checks ({stats.checks_failures} failure(s) in a row"
                         f"{': ' + stats.checks_last_error if stats.checks_last_error else ''})")
+    if stats.consume_failures:
+        problems.append(f"readings consumer ({stats.consume_failures} failure(s) in a row: {stats.consume_last_error})")
     if stats.outbox_failures:
         problems.append(f"alert outbox ({stats.outbox_failures} failure(s) in a row: {stats.outbox_last_error})")
     return problems

@@ -238,8 +238,9 @@ def test_critical_alerts_go_to_webhooks_signed_and_retried(conn, world, settings
         add_site(conn, world, s, "O1")
         crit = f"pick_not_reflected:{s}:{world.masks}:1"
         fail_once.append(crit)
-        raise_alert(conn, crit, "pick_not_reflected", s, world.masks, severity="critical")
-        raise_alert(conn, f"unexplained_change:{s}:{world.water}:1", "unexplained_change", s, world.water)
+        now = conn.execute("SELECT now()").fetchone()[0]  # a webhook pages alerts of its last day only
+        raise_alert(conn, crit, "pick_not_reflected", s, world.masks, severity="critical", at=now)
+        raise_alert(conn, f"unexplained_change:{s}:{world.water}:1", "unexplained_change", s, world.water, at=now)
 
         first = wh.notify_once(conn)
         assert first.failed >= 1 and not [b for _h, b in got if crit.encode() in b]  # the receiver answered 500

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vreserve.scenario import ScenarioError, load_scenario
 from vreserve.units import conversion_factor
 
 PACK_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -95,8 +96,6 @@ def ideal_rates(figures: dict[str, dict[str, Any]], live: dict[str, float]) -> d
 
 def load_demand(source: str, demand_dir: Path, periods: int) -> dict:
     """The demand pack or uploaded file as a scenario dict; never a path the caller chose."""
-    from optimizer import ScenarioError, load_scenario  # the model library (heavy): only when asked
-
     if DEMAND_FILE_ID.match(source):
         path = demand_dir / f"{source}.yaml"
         if not path.exists():

@@ -20,7 +20,8 @@ from dispatcher.carrier_details import centre_ends, registry_ends, registry_mate
 from dispatcher.live import (base_dict, build_live_scenario, deliver_now, horizon_demand, in_registry_units,
                              orders_for_period, structure_key)
 from dispatcher.snapshot import SupplyAvailability, SupplyNode, left_out_summary, supply_nodes, supply_snapshot
-from optimizer import Planner, load_scenario, plan_anytime
+from optimizer import Planner, plan_anytime
+from vreserve.scenario import load_scenario
 from vreserve.schemas.dispatch import DispatchOrder, MaterialDetails, OrderEnd, PlanSummary
 
 log = logging.getLogger("vreserve.dispatcher")

@@ -1,5 +1,5 @@
-"""Errors of the optimizer's input (one place, so urgency and scenario errors share a base)."""
+"""Errors of the optimizer's input: the scenario contract's error (one base, so urgency, solver and
+scenario errors are caught alike)."""
+from vreserve.scenario import ScenarioError
 
-
-class ScenarioError(ValueError):
-    """The scenario is malformed: the message says where and why."""
+__all__ = ["ScenarioError"]

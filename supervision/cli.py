@@ -348,7 +348,7 @@ def reserve_balance(settings: Settings, region, scenario, days, procurement_fact
     solved as a small LP. Quantities in the material's unit, money in minor currency units."""
     import json
 
-    from optimizer import load_scenario
+    from vreserve.scenario import load_scenario
     from supervision import balance as bal
     from supervision.report import table
 

@@ -24,6 +24,7 @@ from kafka.errors import AuthorizationError as KafkaAuthorizationError
 from vreserve import alerts, auditlog, kafka_clients, topics
 from vreserve.identity import Identity
 from vreserve.kafka_access import OPERATIONS
+from vreserve.scenario import ScenarioError, load_scenario
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
 from vreserve.schemas.dispatch import LOGISTICS_STATUSES, DemandUpdate, ModeEvent, OrderStatus
@@ -89,10 +90,6 @@ def end_event(region: str, reason: str, event_id: str | None = None, who: str | 
 
 def check_demand_source(source: str, periods: int) -> str | None:
     """An error message if the demand file / pack cannot serve ``periods`` periods, else None."""
-    try:
-        from optimizer import ScenarioError, load_scenario  # the model library; heavy, so imported here
-    except ImportError as exc:  # pragma: no cover - the optimizer is part of the package
-        return f"optimizer not available: {exc}"
     try:
         scenario = load_scenario(source)
     except ScenarioError as exc:

@@ -82,3 +82,11 @@ def test_entropy_weights_orientation_lower_is_more_urgent():
                                 "irreplaceability"]
     w, xn = entropy_weights(np.array([[1.0, 2.0], [1.0, 4.0]]))
     assert w.tolist() == [0.0, 1.0] and xn[:, 0].tolist() == [0.0, 0.0]
+
+
+def test_the_model_knows_every_name_the_scenario_contract_allows():
+    from optimizer import DEFAULT_THETA, INDICATORS
+    from vreserve.scenario import INDICATOR_NAMES, THETA_NAMES
+
+    assert tuple(INDICATORS) == INDICATOR_NAMES
+    assert set(THETA_FUNCTIONS) == set(THETA_NAMES) and DEFAULT_THETA in THETA_NAMES

@@ -1,5 +1,5 @@
-"""JSON Schema of every Kafka record and MQTT payload, and the AsyncAPI 3 document of the topics,
-generated from the record models (``vreserve schemas export``; ``vreserve schemas check`` fails
+"""JSON Schema of every Kafka record and MQTT payload and of the files the project reads (a
+scenario), and the AsyncAPI 3 document of the topics, generated from the models (``vreserve schemas export``; ``vreserve schemas check`` fails
 when the committed files in ``docs/`` differ from what the models say).
 
 The schemas describe the payload on the wire: ``v`` is a constant, kept extras (the ``keep`` rule)
@@ -14,7 +14,10 @@ from typing import Any, Callable
 
 import yaml
 
+from pydantic import BaseModel
+
 from vreserve import topics
+from vreserve.scenario import ScenarioFile
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.audits import AuditRecord
 from vreserve.schemas.common import MAX_EXTRA_FIELDS, Record, adapter
@@ -155,14 +158,22 @@ CONTRACTS: tuple[Contract, ...] = (
 )
 
 
+#: Files the project reads (not records on a topic): schema file stem -> the file's model. Their
+#: models refuse unknown names, and so do their schemas.
+FILE_CONTRACTS: dict[str, type[BaseModel]] = {"scenario": ScenarioFile}
+
+
 def schema_files() -> dict[str, dict]:
-    """File name -> JSON Schema document, for every contract."""
+    """File name -> JSON Schema document, for every contract and every file the project reads."""
     out: dict[str, dict] = {}
     for c in CONTRACTS:
         if f"{c.name}.schema.json" in out:
             continue
         schema = c.schema()
         out[f"{c.name}.schema.json"] = {"$schema": SCHEMA_DIALECT, "$id": f"{ID_BASE}{c.name}.schema.json", **schema}
+    for name, model in FILE_CONTRACTS.items():
+        out[f"{name}.schema.json"] = {"$schema": SCHEMA_DIALECT, "$id": f"{ID_BASE}{name}.schema.json",
+                                      **model.model_json_schema()}
     return out
 
 

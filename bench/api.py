@@ -47,7 +47,8 @@ def _say(msg: str) -> None:
 
 def _seed(dsn: str, sites: int, orders: int) -> tuple[list[str], list[str], str]:
     """Registry, readings, an emergency with orders, a viewer and a carrier token."""
-    from ingest.registry import generate_registry, store_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
     from vreserve import identity as ident
     from vreserve.db import connect
 

@@ -42,7 +42,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _seed(dsn: str, sites: int, seed: int) -> int:
-    from ingest.registry import generate_registry, store_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
     from vreserve import identity as ident
     from vreserve.db import connect
 

@@ -68,7 +68,7 @@ def _drop(settings, base_settings, name: str) -> None:
 
 def _store_live_registry(conn, registry, stock_factor: dict[str, float] | None = None) -> int:
     """Store the registry and give every (site, material) a live reading equal to its commitment."""
-    from ingest.registry import store_registry
+    from vreserve.registry_store import store_registry
 
     store_registry(conn, registry, today=date.today())
     if stock_factor:
@@ -85,7 +85,8 @@ def _store_live_registry(conn, registry, stock_factor: dict[str, float] | None =
 
 def _case_setup(case: str, conn, tmp: Path) -> tuple[str, str]:
     """Registry + demand source for a case; returns (region, demand source)."""
-    from ingest.registry import Material, generate_registry
+    from vreserve.registry import Material
+    from vreserve.registry_generate import generate_registry
 
     if case == "wuhan":
         reg = generate_registry(60, seed=3, region="wuhan", centralized_share=0.034, grid=(1, 1))

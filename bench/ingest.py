@@ -182,7 +182,8 @@ class _IngestBench:
         from kafka import TopicPartition  # lazy: see create
         from kafka.admin import NewTopic
 
-        from ingest.registry import generate_registry, store_registry
+        from vreserve.registry_generate import generate_registry
+        from vreserve.registry_store import store_registry
         from vreserve.db import connect, migrate
 
         settings, bench = self.settings, self.bench

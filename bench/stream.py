@@ -232,7 +232,8 @@ class _StreamBench:
 
     def setup(self) -> None:
         """The database with the registry, the topics, the worker(s), then the source of load."""
-        from ingest.registry import generate_registry, store_registry  # lazy: see create
+        from vreserve.registry_generate import generate_registry  # lazy: see create
+        from vreserve.registry_store import store_registry
         from vreserve.db import connect, migrate
         from vreserve.kafka_admin import ensure_topics
 

@@ -214,7 +214,8 @@ def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000,
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from ingest.registry import generate_registry, store_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
     from vreserve.db import connect, migrate
     from vreserve.kafka_admin import ensure_topics
 

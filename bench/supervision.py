@@ -67,7 +67,8 @@ def _seed(conn, sites: int, orders: int, seed: int, rng: random.Random,
     """The generated city: registry, a reading per contracted pair, one emergency with its supply
     orders and statuses. Returns the (site, material, committed, unit) pairs and the orders left
     without a final status (for the late statuses of the adjustment run)."""
-    from ingest.registry import generate_registry, store_registry  # lazy: see main
+    from vreserve.registry_generate import generate_registry  # lazy: see main
+    from vreserve.registry_store import store_registry
 
     t0 = now - timedelta(hours=6)
     _say(f"[1/4] registry of {sites} sites ...")

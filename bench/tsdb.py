@@ -278,7 +278,8 @@ def command(settings: Settings, scale: float, days: int, ingest_readings: int, r
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from bench.procs import services_up
-    from ingest.registry import generate_registry, store_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
     from vreserve.db import connect, server_variant
 
     logging.getLogger("kafka").setLevel(logging.ERROR)  # topic-creation retries are not news here

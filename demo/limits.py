@@ -3,7 +3,7 @@ tighter delivery limits, written as a scenario file the emergency is declared wi
 
 A real distribution centre has a fleet: it serves only so many rescue centres per period, and a
 truck does not leave for a handful of boxes (issue 19). The limits are the optimizer's own model
-fields (``optimizer/scenario.py``): ``max_deliveries_per_period`` on each distribution centre and
+fields (``vreserve/scenario.py``): ``max_deliveries_per_period`` on each distribution centre and
 the scenario's ``min_lot`` (units of all materials together on a delivery arc that is used). A limit
 not given keeps the pack's own value, so ``--max-deliveries 2`` alone does not drop the pack's
 minimum lot.

@@ -21,10 +21,11 @@ from deploy import runner
 from dispatcher.live import in_registry_units
 from dispatcher.operator import parse_duration
 from dispatcher.report import emergency_report, print_report, write_report
-from ingest.registry import generate_registry, write_registry
 from optimizer import load_scenario
 from vreserve.db import connect, migrate
 from vreserve.kafka_admin import ensure_topics
+from vreserve.registry import write_registry
+from vreserve.registry_generate import generate_registry
 from vreserve.settings import Settings
 from vreserve.site_credentials import remove_site_credentials
 from vreserve.tables import table

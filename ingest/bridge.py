@@ -254,7 +254,7 @@ class Bridge:
 
     def refresh_known(self) -> None:
         """Reload known sites and material units from the database (a new immutable snapshot)."""
-        from ingest.registry import load_known_from_db
+        from vreserve.registry_store import load_known_from_db
         from vreserve.db import connect
 
         with self._refresh_lock:

@@ -110,7 +110,8 @@ def registry() -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="YAML file to write.")
 def generate(n_sites: int, seed: int, region: str, id_prefix: str | None, materials_per_site: int | None, out: str) -> None:
     """Generate a registry of N sites over a city-sized grid and write it as YAML."""
-    from ingest.registry import generate_registry, write_registry
+    from vreserve.registry import write_registry
+    from vreserve.registry_generate import generate_registry
 
     t0 = time.monotonic()
     reg = generate_registry(n_sites, seed=seed, region=region, id_prefix=id_prefix, materials_per_site=materials_per_site)
@@ -129,7 +130,8 @@ def generate(n_sites: int, seed: int, region: str, id_prefix: str | None, materi
 @click.pass_obj
 def load(settings: Settings, path: str, credentials_out: str | None) -> None:
     """Validate a registry file and upsert it into the database (materials, sites, contracts)."""
-    from ingest.registry import RegistryError, load_registry, store_registry
+    from vreserve.registry import RegistryError, load_registry
+    from vreserve.registry_store import store_registry
     from vreserve.db import connect
 
     t0 = time.monotonic()

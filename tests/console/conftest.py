@@ -23,7 +23,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from ingest.registry import generate_registry, write_registry
+from vreserve.registry import write_registry
+from vreserve.registry_generate import generate_registry
 from vreserve import identity as ident
 from vreserve.db import connect
 from tests.conftest import fresh_settings

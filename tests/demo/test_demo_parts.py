@@ -7,7 +7,7 @@ import sys
 from demo.registry import pack_supply, size_registry_to_pack
 from demo.services import leftover_demo_sessions
 from dispatcher.live import in_registry_units
-from ingest.registry import generate_registry
+from vreserve.registry_generate import generate_registry
 from optimizer import load_scenario
 
 

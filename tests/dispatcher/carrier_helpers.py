@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ingest.registry import generate_registry, store_registry
+from vreserve.registry_generate import generate_registry
+from vreserve.registry_store import store_registry
 from vreserve.db import connect
 from vreserve.kafka_admin import ensure_topics
 

@@ -11,7 +11,9 @@ from kafka import TopicPartition
 from vreserve import kafka_clients
 from vreserve.kafka_access import ADMIN
 
-from ingest.registry import Registry, generate_registry, store_registry
+from vreserve.registry import Registry
+from vreserve.registry_generate import generate_registry
+from vreserve.registry_store import store_registry
 from vreserve.db import connect as db_connect
 from vreserve.mqtt import connect, new_client
 from vreserve.settings import Settings

@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ingest.registry import (
-    OWNER_KINDS,
-    RegistryError,
-    contract_id,
-    generate_registry,
-    load_registry,
-    registry_to_dict,
-    store_registry,
-    write_registry,
-)
+from vreserve.registry import OWNER_KINDS, RegistryError, contract_id, load_registry, registry_to_dict, write_registry
+from vreserve.registry_generate import generate_registry
+from vreserve.registry_store import store_registry
 from vreserve.db import connect
 
 

@@ -322,7 +322,8 @@ def test_fuzz_logistics_simulator(settings, unique):
 def test_fuzz_bridge(settings, unique):
 
     from ingest.bridge import Bridge, BridgeConfig
-    from ingest.registry import generate_registry, store_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
     from vreserve.schemas.readings import ReadingBatch
 
     reg = generate_registry(1, seed=5, id_prefix=f"fz{unique}-")

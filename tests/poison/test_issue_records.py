@@ -13,7 +13,8 @@ import pytest
 from dispatcher.operator import declare_event
 from dispatcher.service import Dispatcher
 from ingest.bridge import Bridge, BridgeConfig
-from ingest.registry import generate_registry, store_registry
+from vreserve.registry_generate import generate_registry
+from vreserve.registry_store import store_registry
 from tests.dispatcher.helpers import make_region
 from tests.poison.helpers import alive, log_of, produce, read_topic, wait_for
 from vreserve.mqtt import connect as mqtt_connect, new_client

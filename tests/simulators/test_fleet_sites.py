@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from vreserve.site_credentials import remove_site_credentials
-from ingest.registry import generate_registry
+from vreserve.registry_generate import generate_registry
 from simulators.fleet import Faults, Fleet
 from vreserve import topics
 from vreserve.mqtt import connect as mqtt_connect, new_client

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from vreserve.site_credentials import remove_site_credentials
-from ingest.registry import generate_registry
+from vreserve.registry_generate import generate_registry
 from simulators.fleet import Fleet
 from simulators.logistics import LogisticsSimulator, PickAnswer, Timing, schedule
 from vreserve import topics

@@ -25,7 +25,8 @@ from vreserve.kafka_access import ADMIN
 
 from dispatcher.book import apply_status
 from ingest.bridge import Bridge, BridgeConfig
-from ingest.registry import generate_registry, store_registry
+from vreserve.registry_generate import generate_registry
+from vreserve.registry_store import store_registry
 from simulators.fleet import Faults, Fleet
 from simulators.logistics import LogisticsSimulator, Timing
 from vreserve import topics

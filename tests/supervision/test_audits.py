@@ -229,7 +229,8 @@ def test_audits_topic_applies_good_records_once_and_rejects_bad_ones(conn, world
 
 def test_reloading_the_registry_does_not_undo_an_audit(conn, world, tmp_path):
     """The registry file says trust 1.0 / active; an audited site keeps what its audits made it."""
-    from ingest.registry import load_registry, store_registry
+    from vreserve.registry import load_registry
+    from vreserve.registry_store import store_registry
 
     a, b = _two_sites(conn, world)
     sql_audits.record_audit(conn, _audit(f"rr-{world.u}", a, {world.masks: 100}), "test")

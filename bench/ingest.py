@@ -38,7 +38,7 @@ from vreserve.kafka_access import ADMIN, COMPONENTS
 from vreserve.kafka_admin import ensure_acls
 from vreserve.settings import Settings
 from vreserve.tables import table
-from bench.procs import Proc, child_env, echo, parse_rates, services_up, cpu_seconds as _cpu_seconds, free_port as _free_port
+from bench.procs import Proc, child_env, fleet_shards, echo, parse_rates, services_up, cpu_seconds as _cpu_seconds, free_port as _free_port
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 
@@ -216,14 +216,9 @@ class _IngestBench:
 
     def fleet(self, interval: float, duration: float) -> list[Proc]:
         """The fleet's shard processes, publishing every ``interval`` s for ``duration`` s."""
-        out = []
-        for i in range(self.fleet_procs):
-            argv = [VRESERVE, "simulate", "sites", "--generate", str(self.sites), "--seed", str(self.seed),
-                    "--id-prefix", self.id_prefix, "--materials-per-site", str(self.materials),
-                    "--interval", f"{interval:.4f}", "--auth", "gateway",
-                    "--gateways", str(max(1, self.gateways // self.fleet_procs)), "--shard", f"{i}/{self.fleet_procs}",
-                    "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
-            out.append(Proc(argv, _env(self.bench), f"fleet{i}"))
+        out = fleet_shards(VRESERVE, _env(self.bench), sites=self.sites, seed=self.seed, id_prefix=self.id_prefix,
+                           materials=self.materials, interval=interval, gateways=self.gateways,
+                           shards=self.fleet_procs, duration=duration)
         self.procs.extend(out)
         return out
 

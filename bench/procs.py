@@ -61,6 +61,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fleet_shards(vreserve: str, env: dict, *, sites: int, seed: int, id_prefix: str, materials: int,
+                 interval: float, gateways: int, shards: int, duration: float) -> list["Proc"]:
+    """The simulated fleet as ``shards`` processes (each its share of the sites, through gateways),
+    publishing every ``interval`` s for ``duration`` s: the load the ingest and stream benchmarks offer."""
+    out = []
+    for i in range(shards):
+        argv = [vreserve, "simulate", "sites", "--generate", str(sites), "--seed", str(seed),
+                "--id-prefix", id_prefix, "--materials-per-site", str(materials),
+                "--interval", f"{interval:.4f}", "--auth", "gateway",
+                "--gateways", str(max(1, gateways // shards)), "--shard", f"{i}/{shards}",
+                "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
+        out.append(Proc(argv, env, f"fleet{i}"))
+    return out
+
+
 class Proc:
     """A child process in its own session whose output lines are collected by a reader thread."""
 

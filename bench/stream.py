@@ -36,7 +36,7 @@ import click
 
 from vreserve.settings import Settings
 from bench.stream_backlog import health_document as _health, run_backlog
-from bench.procs import Proc, child_env, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
+from bench.procs import Proc, child_env, fleet_shards, echo, parse_rates, services_up, children as _children, cpu_seconds as _cpu_seconds, free_port as _free_port, rss_mib as _rss_mib
 
 VRESERVE = str(Path(sys.executable).with_name("vreserve"))
 TARGET_READINGS_S = 20_000
@@ -304,15 +304,9 @@ class _StreamBench:
         if self.broker is None:
             sent_before = self.kafka_source.sent
             return [], self.kafka_source.run(rate, duration), sent_before
-        fleet: list[Proc] = []
-        interval = self.sites / rate
-        for i in range(self.fleet_procs):
-            argv = [VRESERVE, "simulate", "sites", "--generate", str(self.sites), "--seed", str(self.seed),
-                    "--id-prefix", self.id_prefix, "--materials-per-site", str(self.materials),
-                    "--interval", f"{interval:.4f}", "--auth", "gateway",
-                    "--gateways", str(max(1, self.gateways // self.fleet_procs)), "--shard", f"{i}/{self.fleet_procs}",
-                    "--duration", f"{duration:.1f}", "--progress-every", "1", "--jitter", "0.05"]
-            fleet.append(Proc(argv, _env(self.bench), f"fleet{i}"))
+        fleet = fleet_shards(VRESERVE, _env(self.bench), sites=self.sites, seed=self.seed, id_prefix=self.id_prefix,
+                             materials=self.materials, interval=self.sites / rate, gateways=self.gateways,
+                             shards=self.fleet_procs, duration=duration)
         self.procs.extend(fleet)
         for f in fleet:
             if not f.wait_line("offered", 60):

@@ -19,12 +19,14 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
+from kafka import TopicPartition
 
 from vreserve import kafka_clients
 from vreserve.kafka_access import ADMIN
@@ -239,3 +241,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for leak in leaks:
             print(f"SECRET IN LOG: {leak.secret} found in {leak.log}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def read_topic(settings: Settings, logical: str, done: Callable[[list], bool], timeout: float = 60.0) -> list:
+    """Every record of a topic (all partitions, from the start) until ``done(records)`` or the
+    timeout. The fetch limits take the largest records the poison tests send (2 MiB)."""
+    topic = settings.topic(logical)
+    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None,
+                                      fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        parts = [TopicPartition(topic, p)
+                 for p in sorted(consumer.partitions_for_topic(topic) or range(settings.partitions))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+            if done(records):
+                break
+        return records
+    finally:
+        consumer.close()

@@ -7,15 +7,13 @@ from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-from kafka import TopicPartition
-from vreserve import kafka_clients
-from vreserve.kafka_access import ADMIN
 
+from tests.conftest import read_topic
+from vreserve.db import connect as db_connect
+from vreserve.mqtt import connect, new_client
 from vreserve.registry import Registry
 from vreserve.registry_generate import generate_registry
 from vreserve.registry_store import store_registry
-from vreserve.db import connect as db_connect
-from vreserve.mqtt import connect, new_client
 from vreserve.settings import Settings
 
 
@@ -26,27 +24,6 @@ def registry(settings: Settings, unique: str) -> Registry:
     with db_connect(settings.pg_dsn) as conn:
         store_registry(conn, reg)
     return reg
-
-
-def read_topic(settings: Settings, logical: str, done: Callable[[list], bool], timeout: float = 60.0) -> list:
-    """Every record of a topic (all partitions, from the start) until ``done(records)`` or timeout."""
-    topic = settings.topic(logical)
-    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=1000)
-    try:
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or range(settings.partitions))]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        records: list = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-            if done(records):
-                break
-        return records
-    finally:
-        consumer.close()
 
 
 @pytest.fixture

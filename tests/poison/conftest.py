@@ -5,8 +5,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.dispatcher.conftest import procs  # noqa: F401 - subprocesses, always stopped
 from tests.dispatcher.conftest import second_settings  # noqa: F401 - a private database and topic prefix
-from tests.poison.helpers import Procs
 from tests.stream.stream_helpers import stream_settings  # noqa: F401 - the stream tests' fixture: private topics, deleted after
 from vreserve.db import connect
 
@@ -15,15 +15,6 @@ from vreserve.db import connect
 def conn(settings) -> Iterator:
     with connect(settings.pg_dsn, autocommit=True) as c:
         yield c
-
-
-@pytest.fixture
-def procs(tmp_path) -> Iterator[Procs]:
-    ps = Procs(tmp_path)
-    try:
-        yield ps
-    finally:
-        ps.stop_all()
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from kafka import TopicPartition
 from vreserve import kafka_clients
 from vreserve.kafka_access import ADMIN
 
+from tests.conftest import read_topic  # noqa: F401 - the poison tests take it from here
 from tests.dispatcher.conftest import Procs, log_of  # noqa: F401 - the poison tests run `vreserve` the same way
 
 def produce(settings, logical: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
@@ -19,27 +19,6 @@ def produce(settings, logical: str, records: list[tuple[bytes | None, bytes]]) -
         return [(m.partition, m.offset) for m in (f.get(timeout=60) for f in futures)]
     finally:
         producer.close(5)
-
-
-def read_topic(settings, logical: str, done, timeout: float = 60.0) -> list:
-    """Every record of a topic from the start until ``done(records)`` or the timeout."""
-    topic = settings.topic(logical)
-    consumer = kafka_clients.consumer(settings, ADMIN, enable_auto_commit=False, group_id=None,
-                             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        records: list = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=300).values():
-                records.extend(batch)
-            if done(records):
-                break
-        return records
-    finally:
-        consumer.close()
 
 
 def wait_for(predicate, timeout: float, what: str, step: float = 0.2, alive=None):

@@ -20,10 +20,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from optimizer.errors import ScenarioError
-from vreserve.scenario import DEFAULT_THETA
+from vreserve.scenario_names import DEFAULT_THETA
 
 #: Indicator name -> True when a HIGHER value means MORE urgent (the names a scenario file may use
-#: are the contract's, :data:`vreserve.scenario.INDICATOR_NAMES`).
+#: are the contract's, :data:`vreserve.scenario_names.INDICATOR_NAMES`).
 INDICATORS: dict[str, bool] = {
     "consumption_rate": True,    # consumed faster -> more urgent
     "reproduction_rate": False,  # restocked/produced faster -> LESS urgent
@@ -33,7 +33,7 @@ INDICATORS: dict[str, bool] = {
 }
 
 #: theta = f(u): each f(0) = 1, increasing and convex on [0, 1] (one per name a scenario file may
-#: give, :data:`vreserve.scenario.THETA_NAMES`).
+#: give, :data:`vreserve.scenario_names.THETA_NAMES`).
 THETA_FUNCTIONS: dict[str, Callable[[float], float]] = {
     "exp": lambda u: math.exp(u),                 # default
     "exp2": lambda u: math.exp(2.0 * u),          # stronger amplification: theta in [1, 7.39]

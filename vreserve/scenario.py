@@ -18,28 +18,19 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Mapping, get_args
+from typing import Annotated, Any, Iterator, Mapping
 
 from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StringConstraints, ValidationError
 from pydantic import model_validator
 
+from vreserve.scenario_names import DEFAULT_THETA, INDICATOR_NAMES, THETA_NAMES, ScenarioError, ThetaName
 from vreserve.schemas.common import Frozen
 from vreserve.schemas.dispatch import Contact
 
 #: The scenario packs, loadable by name (``python -m optimizer.packs`` generates them).
 PACK_DIR = Path(__file__).resolve().parent / "scenarios"
-#: The five urgency indicators a material may state (``optimizer.urgency`` says which way each points).
-INDICATOR_NAMES = ("consumption_rate", "reproduction_rate", "durability", "danger_to_life", "irreplaceability")
-#: The shortage coefficient functions theta = f(urgency) a scenario may name (defined in ``optimizer.urgency``).
-ThetaName = Literal["exp", "exp2", "quadratic", "square", "linear"]
-THETA_NAMES: tuple[str, ...] = get_args(ThetaName)
-DEFAULT_THETA = "exp"
 PLACE_KEYS = ("name", "address", "lat", "lon", "contact")
 NODE_LISTS = ("materials", "supply_sites", "distribution_centres", "rescue_centres")
-
-
-class ScenarioError(ValueError):
-    """The scenario is malformed: the message says where and why."""
 
 
 # ------------------------------------------------------------------------------ the normalised value

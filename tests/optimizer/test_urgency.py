@@ -86,7 +86,7 @@ def test_entropy_weights_orientation_lower_is_more_urgent():
 
 def test_the_model_knows_every_name_the_scenario_contract_allows():
     from optimizer import DEFAULT_THETA, INDICATORS
-    from vreserve.scenario import INDICATOR_NAMES, THETA_NAMES
+    from vreserve.scenario_names import INDICATOR_NAMES, THETA_NAMES
 
     assert tuple(INDICATORS) == INDICATOR_NAMES
     assert set(THETA_FUNCTIONS) == set(THETA_NAMES) and DEFAULT_THETA in THETA_NAMES

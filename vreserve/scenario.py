@@ -240,7 +240,9 @@ def _not_blank(v: str) -> str:
 
 Number = Annotated[float, BeforeValidator(_number)]
 Amount = Annotated[float, Field(ge=0), BeforeValidator(_amount)]
-Series = Annotated[Amount | tuple[Amount, ...], BeforeValidator(_per_period),
+#: what _per_period returned, checked again only by pydantic's core (a Python call per number is the cost)
+_Checked = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Series = Annotated[_Checked | tuple[_Checked, ...], BeforeValidator(_per_period),
                    Field(description="one amount for every period, or a list of one per period")]
 Text = Annotated[str, BeforeValidator(_text)]
 Id = Annotated[Text, StringConstraints(min_length=1)]

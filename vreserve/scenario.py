@@ -215,10 +215,12 @@ def _per_period(v: Any) -> Any:
 
 
 def _text(v: Any) -> Any:
+    """A name given as a number (YAML reads ``id: 7`` as one) is the text the file shows."""
     return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
 def _periods(v: Any) -> Any:
+    """A whole count, strictly: ``periods: 2.5`` or ``"3"`` is a mistake, not something to round."""
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"need a positive integer, got {str(repr(v))[:60]}")
     return v

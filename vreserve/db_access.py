@@ -263,7 +263,11 @@ def prepare_database(conn: psycopg.Connection) -> int:
     number of objects whose owner changed."""
     dbname = conn.execute("SELECT current_database()").fetchone()[0]
     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(dbname), sql.Identifier(OWNER)))
-    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(OWNER)))
+    for (schema,) in conn.execute(  # public, or whatever the DSN's search_path creates in
+            "SELECT s FROM unnest(current_schemas(false)) s JOIN pg_namespace n ON n.nspname = s"
+            " WHERE n.nspowner <> %s::regrole AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE"
+            " d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')", (OWNER,)).fetchall():
+        conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(OWNER)))
     moved = 0
     for kind, name, args in conn.execute(_FOREIGN_OWNED, {"o": OWNER}).fetchall():
         target = sql.Identifier(name) if args is None else sql.SQL("{}({})").format(sql.Identifier(name), sql.SQL(args))

@@ -198,7 +198,7 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
     from vreserve import db_access
     from vreserve.db import connect
     from vreserve.secret_store import new_secret, write_secret
-    from vreserve.settings import PG_PASSFILE
+    from vreserve.settings import PG_PASSFILE, role_passfile
 
     info = conninfo_to_dict(settings.pg_dsn)
     own = info.get("user") or "vreserve"
@@ -211,7 +211,8 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
     with connect(settings.pg_dsn, autocommit=True) as conn:
         db_access.set_password(conn, role, password)
     write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
-    pg_security.write_passfile(settings.secrets_folder / PG_PASSFILE, role, password)
+    pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
+                               role, password)
     stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
     if role == own and stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
         stamp.write_text(pg_security.fingerprint(password))

@@ -11,7 +11,8 @@ migrations create without a rule is reported by :func:`uncovered` (and fails
   trusted extension, so the database's owner may create it).
 * The runner's bootstrap superuser (``vreserve``) only creates the roles and the databases.
 * Passwords are generated per installation (``<secrets>/pg-<role>.secret``, 0600) and reach libpq
-  through the 0600 password file; the server only ever sees their SCRAM verifiers.
+  through the role's own 0600 password file (``pgpass-<role>``); the server only ever sees their
+  SCRAM verifiers.
 """
 from __future__ import annotations
 
@@ -213,7 +214,7 @@ def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
     Returns the roles created now. Safe to run from several processes at once."""
     from vreserve.pg_secrets import alter_password_sql, secret_name, update_passfile
     from vreserve.secret_store import ensure_secret
-    from vreserve.settings import PG_PASSFILE
+    from vreserve.settings import role_passfile
 
     created = []
     present = roles_present(conn)
@@ -231,7 +232,7 @@ def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
         stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
         if not verifier_matches(stored[0] if stored else None, password):
             conn.execute(alter_password_sql(role, password))
-        update_passfile(secrets / PG_PASSFILE, role, password)
+        update_passfile(secrets / role_passfile(role), role, password)
     return created
 
 

@@ -120,7 +120,8 @@ class Settings:
             return self.pg_dsn
         info = conninfo_to_dict(self.pg_dsn)
         info.pop("password", None)
-        info.setdefault("passfile", str(self.secrets_folder / PG_PASSFILE))
+        if info.get("passfile") in (None, str(self.secrets_folder / PG_PASSFILE)):
+            info["passfile"] = str(self.secrets_folder / role_passfile(role))
         return make_conninfo(**{**info, "user": role})
 
     @property
@@ -211,6 +212,12 @@ def redact(text: str) -> str:
 
 #: The local runner's libpq password file (``host:port:db:user:password`` lines, 0600).
 PG_PASSFILE = "pgpass"
+
+
+def role_passfile(role: str) -> str:
+    """A component role's own password file (0600, its line only): a component reads no other
+    role's password, the bootstrap superuser's included."""
+    return f"{PG_PASSFILE}-{role}"
 
 
 def secured_pg_dsn(dsn: str, secrets: Path, ca_file: Path) -> str:

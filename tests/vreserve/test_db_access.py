@@ -18,7 +18,7 @@ from vreserve import db_access
 from vreserve.db import connect
 from vreserve.db_access import (ALL_ROLES, ANALYST, API, OWNER, PRIVILEGES, RUNTIME_ROLES, STREAM, TABLE_RULES,
                                 FUNCTION_RULES)
-from vreserve.settings import PG_PASSFILE, Settings
+from vreserve.settings import Settings, role_passfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,7 +164,11 @@ def test_role_secrets_are_private_files(settings: Settings) -> None:
     for role in ALL_ROLES:
         secret = settings.secrets_folder / f"pg-{role}.secret"
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
-    assert stat.S_IMODE((settings.secrets_folder / PG_PASSFILE).stat().st_mode) == 0o600
+        passfile = settings.secrets_folder / role_passfile(role)
+        assert stat.S_IMODE(passfile.stat().st_mode) == 0o600, passfile
+        # a component's password file holds its own password only (not the superuser's)
+        assert [line.split(":")[3] for line in passfile.read_text().splitlines()] == [role]
+        assert conninfo_to_dict(settings.pg_dsn_for(role))["passfile"] == str(passfile)
 
 
 def test_granting_twice_changes_nothing(settings: Settings) -> None:

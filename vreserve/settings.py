@@ -120,8 +120,9 @@ class Settings:
             return self.pg_dsn
         info = conninfo_to_dict(self.pg_dsn)
         info.pop("password", None)
-        if info.get("passfile") in (None, str(self.secrets_folder / PG_PASSFILE)):
-            info["passfile"] = str(self.secrets_folder / role_passfile(role))
+        passfile = Path(info.get("passfile") or self.secrets_folder / PG_PASSFILE)
+        if passfile.name == PG_PASSFILE:  # the runner's file: the role's own one beside it
+            info["passfile"] = str(passfile.with_name(role_passfile(role)))
         return make_conninfo(**{**info, "user": role})
 
     @property

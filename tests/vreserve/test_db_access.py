@@ -47,6 +47,19 @@ def test_the_stream_role_is_granted_nothing_on_plans_or_settlement() -> None:
         assert set(TABLE_RULES[table].get(STREAM, "")) <= {"S"}, table
 
 
+def test_a_component_dsn_is_the_settings_dsn_as_its_role_with_its_own_password_file(tmp_path) -> None:
+    base = Settings(state_dir=tmp_path, pg_dsn="postgresql://vreserve:pw@db.example:5432/vr?sslmode=verify-full")
+    info = conninfo_to_dict(base.pg_dsn_for(STREAM))
+    assert (info["user"], info["host"], info["dbname"]) == (STREAM, "db.example", "vr")
+    assert "password" not in info and info["passfile"] == str((tmp_path / "secrets" / "pgpass-vr_stream").resolve())
+    elsewhere = Settings(state_dir=tmp_path, pg_dsn="postgresql://vreserve@db/vr?passfile=/run/vr/pgpass")
+    assert conninfo_to_dict(elsewhere.pg_dsn_for(API))["passfile"] == "/run/vr/pgpass-vr_api"
+    own = Settings(state_dir=tmp_path, pg_dsn="postgresql://vreserve@db/vr?passfile=/etc/vr/creds")
+    assert conninfo_to_dict(own.pg_dsn_for(API))["passfile"] == "/etc/vr/creds"
+    single = base.with_(pg_roles="single")
+    assert single.pg_dsn_for(STREAM) == single.pg_dsn
+
+
 # -- the real server
 
 def _role_dsn(settings: Settings, role: str) -> str:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api import errors
 from api.security import requires
 from console.routes import mount_console
+from vreserve import db_access
 from vreserve import auditlog
 from vreserve.identity import signing_key
 from vreserve.operations import Publisher
@@ -44,9 +45,9 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        pool = ConnectionPool(settings.pg_dsn, min_size=1, max_size=pool_size, open=True,
+        pool = ConnectionPool(settings.pg_dsn_for(db_access.API), min_size=1, max_size=pool_size, open=True,
                               kwargs={"autocommit": True, "prepare_threshold": None})
-        apool = AsyncConnectionPool(settings.pg_dsn, min_size=2, max_size=pool_size, open=False,
+        apool = AsyncConnectionPool(settings.pg_dsn_for(db_access.API), min_size=2, max_size=pool_size, open=False,
                                     kwargs={"autocommit": True})
         await apool.open()
         with pool.connection() as conn:

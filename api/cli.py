@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
+from vreserve import db_access
 from vreserve.settings import Settings
 
 
@@ -16,7 +17,7 @@ def _connect(settings: Settings):
     from vreserve.db import connect
 
     try:
-        return connect(settings.pg_dsn, autocommit=True)
+        return connect(settings.pg_dsn_for(db_access.API), autocommit=True)
     except Exception as exc:  # psycopg.OperationalError: say where we tried (the DSN holds no secret here)
         raise click.ClickException(f"cannot reach the database: {exc}") from None
 

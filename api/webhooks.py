@@ -23,6 +23,7 @@ from typing import Callable
 
 import httpx
 
+from vreserve import db_access
 from vreserve import kafka_clients, topics
 from vreserve.carrier_webhooks import (  # noqa: F401 - the contract, shared with receivers
     EVENT_HEADER,
@@ -187,7 +188,7 @@ def run(settings: Settings, policy: DeliveryPolicy = DeliveryPolicy(), stop: Cal
     counters = Counters()
     last_report = time.monotonic()
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn, httpx.Client() as client:
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn, httpx.Client() as client:
             while not stop():
                 batch = consumer.poll(timeout_ms=200, max_records=500)
                 for tp, messages in batch.items():

@@ -19,6 +19,7 @@ from console.flows import read_flows
 from console.live import LiveHub
 from console.preview import PreviewError, emergency_ideal, ideal_shortage_preview
 from console.site_status import read_status_changes
+from vreserve import db_access
 from vreserve.operations import Refused
 from vreserve.settings import Settings
 
@@ -55,7 +56,7 @@ def mount_console(app: FastAPI, settings: Settings, viewer: Callable, operator: 
                   connection: Callable = pooled_connection) -> None:
     """Serve the console at ``/`` and its read routes; ``viewer`` / ``operator`` are the API's
     role dependencies, ``connection`` yields a database connection."""
-    hub = LiveHub(settings.pg_dsn)
+    hub = LiveHub(settings.pg_dsn_for(db_access.API))
     app.state.console_hub = hub
     for name, folder in VENDOR.items():
         if folder.is_dir():

@@ -99,15 +99,46 @@ def db_migrate(settings: Settings, variant: str | None) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     from vreserve.db import MigrationError, migrate
+    from vreserve.db_access import AccessError
 
     info = conninfo_to_dict(settings.pg_dsn)
     where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
     try:
+        _ensure_roles(settings)
         applied = migrate(settings.pg_dsn, progress=lambda m: click.echo(f"  {m}", err=True), variant=variant)
-    except MigrationError as exc:
+    except (MigrationError, AccessError) as exc:
         raise click.ClickException(f"database {where}: {exc}") from None
     click.echo(f"database {where}: {applied.variant.name} variant ({applied.variant.reason})")
     click.echo(f"{len(applied)} migration(s) applied" if applied else "schema up to date")
+    if applied.uncovered:
+        raise click.ClickException(str(applied.uncovered))
+
+
+def _ensure_roles(settings: Settings) -> None:
+    """As the bootstrap superuser: the owner and component roles, with their generated passwords."""
+    from vreserve import db_access
+    from vreserve.db import connect
+
+    if settings.pg_roles == "single":
+        return
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT current_setting('is_superuser')").fetchone()[0] == "on":
+            for role in db_access.ensure_roles(conn, settings.secrets_folder):
+                click.echo(f"  role {role} created (password in {settings.secrets_folder}, 0600)", err=True)
+
+
+@db.command("roles")
+@click.pass_obj
+def db_roles(settings: Settings) -> None:
+    """List the database roles (superuser or not) and each one's grants in this database
+    (S select, I insert, U update, D delete ...)."""
+    from vreserve import db_access
+    from vreserve.db import connect
+
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        for role, attrs, grants in db_access.describe(conn):
+            click.echo(f"{role:<16} {attrs}")
+            click.echo(f"    {grants}")
 
 
 @click.command("kafka", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -154,30 +185,36 @@ def kafka_tool(settings: Settings, tool: str, topic: str, args: tuple[str, ...],
 
 
 @db.command("rotate-password")
+@click.option("--role", default=None, help="The role (default: VR_PG_DSN's user), e.g. vr_stream or vr_api.")
 @click.pass_obj
-def db_rotate_password(settings: Settings) -> None:
-    """Replace the database role's generated password without downtime: the server gets the new
+def db_rotate_password(settings: Settings, role: str | None) -> None:
+    """Replace a database role's generated password without downtime: the server gets the new
     SCRAM verifier, then the secret and the 0600 libpq password file are replaced. Open
     connections stay up; every new connection (pools included) reads the password file, so no
-    component needs a restart."""
+    component needs a restart. Runs as VR_PG_DSN's user (the bootstrap superuser for other roles)."""
     from psycopg.conninfo import conninfo_to_dict
 
     from deploy import pg_security, runner
+    from vreserve import db_access
     from vreserve.db import connect
     from vreserve.secret_store import new_secret, write_secret
-    from vreserve.settings import PG_PASSFILE
+    from vreserve.settings import PG_PASSFILE, role_passfile
 
     info = conninfo_to_dict(settings.pg_dsn)
-    if "password" in info:
+    own = info.get("user") or "vreserve"
+    role = role or own
+    if role != own and role not in db_access.ALL_ROLES:
+        raise click.ClickException(f"unknown role {role!r}; one of {', '.join((own, *db_access.ALL_ROLES))}")
+    if role == own and "password" in info:
         raise click.ClickException("VR_PG_DSN carries its own password: rotate it where you keep it")
-    role = info.get("user") or "vreserve"
     password = new_secret()
     with connect(settings.pg_dsn, autocommit=True) as conn:
-        conn.execute(pg_security.alter_password_sql(role, password))
+        db_access.set_password(conn, role, password)
     write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
-    pg_security.write_passfile(settings.secrets_folder / PG_PASSFILE, role, password)
+    pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
+                               role, password)
     stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
-    if stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
+    if role == own and stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
         stamp.write_text(pg_security.fingerprint(password))
     click.echo(f"password of role {role} rotated; secret and password file in {settings.secrets_folder} (0600)")
 

@@ -699,6 +699,20 @@ class Postgres(Service):
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
 
+    def ensure_roles(self, progress: Progress) -> None:
+        """The migration owner and the components' roles (vreserve/db_access.py), each with its
+        generated password in the secrets folder and the password file; idempotent."""
+        import psycopg
+
+        from vreserve import db_access
+
+        if self.settings.pg_roles == "single":
+            return
+        with psycopg.connect(self.settings.pg_dsn, dbname="postgres", autocommit=True) as conn:
+            created = db_access.ensure_roles(conn, self.settings.secrets_folder)
+        if created:
+            progress(f"postgres: roles {', '.join(created)} created (passwords in {self.settings.secrets_folder})")
+
     def pid(self) -> int | None:
         try:
             return int((self.data / "postmaster.pid").read_text().split()[0])
@@ -750,6 +764,8 @@ def up(settings: Settings, progress: Progress = print) -> dict[str, tuple[Servic
     results = {}
     for service in all_services(settings):
         results[service.name] = service.up(progress)
+        if isinstance(service, Postgres):
+            service.ensure_roles(progress)
     return results
 
 

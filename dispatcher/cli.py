@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from vreserve import db_access
 from vreserve.tables import table
 
 
@@ -50,7 +51,7 @@ def declare(settings, region, grid_cells, scenario_name, demand_file, periods, p
         raise click.UsageError(str(exc)) from None
     who, publisher = ops.cli_identity(), ops.Publisher(settings)
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn, \
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn, \
                 ops.audited(conn, who, "emergency.declare", region, {"periods": periods, "source": source}) as info:
             event = ops.declare(conn, publisher, who, region, grid_cells, source, periods, length, reason, demand_scale)
             info["event_id"] = event.event_id
@@ -75,7 +76,7 @@ def end(settings, region, reason, wait_s) -> None:
 
     who, publisher = ops.cli_identity(), ops.Publisher(settings)
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn, \
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn, \
                 ops.audited(conn, who, "emergency.end", region) as info:
             event = ops.end(conn, publisher, who, region, reason)
             info["event_id"] = event.event_id
@@ -93,7 +94,7 @@ def _report_verdict(settings, event_id: str, wait_s: float) -> None:
 
     if wait_s <= 0:
         return
-    with connect(settings.pg_dsn, autocommit=True) as conn:
+    with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn:
         verdict = wait_verdict(conn, event_id, wait_s)
     if verdict is None:
         click.echo(f"no dispatcher recorded the event within {wait_s:g} s (is `vreserve dispatch run` running?); "
@@ -117,7 +118,7 @@ def status(settings, as_json) -> None:
     from dispatcher.operator import status_rows
     from vreserve.db import connect
 
-    with connect(settings.pg_dsn, autocommit=True) as conn:
+    with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn:
         rows = status_rows(conn)
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
@@ -173,7 +174,7 @@ def orders(settings, region, status_, emergency_id, limit) -> None:
     from dispatcher import book  # lazy: psycopg costs ~0.5 s to import, `vreserve --help` stays fast
     from vreserve.db import connect
 
-    with connect(settings.pg_dsn, autocommit=True) as conn:
+    with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn:
         rows, counts = book.order_listing(conn, region, status_, emergency_id, limit)
     if not rows:
         click.echo("no orders match")

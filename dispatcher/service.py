@@ -49,6 +49,7 @@ from kafka.partitioner.default import murmur2
 from dispatcher import book
 from dispatcher.mode import apply_mode_record
 from dispatcher.planning import PeriodPlan, PlannerCache, plan_period, read_state
+from vreserve import db_access
 from vreserve import kafka_clients, topics
 from vreserve.kafka_access import DISPATCHER
 from vreserve.db import connect
@@ -214,7 +215,7 @@ class Dispatcher:
         return consumer, producer
 
     def run(self, until: Callable[[], bool] | None = None) -> Counters:
-        conn = connect(self.settings.pg_dsn, autocommit=True)
+        conn = connect(self.settings.pg_dsn_for(db_access.DISPATCHER), autocommit=True)
         slot = book.claim_dispatcher_slot(conn)
         consumer, producer = self._clients()
         mode_consumer = self._mode_consumer(slot)
@@ -356,7 +357,7 @@ class Dispatcher:
         (Called by the group client, maybe on its own thread while ``poll`` waits: a connection of
         its own.)"""
         if settle and self._inflight is not None:
-            with connect(self.settings.pg_dsn, autocommit=True) as conn:
+            with connect(self.settings.pg_dsn_for(db_access.DISPATCHER), autocommit=True) as conn:
                 self.publish_pending(conn, wait_s=KAFKA_CALL_MAX_S)
         self.owned_partitions = (self.owned_partitions or set()) - {tp.partition for tp in partitions}
         if partitions:

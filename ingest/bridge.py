@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
+from vreserve import db_access
 from vreserve import kafka_clients, topics
 from vreserve.decode import safe_text
 from vreserve.health import HealthServer, health_status
@@ -258,7 +259,7 @@ class Bridge:
         from vreserve.db import connect
 
         with self._refresh_lock:
-            with connect(self.settings.pg_dsn) as conn:
+            with connect(self.settings.pg_dsn_for(db_access.INGEST)) as conn:
                 sites, units = load_known_from_db(conn)
             self.known = KnownRegistry(sites=frozenset(sites), material_units=units)
             self._last_refresh = time.monotonic()

@@ -10,6 +10,7 @@ import time
 
 import click
 
+from vreserve import db_access
 from vreserve.settings import Settings
 
 
@@ -140,7 +141,7 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"read {path}: {len(reg.sites)} sites, {len(reg.materials)} materials ({time.monotonic() - t0:.1f} s)")
-    with connect(settings.pg_dsn) as conn:
+    with connect(settings.pg_dsn_for(db_access.API)) as conn:
         counts = store_registry(conn, reg)
     click.echo("stored: " + ", ".join(f"{n} {k} rows" for k, n in counts.items()) + f" ({time.monotonic() - t0:.1f} s)")
     if credentials_out:

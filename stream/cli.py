@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import click
 
+from vreserve import db_access
 from vreserve.settings import Settings
 
 
@@ -77,7 +78,7 @@ def stock(settings: Settings, grid, material, owner_kind, at_text, as_json) -> N
     from stream.query import totals_by_material, virtual_warehouse
 
     at = _parse_at(at_text)
-    with connect(settings.pg_dsn) as conn:
+    with connect(settings.pg_dsn_for(db_access.STREAM)) as conn:
         rows = virtual_warehouse(conn, grid=grid, material=material, owner_kind=owner_kind, at=at)
     if as_json:
         click.echo(json.dumps({"at": at.isoformat() if at else None,

@@ -31,6 +31,7 @@ import psycopg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
+from vreserve import db_access
 from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
 from vreserve.kafka_access import STREAM
@@ -101,15 +102,15 @@ class WarehouseWorker(faust.Service):
         self.latency = LatencyHistogram()
         self.latency.counts = self.stats.latency_counts
         # One connection each: the batch writer, partition loads, the two timers.
-        self.sink, self.state_sink = PostgresSink(settings.pg_dsn), PostgresSink(settings.pg_dsn)
-        self.checks_sink, self.outbox_sink = PostgresSink(settings.pg_dsn), PostgresSink(settings.pg_dsn)
+        self.sink, self.state_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
+        self.checks_sink, self.outbox_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
         self.folded: dict[int, int] = {}  # partition -> next offset this process has taken
         self.stored: dict[int, int | None] = {}  # partition -> the database's frontier when loaded
         self.pending_hourly: list = [None, None]  # time span written since the last hourly rollup
         self.last_hourly = 0.0
         #: reads the state of newly assigned partitions; its retries are not reported as failing
         #: (the batch's own read through state_sink is, once a record waits for it)
-        self.preload_sink = PostgresSink(settings.pg_dsn)
+        self.preload_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM))
         self._preload: asyncio.Future | None = None
         self.consumer = None  # the readings consumer (aiokafka), created in the running loop
         self._consuming: asyncio.Future | None = None

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import click
 
+from vreserve import db_access
 from vreserve.settings import Settings
 
 
@@ -23,7 +24,7 @@ def _connect(settings: Settings):
     from vreserve.db import connect
 
     try:
-        return connect(settings.pg_dsn, autocommit=True)
+        return connect(settings.pg_dsn_for(db_access.SUPERVISION), autocommit=True)
     except Exception as exc:  # psycopg.OperationalError: say where we tried (no password: host/db only)
         raise click.ClickException(f"cannot reach the database: {exc}") from None
 

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Callable
 
 from supervision import sql_audits
+from vreserve import db_access
 from vreserve import kafka_clients
 from vreserve.kafka_access import SUPERVISION
 from vreserve import topics
@@ -79,7 +80,7 @@ def consume(settings: Settings, group: str | None = None, max_records: int | Non
     stats = ConsumeStats()
     last = time.monotonic()
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn, stop_on_signals() as stopping:
+        with connect(settings.pg_dsn_for(db_access.SUPERVISION), autocommit=True) as conn, stop_on_signals() as stopping:
             while (max_records is None or stats.records < max_records) and not stopping.is_set():
                 batch = consumer.poll(timeout_ms=500, max_records=200)
                 if not batch:

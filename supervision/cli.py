@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from vreserve import db_access
 from vreserve.settings import PROJECT_ROOT, Settings, redact
 
 OUT_DIR = PROJECT_ROOT / "out"
@@ -15,7 +16,7 @@ def _connect(settings: Settings):
     from vreserve.db import connect
 
     try:
-        return connect(settings.pg_dsn, autocommit=True)
+        return connect(settings.pg_dsn_for(db_access.SUPERVISION), autocommit=True)
     except Exception as exc:  # psycopg.OperationalError: say where we tried
         raise click.ClickException(f"cannot reach the database at {redact(settings.pg_dsn)}: {redact(str(exc))}") from None
 

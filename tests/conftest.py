@@ -165,7 +165,21 @@ def base_settings(service_source: ServiceSource) -> Settings:
     if not settings.kafka_ca_file:
         settings = settings.with_(kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
         os.environ["VR_KAFKA_CA_FILE"] = settings.kafka_ca_file
+    ensure_db_roles(settings)
     return settings
+
+
+def ensure_db_roles(settings: Settings) -> None:
+    """The components' database roles exist cluster-wide (the runner makes them; a server from the
+    environment gets them here when the DSN's user may create roles)."""
+    from vreserve import db_access
+    from vreserve.db import connect
+
+    if settings.pg_roles == "single":
+        return
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT current_setting('is_superuser')").fetchone()[0] == "on":
+            db_access.ensure_roles(conn, settings.secrets_folder)
 
 
 @contextlib.contextmanager

@@ -54,9 +54,11 @@ class Variant:
 
 
 class Applied(list):
-    """The migrations applied now (a list, as before), with the database's variant."""
+    """The migrations applied now (a list, as before), with the database's variant and what no
+    access rule covers (``vreserve/db_access.py``; empty when the grants were applied in full)."""
 
     variant: Variant
+    uncovered: object = None
 
 
 def server_variant(conn: psycopg.Connection, prove: bool = True) -> Variant:
@@ -159,6 +161,7 @@ def migrate(
     ``.variant``). ``variant`` forces "plain" or "timescale" for a new database (tests of the plain
     variant on a TimescaleDB server); by default the server decides."""
     with connect(dsn, autocommit=True) as conn:
+        _become_owner(conn, progress)
         chosen = choose_variant(conn, variant)
         timescale = chosen.timescale
         conn.execute(
@@ -180,4 +183,36 @@ def migrate(
                     (mig.version, mig.name, "timescale" if timescale else "plain"),
                 )
             applied.append(mig)
+        if directory == MIGRATIONS_DIR:
+            applied.uncovered = _grant(conn, progress)
         return applied
+
+
+def _become_owner(conn: psycopg.Connection, progress: Callable[[str], None]) -> None:
+    """A superuser session (the bootstrap role of the runner or the test fixtures) hands the
+    database to the migration owner and migrates as that role, so the schema is the owner's and
+    no object belongs to a superuser. Without the owner role on the server, nothing changes."""
+    from vreserve import db_access
+
+    if conn.execute("SELECT current_setting('is_superuser')").fetchone()[0] != "on":
+        return
+    if db_access.OWNER not in db_access.roles_present(conn):
+        return
+    moved = db_access.prepare_database(conn)
+    if moved:
+        progress(f"{moved} object(s) handed to the migration owner {db_access.OWNER}")
+    conn.execute(f'SET ROLE "{db_access.OWNER}"')
+
+
+def _grant(conn: psycopg.Connection, progress: Callable[[str], None]):
+    """Apply the components' grants (vreserve/db_access.py); skipped on a server without the
+    roles (``VR_PG_ROLES=single``)."""
+    from vreserve import db_access
+
+    if not db_access.roles_present(conn) & set(db_access.RUNTIME_ROLES):
+        progress("no component roles on this server: grants skipped (VR_PG_ROLES=single)")
+        return None
+    missing = db_access.apply_grants(conn)
+    if missing:
+        progress(str(missing))
+    return missing

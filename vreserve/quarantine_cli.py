@@ -5,6 +5,7 @@ import json
 
 import click
 
+from vreserve import db_access
 from vreserve.decode import key_text, preview
 
 
@@ -28,7 +29,7 @@ def list_command(settings, include_replayed: bool, consumer: str | None, as_json
     import psycopg
 
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn:
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn:
             rows = list_quarantined(conn, include_replayed, consumer)
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("no quarantine table in this database: run `vreserve db migrate`") from None
@@ -63,7 +64,7 @@ def replay_command(settings, quarantine_id: int) -> None:
 
     who, publisher = ops.cli_identity(), ops.Publisher(settings, ADMIN)  # any topic: an administrator's act
     try:
-        with connect(settings.pg_dsn, autocommit=True) as conn:
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn:
             with ops.audited(conn, who, "quarantine.replay", f"#{quarantine_id}") as info:
                 info.update(ops.replay_quarantined(conn, publisher, who, quarantine_id))
     except ops.Refused as exc:

@@ -29,6 +29,7 @@ DEFAULT_PG_PORT = 55432
 DEFAULT_MQTT_USER = "vr-service"
 MQTT_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 KAFKA_SECURITY = ("SASL_SSL", "PLAINTEXT")
+PG_ROLE_MODES = ("separate", "single")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -67,6 +68,10 @@ class Settings:
     pg_dsn: str = f"postgresql://vreserve@127.0.0.1:{DEFAULT_PG_PORT}/vreserve"
     #: CA certificate that signed PostgreSQL's certificate. Empty: the local CA (``<state_dir>/ca/ca.crt``).
     pg_ca_file: str = ""
+    #: ``separate`` (default): each component logs in as its own least-privilege role
+    #: (``vreserve/db_access.py``: VR_PG_DSN with the user replaced, password from the password
+    #: file); ``single``: every component uses VR_PG_DSN as given (a DBA handed out one login).
+    pg_roles: str = "separate"
     #: Prepended to every Kafka topic and consumer group; lets tests and demos share a broker.
     topic_prefix: str = "vr."
     #: Partitions of every topic the project creates (keyed topics keep per-key order).
@@ -94,6 +99,8 @@ class Settings:
             raise SettingsError(f"VR_KAFKA_HEAP={self.kafka_heap!r}: expected a JVM size such as 1g or 512m")
         if self.kafka_security not in KAFKA_SECURITY:
             raise SettingsError(f"VR_KAFKA_SECURITY={self.kafka_security!r}: expected one of {', '.join(KAFKA_SECURITY)}")
+        if self.pg_roles not in PG_ROLE_MODES:
+            raise SettingsError(f"VR_PG_ROLES={self.pg_roles!r}: expected one of {', '.join(PG_ROLE_MODES)}")
         if self.partitions < 1:
             raise SettingsError(f"VR_PARTITIONS={self.partitions}: expected at least 1")
         object.__setattr__(self, "pg_dsn", secured_pg_dsn(self.pg_dsn, self.secrets_folder, self.pg_ca_path))
@@ -102,6 +109,21 @@ class Settings:
     def secrets_folder(self) -> Path:
         """Where the generated secrets are: ``VR_SECRETS_DIR``, else ``<state_dir>/secrets``."""
         return Path(self.secrets_dir).resolve() if self.secrets_dir else (Path(self.state_dir) / "secrets").resolve()
+
+    def pg_dsn_for(self, role: str) -> str:
+        """The DSN a component connects with: VR_PG_DSN logged in as ``role`` (one of
+        ``vreserve.db_access``'s roles), its password read from the password file at connect time.
+        With ``VR_PG_ROLES=single`` it is VR_PG_DSN itself."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        if self.pg_roles == "single":
+            return self.pg_dsn
+        info = conninfo_to_dict(self.pg_dsn)
+        info.pop("password", None)
+        passfile = Path(info.get("passfile") or self.secrets_folder / PG_PASSFILE)
+        if passfile.name == PG_PASSFILE:  # the runner's file: the role's own one beside it
+            info["passfile"] = str(passfile.with_name(role_passfile(role)))
+        return make_conninfo(**{**info, "user": role})
 
     @property
     def pg_ca_path(self) -> Path:
@@ -191,6 +213,12 @@ def redact(text: str) -> str:
 
 #: The local runner's libpq password file (``host:port:db:user:password`` lines, 0600).
 PG_PASSFILE = "pgpass"
+
+
+def role_passfile(role: str) -> str:
+    """A component role's own password file (0600, its line only): a component reads no other
+    role's password, the bootstrap superuser's included."""
+    return f"{PG_PASSFILE}-{role}"
 
 
 def secured_pg_dsn(dsn: str, secrets: Path, ca_file: Path) -> str:

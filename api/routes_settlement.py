@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.errors import ApiError
 from api.routes_read import CONTRACTS_SQL, Id, _conn, _rows, contract_rows
-from api.routes_write import _audit
+from api.routes_write import FORM_TYPES, _audit
 from api.security import access, requires
 from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, items_from_text, load_items
 from vreserve.identity import Identity
@@ -110,7 +110,7 @@ async def post_contracts_file(request: Request, who: Identity = Depends(SUPERVIS
     (vreserve/contracts.py) and the same answer as `POST /contracts`; a 422 lists every problem by
     row (CSV) or item and field, and nothing is stored unless the whole file is good."""
     _audit(request, "contracts file")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file part")
     try:
         form = await request.form(max_files=1, max_fields=5)

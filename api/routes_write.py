@@ -240,6 +240,8 @@ def _form_text(form, name: str, pattern: str, max_len: int, required: bool = Tru
     return raw
 
 
+#: Bodies read as a form (a urlencoded one cannot carry the file, which is then said to be missing).
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 DECLARE_FORM = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["region", "reason", "periods", "period_length_s", "demand_file"],
     "properties": {
@@ -262,7 +264,7 @@ async def declare_with_file(request: Request, who: Identity = Depends(OPERATOR))
     the declaration is checked like `POST /emergencies`; nothing is published unless both pass. The
     file is kept under its hash (`demand_file_id` in the audit trail) for the dispatcher to read."""
     _audit(request, "", upload=True)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a demand_file part")
     try:
         form = await request.form(max_files=1, max_fields=20)

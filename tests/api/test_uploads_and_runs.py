@@ -139,3 +139,40 @@ def test_a_background_settlement_reports_its_progress_then_its_outcome(world, ap
     while (run := sup.get(again).json())["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (run["state"], run["outcome"], run["issued"]) == ("done", "unchanged", None)
+
+
+def test_admin_loads_a_registry_file_and_the_cli_load_is_in_the_trail(world, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.api.conftest import ROOT, settings_env
+    from vreserve.registry import write_registry
+    from vreserve.registry_generate import generate_registry
+
+    u = uuid.uuid4().hex[:6]
+    path = write_registry(generate_registry(4, seed=3, region=f"apir{u}", id_prefix=f"apir{u}-"), tmp_path / "reg.yaml")
+    admin = world.client("admin")
+    r = admin.post("/api/v1/registry", files={"file": ("reg.yaml", path.read_bytes())})
+    assert r.status_code == 201, r.text
+    assert r.json()["sites"] == 4 and r.json()["stored_rows"]["sites"] == 4
+    sites = world.client("viewer").get("/api/v1/sites", params={"region": f"apir{u}"}).json()["items"]
+    assert len(sites) == 4
+    bad = admin.post("/api/v1/registry", files={"file": ("reg.yaml", b"sites: [1, 2]")})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_registry", bad.text
+    assert world.client("supervisor").post("/api/v1/registry",
+                                           files={"file": ("reg.yaml", path.read_bytes())}).status_code == 403
+    trail = _trail(world, lambda row: row["action"] == "POST /api/v1/registry", 3)
+    assert [(t["actor"], t["status"]) for t in reversed(trail[:3])] == [
+        ("user:admin1", 201), ("user:admin1", 422), ("user:supervisor1", 403)]
+
+    (tmp_path / "bad.yaml").write_text("sites: nope\n")
+    env = settings_env(world.settings)
+    ok = subprocess.run([sys.executable, "-m", "vreserve.cli", "registry", "load", str(path)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+    refused = subprocess.run([sys.executable, "-m", "vreserve.cli", "registry", "load", str(tmp_path / "bad.yaml")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    cli = _trail(world, lambda row: row["action"] == "registry.load", 2)
+    assert [(t["target"], t["outcome"], t["source"]) for t in reversed(cli[:2])] == [
+        ("reg.yaml", "ok", "cli"), ("bad.yaml", "refused", "cli")]
+    assert cli[1]["detail"]["sites"] == 4 and cli[0]["detail"]["code"] == "bad_registry"

@@ -20,8 +20,9 @@ it costs a fraction of a core at these rates. Without wrk (``apt-get install wrk
 falls back to an asyncio + httpx client in this process, which itself tops out near 150
 requests/s on two cores: then every figure is the client's limit and the bench says so.
 
-Prints requests/s, p50 / p99 latency (ms) and errors with the machine's load average beside each
-phase. A sequential phase (one client) gives each route's own cost in ms per request, the
+Prints requests/s, p50 / p99 latency (ms), errors and the server's CPU per request (ms, its
+processes' user + system time over the phase: what the machine's other load does not change much)
+with the machine's load average beside each phase. A sequential phase (one client) gives each route's own cost in ms per request, the
 baseline's subtracted. Targets: reads 500/s with p99 < 200 ms, posts 200/s with p99 < 300 ms.
 ``--compare`` also runs a server on uvicorn's pure-Python stack (h11, asyncio's loop) in the same run.
 """
@@ -44,7 +45,7 @@ from pathlib import Path
 import click
 import httpx
 
-from bench.procs import Proc, child_env, free_port, services_up
+from bench.procs import Proc, child_env, children, cpu_seconds, free_port, services_up
 from vreserve.settings import Settings
 
 PASSWORD = "bench-password-1"
@@ -147,7 +148,8 @@ def _figures(name: str, fig: dict) -> dict:
     load = os.getloadavg()[0]
     fig = {**fig, "load_average_1min": load}
     click.echo(f"{name:<34} {fig['requests_per_s']:>8.0f} req/s   p50 {fig['p50_ms']:>7.1f} ms   "
-               f"p99 {fig['p99_ms']:>7.1f} ms   {fig['ok']} ok, {fig['errors']} errors   (load average {load:.1f} "
+               f"p99 {fig['p99_ms']:>7.1f} ms   {fig['ok']} ok, {fig['errors']} errors   server CPU "
+               f"{fig.get('server_cpu_ms_per_request', float('nan')):.2f} ms/request   (load average {load:.1f} "
                f"on {os.cpu_count()} cores)")
     return fig
 
@@ -220,8 +222,13 @@ def load_generator(threads: int) -> str:
     return "httpx fallback (client-limited)"
 
 
-def _measure(urls: dict[str, str], tokens: dict[str, str], site_ids: list[str], order_ids: list[str],
-             clients: int, seconds: float, threads: int) -> dict:
+def _server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a `vreserve serve` process and its workers."""
+    return sum(cpu_seconds(p) for p in children(pid))
+
+
+def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str], site_ids: list[str],
+             order_ids: list[str], clients: int, seconds: float, threads: int) -> dict:
     """Sequential costs, then each loaded phase on every stack in turn (the same load for both)."""
     requests, paths = _requests(site_ids, order_ids), _paths(site_ids, order_ids)
     figures: dict = {name: {} for name in urls}
@@ -238,11 +245,14 @@ def _measure(urls: dict[str, str], tokens: dict[str, str], site_ids: list[str], 
     _say(f"[3/4] {clients} clients x {seconds:g} s per phase and stack, load generator: {load_generator(threads)}")
     for key, label, who in PHASES:
         for name, url in urls.items():
+            cpu0 = _server_cpu(pids[name])
             if use_wrk:
                 fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads)
             else:
                 fig = _from_latencies(*asyncio.run(_httpx_load(url, tokens[who], clients, seconds, requests[key])),
                                       seconds)
+            # answers in flight at the end are not counted: a slight over-estimate per request
+            fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
             figures[name][key] = _figures(f"[{name}] {label}", fig)
     return figures
 
@@ -325,7 +335,8 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
                             data={"username": "bench-viewer", "password": PASSWORD})
         viewer.raise_for_status()
         tokens = {"viewer": viewer.json()["access_token"], "carrier": carrier_token}
-        figures = _measure(urls, tokens, site_ids, order_ids, clients, seconds, threads)
+        pids = {name: server.pid for name, server in zip(urls, servers)}
+        figures = _measure(urls, pids, tokens, site_ids, order_ids, clients, seconds, threads)
         _verdicts(figures, workers, clients)
         figures["end_to_end"] = _check_end_to_end(private, figures)
         return figures

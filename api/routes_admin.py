@@ -7,15 +7,18 @@ from typing import Annotated, Literal
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import webhooks as wh
 from api.errors import ApiError
 from api.routes_read import Limit, Offset, Page, _plain
+from api.routes_write import FORM_TYPES
 from api.security import access, requires
 from vreserve import auditlog
 from vreserve import identity as ident
 from vreserve import webhooks as alert_hooks
 from vreserve.identity import Identity
+from vreserve.registry_store import store_registry
 
 router = APIRouter(tags=["admin"])
 ADMIN = requires("admin")
@@ -231,3 +234,50 @@ def delete_alert_webhook(request: Request, webhook_id: Annotated[str, Path(max_l
         if not alert_hooks.remove_webhook(conn, webhook_id):
             raise ApiError(404, "webhook_not_found", f"no alert webhook {webhook_id!r}")
     return {"webhook_id": webhook_id, "removed": True}
+
+
+# -------------------------------------------------------------------------------- registry
+REGISTRY_FORM = {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+    "file": {"type": "string", "format": "binary",
+             "description": "A registry file as for `vreserve registry load` (YAML or JSON; docs/ingest.md)"}}}}}
+
+
+@router.post("/registry", status_code=201, openapi_extra={**access("admin"),
+             "requestBody": {"required": True, "content": REGISTRY_FORM}},
+             summary="Load a registry file (multipart): validate, then upsert materials, sites and contracts")
+async def post_registry(request: Request, who: Identity = Depends(ADMIN)) -> dict:
+    """The same reading, checks and upsert as `vreserve registry load FILE` (vreserve/registry.py,
+    vreserve/registry_store.py): all or nothing, a 422 `bad_registry` with the reason, nothing
+    stored. Rows absent from the file are left alone. The request body limit (2 MiB) bounds the
+    file: a registry larger than a few thousand sites is loaded with the CLI."""
+    from vreserve.registry import RegistryError, registry_from_text
+
+    request.state.audit_target = "registry"
+    request.state.audit_detail = {}
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file part")
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
+        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(422, "validation_error", "file: attach the registry file (a multipart file part)",
+                       fields=[{"field": "body.file", "reason": "a file part is required"}])
+    name = (upload.filename or "registry").rsplit("/", 1)[-1][:200]
+    request.state.audit_target = f"registry {name}"
+    try:
+        text = (await upload.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "bad_registry", f"{name}: not UTF-8 text") from None
+
+    def load() -> dict:
+        try:
+            reg = registry_from_text(text, name)
+            with request.app.state.api.pool.connection() as conn:
+                counts = store_registry(conn, reg)
+        except RegistryError as exc:
+            raise ApiError(422, "bad_registry", str(exc)) from None
+        request.state.audit_detail.update(sites=len(reg.sites), materials=len(reg.materials))
+        return {"sites": len(reg.sites), "materials": len(reg.materials), "stored_rows": counts}
+    return await run_in_threadpool(load)

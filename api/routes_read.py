@@ -13,11 +13,13 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
+import orjson
 
 from api.errors import ApiError
-from api.security import access, requires
+from api.security import (IDENTITY_COLUMNS, IDENTITY_JOINS, access, authorize, credentials, lookup_identity, oauth2,
+                          requires)
 from vreserve.identity import Identity
 from vreserve.warehouse import totals_by_material, virtual_warehouse
 
@@ -117,27 +119,43 @@ def _site_stock(conn, site_id: str) -> list[dict]:
 
 @router.get("/sites/{site_id}/stock", tags=["stock"], openapi_extra=access("viewer", ("owner",)),
             summary="Live stock of one site, per material")
-async def site_stock(request: Request, site_id: Id, who: Identity = Depends(VIEWER_OR_OWNER)) -> dict:
+async def site_stock(request: Request, site_id: Id, token: str | None = Depends(oauth2)) -> Response:
     """`reported_qty` is the latest accepted reading (in `unit`, the material's unit), `reported_at` its time.
-    The hottest read (dashboards, carriers' tools): async on the event loop (no thread hop), one
-    query for the site's owner and its stock (one round trip), the answer serialised directly."""
+
+    The hottest read (dashboards, carriers' tools), so it does in one statement what other routes do
+    in two: the caller's identity (the same checks as every route: account enabled, token neither
+    revoked nor expired) and the site's stock, one round trip to the database on the event loop;
+    the answer serialised with orjson. Profiled at 10,000 sites, this halved the server's CPU per
+    read (docs/api.md)."""
+    creds = credentials(request, token)
     async with request.app.state.api.apool.connection() as conn:
-        cur = await conn.execute(SITE_LIVE_STOCK_SQL, {"id": site_id})
+        cur = await conn.execute(SITE_LIVE_STOCK_SQL, {"id": site_id, "user": creds.user, "token_id": creds.token_id})
         rows = await cur.fetchall()
-    if not rows or (who.kind == "owner" and rows[0][0] != who.name):
+    who = authorize(lookup_identity(request, creds, rows[0]), "viewer", ("owner",))
+    if rows[0][4] is None or (who.kind == "owner" and rows[0][4] != who.name):
         raise ApiError(404, "site_not_found", f"no site {site_id!r}")
-    names = [d.name for d in cur.description][1:]
-    materials = [{k: _plain(v) for k, v in zip(names, r[1:])} for r in rows if r[1] is not None]
-    return JSONResponse({"site_id": site_id, "materials": materials})
+    materials = [dict(zip(_LIVE_STOCK_FIELDS, r[5:])) for r in rows if r[5] is not None]
+    return Response(orjson.dumps({"site_id": site_id, "materials": materials}, default=_orjson_default),
+                    media_type="application/json")
 
 
-#: The site's owner (for an owner token's check) with its stock per material; one row with NULL
-#: materials for a site without any.
-SITE_LIVE_STOCK_SQL = """SELECT s.owner_id, m.material_id, m.name, m.unit, sm.contracted_qty, l.qty AS reported_qty,
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not serialisable: {type(value).__name__}")
+
+
+_LIVE_STOCK_FIELDS = ("material_id", "name", "unit", "contracted_qty", "reported_qty", "reported_unit", "reported_at")
+
+#: The caller's identity (security.IDENTITY_COLUMNS), then the site's owner (for an owner token's
+#: check) with its stock per material; one row with NULL materials for a site without any, and one
+#: row of NULLs after the identity for an unknown site.
+SITE_LIVE_STOCK_SQL = f"""SELECT {IDENTITY_COLUMNS}, x.* FROM (SELECT 1) one {IDENTITY_JOINS}
+LEFT JOIN (SELECT s.owner_id, m.material_id, m.name, m.unit, sm.contracted_qty, l.qty AS reported_qty,
     l.unit AS reported_unit, l.ts AS reported_at FROM sites s
     LEFT JOIN site_materials sm ON sm.site_id = s.site_id LEFT JOIN materials m ON m.material_id = sm.material_id
     LEFT JOIN stock_latest l ON l.site_id = sm.site_id AND l.material_id = sm.material_id
-    WHERE s.site_id = %(id)s ORDER BY m.material_id"""
+    WHERE s.site_id = %(id)s) x ON true ORDER BY x.material_id"""
 
 
 # --------------------------------------------------------------------------- materials, stock

@@ -11,18 +11,21 @@ identity as the actor.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.errors import ApiError
 from api.routes_read import CONTRACTS_SQL, Id, _conn, _rows, contract_rows
-from api.routes_write import _audit
+from api.routes_write import FORM_TYPES, _audit
 from api.security import access, requires
-from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, load_items
+from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, items_from_text, load_items
 from vreserve.identity import Identity
 from vreserve.settlement import SettleResult, document
 from vreserve.sql_settlement import settle
@@ -93,6 +96,57 @@ def post_contracts(request: Request, body: ContractsIn, who: Identity = Depends(
             "items": contract_rows(rows, request.app.state.api.settings.currency)}
 
 
+CONTRACTS_FORM = {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+    "file": {"type": "string", "format": "binary",
+             "description": "The contracts file as for `vreserve contracts load`: .yaml / .yml / .json or .csv "
+                            "(the part's file name says which)"}}}}}
+
+
+@router.post("/contracts/file", status_code=201, tags=["supervision"],
+             openapi_extra={**access("supervisor"), "requestBody": {"required": True, "content": CONTRACTS_FORM}},
+             summary="Load or update contracts from an uploaded contracts file (multipart), all or nothing")
+async def post_contracts_file(request: Request, who: Identity = Depends(SUPERVISOR)) -> dict:
+    """`curl -F file=@contracts.csv`: the same reading and checks as `vreserve contracts load FILE`
+    (vreserve/contracts.py) and the same answer as `POST /contracts`; a 422 lists every problem by
+    row (CSV) or item and field, and nothing is stored unless the whole file is good."""
+    _audit(request, "contracts file")
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file part")
+    try:
+        form = await request.form(max_files=1, max_fields=5)
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
+        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(422, "validation_error", "file: attach the contracts file (a multipart file part)",
+                       fields=[{"field": "body.file", "reason": "a file part is required"}])
+    name = (upload.filename or "").rsplit("/", 1)[-1][:200]
+    try:
+        text = (await upload.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(422, "validation_error", "file: not UTF-8 text",
+                       fields=[{"field": "body.file", "reason": "not UTF-8 text"}]) from None
+    request.state.audit_target = f"contracts file {name}"
+    return await run_in_threadpool(_load_file, request, who, name, text)
+
+
+def _load_file(request: Request, who: Identity, name: str, text: str) -> dict:
+    try:
+        items, where = items_from_text(name, text)
+        with _conn(request) as conn:
+            result = load_items(conn, items, f"api:{who.actor}:file:{name}", where)
+            rows = _rows(conn, CONTRACTS_SQL, {"site": None, "owner": None, "ids": list(result.contract_ids)})
+    except ContractsRejected as exc:
+        fields = [{"field": f"file.{p.where}.{p.index}" + (f".{p.field}" if p.field else "") if p.index is not None
+                   else "file", "reason": str(p)} for p in exc.problems]
+        raise ApiError(422, "validation_error", f"{len(fields)} problem(s), nothing loaded: {fields[0]['reason']}",
+                       fields=fields) from None
+    request.state.audit_detail.update(added=result.inserted, updated=result.updated,
+                                      contract_ids=list(result.contract_ids[:100]))
+    return {"added": result.inserted, "updated": result.updated,
+            "items": contract_rows(rows, request.app.state.api.settings.currency)}
+
+
 class SettleIn(BaseModel):
     """The settlement period; both omitted: the emergency's days (or the period of its first version)."""
 
@@ -143,3 +197,86 @@ def post_settlement(request: Request, emergency_id: Id, body: SettleIn = Body(de
     request.state.audit_detail.update(issued=result.issued.statement_id if result.issued else None)
     out = _settlement_out(result, request.app.state.api.settings.currency)
     return JSONResponse(out, 201 if result.issued else 200)
+
+
+# ------------------------------------------------------------------------- settlement runs
+#: A running settlement whose row has not moved for this long lost its API instance.
+STALLED_AFTER_S = 120
+
+
+@router.post("/emergencies/{emergency_id}/settlement-runs", status_code=202, tags=["supervision"],
+             openapi_extra=access("supervisor"),
+             summary="Settle an emergency in the background; watch its progress at the returned URL")
+def post_settlement_run(request: Request, emergency_id: Id, body: SettleIn = Body(default_factory=SettleIn),
+                        who: Identity = Depends(SUPERVISOR)) -> dict:
+    """For a settlement too long to wait for: 202 at once with `run_id` and `progress` (the URL of
+    `GET /settlement-runs/{run_id}`). The run is the same code as `POST .../settlement` and
+    `vreserve settle`, with the authenticated actor as `issued_by`; each step it takes is recorded
+    with its time, in the database (any API instance answers the progress)."""
+    _audit(request, emergency_id, period_from=str(body.period_from or ""), period_to=str(body.period_to or ""))
+    run_id = f"SR-{uuid.uuid4().hex[:16]}"
+    with _conn(request) as conn:
+        try:
+            load_emergency(conn, emergency_id)
+        except SettlementError as exc:
+            raise ApiError(404, "emergency_not_found", str(exc)) from None
+        conn.execute("INSERT INTO settlement_runs (run_id, emergency_id, requested_by, period_from, period_to)"
+                     " VALUES (%s, %s, %s, %s, %s)", (run_id, emergency_id, who.actor, body.period_from, body.period_to))
+    request.state.audit_detail["run_id"] = run_id
+    threading.Thread(target=_run_settlement, name=f"settle-{run_id}", daemon=True,
+                     args=(request.app.state.api.pool, run_id, emergency_id, who.actor, body)).start()
+    return {"run_id": run_id, "emergency_id": emergency_id, "state": "running",
+            "progress": f"/api/v1/settlement-runs/{run_id}"}
+
+
+def _run_settlement(pool, run_id: str, emergency_id: str, actor: str, body: SettleIn) -> None:
+    """The background run: each progress message becomes a step; the end records the outcome."""
+    def step(message: str) -> None:
+        with pool.connection() as conn:
+            conn.execute("UPDATE settlement_runs SET steps = steps || jsonb_build_array(jsonb_build_object("
+                         "'at', clock_timestamp(), 'message', %s::text)), updated_at = clock_timestamp()"
+                         " WHERE run_id = %s", (message, run_id))
+    try:
+        step("started")
+        with pool.connection() as conn:
+            result = settle(conn, emergency_id, actor, body.period_from, body.period_to, progress=step)
+        issued = result.issued
+        outcome = "unchanged" if issued is None else issued.kind
+        step(f"done: {outcome}" + (f" {issued.statement_id}" if issued else ""))
+        _finish(pool, run_id, "done", outcome, issued.statement_id if issued else None, None)
+    except Exception as exc:  # noqa: BLE001 - the run's failure is its result, for whoever watches it
+        message = str(exc) if isinstance(exc, SettlementError) else f"{type(exc).__name__} (see the server log)"
+        log.exception("settlement run %s of %s failed", run_id, emergency_id)
+        _finish(pool, run_id, "failed", None, None, message)
+
+
+def _finish(pool, run_id: str, state: str, outcome: str | None, issued: str | None, error: str | None) -> None:
+    with pool.connection() as conn:
+        conn.execute("UPDATE settlement_runs SET state = %s, outcome = %s, issued = %s, error = %s,"
+                     " finished_at = clock_timestamp(), updated_at = clock_timestamp() WHERE run_id = %s",
+                     (state, outcome, issued, error, run_id))
+
+
+@router.get("/settlement-runs/{run_id}", tags=["supervision"], openapi_extra=access("supervisor"),
+            summary="A background settlement's progress: its steps so far, then the outcome")
+def get_settlement_run(request: Request, run_id: Id, who: Identity = Depends(SUPERVISOR)) -> dict:
+    """`state` running / done / failed (`stalled` true when a running run has not moved for
+    STALLED_AFTER_S seconds: its API instance stopped; start it again, settling twice issues nothing
+    new); `steps` each with its time; `elapsed_s` in seconds; when done, `outcome` (statement,
+    adjustment or unchanged) and `issued` (the statement id, whose document is at
+    `GET /settlement/statements`)."""
+    with _conn(request) as conn:
+        row = conn.execute("SELECT run_id, emergency_id, requested_by, period_from, period_to, state, steps,"
+                           " started_at, updated_at, finished_at, outcome, issued, error,"
+                           " extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at),"
+                           " extract(epoch FROM clock_timestamp() - updated_at)"
+                           " FROM settlement_runs WHERE run_id = %s", (run_id,)).fetchone()
+    if row is None:
+        raise ApiError(404, "settlement_run_not_found", f"no settlement run {run_id!r}")
+    (rid, em, by, pf, pt, state, steps, started, updated, finished, outcome, issued, error, elapsed, idle) = row
+    return {"run_id": rid, "emergency_id": em, "requested_by": by, "period_from": pf and pf.isoformat(),
+            "period_to": pt and pt.isoformat(), "state": state,
+            "stalled": state == "running" and float(idle) > STALLED_AFTER_S, "steps": steps,
+            "started_at": started.isoformat(), "updated_at": updated.isoformat(),
+            "finished_at": finished and finished.isoformat(), "elapsed_s": round(float(elapsed), 3),
+            "outcome": outcome, "issued": issued, "error": error}

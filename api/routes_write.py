@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import uuid
 from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Literal
@@ -17,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.security import access, requires
-from vreserve import operations as ops
+from vreserve import operations as ops, topics
 from vreserve.audits import AuditRejected, record_audit
 from vreserve.decode import preview
 from vreserve.identity import Identity
@@ -185,21 +187,114 @@ async def upload_demand(request: Request, who: Identity = Depends(OPERATOR)) -> 
     """The body is the file (YAML or JSON, format: docs/optimizer.md). It is loaded and checked now; the
     returned id is then given as `demand_file_id` to `POST /emergencies`."""
     raw = await request.body()
+    _audit(request, f"DF-{hashlib.sha256(raw).hexdigest()[:16]}", bytes=len(raw))
+    file_id = await run_in_threadpool(_store_demand_file, request, raw)
+    return DemandFileOut(demand_file_id=file_id, bytes=len(raw))
+
+
+def _store_demand_file(request: Request, raw: bytes, periods: int = 1) -> str:
+    """Check an uploaded demand file (it must load and serve ``periods`` periods) and keep it under
+    its content's hash; 422 ``bad_demand_file`` (nothing kept) if it does not."""
     if not raw.strip():
-        raise ApiError(422, "validation_error", "body: the demand file is empty")
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    file_id = f"DF-{digest}"
-    _audit(request, file_id, bytes=len(raw))
+        raise ApiError(422, "validation_error", "demand_file: the demand file is empty")
+    file_id = f"DF-{hashlib.sha256(raw).hexdigest()[:16]}"
     folder = _demand_dir(request)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{file_id}.tmp"
+    tmp = folder / f".{file_id}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.write_bytes(raw)
-    problem = await run_in_threadpool(ops.check_demand_source, str(tmp), 1)
+    problem = ops.check_demand_source(str(tmp), periods)
     if problem:
         tmp.unlink(missing_ok=True)
         raise ApiError(422, "bad_demand_file", problem.replace(str(tmp), "the uploaded file"))
     tmp.replace(folder / f"{file_id}.yaml")
-    return DemandFileOut(demand_file_id=file_id, bytes=len(raw))
+    return file_id
+
+
+def _form_number(form, name: str, kind: type, low: float, high: float, default=None):
+    raw = form.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError(422, "validation_error", f"{name}: field required", fields=[{"field": f"body.{name}",
+                                                                                      "reason": "field required"}])
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not (low <= value <= high) or value != value:
+        raise ApiError(422, "validation_error", f"{name}: want a number in {low:g}..{high:g}",
+                       fields=[{"field": f"body.{name}", "reason": f"want a number in {low:g}..{high:g}"}])
+    return value
+
+
+def _form_text(form, name: str, pattern: str, max_len: int, required: bool = True) -> str | None:
+    raw = form.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise ApiError(422, "validation_error", f"{name}: field required",
+                           fields=[{"field": f"body.{name}", "reason": "field required"}])
+        return None
+    if not isinstance(raw, str) or len(raw) > max_len or not re.fullmatch(pattern, raw):
+        raise ApiError(422, "validation_error", f"{name}: not a valid value",
+                       fields=[{"field": f"body.{name}", "reason": f"at most {max_len} characters matching {pattern}"}])
+    return raw
+
+
+#: Bodies read as a form (a urlencoded one cannot carry the file, which is then said to be missing).
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+DECLARE_FORM = {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["region", "reason", "periods", "period_length_s", "demand_file"],
+    "properties": {
+        "region": {"type": "string", "maxLength": 128, "pattern": _NAME},
+        "reason": {"type": "string", "maxLength": 1000, "minLength": 1},
+        "periods": {"type": "integer", "minimum": 1, "maximum": 366},
+        "period_length_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+        "grid_cells": {"type": "string", "maxLength": 20000, "description": "Comma-separated grid cells"},
+        "demand_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        "wait_s": {"type": "number", "minimum": 0, "maximum": 30},
+        "demand_file": {"type": "string", "format": "binary", "description": "YAML or JSON (docs/optimizer.md)"}}}}}
+
+
+@router.post("/emergencies/with-demand-file", response_model=ModeOut, status_code=202, tags=["emergencies"],
+             openapi_extra={**access("operator"), "requestBody": {"required": True, "content": DECLARE_FORM}},
+             summary="Declare an emergency with an uploaded demand file (multipart; checked, then published)")
+async def declare_with_file(request: Request, who: Identity = Depends(OPERATOR)) -> ModeOut:
+    """A browser form or `curl -F demand_file=@demand.yaml -F region=... -F reason=... -F periods=...
+    -F period_length_s=...`: the file is loaded and checked (it must serve `periods` periods), then
+    the declaration is checked like `POST /emergencies`; nothing is published unless both pass. The
+    file is kept under its hash (`demand_file_id` in the audit trail) for the dispatcher to read."""
+    _audit(request, "", upload=True)
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a demand_file part")
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
+        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
+    region = _form_text(form, "region", _NAME, 128)
+    request.state.audit_target = region
+    reason = _form_text(form, "reason", _NO_CONTROL, 1000)
+    periods = _form_number(form, "periods", int, 1, 366)
+    length = _form_number(form, "period_length_s", float, 1e-9, 366 * 86400)
+    scale = _form_number(form, "demand_scale", float, 1e-9, 1000, default=1.0)
+    wait_s = _form_number(form, "wait_s", float, 0, 30, default=0.0)
+    cells_text = _form_text(form, "grid_cells", r"^[A-Za-z0-9._:,-]*$", 20000, required=False) or ""
+    cells = [c for c in cells_text.split(",") if c]
+    upload = form.get("demand_file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(422, "validation_error", "demand_file: attach the file (a multipart file part)",
+                       fields=[{"field": "body.demand_file", "reason": "a file part is required"}])
+    raw = await upload.read()
+    file_id = await run_in_threadpool(_store_demand_file, request, raw, periods)
+    request.state.audit_detail.update(demand_file_id=file_id, periods=periods, bytes=len(raw))
+    source = str(_demand_dir(request) / f"{file_id}.yaml")
+
+    def publish() -> ModeOut:
+        with _conn(request) as conn:
+            event = ops.declare(conn, request.app.state.api.publisher, who, region, cells, source, periods, length,
+                                reason, scale)
+            request.state.audit_detail["event_id"] = event.event_id
+            return _verdict(conn, event, wait_s)
+    return await run_in_threadpool(publish)
 
 
 # ----------------------------------------------------------------------------------- orders
@@ -225,18 +320,32 @@ class StatusOut(BaseModel):
 @router.post("/orders/{order_id}/status", response_model=StatusOut, status_code=202, tags=["orders"],
              openapi_extra=access("carrier-only", ("carrier",)),
              summary="A carrier reports an order's status (published to the order-status topic)")
-def post_status(request: Request, order_id: Id, body: StatusIn, who: Identity = Depends(CARRIER)) -> StatusOut:
+async def post_status(request: Request, order_id: Id, body: StatusIn, who: Identity = Depends(CARRIER)) -> StatusOut:
     """Only for orders on the carrier's routes (others are 404). The record on the topic carries
-    `actor` = the carrier's authenticated identity. `status_id` makes a repeat harmless."""
+    `actor` = the carrier's authenticated identity. `status_id` makes a repeat harmless. The answer
+    comes once the broker acknowledged the record.
+
+    The hottest write (every carrier, every order, several times), so it runs on the event loop:
+    one query for the order's visibility and unit, the producer's acknowledgement awaited without
+    a thread (a third of the server CPU per post of the threaded path; docs/api.md)."""
     _audit(request, order_id, status=body.status)
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
-    with _conn(request) as conn:
-        rec = ops.post_order_status(conn, request.app.state.api.publisher, who, order_id, body.status, body.at,
-                                    body.qty, body.reason, body.status_id)
-        unit = conn.execute("SELECT unit FROM dispatch_orders WHERE order_id = %s", (order_id,)).fetchone()[0]
+    async with request.app.state.api.apool.connection() as conn:
+        cur = await conn.execute(CARRIER_ORDER_UNIT_SQL, (order_id, who.name))
+        row = await cur.fetchone()
+    if row is None:
+        raise ops.order_not_found(order_id)
+    rec = ops.order_status_record(who, order_id, body.status, body.at, body.qty, body.reason, body.status_id)
+    await request.app.state.api.publisher.send_async(topics.ORDER_STATUS, order_id, rec.to_json())
+    unit = row[0]
     return StatusOut(status_id=rec.status_id, order_id=order_id, status=rec.status, at=format_ts(rec.at),
                      qty=rec.qty, unit=unit, actor=who.actor)
+
+
+#: The order's unit if it is on the carrier's routes (ops.carrier_sees_order's rule), no row otherwise.
+CARRIER_ORDER_UNIT_SQL = ("SELECT o.unit FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
+                          " JOIN carriers c ON e.region = ANY(c.regions) WHERE o.order_id = %s AND c.carrier_id = %s")
 
 
 # ------------------------------------------------------------------------------- sites, alerts

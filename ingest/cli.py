@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -134,15 +135,22 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
     from vreserve.registry import RegistryError, load_registry
     from vreserve.registry_store import store_registry
     from vreserve.db import connect
+    from vreserve.operations import Refused, audited, cli_identity
 
     t0 = time.monotonic()
     try:
-        reg = load_registry(path)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"read {path}: {len(reg.sites)} sites, {len(reg.materials)} materials ({time.monotonic() - t0:.1f} s)")
-    with connect(settings.pg_dsn_for(db_access.API)) as conn:
-        counts = store_registry(conn, reg)
+        with connect(settings.pg_dsn_for(db_access.API), autocommit=True) as conn, \
+                audited(conn, cli_identity(), "registry.load", Path(path).name) as info:
+            try:
+                reg = load_registry(path)
+            except RegistryError as exc:
+                raise Refused("bad_registry", str(exc), 422) from None
+            click.echo(f"read {path}: {len(reg.sites)} sites, {len(reg.materials)} materials "
+                       f"({time.monotonic() - t0:.1f} s)")
+            counts = store_registry(conn, reg)
+            info.update(sites=len(reg.sites), materials=len(reg.materials))
+    except Refused as exc:
+        raise click.ClickException(exc.message) from None
     click.echo("stored: " + ", ".join(f"{n} {k} rows" for k, n in counts.items()) + f" ({time.monotonic() - t0:.1f} s)")
     if credentials_out:
         from vreserve.site_credentials import provision_site_credentials, write_credentials

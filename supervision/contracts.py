@@ -7,20 +7,13 @@ problem in the file is reported (row and field) and nothing is written unless th
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import psycopg
-import yaml
 
 from supervision.money import fmt_qty
 from supervision.report import table
-from vreserve.contracts import FIELDS, ContractsRejected, LoadResult, Problem, load_items
-
-
-def _refuse(path: Path, reason: str) -> ContractsRejected:
-    return ContractsRejected(str(path), [Problem("file", None, "", reason)])
+from vreserve.contracts import ContractsRejected, LoadResult, Problem, items_from_text, load_items
 
 
 def read_items(path: Path) -> list[dict]:
@@ -28,25 +21,11 @@ def read_items(path: Path) -> list[dict]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise _refuse(path, f"cannot read: {exc.strerror}") from None
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames:
-            raise _refuse(path, "empty CSV (want a header row)")
-        unknown = [f for f in reader.fieldnames if f not in FIELDS]
-        if unknown:
-            raise _refuse(path, f"header: unknown column(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
-        return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise _refuse(path, f"not valid YAML: {exc}") from None
-        items = doc.get("contracts") if isinstance(doc, dict) else doc
-        if not isinstance(items, list):
-            raise _refuse(path, "want a list of contracts (or a mapping with key 'contracts')")
-        return items
-    raise _refuse(path, f"unknown file type {path.suffix!r} (want .yaml, .yml, .json or .csv)")
+        raise ContractsRejected(str(path), [Problem("file", None, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        return items_from_text(path.name, text)[0]
+    except ContractsRejected as exc:
+        raise ContractsRejected(str(path), exc.problems) from None
 
 
 def load(conn: psycopg.Connection, path: Path) -> LoadResult:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 GENESIS = "0" * 64
@@ -30,20 +30,62 @@ def row_hash(prev_hash: str, seq: int, at: datetime, actor: str, source: str, ac
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One record to append, before the chain gives it a seq and a hash."""
+    actor: str
+    source: str
+    action: str
+    outcome: str
+    status: int
+    target: str = ""
+    detail: dict | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+_LAST_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_INSERT_SQL = ("INSERT INTO audit_log (seq, at, actor, source, action, target, outcome, status, detail, prev_hash, hash)"
+               " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)")
+
+
+def chain(last: tuple[int, str] | None, entries: list[Entry]) -> list[tuple]:
+    """The rows (in _INSERT_SQL's order) that extend a chain ending at ``last`` (seq, hash) by ``entries``.
+
+    Pure: the caller holds the lock between reading ``last`` and inserting these rows."""
+    seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+    rows = []
+    for e in entries:
+        seq, target, text = seq + 1, e.target[:500], canonical_detail(e.detail)
+        digest = row_hash(prev, seq, e.at, e.actor, e.source, e.action, target, e.outcome, e.status, text)
+        rows.append((seq, e.at, e.actor, e.source, e.action, target, e.outcome, e.status, text, prev, digest))
+        prev = digest
+    return rows
+
+
 def append(conn, actor: str, source: str, action: str, outcome: str, status: int,
            target: str = "", detail: dict | None = None) -> int:
     """Append one record (own transaction if the connection is in autocommit). Returns its seq."""
-    at = datetime.now(timezone.utc)
-    text = canonical_detail(detail)
+    return append_many(conn, [Entry(actor, source, action, outcome, status, target, detail)])[-1]
+
+
+def append_many(conn, entries: list[Entry]) -> list[int]:
+    """Append records in one transaction under the chain's lock (one lock and one commit for all:
+    what lets a busy API keep up, see AuditWriter in api/app.py). Returns their seqs."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        digest = row_hash(prev, seq, at, actor, source, action, target[:500], outcome, status, text)
-        conn.execute("INSERT INTO audit_log (seq, at, actor, source, action, target, outcome, status, detail,"
-                     " prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                     (seq, at, actor, source, action, target[:500], outcome, status, text, prev, digest))
-    return seq
+        rows = chain(conn.execute(_LAST_SQL).fetchone(), entries)
+        conn.cursor().executemany(_INSERT_SQL, rows)
+    return [r[0] for r in rows]
+
+
+async def append_many_async(aconn, entries: list[Entry]) -> list[int]:
+    """:func:`append_many` on an async connection (the API's event loop)."""
+    async with aconn.transaction():
+        await aconn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur = await aconn.execute(_LAST_SQL)
+        rows = chain(await cur.fetchone(), entries)
+        await aconn.cursor().executemany(_INSERT_SQL, rows)
+    return [r[0] for r in rows]
 
 
 @dataclass(frozen=True)

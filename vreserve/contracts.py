@@ -8,11 +8,14 @@ overlaps another stored contract of the same site and material is refused unless
 """
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import date
 from decimal import InvalidOperation
 
 import psycopg
+import yaml
 from psycopg.rows import dict_row
 
 from vreserve.contract_terms import ContractTerms
@@ -248,3 +251,33 @@ def list_contracts(conn: psycopg.Connection, site_id: str | None = None, valid_o
         args += [valid_on, valid_on]
     return conn.cursor(row_factory=dict_row).execute(q + " ORDER BY c.site_id, c.material_id, c.valid_from",
                                                      args).fetchall()
+
+
+def items_from_text(name: str, text: str) -> tuple[list, str]:
+    """Raw items of a contracts file's text and what an item is called in problems ("row" in a CSV,
+    "item" otherwise); the type comes from ``name``'s suffix (.csv, .yaml, .yml, .json). Structural
+    problems raise ContractsRejected. The CLI (a file on disk) and the API (an upload) both read here."""
+    suffix = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    if suffix == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames:
+            raise _file_problem(name, "empty CSV (want a header row)")
+        unknown = [f for f in reader.fieldnames if f not in FIELDS]
+        if unknown:
+            raise _file_problem(name, f"header: unknown column(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+        return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader], "row"
+    if suffix in ("yaml", "yml", "json"):
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise _file_problem(name, f"not valid YAML: {exc}") from None
+        items = doc.get("contracts") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise _file_problem(name, "want a list of contracts (or a mapping with key 'contracts')")
+        return items, "item"
+    raise _file_problem(name, f"unknown file type {'.' + suffix if suffix else '(none)'!r} "
+                              "(want .yaml, .yml, .json or .csv)")
+
+
+def _file_problem(name: str, reason: str) -> ContractsRejected:
+    return ContractsRejected(name, [Problem("file", None, "", reason)])

@@ -128,6 +128,7 @@ class Publisher:
         self.principal = principal
         self._producer = None
         self._lock = threading.Lock()
+        self._warm: set[str] = set()  # topics whose metadata the producer has
 
     def _get(self):
         with self._lock:
@@ -139,6 +140,31 @@ class Publisher:
     def send(self, topic: str, key: str, value: bytes, timeout_s: float = 30) -> None:
         """Publish and wait for the broker's acknowledgement (raises on failure)."""
         self._get().send(self.settings.topic(topic), key=key.encode(), value=value).get(timeout=timeout_s)
+
+    async def send_async(self, topic: str, key: str, value: bytes, timeout_s: float = 30) -> None:
+        """:meth:`send` for an event loop: waits for the acknowledgement without holding a thread.
+
+        The first record to a topic is handed over in a thread (the producer may block there while
+        it fetches the topic's metadata); later ones are handed over on the loop, where they only
+        join the producer's batch."""
+        import asyncio
+
+        full = self.settings.topic(topic)
+        if self._producer is None or full not in self._warm:
+            future = await asyncio.to_thread(lambda: self._get().send(full, key=key.encode(), value=value))
+            self._warm.add(full)
+        else:
+            future = self._producer.send(full, key=key.encode(), value=value)
+        loop = asyncio.get_running_loop()
+        acked = loop.create_future()
+
+        def settle(result=None, error=None) -> None:
+            if not acked.done():
+                acked.set_exception(error) if error is not None else acked.set_result(result)
+
+        future.add_callback(lambda md: loop.call_soon_threadsafe(settle, md))
+        future.add_errback(lambda exc: loop.call_soon_threadsafe(settle, None, exc))
+        await asyncio.wait_for(acked, timeout_s)
 
     def send_raw(self, full_topic: str, key: bytes | None, value: bytes, timeout_s: float = 30):
         """Publish bytes as they are to a topic named in full; returns the record's metadata once acked."""
@@ -219,17 +245,31 @@ def post_order_status(conn, publisher: Publisher, who: Identity, order_id: str, 
     if who.kind != "carrier":
         raise Refused("not_a_carrier", "only a carrier token may report order statuses", 403)
     if not carrier_sees_order(conn, who.name, order_id):
-        # Same answer for "not yours" and "does not exist": a carrier learns nothing of others' orders.
-        raise Refused("order_not_found", f"no order {order_id!r} on your routes", 404)
+        raise order_not_found(order_id)
+    rec = order_status_record(who, order_id, status, at, qty, reason, status_id)
+    publisher.send(topics.ORDER_STATUS, order_id, rec.to_json())
+    return rec
+
+
+def order_not_found(order_id: str) -> Refused:
+    # Same answer for "not yours" and "does not exist": a carrier learns nothing of others' orders.
+    return Refused("order_not_found", f"no order {order_id!r} on your routes", 404)
+
+
+def order_status_record(who: Identity, order_id: str, status: str, at: datetime | None, qty: float | None,
+                        reason: str | None, status_id: str | None) -> OrderStatus:
+    """The record a carrier's status becomes, checked by the topic's own rules (delivered needs qty,
+    failed a reason); ``who`` is its actor. Pure: the caller has checked the order is the carrier's."""
+    if who.kind != "carrier":
+        raise Refused("not_a_carrier", "only a carrier token may report order statuses", 403)
     if status not in LOGISTICS_STATUSES:
         raise Refused("bad_status", f"status must be one of {', '.join(LOGISTICS_STATUSES)}", 422)
     rec = OrderStatus(order_id=order_id, status=status, at=at or now_ms(), qty=qty, reason=reason,
                       status_id=status_id or "", actor=who.actor)
     try:
-        OrderStatus.from_json(rec.to_json())  # the topic's own rules (delivered needs qty, failed a reason)
+        OrderStatus.from_json(rec.to_json())
     except SchemaError as exc:
         raise Refused("bad_status", str(exc), 422) from None
-    publisher.send(topics.ORDER_STATUS, order_id, rec.to_json())
     return rec
 
 

@@ -235,16 +235,24 @@ def load_registry(path: str | Path) -> Registry:
         raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:  # a binary file: one line, not a traceback
         raise RegistryError(f"{path}: not a UTF-8 text file (invalid byte at offset {exc.start})") from None
+    return registry_from_text(text, str(path))
+
+
+def registry_from_text(text: str, name: str) -> Registry:
+    """Parse and validate a registry file's text (YAML or JSON); ``name`` says which file in errors.
+    The CLI (a path) and the API (an upload) both read here."""
+    import yaml
+
     try:
         doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: not valid YAML: {exc}") from None
+        raise RegistryError(f"{name}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise RegistryError(f"{path}: not a registry: nested too deeply") from None
+        raise RegistryError(f"{name}: not a registry: nested too deeply") from None
     try:
         return registry_from_dict(doc)
     except RegistryError as exc:
-        raise RegistryError(f"{path}: {exc}") from None
+        raise RegistryError(f"{name}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------ the file's models

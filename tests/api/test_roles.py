@@ -19,7 +19,7 @@ PARAMS = {"site_id": "no-such-site", "emergency_id": "EM-none", "order_id": "O-n
           "audit_id": "A-none", "statement_id": "ST-none", "event_id": "mode-none", "name": "nobody",
           "token_id": "tok_00", "carrier_id": "nobody", "plan_id": "AP-none",
           "grid_cell": "no-such-cell", "material_id": "no-such-material", "quarantine_id": "987654321",
-          "webhook_id": "no-such-hook"}
+          "webhook_id": "no-such-hook", "run_id": "SR-none"}
 PUBLIC = "public"
 SYSTEMS = ("carrier-a", "owner")
 

@@ -63,14 +63,27 @@ class StockReading:
             object.__setattr__(self, "ts_text", format_ts(self.ts))
 
 
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
+
+
+class Item(msgspec.Struct, gc=False):
+    """One reading of a record: material, quantity, unit. (A msgspec struct outside the garbage
+    collector's tracking: the worker holds millions of them in passing, and every tracked object
+    brings the next full collection pass nearer.) The bounds are :func:`_checked_record`'s."""
+
+    material: _Id
+    qty: Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]  # finite, not negative
+    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_UNIT)]
+
+
 class ReadingRecord:
     """One readings-topic record as the worker holds it: a site's report at one instant, its
-    readings as ``(material, qty, unit)`` tuples (no object per reading on the hot path)."""
+    readings as :class:`Item` (no object per reading beyond that on the hot path)."""
 
     __slots__ = ("site_id", "ts", "ts_text", "seq", "boot", "received_text", "items", "plain")
 
     def __init__(self, site_id: str, ts: datetime, ts_text: str, seq: int, boot: int, received_text: str,
-                 items: list[tuple[str, float, str]], plain: bool = False) -> None:
+                 items: list[Item], plain: bool = False) -> None:
         self.site_id = site_id
         self.ts = ts
         self.ts_text = ts_text
@@ -83,8 +96,8 @@ class ReadingRecord:
 
     def reading(self, i: int) -> StockReading:
         """The i-th reading as a :class:`StockReading` (for the pure fold's rarer paths)."""
-        material, qty, unit = self.items[i]
-        return StockReading(self.site_id, material, qty, unit, self.ts, self.seq,
+        item = self.items[i]
+        return StockReading(self.site_id, item.material, item.qty, item.unit, self.ts, self.seq,
                             parse_ts(self.received_text, "received_at"), self.ts_text, self.boot)
 
     def readings(self) -> list[StockReading]:
@@ -110,7 +123,7 @@ def _int_field(obj: dict, name: str, default: int | None, limit: int, reason: st
     return value
 
 
-def _items(raw_items: object) -> list[tuple[str, float, str]]:
+def _items(raw_items: object) -> list[Item]:
     if type(raw_items) is not list or not raw_items:
         raise SchemaError("readings must be a non-empty list")
     if len(raw_items) > MAX_READINGS:
@@ -135,17 +148,8 @@ def _items(raw_items: object) -> list[tuple[str, float, str]]:
             raise SchemaError(f"readings[{i}].qty is negative ({qty:g})")
         if type(unit) is not str or not unit or len(unit) > _MAX_UNIT:
             raise SchemaError(f"readings[{i}].unit must be a non-empty string of at most {_MAX_UNIT} characters")
-        items.append((material, qty, unit))
+        items.append(Item(material, qty, unit))
     return items
-
-
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
-
-
-class _FastItem(msgspec.Struct, gc=False):
-    material: _Id
-    qty: Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]  # finite, not negative
-    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_UNIT)]
 
 
 class _FastRecord(msgspec.Struct, gc=False):
@@ -155,7 +159,7 @@ class _FastRecord(msgspec.Struct, gc=False):
     site_id: _Id
     ts: str
     seq: Annotated[int, msgspec.Meta(ge=0, le=2 ** 63 - 1)]
-    readings: Annotated[list[_FastItem], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]
+    readings: Annotated[list[Item], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]
     received_at: str
     mqtt_topic: str
     boot: Annotated[int, msgspec.Meta(ge=0, le=_MAX_BOOT - 1)] = 0
@@ -174,9 +178,9 @@ def _fast_record(raw: bytes, kafka_key: bytes | None) -> ReadingRecord | None:
         rec = _FAST_DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    items = [(r.material, r.qty, r.unit) for r in rec.readings]
+    items = rec.readings
     # brackets: only its own (no nesting in unknown fields); materials: no duplicate
-    if brackets != 2 + len(items) or len({m for m, _, _ in items}) != len(items):
+    if brackets != 2 + len(items) or len({i.material for i in items}) != len(items):
         return None
     site_id = rec.site_id
     if kafka_key is not None and kafka_key != site_id.encode():

@@ -156,12 +156,12 @@ def records_copy_text(records: Sequence[ReadingRecord]) -> str:
         end = f"\t{rec.received_text}\n"
         if rec.plain:  # nothing to escape (see stream.records)
             head = f"{rec.site_id}\t"
-            for material, qty, unit in rec.items:
-                add(f"{head}{material}{tail}{qty!r}\t{unit}{end}")
+            for i in rec.items:
+                add(f"{head}{i.material}{tail}{i.qty!r}\t{i.unit}{end}")
         else:
             head = f"{_copy_text(rec.site_id)}\t"
-            for material, qty, unit in rec.items:
-                add(f"{head}{_copy_text(material)}{tail}{qty!r}\t{_copy_text(unit)}{end}")
+            for i in rec.items:
+                add(f"{head}{_copy_text(i.material)}{tail}{i.qty!r}\t{_copy_text(i.unit)}{end}")
     return "".join(lines)
 
 

@@ -74,14 +74,14 @@ def test_shape_check_reasons(change, reason):
                 min_size=1, max_size=12))
 def test_fold_record_moves_state_and_alerts_as_apply_reading(steps):
     """The worker's batch fold (fast path inline) equals the pure fold reading by reading."""
-    from stream.records import ReadingRecord
+    from stream.records import Item, ReadingRecord
     from stream.state import FoldCounts, Outcome, apply_reading, fold_record
 
     states: dict = {}
     held, want_alerts, got_alerts, counts = None, [], [], FoldCounts()
     for boot, seq, dt, qty in steps:
         ts = T0 + timedelta(seconds=dt)
-        record = ReadingRecord("S1", ts, format_ts(ts), seq, boot, format_ts(T0), [("mask", qty, "box")])
+        record = ReadingRecord("S1", ts, format_ts(ts), seq, boot, format_ts(T0), [Item("mask", qty, "box")])
         applied = apply_reading(held, record.reading(0))
         if applied.outcome in (Outcome.NEW, Outcome.NEWER):
             held = applied.held

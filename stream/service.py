@@ -26,6 +26,7 @@ import gc
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import faust
 import psycopg
@@ -54,7 +55,8 @@ from stream.stats import WorkerStats, failing_parts
 log = logging.getLogger(__name__)
 
 #: (where it came from, its readings, the alerts folding it raised)
-Folded = tuple[Source, ReadingRecord, list[Alert]]
+Folded = tuple[Source, ReadingRecord, Sequence[Alert]]
+_NO_ALERTS: tuple[Alert, ...] = ()
 
 #: Fetch sizes of the readings consumer: a poll of ``batch_max`` records is usually in hand
 #: already (a ReadingBatch of 10 readings is ~0.7 KB; aiokafka's 1 MB per partition would cap a
@@ -381,13 +383,16 @@ class WarehouseWorker(faust.Service):
         """Fold a batch's records into the in-memory state, in order (no await: one step)."""
         folded: list[Folded] = []
         counts = FoldCounts()
+        raised: list[Alert] = []  # the batch's alerts; each record keeps its own slice (or none)
+        site, readings = self.memory.site, 0
         for i, (source, record) in enumerate(parsed):
-            alerts: list[Alert] = []
-            fold_record(self.memory.site(source.partition, record.site_id), record, alerts, counts)
-            folded.append((source, record, alerts))
-            self.stats.readings += len(record.items)
+            before = len(raised)
+            fold_record(site(source.partition, record.site_id), record, raised, counts)
+            folded.append((source, record, raised[before:] if len(raised) > before else _NO_ALERTS))
+            readings += len(record.items)
             if i % 16 == 0:
                 self._where_latency_goes(source, record)
+        self.stats.readings += readings
         self.stats.newer += counts.newer
         self.stats.replayed += counts.replayed
         self.stats.ignored_older += counts.ignored_older

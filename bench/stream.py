@@ -7,8 +7,9 @@ What runs (everything started here is stopped here, and its topics and database 
   Mosquitto on its own port, so the load never reaches anyone else's bridge;
 * the fleet (``vreserve simulate sites --auth gateway``, sharded over processes), the bridge
   (``vreserve ingest run``) and the stream worker (``vreserve stream run``), each its own process;
-* ``--source kafka`` replaces fleet + Mosquitto + bridge by a Kafka producer of ReadingBatch
-  records in this process: the worker's and the database's own ceiling.
+* ``--source kafka`` replaces fleet + Mosquitto + bridge by ``--fleet-procs`` producer processes
+  of ReadingBatch records (:mod:`bench.stream_producer`, the bridge's bytes pre-built per site):
+  the worker's and the database's own ceiling.
 
 Per rate step (offered messages/s = sites / interval; x materials = readings/s):
 * sustained readings/s = readings the worker folded and committed during the measured window;
@@ -88,54 +89,56 @@ def _env(settings: Settings) -> dict:
 
 
 class KafkaSource:
-    """Produce ReadingBatch records at ``rate`` records/s for ``duration`` s (cycling the sites)."""
+    """Offer ReadingBatch records at ``rate`` records/s for ``duration`` s from ``processes``
+    producer processes (:mod:`bench.stream_producer`: pre-built bytes, each process a share of the
+    sites), all starting at one wall time once connected."""
 
-    def __init__(self, settings: Settings, site_units: list[tuple[str, list[tuple[str, str]]]]):
-        from stream.loadgen import producer
+    #: seconds from spawning the producers to their common start (imports, SASL_SSL login, metadata)
+    STARTUP_S = 8.0
+
+    def __init__(self, settings: Settings, site_units: list[tuple[str, list[tuple[str, str]]]], processes: int,
+                 folder: Path):
+        import json
 
         self.settings = settings
-        self.sites = site_units
-        self.seq = [0] * len(site_units)
-        self.next = 0
-        self.producer = producer(settings, linger_ms=20, acks=1)
+        self.processes = max(1, processes)
+        self.units_file = folder / "bench-site-units.json"
+        self.units_file.write_text(json.dumps(site_units))
         self.sent = 0
+        self.late_s = 0.0  # the latest any producer started after the common start, over all steps
+        self.pids: list[int] = []
+        self.current: list[Proc] = []  # this step's producers (stopped by the bench's teardown)
 
     def run(self, rate: float, duration: float) -> threading.Thread:
-        from vreserve import topics
-        from vreserve.schemas.common import utc_now
+        """Start the producers and return at their common start, with a thread that collects their
+        counts into ``sent`` when they are done."""
+        import json
 
-        from stream.loadgen import reading_batch
+        start_at = time.time() + self.STARTUP_S
+        procs = [Proc([sys.executable, "-m", "bench.stream_producer", str(self.units_file), str(k),
+                       str(self.processes), repr(rate / self.processes), repr(duration), repr(start_at)],
+                      child_env(self.settings), f"producer{k}") for k in range(self.processes)]
+        self.pids, self.current = [p.pid for p in procs], procs
+        for p in procs:
+            if not p.wait_line("ready", 60):
+                raise RuntimeError(f"bench producer did not connect: {p.lines[-10:]}")
+        time.sleep(max(0.0, start_at - time.time()))
 
-        topic = self.settings.topic(topics.READINGS)
+        def collect() -> None:
+            for p in procs:
+                p.proc.wait(duration + 120)
+                result = next((json.loads(line) for line in reversed(p.lines) if line.startswith("{")), None)
+                if result is None:
+                    raise RuntimeError(f"bench producer failed: {p.lines[-10:]}")
+                self.sent += result["sent"]
+                self.late_s = max(self.late_s, result["late_s"])
 
-        def go() -> None:
-            start = time.monotonic()
-            n = 0
-            while True:
-                elapsed = time.monotonic() - start
-                if elapsed >= duration:
-                    break
-                due = int(elapsed * rate) + 1
-                if n >= due:
-                    time.sleep(min(0.005, (n + 1) / rate - elapsed))
-                    continue
-                i = self.next
-                self.next = (i + 1) % len(self.sites)
-                self.seq[i] += 1
-                site_id, mats = self.sites[i]
-                now = utc_now()
-                b = reading_batch(site_id, self.seq[i], now, {m: (100.0 + (self.seq[i] % 3), u) for m, u in mats}, now)
-                self.producer.send(topic, key=site_id.encode(), value=b.to_json())
-                n += 1
-            self.producer.flush(60)
-            self.sent += n
-
-        t = threading.Thread(target=go, daemon=True)
+        t = threading.Thread(target=collect, daemon=True)
         t.start()
         return t
 
     def close(self) -> None:
-        self.producer.close(10)
+        """Nothing to close: each step's producers end with it."""
 
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
@@ -287,8 +290,8 @@ class _StreamBench:
             self.echo("setup: bridge up")
         else:
             site_units = [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
-            self.kafka_source = KafkaSource(self.bench, site_units)
-            self.named["producer (this process)"] = [os.getpid()]
+            self.kafka_source = KafkaSource(self.bench, site_units, self.fleet_procs, self.state)
+            self.named["producers"] = []
 
     def cpu_snapshot(self) -> dict[str, dict[int, float]]:
         self.named["postgres"] = _children(self.pg_pid)  # backends come and go: re-read every time
@@ -303,7 +306,10 @@ class _StreamBench:
         (kafka); returns the fleet, the thread and the producer's count before this step."""
         if self.broker is None:
             sent_before = self.kafka_source.sent
-            return [], self.kafka_source.run(rate, duration), sent_before
+            thread = self.kafka_source.run(rate, duration)
+            self.named["producers"] = self.kafka_source.pids
+            self.procs.extend(self.kafka_source.current)
+            return [], thread, sent_before
         fleet = fleet_shards(VRESERVE, _env(self.bench), sites=self.sites, seed=self.seed, id_prefix=self.id_prefix,
                              materials=self.materials, interval=self.sites / rate, gateways=self.gateways,
                              shards=self.fleet_procs, duration=duration)
@@ -371,7 +377,9 @@ class _StreamBench:
                     kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
                     batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
                     writer_busy=(h1["db_write_s"] - h0["db_write_s"]) / window,
-                    note=f"{sent_msgs} msgs published in {duration:.0f} s")
+                    note=f"{sent_msgs} msgs published in {duration:.0f} s"
+                         + (f" (a producer started {self.kafka_source.late_s:.1f} s late)"
+                            if self.kafka_source is not None and self.kafka_source.late_s > 0.5 else ""))
         if h2.get("dead_letters"):
             step.note += f"; {h2['dead_letters']} dead letters so far"
         return step
@@ -460,7 +468,8 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
               help="Offered messages/s to try, rising (x materials = readings/s).")
 @click.option("--step-seconds", default=20.0, show_default=True, type=float, help="Measured seconds per step.")
 @click.option("--warmup-seconds", default=5.0, show_default=True, type=float)
-@click.option("--fleet-procs", default=2, show_default=True, type=int)
+@click.option("--fleet-procs", default=2, show_default=True, type=int,
+              help="Fleet processes (e2e), or producer processes (--source kafka).")
 @click.option("--gateways", default=4, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Stream worker processes (same group: Faust splits the partitions among them).")

@@ -49,6 +49,7 @@ class Drain:
     cpu_s: float          # the contender's own process
     pg_cpu_s: float       # PostgreSQL (postmaster and backends)
     load: tuple[float, float]  # 1-minute load average before / after
+    note: str = ""  # where a worker's time went (its health page)
 
     @property
     def rate(self) -> float:
@@ -60,7 +61,8 @@ class Drain:
     def line(self) -> str:
         return (f"{self.name:<22} {self.readings:>10,} readings in {self.seconds:6.1f} s = {self.rate:>8,.0f} readings/s"
                 f" | client CPU {self.per_10k(self.cpu_s):6.1f} ms, PostgreSQL CPU {self.per_10k(self.pg_cpu_s):6.1f} ms"
-                f" per 10,000 readings | load average {self.load[0]:.1f} -> {self.load[1]:.1f}")
+                f" per 10,000 readings | load average {self.load[0]:.1f} -> {self.load[1]:.1f}"
+                + (f"\n{'':<23}{self.note}" if self.note else ""))
 
 
 def load_average() -> float:
@@ -143,12 +145,20 @@ def drain_worker(settings: Settings, expected: int, timeout_s: float, processes:
             if start is not None and written >= expected:
                 name = "stream worker (Faust)" if processes == 1 else f"{processes} stream workers"
                 return Drain(name, written, time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0,
-                             _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()))
+                             _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()), _where_time_went(docs))
             time.sleep(0.2)
         raise RuntimeError(f"stream worker(s) did not drain the backlog in {timeout_s:.0f} s")
     finally:
         for p in procs:
             p.stop()
+
+
+def _where_time_went(docs: list[dict]) -> str:
+    """The workers' own split of their time (since start, startup included), from their health pages."""
+    total = {k: sum(float(h.get(k) or 0) for h in docs) for k in ("fold_s", "db_write_s", "gc_s", "gc_full", "batches")}
+    return (f"(workers' own account: fold {total['fold_s']:.1f} s, write+commit task {total['db_write_s']:.1f} s"
+            f" (wall), garbage collector {total['gc_s']:.2f} s in {total['gc_full']:.0f} full passes,"
+            f" {total['batches']:.0f} batches)")
 
 
 def drain_baseline(settings: Settings, expected: int, timeout_s: float) -> Drain:

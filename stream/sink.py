@@ -149,12 +149,19 @@ def copy_text(readings: Sequence[StockReading]) -> str:
 
 def records_copy_text(records: Sequence[ReadingRecord]) -> str:
     """The records' readings as COPY text rows (the timestamps are already canonical text)."""
-    lines = []
+    lines: list[str] = []
+    add = lines.append
     for rec in records:
-        head = f"{_copy_text(rec.site_id)}\t"
         tail = f"\t{rec.ts_text}\t{rec.seq}\t{rec.boot}\t"
-        for material, qty, unit in rec.items:
-            lines.append(f"{head}{_copy_text(material)}{tail}{qty!r}\t{_copy_text(unit)}\t{rec.received_text}\n")
+        end = f"\t{rec.received_text}\n"
+        if rec.plain:  # nothing to escape (see stream.records)
+            head = f"{rec.site_id}\t"
+            for i in rec.items:
+                add(f"{head}{i.material}{tail}{i.qty!r}\t{i.unit}{end}")
+        else:
+            head = f"{_copy_text(rec.site_id)}\t"
+            for i in rec.items:
+                add(f"{head}{_copy_text(i.material)}{tail}{i.qty!r}\t{_copy_text(i.unit)}{end}")
     return "".join(lines)
 
 

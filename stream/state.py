@@ -75,22 +75,25 @@ def fold_record(held_by_material: dict, record: ReadingRecord, alerts: list[Aler
     :func:`apply_reading` without a jump share would: the common case (first or next reading of
     the same boot) inline, every other case through :func:`apply_reading` itself."""
     boot, seq, ts_text = record.boot, record.seq, record.ts_text
-    for i, (material, qty, unit) in enumerate(record.items):
+    newer = 0
+    for i, item in enumerate(record.items):
+        material = item.material
         held = held_by_material.get(material)
-        if held is None or (held["boot"] == boot and (seq, ts_text) > (held["seq"], held["ts"])):
-            held_by_material[material] = {"qty": qty, "unit": unit, "ts": ts_text, "seq": seq, "boot": boot}
-            counts.newer += 1
+        if held is None or (held["boot"] == boot and (seq > held["seq"] or (seq == held["seq"] and ts_text > held["ts"]))):
+            held_by_material[material] = {"qty": item.qty, "unit": item.unit, "ts": ts_text, "seq": seq, "boot": boot}
+            newer += 1
             continue
         applied = apply_reading(held, record.reading(i))
         if applied.outcome is Outcome.NEWER:
             held_by_material[material] = applied.held
-            counts.newer += 1
+            newer += 1
         elif applied.outcome is Outcome.REPLAY:
             counts.replayed += 1
         else:
             counts.ignored_older += 1
         if applied.restart is not None:
             alerts.append(applied.restart)
+    counts.newer += newer
 
 
 def _state(reading: StockReading, previous: dict | None) -> dict:

@@ -36,6 +36,10 @@ class WorkerStats:
     #: Seconds spent parsing + folding, and writing to the database (with the acks).
     fold_s: float = 0.0
     db_write_s: float = 0.0
+    #: Seconds in Python's cyclic garbage collector, and its full (oldest-generation) passes: the
+    #: hot path allocates per record, and a full pass walks every object the process holds.
+    gc_s: float = 0.0
+    gc_full: int = 0
     #: Partitions whose state was read from the database, and the (site, material) rows read.
     partitions_loaded: int = 0
     rows_loaded: int = 0

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from stream.loadgen import reading_batch
-from stream.records import parse_batch, parse_record
+from stream.records import _checked_record, _fast_record, parse_batch, parse_record
 from stream.sink import Rows
 from tests.poison.fuzz import Template, bad_record
 from vreserve import topics
@@ -74,14 +74,14 @@ def test_shape_check_reasons(change, reason):
                 min_size=1, max_size=12))
 def test_fold_record_moves_state_and_alerts_as_apply_reading(steps):
     """The worker's batch fold (fast path inline) equals the pure fold reading by reading."""
-    from stream.records import ReadingRecord
+    from stream.records import Item, ReadingRecord
     from stream.state import FoldCounts, Outcome, apply_reading, fold_record
 
     states: dict = {}
     held, want_alerts, got_alerts, counts = None, [], [], FoldCounts()
     for boot, seq, dt, qty in steps:
         ts = T0 + timedelta(seconds=dt)
-        record = ReadingRecord("S1", ts, format_ts(ts), seq, boot, format_ts(T0), [("mask", qty, "box")])
+        record = ReadingRecord("S1", ts, format_ts(ts), seq, boot, format_ts(T0), [Item("mask", qty, "box")])
         applied = apply_reading(held, record.reading(0))
         if applied.outcome in (Outcome.NEW, Outcome.NEWER):
             held = applied.held
@@ -90,3 +90,57 @@ def test_fold_record_moves_state_and_alerts_as_apply_reading(steps):
     keep = ("qty", "unit", "ts", "seq", "boot")
     assert {k: states["mask"][k] for k in keep} == {k: held[k] for k in keep}
     assert got_alerts == want_alerts
+
+
+def _raw(**changes) -> bytes:
+    body = {**RECORD, **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not _DROP}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+_DROP = object()
+
+
+def _nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+ITEM = RECORD["readings"][0]
+#: records without any escape (the fast pass's input) that the Python checks refuse
+NO_ESCAPE_BAD = [
+    _raw(v=1.0), _raw(v=True), _raw(v=2), _raw(seq=3.0), _raw(seq=-1), _raw(seq=2 ** 63), _raw(boot=None),
+    _raw(boot=2 ** 62), _raw(site_id=""), _raw(site_id="S" * 129), _raw(site_id="S2"), _raw(readings=[]),
+    _raw(readings=[ITEM, ITEM]), _raw(readings=[{**ITEM, "qty": -1.0}]), _raw(readings=[{**ITEM, "qty": True}]),
+    _raw(readings=[{**ITEM, "qty": "1"}]), _raw(readings=[{**ITEM, "unit": "u" * 33}]),
+    _raw(readings=[{**ITEM, "material": ""}]), _raw(readings=[{**ITEM, "material": None}]),
+    _raw(readings=[{**ITEM, "qty": 1e308}]).replace(b"1e+308", b"1e999"), _raw(ts="yesterday"),
+    _raw(received_at=5), _raw(mqtt_topic=None), _raw(mqtt_topic=_DROP), _raw(seq=_DROP),
+    _raw(x=_nested(40)),
+    _raw(readings=[{**ITEM, "x": {"a": _nested(38)}}]),
+    _raw(readings=[ITEM] * 501), _raw() + b" x", _raw()[:-1], _raw(site_id="S1\x1f"),
+]
+
+
+@pytest.mark.parametrize("raw", NO_ESCAPE_BAD)
+def test_the_compiled_pass_accepts_nothing_the_python_checks_refuse(raw):
+    with pytest.raises(SchemaError) as checked:
+        _checked_record(raw, b"S1")
+    try:
+        assert _fast_record(raw, b"S1") is None  # left to the Python checks
+    except SchemaError as exc:  # or refused for the same reason (the timestamps are checked alike)
+        assert str(exc) == str(checked.value)
+    with pytest.raises(SchemaError) as parsed:
+        parse_record(raw, b"S1")
+    assert str(parsed.value) == str(checked.value)
+
+
+@pytest.mark.parametrize("raw", [_raw(), _raw(boot=7, x="unknown fields are ignored"), _raw(site_id="Ü" * 128), _raw(seq=2 ** 63 - 1),
+                                 _raw(readings=[{**ITEM, "qty": 2}]), _raw(ts="2026-11-22T09:00:00+01:00")])
+def test_the_compiled_pass_gives_what_the_python_checks_give(raw):
+    key = json.loads(raw)["site_id"].encode()
+    fast, checked = _fast_record(raw, key), _checked_record(raw, key)
+    assert fast is not None and fast.plain and not checked.plain
+    assert fast.readings() == checked.readings()
+    assert Rows.of_records([fast]).copy_text == Rows.of_records([checked]).copy_text

@@ -1,0 +1,97 @@
+"""A producer process of ``vreserve bench stream --source kafka``: offers its shard of the sites'
+ReadingBatch records at a rate, byte for byte as the bridge writes them, each with the sensor and
+received time of its send (the latency the bench reads starts there).
+
+Why a process of its own with pre-built records: the bench's producer thread built every record
+through the contract models and shared the bench's interpreter, and could not offer more than
+about 16,000 readings/s; the worker's target is 50,000. Here each site's bytes are prepared once
+(every part but the times and the seq), and several processes share the sites.
+
+Run as ``python -m bench.stream_producer UNITS_JSON SHARD SHARDS RATE DURATION START_AT``; it
+prints ``ready`` once connected, starts at the wall time START_AT, and prints one JSON line
+``{"sent": n, "late_s": s}`` at the end.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+import orjson
+
+from stream.loadgen import producer
+from vreserve import topics
+from vreserve.settings import Settings
+
+#: quantities cycle over this many values per site, so consecutive readings differ a little
+QTY_VARIANTS = 3
+
+
+def site_templates(site_units: list[tuple[str, list[tuple[str, str]]]]) -> list[tuple[bytes, bytes, list[bytes], bytes]]:
+    """Per site: (key, head, readings JSON per quantity variant, site tail) of its record."""
+    out = []
+    for site_id, mats in site_units:
+        head = b'{"mqtt_topic":' + orjson.dumps(topics.mqtt_stock_topic(site_id)) + b',"readings":'
+        readings = [orjson.dumps([{"material": m, "qty": 100.0 + k, "unit": u} for m, u in mats])
+                    for k in range(QTY_VARIANTS)]
+        out.append((site_id.encode(), head, readings, b',"site_id":' + orjson.dumps(site_id) + b',"ts":"'))
+    return out
+
+
+def record(template: tuple[bytes, bytes, list[bytes], bytes], seq: int, ts: bytes) -> bytes:
+    """The record as :meth:`ReadingBatch.to_json` writes it (same key order), ts = received_at."""
+    _, head, readings, site_tail = template
+    return b"".join((head, readings[seq % QTY_VARIANTS], b',"received_at":"', ts, b'","seq":', b"%d" % seq,
+                     site_tail, ts, b'","v":1}'))
+
+
+def ts_bytes(now: float) -> bytes:
+    """RFC 3339 UTC with milliseconds, the bridge's form."""
+    dt = datetime.fromtimestamp(now, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.").encode() + b"%03dZ" % (dt.microsecond // 1000)
+
+
+def offer(settings: Settings, templates: list, rate: float, duration: float, start_at: float) -> dict:
+    """Send the shard's records round robin at ``rate`` records/s for ``duration`` s from ``start_at``.
+    seq is the send time in ms (or one more than the site's last), so it rises across steps (each
+    site is in one shard only)."""
+    prod = producer(settings, linger_ms=20, acks=1)
+    topic = settings.topic(topics.READINGS)
+    prod.partitions_for(topic)  # connected and the topic's metadata in hand before the start
+    print("ready", flush=True)
+    late = max(0.0, time.time() - start_at)
+    time.sleep(max(0.0, start_at - time.time()))
+    start, n, i, last_ms, ts = time.monotonic(), 0, 0, -1, b""
+    last_seq = [0] * len(templates)
+    send = prod.send
+    while (elapsed := time.monotonic() - start) < duration:
+        due = int(elapsed * rate) + 1
+        if n >= due:
+            time.sleep(min(0.005, (n + 1) / rate - elapsed))
+            continue
+        now = time.time()
+        ms = int(now * 1000)
+        if ms != last_ms:
+            last_ms, ts = ms, ts_bytes(now)
+        for _ in range(due - n):
+            t, seq = templates[i], max(ms, last_seq[i] + 1)
+            last_seq[i] = seq
+            i = (i + 1) % len(templates)
+            send(topic, key=t[0], value=record(t, seq, ts))
+            n += 1
+    prod.flush(60)
+    prod.close(10)
+    return {"sent": n, "late_s": round(late, 3)}
+
+
+def main(argv: list[str]) -> None:
+    units_file, shard, shards, rate, duration, start_at = argv
+    with open(units_file) as f:
+        site_units = [(s, [tuple(m) for m in mats]) for s, mats in json.load(f)]
+    mine = site_templates(site_units[int(shard)::int(shards)])
+    print(json.dumps(offer(Settings.from_env(), mine, float(rate), float(duration), float(start_at))), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -193,6 +193,15 @@ class Index:
         held[:, 0] = n.initial.sum(axis=1)[self.d_j]
         return np.minimum(dem, held).reshape(-1)
 
+    def material_delivery_bound(self, n: Numbers) -> np.ndarray:
+        """Tightest simple bound on each y[d, m, t] (the per-material big-M of the arc binary): the rescue
+        centre's demand of m in t, the arc's bound U[d, t], and what centre j can hold of m (its initial
+        stock in period 1, its max inventory later)."""
+        dem = n.demand[self.y_k, self.y_m, self.y_t]
+        held = np.where(self.y_t == 0, n.initial[self.y_j, self.y_m], n.max_inventory[self.y_j, self.y_m])
+        arc = self.delivery_bound(n)[self.y_arc * self.T + self.y_t]
+        return np.minimum(np.minimum(dem, held), arc)
+
     def supply_bound(self, n: Numbers) -> np.ndarray:
         """Tightest simple bound on sum_m x[s, m, t]: the site's supply in t (at most what it has on
         hand) and the centre's capacity."""

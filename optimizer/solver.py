@@ -19,6 +19,7 @@ from typing import Any, Callable
 import cvxpy.settings as cps
 import highspy as hp
 import numpy as np
+import scipy.sparse as sp
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
 
 from optimizer.errors import ScenarioError
@@ -73,14 +74,16 @@ class HighsSolver:
     def solve(self, data: dict, *, time_limit_s: float, gap: float, start: np.ndarray | None = None,
               threads: int | None = None, options: dict[str, Any] | None = None, relax: bool = False,
               col_bounds: tuple[np.ndarray, np.ndarray] | None = None, basis: Any = None,
-              keep_basis: bool = False,
+              keep_basis: bool = False, extra_rows: tuple[Any, np.ndarray] | None = None,
               on_event: Callable[[str, float, float], None] | None = None) -> SolverOutcome:
         """Solve compiled data. ``relax`` drops integrality (the LP relaxation, whose optimum is a valid
         bound); ``col_bounds`` (lower, upper) tighten column bounds (a restricted problem, e.g. RENS);
         ``basis`` starts the simplex from a basis of a model with the same shape (``keep_basis``
-        returns the final one of an optimal solve); ``start`` is a MIP starting solution."""
+        returns the final one of an optimal solve); ``start`` is a MIP starting solution; ``extra_rows``
+        (a sparse matrix over the solver's columns, upper bounds) are added as ``rows @ x <= upper`` (valid
+        inequalities that tighten the model without recompiling it)."""
         h = hp.Highs()
-        model, integer = self._model(h, data, relax, col_bounds)
+        model, integer = self._model(h, data, relax, col_bounds, extra_rows)
         self._set_options(h, time_limit_s, gap, relax, threads, options)
         h.passModel(model)
         if on_event is not None:
@@ -103,12 +106,17 @@ class HighsSolver:
         return self._outcome(h, integer, time.perf_counter() - t0, keep_basis)
 
     @staticmethod
-    def _model(h: hp.Highs, data: dict, relax: bool, col_bounds) -> tuple[hp.HighsModel, bool]:
+    def _model(h: hp.Highs, data: dict, relax: bool, col_bounds, extra_rows=None) -> tuple[hp.HighsModel, bool]:
         inf = h.inf
         dims = dims_to_solver_dict(data[cps.DIMS])
-        A = data[cps.A].tocsc()
+        A = data[cps.A]
         n_eq, n_leq = dims[cps.EQ_DIM], dims[cps.LEQ_DIM]
         ub = data[cps.B]
+        if extra_rows is not None:
+            A = sp.vstack([A, extra_rows[0]])
+            ub = np.concatenate([ub, extra_rows[1]])
+            n_leq += extra_rows[0].shape[0]
+        A = A.tocsc()
         model = hp.HighsModel()
         lp = model.lp_
         lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]

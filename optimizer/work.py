@@ -36,6 +36,13 @@ DECOMPOSITION_SHARE = 0.75
 #: clock stopped it in a 60 s budget without an improvement (benchmark, 2026-12-01 07:29 UTC, load
 #: average 8-10), so it needs 82 s or more; the packs (~1,000 columns) about 2 s.
 FULL_MILP_S_PER_KCOLUMN = 2.0
+#: Budget seconds per 1,000 model columns below which the second neighbourhood (the union of the fleet
+#: LP's and the stock-fleet LP's arcs, warm-started) is not planned: 11-20 s at city size with
+#: delivery limits (41,000 columns) at load average 5-8 (2026-12-01 10:40 UTC), so 0.5 s (20 s).
+NEIGHBOURHOOD_S_PER_KCOLUMN = 0.5
+#: The same for the strengthened LP bound (``optimizer.cuts``): 12-15 s at city size at load average
+#: 1-5, 35 s at 12 (2026-12-01 10:30 UTC), on top of the neighbourhoods: 1.0 s (41 s at city size).
+STRENGTHENED_LP_S_PER_KCOLUMN = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,14 @@ class WorkLimits:
 
     ``rounds``: improvement rounds after the greedy plans and the quick bounds (0: none; 1: the
     fix-and-optimize MILP on the fleet LP's arcs with delivery limits, the LP bound + RENS solve or
-    the decomposition without; 2: then the full MILP warm-started from the best plan, with limits);
+    the decomposition without; with limits, 2: then fix-and-optimize on the union of the fleet LP's
+    and the stock-fleet LP's arcs, warm-started; 3: then the strengthened LP bound; 4: then the full
+    MILP warm-started from the best plan);
     ``mip_nodes``: branch-and-bound nodes per MILP solve (HiGHS's ``mip_max_nodes``);
     ``materials``: single-material MILPs the decomposition solves, most at stake first (None: all).
     """
 
-    rounds: int = 2
+    rounds: int = 4
     mip_nodes: int = 400
     materials: int | None = None
 
@@ -74,5 +83,7 @@ def work_for_budget(budget_s: float, columns: int, materials: int) -> WorkLimits
     if columns > PROVINCE_COLUMNS:
         solved = min(materials, int(math.floor(budget * DECOMPOSITION_SHARE / SECONDS_PER_MATERIAL)))
         return WorkLimits(rounds=1 if solved > 0 else 0, mip_nodes=nodes, materials=solved)
-    rounds = 0 if budget <= 0 else 1 if budget < FULL_MILP_S_PER_KCOLUMN * columns / 1000 else 2
+    kcolumns = columns / 1000
+    per_round = (NEIGHBOURHOOD_S_PER_KCOLUMN, STRENGTHENED_LP_S_PER_KCOLUMN, FULL_MILP_S_PER_KCOLUMN)
+    rounds = 0 if budget <= 0 else 1 + sum(budget >= s * kcolumns for s in per_round)
     return WorkLimits(rounds=rounds, mip_nodes=nodes, materials=None)

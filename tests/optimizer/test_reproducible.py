@@ -72,8 +72,9 @@ def test_the_decomposition_stops_by_its_material_limit_not_by_the_clock():
 def test_work_for_budget_is_a_pure_function_of_budget_and_size():
     assert work_for_budget(30.0, 1000, 4) == work_for_budget(30.0, 1000, 4)
     assert work_for_budget(0.0, 1000, 4).rounds == 0
-    assert work_for_budget(60.0, 41_000, 10).rounds == 1 and work_for_budget(90.0, 41_000, 10).rounds == 2
-    assert work_for_budget(5.0, 1000, 4).rounds == 2  # the packs: the full MILP is cheap
+    assert work_for_budget(10.0, 41_000, 10).rounds == 1 and work_for_budget(30.0, 41_000, 10).rounds == 2
+    assert work_for_budget(60.0, 41_000, 10).rounds == 3 and work_for_budget(90.0, 41_000, 10).rounds == 4
+    assert work_for_budget(5.0, 1000, 4).rounds == 4  # the packs: the full MILP is cheap
     assert work_for_budget(60.0, 1000, 4).mip_nodes > work_for_budget(5.0, 1000, 4).mip_nodes
     province = work_for_budget(60.0, PROVINCE_COLUMNS + 1, 20)
     assert 0 < province.materials <= 20 and work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20).materials == 20

@@ -131,7 +131,7 @@ def _ensure_roles(settings: Settings) -> None:
 @click.pass_obj
 def db_roles(settings: Settings) -> None:
     """List the database roles (superuser or not) and each one's grants in this database
-    (S select, I insert, U update, D delete ...)."""
+    (S select, I insert, U update, D delete, T truncate, R references, G trigger)."""
     from vreserve import db_access
     from vreserve.db import connect
 

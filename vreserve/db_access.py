@@ -298,7 +298,8 @@ def describe(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
             "SELECT rolname, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
             (list((BOOTSTRAP, *ALL_ROLES)),)).fetchall():
         grants = conn.execute(
-            "SELECT table_name, string_agg(left(privilege_type, 1), '' ORDER BY privilege_type)"
+            "SELECT table_name, string_agg(CASE privilege_type WHEN 'TRIGGER' THEN 'G' ELSE left(privilege_type, 1) END,"
+            " '' ORDER BY privilege_type)"
             " FROM information_schema.role_table_grants WHERE grantee = %s AND table_schema = 'public'"
             " GROUP BY 1 ORDER BY 1", (role,)).fetchall()
         attrs = ("superuser" if superuser else "no superuser") + (", login" if login else "")

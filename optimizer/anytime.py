@@ -9,10 +9,13 @@ A dispatcher with no plan publishes no orders. So:
    dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
    gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.
 3. IMPROVE within the budget:
-   - with delivery limits or a minimum lot: fix-and-optimize: the full MILP restricted to the delivery
-     arcs the fleet bound's LP values most (per centre and period, as many as its limit allows), then
-     the full MILP warm-started from the best plan for the rest of the budget (its dual bound joins
-     the quick bound). Sliding windows of periods with more arcs open were tried as further
+   - with delivery limits or a minimum lot, in rounds (``optimizer.work``): (1) fix-and-optimize: the
+     full MILP restricted to the delivery arcs the fleet bound's LP values most (per centre and period,
+     as many as its limit allows); (2) the stock-fleet bound (the fleet LP with the centres' stock
+     flow, ``optimizer.bounds``), then fix-and-optimize on the union of both LPs' arcs, warm-started;
+     (3) the full model's LP relaxation with per-material linking rows (``optimizer.cuts``), a bound;
+     (4) the full MILP warm-started from the best plan (its dual bound joins the quick bound). A round
+     runs only while the best plan is not yet within the gap of the bound. Sliding windows of periods with more arcs open were tried as further
      neighbourhoods and dropped: no improvement at city size in 30 s, slower than the warm-started
      MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
@@ -202,9 +205,9 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
     run.raise_bound(agg, "aggregate bound")
     bounds_info: dict[str, Any] = {"aggregate_bound": agg}
     run.offer(greedy_result(sc, run.bound, gap), "greedy")
-    arc_values = _limited_bounds(run, sc, budget_s, bounds_info) if limited else []
+    flow_value = _fleet_stage(run, sc, bounds_info) if limited else None
     if limited:
-        _improve_limited(run, sc, planner, arc_values, budget_s, work)
+        _improve_limited(run, sc, planner, flow_value, budget_s, work, bounds_info)
     elif work.rounds >= 1 and not run.out_of_time(budget_s, "improvement"):
         res = _unlimited(sc, planner, run.left(budget_s), gap, work)
         run.offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
@@ -212,32 +215,23 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
     return _final(run, bounds_info | {"work_limits": work.to_json_dict()})
 
 
-def _limited_bounds(run: _Anytime, sc: Scenario, budget_s: float, info: dict[str, Any]) -> list[np.ndarray]:
-    """The fleet bound, then the stock-fleet bound (``optimizer.bounds``), each announced as it comes;
-    a greedy plan on the fleet LP's arcs in between. Returns the arc values of the LPs that solved
-    (fleet first): the improvement's neighbourhoods are built from them."""
-    values = []
+def _fleet_stage(run: _Anytime, sc: Scenario, info: dict[str, Any]) -> np.ndarray | None:
+    """The fleet bound (``optimizer.bounds``), announced as it comes, and a greedy plan on the fleet LP's
+    arcs; returns the fleet LP's value per delivery arc and period (None if it did not solve)."""
     info["fleet_bound"], flow_value = fleet_relaxation(sc)
     run.raise_bound(info["fleet_bound"], "fleet bound")
     if flow_value is not None:
-        values.append(flow_value)
         run.offer(greedy_result(sc, run.bound, run.gap, top_arcs(sc, flow_value, 0)), "greedy on the fleet LP's arcs")
-    if _columns(sc) <= PROVINCE_COLUMNS and not run.out_of_time(budget_s, "stock-fleet bound"):
-        info["stock_fleet_bound"], stock_value = stock_fleet_relaxation(sc, time_limit_s=run.left(budget_s))
-        run.raise_bound(info["stock_fleet_bound"], "stock-fleet bound")
-        if stock_value is not None:
-            values.append(stock_value)
-        elif run.left(budget_s) <= 0.05:  # its LP was cut by the safety net
-            run.clock_stops.append("stock-fleet bound")
-    return values
+    return flow_value
 
 
-def _improve_limited(run: _Anytime, sc: Scenario, planner, arc_values: list[np.ndarray], budget_s: float,
-                     work: WorkLimits) -> None:
-    """Round 1: fix-and-optimize on the fleet LP's arcs; round 2: on the union of the fleet LP's and the
-    stock-fleet LP's arcs, warm-started from the best plan; round 3: the full model's LP relaxation with
-    per-material linking rows (``optimizer.cuts``), a bound; round 4: the full MILP warm-started from
-    the best plan. Each MILP may explore ``work.mip_nodes`` nodes; the budget is only the safety net.
+def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray | None, budget_s: float,
+                     work: WorkLimits, info: dict[str, Any]) -> None:
+    """Round 1: fix-and-optimize on the fleet LP's arcs; round 2: the stock-fleet bound, then
+    fix-and-optimize on the union of both LPs' arcs (``_round_two``); round 3: the full model's LP
+    relaxation with per-material linking rows (``optimizer.cuts``), a bound; round 4: the full MILP
+    warm-started from the best plan. Each MILP may explore ``work.mip_nodes`` nodes; the budget is only
+    the safety net.
 
     At province size (building and compiling the full model alone took 128 s at load average 11, and
     HiGHS overran its limit on it) the checked greedy plans with their proven gap stand."""
@@ -250,18 +244,13 @@ def _improve_limited(run: _Anytime, sc: Scenario, planner, arc_values: list[np.n
     if planner is None:
         planner = Planner(sc)
     options = work.highs_options()
-    if arc_values and not run.out_of_time(budget_s, "fix-and-optimize"):
-        open_ = top_arcs(sc, arc_values[0], 0)
+    if flow_value is not None:
+        open_ = top_arcs(sc, flow_value, 0)
         res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap / 4, open_arcs=open_,
                             reuse_basis=False, highs_options=options)
         run.offer(res, f"fix-and-optimize on the fleet LP's arcs ({int(open_.sum())} open)")
-    if (work.rounds >= 2 and len(arc_values) > 1 and not run.proven()
-            and not run.out_of_time(budget_s, "fix-and-optimize on both LPs' arcs")):
-        open_ = top_arcs(sc, arc_values[0], 0) | top_arcs(sc, arc_values[1], 0)
-        # presolve on: it removes the closed arcs' columns (city: 11 s against 19-33 s with it off)
-        res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap / 4, open_arcs=open_,
-                            warm_start=run.best, reuse_basis=False, highs_options=options | {"presolve": "on"})
-        run.offer(res, f"fix-and-optimize on both LPs' arcs ({int(open_.sum())} open)")
+    if work.rounds >= 2 and flow_value is not None and not run.proven():
+        _round_two(run, sc, planner, flow_value, budget_s, options, info)
     if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "strengthened LP bound"):
         bound = strengthened_lp_bound(planner, sc, run.left(budget_s))
         if bound is None and run.left(budget_s) <= 0.05:
@@ -271,6 +260,29 @@ def _improve_limited(run: _Anytime, sc: Scenario, planner, arc_values: list[np.n
         res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap, warm_start=run.best, reuse_basis=False,
                             highs_options=options)
         run.offer(res, "full MILP warm-started from the best plan")
+
+
+def _round_two(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray, budget_s: float,
+               options: dict[str, int], info: dict[str, Any]) -> None:
+    """The stock-fleet bound (``optimizer.bounds``: the fleet LP with the stock flow; 1.4-8 s at city
+    size), then fix-and-optimize on the union of the fleet LP's and the stock-fleet LP's arcs,
+    warm-started from the best plan (city seed 1: 10,608,621 -> 10,559,801 in 10-26 s). In round 2,
+    not before: the dispatcher's short budgets keep the first round as it was."""
+    if _columns(sc) > PROVINCE_COLUMNS or run.out_of_time(budget_s, "stock-fleet bound"):
+        return  # at province size the stock-fleet LP did not finish in 150 s
+    info["stock_fleet_bound"], stock_value = stock_fleet_relaxation(sc, time_limit_s=run.left(budget_s))
+    run.raise_bound(info["stock_fleet_bound"], "stock-fleet bound")
+    if stock_value is None:
+        if run.left(budget_s) <= 0.05:  # its LP was cut by the safety net
+            run.clock_stops.append("stock-fleet bound")
+        return
+    if run.proven() or run.out_of_time(budget_s, "fix-and-optimize on both LPs' arcs"):
+        return
+    open_ = top_arcs(sc, flow_value, 0) | top_arcs(sc, stock_value, 0)
+    # presolve on: it removes the closed arcs' columns (city: 10-11 s against 19-33 s with it off)
+    res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap / 4, open_arcs=open_,
+                        warm_start=run.best, reuse_basis=False, highs_options=options | {"presolve": "on"})
+    run.offer(res, f"fix-and-optimize on both LPs' arcs ({int(open_.sum())} open)")
 
 
 def _stopped_by_clock(res: PlanResult) -> bool:

@@ -36,9 +36,10 @@ DECOMPOSITION_SHARE = 0.75
 #: clock stopped it in a 60 s budget without an improvement (benchmark, 2026-12-01 07:29 UTC, load
 #: average 8-10), so it needs 82 s or more; the packs (~1,000 columns) about 2 s.
 FULL_MILP_S_PER_KCOLUMN = 2.0
-#: Budget seconds per 1,000 model columns below which the second neighbourhood (the union of the fleet
-#: LP's and the stock-fleet LP's arcs, warm-started) is not planned: 11-20 s at city size with
-#: delivery limits (41,000 columns) at load average 5-8 (2026-12-01 10:40 UTC), so 0.5 s (20 s).
+#: Budget seconds per 1,000 model columns below which round 2 (the stock-fleet bound, 1.4-8 s, and the
+#: neighbourhood on the union of the fleet LP's and the stock-fleet LP's arcs, warm-started, 10-26 s, at
+#: city size with delivery limits, 41,000 columns, load average 5-10, 2026-12-01 10:40 UTC) is not
+#: planned: 0.5 s (20 s at city size; the dispatcher's 7.5 s budget keeps round 1 only).
 NEIGHBOURHOOD_S_PER_KCOLUMN = 0.5
 #: The same for the strengthened LP bound (``optimizer.cuts``): 12-15 s at city size at load average
 #: 1-5, 35 s at 12 (2026-12-01 10:30 UTC), on top of the neighbourhoods: 1.0 s (41 s at city size).

@@ -25,6 +25,12 @@ processes' user + system time over the phase: what the machine's other load does
 with the machine's load average beside each phase. A sequential phase (one client) gives each route's own cost in ms per request, the
 baseline's subtracted. Targets: reads 500/s with p99 < 200 ms, posts 200/s with p99 < 300 ms.
 ``--compare`` also runs a server on uvicorn's pure-Python stack (h11, asyncio's loop) in the same run.
+
+The server runs in the bench's own session (``--server-session shared``): Linux's autogroup
+scheduling shares the CPU between sessions first, so on a machine busy with other sessions a
+server in a session of its own (``own``) got about half the requests/s of the same server
+sharing the bench's session, in the same minutes (docs/api.md). The server's CPU per request,
+printed beside each phase, hardly moves with that; the rates do.
 """
 from __future__ import annotations
 
@@ -315,7 +321,7 @@ def _check_end_to_end(settings: Settings, figures: dict) -> dict:
 
 
 def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-         compare: bool = False, threads: int = 1) -> dict:
+         compare: bool = False, threads: int = 1, own_session: bool = False) -> dict:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from vreserve.db import connect, migrate
@@ -339,7 +345,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
             port = free_port()
             servers.append(Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}",
                                  "--workers", str(workers), "--http", http_impl, "--loop", loop],
-                                child_env(private), f"serve-{name}"))
+                                child_env(private), f"serve-{name}", own_session=own_session))
             urls[name] = f"http://127.0.0.1:{port}"
             _wait(urls[name], servers[-1])
         viewer = httpx.post(f"{next(iter(urls.values()))}/api/v1/auth/token",
@@ -384,11 +390,14 @@ def _wait(url: str, server: Proc, timeout: float = 60) -> None:
 @click.option("--workers", default=2, show_default=True, help="Server worker processes.")
 @click.option("--client-threads", "threads", default=1, show_default=True,
               help="wrk's threads (each drives clients / threads connections; one keeps a core for the server).")
+@click.option("--server-session", type=click.Choice(["shared", "own"]), default="shared", show_default=True,
+              help="shared: the server in the bench's session (one scheduling autogroup with wrk); own: a "
+                   "session of its own, which on a busy machine with autogroup scheduling gets a smaller share.")
 @click.option("--compare/--no-compare", default=False, show_default=True,
               help="Also run a server on uvicorn's pure-Python stack (h11 + asyncio) in the same run.")
 @click.pass_obj
 def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-            threads: int, compare: bool) -> None:
+            threads: int, server_session: str, compare: bool) -> None:
     """The HTTP API: live-stock reads and order-status posts under concurrent clients (req/s, p99)."""
     services_up(settings)
-    main(settings, sites, orders, clients, seconds, workers, compare, threads)
+    main(settings, sites, orders, clients, seconds, workers, compare, threads, server_session == "own")

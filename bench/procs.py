@@ -79,10 +79,14 @@ def fleet_shards(vreserve: str, env: dict, *, sites: int, seed: int, id_prefix: 
 class Proc:
     """A child process in its own session whose output lines are collected by a reader thread."""
 
-    def __init__(self, argv: list[str], env: dict, name: str):
+    def __init__(self, argv: list[str], env: dict, name: str, own_session: bool = True):
+        """``own_session`` False: a process group of its own in the caller's session, so that
+        Linux's autogroup scheduling counts it with the caller (and its load generator) instead of
+        as one more session sharing the CPU with every other on the machine."""
         self.name = name
+        group = {"start_new_session": True} if own_session else {"process_group": 0}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     **group)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 

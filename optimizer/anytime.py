@@ -15,9 +15,9 @@ A dispatcher with no plan publishes no orders. So:
      flow, ``optimizer.bounds``), then fix-and-optimize on the union of both LPs' arcs, warm-started;
      (3) the full model's LP relaxation with per-material linking rows (``optimizer.cuts``), a bound;
      (4) the full MILP warm-started from the best plan (its dual bound joins the quick bound). A round
-     runs only while the best plan is not yet within the gap of the bound. Sliding windows of periods with more arcs open were tried as further
-     neighbourhoods and dropped: no improvement at city size in 30 s, slower than the warm-started
-     MILP at paper size;
+     runs only while the best plan is not yet within the gap of the bound. Sliding windows of periods
+     with more arcs open were tried as further neighbourhoods and dropped: no improvement at city size
+     in 30 s, slower than the warm-started MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
      decomposition by material (``optimizer.decompose``);
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building

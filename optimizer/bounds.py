@@ -172,7 +172,6 @@ def _stock_fleet_rows(ix: Index, n, supply: "_Supply") -> tuple[sp.csr_matrix, n
     d_of, t_of = dt // T, dt % T
     carry = ix.delivery_bound(n).reshape(nd, T)
     v = arc_values(ix, n.demand, n.theta, carry).reshape(-1)
-    z0 = sp.csr_matrix((0, 0))
 
     def block(f=None, z=None, q=None, i=None, x=None, rows=0):
         parts = [f, z, q, i, x]

@@ -168,3 +168,20 @@ def test_material_linking_rows_keep_every_plan_and_hold_it_on_its_arcs():
     assert rows.shape[0] > 0
     plan_columns = problem.columns(planner._start_values(n, res))
     assert np.all(rows @ plan_columns <= upper + 1e-6)  # the solver's plan satisfies every row
+
+
+def test_every_limited_round_runs_when_the_gap_is_not_closed_and_the_plan_stays_checked():
+    from optimizer.work import WorkLimits
+
+    sc = load_scenario(generate("paper", 1, max_deliveries=1, min_lot=20))
+    exact = plan(sc, time_limit_s=60, gap=1e-6)
+    res = plan_anytime(sc, budget_s=120, gap=0.0, work=WorkLimits(rounds=4, mip_nodes=50))  # gap 0: never proven
+    assert res.has_plan and check_plan(sc, res).ok
+    known = res.summary["bounds_known_at_seconds"]
+    assert {"fleet bound", "stock-fleet bound", "strengthened LP bound"} <= set(known)
+    assert res.summary["fleet_bound"] < res.summary["stock_fleet_bound"] <= exact.objective * (1 + 1e-9)
+    stages = [e["stage"] for e in res.summary["trajectory"]]
+    assert any(s.startswith("fix-and-optimize on both LPs' arcs") for s in stages)
+    assert "full MILP warm-started from the best plan" in stages
+    assert res.bound <= exact.objective * (1 + 1e-9) and res.objective <= exact.objective * (1 + 1e-6)
+    assert not res.summary["stopped_by_clock"]

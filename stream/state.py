@@ -79,7 +79,8 @@ def fold_record(held_by_material: dict, record: ReadingRecord, alerts: list[Aler
     for i, item in enumerate(record.items):
         material = item.material
         held = held_by_material.get(material)
-        if held is None or (held["boot"] == boot and (seq > held["seq"] or (seq == held["seq"] and ts_text > held["ts"]))):
+        if held is None or (held["boot"] == boot
+                            and (seq > held["seq"] or (seq == held["seq"] and ts_text > held["ts"]))):
             held_by_material[material] = {"qty": item.qty, "unit": item.unit, "ts": ts_text, "seq": seq, "boot": boot}
             newer += 1
             continue

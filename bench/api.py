@@ -124,13 +124,16 @@ async def _httpx_load(url: str, token: str, clients: int, seconds: float, reques
 WRK_SCRIPT = Path(__file__).with_name("wrk_load.lua")
 
 
-def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: list[str], threads: int) -> dict:
-    """One closed-loop phase under wrk: ``clients`` connections on ``threads`` threads for ``seconds``.
-    The token goes to the script through the environment (never argv)."""
+def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: list[str], threads: int,
+         delay_ms: float = 0) -> dict:
+    """One closed-loop phase under wrk: ``clients`` connections on ``threads`` threads for ``seconds``
+    (each connection pausing ``delay_ms`` after every answer when > 0). The token goes to the
+    script through the environment (never argv)."""
     with tempfile.NamedTemporaryFile("w", suffix=".paths") as f:
         f.write("\n".join(paths) + "\n")
         f.flush()
-        env = {**os.environ, "VR_WRK_TOKEN": token, "VR_WRK_MODE": mode, "VR_WRK_PATHS": f.name}
+        env = {**os.environ, "VR_WRK_TOKEN": token, "VR_WRK_MODE": mode, "VR_WRK_PATHS": f.name,
+               "VR_WRK_DELAY_MS": str(int(delay_ms))}
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s",
                               "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True,
                              timeout=seconds + 60)
@@ -214,6 +217,9 @@ def _paths(site_ids: list[str], order_ids: list[str]) -> dict[str, tuple[str, li
             "post": ("post", [f"/api/v1/orders/{o}/status" for o in order_ids])}
 
 
+#: The issue's targets on this machine: (requests/s, p99 ms) for reads and posts.
+TARGETS = {"read": (500, 200), "post": (200, 300)}
+
 #: Seconds of load per route before the measured phases (not counted).
 WARMUP_S = 3.0
 
@@ -230,6 +236,16 @@ def load_generator(threads: int) -> str:
          "an asyncio + httpx client in this process, which tops out near 150 requests/s on 2 cores; the "
          "figures below are then that client's limit, not the server's")
     return "httpx fallback (client-limited)"
+
+
+def _calibrated_pause(url: str, token: str, clients: int, rate: float, mode_paths: tuple, threads: int) -> float:
+    """The pause (ms) after each answer that makes ``clients`` connections offer ``rate`` requests/s:
+    one connection's cycle is pause + answer time, so a short run at the naive pause (clients / rate)
+    measures the answer time and the pause is shortened by it."""
+    naive = 1000 * clients / rate
+    probe = _wrk(url, token, clients, WARMUP_S, *mode_paths, threads, delay_ms=naive)
+    answer_ms = 1000 * clients / max(probe["requests_per_s"], 1e-9) - naive
+    return max(0.0, naive - max(answer_ms, 0.0))
 
 
 def _server_cpu(pid: int) -> float:
@@ -269,11 +285,31 @@ def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str],
             # answers in flight at the end are not counted: a slight over-estimate per request
             fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
             figures[name][key] = _figures(f"[{name}] {label}", fig)
+    if use_wrk:
+        _say(f"[3b/4] paced: {clients} connections each pausing so as to offer the target rate (reads "
+             f"{TARGETS['read'][0]}/s, posts {TARGETS['post'][0]}/s): the latency at that load, not at full speed")
+        for key, label, who in PHASES[1:]:
+            for name, url in urls.items():
+                rate = TARGETS[key][0]
+                pause = _calibrated_pause(url, tokens[who], clients, rate, paths[key], threads)
+                cpu0 = _server_cpu(pids[name])
+                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, delay_ms=pause)
+                fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
+                fig["pause_ms"] = pause
+                figures[name][f"{key}_paced"] = _figures(f"[{name}] {label} @{rate}/s offered", fig)
     return figures
 
 
 def _verdicts(figures: dict, workers: int, clients: int) -> None:
     for name, fig in figures.items():
+        for key in ("read", "post"):
+            paced = fig.get(f"{key}_paced")
+            if paced:
+                rate, p99 = TARGETS[key]
+                click.echo(f"[{name}] {key}s paced at {rate}/s offered: {paced['requests_per_s']:.0f} req/s, p99 "
+                           f"{paced['p99_ms']:.0f} ms (target {rate}/s with p99 < {p99} ms: "
+                           f"{'met' if _met(paced, rate, p99) else 'NOT met'}; each connection "
+                           f"paused {paced['pause_ms']:.0f} ms after an answer, calibrated on a {WARMUP_S:g} s probe)")
         reads, posts, base = fig["read"], fig["post"], fig["baseline"]
         click.echo(f"[{name}] targets: reads 500 req/s with p99 < 200 ms: "
                    f"{'met' if _met(reads, 500, 200) else 'NOT met'}; posts 200 req/s with p99 < 300 ms: "

@@ -28,11 +28,11 @@ imposes on the next request: wrk2's corrected latency would be somewhat higher.)
 
 Prints requests/s, p50 / p99 latency (ms), errors and the server's CPU per request (ms, its
 processes' user + system time over the phase: what the machine's other load does not change much)
-with the machine's load average beside each phase. A sequential phase (one client) gives each route's own cost in ms per request, the
-baseline's subtracted. Targets: reads 500/s with p99 < 200 ms, posts 200/s with p99 < 300 ms.
+with the machine's load average beside each phase. A sequential phase (one client) gives each
+route's own cost in ms per request, the baseline's subtracted. Targets: reads 500/s with p99 < 200 ms, posts 200/s with p99 < 300 ms.
 ``--compare`` also runs a server on uvicorn's pure-Python stack (h11, asyncio's loop) in the same run.
 
-The server runs in the bench's own session (``--server-session shared``): Linux's autogroup
+The server runs in the bench's session (``--server-session shared``): Linux's autogroup
 scheduling shares the CPU between sessions first, so on a machine busy with other sessions a
 server in a session of its own (``own``) got about half the requests/s of the same server
 sharing the bench's session, in the same minutes (docs/api.md). The server's CPU per request,
@@ -321,7 +321,8 @@ def _verdicts(figures: dict, workers: int, clients: int) -> None:
                    f"{'met' if _met(reads, 500, 200) else 'NOT met'}; posts 200 req/s with p99 < 300 ms: "
                    f"{'met' if _met(posts, 200, 300) else 'NOT met'} ({workers} server worker process(es), "
                    f"{clients} clients, one machine); the trivial route's {base['requests_per_s']:.0f} req/s is the "
-                   f"ceiling of server + load generator: reads run at {reads['requests_per_s'] / base['requests_per_s']:.0%}"
+                   f"ceiling of server + load generator: reads run at "
+                   f"{reads['requests_per_s'] / base['requests_per_s']:.0%}"
                    f" of it, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%}")
     if set(figures) == set(STACKS):
         new, old = figures["httptools+uvloop"], figures["h11+asyncio"]

@@ -221,7 +221,8 @@ def post_settlement_run(request: Request, emergency_id: Id, body: SettleIn = Bod
         except SettlementError as exc:
             raise ApiError(404, "emergency_not_found", str(exc)) from None
         conn.execute("INSERT INTO settlement_runs (run_id, emergency_id, requested_by, period_from, period_to)"
-                     " VALUES (%s, %s, %s, %s, %s)", (run_id, emergency_id, who.actor, body.period_from, body.period_to))
+                     " VALUES (%s, %s, %s, %s, %s)",
+                     (run_id, emergency_id, who.actor, body.period_from, body.period_to))
     request.state.audit_detail["run_id"] = run_id
     threading.Thread(target=_run_settlement, name=f"settle-{run_id}", daemon=True,
                      args=(request.app.state.api.pool, run_id, emergency_id, who.actor, body)).start()

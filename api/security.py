@@ -78,7 +78,8 @@ async def _user_from_session(conn, key: bytes, token: str) -> Identity:
 
 
 def authorize(who: Identity, role: str | None, systems: tuple[str, ...] = ()) -> Identity:
-    """``who`` if it is a user with at least ``role`` (None: no user) or a system of a kind in ``systems``; 403 otherwise."""
+    """``who`` if it is a user with at least ``role`` (None: no user) or a system of a kind in
+    ``systems``; 403 otherwise."""
     if who.kind == "user" and role is not None and who.has_role(role):
         return who
     if who.kind in systems:
@@ -133,7 +134,8 @@ def credentials(request: Request, token: str | None) -> Credentials:
 IDENTITY_COLUMNS = "u.role, t.kind, t.subject, t.secret_hash"
 #: Joins (on a one-row FROM) that give IDENTITY_COLUMNS for the request's credentials.
 IDENTITY_JOINS = ("LEFT JOIN api_users u ON u.name = %(user)s AND NOT u.disabled"
-                  " LEFT JOIN api_tokens t ON t.token_id = %(token_id)s AND t.revoked_at IS NULL AND t.expires_at > now()")
+                  " LEFT JOIN api_tokens t ON t.token_id = %(token_id)s AND t.revoked_at IS NULL"
+                  " AND t.expires_at > now()")
 
 
 def lookup_identity(request: Request, creds: Credentials, row) -> Identity:

@@ -44,7 +44,8 @@ class Entry:
 
 
 _LAST_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-_INSERT_SQL = ("INSERT INTO audit_log (seq, at, actor, source, action, target, outcome, status, detail, prev_hash, hash)"
+_INSERT_SQL = ("INSERT INTO audit_log (seq, at, actor, source, action, target, outcome, status, detail, prev_hash,"
+               " hash)"
                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)")
 
 

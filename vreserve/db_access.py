@@ -80,6 +80,7 @@ TABLE_RULES: dict[str, dict[str, str]] = {
     "rejected_records": {_d: "SI", _a: "SI", _v: "SI", _r: "S"},
     "safety_levels": {_s: "S", _a: "SIUD", _v: "SIUD", _r: "S"},
     "settlement_lines": {_a: "SI", _v: "SI", _r: "S"},
+    "settlement_runs": {_a: "SIU", _v: "SIU", _r: "S"},
     "settlement_statements": {_a: "SI", _v: "SI", _r: "S"},
     "site_materials": {_s: "S", _d: "S", _a: "SIU", _v: "S", _i: "S", _r: "S"},
     "sites": {_s: "S", _d: "S", _a: "SIU", _v: "SU", _i: "S", _r: "S"},

@@ -4,6 +4,7 @@ no period, and supersedes the earlier plans' unexecuted orders with explicit can
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
@@ -78,7 +79,10 @@ def test_killed_dispatcher_publishes_the_clean_runs_order_ids(settings, second_s
     first = procs.start(second_settings, "dispatch", "run", "--die-after-persist", "2", name="die")
     wait_for(lambda: "dispatcher: started" in log_of(first), 60, what="dispatcher started")
     _declare(second_settings, region)
-    first.wait(PERIODS * LENGTH_S + 30)
+    try:
+        first.wait(PERIODS * LENGTH_S + 60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the dispatcher did not die after storing period 2; its log:\n" + log_of(first))
     assert first.returncode == 137, log_of(first)
     assert [p for p, pub in _plans(second_settings)] == [1, 2]
     assert not dict(_plans(second_settings))[2], "period 2 stored but not published before the crash"

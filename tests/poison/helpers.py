@@ -37,3 +37,16 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.2, alive=None
 def alive(p) -> None:
     if p.poll() is not None:
         raise AssertionError(f"the service exited with {p.returncode}:\n{log_of(p)[-3000:]}")
+
+
+def project_tracebacks(stderr: str) -> list[str]:
+    """The tracebacks in ``stderr`` that pass through the project's own code.
+
+    kafka-python 3.0 logs a traceback of its own when a socket closes under its reader thread
+    (``kafka/net/transport.py``: ``'NoneType' object has no attribute 'recv'``) and then recovers;
+    that is the library's log line, not our consumer failing, so only tracebacks with a frame
+    outside site-packages count."""
+    blocks = stderr.split("Traceback (most recent call last):")[1:]
+    return [b for b in blocks
+            if any(line.strip().startswith('File "') and "site-packages" not in line
+                   and "/lib/python3" not in line for line in b.splitlines())]

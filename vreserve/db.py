@@ -54,7 +54,7 @@ class Variant:
 
 
 class Applied(list):
-    """The migrations applied now (a list, as before), with the database's variant and what no
+    """The migrations applied now (a list, so callers can count and iterate them), with the database's variant and what no
     access rule covers (``vreserve/db_access.py``; empty when the grants were applied in full)."""
 
     variant: Variant

@@ -1,7 +1,10 @@
 """``vreserve serve | users | carriers | tokens | audit-log``: the HTTP API and its identities.
 
 Every state-changing command here is written to the same audit trail as the API's requests, with
-the shell user (``os-user:<name>``) as the actor."""
+the shell user (``os-user:<name>``) as the actor.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import sys

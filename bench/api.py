@@ -37,6 +37,9 @@ scheduling shares the CPU between sessions first, so on a machine busy with othe
 server in a session of its own (``own``) got about half the requests/s of the same server
 sharing the bench's session, in the same minutes (docs/api.md). The server's CPU per request,
 printed beside each phase, hardly moves with that; the rates do.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ emergency with M supply orders and their status records. Then times, on that dat
 - assess (facts, ranking and the PNG chart);
 - audit plan over every site; audit recording throughput (records/s, one transaction each);
 - the grid view.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

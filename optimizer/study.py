@@ -51,6 +51,7 @@ def table(sc: Scenario, runs: list[tuple[float, PlanResult]]) -> str:
 
 
 def plot(sc: Scenario, runs: list[tuple[float, PlanResult]], out_dir: Path) -> list[Path]:
+    # lazy: matplotlib costs ~1.5 s to import; only the chart needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,4 +1,7 @@
-"""``vreserve stream run`` (the Faust worker) and ``vreserve stock`` (the virtual warehouse)."""
+"""``vreserve stream run`` (the Faust worker) and ``vreserve stock`` (the virtual warehouse).
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import json

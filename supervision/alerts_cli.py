@@ -6,6 +6,9 @@ The logic is in :mod:`vreserve.alerts`, :mod:`vreserve.reconcile` and :mod:`vres
 HTTP API calls the same functions). The actor here is the
 operating-system user, marked ``os-user:<name>``: a terminal session is not an authenticated
 identity, and the mark says so in every record it leaves.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from vreserve.assessment import (  # noqa: F401 - the old import path of the sco
 
 def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, title: str, top: int = 20) -> Path:
     """Two panels: owner kinds (fulfilment, on-time, reliability) and the ranked sites' scores."""
+    # lazy: matplotlib costs ~1.5 s to import; only the chart needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,4 +1,7 @@
-"""``vreserve contracts | settle | assess | audit | grid``: supervision's commands."""
+"""``vreserve contracts | settle | assess | audit | grid``: supervision's commands.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone

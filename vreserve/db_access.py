@@ -16,6 +16,7 @@ migrations create without a rule is reported by :func:`uncovered` (and fails
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -142,8 +142,8 @@ def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: l
     with tempfile.NamedTemporaryFile("w", suffix=".paths") as f:
         f.write("\n".join(paths) + "\n")
         f.flush()
-        env = {**os.environ, "VR_WRK_TOKEN": token, "VR_WRK_MODE": mode, "VR_WRK_PATHS": f.name,
-               "VR_WRK_DELAY_MS": str(int(delay_ms))}
+        env = {**os.environ, "BENCH_WRK_TOKEN": token, "BENCH_WRK_MODE": mode, "BENCH_WRK_PATHS": f.name,
+               "BENCH_WRK_DELAY_MS": str(int(delay_ms))}
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s",
                               "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True,
                              timeout=seconds + 60)

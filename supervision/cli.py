@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 
 from vreserve import db_access
-from vreserve.settings import PROJECT_ROOT, Settings, redact
+from vreserve.settings import Settings, redact
 
-OUT_DIR = PROJECT_ROOT / "out"
+#: Default output folder, relative to the working directory (never the checkout or the package).
+OUT_DIR = Path("out")
 
 
 def _connect(settings: Settings):

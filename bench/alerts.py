@@ -58,7 +58,7 @@ def command(settings: Settings, database: str) -> None:
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from supervision import audit_plan as ap
+    from vreserve import audit_plan as ap
     from supervision.sql_audits import site_risks
     from vreserve.db import connect
     from vreserve.reconcile import FINDING_KINDS

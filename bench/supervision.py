@@ -145,8 +145,9 @@ def _time_settlement(conn, pending: list[tuple[str, float]], now: datetime, out:
 def _time_supervision(conn, settings: Settings, audits: int, seed: int, now: datetime, out: Path,
                       figures: dict) -> None:
     """Assessment with its chart, the audit plan, audit recording throughput and the grid view."""
-    from supervision import assessment, audit_plan, grid, sql_audits  # lazy: see main
-    from supervision.sql_assessment import load_site_facts
+    from supervision import assessment, grid, sql_audits  # lazy: see main
+    from vreserve import audit_plan
+    from vreserve.sql_assessment import load_site_facts
     from vreserve.schemas.audits import AuditRecord
 
     start = time.perf_counter()

@@ -140,8 +140,8 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
     import csv
 
     from supervision import assessment as a
-    from supervision.report import table
-    from supervision.sql_assessment import load_site_facts
+    from vreserve.tables import table
+    from vreserve.sql_assessment import load_site_facts
     from vreserve.sql_supply import SettlementError
 
     with _connect(settings) as conn:
@@ -197,7 +197,7 @@ def audit_plan(settings: Settings, count: int, seed: int | None, cell: str | Non
 
     The plan is kept (`GET /api/v1/audit-plans`; the same draw again is the same plan) and the draw
     is in the audit trail with you as the actor, like a plan drawn over the API."""
-    from supervision.report import table
+    from vreserve.tables import table
     from vreserve import operations as ops
     from vreserve.sql_audit_plan import NoSitesToDraw, draw_plan
 
@@ -355,7 +355,7 @@ def reserve_balance(settings: Settings, region, scenario, days, procurement_fact
 
     from vreserve.scenario import load_scenario
     from supervision import balance as bal
-    from supervision.report import table
+    from vreserve.tables import table
 
     click.echo(f"reserve balance of {region}: target {days:g} day(s) of scenario {scenario!r} demand ...", err=True)
     with _connect(settings) as conn:

@@ -145,15 +145,16 @@ def _time_settlement(conn, pending: list[tuple[str, float]], now: datetime, out:
 def _time_supervision(conn, settings: Settings, audits: int, seed: int, now: datetime, out: Path,
                       figures: dict) -> None:
     """Assessment with its chart, the audit plan, audit recording throughput and the grid view."""
-    from supervision import assessment, grid, sql_audits  # lazy: see main
-    from vreserve import audit_plan
+    from supervision import grid, sql_audits  # lazy: see main
+    from supervision.assessment import chart
+    from vreserve import assessment, audit_plan
     from vreserve.sql_assessment import load_site_facts
     from vreserve.schemas.audits import AuditRecord
 
     start = time.perf_counter()
     facts, _ = load_site_facts(conn, "bench", settings.reading_interval_s)
     ranked, kinds = assessment.assess(facts)
-    assessment.chart(ranked, kinds, out / "assessment-bench.png", "bench")
+    chart(ranked, kinds, out / "assessment-bench.png", "bench")
     figures["assess_s"] = time.perf_counter() - start
     figures["assessed_sites"] = len(ranked)
     start = time.perf_counter()

@@ -208,9 +208,11 @@ def safety_list(settings: Settings, grid_cell, material_id) -> None:
 
     with _connect(settings) as conn:
         levels = sf.list_levels(conn, grid_cell, material_id)
-    for lv in levels:
-        click.echo(f"{lv.grid_cell:<20} {lv.material_id:<18} {quantity(lv.safety_qty):>12} {lv.unit:<6} "
-                   f"set by {lv.set_by} at {lv.set_at.isoformat()}")
+    if levels:
+        click.echo(table(("grid cell", "material", "safety level", "unit", ""),
+                         [(lv.grid_cell, lv.material_id, quantity(lv.safety_qty), lv.unit,
+                           f"set by {lv.set_by} at {lv.set_at.isoformat()}") for lv in levels],
+                         right=[False, False, True, False, False]))
     click.echo(f"{len(levels)} safety level(s)")
 
 

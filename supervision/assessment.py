@@ -5,19 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from vreserve.assessment import (  # noqa: F401 - the old import path of the scoring
-    WEIGHTS,
-    KindScore,
-    OwnerScore,
-    SiteFacts,
-    SiteScore,
-    assess,
-    fulfilment,
-    minutes,
-    pct,
-    rank_owners,
-    score_site,
-)
+from vreserve.assessment import KindScore, SiteScore
 
 
 def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, title: str, top: int = 20) -> Path:

@@ -139,7 +139,8 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
     """Rank the sites that supplied an emergency: fulfilment, response time, data reliability, audits."""
     import csv
 
-    from supervision import assessment as a
+    from supervision.assessment import chart
+    from vreserve import assessment as a
     from vreserve.tables import table
     from vreserve.sql_assessment import load_site_facts
     from vreserve.sql_supply import SettlementError
@@ -153,7 +154,7 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
         raise click.ClickException(f"emergency {emergency_id} has no supply orders to assess")
     sites, kinds = a.assess(facts)
     out_dir = out_dir or OUT_DIR / "assessment"
-    png = a.chart(sites, kinds, out_dir / f"assessment-{emergency_id}.png", f"Emergency {emergency_id}: site performance")
+    png = chart(sites, kinds, out_dir / f"assessment-{emergency_id}.png", f"Emergency {emergency_id}: site performance")
     csv_path = out_dir / f"assessment-{emergency_id}.csv"
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)

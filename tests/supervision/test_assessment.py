@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 from click.testing import CliRunner
 
-from supervision import assessment as a
+from vreserve import assessment as a
 from supervision import cli as sup_cli
 from supervision import sql_audits
 from vreserve.sql_assessment import load_site_facts

@@ -702,7 +702,6 @@ class Postgres(Service):
         """The migration owner and the components' roles (vreserve/db_access.py), each with its
         generated password in the secrets folder and the password file; idempotent."""
 
-
         if self.settings.pg_roles == "single":
             return
         with psycopg.connect(self.settings.pg_dsn, dbname="postgres", autocommit=True) as conn:

@@ -242,7 +242,6 @@ def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
 def verifier_matches(stored: str | None, password: str) -> bool:
     """Whether the server's SCRAM verifier ``stored`` is for ``password`` (same salt, same keys)."""
 
-
     try:
         head, _keys = stored.split("$", 2)[1:], None
         iterations, salt = head[0].split(":")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from api import errors
+from api import errors, routes_admin, routes_auth, routes_read, routes_settlement, routes_supervision, routes_write
 from api.security import requires
 from console.routes import mount_console
 from vreserve import db_access
@@ -71,7 +71,6 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
                     "stated currency. Each route states the role it needs (`x-required-role`).",
     )
     errors.install(app)
-    from api import routes_admin, routes_auth, routes_read, routes_settlement, routes_supervision, routes_write
 
     for module in (routes_auth, routes_read, routes_write, routes_supervision, routes_settlement, routes_admin):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -1,7 +1,10 @@
 """``vreserve serve | users | carriers | tokens | audit-log``: the HTTP API and its identities.
 
 Every state-changing command here is written to the same audit trail as the API's requests, with
-the shell user (``os-user:<name>``) as the actor."""
+the shell user (``os-user:<name>``) as the actor.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +14,7 @@ import click
 
 from vreserve import db_access
 from vreserve.settings import Settings
+from vreserve.tables import table
 
 
 def _connect(settings: Settings):
@@ -96,10 +100,10 @@ def users_list(settings: Settings) -> None:
 
     with _connect(settings) as conn:
         rows = ident.list_users(conn)
-    click.echo(f"{'name':<24} {'role':<11} {'disabled':<9} {'failed':>6}  locked until")
-    for r in rows:
-        locked = r["locked_until"].isoformat() if r["locked_until"] else "-"
-        click.echo(f"{r['name']:<24} {r['role']:<11} {str(r['disabled']).lower():<9} {r['failed_logins']:>6}  {locked}")
+    click.echo(table(("name", "role", "disabled", "failed logins", "locked until"),
+                     [(r["name"], r["role"], str(r["disabled"]).lower(), f"{r['failed_logins']:,}",
+                       r["locked_until"].isoformat() if r["locked_until"] else "-") for r in rows],
+                     right=[False, False, False, True, False]))
     click.echo(f"{len(rows)} user(s)")
 
 
@@ -201,10 +205,11 @@ def tokens_list(settings: Settings) -> None:
 
     with _connect(settings) as conn:
         rows = ident.list_tokens(conn)
-    for r in rows:
-        state = "revoked" if r["revoked_at"] else "expired" if r["expires_at"] < datetime.now(timezone.utc) else "active"
-        click.echo(f"{r['token_id']:<22} {r['kind']:<8} {r['subject']:<24} expires {r['expires_at']:%Y-%m-%d %H:%M} "
-                   f"UTC {state}")
+    now = datetime.now(timezone.utc)
+    click.echo(table(("token", "kind", "subject", "expires (UTC)", "state"),
+                     [(r["token_id"], r["kind"], r["subject"], f"{r['expires_at']:%Y-%m-%d %H:%M}",
+                       "revoked" if r["revoked_at"] else "expired" if r["expires_at"] < now else "active")
+                      for r in rows], right=[False] * 5))
     click.echo(f"{len(rows)} token(s)")
 
 
@@ -257,9 +262,10 @@ def audit_log_show(settings: Settings, limit: int, actor: str | None) -> None:
 
     with _connect(settings) as conn:
         rows = auditlog.recent(conn, limit, 0, actor)
-    for r in reversed(rows):
-        click.echo(f"{r['seq']:>7} {r['at']:%Y-%m-%d %H:%M:%S} {r['actor']:<28} {r['source']:<15} {r['outcome']:<8} "
-                   f"{r['status']} {r['action']} {r['target']}")
+    click.echo(table(("seq", "at", "actor", "source", "outcome", "status", "action", "target"),
+                     [(f"{r['seq']:,}", f"{r['at']:%Y-%m-%d %H:%M:%S}", r["actor"], r["source"], r["outcome"],
+                       r["status"], r["action"], r["target"]) for r in reversed(rows)],
+                     right=[True] + [False] * 7))
 
 
 # --------------------------------------------------------------------------------- webhooks

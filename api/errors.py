@@ -3,6 +3,7 @@
 its reason; nothing internal (stack traces, SQL, secrets) ever reaches a client; bodies are capped."""
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -111,8 +112,6 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
-        import json
-
         payload = json.dumps(error_body("body_too_large", f"request body over {self.limit} bytes")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})

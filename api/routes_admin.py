@@ -16,6 +16,7 @@ from api.routes_write import FORM_TYPES
 from api.security import access, requires
 from vreserve import auditlog
 from vreserve import identity as ident
+from vreserve.registry import RegistryError, registry_from_text
 from vreserve import webhooks as alert_hooks
 from vreserve.identity import Identity
 from vreserve.registry_store import store_registry
@@ -250,7 +251,6 @@ async def post_registry(request: Request, who: Identity = Depends(ADMIN)) -> dic
     vreserve/registry_store.py): all or nothing, a 422 `bad_registry` with the reason, nothing
     stored. Rows absent from the file are left alone. The request body limit (2 MiB) bounds the
     file: a registry larger than a few thousand sites is loaded with the CLI."""
-    from vreserve.registry import RegistryError, registry_from_text
 
     request.state.audit_target = "registry"
     request.state.audit_detail = {}

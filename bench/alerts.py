@@ -9,6 +9,9 @@ Run it on a demo's database (``vreserve demo --database vr_x``, kept after the d
   on the same readings, and how many of those came within 30 s after a pick at that site and material;
 * the audit plan's top 10 by weight: with the old rule's alerts (open jump + stale alerts, as the
   plan counted them before issue 16) and now (open unexplained findings only).
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def command(settings: Settings, database: str) -> None:
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from supervision import audit_plan as ap
+    from vreserve import audit_plan as ap
     from supervision.sql_audits import site_risks
     from vreserve.db import connect
     from vreserve.reconcile import FINDING_KINDS

@@ -37,6 +37,9 @@ scheduling shares the CPU between sessions first, so on a machine busy with othe
 server in a session of its own (``own``) got about half the requests/s of the same server
 sharing the bench's session, in the same minutes (docs/api.md). The server's CPU per request,
 printed beside each phase, hardly moves with that; the rates do.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 
@@ -139,8 +142,8 @@ def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: l
     with tempfile.NamedTemporaryFile("w", suffix=".paths") as f:
         f.write("\n".join(paths) + "\n")
         f.flush()
-        env = {**os.environ, "VR_WRK_TOKEN": token, "VR_WRK_MODE": mode, "VR_WRK_PATHS": f.name,
-               "VR_WRK_DELAY_MS": str(int(delay_ms))}
+        env = {**os.environ, "BENCH_WRK_TOKEN": token, "BENCH_WRK_MODE": mode, "BENCH_WRK_PATHS": f.name,
+               "BENCH_WRK_DELAY_MS": str(int(delay_ms))}
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s",
                               "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True,
                              timeout=seconds + 60)

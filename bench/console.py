@@ -14,6 +14,9 @@ Debian's Chromium (Playwright, pointed at /usr/bin/chromium):
 
 The reading -> map figure covers database -> console -> browser; the stream worker's own latency
 (sensor -> database) is in `vreserve bench stream` and adds to it.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

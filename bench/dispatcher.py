@@ -17,6 +17,9 @@ Cases:
   10 periods, 10 centres, 100 rescue centres) with 50 live supply nodes (8 depots + 42 crowd cells
   of 250 sites), stock sized to ~90 % of each material's horizon demand.
 Targets: under 5 s at the source's scale, under 60 s at city size.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

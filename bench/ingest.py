@@ -16,6 +16,9 @@ delivers on this machine), once through the bridge. Figures per step: offered an
 messages/s and readings/s, p50/p99/max latency, CPU of every process (% of one core), ratio
 bridge/baseline. The ceiling is the highest rate the bridge sustains (>= 95 % of what the fleet
 published in the window) with p99 < 500 ms. The machine's two cores are shared: numbers are noisy.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

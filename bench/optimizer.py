@@ -4,6 +4,9 @@ size and seed, against a greedy urgency-first plan measured in the same run.
 Targets (issue 5): paper size optimal in < 0.5 s; city size optimal (gap <= 0.1 %) in <= 5 s;
 province size a plan with a proven gap <= 1 % within 60 s. The machine's 2 cores are shared with
 other engineers' tests and services, so absolute times are noisy; the greedy ratio is not.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

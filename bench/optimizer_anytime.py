@@ -12,6 +12,9 @@ on the full MILP (compiled by CVXPY, the same model) in a CHILD process, killed 
 (HiGHS overran its limit in presolve at province size before); its incumbents and dual bound are
 recorded through HiGHS callbacks, and its final plan is checked too. Times count from the loaded
 scenario: model build and compile are part of the time to a plan, for both.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

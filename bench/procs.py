@@ -1,6 +1,9 @@
 """Process helpers shared by the benchmarks: child processes with captured output, CPU and memory
 readings from /proc, free loopback ports, and the environment that points a child at a bench's
-private topics and database."""
+private topics and database.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import os

@@ -19,6 +19,9 @@ Per rate step (offered messages/s = sites / interval; x materials = readings/s):
 * CPU of every process over the window (% of one core) and the worker's RSS with its key count.
 A step is sustained when the worker kept >= 95 % of the published readings/s with p99 < 2 s.
 The machine's two cores are shared with the broker, the database and other people's work: noisy.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

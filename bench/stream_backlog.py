@@ -12,6 +12,9 @@ ratios of one invocation are the figures to read). Then the ratios worker / base
 
 The worker's readings count comes from its health page (polled every 0.2 s); the baseline
 measures itself (see :mod:`bench.stream_baseline`).
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

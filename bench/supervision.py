@@ -9,6 +9,9 @@ emergency with M supply orders and their status records. Then times, on that dat
 - assess (facts, ranking and the PNG chart);
 - audit plan over every site; audit recording throughput (records/s, one transaction each);
 - the grid view.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 
@@ -142,14 +145,16 @@ def _time_settlement(conn, pending: list[tuple[str, float]], now: datetime, out:
 def _time_supervision(conn, settings: Settings, audits: int, seed: int, now: datetime, out: Path,
                       figures: dict) -> None:
     """Assessment with its chart, the audit plan, audit recording throughput and the grid view."""
-    from supervision import assessment, audit_plan, grid, sql_audits  # lazy: see main
-    from supervision.sql_assessment import load_site_facts
+    from supervision import grid, sql_audits  # lazy: see main
+    from supervision.assessment import chart
+    from vreserve import assessment, audit_plan
+    from vreserve.sql_assessment import load_site_facts
     from vreserve.schemas.audits import AuditRecord
 
     start = time.perf_counter()
     facts, _ = load_site_facts(conn, "bench", settings.reading_interval_s)
     ranked, kinds = assessment.assess(facts)
-    assessment.chart(ranked, kinds, out / "assessment-bench.png", "bench")
+    chart(ranked, kinds, out / "assessment-bench.png", "bench")
     figures["assess_s"] = time.perf_counter() - start
     figures["assessed_sites"] = len(ranked)
     start = time.perf_counter()

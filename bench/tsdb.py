@@ -18,6 +18,9 @@ Then, per variant:
 
 The server must be able to load TimescaleDB (the local runner builds and preloads it). The machine
 is shared: compare the two variants within one run, not with other runs.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 

@@ -1,17 +1,17 @@
 -- wrk script of `vreserve bench api` (bench/api.py): one request per call, on a path drawn at
--- random from VR_WRK_PATHS (a file, one path a line), with the bearer token VR_WRK_TOKEN.
--- VR_WRK_MODE=post sends an order status (a fresh status_id each time, so none is a repeat).
+-- random from BENCH_WRK_PATHS (a file, one path a line), with the bearer token BENCH_WRK_TOKEN.
+-- BENCH_WRK_MODE=post sends an order status (a fresh status_id each time, so none is a repeat).
 -- done() prints one "WRKJSON {...}" line (requests, duration, latency percentiles in us, errors;
 -- wrk's "status" errors are answers outside 2xx/3xx), which bench/api.py parses.
--- VR_WRK_DELAY_MS > 0 paces the load: each connection waits that long after an answer before its
+-- BENCH_WRK_DELAY_MS > 0 paces the load: each connection waits that long after an answer before its
 -- next request (50 connections x 100 ms offer ~500 requests/s, less the time each answer takes).
 local paths = {}
-local token = os.getenv("VR_WRK_TOKEN")
-local mode = os.getenv("VR_WRK_MODE") or "get"
-for line in io.lines(os.getenv("VR_WRK_PATHS")) do paths[#paths + 1] = line end
+local token = os.getenv("BENCH_WRK_TOKEN")
+local mode = os.getenv("BENCH_WRK_MODE") or "get"
+for line in io.lines(os.getenv("BENCH_WRK_PATHS")) do paths[#paths + 1] = line end
 local count = 0
 local threads = 0
-local pause = tonumber(os.getenv("VR_WRK_DELAY_MS") or "0") or 0
+local pause = tonumber(os.getenv("BENCH_WRK_DELAY_MS") or "0") or 0
 
 function setup(thread)
   threads = threads + 1

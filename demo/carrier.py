@@ -12,6 +12,9 @@ from pathlib import Path
 import click
 import httpx
 
+from vreserve import identity as ident
+from vreserve.db import connect
+
 CARRIER_ID = "demo-carrier"
 
 
@@ -20,8 +23,6 @@ def provision(dsn: str, out: Path, region: str, days: float = 2.0) -> Path:
 
     A demo run is a new world, so the carrier's journal of an earlier run in ``out`` is removed; within
     the run a restarted carrier resumes from it (``journal_path``)."""
-    from vreserve import identity as ident
-    from vreserve.db import connect
 
     with connect(dsn, autocommit=True) as conn:
         ident.add_carrier(conn, CARRIER_ID, "Demo logistics company (simulated)", [region])

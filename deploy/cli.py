@@ -1,4 +1,7 @@
-"""``vreserve services``, ``vreserve topics`` and ``vreserve db``: the plumbing commands."""
+"""``vreserve services``, ``vreserve topics`` and ``vreserve db``: the plumbing commands.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import tempfile

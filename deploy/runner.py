@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from deploy import kafka_security, pg_security, timescaledb
 from vreserve.db import recorded_variant, server_variant
 from deploy.pki import ensure_server_cert
-from vreserve import kafka_clients
+from vreserve import db_access, kafka_clients
 from vreserve.kafka_access import ADMIN, COMPONENTS
 from vreserve.kafka_admin import ensure_principals
 from vreserve.mqtt import BrokerError, connect_and_wait, new_client
@@ -519,7 +522,6 @@ class Postgres(Service):
         """``preload_timescaledb=False``: the extension installed but not preloaded, as on a server
         where it was installed without being configured (tests of the migration variant choice)."""
         super().__init__(settings)
-        from psycopg.conninfo import conninfo_to_dict
 
         self.preload_timescaledb = preload_timescaledb
 
@@ -629,7 +631,6 @@ class Postgres(Service):
 
     def password(self) -> str:
         """The DSN's password, else the generated secret (created here on first start)."""
-        from psycopg.conninfo import conninfo_to_dict
 
         return conninfo_to_dict(self.settings.pg_dsn).get("password") or \
             ensure_secret(self.settings.secrets_folder / f"{pg_security.secret_name(self.user)}.secret")
@@ -693,8 +694,6 @@ class Postgres(Service):
         return pid
 
     def _ensure_database(self) -> None:
-        import psycopg
-
         with psycopg.connect(self.settings.pg_dsn, dbname="postgres", autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
@@ -702,9 +701,6 @@ class Postgres(Service):
     def ensure_roles(self, progress: Progress) -> None:
         """The migration owner and the components' roles (vreserve/db_access.py), each with its
         generated password in the secrets folder and the password file; idempotent."""
-        import psycopg
-
-        from vreserve import db_access
 
         if self.settings.pg_roles == "single":
             return
@@ -726,8 +722,6 @@ class Postgres(Service):
         )
 
     def healthy(self) -> tuple[bool, str]:
-        import psycopg
-
         try:
             with psycopg.connect(self.settings.pg_dsn, connect_timeout=3) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]

@@ -14,7 +14,7 @@ cluster a private copy of the server (``/usr/lib/postgresql/N`` and ``/usr/share
 ~85 MB; PostgreSQL finds its share and library folders relative to its binary) with the staged
 files added. So no root is needed, and other clusters on the machine do not see the extension:
 a server that lists ``timescaledb`` as available without preloading it fails every client that
-picks the TimescaleDB migrations by availability (the old ``db migrate``, issue 10).
+chooses the TimescaleDB migrations because the extension is listed as available.
 Where no source or no build tool is at hand, the caller gets one line saying so and the cluster runs
 plain PostgreSQL: never a failure.
 """

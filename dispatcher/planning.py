@@ -125,7 +125,7 @@ class LiveState:
         return {m["id"]: m.get("unit", "units") for m in self.base["materials"]}
 
 
-@dataclass
+@dataclass(frozen=True)
 class PeriodPlan:
     """One period's plan, ready to store and publish: its summary, orders and the orders it replaces."""
 

@@ -44,6 +44,7 @@ from typing import Callable
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.admin import MemberToRemove
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from dispatcher import book
@@ -411,7 +412,6 @@ class Dispatcher:
         consumer = getattr(self, "consumer", None)
         if consumer is None:
             return True
-        from kafka.errors import KafkaError
 
         parts = [tp for tp in consumer.assignment() if not tp.topic.endswith(topics.MODE)]
         deadline = time.monotonic() + max_s
@@ -487,7 +487,6 @@ class Dispatcher:
         """Count, log and publish a refused status on ``order-status.errors`` (keyed by order id),
         so the carrier sees what was refused and why. Not waited for: the producer keeps it through
         a broker outage; a send that cannot even start (no metadata) is logged."""
-        from kafka.errors import KafkaError
 
         self.counters.statuses_rejected += 1
         self._reject(conn, ref, f"order status refused: {reason}")
@@ -611,7 +610,6 @@ class Dispatcher:
         retries it, idempotently) and is checked again on the next call, so nothing is handed over
         twice while it waits. Returns True when the publication in flight (if any) was confirmed.
         """
-        from kafka.errors import KafkaError
 
         if self._inflight is None:
             if time.monotonic() < self._publish_retry_at:

@@ -30,8 +30,12 @@ from functools import partial
 from datetime import datetime, timezone
 from typing import Callable
 
+import paho.mqtt.client as mqtt
+
 from ingest.validate import KnownRegistry, Rejected, site_from_topic, validate_message
 from vreserve import db_access
+from vreserve.db import connect as connect_db
+from vreserve.registry_store import load_known_from_db
 from vreserve import kafka_clients, topics
 from vreserve.decode import safe_text
 from vreserve.health import HealthServer, health_status
@@ -140,7 +144,6 @@ class Bridge:
         self.check()
 
     async def _astart(self) -> None:
-        import paho.mqtt.client as mqtt
         self._producer = kafka_clients.aio_producer(
             self.settings, BRIDGE,
             enable_idempotence=True,
@@ -255,11 +258,9 @@ class Bridge:
 
     def refresh_known(self) -> None:
         """Reload known sites and material units from the database (a new immutable snapshot)."""
-        from vreserve.registry_store import load_known_from_db
-        from vreserve.db import connect
 
         with self._refresh_lock:
-            with connect(self.settings.pg_dsn_for(db_access.INGEST)) as conn:
+            with connect_db(self.settings.pg_dsn_for(db_access.INGEST)) as conn:
                 sites, units = load_known_from_db(conn)
             self.known = KnownRegistry(sites=frozenset(sites), material_units=units)
             self._last_refresh = time.monotonic()

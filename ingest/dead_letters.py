@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kafka import TopicPartition
+
 from vreserve import kafka_clients, topics
 from vreserve.kafka_access import OPERATIONS
 from vreserve.schemas.common import SchemaError, utc_now
@@ -35,7 +37,6 @@ class Refusal:
 
 def site_refusals(settings: Settings, site_id: str, since: timedelta | None = None, limit: int = 100) -> list[Refusal]:
     """The last ``limit`` dead letters of ``site_id`` (newer than ``since`` ago, if given), oldest first."""
-    from kafka import TopicPartition
 
     name = settings.topic(topics.READINGS_DEAD_LETTER)
     consumer = kafka_clients.consumer(settings, OPERATIONS, group_id=None, enable_auto_commit=False,

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import highspy as hp
 import numpy as np
 import scipy.sparse as sp
 
+from optimizer.decompose import aggregate_bound
 from optimizer.index import Index, numbers_of, structure_of
 from optimizer.scenario import Scenario
 
@@ -50,7 +52,7 @@ def fleet_relaxation(sc: Scenario) -> tuple[float, np.ndarray | None]:
     Without any delivery limit it is only the demand-and-carry bound (usually weak); combine it with
     the aggregate bound by taking the larger of the two (``best_quick_bound``).
     """
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # lazy: scipy.optimize costs ~0.9 s to import; only this bound needs it
 
     ix = Index(structure_of(sc))
     n = numbers_of(sc)
@@ -91,7 +93,6 @@ def best_quick_bound(sc: Scenario) -> tuple[float, dict[str, float], np.ndarray 
     """The larger of the aggregate bound and the fleet bound (both for the record), and the fleet
     LP's value per delivery arc and period (None without delivery limits or minimum lot, where the
     fleet bound is not computed: it is only the weak demand-and-carry bound there)."""
-    from optimizer.decompose import aggregate_bound
 
     agg = aggregate_bound(sc)
     if not (sc.min_lot is not None or any(j.max_deliveries_per_period is not None for j in sc.distribution_centres)):
@@ -144,7 +145,6 @@ def _primal_simplex(cost: np.ndarray, rows: sp.csc_matrix, row_lo: np.ndarray, r
                     col_lo: np.ndarray, col_hi: np.ndarray, time_limit_s: float) -> tuple[float, np.ndarray | None]:
     """min cost.x over the rows and column bounds with HiGHS's primal simplex; (optimum, x) or (0, None)
     if it did not finish optimal (no bound is better than a wrong one)."""
-    import highspy as hp
 
     h = hp.Highs()
     h.setOptionValue("output_flag", False)

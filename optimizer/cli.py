@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from vreserve.tables import table
+
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
@@ -35,18 +37,18 @@ def _print_summary(res) -> None:
         click.echo(f"  no plan; proven lower bound {res.bound:,.2f}")
     if s.get("budget") is not None:
         spent = s.get("spent")
-        click.echo(f"  budget {s['budget']:,.0f} currency units" + (f", spent {spent:,.0f}" if spent is not None else ""))
+        click.echo(f"  budget {s['budget']:,.0f} currency units" + (f", spent {spent:,.0f} currency units" if spent is not None else ""))
     if "arcs_used" in s:
         click.echo(f"  arcs used (supply + delivery, per period) {s['arcs_used']} "
                    f"(primary stage {s.get('arcs_used_stage1')}, arc stage {s.get('arc_stage_status', 'skipped')})")
-    click.echo(f"  {'material':<16} {'unit':<17} {'theta':>6} {'demand':>11} {'shortage':>11} {'rate':>7} {'ideal':>7}")
     rows = list(s["materials"].items()) + [("TOTAL", s["total"] | {"theta": None})]
-    for mid, row in rows:
-        short = row.get("shortage")
-        rate = row.get("shortage_rate")
-        click.echo(f"  {mid:<16} {row['unit'][:17]:<17} {'' if row['theta'] is None else format(row['theta'], '.2f'):>6} {row['demand']:>11,.0f} "
-                   f"{'-' if short is None else f'{short:,.0f}':>11} {'-' if rate is None else f'{rate:.1%}':>7} "
-                   f"{row['ideal_shortage_rate']:>7.1%}")
+    click.echo(table(
+        ("material", "unit", "theta", "demand", "shortage", "shortage rate", "ideal rate"),
+        [(mid, row["unit"], "" if row["theta"] is None else f"{row['theta']:.2f}", f"{row['demand']:,.0f}",
+          "-" if row.get("shortage") is None else f"{row['shortage']:,.0f}",
+          "-" if row.get("shortage_rate") is None else f"{row['shortage_rate']:.1%}", f"{row['ideal_shortage_rate']:.1%}")
+         for mid, row in rows],
+        right=[False, False] + [True] * 5))
     for msg in res.infeasibility:
         click.echo(f"  INFEASIBLE: {msg}")
 
@@ -97,9 +99,9 @@ def plan(settings, scenario: str, budget: float | None, budgets: str | None, tim
     if budgets and method == "by-material":
         raise click.UsageError("--budgets works with lp-rens or milp")
     if budgets:
-        from optimizer.study import plot, run_budgets, table
+        from optimizer.study import plot, run_budgets, table as study_table
         runs = run_budgets(sc, _budget_list(budgets), progress=_err, **opts)
-        click.echo(table(sc, runs))
+        click.echo(study_table(sc, runs))
         for p in plot(sc, runs, plots_dir):
             click.echo(f"wrote {p}")
         if json_out is not None:

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.formulation import CompiledProblem, Formulation
-from optimizer.index import Numbers
+from optimizer.index import Numbers, numbers_of
+from optimizer.solver import SolverStatus
 
 
 def material_linking_rows(form: Formulation, problem: CompiledProblem, n: Numbers) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -49,8 +50,6 @@ def strengthened_lp_bound(planner, sc, time_limit_s: float) -> float | None:
     did not finish. HiGHS's interior point method without crossover (12-15 s at city size at load average
     1-5; primal simplex 29 s, dual simplex > 120 s); its objective is taken less a 1e-6 relative margin
     for the solver's optimality tolerance (1e-8)."""
-    from optimizer.index import numbers_of
-    from optimizer.solver import SolverStatus
 
     n = numbers_of(sc)
     form = planner.formulation

@@ -9,6 +9,7 @@ to blame and we say so.
 from __future__ import annotations
 
 import numpy as np
+import cvxpy as cp
 
 from optimizer.index import Index, Numbers
 from optimizer.scenario import Scenario
@@ -17,8 +18,6 @@ MAX_MESSAGES = 20
 
 
 def diagnose_infeasibility(sc: Scenario, n: Numbers, ix: Index) -> list[str]:
-    import cvxpy as cp
-
     st = ix.st
     M, T, J = ix.M, ix.T, ix.J
     x = cp.Variable(ix.n_x, nonneg=True)

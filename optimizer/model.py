@@ -1,6 +1,6 @@
 """The Planner: one compiled model per scenario STRUCTURE, re-solved with new NUMBERS.
 
-The layout (issue 12): ``optimizer.formulation`` builds the DPP-parameterised CVXPY problem and
+The layout: ``optimizer.formulation`` builds the DPP-parameterised CVXPY problem and
 compiles it through CVXPY's public re-solve path (set parameter values, ``get_problem_data`` again);
 ``optimizer.solver`` is the HiGHS adapter (highspy's own model API on the compiled data, a result
 dataclass with a status enum); ``optimizer.strategies`` holds the solve strategies, one module each;

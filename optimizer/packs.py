@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from vreserve.scenario import PACK_DIR
 
@@ -174,7 +175,6 @@ def header(city: str, sc: dict[str, Any]) -> str:
 
 
 def write(city: str) -> Path:
-    import yaml
     sc = build(city)
     path = PACK_DIR / f"{city}.yaml"
     body = yaml.safe_dump(sc, sort_keys=False, default_flow_style=None, width=120)

@@ -73,7 +73,7 @@ class PlanResult:
         return self.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The public JSON contract (keys exactly as in the issue)."""
+        """The public JSON contract: integrators read these keys, so they keep their names."""
         summary = dict(self.summary)
         if self.infeasibility:
             summary["infeasibility"] = list(self.infeasibility)

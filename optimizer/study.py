@@ -13,6 +13,7 @@ from typing import Callable
 from optimizer.model import Planner
 from optimizer.result import PlanResult
 from optimizer.scenario import Scenario
+from vreserve.tables import table as table_text
 
 
 def run_budgets(sc: Scenario, budgets: list[float], *, progress: Callable[[str], None] = lambda s: None,
@@ -33,24 +34,29 @@ def run_budgets(sc: Scenario, budgets: list[float], *, progress: Callable[[str],
 
 
 def table(sc: Scenario, runs: list[tuple[float, PlanResult]]) -> str:
-    lines = [f"{'budget (currency)':>18} {'material':<16} {'unit':<17} {'demand':>10} {'shortage':>10} "
-             f"{'rate':>7} {'ideal':>7} {'spent':>14}"]
+    """Shortage per material at each budget (the scenario's money is in its own currency units)."""
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
     for b, res in runs:
         if not res.has_plan:
-            lines.append(f"{b:>18,.0f} {res.status.value}: {res.message}")
+            notes.append(f"budget {b:,.0f} currency units: {res.status.value}: {res.message}")
             continue
+        spent = f"{res.summary.get('spent', 0):,.0f}"
         for mid, row in res.summary["materials"].items():
-            lines.append(f"{b:>18,.0f} {mid:<16} {row['unit'][:17]:<17} {row['demand']:>10,.0f} "
-                         f"{row['shortage']:>10,.0f} {row['shortage_rate']:>7.1%} {row['ideal_shortage_rate']:>7.1%} "
-                         f"{res.summary.get('spent', 0):>14,.0f}")
+            rows.append((f"{b:,.0f}", mid, row["unit"], f"{row['demand']:,.0f}", f"{row['shortage']:,.0f}",
+                         f"{row['shortage_rate']:.1%}", f"{row['ideal_shortage_rate']:.1%}", spent))
         tot = res.summary["total"]
-        lines.append(f"{b:>18,.0f} {'TOTAL':<16} {'units':<17} {tot['demand']:>10,.0f} {tot['shortage']:>10,.0f} "
-                     f"{tot['shortage_rate']:>7.1%} {tot['ideal_shortage_rate']:>7.1%}  objective {res.objective:,.1f}"
-                     f" ({res.status.value}, gap {res.gap:.2e})")
-    return "\n".join(lines)
+        rows.append((f"{b:,.0f}", "TOTAL", "units", f"{tot['demand']:,.0f}", f"{tot['shortage']:,.0f}",
+                     f"{tot['shortage_rate']:.1%}", f"{tot['ideal_shortage_rate']:.1%}", spent))
+        notes.append(f"budget {b:,.0f} currency units: objective {res.objective:,.1f} "
+                     f"({res.status.value}, gap {res.gap:.2e})")
+    out = table_text(("budget, currency units", "material", "unit", "demand", "shortage", "shortage rate",
+                      "ideal rate", "spent, currency units"), rows, right=[True, False, False] + [True] * 5)
+    return "\n".join([out, *notes])
 
 
 def plot(sc: Scenario, runs: list[tuple[float, PlanResult]], out_dir: Path) -> list[Path]:
+    # lazy: matplotlib costs ~1.5 s to import; only the chart needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

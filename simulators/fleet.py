@@ -121,7 +121,7 @@ class PickOutcome:
         """The site's answer on ``vr/v1/sites/{site_id}/picked`` (contract v1: :class:`PickAnswer`).
 
         An answer to a command too broken to name a unit (or with an over-long id / material) is
-        outside the contract; it is still sent, hand-built as before, so the sender learns why."""
+        outside the contract; it is still sent, hand-built without the model, so the sender learns why."""
         at = datetime.fromtimestamp(self.at, timezone.utc)
         try:
             return _present(PickAnswer(self.order_id, self.material, float(self.requested), float(self.applied),
@@ -727,7 +727,8 @@ def _present(payload: dict) -> dict:
 
 
 def _status_payload(site_id: str, status: str, reason: str = "") -> bytes:
-    """The site's retained status (:class:`SiteStatus`); ``ts`` only when going online, as before."""
+    """The site's retained status (:class:`SiteStatus`); ``ts`` only when going online: an offline
+    status is also the last will, set at connect time, when the moment of loss is not known yet."""
     ts = datetime.now(timezone.utc) if status == "online" else None
     return dumps(_present(SiteStatus(site_id, status, ts, reason or None).to_payload()))
 

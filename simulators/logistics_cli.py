@@ -1,4 +1,7 @@
-"""``vreserve simulate logistics``: the simulated logistics system (see simulators/logistics.py)."""
+"""``vreserve simulate logistics``: the simulated logistics system (see simulators/logistics.py).
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import signal

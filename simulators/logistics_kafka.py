@@ -12,6 +12,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
 from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
 from vreserve.kafka_access import LOGISTICS
@@ -52,8 +56,6 @@ class KafkaStatusSink:
     _retry_at: float = 0.0
 
     def send(self, status: OrderStatus) -> None:
-        from kafka.errors import KafkaError
-
         key, value = status.order_id.encode(), status.to_json()
         if self.unsent:  # keep the order of statuses per order: behind the ones still waiting
             self.unsent.append((key, value))
@@ -68,7 +70,6 @@ class KafkaStatusSink:
 
     def pump(self) -> None:
         """Drop confirmed statuses; send again the ones the broker refused or never took."""
-        from kafka.errors import KafkaError
 
         still, again = [], []
         for future, key, value in self.unconfirmed:
@@ -161,8 +162,6 @@ class KafkaOrderSource:
     def commit(self) -> None:
         """Every 0.5 s: note the offsets of finished orders with the statuses still unconfirmed at
         that moment; commit them once those statuses are confirmed (never before)."""
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
 
         if self._commit_after is not None:
             offsets, futures = self._commit_after

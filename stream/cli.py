@@ -1,4 +1,7 @@
-"""``vreserve stream run`` (the Faust worker) and ``vreserve stock`` (the virtual warehouse)."""
+"""``vreserve stream run`` (the Faust worker) and ``vreserve stock`` (the virtual warehouse).
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import json
@@ -8,6 +11,7 @@ import click
 
 from vreserve import db_access
 from vreserve.settings import Settings
+from vreserve.tables import table
 
 
 @click.group("stream")
@@ -93,15 +97,13 @@ def stock(settings: Settings, grid, material, owner_kind, at_text, as_json) -> N
         return
     head = ("grid cell", "material", "unit", "sites rep/contr", "reported", "contracted",
             "reserved", "safety", "available")
-    table = [head] + [
+    body = [
         (r.grid_cell, r.material_id, r.unit, f"{r.sites_reporting}/{r.sites_contracted}",
          _fmt(float(r.reported_qty)), _fmt(float(r.contracted_qty)), _fmt(float(r.reserved_qty)),
          _fmt(float(r.safety_qty)), _fmt(float(r.available_qty)) + (" BELOW SAFETY" if r.available_qty < 0 else ""))
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for row in table:
-        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    click.echo(table(head, body, right=[False] * 3 + [True] * 6))
     click.echo("")
     click.echo("Totals per material:")
     for t in totals_by_material(rows):

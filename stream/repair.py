@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
+from aiokafka import TopicPartition
+
 from vreserve import kafka_clients
 from vreserve.kafka_access import STREAM
 from vreserve.settings import Settings
@@ -43,7 +45,6 @@ async def fetch_range(settings: Settings, topic: str, partition: int, start: int
                       timeout_s: float = 60.0) -> tuple[list[Source], int]:
     """Records ``start <= offset < end`` of one partition, and how many of those offsets held no
     record any more (deleted by retention). Raises TimeoutError when Kafka does not deliver them."""
-    from aiokafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
     consumer = kafka_clients.aio_consumer(settings, STREAM, group_id=None, enable_auto_commit=False,

@@ -8,8 +8,8 @@ Idempotent by construction, so at-least-once delivery cannot double count:
   transaction as the rows it vouches for (see :mod:`stream.repair`).
 One write path, the same on plain PostgreSQL and TimescaleDB: the batch is COPied (text format,
 built with string joins) into a session-local staging table and moved with INSERT ... SELECT ...
-ON CONFLICT, de-duplicating per key on the server. (psycopg's array adaptation, the first version,
-cost more client CPU than the rest of the worker together.) The writes never consult the worker's
+ON CONFLICT, de-duplicating per key on the server: cheaper on the client than psycopg's array
+adaptation, which costs more CPU than the rest of the worker together. The writes never consult the worker's
 table, so a replay after a crash writes exactly what a first pass would.
 """
 from __future__ import annotations

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import faust
+
 from vreserve import topics
 from vreserve.kafka_access import STREAM
 from vreserve.kafka_admin import ensure_topics
@@ -20,7 +22,6 @@ STREAM_TOPICS = (topics.READINGS, topics.ALERTS, topics.STREAM_DEAD_LETTER)
 def run_worker(settings: Settings, options: StreamOptions, loglevel: str = "warning") -> None:
     """Start a Faust worker until SIGINT/SIGTERM. Topics are created up front (auto-create is off)
     and waited for until the broker's metadata has them, before the group is joined."""
-    import faust
 
     ensure_topics(settings, STREAM_TOPICS, principal=STREAM)
     app = create_app(settings, options)

@@ -6,6 +6,9 @@ The logic is in :mod:`vreserve.alerts`, :mod:`vreserve.reconcile` and :mod:`vres
 HTTP API calls the same functions). The actor here is the
 operating-system user, marked ``os-user:<name>``: a terminal session is not an authenticated
 identity, and the mark says so in every record it leaves.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import click
 
 from vreserve import db_access
 from vreserve.settings import Settings
+from vreserve.tables import quantity, table
 
 
 def _connect(settings: Settings):
@@ -181,8 +185,11 @@ def movements_list(settings: Settings, site_id: str | None, limit: int) -> None:
         rows = conn.execute("SELECT movement_id, site_id, material_id, kind, qty::float8, unit, at, actor"
                             " FROM stock_movements WHERE (%(s)s::text IS NULL OR site_id = %(s)s)"
                             " ORDER BY at DESC LIMIT %(n)s", {"s": site_id, "n": limit}).fetchall()
-    for mid, site, mat, kind, qty, unit, at, actor in rows:
-        click.echo(f"{at.isoformat()}  {site:<20} {mat:<18} {kind:<13} {qty:>12g} {unit:<6} {mid} (by {actor})")
+    if rows:
+        click.echo(table(("at", "site", "material", "kind", "quantity", "unit", "movement", "by"),
+                         [(at.isoformat(), site, mat, kind, quantity(qty), unit, mid, actor)
+                          for mid, site, mat, kind, qty, unit, at, actor in rows],
+                         right=[False] * 4 + [True] + [False] * 3))
     click.echo(f"{len(rows)} movement(s)")
 
 
@@ -201,9 +208,11 @@ def safety_list(settings: Settings, grid_cell, material_id) -> None:
 
     with _connect(settings) as conn:
         levels = sf.list_levels(conn, grid_cell, material_id)
-    for lv in levels:
-        click.echo(f"{lv.grid_cell:<20} {lv.material_id:<18} {lv.safety_qty:>12g} {lv.unit:<6} "
-                   f"set by {lv.set_by} at {lv.set_at.isoformat()}")
+    if levels:
+        click.echo(table(("grid cell", "material", "safety level", "unit", ""),
+                         [(lv.grid_cell, lv.material_id, quantity(lv.safety_qty), lv.unit,
+                           f"set by {lv.set_by} at {lv.set_at.isoformat()}") for lv in levels],
+                         right=[False, False, True, False, False]))
     click.echo(f"{len(levels)} safety level(s)")
 
 

@@ -5,23 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from vreserve.assessment import (  # noqa: F401 - the old import path of the scoring
-    WEIGHTS,
-    KindScore,
-    OwnerScore,
-    SiteFacts,
-    SiteScore,
-    assess,
-    fulfilment,
-    minutes,
-    pct,
-    rank_owners,
-    score_site,
-)
+from vreserve.assessment import KindScore, SiteScore
 
 
 def chart(sites: Sequence[SiteScore], kinds: Sequence[KindScore], path: Path, title: str, top: int = 20) -> Path:
     """Two panels: owner kinds (fulfilment, on-time, reliability) and the ranked sites' scores."""
+    # lazy: matplotlib costs ~1.5 s to import; only the chart needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

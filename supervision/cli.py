@@ -1,4 +1,7 @@
-"""``vreserve contracts | settle | assess | audit | grid``: supervision's commands."""
+"""``vreserve contracts | settle | assess | audit | grid``: supervision's commands.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -7,9 +10,10 @@ from pathlib import Path
 import click
 
 from vreserve import db_access
-from vreserve.settings import PROJECT_ROOT, Settings, redact
+from vreserve.settings import Settings, redact
 
-OUT_DIR = PROJECT_ROOT / "out"
+#: Default output folder, relative to the working directory (never the checkout or the package).
+OUT_DIR = Path("out")
 
 
 def _connect(settings: Settings):
@@ -135,9 +139,10 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
     """Rank the sites that supplied an emergency: fulfilment, response time, data reliability, audits."""
     import csv
 
-    from supervision import assessment as a
-    from supervision.report import table
-    from supervision.sql_assessment import load_site_facts
+    from supervision.assessment import chart
+    from vreserve import assessment as a
+    from vreserve.tables import table
+    from vreserve.sql_assessment import load_site_facts
     from vreserve.sql_supply import SettlementError
 
     with _connect(settings) as conn:
@@ -149,7 +154,7 @@ def assess(settings: Settings, emergency_id: str, out_dir: Path | None, top: int
         raise click.ClickException(f"emergency {emergency_id} has no supply orders to assess")
     sites, kinds = a.assess(facts)
     out_dir = out_dir or OUT_DIR / "assessment"
-    png = a.chart(sites, kinds, out_dir / f"assessment-{emergency_id}.png", f"Emergency {emergency_id}: site performance")
+    png = chart(sites, kinds, out_dir / f"assessment-{emergency_id}.png", f"Emergency {emergency_id}: site performance")
     csv_path = out_dir / f"assessment-{emergency_id}.csv"
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -193,7 +198,7 @@ def audit_plan(settings: Settings, count: int, seed: int | None, cell: str | Non
 
     The plan is kept (`GET /api/v1/audit-plans`; the same draw again is the same plan) and the draw
     is in the audit trail with you as the actor, like a plan drawn over the API."""
-    from supervision.report import table
+    from vreserve.tables import table
     from vreserve import operations as ops
     from vreserve.sql_audit_plan import NoSitesToDraw, draw_plan
 
@@ -351,7 +356,7 @@ def reserve_balance(settings: Settings, region, scenario, days, procurement_fact
 
     from vreserve.scenario import load_scenario
     from supervision import balance as bal
-    from supervision.report import table
+    from vreserve.tables import table
 
     click.echo(f"reserve balance of {region}: target {days:g} day(s) of scenario {scenario!r} demand ...", err=True)
     with _connect(settings) as conn:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from supervision.money import fmt_qty
-from supervision.report import table
+from vreserve.money import fmt_qty
+from vreserve.tables import table
 from vreserve.contracts import ContractsRejected, LoadResult, Problem, items_from_text, load_items
 
 

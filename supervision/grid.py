@@ -10,8 +10,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
-from supervision.money import fmt_qty
-from supervision.report import table
+from vreserve.money import fmt_qty
+from vreserve.tables import table
 
 _PAIRS = """
 WITH pairs AS (

@@ -9,8 +9,8 @@ import csv
 import json
 from pathlib import Path
 
-from supervision.money import fmt_qty
-from supervision.report import table
+from vreserve.money import fmt_qty
+from vreserve.tables import table
 from vreserve import settlement as st
 from vreserve.settlement import SettleResult
 

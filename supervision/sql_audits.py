@@ -11,12 +11,12 @@ from vreserve.audits import (  # noqa: F401 - recording an audit is shared with 
     alert_id,
     record_audit,
 )
+from vreserve.schemas.alerts import Alert
 from vreserve.sql_audit_plan import site_risks  # noqa: F401 - shared with the HTTP API's audit plans
 
 
 def alert_json(alert: dict) -> bytes:
     """The alert as the alerts topic's record (vreserve.schemas.alerts.Alert, same fields as the table)."""
-    from vreserve.schemas.alerts import Alert
 
     return Alert(alert_id=alert["alert_id"], kind=alert["kind"], severity=alert["severity"],
                  message=alert["message"], at=alert["at"], site_id=alert.get("site_id"),

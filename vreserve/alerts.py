@@ -24,6 +24,8 @@ from datetime import datetime
 
 import psycopg
 
+from vreserve.tables import table
+
 #: Which alerts a listing shows: open (acknowledged or not), only those nobody acknowledged yet,
 #: only acknowledged open ones, resolved ones, or all.
 STATES = ("open", "unacknowledged", "acknowledged", "resolved", "all")
@@ -232,8 +234,7 @@ def _short(text: str | None, width: int) -> str:
 
 def render_table(rows: list[AlertRecord], message_width: int = 90) -> str:
     """A plain table for a terminal (times UTC)."""
-    header = f"{'alert id':<48} {'kind':<20} {'severity':<8} {'state':<12} {'raised (UTC)':<20} {'by / note':<30} message"
-    lines = [header, "-" * len(header)]
+    body = []
     for r in rows:
         who = ""
         if r.state == "resolved":
@@ -241,7 +242,7 @@ def render_table(rows: list[AlertRecord], message_width: int = 90) -> str:
         elif r.state == "acknowledged":
             who = f"{r.acknowledged_by}: {r.acknowledge_note or ''}"
         repeats = f" (+{r.repeats} repeat(s))" if r.repeats else ""
-        lines.append(f"{_short(r.alert_id, 48):<48} {r.kind:<20} {r.severity:<8} {r.state:<12} "
-                     f"{r.at.strftime('%Y-%m-%d %H:%M:%S'):<20} {_short(who, 30):<30} "
-                     f"{_short(r.message, message_width)}{repeats}")
-    return "\n".join(lines)
+        body.append((r.alert_id, r.kind, r.severity, r.state, r.at.strftime("%Y-%m-%d %H:%M:%S"), _short(who, 30),
+                     _short(r.message, message_width) + repeats))
+    return table(("alert id", "kind", "severity", "state", "raised (UTC)", "by / note", "message"), body,
+                 right=[False] * 7)

@@ -54,7 +54,7 @@ class Variant:
 
 
 class Applied(list):
-    """The migrations applied now (a list, as before), with the database's variant and what no
+    """The migrations applied now (a list, so callers can count and iterate them), with the database's variant and what no
     access rule covers (``vreserve/db_access.py``; empty when the grants were applied in full)."""
 
     variant: Variant
@@ -192,7 +192,7 @@ def _become_owner(conn: psycopg.Connection, progress: Callable[[str], None]) -> 
     """A superuser session (the bootstrap role of the runner or the test fixtures) hands the
     database to the migration owner and migrates as that role, so the schema is the owner's and
     no object belongs to a superuser. Without the owner role on the server, nothing changes."""
-    from vreserve import db_access
+    from vreserve import db_access  # lazy: vreserve.db_access imports this module
 
     if conn.execute("SELECT current_setting('is_superuser')").fetchone()[0] != "on":
         return
@@ -207,7 +207,7 @@ def _become_owner(conn: psycopg.Connection, progress: Callable[[str], None]) -> 
 def _grant(conn: psycopg.Connection, progress: Callable[[str], None]):
     """Apply the components' grants (vreserve/db_access.py); skipped on a server without the
     roles (``VR_PG_ROLES=single``)."""
-    from vreserve import db_access
+    from vreserve import db_access  # lazy: vreserve.db_access imports this module
 
     if not db_access.roles_present(conn) & set(db_access.RUNTIME_ROLES):
         progress("no component roles on this server: grants skipped (VR_PG_ROLES=single)")

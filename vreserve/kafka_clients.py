@@ -117,7 +117,7 @@ def aio_producer(settings: Settings, principal: str, **options: Any):
 
 def aio_consumer(settings: Settings, principal: str, *topics: str, **options: Any):
     """An aiokafka consumer logged in as ``principal`` (create it inside the running loop)."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer  # asyncio clients: imported only by the processes that use them
 
     return AIOKafkaConsumer(*topics, **connection_options(settings, principal), **options)
 

@@ -10,6 +10,7 @@ per command (:func:`audited`).
 """
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
 import threading
@@ -24,6 +25,7 @@ from kafka.errors import AuthorizationError as KafkaAuthorizationError
 from vreserve import alerts, auditlog, kafka_clients, topics
 from vreserve.identity import Identity
 from vreserve.kafka_access import OPERATIONS
+from vreserve.quarantine import get_quarantined, mark_replayed
 from vreserve.scenario import ScenarioError, load_scenario
 from vreserve.schemas.alerts import Alert
 from vreserve.schemas.common import SchemaError, utc_now
@@ -147,7 +149,6 @@ class Publisher:
         The first record to a topic is handed over in a thread (the producer may block there while
         it fetches the topic's metadata); later ones are handed over on the loop, where they only
         join the producer's batch."""
-        import asyncio
 
         full = self.settings.topic(topic)
         if self._producer is None or full not in self._warm:
@@ -323,7 +324,6 @@ def alert_action(conn, who: Identity, alert_id: str, action: str, note: str | No
 def replay_quarantined(conn, publisher: Publisher, who: Identity, quarantine_id: int) -> dict:
     """Publish a quarantined record's original key and bytes to its topic again (after a fix) and
     mark it replayed by ``who``; a record is replayed once."""
-    from vreserve.quarantine import get_quarantined, mark_replayed
 
     q = get_quarantined(conn, quarantine_id)
     if q is None:

@@ -1,4 +1,7 @@
-"""``vreserve quarantine list|replay``: records a consumer skipped after failing on them N times."""
+"""``vreserve quarantine list|replay``: records a consumer skipped after failing on them N times.
+
+Imports inside the functions are lazy on purpose: ``vreserve --help`` imports this module, and
+stays fast only if each command's libraries load when the command runs."""
 from __future__ import annotations
 
 import json

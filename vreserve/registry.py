@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictInt, StringConstraints, ValidationError
 from pydantic import model_validator
+import yaml
 
 from vreserve.contract_terms import ContractTerms
 from vreserve.schemas.common import Frozen, validation_reason
@@ -226,7 +227,6 @@ def _check_id(value: str, where: str) -> None:
 # ------------------------------------------------------------------------------------ file I/O
 def load_registry(path: str | Path) -> Registry:
     """Read and validate a registry YAML file; raises :class:`RegistryError` with the reason."""
-    import yaml
 
     path = Path(path)
     try:
@@ -241,7 +241,6 @@ def load_registry(path: str | Path) -> Registry:
 def registry_from_text(text: str, name: str) -> Registry:
     """Parse and validate a registry file's text (YAML or JSON); ``name`` says which file in errors.
     The CLI (a path) and the API (an upload) both read here."""
-    import yaml
 
     try:
         doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -433,7 +432,6 @@ def registry_to_dict(registry: Registry) -> dict:
 
 def write_registry(registry: Registry, path: str | Path) -> Path:
     """Write a registry as YAML (one flow-style mapping per site keeps big files readable)."""
-    import yaml
 
     path = Path(path)
     doc = registry_to_dict(registry)

@@ -114,6 +114,7 @@ class Settings:
         """The DSN a component connects with: VR_PG_DSN logged in as ``role`` (one of
         ``vreserve.db_access``'s roles), its password read from the password file at connect time.
         With ``VR_PG_ROLES=single`` it is VR_PG_DSN itself."""
+        # lazy: psycopg costs ~0.2 s to import, and processes without a database (the fleet) read settings
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         if self.pg_roles == "single":
@@ -165,7 +166,7 @@ class Settings:
     @property
     def mqtt_admin(self) -> "MqttAddress":
         """The broker's provisioning account (``vr-admin``): same broker, secret in the state folder."""
-        from vreserve.mqtt_access import ADMIN_USER
+        from vreserve.mqtt_access import ADMIN_USER  # lazy: only the provisioning commands need the broker's rules
 
         service = self.mqtt
         return replace(service, username=ADMIN_USER,
@@ -223,6 +224,7 @@ def role_passfile(role: str) -> str:
 
 def secured_pg_dsn(dsn: str, secrets: Path, ca_file: Path) -> str:
     """``dsn`` with TLS verification and the password file added where it says nothing of them."""
+    # lazy: psycopg costs ~0.2 s to import, and processes without a database (the fleet) read settings
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 

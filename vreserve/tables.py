@@ -44,6 +44,13 @@ def seconds(value: float) -> str:
     return f"{value:,.2f} s"
 
 
+def quantity(value: float) -> str:
+    """A quantity for a table cell: thousands separators, at most 3 decimals, no trailing zeros
+    (``1,250``, ``12.5``); the unit goes in its own column or the header."""
+    text = f"{value:,.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def _numeric(s: str) -> bool:
     try:
         float(s.replace("%", "").replace(",", "").split(" ")[0])

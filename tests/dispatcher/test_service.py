@@ -10,6 +10,13 @@ from vreserve.schemas.common import utc_now
 pytestmark = pytest.mark.services
 
 
+def _retire(conn, emergency_id: str) -> None:
+    """End and close out a hand-made emergency: its region has no supply, and a dispatcher of a later
+    test in the same database would otherwise try to plan it."""
+    conn.execute("UPDATE emergencies SET ended_at = now(), closed_out_at = now() WHERE emergency_id = %s",
+                 (emergency_id,))
+
+
 def test_an_unreadable_stored_plan_is_named_once_and_never_stops_publishing(settings, unique):
     """A plan row the dispatcher did not write (no summary) must not crash the service at start-up
     (it republishes stored plans first); it stays unpublished and is named once."""
@@ -32,6 +39,7 @@ def test_an_unreadable_stored_plan_is_named_once_and_never_stops_publishing(sett
         finally:
             d.producer.close()
             _consumer.close()
+            _retire(conn, f"E-{unique}")
         mine = [m for m in said if plan_id in m]
         assert len(mine) == 1 and "unreadable" in mine[0] and "stays unpublished" in mine[0]
         assert conn.execute("SELECT published_at FROM plans WHERE plan_id = %s", (plan_id,)).fetchone()[0] is None
@@ -66,6 +74,7 @@ def test_centre_stock_counts_supply_only_once_picked(settings, unique):
                 conn.execute("INSERT INTO order_status_events (status_id, order_id, status, at, qty)"
                              " VALUES (%s,%s,'in_transit',now(),%s)", (f"{unique}-{oid}-t", f"{unique}-{oid}", picked))
         pipe = book.pipeline(conn, emergency, [], {"medicine": 2.0})
+        _retire(conn, emergency)
     assert pipe.into_centre == {("DC1", "medicine"): 15 + 28}
     assert pipe.spent == pytest.approx(2.0 * (10 + 15 + 28))
     assert pipe.out_of_centre == {("DC1", "medicine"): 5} and pipe.to_rescue_centre == {("RC1", "medicine"): 5}

@@ -137,7 +137,7 @@ def test_audit_plan_weighs_only_unexplained_findings(conn, world):
     """Issue 16 / issue 10: the sites that obeyed their dispatch orders are not ranked first. Old
     raw jump alerts and stale alerts weigh nothing; an open unexplained finding does (a critical
     one fully); one explained later (resolved by the system) no longer does."""
-    from supervision import audit_plan as ap
+    from vreserve import audit_plan as ap
     from supervision.sql_audits import site_risks
 
     obeyed, silent, fraud, explained = (f"{k}-{world.u}" for k in ("obeyed", "silent", "fraud", "explained"))

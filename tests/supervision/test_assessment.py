@@ -6,10 +6,10 @@ from datetime import date, timedelta
 import pytest
 from click.testing import CliRunner
 
-from supervision import assessment as a
+from vreserve import assessment as a
 from supervision import cli as sup_cli
 from supervision import sql_audits
-from supervision.sql_assessment import load_site_facts
+from vreserve.sql_assessment import load_site_facts
 from sv_helpers import add_contract, add_emergency, add_order, add_site, add_status, add_stock, utc
 from vreserve.schemas.audits import AuditRecord
 

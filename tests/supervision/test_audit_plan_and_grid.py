@@ -5,7 +5,7 @@ from datetime import date
 
 from click.testing import CliRunner
 
-from supervision import audit_plan as ap
+from vreserve import audit_plan as ap
 from supervision import cli as sup_cli
 from supervision import sql_audits
 from sv_helpers import add_contract, add_site, add_stock

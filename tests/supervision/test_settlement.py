@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from supervision import cli as sup_cli
 from supervision import settle_run
-from supervision.money import minor
+from vreserve.money import minor
 from vreserve.supply import StatusEvent, SupplyOrder, order_outcome
 from vreserve.sql_settlement import settle
 

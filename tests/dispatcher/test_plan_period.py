@@ -78,3 +78,16 @@ def test_a_plan_the_clock_cut_short_is_stated_as_such_and_a_work_limited_one_is_
     planned = plan_anytime(sc, budget_s=0.001, gap=1e-4, work=WorkLimits(rounds=0))
     note = published_gap_note(planned)
     assert "proven gap" in note and "safety net" not in note and "time budget" not in note
+
+
+def test_a_region_without_supply_gets_a_stated_no_supply_plan_not_an_error():
+    """No active site with stock: the optimizer's model cannot be built (it needs a supply site), so
+    the period is planned as 'no_supply', all due demand short, earlier orders left standing."""
+    plan = plan_period(_state([]), PlannerCache(10))
+    s = plan.summary
+    assert s.status == "no_supply" and s.orders == 0 and not plan.orders
+    assert plan.supersede == [] and s.cancelled == 0 and s.objective is None and s.gap is None
+    figures = s.materials["medicine"]
+    assert figures["planned_delivery"] == 0 and figures["planned_shortage"] == figures["due_with_backlog"] == 20
+    assert any("no supply available" in w for w in plan.warnings)
+    assert any("held at distribution centres are not planned" in w for w in plan.warnings)

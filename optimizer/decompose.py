@@ -84,7 +84,8 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
 COMMON_ID = "material"
 
 
-def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False) -> list[dict[str, Any]]:
+def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False,
+                         delivery_arcs: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One single-material scenario dict per material; capacity split as initial stock + free space
     in proportion to the material's share of demand, budget as given (``budgets[m]``). Every one
     names its material ``COMMON_ID``, so all share ONE structure: one compiled model serves them all
@@ -92,7 +93,8 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: 
 
     ``keep_limits``: each keeps the centres' delivery limits and the minimum lot (then a lot of ONE
     material: stricter than the lot of all materials together, so still a restriction); without it
-    both are dropped (the caller refuses such scenarios)."""
+    both are dropped (the caller refuses such scenarios). ``delivery_arcs``: only these delivery arcs
+    exist in the subproblems (the rest closed in every period: a smaller model to compile)."""
     n = numbers_of(sc)
     st = structure_of(sc)
     M = len(st.materials)
@@ -120,6 +122,8 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: 
         sub["distribution_centres"] = dcs
         if not keep_limits:
             sub.pop("min_lot", None)
+        if delivery_arcs is not None:
+            sub["arcs"] = {"supply": [list(a) for a in st.supply_arcs], "delivery": [list(a) for a in delivery_arcs]}
         if budgets is not None:
             sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
         out.append(sub)
@@ -187,9 +191,11 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     urg = compute_urgency(sc.materials, sc.theta)
     bound, spend = aggregate_relaxation(sc)
     bound_s = time.perf_counter() - t_all
-    subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited)
+    kept = np.flatnonzero(open_arcs.any(axis=1)) if limited else None  # arcs open in some period
+    subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
+                                delivery_arcs=None if kept is None else [st.delivery_arcs[i] for i in kept])
     done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback,
-                            highs_options or {}, open_arcs if limited else None)
+                            highs_options or {}, None if kept is None else open_arcs[kept])
     if not done.statuses and not done.greedy:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
                           solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,

@@ -32,13 +32,15 @@ NODES_PER_BUDGET_S = 40
 SECONDS_PER_MATERIAL = 3.0
 DECOMPOSITION_SHARE = 0.75
 #: Province size with delivery limits (``optimizer.anytime._province_limited``): compiling the
-#: single-material model with its arc binaries (20-36 s at load average 7-10, 2026-12-01 11:27 UTC), the
-#: seconds one material's MILP on the fixed arcs takes (2-6 s, outliers 16-40 s at load 7-10), the
-#: nodes each may explore, and the budget from which the stock-fleet bound with merged sites is planned.
-LIMITED_COMPILE_S = 25.0
-SECONDS_PER_LIMITED_MATERIAL = 5.0
+#: single-material model with its arc binaries, only the arcs open in some period kept (2.7 s; 20-36 s
+#: with all 1,200 delivery arcs), the seconds one material's MILP on the fixed arcs takes (all 20 in
+#: 37 s after the compile, load average 7.4, 2026-12-01 11:31 UTC), the nodes each may explore, and the
+#: budget from which the stock-fleet bound with merged sites is planned (its LP by the interior point
+#: method took 87.5 s at load 9 and raised the bound by 0.15 % only).
+LIMITED_COMPILE_S = 5.0
+SECONDS_PER_LIMITED_MATERIAL = 2.0
 LIMITED_MATERIAL_NODES = 200
-MERGED_STOCK_FLEET_BUDGET_S = 90.0
+MERGED_STOCK_FLEET_BUDGET_S = 150.0
 #: Budget seconds per 1,000 model columns below which the warm-started full MILP is not planned (the
 #: fix-and-optimize neighbourhood still is). City size with delivery limits (41,000 columns): the
 #: clock stopped it in a 60 s budget without an improvement (benchmark, 2026-12-01 07:29 UTC, load

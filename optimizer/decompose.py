@@ -207,7 +207,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
     summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
-        "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
+        "method": f"decomposition by material ({len(st.materials)} single-material MILPs"
+                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound",
         "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
         "materials_solved": len(done.statuses), "materials_greedy": done.greedy,
         "stopped_by_clock": done.by_clock}

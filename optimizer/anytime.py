@@ -22,7 +22,9 @@ A dispatcher with no plan publishes no orders. So:
      decomposition by material (``optimizer.decompose``);
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
-     the better of the two greedy plans (plain, and on the fleet LP's arcs) with its proven gap stands.
+     instead (``_province_limited``) the decomposition by material with the delivery arcs fixed to the
+     fleet LP's choice (the limits then hold whatever each material does), and from a 150 s budget the
+     stock-fleet bound with the supply sites merged.
    Every candidate passes the independent check (``optimizer.check``) before it can replace the best.
 
 Reproducibility: the plan is a pure function of the scenario and the work limits
@@ -236,7 +238,8 @@ def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarra
     the safety net.
 
     At province size (building and compiling the full model alone took 128 s at load average 11, and
-    HiGHS overran its limit on it) the checked greedy plans with their proven gap stand."""
+    HiGHS overran its limit on it) the decomposition on fixed arcs replaces these rounds
+    (``_province_limited``)."""
     if _columns(sc) > PROVINCE_COLUMNS and planner is None:
         run.trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(run.elapsed(), 3),
                           "plan": False})

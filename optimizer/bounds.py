@@ -102,7 +102,8 @@ def best_quick_bound(sc: Scenario) -> tuple[float, dict[str, float], np.ndarray 
 
 
 
-def stock_fleet_relaxation(sc: Scenario, time_limit_s: float = 60.0) -> tuple[float, np.ndarray | None]:
+def stock_fleet_relaxation(sc: Scenario, time_limit_s: float = 60.0, merge_sites: bool = False,
+                           solver: str = "simplex") -> tuple[float, np.ndarray | None]:
     """(lower bound, value per delivery arc and period) of the fleet relaxation WITH the stock flow.
 
     The fleet bound lets every centre deliver whatever its rescue centres need; in the benchmark's city
@@ -126,7 +127,7 @@ def stock_fleet_relaxation(sc: Scenario, time_limit_s: float = 60.0) -> tuple[fl
     total = float(np.einsum("kmt,m->", n.demand, n.theta))
     if ix.nd == 0:
         return total, None
-    supply = _supply_per_arc(ix, n)
+    supply = _supply_merged(ix, n) if merge_sites else _supply_per_arc(ix, n)
     a_ub, b_ub, a_eq, b_eq = _stock_fleet_rows(ix, n, supply)
     nv, ni = ix.nd * ix.T, ix.n_i
     col_lo = np.concatenate([np.zeros(2 * nv + ni), ix.per_period(n.safety), np.zeros(supply.width)])
@@ -135,20 +136,22 @@ def stock_fleet_relaxation(sc: Scenario, time_limit_s: float = 60.0) -> tuple[fl
     cost = np.concatenate([-np.ones(nv), np.zeros(nv + 2 * ni + supply.width)])
     rows = sp.vstack([a_ub, a_eq]).tocsc()
     row_lo = np.concatenate([np.full(a_ub.shape[0], -np.inf), b_eq])
-    value, x = _primal_simplex(cost, rows, row_lo, np.concatenate([b_ub, b_eq]), col_lo, col_hi, time_limit_s)
+    value, x = _primal_simplex(cost, rows, row_lo, np.concatenate([b_ub, b_eq]), col_lo, col_hi, time_limit_s,
+                               solver)
     if x is None:
         return 0.0, None  # no bound rather than a wrong one
     return max(total + value - 1e-7 * max(1.0, total), 0.0), x[:nv].reshape(ix.nd, ix.T)
 
 
 def _primal_simplex(cost: np.ndarray, rows: sp.csc_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
-                    col_lo: np.ndarray, col_hi: np.ndarray, time_limit_s: float) -> tuple[float, np.ndarray | None]:
+                    col_lo: np.ndarray, col_hi: np.ndarray, time_limit_s: float,
+                    solver: str = "simplex") -> tuple[float, np.ndarray | None]:
     """min cost.x over the rows and column bounds with HiGHS's primal simplex; (optimum, x) or (0, None)
     if it did not finish optimal (no bound is better than a wrong one)."""
 
     h = hp.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("solver", "simplex")
+    h.setOptionValue("solver", solver)
     h.setOptionValue("simplex_strategy", 4)
     h.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
     lp = hp.HighsLp()
@@ -233,3 +236,38 @@ def _supply_per_arc(ix: Index, n) -> _Supply:
     if n.budget is not None:
         rows.append((sp.csr_matrix(ix.price_x(n)[None, :]), np.array([float(n.budget)])))
     return _Supply(ix.n_x, np.full(ix.n_x, np.inf), rows, ix.receipts)
+
+
+def _supply_merged(ix: Index, n) -> _Supply:
+    """Supply sites that ship to the same centres merged into one (province: 500 sites, 72 groups,
+    supply-arc columns 280,000 -> 40,320): supply and on hand summed, each unit priced at the cheapest
+    member's price. Every plan maps onto it (its shipments summed per group) within the same supply,
+    on hand and a no larger spend, so the relaxation stays a lower bound; it is weaker only where a
+    merged group could split its shipments in no real way (per-site on hand against per-period supply)
+    or buy at a member's lower price."""
+    centres_of: dict[int, set[int]] = {}
+    for w, j in zip(ix.s_w.tolist(), ix.s_j.tolist()):
+        centres_of.setdefault(w, set()).add(j)
+    group_ids: dict[tuple[int, ...], int] = {}
+    group_of = np.array([group_ids.setdefault(tuple(sorted(centres_of.get(w, ()))), len(group_ids))
+                         for w in range(ix.W)])
+    G, M, T = len(group_ids), ix.M, ix.T
+    supply = np.zeros((G, M, T))
+    np.add.at(supply, group_of, n.supply)
+    on_hand = np.zeros((G, M))
+    np.add.at(on_hand, group_of, n.on_hand)
+    price = np.full((G, M, T), np.inf)
+    np.minimum.at(price, group_of, n.price)
+    arcs = sorted({(int(group_of[w]), int(j)) for w, j in zip(ix.s_w.tolist(), ix.s_j.tolist())})
+    a_g = np.array([g for g, _ in arcs], dtype=np.int64)
+    a_j = np.array([j for _, j in arcs], dtype=np.int64)
+    width = len(arcs) * M * T
+    col = np.arange(width)
+    c_a, c_m, c_t = col // (M * T), (col // T) % M, col % T
+    ones = np.ones(width)
+    rows = [(sp.csr_matrix((ones, ((a_g[c_a] * M + c_m) * T + c_t, col)), shape=(G * M * T, width)), supply.reshape(-1)),
+            (sp.csr_matrix((ones, (a_g[c_a] * M + c_m, col)), shape=(G * M, width)), on_hand.reshape(-1))]
+    if n.budget is not None:
+        rows.append((sp.csr_matrix(price[a_g[c_a], c_m, c_t][None, :]), np.array([float(n.budget)])))
+    receipts = sp.csr_matrix((ones, ((a_j[c_a] * M + c_m) * T + c_t, col)), shape=(ix.J * M * T, width))
+    return _Supply(width, np.full(width, np.inf), rows, receipts)

@@ -84,11 +84,17 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
 COMMON_ID = "material"
 
 
-def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[str, Any]]:
+def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False,
+                         delivery_arcs: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One single-material scenario dict per material; capacity split as initial stock + free space
     in proportion to the material's share of demand, budget as given (``budgets[m]``). Every one
     names its material ``COMMON_ID``, so all share ONE structure: one compiled model serves them all
-    and each LP starts from the previous material's simplex basis."""
+    and each LP starts from the previous material's simplex basis.
+
+    ``keep_limits``: each keeps the centres' delivery limits and the minimum lot (then a lot of ONE
+    material: stricter than the lot of all materials together, so still a restriction); without it
+    both are dropped (the caller refuses such scenarios). ``delivery_arcs``: only these delivery arcs
+    exist in the subproblems (the rest closed in every period: a smaller model to compile)."""
     n = numbers_of(sc)
     st = structure_of(sc)
     M = len(st.materials)
@@ -108,10 +114,16 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None) -> list[dict[
         dcs = []
         for j, d in enumerate(full["distribution_centres"]):
             cap = float(n.initial[j, i] + np.floor(free[j] * demand_share[i]))
+            limit = d.get("max_deliveries_per_period") if keep_limits else None
             dcs.append({"id": d["id"], "capacity": cap, "initial": {c: d["initial"][m]},
                         "max_inventory": {c: min(d["max_inventory"][m], cap)},
-                        "safety_stock": {c: d["safety_stock"][m]}})
+                        "safety_stock": {c: d["safety_stock"][m]},
+                        **({"max_deliveries_per_period": limit} if limit is not None else {})})
         sub["distribution_centres"] = dcs
+        if not keep_limits:
+            sub.pop("min_lot", None)
+        if delivery_arcs is not None:
+            sub["arcs"] = {"supply": [list(a) for a in st.supply_arcs], "delivery": [list(a) for a in delivery_arcs]}
         if budgets is not None:
             sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
         out.append(sub)
@@ -142,7 +154,7 @@ def material_order(sc: Scenario) -> list[int]:
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
                      progress: Callable[[str], None] = lambda s: None,
                      max_materials: int | None = None, greedy_fallback: bool = False,
-                     highs_options: dict[str, Any] | None = None) -> PlanResult:
+                     highs_options: dict[str, Any] | None = None, open_arcs: np.ndarray | None = None) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
@@ -154,24 +166,36 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     Anytime: materials are solved most-at-stake first (:func:`material_order`); if the time runs out,
     the materials not yet solved ship nothing (within their share that is feasible: their stock stays
     at its initial level), or with ``greedy_fallback`` follow their greedy plan within their share
-    (made before the first solve), and the merged plan is returned as FEASIBLE with its proven gap, rather than
+    (made after the loop, for those only), and the merged plan is returned as FEASIBLE with its proven gap, rather than
     no plan at all. ``max_materials`` stops after so many materials whatever the clock (a work limit:
     the plan is then a function of the inputs alone, unless the clock stops it first:
     ``summary["stopped_by_clock"]`` says whether it did). ``highs_options`` go to every material's
     solve (e.g. a node limit, ``optimizer.work``).
+
+    With delivery limits or a minimum lot, ``open_arcs`` ([delivery arcs, periods] booleans, at most
+    each centre's limit open per period) is required: every material may deliver only on those arcs,
+    so the merged plan keeps the limits whichever arcs each material uses, and each material keeps the
+    minimum lot on its own (stricter than the lot of all materials together, so the merged plan keeps
+    it too). That is the coupling kept by fixing it: the arcs are the fleet's choice, made once.
     """
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
     st = structure_of(sc)
-    if st.has_min_lot or st.limited_centres:
-        raise ScenarioError("decomposition by material needs a scenario without min_lot and delivery limits")
+    limited = st.has_min_lot or bool(st.limited_centres)
+    if limited and open_arcs is None:
+        raise ScenarioError("decomposition by material needs a scenario without min_lot and delivery limits, "
+                            "or the open delivery arcs (open_arcs)")
+    if limited:
+        _refuse_open_arcs_over_limits(sc, open_arcs)
     n = numbers_of(sc)
     urg = compute_urgency(sc.materials, sc.theta)
     bound, spend = aggregate_relaxation(sc)
     bound_s = time.perf_counter() - t_all
-    subs = material_subproblems(sc, material_budgets(sc, spend))
+    kept = np.flatnonzero(open_arcs.any(axis=1)) if limited else None  # arcs open in some period
+    subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
+                                delivery_arcs=None if kept is None else [st.delivery_arcs[i] for i in kept])
     done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback,
-                            highs_options or {})
+                            highs_options or {}, None if kept is None else open_arcs[kept])
     if not done.statuses and not done.greedy:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
                           solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
@@ -183,7 +207,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
     summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
-        "method": f"decomposition by material ({len(st.materials)} single-material MILPs) + aggregate LP bound",
+        "method": f"decomposition by material ({len(st.materials)} single-material MILPs"
+                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound",
         "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
         "materials_solved": len(done.statuses), "materials_greedy": done.greedy,
         "stopped_by_clock": done.by_clock}
@@ -215,14 +240,15 @@ class _Materials:
 
 def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
                      progress: Callable[[str], None], max_materials: int | None = None,
-                     greedy_fallback: bool = False, highs_options: dict[str, Any] | None = None) -> _Materials:
+                     greedy_fallback: bool = False, highs_options: dict[str, Any] | None = None,
+                     open_arcs: np.ndarray | None = None) -> _Materials:
     """Solve the single-material scenarios, most at stake first, on ONE compiled model (each LP from
     the previous material's basis). With ``greedy_fallback`` each material's greedy plan (within its
-    share) is made first and stands for the materials not solved when the time runs out."""
+    share) stands for the materials not solved when the work limit or the time runs out (made after the
+    loop, only for those: at province size 20 of them took seconds of the budget)."""
     st = structure_of(sc)
     done = _Materials()
     scenarios = [load_scenario(sub) for sub in subs]
-    fallback = [_greedy_flows(s, m) for s, m in zip(scenarios, st.materials)] if greedy_fallback else None
     planner = None
     order = material_order(sc)
     for i, mi in enumerate(order):
@@ -244,7 +270,7 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
         # 1.7-1.9 s against primal simplex's 4.1-4.2 s in the same run (province, load average 8)
         res = planner.solve(scenarios[mi], time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
                             highs_options={"simplex_strategy": 4, **(highs_options or {})},
-                            cold_lp_options={"solver": "ipm"})
+                            cold_lp_options={"solver": "ipm"}, open_arcs=open_arcs)
         done.by_clock = done.by_clock or res.summary.get("solver_status") == "time_limit"
         done.build_s += res.build_seconds
         done.compile_s += res.compile_seconds
@@ -254,19 +280,35 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
         done.statuses[m] = res.status
         done.shipments += [dataclasses.replace(f, material=m) for f in res.shipments_in]
         done.deliveries += [dataclasses.replace(f, material=m) for f in res.deliveries]
-    if done.stopped is not None and fallback is not None:
-        for mi in order:
+    if done.stopped is not None and greedy_fallback:
+        for mi in order:  # greedy plans only for the materials left (deterministic: made from the inputs)
             if st.materials[mi] not in done.statuses:
-                done.shipments += fallback[mi][0]
-                done.deliveries += fallback[mi][1]
+                ship, dels = _greedy_flows(scenarios[mi], st.materials[mi], open_arcs)
+                done.shipments += ship
+                done.deliveries += dels
                 done.greedy.append(st.materials[mi])
     return done
 
 
-def _greedy_flows(sub: Scenario, material: str) -> tuple[list[Flow], list[Flow]]:
+def _refuse_open_arcs_over_limits(sc: Scenario, open_arcs: np.ndarray) -> None:
+    """A ``ScenarioError`` unless ``open_arcs`` is [delivery arcs, periods] with at most each limited
+    centre's limit open per period (else the merged plan could break the limit)."""
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    if open_arcs.shape != (ix.nd, ix.T):
+        raise ScenarioError(f"open_arcs has shape {open_arcs.shape}, expected {(ix.nd, ix.T)}")
+    for j in ix.limited:
+        per_t = open_arcs[ix.d_j == j].sum(axis=0)
+        if np.any(per_t > n.max_deliveries[j]):
+            raise ScenarioError(f"open_arcs opens {int(per_t.max())} delivery arcs of distribution centre "
+                                f"{structure_of(sc).distribution_centres[j]} in a period, its limit is "
+                                f"{int(n.max_deliveries[j])}")
+
+
+def _greedy_flows(sub: Scenario, material: str, allowed: np.ndarray | None = None) -> tuple[list[Flow], list[Flow]]:
     """The greedy plan of one single-material scenario as flows of ``material`` (none if the greedy
-    rules fail: the material then ships nothing, which its share allows)."""
-    g = greedy_plan(sub)
+    rules fail: the material then ships nothing, which its share allows); ``allowed``: the delivery
+    arcs it may use."""
+    g = greedy_plan(sub, allowed)
     if not g.feasible:
         return [], []
     st = structure_of(sub)

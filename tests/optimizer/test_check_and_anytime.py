@@ -185,3 +185,84 @@ def test_every_limited_round_runs_when_the_gap_is_not_closed_and_the_plan_stays_
     assert "full MILP warm-started from the best plan" in stages
     assert res.bound <= exact.objective * (1 + 1e-9) and res.objective <= exact.objective * (1 + 1e-6)
     assert not res.summary["stopped_by_clock"]
+
+
+def two_sites_one_centre() -> dict:
+    """Two supply sites shipping to the same centre at different prices, a binding budget and a fleet
+    of one delivery per period: merging the sites (one group) may only weaken the bound."""
+    mats = [material("med", theta=2.0), material("pork", theta=1.0)]
+    return {"name": "two-sites", "periods": 3, "materials": mats, "budget": 300.0, "min_lot": 5,
+            "supply_sites": [{"id": "W1", "supply": {"med": [20, 20, 0], "pork": [30, 0, 0]},
+                              "price": {"med": 10.0, "pork": 2.0}},
+                             {"id": "W2", "supply": {"med": [20, 20, 0], "pork": [30, 30, 0]},
+                              "price": {"med": 4.0, "pork": 3.0}}],
+            "distribution_centres": [{"id": "J1", "capacity": 60, "initial": {"med": 5, "pork": 5},
+                                      "max_deliveries_per_period": 1}],
+            "rescue_centres": [{"id": "K1", "demand": {"med": [10, 20, 20], "pork": [5, 15, 20]}},
+                               {"id": "K2", "demand": {"med": [5, 25, 15], "pork": [10, 10, 30]}}]}
+
+
+@pytest.mark.parametrize("source", ["two-sites", "paper-one-delivery"])
+def test_stock_fleet_bound_with_merged_sites_is_valid(source):
+    from optimizer.bounds import _supply_merged, stock_fleet_relaxation
+    from optimizer.index import Index, numbers_of, structure_of
+
+    sc = load_scenario(two_sites_one_centre() if source == "two-sites"
+                       else generate("paper", 1, max_deliveries=1, min_lot=20))
+    exact = plan(sc, time_limit_s=60, gap=1e-9)
+    assert exact.status is SolveStatus.OPTIMAL
+    per_arc, _ = stock_fleet_relaxation(sc)
+    for solver in ("simplex", "ipm"):
+        merged, value = stock_fleet_relaxation(sc, merge_sites=True, solver=solver)
+        assert value is not None
+        assert fleet_bound(sc) * (1 - 1e-6) <= merged <= per_arc * (1 + 1e-9)  # a relaxation of the per-arc LP
+        assert merged <= exact.objective * (1 + 1e-9)
+    ix = Index(structure_of(sc))
+    if source == "two-sites":  # one group: supply-arc columns of one site, not two
+        assert _supply_merged(ix, numbers_of(sc)).width == ix.n_x // 2
+        assert merged > fleet_bound(sc)  # the stock flow still counts after merging
+
+
+def test_decomposition_on_open_arcs_keeps_the_limits_and_passes_the_check():
+    import numpy as np
+
+    from optimizer.anytime import top_arcs
+    from optimizer.bounds import fleet_relaxation
+    from optimizer.decompose import plan_by_material
+    from optimizer.errors import ScenarioError
+
+    sc = load_scenario(limited_paper(2))
+    _, value = fleet_relaxation(sc)
+    open_ = top_arcs(sc, value, 0)
+    res = plan_by_material(sc, time_limit_s=60, gap=1e-3, open_arcs=open_)
+    assert res.has_plan and check_plan(sc, res).ok
+    exact = plan(sc, time_limit_s=60, gap=1e-6)
+    assert res.objective >= exact.bound * (1 - 1e-9)  # a restriction: never better than the optimum
+    greedy = greedy_result(sc, 0.0, 1e-3)
+    assert res.objective < greedy.objective  # measured on paper seed 2: 46,287 against 90,471
+    with pytest.raises(ScenarioError, match="open delivery arcs"):
+        plan_by_material(sc, time_limit_s=10)
+    with pytest.raises(ScenarioError, match="its limit is"):
+        plan_by_material(sc, time_limit_s=10, open_arcs=np.ones_like(open_))
+
+
+def test_province_path_with_limits_decomposes_on_fixed_arcs_reproducibly(monkeypatch):
+    """The province-size path with limits (decomposition on the fleet LP's arcs, then the stock-fleet
+    bound with merged sites) on a paper-size scenario: the size threshold is lowered so that it runs."""
+    import optimizer.anytime as anytime
+    from optimizer.work import WorkLimits
+
+    monkeypatch.setattr(anytime, "PROVINCE_COLUMNS", 0)
+    sc = load_scenario(limited_paper(2))
+    exact = plan(sc, time_limit_s=60, gap=1e-6)
+    work = WorkLimits(rounds=2, mip_nodes=50, materials=3)  # 3 of 4 materials solved, one on its greedy plan
+    first = plan_anytime(sc, budget_s=120, gap=0.0, work=work)
+    again = plan_anytime(sc, budget_s=240, gap=0.0, work=work)
+    stages = [e["stage"] for e in first.summary["trajectory"]]
+    assert any(s.startswith("decomposition by material on the fleet LP's arcs (3 of 4") for s in stages), stages
+    assert "stock-fleet bound (sites merged)" in first.summary["bounds_known_at_seconds"]
+    assert first.has_plan and check_plan(sc, first).ok and not first.summary["stopped_by_clock"]
+    assert first.summary["fleet_bound"] <= first.bound <= exact.objective * (1 + 1e-9)
+    assert first.summary["method"].startswith("anytime: decomposition by material (4 single-material MILPs, delivery arcs fixed)")
+    assert first.objective < greedy_result(sc, 0.0, 1e-3).objective / 1.5  # measured 46,364 against 90,471
+    assert (again.objective, again.bound, again.deliveries) == (first.objective, first.bound, first.deliveries)

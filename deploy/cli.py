@@ -222,13 +222,15 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
 @click.command("kafka-principal")
 @click.argument("name")
 @click.option("--carrier", is_flag=True, help="NAME is a carrier id: provision its principal vr-carrier-NAME.")
-@click.option("--rotate", is_flag=True, help="Replace the secret (new logins need it; restart the component).")
+@click.option("--rotate", is_flag=True, help="Replace the secret; running components read it at their next login (no restart).")
 @click.pass_obj
 def kafka_principal(settings: Settings, name: str, carrier: bool, rotate: bool) -> None:
     """Provision a component's or a carrier's Kafka principal: a generated secret (0600, state
     folder; never printed), its SCRAM-SHA-512 credential and its ACLs under the topic prefix.
-    With --rotate the secret is replaced: connections already logged in stay up, new logins need
-    the new secret, so restart the component (or hand the carrier its new secret) afterwards."""
+    With --rotate the secret is replaced: connections already logged in stay up and every new
+    login of a running component reads the new secret from its file, so nothing restarts; the
+    old secret is refused for new logins at once (hand a carrier outside this host its new secret
+    before its next login)."""
     from vreserve.kafka_access import AccessError, carrier_principal, rule_for
     from vreserve.kafka_admin import ensure_acls, provision_principal
 

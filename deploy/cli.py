@@ -208,11 +208,11 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
     if role == own and "password" in info:
         raise click.ClickException("VR_PG_DSN carries its own password: rotate it where you keep it")
     password = new_secret()
-    with connect(settings.pg_dsn, autocommit=True) as conn:
-        db_access.set_password(conn, role, password)
-    write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
-    pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
-                               role, password)
+    with db_access.roles_lock(settings.secrets_folder), connect(settings.pg_dsn, autocommit=True) as conn:
+        db_access.set_password(conn, role, password)  # server, secret and password file under one lock
+        write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
+        pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
+                                   role, password)
     stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
     if role == own and stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
         stamp.write_text(pg_security.fingerprint(password))

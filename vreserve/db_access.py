@@ -16,8 +16,12 @@ migrations create without a rule is reported by :func:`uncovered` (and fails
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
@@ -209,10 +213,39 @@ def apply_grants(conn: psycopg.Connection) -> Uncovered:
     return uncovered(conn)
 
 
+#: Lock file (in the secrets folder) that role setup and password rotation hold while they read
+#: a role's secret and set the server's verifier.
+ROLES_LOCK = ".pg-roles.lock"
+
+
+@contextlib.contextmanager
+def roles_lock(secrets: Path) -> Iterator[None]:
+    """Exclusive lock over the database roles' secrets, across processes (``flock`` on a file in
+    the secrets folder, released when the holder ends, even by a crash).
+
+    Why: role setup reads a role's secret, then sets the server's verifier when it does not match.
+    A rotation in between (server and file get the new password) would otherwise be undone: setup
+    saw the old secret, finds the new verifier, "repairs" it back to the old password, and
+    rewrites the password file with it, while the secret file holds the new one."""
+    secrets.mkdir(parents=True, exist_ok=True)
+    fd = os.open(secrets / ROLES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
     """Create the owner and runtime roles where missing (superuser session), each with its
     generated password (SCRAM verifier only), and add them to the 0600 libpq password file.
-    Returns the roles created now. Safe to run from several processes at once."""
+    Returns the roles created now. Safe to run from several processes at once, and against a
+    rotation (both hold :func:`roles_lock`)."""
+    with roles_lock(secrets):
+        return _ensure_roles_locked(conn, secrets)
+
+
+def _ensure_roles_locked(conn: psycopg.Connection, secrets: Path) -> list[str]:
     from vreserve.pg_secrets import alter_password_sql, secret_name, update_passfile
     from vreserve.secret_store import ensure_secret
     from vreserve.settings import role_passfile

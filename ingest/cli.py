@@ -165,7 +165,7 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="YAML file (0600) that receives the new passwords; they are never printed or put on a command line.")
 def site_secret(site_ids: tuple[str, ...], out: str) -> None:
-    """Create a site's MQTT login, or rotate its password (its open connection stays up)."""
+    """Create a site's MQTT login, or rotate its password (the plugin disconnects it; it logs in again with the new one)."""
     from vreserve.site_credentials import provision_site_credentials, write_credentials
     from vreserve.mqtt import BrokerError
 

@@ -48,15 +48,18 @@ _s, _d, _a, _v, _i, _r = STREAM, DISPATCHER, API, SUPERVISION, INGEST, ANALYST
 #: relation (table, view, continuous aggregate) -> {role: privileges (S I U D)}. The analyst
 #: reads everything except secrets (password hashes, token hashes, signing and webhook keys).
 #: Whoever inserts or updates ``alerts`` also inserts ``alert_actions`` (trigger, runs as caller).
+#: Supervision gets nothing on users, tokens, signing keys or carriers: its code (supervision/ and
+#: the vreserve/ functions it calls: operations.audited / cli_identity, webhooks, settlement,
+#: audits, assessment SQL) runs no statement on them; it only imports the ``Identity`` type.
 TABLE_RULES: dict[str, dict[str, str]] = {
     "schema_migrations": {_s: "S", _d: "S", _a: "S", _v: "S", _i: "S", _r: "S"},
     "alert_actions": {_s: "SI", _d: "SI", _a: "SI", _v: "SI", _r: "S"},
     "alert_deliveries": {_a: "SIU", _v: "SIU", _r: "S"},
     "alert_webhooks": {_a: "SID", _v: "SID"},
     "alerts": {_s: "SIU", _d: "SU", _a: "SIU", _v: "SIU", _r: "S"},
-    "api_signing_keys": {_a: "SI", _v: "SI"},
-    "api_tokens": {_a: "SIU", _v: "SIU"},
-    "api_users": {_a: "SIU", _v: "SIU"},
+    "api_signing_keys": {_a: "SI"},
+    "api_tokens": {_a: "SIU"},
+    "api_users": {_a: "SIU"},
     "audit_counts": {_a: "SI", _v: "SI", _r: "S"},
     "audit_discrepancies": {_a: "SI", _v: "SI", _r: "S"},
     "audit_log": {_d: "SI", _a: "SI", _v: "SI", _r: "S"},
@@ -65,7 +68,7 @@ TABLE_RULES: dict[str, dict[str, str]] = {
     "audit_rejections": {_v: "SI", _r: "S"},
     "audits": {_a: "SI", _v: "SI", _r: "S"},
     "carrier_webhooks": {_a: "SIU"},
-    "carriers": {_d: "S", _a: "SIU", _v: "SIU", _r: "S"},
+    "carriers": {_d: "S", _a: "SIU", _r: "S"},
     "contract_penalty_terms": {_a: "SIUD", _v: "SIUD", _r: "S"},
     "contract_site_terms": {_s: "S", _d: "S", _a: "SIUD", _v: "SIUD", _r: "S"},
     "contracts": {_s: "S", _d: "S", _a: "SIU", _v: "SIU", _r: "S"},

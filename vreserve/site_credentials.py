@@ -30,7 +30,8 @@ def provision_site_credentials(
 ) -> dict[str, str]:
     """Create (or replace) a password for every site in the broker; returns site -> password.
 
-    A site that already exists gets the new password and its role again; its open connection stays.
+    A site that already exists gets the new password and its role again; the plugin disconnects
+    it (Mosquitto 2.0.x kicks a client whose password changes), so it logs in again with the new one.
     """
     site_ids = list(dict.fromkeys(site_ids))
     for site_id in site_ids:

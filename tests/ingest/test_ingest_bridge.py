@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
 
@@ -306,3 +307,23 @@ def test_site_secret_command_rotates_without_printing_it(settings, unique, servi
         subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
                        capture_output=True, timeout=60)
     assert service_client(site, passwords[-1]).connect_rc.is_failure
+
+
+def test_rotating_a_site_secret_ends_its_session_and_the_new_password_logs_in(settings, unique, service_client) -> None:
+    """What a site rotation costs the device, measured rather than assumed: Mosquitto's
+    dynamic-security plugin (2.0.x) disconnects a client whose password is changed, so a connected
+    site is dropped and must log in again with its new password (its old one is refused). Not
+    hitless: docs/security.md says so."""
+    site = f"t{unique}-hit"
+    old = provision_site_credentials(settings, [site])[site]
+    try:
+        client = service_client(site, old)
+        assert not client.connect_rc.is_failure
+        dropped = threading.Event()
+        client.on_disconnect = lambda *_args: dropped.set()
+        new = provision_site_credentials(settings, [site])[site]
+        assert dropped.wait(10), "the plugin no longer drops a site on rotation: update docs/security.md"
+        assert service_client(site, old).connect_rc.is_failure
+        assert not service_client(site, new).connect_rc.is_failure
+    finally:
+        remove_site_credentials(settings, [site])

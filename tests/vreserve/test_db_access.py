@@ -25,8 +25,8 @@ from vreserve.settings import Settings, role_passfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: tables holding secrets or their hashes: nobody but the API service (and supervision's
-#: operator commands, which authenticate the same way) may read them
+#: tables holding secrets or their hashes: nobody but the API service (and supervision, for the
+#: alert webhooks it registers) may read them
 SECRET_TABLES = {"api_users", "api_tokens", "api_signing_keys", "carrier_webhooks", "alert_webhooks"}
 
 
@@ -293,3 +293,14 @@ def test_role_setup_and_rotation_wait_for_each_other(settings: Settings) -> None
     assert db_access.verifier_matches(stored, new)
     with connect(dsn) as conn:  # the password file holds it too
         assert conn.execute("SELECT current_user").fetchone() == (ANALYST,)
+
+
+def test_supervision_cannot_touch_users_tokens_signing_keys_or_carriers(settings: Settings) -> None:
+    """Its code runs no statement on them (see the note above TABLE_RULES), so it holds no grant."""
+    dsn = _role_dsn(settings, db_access.SUPERVISION)
+    for table in ("api_users", "api_tokens", "api_signing_keys", "carriers"):
+        _refused(dsn, sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        _refused(dsn, sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+    with connect(dsn) as conn:  # its own tables stay open to it
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 0
+        assert conn.execute("SELECT count(*) FROM alert_webhooks").fetchone()[0] >= 0

@@ -52,6 +52,9 @@ class LiveSecret(str):
         obj.path = Path(path)
         return obj
 
+    def __getnewargs__(self) -> tuple[str, Path]:  # copy, deepcopy and pickle keep it live
+        return (str.__str__(self), self.path)
+
     def current(self) -> str:
         """The secret in the file now (the value given at creation when the file is missing)."""
         return read_secret(self.path) or str.__str__(self)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
+import pickle
 import stat
 import subprocess
 import sys
@@ -295,5 +297,7 @@ def test_a_live_secret_never_shows_itself(tmp_path) -> None:
     path.write_text("second\n")
     assert secret.encode() == b"second" and secret.encode("utf-8") == b"second"
     assert "first" not in repr(secret) and "second" not in repr(secret)
+    for copied in (copy.copy(secret), copy.deepcopy(secret), pickle.loads(pickle.dumps(secret))):
+        assert isinstance(copied, kafka_clients.LiveSecret) and copied.encode() == b"second"  # configs get copied
     path.unlink()
     assert secret.encode() == b"first"  # the file gone: the secret the client was built with

@@ -16,6 +16,7 @@ migrations create without a rule is reported by :func:`uncovered` (and fails
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -25,6 +26,10 @@ from typing import Iterator
 
 import psycopg
 from psycopg import sql
+
+from vreserve.pg_secrets import alter_password_sql, scram_verifier, secret_name, update_passfile
+from vreserve.secret_store import ensure_secret
+from vreserve.settings import role_passfile
 
 #: The bootstrap superuser of the local runner's cluster: creates roles and databases, nothing else.
 BOOTSTRAP = "vreserve"
@@ -249,10 +254,6 @@ def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
 
 
 def _ensure_roles_locked(conn: psycopg.Connection, secrets: Path) -> list[str]:
-    from vreserve.pg_secrets import alter_password_sql, secret_name, update_passfile
-    from vreserve.secret_store import ensure_secret
-    from vreserve.settings import role_passfile
-
     created = []
     present = roles_present(conn)
     for role in ALL_ROLES:
@@ -275,9 +276,6 @@ def _ensure_roles_locked(conn: psycopg.Connection, secrets: Path) -> list[str]:
 
 def verifier_matches(stored: str | None, password: str) -> bool:
     """Whether the server's SCRAM verifier ``stored`` is for ``password`` (same salt, same keys)."""
-    import base64
-
-    from vreserve.pg_secrets import scram_verifier
 
     try:
         head, _keys = stored.split("$", 2)[1:], None
@@ -289,7 +287,6 @@ def verifier_matches(stored: str | None, password: str) -> bool:
 
 def set_password(conn: psycopg.Connection, role: str, password: str) -> None:
     """Give ``role`` a new password (the server gets its SCRAM verifier only)."""
-    from vreserve.pg_secrets import alter_password_sql
 
     conn.execute(alter_password_sql(role, password))
 

@@ -211,11 +211,11 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
     if role == own and "password" in info:
         raise click.ClickException("VR_PG_DSN carries its own password: rotate it where you keep it")
     password = new_secret()
-    with connect(settings.pg_dsn, autocommit=True) as conn:
-        db_access.set_password(conn, role, password)
-    write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
-    pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
-                               role, password)
+    with db_access.roles_lock(settings.secrets_folder), connect(settings.pg_dsn, autocommit=True) as conn:
+        db_access.set_password(conn, role, password)  # server, secret and password file under one lock
+        write_secret(settings.secrets_folder / f"{pg_security.secret_name(role)}.secret", password)
+        pg_security.write_passfile(settings.secrets_folder / (PG_PASSFILE if role == own else role_passfile(role)),
+                                   role, password)
     stamp = runner.Postgres(settings).data / "vreserve-password.stamp"
     if role == own and stamp.parent.is_dir():  # the local runner's cluster: it need not set the password again
         stamp.write_text(pg_security.fingerprint(password))
@@ -225,13 +225,15 @@ def db_rotate_password(settings: Settings, role: str | None) -> None:
 @click.command("kafka-principal")
 @click.argument("name")
 @click.option("--carrier", is_flag=True, help="NAME is a carrier id: provision its principal vr-carrier-NAME.")
-@click.option("--rotate", is_flag=True, help="Replace the secret (new logins need it; restart the component).")
+@click.option("--rotate", is_flag=True, help="Replace the secret; running components read it at their next login (no restart).")
 @click.pass_obj
 def kafka_principal(settings: Settings, name: str, carrier: bool, rotate: bool) -> None:
     """Provision a component's or a carrier's Kafka principal: a generated secret (0600, state
     folder; never printed), its SCRAM-SHA-512 credential and its ACLs under the topic prefix.
-    With --rotate the secret is replaced: connections already logged in stay up, new logins need
-    the new secret, so restart the component (or hand the carrier its new secret) afterwards."""
+    With --rotate the secret is replaced: connections already logged in stay up and every new
+    login of a running component reads the new secret from its file, so nothing restarts; the
+    old secret is refused for new logins at once (hand a carrier outside this host its new secret
+    before its next login)."""
     from vreserve.kafka_access import AccessError, carrier_principal, rule_for
     from vreserve.kafka_admin import ensure_acls, provision_principal
 

@@ -6,6 +6,12 @@ principal, the MQTT accounts and the database role, Kafka's SASL_SSL ``server.pr
 storage tool's argument file with the admin's SCRAM credential, Mosquitto's TLS config and
 dynamic-security file, PostgreSQL's hostssl-only ``pg_hba.conf``. Idempotent: existing keys and
 secrets are kept. (Not exercised on the project's machines: they have no Docker engine.)
+
+``python -m deploy.compose_init --database`` is the second one-shot service (``db-init``), run
+once PostgreSQL is up: as the bootstrap superuser it creates the migration owner and the
+components' roles with their generated passwords (0600 secrets and per-role password files in
+the volume), migrates as the owner and grants each role its tables: the same calls the local
+runner and `vreserve db migrate` make (``vreserve.db_access.ensure_roles``, ``vreserve.db.migrate``).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from deploy import kafka_security, pg_security
 from deploy.pki import ensure_server_cert
@@ -20,7 +27,7 @@ from deploy.runner import new_cluster_id
 from vreserve.kafka_access import ADMIN, COMPONENTS
 from vreserve.mqtt_access import ADMIN_USER, render_config
 from vreserve.secret_store import ensure_secret, secret_path
-from vreserve.settings import DEFAULT_MQTT_USER, PG_PASSFILE, mqtt_secret_name
+from vreserve.settings import DEFAULT_MQTT_USER, PG_PASSFILE, Settings, mqtt_secret_name
 
 #: uid/gid the images run their servers as (timescale/timescaledb: postgres = 70; eclipse-mosquitto: 1883;
 #: apache/kafka: appuser = 1000).
@@ -89,6 +96,27 @@ def postgres(state: Path) -> None:
     _own(out, "postgres")
 
 
+def database(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """The components' database roles, the schema and the grants, as the runner makes them:
+    roles cluster-wide (passwords in the settings' secrets folder), then the migrations as
+    ``vr_owner`` and every role's grants. Refuses a DSN that is not a superuser's, because the
+    roles could not be created; refuses ``VR_PG_ROLES=single``, which asks for no roles."""
+    from vreserve import db_access
+    from vreserve.db import connect, migrate
+
+    if settings.pg_roles == "single":
+        raise SystemExit("compose init --database: VR_PG_ROLES=single asks for no component roles")
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT current_setting('is_superuser')").fetchone()[0] != "on":
+            raise SystemExit("compose init --database: VR_PG_DSN's user must be the bootstrap superuser")
+        created = db_access.ensure_roles(conn, settings.secrets_folder)
+    applied = migrate(settings.pg_dsn)
+    if applied.uncovered:
+        raise SystemExit(f"compose init --database: {applied.uncovered}")
+    say(f"compose init: roles {', '.join(created) or 'already present'}; {len(applied)} migration(s) applied "
+        f"({applied.variant.name} variant); grants set; passwords in {settings.secrets_folder} (0600)")
+
+
 def main(state: Path) -> None:
     state.mkdir(parents=True, exist_ok=True)
     kafka(state)
@@ -99,4 +127,7 @@ def main(state: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/vr"))
+    if sys.argv[1:] == ["--database"]:
+        database(Settings.from_env())
+    else:
+        main(Path(sys.argv[1] if len(sys.argv) > 1 else "/vr"))

@@ -165,7 +165,7 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="YAML file (0600) that receives the new passwords; they are never printed or put on a command line.")
 def site_secret(site_ids: tuple[str, ...], out: str) -> None:
-    """Create a site's MQTT login, or rotate its password (its open connection stays up)."""
+    """Create a site's MQTT login, or rotate its password (the plugin disconnects it; it logs in again with the new one)."""
     from vreserve.site_credentials import provision_site_credentials, write_credentials
     from vreserve.mqtt import BrokerError
 
@@ -176,6 +176,41 @@ def site_secret(site_ids: tuple[str, ...], out: str) -> None:
         raise click.ClickException(str(exc)) from None
     write_credentials(creds, out)
     click.echo(f"{len(creds)} site password(s) set in the broker and written to {out}")
+
+
+@ingest.command("site-rotate")
+@click.argument("site_id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="YAML file (0600) that receives the new login and password (never printed).")
+@click.pass_obj
+def site_rotate(settings: Settings, site_id: str, out: str) -> None:
+    """Rotate a site's password without cutting it off: a second login (SITE or SITE/2) with a new
+    password and the same rights; the current login stays until `site-retire-login` ends it."""
+    from vreserve.mqtt import BrokerError
+    from vreserve.site_credentials import begin_site_rotation, write_login
+
+    try:
+        login, password = begin_site_rotation(settings, site_id)
+    except (BrokerError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    write_login(site_id, login, password, out)
+    click.echo(f"site {site_id}: new login {login} written to {out}; the old login works until "
+               f"`vreserve ingest site-retire-login OLD_LOGIN`")
+
+
+@ingest.command("site-retire-login")
+@click.argument("login")
+@click.pass_obj
+def site_retire_login(settings: Settings, login: str) -> None:
+    """End a rotation's overlap: delete one of a site's two logins (its connection ends)."""
+    from vreserve.mqtt import BrokerError
+    from vreserve.site_credentials import retire_site_login
+
+    try:
+        retire_site_login(settings, login)
+    except (BrokerError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"login {login} deleted")
 
 
 @ingest.command("site-remove")

@@ -231,16 +231,36 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
+_SECRETS_AT_START = pytest.StashKey[dict]()
+
+
+def _secrets_now() -> dict[str, str]:
+    from vreserve.secret_scan import known_secrets
+
+    try:
+        settings = Settings.from_env()
+    except Exception:  # noqa: BLE001 - a settings error is reported by the run itself
+        return {}
+    return known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The secrets as the run starts: tests rotate some (database roles, Kafka principals), and a
+    log written before a rotation may hold the old value, which the end-of-run scan still seeks."""
+    session.config.stash[_SECRETS_AT_START] = _secrets_now()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """At the end of a run, every log under the state folder and this run's temporary folders
-    (components started by tests) is scanned for the installation's generated secrets."""
-    from vreserve.secret_scan import known_secrets, log_files, scan
+    (components started by tests) is scanned for the installation's generated secrets, those
+    rotated during the run included."""
+    from vreserve.secret_scan import log_files, remember, scan
 
     try:
         settings = Settings.from_env()
     except Exception:  # noqa: BLE001 - a settings error was already reported by the run
         return
-    secrets = known_secrets(settings.secrets_folder) if settings.secrets_folder.is_dir() else {}
+    secrets = remember(session.config.stash.get(_SECRETS_AT_START, {}), _secrets_now())
     if not secrets:
         return
     roots = [settings.state_dir]

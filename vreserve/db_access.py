@@ -17,8 +17,12 @@ migrations create without a rule is reported by :func:`uncovered` (and fails
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
@@ -49,15 +53,18 @@ _s, _d, _a, _v, _i, _r = STREAM, DISPATCHER, API, SUPERVISION, INGEST, ANALYST
 #: relation (table, view, continuous aggregate) -> {role: privileges (S I U D)}. The analyst
 #: reads everything except secrets (password hashes, token hashes, signing and webhook keys).
 #: Whoever inserts or updates ``alerts`` also inserts ``alert_actions`` (trigger, runs as caller).
+#: Supervision gets nothing on users, tokens, signing keys or carriers: its code (supervision/ and
+#: the vreserve/ functions it calls: operations.audited / cli_identity, webhooks, settlement,
+#: audits, assessment SQL) runs no statement on them; it only imports the ``Identity`` type.
 TABLE_RULES: dict[str, dict[str, str]] = {
     "schema_migrations": {_s: "S", _d: "S", _a: "S", _v: "S", _i: "S", _r: "S"},
     "alert_actions": {_s: "SI", _d: "SI", _a: "SI", _v: "SI", _r: "S"},
     "alert_deliveries": {_a: "SIU", _v: "SIU", _r: "S"},
     "alert_webhooks": {_a: "SID", _v: "SID"},
     "alerts": {_s: "SIU", _d: "SU", _a: "SIU", _v: "SIU", _r: "S"},
-    "api_signing_keys": {_a: "SI", _v: "SI"},
-    "api_tokens": {_a: "SIU", _v: "SIU"},
-    "api_users": {_a: "SIU", _v: "SIU"},
+    "api_signing_keys": {_a: "SI"},
+    "api_tokens": {_a: "SIU"},
+    "api_users": {_a: "SIU"},
     "audit_counts": {_a: "SI", _v: "SI", _r: "S"},
     "audit_discrepancies": {_a: "SI", _v: "SI", _r: "S"},
     "audit_log": {_d: "SI", _a: "SI", _v: "SI", _r: "S"},
@@ -66,7 +73,7 @@ TABLE_RULES: dict[str, dict[str, str]] = {
     "audit_rejections": {_v: "SI", _r: "S"},
     "audits": {_a: "SI", _v: "SI", _r: "S"},
     "carrier_webhooks": {_a: "SIU"},
-    "carriers": {_d: "S", _a: "SIU", _v: "SIU", _r: "S"},
+    "carriers": {_d: "S", _a: "SIU", _r: "S"},
     "contract_penalty_terms": {_a: "SIUD", _v: "SIUD", _r: "S"},
     "contract_site_terms": {_s: "S", _d: "S", _a: "SIUD", _v: "SIUD", _r: "S"},
     "contracts": {_s: "S", _d: "S", _a: "SIU", _v: "SIU", _r: "S"},
@@ -214,11 +221,39 @@ def apply_grants(conn: psycopg.Connection) -> Uncovered:
     return uncovered(conn)
 
 
+#: Lock file (in the secrets folder) that role setup and password rotation hold while they read
+#: a role's secret and set the server's verifier.
+ROLES_LOCK = ".pg-roles.lock"
+
+
+@contextlib.contextmanager
+def roles_lock(secrets: Path) -> Iterator[None]:
+    """Exclusive lock over the database roles' secrets, across processes (``flock`` on a file in
+    the secrets folder, released when the holder ends, even by a crash).
+
+    Why: role setup reads a role's secret, then sets the server's verifier when it does not match.
+    A rotation in between (server and file get the new password) would otherwise be undone: setup
+    saw the old secret, finds the new verifier, "repairs" it back to the old password, and
+    rewrites the password file with it, while the secret file holds the new one."""
+    secrets.mkdir(parents=True, exist_ok=True)
+    fd = os.open(secrets / ROLES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def ensure_roles(conn: psycopg.Connection, secrets: Path) -> list[str]:
     """Create the owner and runtime roles where missing (superuser session), each with its
     generated password (SCRAM verifier only), and add them to the 0600 libpq password file.
-    Returns the roles created now. Safe to run from several processes at once."""
+    Returns the roles created now. Safe to run from several processes at once, and against a
+    rotation (both hold :func:`roles_lock`)."""
+    with roles_lock(secrets):
+        return _ensure_roles_locked(conn, secrets)
 
+
+def _ensure_roles_locked(conn: psycopg.Connection, secrets: Path) -> list[str]:
     created = []
     present = roles_present(conn)
     for role in ALL_ROLES:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, NewTopic,
@@ -17,7 +17,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from vreserve import kafka_clients, topics as topic_names
 from vreserve.kafka_access import ADMIN, COMPONENTS, grants
-from vreserve.secret_store import ensure_secret, replace_secret
+from vreserve.secret_store import ensure_secret, new_secret, write_secret
 from vreserve.settings import Settings
 
 
@@ -129,9 +129,11 @@ def wait_until_authorized(admin: KafkaAdminClient, acls: list[ACL], timeout_s: f
         time.sleep(0.1)
 
 
-def set_scram_password(settings: Settings, principal: str, password: str) -> None:
-    """Create or replace ``principal``'s SCRAM-SHA-512 credential (admin only). Connections already
-    logged in stay up; new logins need the new password."""
+def set_scram_password(settings: Settings, principal: str, password: str,
+                       then: Callable[[], None] | None = None) -> None:
+    """Create or replace ``principal``'s SCRAM-SHA-512 credential (admin only), then run ``then``
+    (e.g. write the secret file) right after the broker accepted it. Connections already logged in
+    stay up; new logins need the new password."""
     admin = kafka_clients.admin(settings, ADMIN)
     try:
         errors = admin.alter_user_scram_credentials(
@@ -140,15 +142,28 @@ def set_scram_password(settings: Settings, principal: str, password: str) -> Non
         admin.close()
     if errors.get(principal):
         raise RuntimeError(f"Kafka refused the SCRAM credential of {principal}: {errors[principal]}")
+    if then is not None:
+        then()
 
 
 def provision_principal(settings: Settings, principal: str, rotate: bool = False) -> Path:
     """Create ``principal``'s secret if missing (or replace it with ``rotate``) and set its SCRAM
-    credential to it; returns the secret's path. A new secret is written before the broker learns
-    it, so a component restarted in between reads the password the broker is about to have."""
+    credential to it; returns the secret's path.
+
+    A rotation needs no restart: running components keep their logged-in connections (the broker
+    does not re-authenticate them) and read the secret file again at every new login
+    (``kafka_clients.LiveSecret``). The new secret is first kept beside the file (0600,
+    ``.next``: a crash in between loses nothing), the broker gets it, and only then it replaces
+    the file, so a component logging in meanwhile still presents the password the broker has
+    until the broker's answer; the remaining window is the broker applying the credential."""
     path = kafka_clients.secret_file(settings, principal)
-    password = replace_secret(path) if rotate else ensure_secret(path)
-    set_scram_password(settings, principal, password)
+    if not rotate:
+        set_scram_password(settings, principal, ensure_secret(path))
+    else:
+        pending = path.with_name(path.name + ".next")
+        password = new_secret()
+        write_secret(pending, password)
+        set_scram_password(settings, principal, password, then=lambda: pending.replace(path))
     wait_until_login(settings, principal)
     return path
 

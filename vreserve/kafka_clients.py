@@ -34,9 +34,41 @@ def kafka_secret_name(principal: str) -> str:
     return f"kafka-{principal}"
 
 
+class LiveSecret(str):
+    """A password that is read from its secret file again at every login.
+
+    Why: a component runs for weeks, and its client opens new connections all along (an idle
+    connection is closed after ``connections_max_idle_ms``, a broker restarts, a partition moves).
+    Both client libraries (kafka-python's ``ScramClient`` and aiokafka's ``ScramAuthenticator``)
+    call ``password.encode()`` at the start of every SASL exchange, so overriding ``encode`` makes
+    each new login use the file's current secret: `vreserve kafka-principal NAME --rotate` then
+    needs no restart. The string's own value is the secret read when the client was built, used
+    if the file has gone; ``repr`` never shows either."""
+
+    path: Path
+
+    def __new__(cls, value: str, path: Path) -> "LiveSecret":
+        obj = super().__new__(cls, value)
+        obj.path = Path(path)
+        return obj
+
+    def __getnewargs__(self) -> tuple[str, Path]:  # copy, deepcopy and pickle keep it live
+        return (str.__str__(self), self.path)
+
+    def current(self) -> str:
+        """The secret in the file now (the value given at creation when the file is missing)."""
+        return read_secret(self.path) or str.__str__(self)
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:  # type: ignore[override]
+        return self.current().encode(encoding, errors)
+
+    def __repr__(self) -> str:
+        return f"LiveSecret({self.path.name})"
+
+
 @dataclass(frozen=True)
 class KafkaLogin:
-    """A principal and its password; ``repr`` hides the password."""
+    """A principal and its password (re-read from its file at every login); ``repr`` hides it."""
 
     principal: str
     password: str = field(repr=False)
@@ -56,7 +88,7 @@ def login(settings: Settings, principal: str) -> KafkaLogin:
     if password is None:
         raise KafkaLoginError(f"no Kafka secret for principal {principal} ({path}): start the services "
                               f"(`vreserve services up`) or provision it (`vreserve kafka-principal {principal}`)")
-    return KafkaLogin(principal, password)
+    return KafkaLogin(principal, LiveSecret(password, path))
 
 
 def ca_file(settings: Settings) -> Path:

@@ -165,9 +165,26 @@ def update_site_commands(site_id: str, password: str) -> list[dict[str, Any]]:
     ]
 
 
+#: A site's second login, used during a hitless rotation. A site id never holds '/', so this name
+#: can be no other site's login.
+SECOND_LOGIN_SUFFIX = "/2"
+
+
+def site_logins(site_id: str) -> tuple[str, str]:
+    """The two logins a site may have: its id, and its id with the second-login suffix. Both carry
+    the site's role, so both may do exactly what the site may do."""
+    check_site_id(site_id)
+    return site_id, site_id + SECOND_LOGIN_SUFFIX
+
+
+def site_of_login(username: str) -> str:
+    """The site a login belongs to (its id without the second-login suffix)."""
+    return username.removesuffix(SECOND_LOGIN_SUFFIX)
+
+
 def remove_site_commands(site_id: str) -> list[dict[str, Any]]:
-    """Delete a site's client (which also disconnects it) and its role."""
+    """Delete a site's clients, both logins (which also disconnects them), and its role."""
     return [
-        {"command": "deleteClient", "username": site_id},
+        *({"command": "deleteClient", "username": login} for login in site_logins(site_id)),
         {"command": "deleteRole", "rolename": site_role(site_id)},
     ]

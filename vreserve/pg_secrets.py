@@ -37,6 +37,17 @@ def _esc(value: str) -> str:
 
 def _role_of(line: str) -> str | None:
     """The user field of a ``*:*:*:user:password`` line (escapes undone), None if not one."""
+    fields = _fields(line)
+    return fields[3] if fields else None
+
+
+def passfile_entries(text: str) -> list[tuple[str, str]]:
+    """(user, password) of each line of a libpq password file (escapes undone; comments skipped)."""
+    return [(f[3], f[4]) for f in map(_fields, text.splitlines()) if f and not f[0].startswith("#")]
+
+
+def _fields(line: str) -> list[str] | None:
+    """The five fields of a ``host:port:db:user:password`` line (escapes undone), None if not one."""
     fields, cur, i = [], "", 0
     while i < len(line):
         ch = line[i]
@@ -50,7 +61,7 @@ def _role_of(line: str) -> str | None:
         else:
             cur += ch
         i += 1
-    return fields[3] if len(fields) == 4 else None
+    return [*fields, cur] if len(fields) == 4 else None
 
 
 def update_passfile(path: Path, role: str, password: str) -> None:

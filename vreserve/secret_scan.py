@@ -22,13 +22,37 @@ class Leak:
 
 
 def known_secrets(secrets_dir: Path) -> dict[str, str]:
-    """Secret file name -> value, for every ``*.secret`` file in ``secrets_dir``."""
+    """Secret name -> value, for every secret kept in ``secrets_dir``: each ``*.secret`` file, a
+    rotation's pending ``*.secret.next``, and every password in libpq's password files (``pgpass``
+    and the database roles' ``pgpass-<role>``, named ``<file>:<role>``), which normally repeat the
+    ``pg-<role>.secret`` values but are what the components actually read."""
+    from vreserve.pg_secrets import passfile_entries
+
     found = {}
-    for path in sorted(Path(secrets_dir).glob("*.secret")):
+    folder = Path(secrets_dir)
+    for path in sorted([*folder.glob("*.secret"), *folder.glob("*.secret.next")]):
         value = path.read_text(errors="replace").strip()
         if len(value) >= MIN_SECRET_CHARS:
             found[path.name] = value
+    for path in sorted(folder.glob("pgpass*")):
+        if path.name.endswith(".tmp"):
+            continue
+        for role, value in passfile_entries(path.read_text(errors="replace")):
+            if len(value) >= MIN_SECRET_CHARS:
+                found[f"{path.name}:{role}"] = value
     return found
+
+
+def remember(earlier: dict[str, str], now: dict[str, str]) -> dict[str, str]:
+    """``now`` plus every value of ``earlier`` that is no longer current (a secret rotated
+    meanwhile), named ``<name> (before rotation)``: a log written before a rotation may hold the
+    old value, which no file holds any more."""
+    current = set(now.values())
+    merged = dict(now)
+    for name, value in earlier.items():
+        if value not in current:
+            merged[f"{name} (before rotation)"] = value
+    return merged
 
 
 def log_files(roots: Iterable[Path]) -> list[Path]:

@@ -2,20 +2,26 @@
 component principal limited to its own topics and groups (vreserve/kafka_access.py)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import os
+import pickle
 import stat
 import subprocess
 import sys
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
 from deploy.kafka_security import CONTROLLER_USER
 from vreserve import kafka_clients, topics
 from vreserve.kafka_access import ADMIN, BRIDGE, COMPONENTS, LOGISTICS, OPERATIONS, STREAM, carrier_principal, grants
-from vreserve.kafka_admin import ensure_topics
+from vreserve.kafka_admin import ensure_acls, ensure_topics, provision_principal
 from vreserve.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -208,3 +214,90 @@ def test_ensure_topics_as_a_component_does_not_grant(settings: Settings) -> None
     """Only the admin grants ACLs; a component creating a topic it may not create is refused."""
     with pytest.raises(TopicAuthorizationFailedError):
         ensure_topics(settings.with_(topic_prefix=f"x{uuid.uuid4().hex[:6]}."), [topics.MODE], principal=LOGISTICS)
+
+
+IDLE_MS = 1500  # the clients below drop idle connections fast, so they log in again soon after a rotation
+
+
+def _frozen_producer(settings: Settings, principal: str):
+    """A producer holding its password as a plain string (what every client did before
+    ``LiveSecret``): the control that shows the clients below really log in again."""
+    options = kafka_clients.connection_options(settings, principal)
+    options["sasl_plain_password"] = str.__str__(options["sasl_plain_password"])
+    return KafkaProducer(**options, acks="all", connections_max_idle_ms=IDLE_MS, max_block_ms=8000,
+                         request_timeout_ms=8000, retries=0)
+
+
+async def _aio_send(settings: Settings, principal: str, topic: str, rounds: list[float]) -> int:
+    """One aiokafka producer (Faust's client library) sending once per delay in ``rounds``."""
+    producer = kafka_clients.aio_producer(settings, principal, connections_max_idle_ms=IDLE_MS,
+                                          request_timeout_ms=10000)
+    await producer.start()
+    sent = 0
+    try:
+        for delay in rounds:
+            await asyncio.sleep(delay)
+            await producer.send_and_wait(topic, key=b"k", value=b"{}")
+            sent += 1
+    finally:
+        await producer.stop()
+    return sent
+
+
+def test_a_running_component_keeps_working_across_a_rotation(settings: Settings, tmp_path) -> None:
+    """`kafka-principal --rotate` without a restart: producers built before the rotation (kafka-python
+    and aiokafka) keep sending on their open connections, and after their idle connections were
+    closed they log in again with the new secret read from the file; a client that kept the old
+    password in memory, and a new connection with the old secret, are refused."""
+    principal = carrier_principal(f"r{uuid.uuid4().hex[:6]}")
+    path = provision_principal(settings, principal)
+    ensure_acls(settings, [principal])
+    old = path.read_text().strip()
+    topic = settings.topic(topics.ORDER_STATUS)
+    live = kafka_clients.producer(settings, principal, connections_max_idle_ms=IDLE_MS, max_block_ms=8000,
+                                  request_timeout_ms=8000, retries=0)
+    frozen = _frozen_producer(settings, principal)
+    # the aiokafka producer: logs in now, rotation at ~2 s, then sends through ~8 s (re-logins included)
+    with ThreadPoolExecutor(1) as pool:
+        aio = pool.submit(asyncio.run, _aio_send(settings, principal, topic, [0.0, 3.0, 3.0, 3.0]))
+        try:
+            for producer in (live, frozen):
+                producer.send(topic, key=b"k", value=b"{}").get(timeout=20)
+            time.sleep(2.0)
+            provision_principal(settings, principal, rotate=True)
+            assert path.read_text().strip() != old
+            assert not path.with_name(path.name + ".next").exists()
+            live.send(topic, key=b"k", value=b"{}").get(timeout=20)  # open connection, no new login
+            time.sleep(4 * IDLE_MS / 1000)  # idle connections closed: the next send logs in again
+            live.send(topic, key=b"k", value=b"{}").get(timeout=20)
+            time.sleep(4 * IDLE_MS / 1000)
+            live.send(topic, key=b"k", value=b"{}").get(timeout=20)
+            refusals = "invalid credentials with SASL mechanism SCRAM-SHA-512"
+            before = _broker_log_lines(settings, refusals)
+            with pytest.raises(KafkaError):  # its re-login with the old password fails
+                frozen.send(topic, key=b"k", value=b"{}").get(timeout=20)
+            if before is not None:  # the broker says why
+                assert _broker_log_lines(settings, refusals) > before
+            assert aio.result(timeout=60) == 4
+        finally:
+            live.close(2)
+            with contextlib.suppress(KafkaTimeoutError):  # its record can never be delivered
+                frozen.close(1)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / path.name).write_text(old + "\n")
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        _list_topics(settings.with_(secrets_dir=str(stale)), principal)
+
+
+def test_a_live_secret_never_shows_itself(tmp_path) -> None:
+    path = tmp_path / "kafka-x.secret"
+    path.write_text("first\n")
+    secret = kafka_clients.LiveSecret("first", path)
+    path.write_text("second\n")
+    assert secret.encode() == b"second" and secret.encode("utf-8") == b"second"
+    assert "first" not in repr(secret) and "second" not in repr(secret)
+    for copied in (copy.copy(secret), copy.deepcopy(secret), pickle.loads(pickle.dumps(secret))):
+        assert isinstance(copied, kafka_clients.LiveSecret) and copied.encode() == b"second"  # configs get copied
+    path.unlink()
+    assert secret.encode() == b"first"  # the file gone: the secret the client was built with

@@ -66,3 +66,44 @@ def test_the_cli_scan_fails_on_a_find_and_names_only_the_file(tmp_path) -> None:
     assert res.returncode == 1, res.stdout + res.stderr
     assert "kafka-vr-api.secret" in res.stdout and "api.log" in res.stdout
     assert "planted-secret-value-42" not in res.stdout + res.stderr
+
+
+def test_the_scan_knows_the_database_roles_password_files_and_rotated_secrets(tmp_path) -> None:
+    """libpq's password files are what components read: their passwords are searched too (named by
+    file and role), and a secret rotated during a run is still searched under its old value."""
+    from vreserve.pg_secrets import update_passfile
+    from vreserve.secret_scan import remember
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    update_passfile(secrets / "pgpass-vr_api", "vr_api", "api-pass:with\\escapes-0123")
+    (secrets / "kafka-vr-bridge.secret.next").write_text("pending-rotation-value-77\n")
+    earlier = known_secrets(secrets)
+    assert earlier == {"pgpass-vr_api:vr_api": "api-pass:with\\escapes-0123",
+                       "kafka-vr-bridge.secret.next": "pending-rotation-value-77"}
+    update_passfile(secrets / "pgpass-vr_api", "vr_api", "rotated-api-pass-0456")
+    (secrets / "kafka-vr-bridge.secret.next").unlink()
+    merged = remember(earlier, known_secrets(secrets))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "api.log").write_text("login failed for api-pass:with\\escapes-0123\n")
+    (logs / "bridge.log").write_text("sasl pending-rotation-value-77\n")
+    (logs / "new.log").write_text("rotated-api-pass-0456\n")
+    found = {(leak.log.name, leak.secret) for leak in scan(merged, log_files([logs]))}
+    assert found == {("api.log", "pgpass-vr_api:vr_api (before rotation)"),
+                     ("bridge.log", "kafka-vr-bridge.secret.next (before rotation)"),
+                     ("new.log", "pgpass-vr_api:vr_api")}
+
+
+@pytest.mark.services
+def test_every_database_role_password_is_searched(base_settings: Settings) -> None:
+    """The runner's per-role password files are part of what the scan (session end, `vreserve
+    secrets-scan`) looks for."""
+    from vreserve.db_access import ALL_ROLES
+
+    if base_settings.pg_roles == "single":
+        pytest.skip("VR_PG_ROLES=single: no per-role passwords")
+    secrets = known_secrets(base_settings.secrets_folder)
+    for role in ALL_ROLES:
+        assert f"pg-{role}.secret" in secrets and f"pgpass-{role}:{role}" in secrets, role
+        assert secrets[f"pg-{role}.secret"] == secrets[f"pgpass-{role}:{role}"], role

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
 
@@ -306,3 +307,75 @@ def test_site_secret_command_rotates_without_printing_it(settings, unique, servi
         subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
                        capture_output=True, timeout=60)
     assert service_client(site, passwords[-1]).connect_rc.is_failure
+
+
+def test_rotating_a_site_secret_ends_its_session_and_the_new_password_logs_in(settings, unique, service_client) -> None:
+    """What a site rotation costs the device, measured rather than assumed: Mosquitto's
+    dynamic-security plugin (2.0.x) disconnects a client whose password is changed, so a connected
+    site is dropped and must log in again with its new password (its old one is refused). Not
+    hitless: docs/security.md says so."""
+    site = f"t{unique}-hit"
+    old = provision_site_credentials(settings, [site])[site]
+    try:
+        client = service_client(site, old)
+        assert not client.connect_rc.is_failure
+        dropped = threading.Event()
+        client.on_disconnect = lambda *_args: dropped.set()
+        new = provision_site_credentials(settings, [site])[site]
+        assert dropped.wait(10), "the plugin no longer drops a site on rotation: update docs/security.md"
+        assert service_client(site, old).connect_rc.is_failure
+        assert not service_client(site, new).connect_rc.is_failure
+    finally:
+        remove_site_credentials(settings, [site])
+
+
+def test_a_site_rotates_without_being_cut_off_through_a_second_login(settings, unique, service_client,
+                                                                      tmp_path) -> None:
+    """`vreserve ingest site-rotate SITE` then `site-retire-login OLD`: the connected site keeps its
+    session through the rotation and publishes; the new login (SITE/2) has exactly the site's rights
+    (its own commands, not another site's); retiring the old login ends the old session, and the
+    old password is refused from then on."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    site, other = f"t{unique}-ov", f"t{unique}-ov-b"
+    env = {**os.environ, "VR_MQTT_URL": settings.mqtt_url}
+    cli = [sys.executable, "-m", "vreserve.cli", "ingest"]
+    old = provision_site_credentials(settings, [site, other])[site]
+    try:
+        first = service_client(site, old)
+        assert not first.connect_rc.is_failure
+        dropped = threading.Event()
+        first.on_disconnect = lambda *_args: dropped.set()
+        out = tmp_path / "login.yaml"
+        done = subprocess.run([*cli, "site-rotate", site, "--out", str(out)], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        login = yaml.safe_load(out.read_text())["mqtt_login"]
+        assert login["username"] == f"{site}/2" and login["password"] not in done.stdout + done.stderr
+        assert (out.stat().st_mode & 0o777) == 0o600
+        assert not dropped.wait(3), "the rotation cut the connected site off"
+        sent = first.publish(topics.mqtt_stock_topic(site), b"{}", qos=1)
+        sent.wait_for_publish(5)
+        assert sent.is_published()  # the old session still answers
+        second = service_client(login["username"], login["password"])
+        assert not second.connect_rc.is_failure
+        assert not _suback(second, topics.mqtt_pick_topic(site))[0].is_failure
+        assert _suback(second, topics.mqtt_pick_topic(other))[0].is_failure
+        again = subprocess.run([*cli, "site-rotate", site, "--out", str(tmp_path / "x.yaml")], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode != 0 and "already has two logins" in again.stderr
+        retired = subprocess.run([*cli, "site-retire-login", site], env=env, capture_output=True, text=True, timeout=60)
+        assert retired.returncode == 0, retired.stderr
+        assert dropped.wait(10), "the retired login's session was not ended"
+        assert service_client(site, old).connect_rc.is_failure
+        assert not service_client(login["username"], login["password"]).connect_rc.is_failure
+        last = subprocess.run([*cli, "site-retire-login", login["username"]], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert last.returncode != 0 and "only login" in last.stderr
+    finally:
+        remove_site_credentials(settings, [site, other])
+    assert service_client(f"{site}/2", login["password"]).connect_rc.is_failure  # site-remove took both logins

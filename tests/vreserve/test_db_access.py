@@ -3,10 +3,13 @@ what vreserve/db_access.py grants it, none is a superuser, none owns anything, a
 the migrations create has a rule."""
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -22,8 +25,8 @@ from vreserve.settings import Settings, role_passfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: tables holding secrets or their hashes: nobody but the API service (and supervision's
-#: operator commands, which authenticate the same way) may read them
+#: tables holding secrets or their hashes: nobody but the API service (and supervision, for the
+#: alert webhooks it registers) may read them
 SECRET_TABLES = {"api_users", "api_tokens", "api_signing_keys", "carrier_webhooks", "alert_webhooks"}
 
 
@@ -256,3 +259,48 @@ def test_db_roles_lists_every_role_and_its_grants(settings: Settings) -> None:
         assert "no superuser" in lines[head]
     stream_grants = lines[next(i for i, line in enumerate(lines) if line.startswith(STREAM + " ")) + 1]
     assert "stream_offsets:" in stream_grants and "plans:" not in stream_grants
+
+
+def _set_up_roles(settings: Settings) -> list[str]:
+    with connect(settings.pg_dsn, autocommit=True) as conn:
+        return db_access.ensure_roles(conn, settings.secrets_folder)
+
+
+def test_role_setup_and_rotation_wait_for_each_other(settings: Settings) -> None:
+    """Role setup (runner start, test session, `db migrate`) and `db rotate-password` take the same
+    lock: while one holds it the others wait, so setup never puts back the password a rotation has
+    just replaced. Afterwards the server, the secret and the password file agree."""
+    dsn = _role_dsn(settings, ANALYST)
+    secret = settings.secrets_folder / f"pg-{ANALYST}.secret"
+    before = secret.read_text()
+    env = {**os.environ, "VR_SECRETS_DIR": str(settings.secrets_folder)}
+    with contextlib.ExitStack() as held, ThreadPoolExecutor(1) as pool:
+        held.enter_context(db_access.roles_lock(settings.secrets_folder))  # as a rotation in progress
+        setup = pool.submit(_set_up_roles, settings)
+        rotation = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "db", "rotate-password", "--role", ANALYST],
+                                    env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(4.0)
+        assert not setup.done(), "role setup did not wait for the lock"
+        assert rotation.poll() is None and secret.read_text() == before, "the rotation did not wait for the lock"
+        held.close()  # release: both go on, one after the other
+        out, err = rotation.communicate(timeout=60)
+        assert rotation.returncode == 0, err
+        setup.result(timeout=60)
+    new = secret.read_text().strip()
+    assert new != before.strip()
+    with connect(settings.pg_dsn) as conn:
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (ANALYST,)).fetchone()[0]
+    assert db_access.verifier_matches(stored, new)
+    with connect(dsn) as conn:  # the password file holds it too
+        assert conn.execute("SELECT current_user").fetchone() == (ANALYST,)
+
+
+def test_supervision_cannot_touch_users_tokens_signing_keys_or_carriers(settings: Settings) -> None:
+    """Its code runs no statement on them (see the note above TABLE_RULES), so it holds no grant."""
+    dsn = _role_dsn(settings, db_access.SUPERVISION)
+    for table in ("api_users", "api_tokens", "api_signing_keys", "carriers"):
+        _refused(dsn, sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        _refused(dsn, sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+    with connect(dsn) as conn:  # its own tables stay open to it
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 0
+        assert conn.execute("SELECT count(*) FROM alert_webhooks").fetchone()[0] >= 0

@@ -1,4 +1,6 @@
-"""What an operator sees before a declaration is published: the ideal shortage per material.
+"""The ideal shortage per material: of a declaration before it is published (the console's
+confirmation) and of a declared emergency (the console's figures and ``GET /emergencies/{id}/plans``).
+Shared in vreserve/ so the API and the console compute it with one definition.
 
 Same definition as the emergency report (dispatcher/report.py): the share of the horizon's demand
 that no plan could cover even if every unit were used, i.e.

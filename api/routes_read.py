@@ -95,6 +95,20 @@ def sites(request: Request, region: Filter = None, grid_cell: Filter = None, own
                                        "owner": _owner_of(who)}, limit, offset)
 
 
+@router.get("/movements", response_model=Page, tags=["sites"], openapi_extra=access("viewer", ("owner",)),
+            summary="Declared consumptions / replenishments, newest first (`vreserve movements list`)")
+def movements(request: Request, site_id: Filter = None, limit: Limit = 100, offset: Offset = 0,
+              who: Identity = Depends(VIEWER_OR_OWNER)) -> Page:
+    """`qty` in `unit`; `actor` who declared it; an owner token sees its own sites' only."""
+    with _conn(request) as conn:
+        return _page(conn, "SELECT m.movement_id, m.site_id, m.material_id, m.kind, m.qty::float8 AS qty, m.unit,"
+                           " m.at, m.actor FROM stock_movements m JOIN sites s USING (site_id)"
+                           " WHERE (%(site)s::text IS NULL OR m.site_id = %(site)s)"
+                           " AND (%(owner)s::text IS NULL OR s.owner_id = %(owner)s)"
+                           " ORDER BY m.at DESC, m.movement_id", {"site": site_id, "owner": _owner_of(who)},
+                     limit, offset)
+
+
 @router.get("/sites/{site_id}", tags=["sites"], openapi_extra=access("viewer", ("owner",)),
             summary="One site with its contracted and reported stock per material")
 def site(request: Request, site_id: Id, who: Identity = Depends(VIEWER_OR_OWNER)) -> dict:

@@ -7,6 +7,9 @@ identity as the actor.
 - ``POST /emergencies/{id}/settlement`` (supervisor): settle the emergency; 201 with the version it
   issued (the first statement or an ADJUSTMENT), 200 when nothing changed since the last version.
   Owners read their own statements and lines through ``GET /settlement/statements``.
+- ``POST /emergencies/{id}/settlement-runs`` (supervisor): the same in a background thread, its
+  steps in ``settlement_runs``; a run whose process died reads ``interrupted`` (its advisory lock
+  is free) and ``POST /settlement-runs/{id}/resume`` runs it again without issuing twice.
 """
 from __future__ import annotations
 

@@ -174,6 +174,21 @@ def register_webhook(request: Request, body: WebhookIn, who: Identity = Depends(
     return {"carrier_id": who.name, "url": body.url, "secret": secret, "signature_header": wh.SIGNATURE_HEADER}
 
 
+@router.put("/carriers/{carrier_id}/webhook", tags=["webhooks"], openapi_extra=access("admin"),
+            summary="Set a carrier's webhook URL on its behalf (returns the signing secret once)")
+def set_carrier_webhook(request: Request, carrier_id: PathName, body: WebhookIn,
+                        who: Identity = Depends(ADMIN)) -> dict:
+    """What `vreserve carrier-webhooks register CARRIER URL` does from the shell, for an admin
+    setting up a carrier that has no API token yet; the same `api.webhooks.register`. A carrier
+    registers its own with `POST /webhooks`. Unknown carrier: 404 `carrier_not_found`."""
+    _audit(request, carrier_id, url=body.url)
+    with _conn(request) as conn:
+        if not conn.execute("SELECT 1 FROM carriers WHERE carrier_id = %s", (carrier_id,)).fetchone():
+            raise ApiError(404, "carrier_not_found", f"no carrier {carrier_id!r}")
+        secret = wh.register(conn, carrier_id, body.url, who.actor)
+    return {"carrier_id": carrier_id, "url": body.url, "secret": secret, "signature_header": wh.SIGNATURE_HEADER}
+
+
 @router.get("/webhooks/held", response_model=Page, tags=["webhooks"], openapi_extra=access("operator"),
             summary="Carriers whose deliveries are held after repeated failures")
 def held_webhooks(request: Request, limit: Limit = 100, offset: Offset = 0,

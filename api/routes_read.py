@@ -21,6 +21,7 @@ from api.errors import ApiError
 from api.security import (IDENTITY_COLUMNS, IDENTITY_JOINS, access, authorize, credentials, lookup_identity, oauth2,
                           requires)
 from vreserve.identity import Identity
+from vreserve.ideal_shortage import PreviewError, emergency_ideal
 from vreserve.warehouse import totals_by_material, virtual_warehouse
 
 router = APIRouter()
@@ -92,6 +93,20 @@ def sites(request: Request, region: Filter = None, grid_cell: Filter = None, own
     with _conn(request) as conn:
         return _page(conn, SITES_SQL, {"region": region, "cell": grid_cell, "kind": owner_kind, "status": status,
                                        "owner": _owner_of(who)}, limit, offset)
+
+
+@router.get("/movements", response_model=Page, tags=["sites"], openapi_extra=access("viewer", ("owner",)),
+            summary="Declared consumptions / replenishments, newest first (`vreserve movements list`)")
+def movements(request: Request, site_id: Filter = None, limit: Limit = 100, offset: Offset = 0,
+              who: Identity = Depends(VIEWER_OR_OWNER)) -> Page:
+    """`qty` in `unit`; `actor` who declared it; an owner token sees its own sites' only."""
+    with _conn(request) as conn:
+        return _page(conn, "SELECT m.movement_id, m.site_id, m.material_id, m.kind, m.qty::float8 AS qty, m.unit,"
+                           " m.at, m.actor FROM stock_movements m JOIN sites s USING (site_id)"
+                           " WHERE (%(site)s::text IS NULL OR m.site_id = %(site)s)"
+                           " AND (%(owner)s::text IS NULL OR s.owner_id = %(owner)s)"
+                           " ORDER BY m.at DESC, m.movement_id", {"site": site_id, "owner": _owner_of(who)},
+                     limit, offset)
 
 
 @router.get("/sites/{site_id}", tags=["sites"], openapi_extra=access("viewer", ("owner",)),
@@ -252,25 +267,50 @@ def mode_events(request: Request, region: Filter = None, limit: Limit = 100, off
                            " ORDER BY at DESC, event_id", {"region": region}, limit, offset)
 
 
-@router.get("/emergencies/{emergency_id}/plans", response_model=Page, tags=["emergencies"],
-            openapi_extra=access("viewer"), summary="Plans per period: status, gap, shortage per material")
+class PlansPage(Page):
+    ideal: dict[str, Any]
+
+
+@router.get("/emergencies/{emergency_id}/plans", response_model=PlansPage, tags=["emergencies"],
+            openapi_extra=access("viewer"), summary="Plans per period: status, gap, shortage per material vs ideal")
 def plans(request: Request, emergency_id: Id, limit: Limit = 100, offset: Offset = 0,
-          who: Identity = Depends(VIEWER)) -> Page:
+          who: Identity = Depends(VIEWER)) -> PlansPage:
     """`materials[m]` holds, in the material's `unit`: available, demand_period, due_with_backlog,
-    planned_delivery, planned_pick, planned_shortage, and `shortage_rate` (share of what was due)."""
+    planned_delivery, planned_pick, planned_shortage, `shortage_rate` (share 0..1 of what was due)
+    and `ideal_shortage_rate` (share 0..1: the emergency's ideal, the floor no plan can beat over the
+    horizon; a single period may be below it). `gap` is a share 0..1, `solve_seconds` in seconds.
+    `ideal` is the emergency's ideal shortage per material (vreserve/ideal_shortage.py, the report's
+    definition): demand over the horizon, centres' usable stock, live supply the first plan saw,
+    `ideal_shortage` (all in `unit`) and `ideal_shortage_rate`; empty `materials` before the first
+    plan or when the demand source cannot be read (`ideal_note` says which). Unknown emergency: 404."""
+    demand_dir = request.app.state.api.settings.state_dir / "api-demand"
     with _conn(request) as conn:
+        try:
+            ideal = emergency_ideal(conn, emergency_id, demand_dir)
+        except PreviewError as exc:
+            raise ApiError(404, exc.code, str(exc)) from None
         page = _page(conn, "SELECT plan_id, period, created_at, status, objective, gap, solve_seconds, summary"
                            " FROM plans WHERE emergency_id = %(id)s ORDER BY period", {"id": emergency_id},
                      limit, offset)
+    rates = {m: f["ideal_shortage_rate"] for m, f in (ideal or {}).get("materials", {}).items()}
     for item in page.items:
         summary = item.pop("summary") or {}
         mats = summary.get("materials") or {}
-        for fig in mats.values():
+        for m, fig in mats.items():
             due = fig.get("due_with_backlog") or 0
             fig["shortage_rate"] = (fig.get("planned_shortage") or 0) / due if due else None
+            fig["ideal_shortage_rate"] = rates.get(m)
         item.update(materials=mats, orders=summary.get("orders"), cancelled=summary.get("cancelled"),
                     message=summary.get("message"), timings_s=summary.get("timings_s"))
-    return page
+    return PlansPage(**page.model_dump(), ideal=_ideal_out(ideal, bool(page.items) or offset > 0))
+
+
+def _ideal_out(ideal: dict | None, planned: bool) -> dict:
+    """The ideal block with a note saying why it is missing, when it is."""
+    if ideal is not None:
+        return {**ideal, "ideal_note": None}
+    return {"materials": {}, "notes": [], "ideal_note": "the demand source of the emergency cannot be read"
+            if planned else "no plan yet: live supply is what the first plan sees"}
 
 
 # ----------------------------------------------------------------------------------- orders

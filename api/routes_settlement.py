@@ -7,6 +7,9 @@ identity as the actor.
 - ``POST /emergencies/{id}/settlement`` (supervisor): settle the emergency; 201 with the version it
   issued (the first statement or an ADJUSTMENT), 200 when nothing changed since the last version.
   Owners read their own statements and lines through ``GET /settlement/statements``.
+- ``POST /emergencies/{id}/settlement-runs`` (supervisor): the same in a background thread, its
+  steps in ``settlement_runs``; a run whose process died reads ``interrupted`` (its advisory lock
+  is free) and ``POST /settlement-runs/{id}/resume`` runs it again without issuing twice.
 """
 from __future__ import annotations
 
@@ -200,8 +203,14 @@ def post_settlement(request: Request, emergency_id: Id, body: SettleIn = Body(de
 
 
 # ------------------------------------------------------------------------- settlement runs
-#: A running settlement whose row has not moved for this long lost its API instance.
-STALLED_AFTER_S = 120
+#: The run's liveness: the connection running it holds this session advisory lock, so the lock is
+#: free exactly when no live process is running it (a killed instance's connection closes and
+#: PostgreSQL releases the lock), however long a step takes.
+RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('settlement-run:' || %s, 0))"
+RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('settlement-run:' || %s, 0))"
+RUN_SQL = ("SELECT run_id, emergency_id, requested_by, period_from, period_to, state, steps, started_at, updated_at,"
+           " finished_at, outcome, issued, error, extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)"
+           " FROM settlement_runs WHERE run_id = %s")
 
 
 @router.post("/emergencies/{emergency_id}/settlement-runs", status_code=202, tags=["supervision"],
@@ -224,31 +233,68 @@ def post_settlement_run(request: Request, emergency_id: Id, body: SettleIn = Bod
                      " VALUES (%s, %s, %s, %s, %s)",
                      (run_id, emergency_id, who.actor, body.period_from, body.period_to))
     request.state.audit_detail["run_id"] = run_id
-    threading.Thread(target=_run_settlement, name=f"settle-{run_id}", daemon=True,
-                     args=(request.app.state.api.pool, run_id, emergency_id, who.actor, body)).start()
+    _start(request.app.state.api.pool, run_id, "started")
     return {"run_id": run_id, "emergency_id": emergency_id, "state": "running",
             "progress": f"/api/v1/settlement-runs/{run_id}"}
 
 
-def _run_settlement(pool, run_id: str, emergency_id: str, actor: str, body: SettleIn) -> None:
-    """The background run: each progress message becomes a step; the end records the outcome."""
-    def step(message: str) -> None:
-        with pool.connection() as conn:
-            conn.execute("UPDATE settlement_runs SET steps = steps || jsonb_build_array(jsonb_build_object("
-                         "'at', clock_timestamp(), 'message', %s::text)), updated_at = clock_timestamp()"
-                         " WHERE run_id = %s", (message, run_id))
+def _start(pool, run_id: str, first_step: str) -> bool:
+    """Claim the run's lock on a connection of its own and run it in a thread; False if a live
+    process holds the lock (it is running the run)."""
+    conn = pool.getconn()
     try:
-        step("started")
-        with pool.connection() as conn:
-            result = settle(conn, emergency_id, actor, body.period_from, body.period_to, progress=step)
-        issued = result.issued
+        claimed = conn.execute(RUN_LOCK_SQL, (run_id,)).fetchone()[0]
+    except Exception:
+        pool.putconn(conn)
+        raise
+    if not claimed:
+        pool.putconn(conn)
+        return False
+    threading.Thread(target=_run_settlement, name=f"settle-{run_id}", daemon=True,
+                     args=(pool, conn, run_id, first_step)).start()
+    return True
+
+
+def _run_settlement(pool, conn, run_id: str, first_step: str) -> None:
+    """The background run on ``conn`` (which holds the run's lock): each progress message becomes a
+    step; the end records the outcome. A version an earlier, interrupted attempt of this run stored
+    is reported as this run's outcome (settling again issues nothing new: statement ids are per
+    emergency and version, and an unchanged statement is not issued twice)."""
+    def step(message: str) -> None:
+        with pool.connection() as c:
+            c.execute("UPDATE settlement_runs SET steps = steps || jsonb_build_array(jsonb_build_object("
+                      "'at', clock_timestamp(), 'message', %s::text)), updated_at = clock_timestamp()"
+                      " WHERE run_id = %s", (message, run_id))
+    emergency_id = "?"
+    try:
+        step(first_step)
+        emergency_id, actor, pf, pt, started = conn.execute(
+            "SELECT emergency_id, requested_by, period_from, period_to, started_at FROM settlement_runs"
+            " WHERE run_id = %s", (run_id,)).fetchone()
+        result = settle(conn, emergency_id, actor, pf, pt, progress=step)
+        issued, earlier = result.issued, False
+        if issued is None:
+            issued = next((v for v in reversed(result.versions)
+                           if v.issued_by == actor and v.issued_at >= started), None)
+            earlier = issued is not None
         outcome = "unchanged" if issued is None else issued.kind
-        step(f"done: {outcome}" + (f" {issued.statement_id}" if issued else ""))
+        step(f"done: {outcome}" + (f" {issued.statement_id}" if issued else "")
+             + (" (stored by an interrupted attempt of this run; not issued again)" if earlier else ""))
         _finish(pool, run_id, "done", outcome, issued.statement_id if issued else None, None)
     except Exception as exc:  # noqa: BLE001 - the run's failure is its result, for whoever watches it
         message = str(exc) if isinstance(exc, SettlementError) else f"{type(exc).__name__} (see the server log)"
         log.exception("settlement run %s of %s failed", run_id, emergency_id)
         _finish(pool, run_id, "failed", None, None, message)
+    finally:
+        _release(pool, conn, run_id)
+
+
+def _release(pool, conn, run_id: str) -> None:
+    try:
+        conn.execute(RUN_UNLOCK_SQL, (run_id,))
+    except Exception:  # noqa: BLE001 - a broken connection has lost its lock with it
+        log.warning("settlement run %s: could not release its lock (connection lost)", run_id)
+    pool.putconn(conn)
 
 
 def _finish(pool, run_id: str, state: str, outcome: str | None, issued: str | None, error: str | None) -> None:
@@ -258,26 +304,51 @@ def _finish(pool, run_id: str, state: str, outcome: str | None, issued: str | No
                      (state, outcome, issued, error, run_id))
 
 
+def _run_out(conn, run_id: str) -> dict:
+    """The run as the API shows it; a 'running' run whose lock is free was interrupted."""
+    row = conn.execute(RUN_SQL, (run_id,)).fetchone()
+    if row is None:
+        raise ApiError(404, "settlement_run_not_found", f"no settlement run {run_id!r}")
+    (rid, em, by, pf, pt, state, steps, started, updated, finished, outcome, issued, error, elapsed) = row
+    if state == "running" and conn.execute(RUN_LOCK_SQL, (run_id,)).fetchone()[0]:
+        conn.execute(RUN_UNLOCK_SQL, (run_id,))
+        state = "interrupted"
+    return {"run_id": rid, "emergency_id": em, "requested_by": by, "period_from": pf and pf.isoformat(),
+            "period_to": pt and pt.isoformat(), "state": state, "stalled": state == "interrupted",
+            "resume": f"/api/v1/settlement-runs/{rid}/resume" if state == "interrupted" else None,
+            "steps": steps, "started_at": started.isoformat(), "updated_at": updated.isoformat(),
+            "finished_at": finished and finished.isoformat(), "elapsed_s": round(float(elapsed), 3),
+            "outcome": outcome, "issued": issued, "error": error}
+
+
 @router.get("/settlement-runs/{run_id}", tags=["supervision"], openapi_extra=access("supervisor"),
             summary="A background settlement's progress: its steps so far, then the outcome")
 def get_settlement_run(request: Request, run_id: Id, who: Identity = Depends(SUPERVISOR)) -> dict:
-    """`state` running / done / failed (`stalled` true when a running run has not moved for
-    STALLED_AFTER_S seconds: its API instance stopped; start it again, settling twice issues nothing
-    new); `steps` each with its time; `elapsed_s` in seconds; when done, `outcome` (statement,
-    adjustment or unchanged) and `issued` (the statement id, whose document is at
+    """`state` running / done / failed, or `interrupted` when no live process is running it any more
+    (the API instance running it stopped mid-run; `stalled` is then true and `resume` the URL that
+    runs it again); `steps` each with its time; `elapsed_s` in seconds; when done, `outcome`
+    (statement, adjustment or unchanged) and `issued` (the statement id, whose document is at
     `GET /settlement/statements`)."""
     with _conn(request) as conn:
-        row = conn.execute("SELECT run_id, emergency_id, requested_by, period_from, period_to, state, steps,"
-                           " started_at, updated_at, finished_at, outcome, issued, error,"
-                           " extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at),"
-                           " extract(epoch FROM clock_timestamp() - updated_at)"
-                           " FROM settlement_runs WHERE run_id = %s", (run_id,)).fetchone()
-    if row is None:
-        raise ApiError(404, "settlement_run_not_found", f"no settlement run {run_id!r}")
-    (rid, em, by, pf, pt, state, steps, started, updated, finished, outcome, issued, error, elapsed, idle) = row
-    return {"run_id": rid, "emergency_id": em, "requested_by": by, "period_from": pf and pf.isoformat(),
-            "period_to": pt and pt.isoformat(), "state": state,
-            "stalled": state == "running" and float(idle) > STALLED_AFTER_S, "steps": steps,
-            "started_at": started.isoformat(), "updated_at": updated.isoformat(),
-            "finished_at": finished and finished.isoformat(), "elapsed_s": round(float(elapsed), 3),
-            "outcome": outcome, "issued": issued, "error": error}
+        return _run_out(conn, run_id)
+
+
+@router.post("/settlement-runs/{run_id}/resume", status_code=202, tags=["supervision"],
+             openapi_extra=access("supervisor"),
+             summary="Run an interrupted background settlement again (it issues no statement twice)")
+def resume_settlement_run(request: Request, run_id: Id, who: Identity = Depends(SUPERVISOR)) -> dict:
+    """202 when the run was interrupted (its API instance stopped mid-run) and runs again, from the
+    start, with its first request's period and `issued_by` (the requester); settling is idempotent, so
+    a version the interrupted attempt stored is reported, not issued again. 409 `settlement_run_active`
+    while a live process runs it, 409 `settlement_run_finished` once it is done or failed."""
+    _audit(request, run_id)
+    with _conn(request) as conn:
+        run = _run_out(conn, run_id)
+    if run["state"] in ("done", "failed"):
+        raise ApiError(409, "settlement_run_finished", f"settlement run {run_id} is {run['state']}; start a new one")
+    if run["state"] == "running" or not _start(request.app.state.api.pool, run_id,
+                                               f"resumed by {who.actor} after its API instance stopped"):
+        raise ApiError(409, "settlement_run_active", f"settlement run {run_id} is running in a live API instance")
+    request.state.audit_detail["emergency_id"] = run["emergency_id"]
+    return {"run_id": run_id, "emergency_id": run["emergency_id"], "state": "running",
+            "progress": f"/api/v1/settlement-runs/{run_id}"}

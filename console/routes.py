@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from console import overview
 from console.flows import read_flows
 from console.live import LiveHub
-from console.preview import PreviewError, emergency_ideal, ideal_shortage_preview
+from vreserve.ideal_shortage import PreviewError, emergency_ideal, ideal_shortage_preview
 from console.site_status import read_status_changes
 from vreserve import db_access
 from vreserve.operations import Refused

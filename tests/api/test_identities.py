@@ -178,3 +178,12 @@ def test_owner_declares_movements_at_its_own_sites_only(world):
         row = conn.execute("SELECT actor, source, qty::float8 FROM stock_movements WHERE movement_id = %s",
                            (f"mv-{own}",)).fetchone()
     assert row == (first.json()["actor"], "api", 5.0)
+    with connect(world.settings.pg_dsn, autocommit=True) as conn:   # another owner's site, declared from the shell
+        conn.execute("INSERT INTO stock_movements (movement_id, site_id, material_id, kind, qty, unit, at, actor, source)"
+                     " VALUES (%s,%s,%s,'consumption',2,%s,now(),'os-user:test','cli') ON CONFLICT DO NOTHING",
+                     (f"mv-{other}", other, stock["material_id"], stock["unit"]))
+    mine = o.get("/api/v1/movements").json()["items"]
+    assert {m["site_id"] for m in mine} == {own} and any(m["movement_id"] == f"mv-{own}" and m["qty"] == 5.0
+                                                          and m["unit"] == stock["unit"] for m in mine)
+    seen = world.client("viewer").get("/api/v1/movements", params={"site_id": other}).json()["items"]
+    assert [(m["movement_id"], m["actor"]) for m in seen] == [(f"mv-{other}", "os-user:test")]

@@ -1,4 +1,6 @@
-"""What an operator sees before a declaration is published: the ideal shortage per material.
+"""The ideal shortage per material: of a declaration before it is published (the console's
+confirmation) and of a declared emergency (the console's figures and ``GET /emergencies/{id}/plans``).
+Shared in vreserve/ so the API and the console compute it with one definition.
 
 Same definition as the emergency report (dispatcher/report.py): the share of the horizon's demand
 that no plan could cover even if every unit were used, i.e.
@@ -12,8 +14,10 @@ server read files of its choosing).
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +110,20 @@ def load_demand(source: str, demand_dir: Path, periods: int) -> dict:
     else:
         raise PreviewError("bad_demand_source", "demand source must be a pack name or an uploaded file id")
     try:
-        scenario = load_scenario(target)
+        scenario = _scenario_dict(target)
     except ScenarioError as exc:
         raise PreviewError("bad_demand_source", f"demand source {source!r}: {exc}".replace(target, source)) from None
-    if scenario.periods < periods:
-        raise PreviewError("bad_demand_source", f"{source!r} has {scenario.periods} periods, not {periods}")
-    return scenario.to_dict()
+    if scenario["periods"] < periods:
+        raise PreviewError("bad_demand_source", f"{source!r} has {scenario['periods']} periods, not {periods}")
+    return copy.deepcopy(scenario)
+
+
+@lru_cache(maxsize=64)
+def _scenario_dict(target: str) -> dict:
+    """A pack or uploaded file, parsed once per process: packs ship with the code and uploaded
+    files are named by their content, so neither changes under a name (parsing the wuhan pack
+    took ~40 ms, on every plans read)."""
+    return load_scenario(target).to_dict()
 
 
 def ideal_shortage_preview(conn, region: str, source: str, periods: int, scale: float,

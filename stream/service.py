@@ -126,15 +126,16 @@ class WarehouseWorker(faust.Service):
         self.latency = LatencyHistogram()
         self.latency.counts = self.stats.latency_counts
         # One connection each: the batch writer, partition loads, the two timers.
-        self.sink, self.state_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
-        self.checks_sink, self.outbox_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
+        dsn = settings.pg_dsn_for(db_access.STREAM)
+        self.sink, self.state_sink = PostgresSink(dsn, role="writer"), PostgresSink(dsn, role="state")
+        self.checks_sink, self.outbox_sink = PostgresSink(dsn, role="checks"), PostgresSink(dsn, role="outbox")
         self.folded: dict[int, int] = {}  # partition -> next offset this process has taken
         self.stored: dict[int, int | None] = {}  # partition -> the database's frontier when loaded
         self.pending_hourly: list = [None, None]  # time span written since the last hourly rollup
         self.last_hourly = 0.0
         #: reads the state of newly assigned partitions; its retries are not reported as failing
         #: (the batch's own read through state_sink is, once a record waits for it)
-        self.preload_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM))
+        self.preload_sink = PostgresSink(dsn, role="preload")
         self._preload: asyncio.Future | None = None
         self.consumer = None  # the readings consumer (aiokafka), created in the running loop
         self._gc_started: float | None = None
@@ -511,6 +512,8 @@ class WarehouseWorker(faust.Service):
                 self.pending_hourly[0] = self.pending_hourly[1] = None
         st.last_checks_at = time.time()
         st.last_checks = asdict(result)
+        for step, seconds in result.step_s.items():
+            st.checks_s[step] = st.checks_s.get(step, 0.0) + seconds
 
     async def publish_outbox(self) -> None:
         """Alerts stored in the database -> the alerts topic (published_at set once Kafka has them)."""

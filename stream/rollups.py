@@ -145,17 +145,31 @@ class ChecksResult:
     step_s: dict = field(default_factory=dict)
 
 
+#: Whether any worker recomputed the aggregates (and so ran the checks) within the last N seconds.
+CHECKED_WITHIN = "SELECT EXISTS (SELECT 1 FROM stock_aggregates WHERE refreshed_at > now() - make_interval(secs => %s))"
+
+
 async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_intervals: float,
                      interval_s: float, hourly_range: tuple[datetime, datetime] | None,
-                     reconcile_policy: reconcile.Policy | None = None) -> ChecksResult:
+                     reconcile_policy: reconcile.Policy | None = None,
+                     unless_checked_within_s: float | None = None) -> ChecksResult:
     """Recompute aggregates, raise/resolve stale and low-stock alerts, reconcile stock changes
-    (``reconcile_policy`` None: not here), refresh hourly buckets."""
+    (``reconcile_policy`` None: not here), refresh hourly buckets.
+
+    ``unless_checked_within_s``: not again if a worker (this one or another of the group) ran them
+    that recently (``ran`` False). Every worker of a group has the timer; the advisory lock only
+    keeps two runs from overlapping, so without this N workers ran the checks N times an interval,
+    each a pass over every key, for the same result."""
     params = {"stale_after_s": stale_after_s, "intervals": stale_intervals, "interval_s": interval_s}
     async with conn.transaction():
         async with conn.cursor() as cur:
             await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (CHECKS_LOCK,))
             if not (await cur.fetchone())[0]:
                 return ChecksResult(ran=False)
+            if unless_checked_within_s is not None:
+                await cur.execute(CHECKED_WITHIN, (unless_checked_within_s,))
+                if (await cur.fetchone())[0]:
+                    return ChecksResult(ran=False)
             steps: dict[str, float] = {}
             clock = [time.perf_counter()]
 

@@ -296,3 +296,22 @@ def test_two_readings_on_one_millisecond_and_a_pick_between_them_are_explained(s
     assert changes == [(1, 2, 60, "explained"), (2, 3, 0, "explained"), (3, 4, 0, "explained")], changes
     assert findings == []
     assert cursor == (t3, 4)
+
+
+def test_checks_run_once_an_interval_whichever_worker_holds_the_timer(settings, unique):
+    """Every worker of a group has the checks' timer: a worker finding them run (by any worker)
+    within the interval's share skips its own pass, so N workers do not run them N times."""
+    site = f"{unique}-S"
+    add_registry(settings.pg_dsn, [(site, f"{unique}-G", "ngo")], {"mask": "box"}, {(site, "mask"): 10})
+    now = utc_now()
+    asyncio.run(_write(settings.pg_dsn, [[StockReading(site, "mask", 5.0, "box", now, 1, now)]]))
+
+    async def checks(within_s):
+        async with await psycopg.AsyncConnection.connect(settings.pg_dsn, prepare_threshold=None) as conn:
+            return await rollups.run_checks(conn, 30.0, 3, 10, None, unless_checked_within_s=within_s)
+    assert asyncio.run(checks(None)).ran
+    skipped = asyncio.run(checks(60.0))
+    assert not skipped.ran and skipped.aggregate_rows == 0
+    time.sleep(0.3)
+    again = asyncio.run(checks(0.2))
+    assert again.ran and again.aggregate_rows > 0

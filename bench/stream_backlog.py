@@ -143,12 +143,14 @@ def drain_worker(settings: Settings, expected: int, timeout_s: float, processes:
                 raise RuntimeError("stream worker exited:\n" + "\n".join(l for p in procs for l in p.lines[-20:]))
             docs = [health_document(port) or {} for port in ports]
             if start is None and any(h.get("records", 0) > 0 for h in docs):
-                start, cpu0, pg0 = time.monotonic(), sum(cpu_seconds(p.pid) for p in procs), _pg_cpu(settings.pg_dsn)
+                start, cpu0, pg0 = time.monotonic(), sum(cpu_seconds(p.pid) for p in procs), _pg_backends(settings.pg_dsn)
             written = sum(h.get("history_rows", 0) for h in docs)
             if start is not None and written >= expected:
                 name = "stream worker (Faust)" if processes == 1 else f"{processes} stream workers"
-                return Drain(name, written, time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0,
-                             _pg_cpu(settings.pg_dsn) - pg0, (load0, load_average()), _where_time_went(docs))
+                seconds, cpu = time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0
+                by_role = _pg_cpu_by_role(pg0, _pg_backends(settings.pg_dsn))
+                note = _where_time_went(docs) + "\n" + " " * 23 + _pg_split_text(by_role, written)
+                return Drain(name, written, seconds, cpu, sum(by_role.values()), (load0, load_average()), note)
             time.sleep(0.2)
         raise RuntimeError(f"stream worker(s) did not drain the backlog in {timeout_s:.0f} s")
     finally:
@@ -161,7 +163,15 @@ def _where_time_went(docs: list[dict]) -> str:
     total = {k: sum(float(h.get(k) or 0) for h in docs) for k in ("fold_s", "db_write_s", "gc_s", "gc_full", "batches")}
     return (f"(workers' own account: fold {total['fold_s']:.1f} s, write+commit task {total['db_write_s']:.1f} s"
             f" (wall), garbage collector {total['gc_s']:.2f} s in {total['gc_full']:.0f} full passes,"
-            f" {total['batches']:.0f} batches)")
+            f" {total['batches']:.0f} batches; periodic checks (wall): {_checks_text(docs)})")
+
+
+def _checks_text(docs: list[dict]) -> str:
+    steps: dict[str, float] = {}
+    for h in docs:
+        for step, seconds in (h.get("checks_s") or {}).items():
+            steps[step] = steps.get(step, 0.0) + float(seconds)
+    return ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) or "none ran"
 
 
 def drain_baseline(settings: Settings, expected: int, timeout_s: float) -> Drain:
@@ -179,15 +189,31 @@ def drain_baseline(settings: Settings, expected: int, timeout_s: float) -> Drain
                  result["pg_cpu_s"], (load0, load_average()))
 
 
-def _pg_cpu(dsn: str) -> float:
-    """CPU seconds of the PostgreSQL backends serving the bench's own database (the server is
-    shared: other databases' backends are not counted), read from /proc."""
+def _pg_backends(dsn: str) -> dict[int, tuple[str, float]]:
+    """pid -> (application_name, CPU seconds) of the PostgreSQL backends serving the bench's own
+    database (the server is shared: other databases' backends are not counted), read from /proc."""
     from vreserve.db import connect
 
     with connect(dsn, autocommit=True) as conn:
-        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                           " AND pid <> pg_backend_pid()")]
-    return sum(cpu_seconds(p) for p in pids)
+        rows = conn.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND pid <> pg_backend_pid()").fetchall()
+    return {pid: (name or "?", cpu_seconds(pid)) for pid, name in rows}
+
+
+def _pg_cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """PostgreSQL CPU seconds between two snapshots, per application_name (the worker names each
+    of its connections: writer, checks, outbox, state, preload). A backend that ended between the
+    snapshots is not counted (the worker's connections live as long as it does)."""
+    out: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        out[name] = out.get(name, 0.0) + cpu - before.get(pid, (name, 0.0))[1]
+    return out
+
+
+def _pg_split_text(by_role: dict[str, float], readings: int) -> str:
+    per_10k = {k: 1000.0 * v / readings * 10_000 for k, v in by_role.items()} if readings else {}
+    return "PostgreSQL CPU per 10,000 readings by connection: " + ", ".join(
+        f"{k} {v:.1f} ms" for k, v in sorted(per_10k.items(), key=lambda kv: -kv[1]))
 
 
 def _delete_topics(settings: Settings) -> None:

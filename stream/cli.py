@@ -31,10 +31,12 @@ def stream_group() -> None:
               help="Unexplained change, as a share of the quantity (at least 1 unit), treated as noise.")
 @click.option("--aggregate-interval", type=float, default=5.0, show_default=True,
               help="Seconds between aggregate refreshes and stale/low-stock checks.")
+@click.option("--reconcile-interval", type=float, default=None,
+              help="Least seconds between reconciliation passes (default: the --settle time).")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_obj
 def run(settings: Settings, web_port, batch_max, batch_within, stale_intervals, settle_s, change_tolerance,
-        aggregate_interval, loglevel) -> None:
+        aggregate_interval, reconcile_interval, loglevel) -> None:
     """Run the stream worker until interrupted; health at http://127.0.0.1:PORT/health."""
     from stream.options import StreamOptions
     from stream.worker import run_worker
@@ -42,7 +44,8 @@ def run(settings: Settings, web_port, batch_max, batch_within, stale_intervals, 
     options = StreamOptions(batch_max=batch_max, batch_within_s=batch_within,
                             stale_intervals=stale_intervals, settle_s=settle_s,
                             change_tolerance=change_tolerance,
-                            aggregate_interval_s=aggregate_interval, web_port=web_port)
+                            aggregate_interval_s=aggregate_interval, reconcile_interval_s=reconcile_interval,
+                            web_port=web_port)
     click.echo(f"stream worker: {settings.topic('readings')} -> {settings.pg_dsn.split('@')[-1]}, "
                f"health on 127.0.0.1:{web_port or settings.stream_web_port}/health", err=True)
     run_worker(settings, options, loglevel=loglevel)

@@ -8,7 +8,8 @@ scoped advisory lock, so several workers never raise the same condition twice.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -139,30 +140,57 @@ class ChecksResult:
     findings_raised: int = 0
     findings_resolved: int = 0
     reconcile_error: str | None = None
+    #: wall seconds per step (aggregates, stale, low_stock, reconcile, hourly): what the checks
+    #: cost the database, summed on the health page as ``checks_s``
+    step_s: dict = field(default_factory=dict)
+
+
+#: Whether any worker recomputed the aggregates (and so ran the checks) within the last N seconds.
+CHECKED_WITHIN = "SELECT EXISTS (SELECT 1 FROM stock_aggregates WHERE refreshed_at > now() - make_interval(secs => %s))"
 
 
 async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_intervals: float,
                      interval_s: float, hourly_range: tuple[datetime, datetime] | None,
-                     reconcile_policy: reconcile.Policy | None = None) -> ChecksResult:
+                     reconcile_policy: reconcile.Policy | None = None,
+                     unless_checked_within_s: float | None = None) -> ChecksResult:
     """Recompute aggregates, raise/resolve stale and low-stock alerts, reconcile stock changes
-    (``reconcile_policy`` None: not here), refresh hourly buckets."""
+    (``reconcile_policy`` None: not here), refresh hourly buckets.
+
+    ``unless_checked_within_s``: not again if a worker (this one or another of the group) ran them
+    that recently (``ran`` False). Every worker of a group has the timer; the advisory lock only
+    keeps two runs from overlapping, so without this N workers ran the checks N times an interval,
+    each a pass over every key, for the same result."""
     params = {"stale_after_s": stale_after_s, "intervals": stale_intervals, "interval_s": interval_s}
     async with conn.transaction():
         async with conn.cursor() as cur:
             await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (CHECKS_LOCK,))
             if not (await cur.fetchone())[0]:
                 return ChecksResult(ran=False)
+            if unless_checked_within_s is not None:
+                await cur.execute(CHECKED_WITHIN, (unless_checked_within_s,))
+                if (await cur.fetchone())[0]:
+                    return ChecksResult(ran=False)
+            steps: dict[str, float] = {}
+            clock = [time.perf_counter()]
+
+            def lap(step: str) -> None:
+                now = time.perf_counter()
+                steps[step] = now - clock[0]
+                clock[0] = now
             await cur.execute("DELETE FROM stock_aggregates")
             await cur.execute(REFRESH_AGGREGATES, params)
             aggregate_rows = cur.rowcount
+            lap("aggregates")
             await cur.execute(RESOLVE_STALE)
             stale_resolved = cur.rowcount
             await cur.execute(RAISE_STALE, params)
             stale_raised = cur.rowcount
+            lap("stale")
             await cur.execute(RESOLVE_LOW_STOCK)
             low_resolved = cur.rowcount
             await cur.execute(RAISE_LOW_STOCK, {})
             low_raised = cur.rowcount
+            lap("low_stock")
             judged, reconcile_error = reconcile.ReconcileResult(), None
             if reconcile_policy is not None:
                 try:
@@ -171,12 +199,16 @@ async def run_checks(conn: psycopg.AsyncConnection, stale_after_s: float, stale_
                 except psycopg.Error as exc:
                     reconcile_error = f"stock-change reconciliation failed: {exc}".strip()[:500]
                     log.error("%s", reconcile_error)
+                lap("reconcile")
             hourly = 0
             if hourly_range is not None:
                 await cur.execute("SELECT stream_refresh_hourly(%s, %s)", hourly_range)
                 hourly = (await cur.fetchone())[0]
+                lap("hourly")
+        t = time.perf_counter()
+    steps["commit"] = time.perf_counter() - t
     return ChecksResult(True, aggregate_rows, stale_raised, stale_resolved, low_raised, low_resolved, hourly,
-                        judged.judged, judged.alerts_raised, judged.alerts_resolved, reconcile_error)
+                        judged.judged, judged.alerts_raised, judged.alerts_resolved, reconcile_error, steps)
 
 
 def alert_from_row(row: tuple) -> Alert:

@@ -66,6 +66,12 @@ FETCH_PARTITION_BYTES = 8 * 1024 * 1024
 FETCH_BYTES = 64 * 1024 * 1024
 
 
+#: A worker skips its periodic checks when any worker of the group ran them within this share of
+#: the interval (see stream.rollups.run_checks): the checks run about once an interval, not once
+#: per worker and interval.
+CHECKED_SHARE = 0.8
+
+
 #: Allocations between two young-generation passes of the garbage collector (Python's default:
 #: 700). See :func:`tune_gc`.
 GC_YOUNG_THRESHOLD = 50_000
@@ -126,15 +132,17 @@ class WarehouseWorker(faust.Service):
         self.latency = LatencyHistogram()
         self.latency.counts = self.stats.latency_counts
         # One connection each: the batch writer, partition loads, the two timers.
-        self.sink, self.state_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
-        self.checks_sink, self.outbox_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM)), PostgresSink(settings.pg_dsn_for(db_access.STREAM))
+        dsn = settings.pg_dsn_for(db_access.STREAM)
+        self.sink, self.state_sink = PostgresSink(dsn, role="writer"), PostgresSink(dsn, role="state")
+        self.checks_sink, self.outbox_sink = PostgresSink(dsn, role="checks"), PostgresSink(dsn, role="outbox")
         self.folded: dict[int, int] = {}  # partition -> next offset this process has taken
         self.stored: dict[int, int | None] = {}  # partition -> the database's frontier when loaded
         self.pending_hourly: list = [None, None]  # time span written since the last hourly rollup
         self.last_hourly = 0.0
+        self.last_reconcile = float("-inf")
         #: reads the state of newly assigned partitions; its retries are not reported as failing
         #: (the batch's own read through state_sink is, once a record waits for it)
-        self.preload_sink = PostgresSink(settings.pg_dsn_for(db_access.STREAM))
+        self.preload_sink = PostgresSink(dsn, role="preload")
         self._preload: asyncio.Future | None = None
         self.consumer = None  # the readings consumer (aiokafka), created in the running loop
         self._gc_started: float | None = None
@@ -490,13 +498,18 @@ class WarehouseWorker(faust.Service):
     async def run_checks(self) -> None:
         """Aggregates, stale / low-stock alerts, reconciliation, and (plain PostgreSQL) the hourly
         rollup, which recomputes whole touched hours: at most every ``hourly_interval_s``."""
-        st = self.stats
-        due = time.monotonic() - self.last_hourly >= self.options.hourly_interval_s
+        st, o = self.stats, self.options
+        now = time.monotonic()
+        due = now - self.last_hourly >= o.hourly_interval_s
         hourly = tuple(self.pending_hourly) if self.pending_hourly[0] is not None and due else None
+        reconciling = now - self.last_reconcile >= o.reconcile_every_s()
         try:
             conn = await self.checks_sink.connection()
-            result = await rollups.run_checks(conn, self.stale_after_s, self.options.stale_intervals,
-                                              self.settings.reading_interval_s, hourly, self.reconcile_policy)
+            result = await rollups.run_checks(
+                conn, self.stale_after_s, o.stale_intervals, self.settings.reading_interval_s, hourly,
+                self.reconcile_policy if reconciling else None,
+                # a worker with hourly buckets of its own to refresh runs them whoever ran last
+                unless_checked_within_s=None if hourly is not None else CHECKED_SHARE * o.aggregate_interval_s)
         except psycopg.Error as exc:
             log.warning("periodic checks failed: %s", exc)
             st.checks_failures += 1
@@ -505,12 +518,16 @@ class WarehouseWorker(faust.Service):
             await self.checks_sink.close()
             return
         st.checks_failures, st.checks_failing_since, st.checks_last_error = 0, None, None
+        if result.ran and reconciling:
+            self.last_reconcile = now
         if result.ran and hourly is not None:
             self.last_hourly = time.monotonic()
             if tuple(self.pending_hourly) == hourly:
                 self.pending_hourly[0] = self.pending_hourly[1] = None
         st.last_checks_at = time.time()
         st.last_checks = asdict(result)
+        for step, seconds in result.step_s.items():
+            st.checks_s[step] = st.checks_s.get(step, 0.0) + seconds
 
     async def publish_outbox(self) -> None:
         """Alerts stored in the database -> the alerts topic (published_at set once Kafka has them)."""

@@ -240,8 +240,11 @@ class PostgresSink:
     dead-letters what still fails.
     """
 
-    def __init__(self, dsn: str, max_backoff_s: float = 10.0) -> None:
+    def __init__(self, dsn: str, max_backoff_s: float = 10.0, role: str = "stream") -> None:
         self._dsn = dsn
+        #: the connection's ``application_name``: which of the worker's jobs a backend serves
+        #: (``pg_stat_activity``; the backlog bench splits PostgreSQL's CPU by it)
+        self._application_name = f"vr-stream:{role}"
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
         #: Set while a write is being retried (the health endpoint reports "degraded").
@@ -251,7 +254,8 @@ class PostgresSink:
     async def connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self._dsn, prepare_threshold=None, connect_timeout=10, autocommit=True)
+                self._dsn, prepare_threshold=None, connect_timeout=10, autocommit=True,
+                application_name=self._application_name)
         return self._conn
 
     async def write(self, rows: Rows, alerts: Sequence[Alert] = (), frontier: Frontier | None = None,

@@ -46,6 +46,8 @@ class WorkerStats:
     last_batch_at: float | None = None
     last_checks_at: float | None = None
     last_checks: dict | None = None
+    #: Wall seconds the periodic checks spent per step, summed (see stream.rollups.ChecksResult)
+    checks_s: dict = field(default_factory=dict)
     #: Periodic checks / alert outbox failing in a row (0 when the last run worked), since when, why.
     checks_failures: int = 0
     checks_failing_since: float | None = None

@@ -200,6 +200,10 @@ WITH todo AS (
     FROM todo t JOIN stock_readings r ON r.site_id = t.site_id AND r.material_id = t.material_id
          AND r.ts >= t.from_ts AND r.ts <= now() - make_interval(secs => %(settle_s)s)
     WINDOW w AS (PARTITION BY r.site_id, r.material_id ORDER BY r.ts, r.seq)
+), newest AS (  -- each key's newest settled reading seen here: where ADVANCE_CURSOR moves its cursor
+    INSERT INTO reconcile_newest (site_id, material_id, ts, seq)
+    SELECT DISTINCT ON (site_id, material_id) site_id, material_id, ts, seq FROM pairs
+    ORDER BY site_id, material_id, ts DESC, seq DESC
 ), moves AS (""" + MOVES_SQL.format(since="(SELECT min(from_ts) FROM todo)") + """
 ), flagged AS (  -- pairs with a movement in them, or right after a reading stamped on a movement's ms
     SELECT p.site_id, p.material_id, p.ts
@@ -241,19 +245,35 @@ GROUP BY p.site_id, p.material_id, s.grid_cell, p.unit, p.prev_seq, p.prev_ts, p
 
 #: Each key's cursor moves to its newest settled reading, by (ts, seq) as readings are ordered (older
 #: than the lookback too: a key first seen with old readings starts from its newest one, so a later
-#: reading is judged against it).
+#: reading is judged against it). That reading is the newest of the key's pairs just read (PAIRS_SQL
+#: keeps it in ``reconcile_newest``): every settled reading since the cursor is among them, so the
+#: history is probed again only for a key with no cursor and no reading within the lookback. (Not
+#: probing also keeps a reading committed after PAIRS_SQL ran from being passed over unjudged.)
 ADVANCE_CURSOR = """
 INSERT INTO reconcile_cursor AS c (site_id, material_id, ts, seq)
+SELECT n.site_id, n.material_id, n.ts, n.seq
+FROM reconcile_newest n
+WHERE n.site_id || chr(31) || n.material_id <> ALL(%(held)s::text[])
+UNION ALL
 SELECT sl.site_id, sl.material_id, r.ts, r.seq
 FROM stock_latest sl
-LEFT JOIN reconcile_cursor old USING (site_id, material_id)
 CROSS JOIN LATERAL (SELECT x.ts, x.seq FROM stock_readings x
                     WHERE x.site_id = sl.site_id AND x.material_id = sl.material_id
                       AND x.ts <= now() - make_interval(secs => %(settle_s)s)
                     ORDER BY x.ts DESC, x.seq DESC LIMIT 1) r
-WHERE (sl.ts, sl.seq) > (coalesce(old.ts, '-infinity'::timestamptz), coalesce(old.seq, 0))
+WHERE NOT EXISTS (SELECT 1 FROM reconcile_cursor old
+                  WHERE old.site_id = sl.site_id AND old.material_id = sl.material_id)
+  AND NOT EXISTS (SELECT 1 FROM reconcile_newest n
+                  WHERE n.site_id = sl.site_id AND n.material_id = sl.material_id)
   AND sl.site_id || chr(31) || sl.material_id <> ALL(%(held)s::text[])
 """ + CURSOR_FORWARD_ONLY
+
+#: Session-local, emptied at each commit: PAIRS_SQL's newest settled reading per key (see above).
+CREATE_NEWEST = """
+CREATE TEMP TABLE IF NOT EXISTS reconcile_newest (
+    site_id text, material_id text, ts timestamptz, seq bigint
+) ON COMMIT DELETE ROWS
+"""
 
 #: Keys whose judgement waits: the cursor stays at the reading just before the change that waits.
 HOLD_CURSOR = """
@@ -394,6 +414,8 @@ async def reconcile(cur: psycopg.AsyncCursor, policy: Policy = Policy()) -> Reco
     explained now. Runs in the caller's transaction (the worker's checks)."""
     params = {"settle_s": policy.settle_s, "lookback_s": policy.first_lookback_s,
               "tol_units": policy.tolerance_units, "tol_share": policy.tolerance_share}
+    await cur.execute(CREATE_NEWEST)
+    await cur.execute("DELETE FROM reconcile_newest")
     await cur.execute(PAIRS_SQL, params)
     judged, held = settle_pairs([change_from_row(r) for r in await cur.fetchall()], policy)
     alerts = [a for a in (alert_for(c, j) for c, j in judged) if a is not None]

@@ -296,3 +296,55 @@ def test_two_readings_on_one_millisecond_and_a_pick_between_them_are_explained(s
     assert changes == [(1, 2, 60, "explained"), (2, 3, 0, "explained"), (3, 4, 0, "explained")], changes
     assert findings == []
     assert cursor == (t3, 4)
+
+
+def test_checks_run_once_an_interval_whichever_worker_holds_the_timer(settings, unique):
+    """Every worker of a group has the checks' timer: a worker finding them run (by any worker)
+    within the interval's share skips its own pass, so N workers do not run them N times."""
+    site = f"{unique}-S"
+    add_registry(settings.pg_dsn, [(site, f"{unique}-G", "ngo")], {"mask": "box"}, {(site, "mask"): 10})
+    now = utc_now()
+    asyncio.run(_write(settings.pg_dsn, [[StockReading(site, "mask", 5.0, "box", now, 1, now)]]))
+
+    async def checks(within_s):
+        async with await psycopg.AsyncConnection.connect(settings.pg_dsn, prepare_threshold=None) as conn:
+            return await rollups.run_checks(conn, 30.0, 3, 10, None, unless_checked_within_s=within_s)
+    assert asyncio.run(checks(None)).ran
+    skipped = asyncio.run(checks(60.0))
+    assert not skipped.ran and skipped.aggregate_rows == 0
+    time.sleep(0.3)
+    again = asyncio.run(checks(0.2))
+    assert again.ran and again.aggregate_rows > 0
+
+
+def test_the_reconciliation_cursor_moves_to_the_newest_settled_reading(settings, unique):
+    """Each key's cursor moves to its newest settled reading by (ts, seq): for a key first seen with
+    readings older than the lookback (the history is probed), and for a key with a cursor (taken
+    from the pairs just judged); a reading not yet settled is not passed."""
+    from vreserve import reconcile
+    from vreserve.reconcile import Policy
+
+    old_site, live_site, mat = f"{unique}-O", f"{unique}-L", f"{unique}-mask"
+    add_registry(settings.pg_dsn, [(old_site, f"{unique}-G", "ngo"), (live_site, f"{unique}-G", "ngo")],
+                 {mat: "box"}, {(old_site, mat): 100, (live_site, mat): 100})
+    now = utc_now()
+    aged = [StockReading(old_site, mat, 50, "box", now - timedelta(seconds=3600 - i), i, now) for i in (1, 2)]
+    asyncio.run(_write(settings.pg_dsn, [aged, [StockReading(live_site, mat, 50, "box", now - timedelta(seconds=60), 1, now)]]))
+    policy = Policy(settle_s=10, first_lookback_s=300)
+
+    async def reconcile_pass():
+        async with await psycopg.AsyncConnection.connect(settings.pg_dsn, prepare_threshold=None) as conn:
+            async with conn.transaction(), conn.cursor() as cur:
+                await reconcile.reconcile(cur, policy)
+
+    def cursors():
+        with connect(settings.pg_dsn) as conn:
+            return dict(((r[0], r[1]) for r in conn.execute(
+                "SELECT site_id, seq FROM reconcile_cursor WHERE site_id = ANY(%s)", ([old_site, live_site],))))
+    asyncio.run(reconcile_pass())
+    assert cursors() == {old_site: 2, live_site: 1}
+    # the live key gets a settled reading (judged against its cursor) and one not yet settled
+    asyncio.run(_write(settings.pg_dsn, [[StockReading(live_site, mat, 50, "box", now - timedelta(seconds=30), 2, now),
+                                          StockReading(live_site, mat, 50, "box", now, 3, now)]]))
+    asyncio.run(reconcile_pass())
+    assert cursors() == {old_site: 2, live_site: 2}

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api import webhooks as wh
 from api.errors import ApiError
 from api.routes_read import Limit, Offset, Page, _plain
-from api.routes_write import FORM_TYPES
+from api.routes_write import uploaded_file
 from api.security import access, requires
 from vreserve import auditlog
 from vreserve import identity as ident
@@ -269,16 +269,7 @@ async def post_registry(request: Request, who: Identity = Depends(ADMIN)) -> dic
 
     request.state.audit_target = "registry"
     request.state.audit_detail = {}
-    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file part")
-    try:
-        form = await request.form(max_files=1, max_fields=5)
-    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
-        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise ApiError(422, "validation_error", "file: attach the registry file (a multipart file part)",
-                       fields=[{"field": "body.file", "reason": "a file part is required"}])
+    upload = await uploaded_file(request, "registry file")
     name = (upload.filename or "registry").rsplit("/", 1)[-1][:200]
     request.state.audit_target = f"registry {name}"
     try:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.errors import ApiError
 from api.routes_read import CONTRACTS_SQL, Id, _conn, _rows, contract_rows
-from api.routes_write import FORM_TYPES, _audit
+from api.routes_write import _audit, uploaded_file
 from api.security import access, requires
 from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, items_from_text, load_items
 from vreserve.identity import Identity
@@ -113,16 +113,7 @@ async def post_contracts_file(request: Request, who: Identity = Depends(SUPERVIS
     (vreserve/contracts.py) and the same answer as `POST /contracts`; a 422 lists every problem by
     row (CSV) or item and field, and nothing is stored unless the whole file is good."""
     _audit(request, "contracts file")
-    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file part")
-    try:
-        form = await request.form(max_files=1, max_fields=5)
-    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
-        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise ApiError(422, "validation_error", "file: attach the contracts file (a multipart file part)",
-                       fields=[{"field": "body.file", "reason": "a file part is required"}])
+    upload = await uploaded_file(request, "contracts file")
     name = (upload.filename or "").rsplit("/", 1)[-1][:200]
     try:
         text = (await upload.read()).decode("utf-8")

@@ -242,6 +242,26 @@ def _form_text(form, name: str, pattern: str, max_len: int, required: bool = Tru
 
 #: Bodies read as a form (a urlencoded one cannot carry the file, which is then said to be missing).
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def read_form(request: Request, max_fields: int, expected: str):
+    """The request's form (at most one file part): a 415 naming ``expected`` for another body
+    type, a 422 for a malformed multipart body (the client's, said plainly)."""
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with {expected}")
+    try:
+        return await request.form(max_files=1, max_fields=max_fields)
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
+        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
+
+
+async def uploaded_file(request: Request, what: str):
+    """The one ``file`` part of a multipart upload of ``what`` (a registry, a contracts file)."""
+    upload = (await read_form(request, 5, "a file part")).get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(422, "validation_error", f"file: attach the {what} (a multipart file part)",
+                       fields=[{"field": "body.file", "reason": "a file part is required"}])
+    return upload
 DECLARE_FORM = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["region", "reason", "periods", "period_length_s", "demand_file"],
     "properties": {
@@ -264,12 +284,7 @@ async def declare_with_file(request: Request, who: Identity = Depends(OPERATOR))
     the declaration is checked like `POST /emergencies`; nothing is published unless both pass. The
     file is kept under its hash (`demand_file_id` in the audit trail) for the dispatcher to read."""
     _audit(request, "", upload=True)
-    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a demand_file part")
-    try:
-        form = await request.form(max_files=1, max_fields=20)
-    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's, said plainly
-        raise ApiError(422, "validation_error", f"body: not a valid multipart form ({type(exc).__name__})") from None
+    form = await read_form(request, 20, "a demand_file part")
     region = _form_text(form, "region", _NAME, 128)
     request.state.audit_target = region
     reason = _form_text(form, "reason", _NO_CONTROL, 1000)

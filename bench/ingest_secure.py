@@ -8,6 +8,7 @@ and once plain, alternating so machine noise hits both. Read the ratios of the m
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -54,6 +55,7 @@ def main(rounds: int = 2, sites: int = 2000, rates: tuple[float, ...] = (400.0, 
     finally:
         for settings, broker in stacks.values():
             broker.down(lambda _m: None)
+            shutil.rmtree(broker.settings.state_dir, ignore_errors=True)
     return _report(runs, rates)
 
 

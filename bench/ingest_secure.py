@@ -8,6 +8,7 @@ and once plain, alternating so machine noise hits both. Read the ratios of the m
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -16,17 +17,23 @@ from bench import ingest, kafka_tls
 from vreserve.settings import Settings
 
 
-def _stack(base: Settings, secured: bool) -> tuple[Settings, object]:
-    """Settings for a private broker of the given kind, the MQTT scheme to match; the database is
-    the configured one (its DSN already names its CA and password file)."""
+def kafka_stack(base: Settings, secured: bool) -> tuple[Settings, object]:
+    """``base`` pointed at a private Kafka broker of the given kind (``bench.kafka_tls``): its
+    address and security, and for SASL_SSL its own secrets and CA; the database is the configured
+    one (its DSN already names its CA and password file). Returns (settings, broker)."""
     broker_settings, broker = kafka_tls._broker(base, secured)
     state = Path(broker_settings.state_dir)
-    user = base.mqtt.username
-    host_port = base.mqtt_url.split("@", 1)[1]
     return base.with_(kafka_bootstrap=broker_settings.kafka_bootstrap, kafka_security=broker_settings.kafka_security,
                       secrets_dir=str((state / "secrets").resolve()) if secured else base.secrets_dir,
-                      kafka_ca_file=str((state / "ca" / "ca.crt").resolve()) if secured else base.kafka_ca_file,
-                      mqtt_url=f"{'mqtts' if secured else 'mqtt'}://{user}:{base.mqtt.password}@{host_port}"), broker
+                      kafka_ca_file=str((state / "ca" / "ca.crt").resolve()) if secured else base.kafka_ca_file), broker
+
+
+def _stack(base: Settings, secured: bool) -> tuple[Settings, object]:
+    """Settings for a private broker of the given kind, the MQTT scheme to match."""
+    settings, broker = kafka_stack(base, secured)
+    user = base.mqtt.username
+    host_port = base.mqtt_url.split("@", 1)[1]
+    return settings.with_(mqtt_url=f"{'mqtts' if secured else 'mqtt'}://{user}:{base.mqtt.password}@{host_port}"), broker
 
 
 def main(rounds: int = 2, sites: int = 2000, rates: tuple[float, ...] = (400.0, 800.0)) -> dict:
@@ -48,6 +55,7 @@ def main(rounds: int = 2, sites: int = 2000, rates: tuple[float, ...] = (400.0, 
     finally:
         for settings, broker in stacks.values():
             broker.down(lambda _m: None)
+            shutil.rmtree(broker.settings.state_dir, ignore_errors=True)
     return _report(runs, rates)
 
 

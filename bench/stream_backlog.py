@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -244,6 +245,62 @@ def compare(drains: list[Drain], echo) -> None:
              f"{'met' if worker.rate >= TARGET_READINGS_S else 'NOT met'} on this shared machine)")
 
 
+@contextmanager
+def private_database(settings: Settings, token: str, sites: int, materials: int):
+    """A private database (migrated, a generated registry stored), dropped at the end; yields its
+    DSN and the registry's sites as (site id, [(material, unit), ...])."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.db import connect, migrate
+    from vreserve.registry_generate import generate_registry
+    from vreserve.registry_store import store_registry
+
+    info = conninfo_to_dict(settings.pg_dsn)
+    dbname = f"vr_bench_backlog_{token}"
+    dsn = make_conninfo(**{**info, "dbname": dbname})
+    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
+    with connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        migrate(dsn)
+        reg = generate_registry(sites, seed=17, id_prefix=f"bb{token}-", materials_per_site=materials)
+        with connect(dsn) as conn:
+            store_registry(conn, reg)
+        yield dsn, [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
+    finally:
+        with connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def bench_settings(settings: Settings, topic_prefix: str, dsn: str, state: Path) -> Settings:
+    """``settings`` on a private topic prefix, database and state folder, but with the Kafka
+    secrets and CA ``settings`` names (the brokers are secured)."""
+    return settings.with_(topic_prefix=topic_prefix, pg_dsn=dsn, state_dir=state,
+                          secrets_dir=str(settings.secrets_folder),
+                          kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
+
+
+def fill_topic(bench: Settings, site_units: list, records: int, echo) -> int:
+    """The bench's topics, and the backlog of ``records`` records on its readings topic; returns
+    the readings in it."""
+    from vreserve.kafka_admin import ensure_topics
+
+    ensure_topics(bench)
+    expected = produce_backlog(bench, site_units, records, echo)
+    materials = max((len(m) for _s, m in site_units), default=0)
+    echo(f"setup: backlog of {records:,} records = {expected:,} readings on {bench.partitions} partitions "
+         f"({len(site_units):,} sites x {materials} materials); the worker runs with VR_READING_INTERVAL_S="
+         f"{READING_INTERVAL_S} (the backlog is an hour old: no stale-alert flood)")
+    return expected
+
+
+def delete_topics_quietly(bench: Settings, echo) -> None:
+    try:
+        _delete_topics(bench)
+    except Exception as exc:  # noqa: BLE001 - a leftover bench topic is harmless
+        echo(f"could not delete bench topics: {exc}")
+
+
 def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000, materials: int = 10,
                 order: tuple[str, ...] = ("worker", "baseline"), echo=print) -> list[Drain]:
     """Set up, drain the backlog with each contender in ``order``, compare, clean up."""
@@ -251,53 +308,25 @@ def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000,
     import tempfile
     import uuid
 
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from vreserve.registry_generate import generate_registry
-    from vreserve.registry_store import store_registry
-    from vreserve.db import connect, migrate
-    from vreserve.kafka_admin import ensure_topics
-
     token = uuid.uuid4().hex[:6]
-    info = conninfo_to_dict(settings.pg_dsn)
-    dbname = f"vr_bench_backlog_{token}"
     state = Path(tempfile.mkdtemp(prefix="vr-bench-backlog-"))
-    # A state folder of its own, but the installation's secrets and CA (the services are secured).
-    bench = settings.with_(topic_prefix=f"bbacklog{token}.", pg_dsn=make_conninfo(**{**info, "dbname": dbname}),
-                           state_dir=state, secrets_dir=str(settings.secrets_folder),
-                           kafka_ca_file=str(kafka_clients.ca_file(settings).resolve()))
-    admin_dsn = make_conninfo(**{**info, "dbname": info.get("dbname") or "postgres"})
     drains: list[Drain] = []
-    created = False
     try:
-        with connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        created = True
-        migrate(bench.pg_dsn)
-        reg = generate_registry(sites, seed=17, id_prefix=f"bb{token}-", materials_per_site=materials)
-        with connect(bench.pg_dsn) as conn:
-            store_registry(conn, reg)
-        ensure_topics(bench)
-        site_units = [(s.site_id, [(m, reg.materials[m].unit) for m in s.materials]) for s in reg.sites.values()]
-        expected = produce_backlog(bench, site_units, records, echo)
-        echo(f"setup: backlog of {records:,} records = {expected:,} readings on {bench.partitions} partitions "
-             f"({sites:,} sites x {materials} materials); the worker runs with VR_READING_INTERVAL_S="
-             f"{READING_INTERVAL_S} (the backlog is an hour old: no stale-alert flood)")
-        for name in order:
-            reset(bench)
-            if name == "baseline":
-                drains.append(drain_baseline(bench, expected, timeout_s=900))
-            else:
-                drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(name[6:] or 1)))
-            echo(drains[-1].line())
+        with private_database(settings, token, sites, materials) as (dsn, site_units):
+            # A state folder of its own, but the installation's secrets and CA (the services are secured).
+            bench = bench_settings(settings, f"bbacklog{token}.", dsn, state)
+            try:
+                expected = fill_topic(bench, site_units, records, echo)
+                for name in order:
+                    reset(bench)
+                    if name == "baseline":
+                        drains.append(drain_baseline(bench, expected, timeout_s=900))
+                    else:
+                        drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(name[6:] or 1)))
+                    echo(drains[-1].line())
+            finally:
+                delete_topics_quietly(bench, echo)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-        try:
-            _delete_topics(bench)
-        except Exception as exc:  # noqa: BLE001 - a leftover bench topic is harmless
-            echo(f"could not delete bench topics: {exc}")
-        if created:
-            with connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     compare(drains, echo)
     return drains

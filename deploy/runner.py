@@ -683,8 +683,10 @@ class Postgres(Service):
 
     def spawn(self) -> int:
         res = subprocess.run(
+            # the settings' address wins over the one postgresql.conf got when the cluster was made,
+            # so a changed VR_PG_DSN port is where the server listens (not silently the old one)
             [*self._as_owner(), self._bin("pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
-             "-w", "-t", str(int(self.start_timeout))],
+             "-o", f"-p {self.port} -h {self.host}", "-w", "-t", str(int(self.start_timeout))],
             capture_output=True, text=True,
         )
         if res.returncode != 0:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -55,9 +57,11 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
             key = signing_key(conn)
         audit = AuditWriter(apool)
         app.state.api = ApiState(settings, pool, apool, Publisher(settings), key, audit)
+        sweeper = routes_settlement.InterruptedRunSweeper(pool, f"{socket.gethostname()}:{os.getpid()}").start()
         try:
             yield
         finally:
+            sweeper.stop()
             await audit.close()
             app.state.api.publisher.close()
             await apool.close()

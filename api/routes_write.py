@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
+from api import timing
 from api.security import access, requires
 from vreserve import operations as ops, topics
 from vreserve.audits import AuditRejected, record_audit
@@ -346,13 +347,15 @@ async def post_status(request: Request, order_id: Id, body: StatusIn, who: Ident
     _audit(request, order_id, status=body.status)
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
-    async with request.app.state.api.apool.connection() as conn:
-        cur = await conn.execute(CARRIER_ORDER_UNIT_SQL, (order_id, who.name))
-        row = await cur.fetchone()
+    with timing.stage(request, "order"):
+        async with request.app.state.api.apool.connection() as conn:
+            cur = await conn.execute(CARRIER_ORDER_UNIT_SQL, (order_id, who.name))
+            row = await cur.fetchone()
     if row is None:
         raise ops.order_not_found(order_id)
     rec = ops.order_status_record(who, order_id, body.status, body.at, body.qty, body.reason, body.status_id)
-    await request.app.state.api.publisher.send_async(topics.ORDER_STATUS, order_id, rec.to_json())
+    with timing.stage(request, "kafka"):
+        await request.app.state.api.publisher.send_async(topics.ORDER_STATUS, order_id, rec.to_json())
     unit = row[0]
     return StatusOut(status_id=rec.status_id, order_id=order_id, status=rec.status, at=format_ts(rec.at),
                      qty=rec.qty, unit=unit, actor=who.actor)

@@ -135,7 +135,7 @@ WRK_SCRIPT = Path(__file__).with_name("wrk_load.lua")
 
 
 def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: list[str], threads: int,
-         delay_ms: float = 0) -> dict:
+         delay_ms: float = 0, timing: bool = True) -> dict:
     """One closed-loop phase under wrk: ``clients`` connections on ``threads`` threads for ``seconds``
     (each connection pausing ``delay_ms`` after every answer when > 0). The token goes to the
     script through the environment (never argv)."""
@@ -143,7 +143,8 @@ def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: l
         f.write("\n".join(paths) + "\n")
         f.flush()
         env = {**os.environ, "BENCH_WRK_TOKEN": token, "BENCH_WRK_MODE": mode, "BENCH_WRK_PATHS": f.name,
-               "BENCH_WRK_DELAY_MS": str(int(delay_ms))}
+               "BENCH_WRK_DELAY_MS": str(int(delay_ms)),
+               "BENCH_WRK_TIMING": "1" if timing else "0"}
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s",
                               "-s", str(WRK_SCRIPT), url], env=env, capture_output=True, text=True,
                              timeout=seconds + 60)
@@ -153,8 +154,11 @@ def _wrk(url: str, token: str, clients: int, seconds: float, mode: str, paths: l
     r = json.loads(line.removeprefix("WRKJSON "))
     errors = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
     ok = r["requests"] - r["status"]
+    stages = next((json.loads(x.removeprefix("WRKTIMING ")) for x in out.stdout.splitlines()
+                   if x.startswith("WRKTIMING ")), {})
     return {"requests_per_s": ok / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000,
-            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "ok": ok, "errors": errors}
+            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000, "ok": ok, "errors": errors,
+            "server_timing_ms": stages}
 
 
 def _from_latencies(latencies: list[float], ok: int, err: int, seconds: float) -> dict:
@@ -171,6 +175,12 @@ def _figures(name: str, fig: dict) -> dict:
                f"p99 {fig['p99_ms']:>7.1f} ms   {fig['ok']} ok, {fig['errors']} errors   server CPU "
                f"{fig.get('server_cpu_ms_per_request', float('nan')):.2f} ms/request   (load average {load:.1f} "
                f"on {os.cpu_count()} cores)")
+    stages = fig.get("server_timing_ms") or {}
+    if stages:
+        order = ["app", "auth", "db", "order", "kafka", "audit", "audit_tx", "lag"]
+        click.echo(f"{'':<34} inside the server (server-timing, ms p50/p99/max): " + ", ".join(
+            f"{k} {v['p50']:.1f}/{v['p99']:.1f}/{v['max']:.0f}"
+            for k, v in sorted(stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)))
     return fig
 
 
@@ -288,7 +298,7 @@ def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str],
         for name, url in urls.items():
             cpu0 = _server_cpu(pids[name])
             if use_wrk:
-                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads)
+                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, timing=key != "baseline")
             else:
                 fig = _from_latencies(*asyncio.run(_httpx_load(url, tokens[who], clients, seconds, requests[key])),
                                       seconds)

@@ -11,11 +11,63 @@ local mode = os.getenv("BENCH_WRK_MODE") or "get"
 for line in io.lines(os.getenv("BENCH_WRK_PATHS")) do paths[#paths + 1] = line end
 local count = 0
 local threads = 0
+local all_threads = {}
 local pause = tonumber(os.getenv("BENCH_WRK_DELAY_MS") or "0") or 0
 
 function setup(thread)
   threads = threads + 1
   thread:set("id", threads)
+  all_threads[#all_threads + 1] = thread
+end
+
+-- BENCH_WRK_TIMING=1: read every answer's server-timing header (api/timing.py) into a histogram
+-- per stage, 0.1 ms buckets ("stage:bucket" -> count); done() prints one "WRKTIMING {...}" line with each stage's count,
+-- mean, p50, p99 and max in ms. Off by default: wrk then skips handing answers to Lua.
+hist = {}
+if os.getenv("BENCH_WRK_TIMING") == "1" then
+  function response(status, headers, body)
+    local st = headers["server-timing"] or headers["Server-Timing"]
+    if not st then return end
+    for name, dur in string.gmatch(st, "([%w_]+);dur=([%d%.]+)") do
+      local key = name .. ":" .. math.floor(tonumber(dur) * 10)   -- flat string keys: wrk's
+      hist[key] = (hist[key] or 0) + 1                             -- thread:get copies no nested table
+    end
+  end
+end
+
+local function merged()
+  local all = {}
+  for _, t in ipairs(all_threads) do
+    for key, n in pairs(t:get("hist") or {}) do
+      local name, b = string.match(key, "^(.-):(%d+)$")
+      b = tonumber(b)
+      local m = all[name] or {}
+      all[name] = m
+      m[b] = (m[b] or 0) + n
+    end
+  end
+  return all
+end
+
+local function pct(keys, h, total, p)
+  local want, seen = math.ceil(total * p), 0
+  for _, b in ipairs(keys) do
+    seen = seen + h[b]
+    if seen >= want then return b / 10 end
+  end
+  return 0
+end
+
+local function timing_line()
+  local out = {}
+  for name, h in pairs(merged()) do
+    local keys, total, sum = {}, 0, 0
+    for b, n in pairs(h) do keys[#keys + 1] = b; total = total + n; sum = sum + n * b / 10 end
+    table.sort(keys)
+    out[#out + 1] = string.format('"%s":{"n":%d,"mean":%.2f,"p50":%.1f,"p99":%.1f,"max":%.1f}', name, total,
+      sum / total, pct(keys, h, total, 0.5), pct(keys, h, total, 0.99), keys[#keys] / 10)
+  end
+  return "WRKTIMING {" .. table.concat(out, ",") .. "}\n"
 end
 
 function init(args)
@@ -44,4 +96,5 @@ function done(summary, latency, requests)
   io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
     '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n', summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+  if os.getenv("BENCH_WRK_TIMING") == "1" then io.write(timing_line()) end
 end

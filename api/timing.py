@@ -60,14 +60,21 @@ class RecentMax:
         self.current = self.previous = 0.0
         self.window_start = time.monotonic()
 
-    def see(self, value: float) -> None:
+    def _roll(self) -> None:
         now = time.monotonic()
-        if now - self.window_start >= 1.0:
+        if now - self.window_start >= 2.0:      # nothing seen for a whole window
+            self.previous = self.current = 0.0
+            self.window_start = now
+        elif now - self.window_start >= 1.0:
             self.previous, self.current, self.window_start = self.current, 0.0, now
+
+    def see(self, value: float) -> None:
+        self._roll()
         self.current = max(self.current, value)
 
     @property
     def recent(self) -> float:
+        self._roll()
         return max(self.current, self.previous)
 
 
@@ -94,18 +101,13 @@ class GcPauses(RecentMax):
 GC_PAUSES = GcPauses()
 
 
-class LoopLag:
+class LoopLag(RecentMax):
     """A task on the event loop that measures how late a 10 ms timer fires; ``recent`` is the largest
     lateness of the current or the previous second."""
 
     def __init__(self) -> None:
-        self.current = self.previous = 0.0
-        self.window_start = time.monotonic()
+        super().__init__()
         self.task: asyncio.Task | None = None
-
-    @property
-    def recent(self) -> float:
-        return max(self.current, self.previous)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -114,10 +116,7 @@ class LoopLag:
         while True:
             t0 = time.monotonic()
             await asyncio.sleep(LAG_TICK_S)
-            now = time.monotonic()
-            if now - self.window_start >= 1.0:
-                self.previous, self.current, self.window_start = self.current, 0.0, now
-            self.current = max(self.current, now - t0 - LAG_TICK_S)
+            self.see(time.monotonic() - t0 - LAG_TICK_S)
 
     async def stop(self) -> None:
         if self.task is not None:

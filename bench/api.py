@@ -21,9 +21,10 @@ falls back to an asyncio + httpx client in this process, which itself tops out n
 requests/s on two cores: then every figure is the client's limit and the bench says so.
 
 Then the same two routes paced at the targets' rates (500 reads/s, 200 posts/s offered: each
-connection pauses after every answer, wrk's ``delay()``, the pause calibrated on a 3 s probe so
-that pause + answer time matches the rate): the latency at the target load rather than at full
-speed. (wrk times a request from its send, so a paced run does not count the wait a slow answer
+connection pauses after every answer, wrk's ``delay()``, for a time drawn from an exponential
+distribution whose mean is calibrated on a 3 s probe so that pause + answer time matches the rate;
+a fixed pause kept the 50 connections in step, so the load came as bursts of 50): the latency at
+the target load rather than at full speed. (wrk times a request from its send, so a paced run does not count the wait a slow answer
 imposes on the next request: wrk2's corrected latency would be somewhat higher.)
 
 Prints requests/s, p50 / p99 latency (ms), errors and the server's CPU per request (ms, its
@@ -329,7 +330,8 @@ def _verdicts(figures: dict, workers: int, clients: int) -> None:
                 click.echo(f"[{name}] {key}s paced at {rate}/s offered: {paced['requests_per_s']:.0f} req/s, p99 "
                            f"{paced['p99_ms']:.0f} ms (target {rate}/s with p99 < {p99} ms: "
                            f"{'met' if _met(paced, rate, p99) else 'NOT met'}; each connection "
-                           f"paused {paced['pause_ms']:.0f} ms after an answer, calibrated on a {WARMUP_S:g} s probe)")
+                           f"paused {paced['pause_ms']:.0f} ms on average (exponential) after an answer, calibrated on a "
+                           f"{WARMUP_S:g} s probe)")
         reads, posts, base = fig["read"], fig["post"], fig["baseline"]
         click.echo(f"[{name}] at full speed (closed loop): reads 500 req/s with p99 < 200 ms: "
                    f"{'met' if _met(reads, 500, 200) else 'NOT met'}; posts 200 req/s with p99 < 300 ms: "

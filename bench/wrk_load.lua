@@ -3,8 +3,9 @@
 -- BENCH_WRK_MODE=post sends an order status (a fresh status_id each time, so none is a repeat).
 -- done() prints one "WRKJSON {...}" line (requests, duration, latency percentiles in us, errors;
 -- wrk's "status" errors are answers outside 2xx/3xx), which bench/api.py parses.
--- BENCH_WRK_DELAY_MS > 0 paces the load: each connection waits that long after an answer before its
--- next request (50 connections x 100 ms offer ~500 requests/s, less the time each answer takes).
+-- BENCH_WRK_DELAY_MS > 0 paces the load: each connection waits that long on average after an answer
+-- before its next request (50 connections x 100 ms offer ~500 requests/s, less the time each answer
+-- takes).
 local paths = {}
 local token = os.getenv("BENCH_WRK_TOKEN")
 local mode = os.getenv("BENCH_WRK_MODE") or "get"
@@ -87,8 +88,12 @@ function request()
   return wrk.format("GET", path)
 end
 
+-- Think time drawn from an exponential distribution of mean BENCH_WRK_DELAY_MS: with a fixed
+-- pause the 50 connections stay in step (they start together and wait alike), so the "paced"
+-- load arrived as bursts of 50 requests every cycle and measured the bursts' queue, not the rate.
 function delay()
-  return pause
+  if pause <= 0 then return 0 end
+  return math.floor(-pause * math.log(1 - math.random()) + 0.5)
 end
 
 function done(summary, latency, requests)

@@ -275,7 +275,7 @@ def _server_cpu(pid: int) -> float:
 
 
 def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str], site_ids: list[str],
-             order_ids: list[str], clients: int, seconds: float, threads: int) -> dict:
+             order_ids: list[str], clients: int, seconds: float, threads: int, stages: bool = False) -> dict:
     """Sequential costs, then each loaded phase on every stack in turn (the same load for both)."""
     requests, paths = _requests(site_ids, order_ids), _paths(site_ids, order_ids)
     figures: dict = {name: {} for name in urls}
@@ -299,7 +299,8 @@ def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str],
         for name, url in urls.items():
             cpu0 = _server_cpu(pids[name])
             if use_wrk:
-                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, timing=key != "baseline")
+                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads,
+                           timing=stages and key != "baseline")
             else:
                 fig = _from_latencies(*asyncio.run(_httpx_load(url, tokens[who], clients, seconds, requests[key])),
                                       seconds)
@@ -314,7 +315,7 @@ def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str],
                 rate = TARGETS[key][0]
                 pause = _calibrated_pause(url, tokens[who], clients, rate, paths[key], threads)
                 cpu0 = _server_cpu(pids[name])
-                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, delay_ms=pause)
+                fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, delay_ms=pause, timing=stages)
                 fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
                 fig["pause_ms"] = pause
                 figures[name][f"{key}_paced"] = _figures(f"[{name}] {label} @{rate}/s offered", fig)
@@ -380,7 +381,7 @@ def _check_end_to_end(settings: Settings, figures: dict) -> dict:
 
 
 def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-         compare: bool = False, threads: int = 1, own_session: bool = False) -> dict:
+         compare: bool = False, threads: int = 1, own_session: bool = False, stages: bool = False) -> dict:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from vreserve.db import connect, migrate
@@ -412,7 +413,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
         viewer.raise_for_status()
         tokens = {"viewer": viewer.json()["access_token"], "carrier": carrier_token}
         pids = {name: server.pid for name, server in zip(urls, servers)}
-        figures = _measure(urls, pids, tokens, site_ids, order_ids, clients, seconds, threads)
+        figures = _measure(urls, pids, tokens, site_ids, order_ids, clients, seconds, threads, stages)
         _verdicts(figures, workers, clients)
         figures["end_to_end"] = _check_end_to_end(private, figures)
         return figures
@@ -454,9 +455,13 @@ def _wait(url: str, server: Proc, timeout: float = 60) -> None:
                    "session of its own, which on a busy machine with autogroup scheduling gets a smaller share.")
 @click.option("--compare/--no-compare", default=False, show_default=True,
               help="Also run a server on uvicorn's pure-Python stack (h11 + asyncio) in the same run.")
+@click.option("--stages", is_flag=True,
+              help="Also print where the time went inside the server (each answer's server-timing header, per "
+                   "stage p50/p99/max). wrk then hands every answer to its Lua script: the load generator's CPU "
+                   "per request grows, so the full-speed rates are lower than without it.")
 @click.pass_obj
 def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-            threads: int, server_session: str, compare: bool) -> None:
+            threads: int, server_session: str, compare: bool, stages: bool) -> None:
     """The HTTP API: live-stock reads and order-status posts under concurrent clients (req/s, p99)."""
     services_up(settings)
-    main(settings, sites, orders, clients, seconds, workers, compare, threads, server_session == "own")
+    main(settings, sites, orders, clients, seconds, workers, compare, threads, server_session == "own", stages)

@@ -263,10 +263,12 @@ def _calibrated_pause(url: str, token: str, clients: int, rate: float, mode_path
     """The pause (ms) after each answer that makes ``clients`` connections offer ``rate`` requests/s:
     one connection's cycle is pause + answer time, so a short run at the naive pause (clients / rate)
     measures the answer time and the pause is shortened by it."""
-    naive = 1000 * clients / rate
-    probe = _wrk(url, token, clients, WARMUP_S, *mode_paths, threads, delay_ms=naive)
-    answer_ms = 1000 * clients / max(probe["requests_per_s"], 1e-9) - naive
-    return max(0.0, naive - max(answer_ms, 0.0))
+    naive = pause = 1000 * clients / rate
+    for _ in range(2):   # a second probe at the corrected pause: one undershot the rate by 1-7 %
+        probe = _wrk(url, token, clients, WARMUP_S, *mode_paths, threads, delay_ms=pause, timing=False)
+        answer_ms = 1000 * clients / max(probe["requests_per_s"], 1e-9) - pause
+        pause = max(0.0, naive - max(answer_ms, 0.0))
+    return pause
 
 
 def _server_cpu(pid: int) -> float:
@@ -341,6 +343,13 @@ def _verdicts(figures: dict, workers: int, clients: int) -> None:
                    f"ceiling of server + load generator: reads run at "
                    f"{reads['requests_per_s'] / base['requests_per_s']:.0%}"
                    f" of it, posts at {posts['requests_per_s'] / base['requests_per_s']:.0%}")
+    against = [n for n in figures if n.startswith("against ")]
+    if against and len(figures) == 2:
+        (ours,), theirs = [n for n in figures if n not in against], figures[against[0]]
+        click.echo(f"ours vs {against[0]} in this run (requests/s ratio; p99 ms ours vs theirs): " + "; ".join(
+            f"{key} {figures[ours][key]['requests_per_s'] / max(theirs[key]['requests_per_s'], 1e-9):.2f}x "
+            f"({figures[ours][key]['p99_ms']:.0f} vs {theirs[key]['p99_ms']:.0f} ms)"
+            for key in ("baseline", "read", "post", "read_paced", "post_paced") if key in theirs))
     if set(figures) == set(STACKS):
         new, old = figures["httptools+uvloop"], figures["h11+asyncio"]
         click.echo("httptools+uvloop vs h11+asyncio in this run (requests/s ratio; p99 ms): " + "; ".join(
@@ -381,7 +390,8 @@ def _check_end_to_end(settings: Settings, figures: dict) -> dict:
 
 
 def main(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-         compare: bool = False, threads: int = 1, own_session: bool = False, stages: bool = False) -> dict:
+         compare: bool = False, threads: int = 1, own_session: bool = False, stages: bool = False,
+         against: str | None = None) -> dict:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from vreserve.db import connect, migrate
@@ -406,6 +416,13 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
             servers.append(Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}",
                                  "--workers", str(workers), "--http", http_impl, "--loop", loop],
                                 child_env(private), f"serve-{name}", own_session=own_session))
+            urls[name] = f"http://127.0.0.1:{port}"
+            _wait(urls[name], servers[-1])
+        if against:   # the same server from another source tree, phases alternating with ours
+            port, name = free_port(), f"against {Path(against).name}"
+            servers.append(Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}",
+                                 "--workers", str(workers)], child_env(private, PYTHONPATH=str(Path(against).resolve())),
+                                 "serve-against", own_session=own_session))
             urls[name] = f"http://127.0.0.1:{port}"
             _wait(urls[name], servers[-1])
         viewer = httpx.post(f"{next(iter(urls.values()))}/api/v1/auth/token",
@@ -459,9 +476,13 @@ def _wait(url: str, server: Proc, timeout: float = 60) -> None:
               help="Also print where the time went inside the server (each answer's server-timing header, per "
                    "stage p50/p99/max). wrk then hands every answer to its Lua script: the load generator's CPU "
                    "per request grows, so the full-speed rates are lower than without it.")
+@click.option("--against", type=click.Path(exists=True, file_okay=False),
+              help="Also run the server from this source tree (e.g. another git worktree), every phase "
+                   "alternating between the two: a before/after in one run.")
 @click.pass_obj
 def command(settings: Settings, sites: int, orders: int, clients: int, seconds: float, workers: int,
-            threads: int, server_session: str, compare: bool, stages: bool) -> None:
+            threads: int, server_session: str, compare: bool, stages: bool, against: str | None) -> None:
     """The HTTP API: live-stock reads and order-status posts under concurrent clients (req/s, p99)."""
     services_up(settings)
-    main(settings, sites, orders, clients, seconds, workers, compare, threads, server_session == "own", stages)
+    main(settings, sites, orders, clients, seconds, workers, compare, threads, server_session == "own", stages,
+         against)

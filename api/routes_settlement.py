@@ -300,7 +300,7 @@ def resume_interrupted(pool, instance: str) -> list[str]:
     """Resume every run marked running whose lock is free (no live process runs it); returns the run
     ids this process took. Safe on N instances at once: each run's advisory lock lets exactly one
     claim it, and a live run holds its lock. Each resume is in the audit trail (actor
-    ``service:<instance>``, source ``startup-sweep``), as a supervisor's resume is."""
+    ``service:<instance>``, source ``sweep``), as a supervisor's resume is."""
     with pool.connection() as conn:
         candidates = [r[0] for r in conn.execute(INTERRUPTED_SQL).fetchall()]
     taken = []
@@ -308,7 +308,7 @@ def resume_interrupted(pool, instance: str) -> list[str]:
         if _start(pool, run_id, f"resumed by API instance {instance} (its sweep for interrupted runs)"):
             taken.append(run_id)
             with pool.connection() as conn:
-                auditlog.append(conn, f"service:{instance}", "startup-sweep", "settlement-runs.resume", "ok", 202,
+                auditlog.append(conn, f"service:{instance}", "sweep", "settlement-runs.resume", "ok", 202,
                                 run_id, {"reason": "interrupted: no live API instance held the run"})
             log.warning("settlement run %s was interrupted; resumed by this instance (%s)", run_id, instance)
     return taken

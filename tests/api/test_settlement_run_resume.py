@@ -122,7 +122,7 @@ def test_a_killed_servers_run_is_finished_by_the_next_server_to_start_without_is
             assert conn.execute("SELECT count(*) FROM settlement_statements WHERE emergency_id = %s",
                                 (em,)).fetchone()[0] == 1
         trail = _trail(world, lambda r: r["action"] == "settlement-runs.resume" and r["target"] == run_id, 1)
-        assert len(trail) == 1 and trail[0]["actor"].startswith("service:") and trail[0]["source"] == "startup-sweep"
+        assert len(trail) == 1 and trail[0]["actor"].startswith("service:") and trail[0]["source"] == "sweep"
         again = sup.post(f"{url}/resume")
         assert again.status_code == 409 and again.json()["error"]["code"] == "settlement_run_finished"
     finally:

@@ -99,7 +99,8 @@ class AuditTrail:
     starts, before the client sees the answer. So a client never holds an answer whose record is
     not yet in the trail, and one client's requests are in the trail in the order it sent them
     (appended after the answer, a record could land after the next request's under load). Every
-    answer also gets a ``server-timing`` header (api/timing.py): where its time went."""
+    write's answer, and a read's that sends ``X-Server-Timing``, gets a ``server-timing`` header
+    (api/timing.py): where its time went."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -107,8 +108,10 @@ class AuditTrail:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
         write = scope["method"] in WRITE_METHODS
+        if not write and not timing.asked(scope):   # a read pays nothing unless it asks
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
         recorded = False
 
         async def capture(message):

@@ -75,6 +75,7 @@ function init(args)
   math.randomseed(os.time() + 7919 * (id or 0))
   if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
   if mode == "post" then wrk.headers["Content-Type"] = "application/json" end
+  if os.getenv("BENCH_WRK_TIMING") == "1" then wrk.headers["X-Server-Timing"] = "1" end
 end
 
 function request()

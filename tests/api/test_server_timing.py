@@ -1,6 +1,6 @@
-"""Every answer says where its time went (`server-timing`, api/timing.py): the stages of a
-live-stock read and of a carrier's status post, against the real app; and the collector-pause and
-event-loop-lag probes themselves."""
+"""Answers say where their time went (`server-timing`, api/timing.py; every write, and a read
+that asks): the stages of a live-stock read and of a carrier's status post, against the real app;
+and the collector-pause and event-loop-lag probes themselves."""
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +25,10 @@ def _stages(response) -> dict[str, float]:
 @pytest.mark.services
 def test_reads_and_posts_say_where_their_time_went(world):
     with world.client("viewer") as c:
-        read = c.get(f"/api/v1/sites/{world.sites['apia'][0]}/stock")
-    assert read.status_code == 200
+        plain = c.get(f"/api/v1/sites/{world.sites['apia'][0]}/stock")
+        read = c.get(f"/api/v1/sites/{world.sites['apia'][0]}/stock", headers={"X-Server-Timing": "1"})
+    assert plain.status_code == read.status_code == 200
+    assert "server-timing" not in plain.headers   # a read pays for it only when it asks
     stages = _stages(read)
     assert {"app", "db", "lag", "gc"} <= set(stages) and all(v >= 0 for v in stages.values())
     assert stages["app"] >= stages["db"]

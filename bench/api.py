@@ -20,7 +20,7 @@ it costs a fraction of a core at these rates. Without wrk (``apt-get install wrk
 falls back to an asyncio + httpx client in this process, which itself tops out near 150
 requests/s on two cores: then every figure is the client's limit and the bench says so.
 
-Then the same two routes paced at the targets' rates (500 reads/s, 200 posts/s offered: each
+Then the same two routes paced at the targets' rates (515 reads/s, 206 posts/s offered, 3 % above: each
 connection pauses after every answer, wrk's ``delay()``, for a time drawn from an exponential
 distribution whose mean is calibrated on a 3 s probe so that pause + answer time matches the rate;
 a fixed pause kept the 50 connections in step, so the load came as bursts of 50): the latency at
@@ -241,6 +241,11 @@ def _paths(site_ids: list[str], order_ids: list[str]) -> dict[str, tuple[str, li
 #: The issue's targets on this machine: (requests/s, p99 ms) for reads and posts.
 TARGETS = {"read": (500, 200), "post": (200, 300)}
 
+#: The paced phases offer this much more than the target rate: with random think times the rate
+#: reached in 15 s varies by ~2 % around the calibrated one, and a phase reaching 197/s of 200/s
+#: said "NOT met" for a p99 of 23 ms.
+OFFER_MARGIN = 1.03
+
 #: Seconds of load per route before the measured phases (not counted).
 WARMUP_S = 3.0
 
@@ -310,17 +315,18 @@ def _measure(urls: dict[str, str], pids: dict[str, int], tokens: dict[str, str],
             fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
             figures[name][key] = _figures(f"[{name}] {label}", fig)
     if use_wrk:
-        _say(f"[3b/4] paced: {clients} connections each pausing so as to offer the target rate (reads "
+        _say(f"[3b/4] paced: {clients} connections each pausing so as to offer 3 % over the target rate (reads "
              f"{TARGETS['read'][0]}/s, posts {TARGETS['post'][0]}/s): the latency at that load, not at full speed")
         for key, label, who in PHASES[1:]:
             for name, url in urls.items():
                 rate = TARGETS[key][0]
-                pause = _calibrated_pause(url, tokens[who], clients, rate, paths[key], threads)
+                pause = _calibrated_pause(url, tokens[who], clients, rate * OFFER_MARGIN, paths[key], threads)
                 cpu0 = _server_cpu(pids[name])
                 fig = _wrk(url, tokens[who], clients, seconds, *paths[key], threads, delay_ms=pause, timing=stages)
                 fig["server_cpu_ms_per_request"] = 1000 * (_server_cpu(pids[name]) - cpu0) / max(fig["ok"], 1)
                 fig["pause_ms"] = pause
-                figures[name][f"{key}_paced"] = _figures(f"[{name}] {label} @{rate}/s offered", fig)
+                figures[name][f"{key}_paced"] = _figures(f"[{name}] {label} @{rate * OFFER_MARGIN:.0f}/s offered",
+                                                         fig)
     return figures
 
 
@@ -330,7 +336,7 @@ def _verdicts(figures: dict, workers: int, clients: int) -> None:
             paced = fig.get(f"{key}_paced")
             if paced:
                 rate, p99 = TARGETS[key]
-                click.echo(f"[{name}] {key}s paced at {rate}/s offered: {paced['requests_per_s']:.0f} req/s, p99 "
+                click.echo(f"[{name}] {key}s paced at {rate * OFFER_MARGIN:.0f}/s offered: {paced['requests_per_s']:.0f} req/s, p99 "
                            f"{paced['p99_ms']:.0f} ms (target {rate}/s with p99 < {p99} ms: "
                            f"{'met' if _met(paced, rate, p99) else 'NOT met'}; each connection "
                            f"paused {paced['pause_ms']:.0f} ms on average (exponential) after an answer, calibrated on a "

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,10 +20,12 @@ from fastapi import FastAPI, Request
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api import errors, routes_admin, routes_auth, routes_read, routes_settlement, routes_supervision, routes_write
+from api import timing
 from api.security import requires
 from console.routes import mount_console
 from vreserve import db_access
 from vreserve import auditlog
+from vreserve.gc_tuning import freeze_startup_objects
 from vreserve.identity import signing_key
 from vreserve.operations import Publisher
 from vreserve.settings import Settings
@@ -39,6 +44,7 @@ class ApiState:
     publisher: Publisher
     signing_key: bytes
     audit: "AuditWriter"
+    loop_lag: timing.LoopLag
 
 
 def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
@@ -54,10 +60,18 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
         with pool.connection() as conn:
             key = signing_key(conn)
         audit = AuditWriter(apool)
-        app.state.api = ApiState(settings, pool, apool, Publisher(settings), key, audit)
+        loop_lag = timing.LoopLag()
+        loop_lag.start()
+        timing.GC_PAUSES.install()
+        app.openapi()   # built now (the docs' first request would build it), so it is frozen below
+        freeze_startup_objects()
+        app.state.api = ApiState(settings, pool, apool, Publisher(settings), key, audit, loop_lag)
+        sweeper = routes_settlement.InterruptedRunSweeper(pool, f"{socket.gethostname()}:{os.getpid()}").start()
         try:
             yield
         finally:
+            sweeper.stop()
+            await loop_lag.stop()
             await audit.close()
             app.state.api.publisher.close()
             await apool.close()
@@ -84,27 +98,39 @@ class AuditTrail:
     """ASGI middleware (outermost): each write request's audit record is appended when its response
     starts, before the client sees the answer. So a client never holds an answer whose record is
     not yet in the trail, and one client's requests are in the trail in the order it sent them
-    (appended after the answer, a record could land after the next request's under load)."""
+    (appended after the answer, a record could land after the next request's under load). Every
+    write's answer, and a read's that sends ``X-Server-Timing``, gets a ``server-timing`` header
+    (api/timing.py): where its time went."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        write = scope["method"] in WRITE_METHODS
+        if not write and not timing.asked(scope):   # a read pays nothing unless it asks
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
         recorded = False
 
         async def capture(message):
             nonlocal recorded
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
-                await _append_audit(Request(scope), message["status"])
+                app_s = time.perf_counter() - t0
+                if write:
+                    with timing.stage(Request(scope), "audit"):
+                        written_s = await _append_audit(Request(scope), message["status"])
+                    timing.add(Request(scope), "audit_tx", written_s)
+                lag = scope["app"].state.api.loop_lag.recent if hasattr(scope["app"].state, "api") else 0.0
+                message = {**message, "headers": [*message.get("headers", []), timing.header(scope, app_s, lag)]}
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            if not recorded:  # no answer started: an unhandled error (the outer layer answers 500)
+            if write and not recorded:  # no answer started: an unhandled error (the outer layer answers 500)
                 await _append_audit(Request(scope), 500)
 
 
@@ -122,13 +148,14 @@ class AuditWriter:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
-    async def append(self, entry: auditlog.Entry) -> None:
-        """Return once ``entry`` is in the trail (or its loss is logged: the answer is already decided)."""
+    async def append(self, entry: auditlog.Entry) -> float:
+        """Return once ``entry`` is in the trail (or its loss is logged: the answer is already decided),
+        with the seconds its batch's transaction took (the rest of the wait was the queue)."""
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
         done = asyncio.get_running_loop().create_future()
         await self.queue.put((entry, done))
-        await done
+        return await done
 
     async def _run(self) -> None:
         while True:
@@ -144,15 +171,17 @@ class AuditWriter:
                 return
 
     async def _write(self, batch: list) -> None:
+        t0 = time.perf_counter()
         try:
             async with self.apool.connection() as conn:
                 await auditlog.append_many_async(conn, [entry for entry, _ in batch])
         except Exception:  # noqa: BLE001 - a lost audit record must be loud, and must not kill the writer
             log.exception("could not append %d audit record(s): %s", len(batch),
                           ", ".join(f"{e.action} by {e.actor}" for e, _ in batch))
+        spent = time.perf_counter() - t0
         for _, done in batch:
             if not done.done():
-                done.set_result(None)
+                done.set_result(spent)
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
@@ -177,5 +206,5 @@ def audit_entry(request: Request, status: int) -> auditlog.Entry:
                           getattr(request.state, "audit_target", ""), detail)
 
 
-async def _append_audit(request: Request, status: int) -> None:
-    await request.app.state.api.audit.append(audit_entry(request, status))
+async def _append_audit(request: Request, status: int) -> float:
+    return await request.app.state.api.audit.append(audit_entry(request, status))

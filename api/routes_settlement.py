@@ -28,6 +28,7 @@ from api.errors import ApiError
 from api.routes_read import CONTRACTS_SQL, Id, _conn, _rows, contract_rows
 from api.routes_write import _audit, uploaded_file
 from api.security import access, requires
+from vreserve import auditlog
 from vreserve.contracts import INT_LIMITS, MAX_MINOR, ContractsRejected, Problem, items_from_text, load_items
 from vreserve.identity import Identity
 from vreserve.settlement import SettleResult, document
@@ -241,6 +242,10 @@ def _start(pool, run_id: str, first_step: str) -> bool:
     if not claimed:
         pool.putconn(conn)
         return False
+    state = conn.execute("SELECT state FROM settlement_runs WHERE run_id = %s", (run_id,)).fetchone()
+    if state is None or state[0] != "running":   # finished between the caller's look and this claim
+        _release(pool, conn, run_id)
+        return False
     threading.Thread(target=_run_settlement, name=f"settle-{run_id}", daemon=True,
                      args=(pool, conn, run_id, first_step)).start()
     return True
@@ -278,6 +283,61 @@ def _run_settlement(pool, conn, run_id: str, first_step: str) -> None:
         _finish(pool, run_id, "failed", None, None, message)
     finally:
         _release(pool, conn, run_id)
+
+
+# ------------------------------------------------------------ interrupted runs, picked up by any instance
+#: How often each API process looks for interrupted runs after its start-up sweep, s. A run whose
+#: lock was still held at start-up (its dying instance's connection not yet closed), or whose
+#: instance dies while this one runs, is picked up by the next sweep.
+SWEEP_INTERVAL_S = 30.0
+#: Runs marked running and quiet for a moment (a run just inserted by a request is claimed by that
+#: request's own process a moment later; the lock, not this age, decides who runs a run).
+INTERRUPTED_SQL = ("SELECT run_id FROM settlement_runs WHERE state = 'running'"
+                   " AND updated_at < clock_timestamp() - interval '2 seconds' ORDER BY started_at")
+
+
+def resume_interrupted(pool, instance: str) -> list[str]:
+    """Resume every run marked running whose lock is free (no live process runs it); returns the run
+    ids this process took. Safe on N instances at once: each run's advisory lock lets exactly one
+    claim it, and a live run holds its lock. Each resume is in the audit trail (actor
+    ``service:<instance>``, source ``sweep``), as a supervisor's resume is."""
+    with pool.connection() as conn:
+        candidates = [r[0] for r in conn.execute(INTERRUPTED_SQL).fetchall()]
+    taken = []
+    for run_id in candidates:
+        if _start(pool, run_id, f"resumed by API instance {instance} (its sweep for interrupted runs)"):
+            taken.append(run_id)
+            with pool.connection() as conn:
+                auditlog.append(conn, f"service:{instance}", "sweep", "settlement-runs.resume", "ok", 202,
+                                run_id, {"reason": "interrupted: no live API instance held the run"})
+            log.warning("settlement run %s was interrupted; resumed by this instance (%s)", run_id, instance)
+    return taken
+
+
+class InterruptedRunSweeper:
+    """A daemon thread of each API process: resume interrupted settlement runs at start-up and every
+    SWEEP_INTERVAL_S after. A failed sweep (database away) is logged and tried again next time."""
+
+    def __init__(self, pool, instance: str, interval_s: float = SWEEP_INTERVAL_S) -> None:
+        self.pool, self.instance, self.interval_s = pool, instance, interval_s
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="settlement-run-sweeper", daemon=True)
+
+    def start(self) -> "InterruptedRunSweeper":
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                resume_interrupted(self.pool, self.instance)
+            except Exception:  # noqa: BLE001 - the next sweep tries again; the API keeps serving
+                log.exception("sweep for interrupted settlement runs failed")
+            self.stopping.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
 
 
 def _release(pool, conn, run_id: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -189,3 +189,59 @@ def delete_safety_level(request: Request, grid_cell: Id, material_id: Id, who: I
         if not safety.remove_level(conn, grid_cell, material_id):
             raise ApiError(404, "safety_level_not_found", f"no safety level for {material_id!r} in {grid_cell!r}")
     return {"grid_cell": grid_cell, "material_id": material_id, "removed": True}
+
+
+# ---------------------------------------------------------------------------- reserve balance
+BALANCE_UNITS = {
+    "target": "the material's `unit`: `days` x the scenario's expected daily demand, spread over the cells by sites",
+    "covered": "the material's `unit`: sum of min(reported, committed) x trust over the cell's active sites",
+    "coverage_days": "days of expected demand the covered stock lasts (null when the cell has no demand)",
+    "raises": "per site: `qty` in the material's `unit` to add to its committed stock, `fee_minor_per_day` "
+              "minor units of `currency` per day (its contract's standby fee per unit and day x qty; may be fractional)",
+    "procure": "the material's `unit`: what no owner holds and must be bought",
+}
+_PACK = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_-]+$", description="A scenario pack name (e.g. wuhan)")]
+
+
+@router.get("/reserve/balance", tags=["supervision"], openapi_extra=access("supervisor"),
+            summary="Normal times: coverage per grid cell and material against days of a scenario's demand, "
+                    "with the suggested rebalancing (`vreserve reserve balance`)")
+def reserve_balance(request: Request, region: Annotated[str, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+                    = "wuhan", scenario: _PACK = "wuhan",
+                    days: Annotated[float, Query(gt=0, le=365, description="Target: days of expected demand")] = 3.0,
+                    procurement_factor: Annotated[float, Query(ge=0, le=1000, description="Procurement price = the "
+                                                               "scenario's price x this")] = 2.0,
+                    grid_cell: Filter = None, material: Filter = None,
+                    under_target: Annotated[bool, Query(description="Only the pairs under target (as the CLI "
+                                                                    "without --all-cells)")] = True,
+                    limit: Limit = 100, offset: Offset = 0, who: Identity = Depends(SUPERVISOR)) -> dict:
+    """Per (grid cell, material): `target`, `covered`, `coverage_days`, `under_target`, the owners'
+    stock to raise (`raises`, cheapest standby fee first, never beyond what a site holds) and what to
+    `procure`, solved as a small LP by the same code as the CLI (vreserve/reserve_balance.py). Read-only:
+    a suggestion, nothing is changed. Each item carries its cell's mean position (`lat`/`lon`, degrees).
+    Supervisors only: it names owners with the money they would be paid, and every call solves the LP.
+    404 `region_not_found` for a region without sites; 422 `unknown_scenario` for a name that is no pack."""
+    from vreserve.reserve_balance import BalanceError, region_balance
+    from vreserve.scenario import known_packs
+
+    if scenario not in known_packs():
+        raise ApiError(422, "unknown_scenario", f"no scenario pack {scenario!r} (packs: {', '.join(known_packs())})",
+                       fields=[{"field": "query.scenario", "reason": "not a scenario pack"}])
+    with _conn(request) as conn:
+        try:
+            result = region_balance(conn, region, scenario, days, procurement_factor)
+        except BalanceError as exc:
+            if not conn.execute("SELECT 1 FROM sites WHERE region = %s LIMIT 1", (region,)).fetchone():
+                raise ApiError(404, "region_not_found", str(exc)) from None
+            raise ApiError(422, "bad_scenario", str(exc)) from None
+        except RuntimeError as exc:  # the LP did not end optimal: say so, suggest nothing
+            raise ApiError(503, "balance_not_solved", str(exc)) from None
+    rows = [r for r in result.rows if (not under_target or r.under_target)
+            and grid_cell in (None, r.grid_cell) and material in (None, r.material_id)]
+    items = [{**r.to_dict(), "lat": result.where[r.grid_cell][0], "lon": result.where[r.grid_cell][1]}
+             for r in rows[offset:offset + limit]]
+    return {"region": region, "scenario": scenario, "days": days, "procurement_factor": procurement_factor,
+            "currency": request.app.state.api.settings.currency, "units": BALANCE_UNITS,
+            "pairs": len(result.rows), "pairs_under_target": result.under,
+            "items": items, "limit": limit, "offset": offset,
+            "next_offset": offset + limit if len(rows) > offset + limit else None}

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
-from api.security import access, requires
+from api import timing
+from api.security import (IDENTITY_COLUMNS, IDENTITY_JOINS, access, authorize, credentials, lookup_identity, oauth2,
+                          requires)
 from vreserve import operations as ops, topics
 from vreserve.audits import AuditRejected, record_audit
 from vreserve.decode import preview
@@ -40,7 +42,6 @@ Note = Annotated[str | None, Field(max_length=1000, pattern=_NO_CONTROL)]
 OPERATOR = requires("operator")
 SUPERVISOR = requires("supervisor")
 SUPERVISOR_OR_OWNER = requires("supervisor", ("owner",))
-CARRIER = requires(None, ("carrier",))
 
 
 def _conn(request: Request):
@@ -332,10 +333,27 @@ class StatusOut(BaseModel):
     actor: str
 
 
+async def carrier_and_order(request: Request, order_id: Id,
+                            token: str | None = Depends(oauth2)) -> tuple[Identity, str | None]:
+    """The status post's identity check and order lookup in one statement, one round trip: the
+    carrier (401 / 403 exactly as ``requires(None, ("carrier",))`` answers) and the order's unit,
+    None when the order is not on its routes (the route answers 404 after checking the body).
+    Two pool checkouts and round trips per post were 35 ms each at the p99 under full load."""
+    creds = credentials(request, token)
+    with timing.stage(request, "auth_order"):
+        async with request.app.state.api.apool.connection() as conn:
+            cur = await conn.execute(CARRIER_ORDER_SQL, {"user": creds.user, "token_id": creds.token_id,
+                                                         "order": order_id})
+            row = await cur.fetchone()
+    who = authorize(lookup_identity(request, creds, row), None, ("carrier",))
+    return who, row[4]
+
+
 @router.post("/orders/{order_id}/status", response_model=StatusOut, status_code=202, tags=["orders"],
              openapi_extra=access("carrier-only", ("carrier",)),
              summary="A carrier reports an order's status (published to the order-status topic)")
-async def post_status(request: Request, order_id: Id, body: StatusIn, who: Identity = Depends(CARRIER)) -> StatusOut:
+async def post_status(request: Request, order_id: Id, body: StatusIn,
+                      carrier_order: tuple[Identity, str | None] = Depends(carrier_and_order)) -> StatusOut:
     """Only for orders on the carrier's routes (others are 404). The record on the topic carries
     `actor` = the carrier's authenticated identity. `status_id` makes a repeat harmless. The answer
     comes once the broker acknowledged the record.
@@ -343,24 +361,25 @@ async def post_status(request: Request, order_id: Id, body: StatusIn, who: Ident
     The hottest write (every carrier, every order, several times), so it runs on the event loop:
     one query for the order's visibility and unit, the producer's acknowledgement awaited without
     a thread (with the batched audit trail: server CPU per post 3.4-3.8 -> 1.2-1.8 ms; docs/api.md)."""
+    who, unit = carrier_order
     _audit(request, order_id, status=body.status)
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "validation_error", "at: give a time zone (e.g. 2026-11-22T08:00:00Z)")
-    async with request.app.state.api.apool.connection() as conn:
-        cur = await conn.execute(CARRIER_ORDER_UNIT_SQL, (order_id, who.name))
-        row = await cur.fetchone()
-    if row is None:
+    if unit is None:
         raise ops.order_not_found(order_id)
     rec = ops.order_status_record(who, order_id, body.status, body.at, body.qty, body.reason, body.status_id)
-    await request.app.state.api.publisher.send_async(topics.ORDER_STATUS, order_id, rec.to_json())
-    unit = row[0]
+    with timing.stage(request, "kafka"):
+        await request.app.state.api.publisher.send_async(topics.ORDER_STATUS, order_id, rec.to_json())
     return StatusOut(status_id=rec.status_id, order_id=order_id, status=rec.status, at=format_ts(rec.at),
                      qty=rec.qty, unit=unit, actor=who.actor)
 
 
-#: The order's unit if it is on the carrier's routes (ops.carrier_sees_order's rule), no row otherwise.
-CARRIER_ORDER_UNIT_SQL = ("SELECT o.unit FROM dispatch_orders o JOIN emergencies e USING (emergency_id)"
-                          " JOIN carriers c ON e.region = ANY(c.regions) WHERE o.order_id = %s AND c.carrier_id = %s")
+#: The caller's identity (security.IDENTITY_COLUMNS), then the order's unit if the caller is a
+#: carrier token and the order is on its routes (ops.carrier_sees_order's rule), NULL otherwise.
+CARRIER_ORDER_SQL = f"""SELECT {IDENTITY_COLUMNS}, x.unit FROM (SELECT 1) one {IDENTITY_JOINS}
+LEFT JOIN LATERAL (SELECT o.unit FROM dispatch_orders o JOIN emergencies e USING (emergency_id)
+    JOIN carriers c ON e.region = ANY(c.regions)
+    WHERE o.order_id = %(order)s AND c.carrier_id = t.subject AND t.kind = 'carrier') x ON true"""
 
 
 # ------------------------------------------------------------------------------- sites, alerts

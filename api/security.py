@@ -10,6 +10,7 @@ from typing import Callable
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from api import timing
 from api.errors import ApiError
 from vreserve import identity as ident
 from vreserve.identity import Identity
@@ -29,11 +30,12 @@ async def current_identity(request: Request, token: str | None = Depends(oauth2)
 
     Async on the event loop (one indexed lookup): no thread hop on the path every request takes."""
     state = request.app.state.api
-    async with state.apool.connection() as conn:
-        if token:
-            who = await _from_bearer(conn, state.signing_key, token)
-        else:
-            who = await _from_cookie(conn, state.signing_key, request)
+    with timing.stage(request, "auth"):
+        async with state.apool.connection() as conn:
+            if token:
+                who = await _from_bearer(conn, state.signing_key, token)
+            else:
+                who = await _from_cookie(conn, state.signing_key, request)
     request.state.identity = who
     return who
 

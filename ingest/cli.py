@@ -84,7 +84,7 @@ def dead_letters(settings: Settings, site_id: str, since: str | None, limit: int
     (what a site's owner asks the operator for)."""
     from datetime import timedelta
 
-    from ingest.dead_letters import site_refusals
+    from vreserve.dead_letters import site_refusals
 
     span = None
     if since:

@@ -354,21 +354,16 @@ def reserve_balance(settings: Settings, region, scenario, days, procurement_fact
     solved as a small LP. Quantities in the material's unit, money in minor currency units."""
     import json
 
-    from vreserve.scenario import load_scenario
-    from supervision import balance as bal
+    from vreserve.reserve_balance import BalanceError, region_balance
     from vreserve.tables import table
 
     click.echo(f"reserve balance of {region}: target {days:g} day(s) of scenario {scenario!r} demand ...", err=True)
     with _connect(settings) as conn:
-        stocks, per_cell, where, units = bal.region_facts(conn, region)
-    if not per_cell:
-        raise click.ClickException(f"no site in region {region!r}")
-    try:
-        base = bal.in_units(load_scenario(scenario).to_dict(), units)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    rows = bal.balance(stocks, units, per_cell, base, days, procurement_factor)
-    shown = [r for r in rows if all_cells or r.under_target]
+        try:
+            result = region_balance(conn, region, scenario, days, procurement_factor)
+        except BalanceError as exc:
+            raise click.ClickException(str(exc)) from None
+    shown = [r for r in result.rows if all_cells or r.under_target]
     click.echo(table(["grid cell", "material", "target", "covered", "coverage (days)", "raise at sites",
                       "standby fee (minor/day)", "procure"],
                      [[r.grid_cell, r.material_id, f"{r.target:,.1f} {r.unit}", f"{r.covered:,.1f} {r.unit}",
@@ -376,13 +371,10 @@ def reserve_balance(settings: Settings, region, scenario, days, procurement_fact
                        f"{sum(x['qty'] for x in r.raises):,.1f} {r.unit} ({len(r.raises)} site(s))",
                        f"{sum(x['fee_minor_per_day'] for x in r.raises):,.2f}", f"{r.procure:,.1f} {r.unit}"]
                       for r in shown]))
-    under = sum(1 for r in rows if r.under_target)
-    click.echo(f"{under} of {len(rows)} cell-material pairs under target; fees in minor currency units per day")
+    click.echo(f"{result.under} of {len(result.rows)} cell-material pairs under target; fees in minor currency units"
+               " per day")
     if json_path:
-        doc = {"region": region, "scenario": scenario, "days": days, "money": "minor currency units",
-               "cells": [{"grid_cell": c, "lat": where[c][0], "lon": where[c][1],
-                          "materials": [r.to_dict() for r in rows if r.grid_cell == c]} for c in sorted(per_cell)]}
-        json_path.write_text(json.dumps(doc, indent=1))
+        json_path.write_text(json.dumps(result.map_document(), indent=1))
         click.echo(f"map-ready JSON written to {json_path}")
 
 

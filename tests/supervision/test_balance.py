@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from supervision import balance as bal
+from vreserve import reserve_balance as bal
 from supervision import cli as sup_cli
 from sv_helpers import add_contract, add_site, add_stock, utc
 

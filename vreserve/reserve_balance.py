@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import cvxpy as cp
 import numpy as np
 
 from vreserve.units import conversion_factor
@@ -100,6 +99,7 @@ def targets(per_day: dict[str, float], sites_per_cell: dict[str, int], days: flo
 def solve(stocks: list[SiteStock], target: dict[tuple[str, str], float], days: float,
           procurement_minor: dict[str, float]) -> dict[tuple[str, str], tuple[list[tuple[SiteStock, float]], float]]:
     """The LP: per (cell, material) the raises chosen and the units to procure."""
+    import cvxpy as cp  # loaded when a balance is solved, not when the API or the CLI starts
     cells = sorted(target)
     idx = {k: i for i, k in enumerate(cells)}
     cand = [s for s in stocks if s.headroom > 1e-9 and (s.grid_cell, s.material_id) in idx]
@@ -197,3 +197,49 @@ def in_units(base: dict, units: dict[str, str]) -> dict:
                 rc["demand"][mat["id"]] = ([float(v) * f for v in series] if isinstance(series, (list, tuple))
                                            else float(series) * f)
     return out
+
+
+# --------------------------------------------------------------------- one region, end to end
+class BalanceError(ValueError):
+    """The balance cannot be computed as asked: no site in the region, or a scenario that does not
+    load or counts in a unit the registry cannot be converted to (the message says which)."""
+
+
+@dataclass(frozen=True)
+class RegionBalance:
+    """A region's balance: every (cell, material) row, the cells' site counts and mean positions."""
+
+    region: str
+    scenario: str
+    days: float
+    rows: list[CellBalance]
+    sites_per_cell: dict[str, int]
+    where: dict[str, tuple[float, float]]
+
+    @property
+    def under(self) -> int:
+        return sum(1 for r in self.rows if r.under_target)
+
+    def map_document(self) -> dict:
+        """Map-ready: each cell with its position and its materials' figures (what `--json` writes)."""
+        return {"region": self.region, "scenario": self.scenario, "days": self.days, "money": "minor currency units",
+                "cells": [{"grid_cell": c, "lat": self.where[c][0], "lon": self.where[c][1],
+                           "materials": [r.to_dict() for r in self.rows if r.grid_cell == c]}
+                          for c in sorted(self.sites_per_cell)]}
+
+
+def region_balance(conn, region: str, scenario, days: float, procurement_factor: float = 2.0) -> RegionBalance:
+    """The balance of ``region`` against ``days`` of ``scenario``'s demand (a pack name, a file or a
+    loaded scenario): the one computation behind `vreserve reserve balance` and
+    ``GET /api/v1/reserve/balance``. Read-only: it suggests, it changes nothing."""
+    from vreserve.scenario import load_scenario
+
+    stocks, per_cell, where, units = region_facts(conn, region)
+    if not per_cell:
+        raise BalanceError(f"no site in region {region!r}")
+    try:
+        base = in_units(load_scenario(scenario).to_dict(), units)
+    except (ValueError, OSError) as exc:
+        raise BalanceError(str(exc)) from None
+    rows = balance(stocks, units, per_cell, base, days, procurement_factor)
+    return RegionBalance(region, str(scenario), days, rows, per_cell, where)

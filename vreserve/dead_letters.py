@@ -3,10 +3,13 @@
 The bridge keys every dead letter by the site id of its topic, so one site's refusals are the
 records with that key (all partitions are read: a key always lands in one, but which one is the
 client's hash, not ours to assume). Read-only, bounded by the topic's end at the start of the call.
+The one reader behind `vreserve ingest dead-letters` and ``GET /api/v1/sites/{id}/dead-letters``
+(both read with the operations principal, which may read the dead-letter topic).
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,9 +37,15 @@ class Refusal:
     def line(self) -> str:
         return f"{self.at.isoformat(timespec='seconds')}  {self.kind:<16} {self.reason}  payload: {self.payload_head}"
 
+    def to_dict(self) -> dict:
+        return {"at": self.at.isoformat(), "kind": self.kind, "reason": self.reason, "payload_head": self.payload_head}
 
-def site_refusals(settings: Settings, site_id: str, since: timedelta | None = None, limit: int = 100) -> list[Refusal]:
-    """The last ``limit`` dead letters of ``site_id`` (newer than ``since`` ago, if given), oldest first."""
+
+def site_refusals(settings: Settings, site_id: str, since: timedelta | datetime | None = None, limit: int = 100,
+                  offset: int = 0, kind: str | None = None) -> list[Refusal]:
+    """The dead letters of ``site_id`` newer than ``since`` (a span back from now, or a time), of
+    ``kind`` if given: the ``limit`` newest after skipping the ``offset`` newest, oldest first.
+    Only ``offset + limit`` records are held while reading, however many the topic keeps."""
 
     name = settings.topic(topics.READINGS_DEAD_LETTER)
     consumer = kafka_clients.consumer(settings, OPERATIONS, group_id=None, enable_auto_commit=False,
@@ -50,21 +59,29 @@ def site_refusals(settings: Settings, site_id: str, since: timedelta | None = No
         starts = _start_offsets(consumer, parts, since)
         for tp in parts:
             consumer.seek(tp, starts.get(tp) if starts.get(tp) is not None else ends[tp])
-        found: list[Refusal] = []
+        # a key lands in one partition, so its records arrive in offset order: keeping the newest
+        # offset + limit of them is enough
+        newest: deque[Refusal] = deque(maxlen=offset + limit)
         key = site_id.encode()
+        # the seek is by the records' broker time (never earlier than the refusal's own `at`); the
+        # refusal's time decides
+        cutoff = None if since is None else since if isinstance(since, datetime) else utc_now() - since
         deadline = time.monotonic() + READ_TIMEOUT_S
         while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
             for recs in consumer.poll(timeout_ms=500).values():
-                found += [r for r in (_refusal(rec) for rec in recs if rec.key == key) if r]
-        return sorted(found, key=lambda r: r.at)[-limit:]
+                newest.extend(r for r in (_refusal(rec) for rec in recs if rec.key == key)
+                              if r and (kind is None or r.kind == kind) and (cutoff is None or r.at > cutoff))
+        found = sorted(newest, key=lambda r: r.at)
+        return found[:max(0, len(found) - offset)] if offset else found
     finally:
         consumer.close()
 
 
-def _start_offsets(consumer, parts, since: timedelta | None) -> dict:
+def _start_offsets(consumer, parts, since: timedelta | datetime | None) -> dict:
     if since is None:
         return dict(consumer.beginning_offsets(parts, timeout_ms=10000))
-    stamp = int((utc_now() - since).timestamp() * 1000)
+    cutoff = since if isinstance(since, datetime) else utc_now() - since
+    stamp = int(cutoff.timestamp() * 1000)
     found = consumer.offsets_for_times({tp: stamp for tp in parts}, timeout_ms=10000)
     return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
 

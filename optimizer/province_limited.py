@@ -2,9 +2,16 @@
 ``PROVINCE_COLUMNS`` columns, where the full model is not built).
 
 Building and compiling the full model with its arc binaries took minutes at province size (load
-average 11-16) and HiGHS overran its limit on it, so this path plans by material on delivery arcs
-fixed in advance: with the same arcs open for every material, each centre's delivery limit holds
-whatever each material ships, and each material keeps the minimum lot on its own.
+average 11-16) and HiGHS overran its limit on it. So, in rounds (``province_limited_work``):
+
+1. the decomposition by material on delivery arcs fixed to the fleet LP's choice
+   (``plan_on_fixed_arcs``): with the same arcs open for every material, each centre's delivery limit
+   holds whatever each material ships; the minimum lot and the budget are passed on from material to
+   material;
+2. the stock-fleet bound with the supply sites merged (``merged_stock_fleet_bound``): the fleet LP
+   with the centres' stock flow, by HiGHS's interior point method without crossover;
+3. while the plan is not yet proven within the gap: fix-and-optimize per distribution centre
+   (``optimizer.centre_neighbourhood``), which re-chooses a centre's arcs with the stock flow.
 """
 from __future__ import annotations
 
@@ -13,10 +20,13 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+import highspy as hp
 import numpy as np
+import scipy.sparse as sp
 
 from optimizer.anytime import CHECK_MARGIN, _flows, top_arcs
-from optimizer.bounds import stock_fleet_relaxation
+from optimizer.bounds import _stock_fleet_rows, _supply_merged
+from optimizer.centre_neighbourhood import improve_centres
 from optimizer.decompose import (_greedy_flows, aggregate_relaxation, material_budgets, material_order,
                                  material_subproblems)
 from optimizer.index import Index, numbers_of, structure_of
@@ -30,38 +40,43 @@ from optimizer.work import DECOMPOSITION_SHARE, WorkLimits
 if TYPE_CHECKING:
     from optimizer.anytime import _Anytime
 
-#: HiGHS's LP method for the stock-fleet bound with merged sites at province size
-MERGED_LP_SOLVER = "ipm"
-#: Compiling the single-material model with its arc binaries, only the arcs open in some period kept
-#: (2.7 s; 20-36 s with all 1,200 delivery arcs), the seconds one material's MILP on the fixed arcs
-#: takes (all 20 in 37 s after the compile at load average 7.4, 2026-12-01 11:31 UTC; at load 9.8 the
-#: clock stopped a 60 s budget after 13, so 3 s each: 13 materials in 60 s, all 20 from 85 s), the
-#: nodes each may explore, and the budget from which the stock-fleet bound with merged sites is planned
-#: (its LP by the interior point method took 87.5 s at load 9 and raised the bound by 0.15 % only).
-LIMITED_COMPILE_S = 5.0
-SECONDS_PER_LIMITED_MATERIAL = 3.0
+#: Compiling the single-material model with its arc binaries (only the arcs open in some period kept)
+#: and the seconds one material's MILP on the fixed arcs takes: with the lot passed on, all 20
+#: materials of province seed 1 in 7.8 s including the compile (0.25-0.4 s each once the lot is passed
+#: on, 0.7-1.0 s before; load average 2-2.5, 2026-12-01 13:20 UTC); with margins for a loaded machine
+#: (the earlier per-material lot took 3 s each at load 9.8).
+LIMITED_COMPILE_S = 3.0
+SECONDS_PER_LIMITED_MATERIAL = 1.0
 LIMITED_MATERIAL_NODES = 200
-MERGED_STOCK_FLEET_BUDGET_S = 150.0
+#: The budget from which the merged stock-fleet bound (round 2) is planned: its LP by the interior point
+#: method without crossover took 24-26 s at load average 1-2 (34 s with crossover at load 4, 87.5 s at
+#: load 9; 2026-12-01 13:25-13:35 UTC). If the clock stops it, only the bound is lost (the plan does not
+#: depend on it) and the stage is named in ``clock_stops``.
+MERGED_STOCK_FLEET_BUDGET_S = 60.0
+#: The budget from which the per-centre neighbourhoods (round 3) are planned, and how many centres'
+#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4; the 4 MILPs 4 s).
+CENTRES_BUDGET_S = 90.0
+CENTRES = 4
+#: Relative margin taken off the interior point method's objective (its optimality tolerance is 1e-8).
+IPM_MARGIN = 1e-6
 
 
 def province_limited_work(budget: float, materials: int) -> WorkLimits:
     """Province size with limits: the decomposition on the fleet LP's arcs (round 1) solves as many
-    materials as fit after compiling its model, then (round 2) the stock-fleet bound with merged sites
-    if the budget leaves room for it; each material's MILP gets ``LIMITED_MATERIAL_NODES`` nodes."""
+    materials as fit after compiling its model; round 2, the merged stock-fleet bound, and round 3, the
+    per-centre neighbourhoods, if the budget leaves room for them; ``LIMITED_MATERIAL_NODES`` nodes
+    per MILP."""
     usable = budget * DECOMPOSITION_SHARE - LIMITED_COMPILE_S
     solved = min(materials, max(0, int(math.floor(usable / SECONDS_PER_LIMITED_MATERIAL))))
-    rounds = 0 if solved == 0 else 1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S)
+    rounds = 0 if solved == 0 else 1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= CENTRES_BUDGET_S)
     return WorkLimits(rounds=rounds, mip_nodes=LIMITED_MATERIAL_NODES, materials=solved)
 
 
 def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarray | None, budget_s: float,
                              work: WorkLimits, info: dict[str, Any]) -> None:
-    """Round 1: the decomposition by material on the fleet LP's arcs (each centre's limit's worth per
-    period, fixed for every material, so the merged plan keeps the delivery limits; each material keeps
-    the minimum lot on its own), ``work.materials`` of them solved, most at stake first, the others on
-    their greedy plan. Province seed 1, F = 3, lot 20: 100.7 M (the greedy plans) -> 96.2 M with 12 of
-    20 materials solved. Round 2: the stock-fleet bound with the supply sites merged per set of centres
-    they ship to (``optimizer.bounds``)."""
+    """The rounds of the module docstring, each while the best plan is not yet proven within the gap.
+    Province seed 1, F = 3, lot 20: 100.7 M (the greedy plans) -> 95.38 M (all 20 materials, 1.07 %
+    above the fleet bound 94.36 M); the merged stock-fleet bound 94.50 M proves 0.92 %."""
     if work.rounds < 1 or flow_value is None or run.out_of_time(budget_s, "decomposition on the fleet LP's arcs"):
         return
     res = plan_on_fixed_arcs(sc, top_arcs(sc, flow_value, 0), time_limit_s=run.left(budget_s) * (1 - CHECK_MARGIN),
@@ -70,22 +85,100 @@ def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarr
     run.offer(res, f"decomposition by material on the fleet LP's arcs ({res.summary.get('materials_solved', 0)} "
                    f"of {len(sc.materials)} materials solved)")
     if work.rounds >= 2 and not run.proven() and not run.out_of_time(budget_s, "stock-fleet bound (sites merged)"):
-        info["stock_fleet_bound"], value = stock_fleet_relaxation(sc, time_limit_s=run.left(budget_s),
-                                                                  merge_sites=True, solver=MERGED_LP_SOLVER)
-        if value is None and run.left(budget_s) <= 0.05:
+        info["stock_fleet_bound"] = merged_stock_fleet_bound(sc, time_limit_s=run.left(budget_s))
+        if info["stock_fleet_bound"] is None:
             run.clock_stops.append("stock-fleet bound (sites merged)")
-        run.raise_bound(info["stock_fleet_bound"], "stock-fleet bound (sites merged)")
+        run.raise_bound(info["stock_fleet_bound"] or 0.0, "stock-fleet bound (sites merged)")
+    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
+        _centre_round(run, sc, budget_s, work)
+
+
+def _centre_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits) -> None:
+    """Fix-and-optimize per distribution centre on the best plan (``optimizer.centre_neighbourhood``)."""
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    merged = _arrays_of(sc, run.best)
+    limit = run.left(budget_s) * (1 - CHECK_MARGIN)
+    merged.shipped, merged.delivered, found = improve_centres(ix, n, merged.shipped, merged.delivered, centres=CENTRES,
+                                                              nodes=work.mip_nodes, time_limit_s=limit)
+    if found["stopped_by_clock"]:
+        run.clock_stops.append("per-centre neighbourhoods")
+    if not found["gains"]:
+        run.trail.append({"stage": f"per-centre neighbourhoods: no gain (LP ranking {found['lp_gains']})",
+                          "seconds": round(run.elapsed(), 3), "plan": False})
+        return
+    merged.by_clock = found["stopped_by_clock"]
+    res = _decomposition_result(sc, merged, run.bound, run.gap, run.elapsed())
+    res = dataclasses.replace(res, summary=res.summary | {
+        "method": res.summary["method"] + ", then per-centre neighbourhoods", "centre_gains": found["gains"]})
+    run.offer(res, f"per-centre neighbourhoods ({len(found['gains'])} of {CENTRES} centres improved)")
+
+
+def merged_stock_fleet_bound(sc: Scenario, time_limit_s: float) -> float | None:
+    """The stock-fleet bound with merged supply sites (``optimizer.bounds.stock_fleet_relaxation`` with
+    ``merge_sites=True``: the same rows) by HiGHS's interior point method WITHOUT crossover (only the
+    objective is needed: 24-26 s against 34 s with crossover at province size), less ``IPM_MARGIN`` of
+    it for the solver's tolerance; None if it did not finish optimal within ``time_limit_s``."""
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    total = float(np.einsum("kmt,m->", n.demand, n.theta))
+    supply = _supply_merged(ix, n)
+    a_ub, b_ub, a_eq, b_eq = _stock_fleet_rows(ix, n, supply)
+    nv, ni = ix.nd * ix.T, ix.n_i
+    rows = sp.vstack([a_ub, a_eq]).tocsc()
+    h = hp.Highs()
+    for name, value in (("output_flag", False), ("solver", "ipm"), ("run_crossover", "off"),
+                        ("time_limit", float(max(time_limit_s, 1e-3)))):
+        h.setOptionValue(name, value)
+    lp = hp.HighsLp()
+    lp.num_col_, lp.num_row_ = rows.shape[1], rows.shape[0]
+    lp.col_cost_ = np.concatenate([-np.ones(nv), np.zeros(nv + 2 * ni + supply.width)])
+    lp.col_lower_ = np.concatenate([np.zeros(2 * nv + ni), ix.per_period(n.safety), np.zeros(supply.width)])
+    lp.col_upper_ = np.concatenate([np.full(nv, np.inf), np.ones(nv), np.full(ni, np.inf),
+                                    ix.per_period(n.max_inventory), supply.upper])
+    lp.row_lower_ = np.concatenate([np.full(a_ub.shape[0], -h.inf), b_eq])
+    lp.row_upper_ = np.minimum(np.concatenate([b_ub, b_eq]), h.inf)
+    lp.a_matrix_.format_ = hp.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = rows.indptr, rows.indices, rows.data
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != hp.HighsModelStatus.kOptimal:
+        return None
+    value = float(h.getInfo().objective_function_value)  # minus the theta-weighted units delivered
+    return max(total + value - IPM_MARGIN * abs(value) - 1e-7 * max(1.0, total), 0.0)
+
+
+def _arrays_of(sc: Scenario, res: PlanResult) -> _Merged:
+    """A plan's flows as arrays (see ``_Merged``)."""
+    merged = _Merged.empty(sc)
+    mpos = {m: i for i, m in enumerate(structure_of(sc).materials)}
+    for f in res.shipments_in:
+        merged.shipped[merged.spos[(f.origin, f.destination)], mpos[f.material], f.period - 1] += f.qty
+    for f in res.deliveries:
+        merged.delivered[merged.dpos[(f.origin, f.destination)], mpos[f.material], f.period - 1] += f.qty
+    merged.statuses = dict(res.summary.get("material_statuses", {}))
+    return merged
 
 
 @dataclasses.dataclass
 class _Merged:
-    """The merged plan of the decomposition as arrays, and how each material was planned."""
+    """The merged plan of the decomposition as arrays, how each material was planned, and the arc and
+    site positions its flows are added by."""
 
     shipped: np.ndarray  # [supply arcs, M, T] units
     delivered: np.ndarray  # [delivery arcs, M, T] units
+    price: np.ndarray  # [supply arcs, M, T] currency units per unit shipped
+    spos: dict[tuple[str, str], int]
+    dpos: dict[tuple[str, str], int]
     statuses: dict[str, str] = dataclasses.field(default_factory=dict)  # material -> how it was planned
     by_clock: bool = False  # the time limit (not the work limits) stopped a solve or the loop
     stopped: str | None = None  # why not every material was solved
+
+    @classmethod
+    def empty(cls, sc: Scenario) -> "_Merged":
+        st = structure_of(sc)
+        shape = (len(st.materials), st.periods)
+        return cls(np.zeros((len(st.supply_arcs), *shape)), np.zeros((len(st.delivery_arcs), *shape)),
+                   numbers_of(sc).price[Index(st).s_w], {a: i for i, a in enumerate(st.supply_arcs)},
+                   {a: i for i, a in enumerate(st.delivery_arcs)})
 
 
 def plan_on_fixed_arcs(sc: Scenario, open_arcs: np.ndarray, *, time_limit_s: float, gap: float,
@@ -105,13 +198,12 @@ def plan_on_fixed_arcs(sc: Scenario, open_arcs: np.ndarray, *, time_limit_s: flo
     - the budget: what a material leaves of its share goes to the next one (the total stays within).
     """
     t_all = time.perf_counter()
-    st, n = structure_of(sc), numbers_of(sc)
+    st = structure_of(sc)
     kept = np.flatnonzero(open_arcs.any(axis=1))  # arcs open in some period: a smaller model to compile
     bound, spend = aggregate_relaxation(sc)
     subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=True,
                                 delivery_arcs=[st.delivery_arcs[i] for i in kept])
-    merged = _Merged(np.zeros((len(st.supply_arcs), len(st.materials), st.periods)),
-                     np.zeros((len(st.delivery_arcs), len(st.materials), st.periods)))
+    merged = _Merged.empty(sc)
     _solve_in_order(sc, subs, kept, open_arcs[kept], merged, t_all, time_limit_s, gap, max_materials,
                     highs_options, progress)
     return _decomposition_result(sc, merged, bound, gap, time.perf_counter() - t_all)
@@ -141,7 +233,7 @@ def _solve_in_order(sc: Scenario, subs: list[dict[str, Any]], kept: np.ndarray, 
             merged.by_clock = merged.by_clock or not work_done
             merged.stopped = merged.stopped or (f"{'work' if work_done else 'time'} limit reached after {i} of "
                                                 f"{len(st.materials)} materials")
-            carry += _add_greedy(sc, scm, mi, kept, open_kept, merged)
+            carry += _add_greedy(sc, scm, mi, open_kept, merged)
             continue
         progress(f"material {i + 1}/{len(st.materials)} ({m}){', lot passed on' if lot_passed_on else ''}")
         if lot_passed_on not in planners:  # one compiled model per structure (with / without the lot)
@@ -152,34 +244,31 @@ def _solve_in_order(sc: Scenario, subs: list[dict[str, Any]], kept: np.ndarray, 
         merged.by_clock = merged.by_clock or res.summary.get("solver_status") == "time_limit"
         if not res.has_plan:
             merged.stopped = merged.stopped or f"material {m} ended {res.status.value}: {res.message}"
-            carry += _add_greedy(sc, scm, mi, kept, open_kept, merged)
+            carry += _add_greedy(sc, scm, mi, open_kept, merged)
             continue
         merged.statuses[m] = res.status.value + (" (lot passed on)" if lot_passed_on else "")
-        carry += _add_flows(sc, mi, res.shipments_in, res.deliveries, merged, scm.budget)
+        carry += _add_flows(mi, res.shipments_in, res.deliveries, merged, scm.budget)
 
 
-def _add_flows(sc: Scenario, mi: int, shipments: tuple[Flow, ...] | list[Flow], deliveries: tuple[Flow, ...] | list[Flow],
+def _add_flows(mi: int, shipments: tuple[Flow, ...] | list[Flow], deliveries: tuple[Flow, ...] | list[Flow],
                merged: _Merged, budget: float | None) -> float:
     """Add one material's flows to the merged plan; returns the money of its share it left unspent."""
-    st, n = structure_of(sc), numbers_of(sc)
-    spos = {a: i for i, a in enumerate(st.supply_arcs)}
-    dpos = {a: i for i, a in enumerate(st.delivery_arcs)}
-    wpos = {w: i for i, w in enumerate(st.supply_sites)}
     spent = 0.0
     for f in shipments:
-        merged.shipped[spos[(f.origin, f.destination)], mi, f.period - 1] += f.qty
-        spent += f.qty * n.price[wpos[f.origin], mi, f.period - 1]
+        a = merged.spos[(f.origin, f.destination)]
+        merged.shipped[a, mi, f.period - 1] += f.qty
+        spent += f.qty * merged.price[a, mi, f.period - 1]
     for f in deliveries:
-        merged.delivered[dpos[(f.origin, f.destination)], mi, f.period - 1] += f.qty
+        merged.delivered[merged.dpos[(f.origin, f.destination)], mi, f.period - 1] += f.qty
     return 0.0 if budget is None else max(float(budget) - spent, 0.0)
 
 
-def _add_greedy(sc: Scenario, sub: Scenario, mi: int, kept: np.ndarray, open_kept: np.ndarray, merged: _Merged) -> float:
+def _add_greedy(sc: Scenario, sub: Scenario, mi: int, open_kept: np.ndarray, merged: _Merged) -> float:
     """A material not solved follows its greedy plan within its share, on the open arcs."""
     m = structure_of(sc).materials[mi]
     ship, dels = _greedy_flows(sub, m, open_kept)
     merged.statuses[m] = "greedy"
-    return _add_flows(sc, mi, ship, dels, merged, sub.budget)
+    return _add_flows(mi, ship, dels, merged, sub.budget)
 
 
 def _decomposition_result(sc: Scenario, merged: _Merged, bound: float, gap: float, seconds: float) -> PlanResult:
@@ -199,7 +288,7 @@ def _decomposition_result(sc: Scenario, merged: _Merged, bound: float, gap: floa
     k_i, m_i, t_i = np.nonzero(short > 1e-9)
     shortages = tuple(map(Shortage, names(st.rescue_centres, k_i).tolist(), names(st.materials, m_i).tolist(),
                           (t_i + 1).tolist(), short[k_i, m_i, t_i].astype(float).tolist()))
-    spent = float(np.einsum("smt,smt->", merged.shipped, n.price[ix.s_w]))
+    spent = float(np.einsum("smt,smt->", merged.shipped, merged.price))
     greedy = [m for m, s in merged.statuses.items() if s == "greedy"]
     summary = summarise(sc, n, short, spent=spent) | {
         "method": f"decomposition by material ({len(st.materials)} single-material MILPs, delivery arcs fixed, "

@@ -233,7 +233,7 @@ def _solve_in_order(sc: Scenario, subs: list[dict[str, Any]], kept: np.ndarray, 
             merged.by_clock = merged.by_clock or not work_done
             merged.stopped = merged.stopped or (f"{'work' if work_done else 'time'} limit reached after {i} of "
                                                 f"{len(st.materials)} materials")
-            carry += _add_greedy(sc, scm, mi, open_kept, merged)
+            carry = _add_greedy(sc, scm, mi, open_kept, merged)
             continue
         progress(f"material {i + 1}/{len(st.materials)} ({m}){', lot passed on' if lot_passed_on else ''}")
         if lot_passed_on not in planners:  # one compiled model per structure (with / without the lot)
@@ -244,10 +244,10 @@ def _solve_in_order(sc: Scenario, subs: list[dict[str, Any]], kept: np.ndarray, 
         merged.by_clock = merged.by_clock or res.summary.get("solver_status") == "time_limit"
         if not res.has_plan:
             merged.stopped = merged.stopped or f"material {m} ended {res.status.value}: {res.message}"
-            carry += _add_greedy(sc, scm, mi, open_kept, merged)
+            carry = _add_greedy(sc, scm, mi, open_kept, merged)
             continue
         merged.statuses[m] = res.status.value + (" (lot passed on)" if lot_passed_on else "")
-        carry += _add_flows(mi, res.shipments_in, res.deliveries, merged, scm.budget)
+        carry = _add_flows(mi, res.shipments_in, res.deliveries, merged, scm.budget)
 
 
 def _add_flows(mi: int, shipments: tuple[Flow, ...] | list[Flow], deliveries: tuple[Flow, ...] | list[Flow],

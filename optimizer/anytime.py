@@ -23,8 +23,9 @@ A dispatcher with no plan publishes no orders. So:
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
      instead (``optimizer.province_limited``) the decomposition by material with the delivery arcs fixed to the
-     fleet LP's choice (the limits then hold whatever each material does), and from a 150 s budget the
-     stock-fleet bound with the supply sites merged.
+     fleet LP's choice (the limits then hold whatever each material does; the minimum lot and the budget
+     passed on from material to material), the stock-fleet bound with the supply sites merged, and
+     fix-and-optimize per distribution centre.
    Every candidate passes the independent check (``optimizer.check``) before it can replace the best.
 
 Reproducibility: the plan is a pure function of the scenario and the work limits

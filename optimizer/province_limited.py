@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 #: and the seconds one material's MILP on the fixed arcs takes: with the lot passed on, all 20
 #: materials of province seed 1 in 7.8 s including the compile (0.25-0.4 s each once the lot is passed
 #: on, 0.7-1.0 s before; load average 2-2.5, 2026-12-01 13:20 UTC); with margins for a loaded machine
-#: (the earlier per-material lot took 3 s each at load 9.8).
-LIMITED_COMPILE_S = 3.0
+#: (a material with a lot of its own took 3 s at load 9.8). The compile's 5 s keeps the dispatcher's
+#: 7.5 s budget on the greedy plans, as before.
+LIMITED_COMPILE_S = 5.0
 SECONDS_PER_LIMITED_MATERIAL = 1.0
 LIMITED_MATERIAL_NODES = 200
 #: The budget from which the merged stock-fleet bound (round 2) is planned: its LP by the interior point

@@ -45,12 +45,12 @@ def improve_centres(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.nd
     import time
 
     t0 = time.perf_counter()
-    gains = np.array([_solve(_model(ix, n, j, shipped, delivered), relax=True, nodes=nodes,
-                             time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3))[0]
-                      for j in range(ix.J)])
+    ranked = [_solve(_model(ix, n, j, shipped, delivered), relax=True, nodes=nodes,
+                     time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3)) for j in range(ix.J)]
+    gains = np.array([gain for gain, _, _ in ranked])
     order = [int(j) for j in np.argsort(-gains, kind="stable")[:centres] if gains[j] > 1e-6]
     info: dict = {"lp_gains": {int(j): round(float(gains[j]), 1) for j in order}, "gains": {},
-                  "stopped_by_clock": False}
+                  "stopped_by_clock": any(status == hp.HighsModelStatus.kTimeLimit for _, _, status in ranked)}
     for j in order:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0:

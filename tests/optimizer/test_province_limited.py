@@ -1,6 +1,8 @@
 """The province-with-limits path (optimizer.province_limited, optimizer.centre_neighbourhood) on
 paper-size scenarios, where the exact optimum is known: every plan passes the independent check, no
 plan beats the optimum, no bound exceeds it."""
+import functools
+
 import pytest
 
 from optimizer import load_scenario, plan
@@ -14,6 +16,12 @@ from optimizer.index import Index, numbers_of, structure_of
 from optimizer.province_limited import (_arrays_of, _decomposition_result, merged_stock_fleet_bound,
                                         plan_on_fixed_arcs)
 from optimizer.work import WorkLimits
+
+
+@functools.lru_cache(maxsize=None)
+def _optimum(seed: int, f: int, lot: float):
+    """The exact plan (proven within 1e-6) of a paper scenario with limits."""
+    return plan(_limited(seed, f, lot), time_limit_s=60, gap=1e-6)
 
 
 def _limited(seed: int, f: int, lot: float):
@@ -37,7 +45,7 @@ def test_the_lot_passed_on_once_every_open_arc_carries_it():
     chk = check_plan(sc, passed)
     assert chk.ok, chk.violations
     assert passed.objective < per_material.objective
-    assert passed.objective >= plan(sc, time_limit_s=60, gap=1e-6).bound * (1 - 1e-9)
+    assert passed.objective >= _optimum(2, 1, 20).bound * (1 - 1e-9)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -61,12 +69,12 @@ def test_materials_beyond_the_work_limit_follow_their_greedy_plan():
     assert not res.summary["stopped_by_clock"] and check_plan(sc, res).ok
 
 
-@pytest.mark.parametrize("seed", [1, 3])
+@pytest.mark.parametrize("seed", [2, 3])
 def test_merged_stock_fleet_bound_by_ipm_matches_the_simplex_and_stays_below_the_optimum(seed):
     sc = _limited(seed, 2, 20)
     ipm = merged_stock_fleet_bound(sc, time_limit_s=60)
     simplex, _ = stock_fleet_relaxation(sc, merge_sites=True)
-    exact = plan(sc, time_limit_s=60, gap=1e-6)
+    exact = _optimum(seed, 2, 20)
     assert ipm is not None and ipm == pytest.approx(simplex, rel=1e-4)  # measured: within 1e-5
     assert ipm <= simplex * (1 + 1e-9) and ipm <= exact.objective * (1 + 1e-9)
     assert merged_stock_fleet_bound(sc, time_limit_s=1e-4) is None  # cut by the clock: no bound, not a wrong one
@@ -88,7 +96,7 @@ def test_centre_neighbourhoods_improve_a_plan_and_keep_every_rule():
     chk = check_plan(sc, res)
     assert chk.ok, chk.violations
     assert res.objective < greedy.objective * 0.6
-    assert res.objective >= plan(sc, time_limit_s=60, gap=1e-6).bound * (1 - 1e-9)
+    assert res.objective >= _optimum(2, 2, 20).bound * (1 - 1e-9)
     assert (results[1][0] == results[0][0]).all() and (results[1][1] == results[0][1]).all()  # deterministic
 
 
@@ -106,5 +114,5 @@ def test_province_path_runs_its_three_rounds(monkeypatch):
     assert "stock-fleet bound (sites merged)" in first.summary["bounds_known_at_seconds"]
     assert first.has_plan and check_plan(sc, first).ok and not first.summary["stopped_by_clock"]
     assert first.summary["method"].endswith("then per-centre neighbourhoods")
-    assert first.bound <= plan(sc, time_limit_s=60, gap=1e-6).objective * (1 + 1e-9)
+    assert first.bound <= _optimum(2, 2, 20).objective * (1 + 1e-9)
     assert (again.objective, again.bound, again.deliveries) == (first.objective, first.bound, first.deliveries)

@@ -87,7 +87,7 @@ def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarr
                    f"of {len(sc.materials)} materials solved)")
     if work.rounds >= 2 and not run.proven() and not run.out_of_time(budget_s, "stock-fleet bound (sites merged)"):
         info["stock_fleet_bound"] = merged_stock_fleet_bound(sc, time_limit_s=run.left(budget_s))
-        if info["stock_fleet_bound"] is None:
+        if info["stock_fleet_bound"] is None and run.left(budget_s) <= 0.05:  # cut by the safety net
             run.clock_stops.append("stock-fleet bound (sites merged)")
         run.raise_bound(info["stock_fleet_bound"] or 0.0, "stock-fleet bound (sites merged)")
     if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):

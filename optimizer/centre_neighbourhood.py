@@ -144,8 +144,8 @@ def _model(ix: Index, n: Numbers, j: int, shipped: np.ndarray, delivered: np.nda
         rows.add([np.arange(nb) % T], [bcol], [np.ones(nb)], T, np.full(T, -np.inf), np.full(T, n.max_deliveries[j]))
     rows.add([s_ * M + sm_], [xcol], [np.ones(nx)], S * M, np.full(S * M, -np.inf), oh_res.reshape(-1))
     if n.budget is not None:
-        price = n.price[ix.s_w][...]
-        spent_else = float(np.einsum("smt,smt->", shipped, price)) - float(np.einsum("smt,smt->", shipped[sarcs], price[sarcs]))
+        price = n.price[ix.s_w]  # [supply arcs, M, T]
+        spent_else = float(np.einsum("smt,smt->", shipped, price) - np.einsum("smt,smt->", shipped[sarcs], price[sarcs]))
         rows.add([np.zeros(nx, dtype=np.int64)], [xcol], [price[sarcs].reshape(-1)], 1, np.array([-np.inf]),
                  np.array([float(n.budget) - spent_else]))
     lo = np.concatenate([np.zeros(ny + nb), np.repeat(n.safety[j], T), np.zeros(nx)])

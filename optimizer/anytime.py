@@ -22,9 +22,10 @@ A dispatcher with no plan publishes no orders. So:
      decomposition by material (``optimizer.decompose``);
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
-     instead (``_province_limited``) the decomposition by material with the delivery arcs fixed to the
-     fleet LP's choice (the limits then hold whatever each material does), and from a 150 s budget the
-     stock-fleet bound with the supply sites merged.
+     instead (``optimizer.province_limited``) the decomposition by material with the delivery arcs fixed to the
+     fleet LP's choice (the limits then hold whatever each material does; the minimum lot and the budget
+     passed on from material to material), the stock-fleet bound with the supply sites merged, and
+     fix-and-optimize per distribution centre.
    Every candidate passes the independent check (``optimizer.check``) before it can replace the best.
 
 Reproducibility: the plan is a pure function of the scenario and the work limits
@@ -58,8 +59,6 @@ from optimizer.summary import summarise
 from optimizer.urgency import urgency as compute_urgency
 from optimizer.work import PROVINCE_COLUMNS, WorkLimits, work_for_budget
 
-#: HiGHS's LP method for the stock-fleet bound with merged sites at province size (see _province_limited)
-MERGED_LP_SOLVER = "ipm"
 CHECK_MARGIN = 0.15  # share of the budget left after the greedy plan kept for the decomposition's merge and check
 
 
@@ -239,11 +238,12 @@ def _improve_limited(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarra
 
     At province size (building and compiling the full model alone took 128 s at load average 11, and
     HiGHS overran its limit on it) the decomposition on fixed arcs replaces these rounds
-    (``_province_limited``)."""
+    (``optimizer.province_limited``)."""
     if _columns(sc) > PROVINCE_COLUMNS and planner is None:
         run.trail.append({"stage": "full-model stages skipped (province size)", "seconds": round(run.elapsed(), 3),
                           "plan": False})
-        _province_limited(run, sc, flow_value, budget_s, work, info)
+        from optimizer.province_limited import improve_province_limited  # it imports this module
+        improve_province_limited(run, sc, flow_value, budget_s, work, info)
         return
     if work.rounds < 1 or run.out_of_time(budget_s, "fix-and-optimize"):
         return
@@ -289,29 +289,6 @@ def _round_two(run: _Anytime, sc: Scenario, planner, flow_value: np.ndarray, bud
     res = planner.solve(sc, time_limit_s=run.left(budget_s), gap=run.gap / 4, open_arcs=open_,
                         warm_start=run.best, reuse_basis=False, highs_options=options | {"presolve": "on"})
     run.offer(res, f"fix-and-optimize on both LPs' arcs ({int(open_.sum())} open)")
-
-
-def _province_limited(run: _Anytime, sc: Scenario, flow_value: np.ndarray | None, budget_s: float,
-                      work: WorkLimits, info: dict[str, Any]) -> None:
-    """Province size with limits, round 1: the decomposition by material on the fleet LP's arcs (each
-    centre's limit's worth per period, fixed for every material, so the merged plan keeps the delivery
-    limits; each material keeps the minimum lot on its own), ``work.materials`` of them solved, most at
-    stake first, the others on their greedy plan. Province seed 1, F = 3, lot 20: 100.7 M (the greedy
-    plans) -> 96.2 M with 12 of 20 materials solved. Round 2: the stock-fleet bound with the supply
-    sites merged per set of centres they ship to (``optimizer.bounds``)."""
-    if work.rounds < 1 or flow_value is None or run.out_of_time(budget_s, "decomposition on the fleet LP's arcs"):
-        return
-    res = plan_by_material(sc, time_limit_s=run.left(budget_s) * (1 - CHECK_MARGIN), gap=run.gap,
-                           greedy_fallback=True, max_materials=work.materials, open_arcs=top_arcs(sc, flow_value, 0),
-                           highs_options=work.highs_options() | {"presolve": "on"})
-    run.offer(res, f"decomposition by material on the fleet LP's arcs ({res.summary.get('materials_solved', 0)} "
-                   f"of {len(sc.materials)} materials solved)")
-    if work.rounds >= 2 and not run.proven() and not run.out_of_time(budget_s, "stock-fleet bound (sites merged)"):
-        info["stock_fleet_bound"], value = stock_fleet_relaxation(sc, time_limit_s=run.left(budget_s),
-                                                                  merge_sites=True, solver=MERGED_LP_SOLVER)
-        if value is None and run.left(budget_s) <= 0.05:
-            run.clock_stops.append("stock-fleet bound (sites merged)")
-        run.raise_bound(info["stock_fleet_bound"], "stock-fleet bound (sites merged)")
 
 
 def _stopped_by_clock(res: PlanResult) -> bool:

@@ -31,17 +31,6 @@ NODES_PER_BUDGET_S = 40
 #: may plan to use (the rest is the greedy plan, the merge and the independent check before it).
 SECONDS_PER_MATERIAL = 3.0
 DECOMPOSITION_SHARE = 0.75
-#: Province size with delivery limits (``optimizer.anytime._province_limited``): compiling the
-#: single-material model with its arc binaries, only the arcs open in some period kept (2.7 s; 20-36 s
-#: with all 1,200 delivery arcs), the seconds one material's MILP on the fixed arcs takes (all 20 in
-#: 37 s after the compile at load average 7.4, 2026-12-01 11:31 UTC; at load 9.8 the clock stopped a 60 s
-#: budget after 13, so 3 s each: 13 materials in 60 s, all 20 from 85 s), the nodes each may explore, and the
-#: budget from which the stock-fleet bound with merged sites is planned (its LP by the interior point
-#: method took 87.5 s at load 9 and raised the bound by 0.15 % only).
-LIMITED_COMPILE_S = 5.0
-SECONDS_PER_LIMITED_MATERIAL = 3.0
-LIMITED_MATERIAL_NODES = 200
-MERGED_STOCK_FLEET_BUDGET_S = 150.0
 #: Budget seconds per 1,000 model columns below which the warm-started full MILP is not planned (the
 #: fix-and-optimize neighbourhood still is). City size with delivery limits (41,000 columns): the
 #: clock stopped it in a 60 s budget without an improvement (benchmark, 2026-12-01 07:29 UTC, load
@@ -94,7 +83,8 @@ def work_for_budget(budget_s: float, columns: int, materials: int, limited: bool
     budget = max(float(budget_s), 0.0)
     nodes = max(1, int(NODES_PER_BUDGET_S * budget))
     if columns > PROVINCE_COLUMNS and limited:
-        return _province_limited_work(budget, materials)
+        from optimizer.province_limited import province_limited_work  # it imports this module
+        return province_limited_work(budget, materials)
     if columns > PROVINCE_COLUMNS:
         solved = min(materials, int(math.floor(budget * DECOMPOSITION_SHARE / SECONDS_PER_MATERIAL)))
         return WorkLimits(rounds=1 if solved > 0 else 0, mip_nodes=nodes, materials=solved)
@@ -103,12 +93,3 @@ def work_for_budget(budget_s: float, columns: int, materials: int, limited: bool
     rounds = 0 if budget <= 0 else 1 + sum(budget >= s * kcolumns for s in per_round)
     return WorkLimits(rounds=rounds, mip_nodes=nodes, materials=None)
 
-
-def _province_limited_work(budget: float, materials: int) -> WorkLimits:
-    """Province size with limits: the decomposition on the fleet LP's arcs (round 1) solves as many
-    materials as fit after compiling its model, then (round 2) the stock-fleet bound with merged sites
-    if the budget leaves room for it; each material's MILP gets ``LIMITED_MATERIAL_NODES`` nodes."""
-    usable = budget * DECOMPOSITION_SHARE - LIMITED_COMPILE_S
-    solved = min(materials, max(0, int(math.floor(usable / SECONDS_PER_LIMITED_MATERIAL))))
-    rounds = 0 if solved == 0 else 1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S)
-    return WorkLimits(rounds=rounds, mip_nodes=LIMITED_MATERIAL_NODES, materials=solved)

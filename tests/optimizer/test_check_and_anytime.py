@@ -263,6 +263,7 @@ def test_province_path_with_limits_decomposes_on_fixed_arcs_reproducibly(monkeyp
     assert "stock-fleet bound (sites merged)" in first.summary["bounds_known_at_seconds"]
     assert first.has_plan and check_plan(sc, first).ok and not first.summary["stopped_by_clock"]
     assert first.summary["fleet_bound"] <= first.bound <= exact.objective * (1 + 1e-9)
-    assert first.summary["method"].startswith("anytime: decomposition by material (4 single-material MILPs, delivery arcs fixed)")
+    assert first.summary["method"].startswith(
+        "anytime: decomposition by material (4 single-material MILPs, delivery arcs fixed, lot and budget passed on)")
     assert first.objective < greedy_result(sc, 0.0, 1e-3).objective / 1.5  # measured 46,364 against 90,471
     assert (again.objective, again.bound, again.deliveries) == (first.objective, first.bound, first.deliveries)

@@ -198,18 +198,23 @@ _STAGED: "weakref.WeakSet[psycopg.AsyncConnection]" = weakref.WeakSet()
 
 
 async def write_rows(conn: psycopg.AsyncConnection, rows: Rows, alerts: Sequence[Alert],
-                     frontier: Frontier | None = None, new_sites: NewSites | None = None) -> Written:
+                     frontier: Frontier | None = None, new_sites: NewSites | None = None,
+                     steps: dict[str, float] | None = None) -> Written:
     """Write one batch, the partitions' new frontier and the sites first seen, in one transaction.
     Round trips: BEGIN, the COPY, then every statement after it in one pipeline, COMMIT (each round
-    trip waits for the server to be scheduled, which on a loaded machine costs more than the work)."""
+    trip waits for the server to be scheduled, which on a loaded machine costs more than the work).
+    ``steps`` (if given) adds each step's wall seconds: where the writer's time goes."""
+    timer = _StepTimer(steps)
     staged = conn in _STAGED
     async with conn.transaction():
+        timer.lap("begin")
         if rows.count:
             async with conn.cursor() as cur:
                 if not staged:
                     await cur.execute(CREATE_STAGE)
                 async with cur.copy(COPY_STAGE) as copy:
                     await copy.write(rows.copy_text)
+            timer.lap("copy")
         history, latest, new_alerts = (conn.cursor() for _ in range(3))
         async with conn.pipeline():
             if rows.count:
@@ -225,11 +230,26 @@ async def write_rows(conn: psycopg.AsyncConnection, rows: Rows, alerts: Sequence
                 await conn.execute(UPSERT_OFFSETS, {
                     "consumer": [k[0] for k in keys], "topic": [k[1] for k in keys],
                     "partition": [k[2] for k in keys], "next_offset": [frontier[k] for k in keys]})
+        timer.lap("statements")
+    timer.lap("commit")
     if rows.count:
         _STAGED.add(conn)
     return Written(readings_in=rows.count, history_rows=max(history.rowcount, 0) if rows.count else 0,
                    latest_rows=max(latest.rowcount, 0) if rows.count else 0,
                    alerts_new=max(new_alerts.rowcount, 0) if alerts else 0, ts_min=rows.ts_min, ts_max=rows.ts_max)
+
+
+class _StepTimer:
+    """Adds the wall seconds since the last lap to ``steps[name]`` (nothing when ``steps`` is None)."""
+
+    def __init__(self, steps: dict[str, float] | None) -> None:
+        self.steps, self.last = steps, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.steps is not None:
+            now = time.perf_counter()
+            self.steps[name] = self.steps.get(name, 0.0) + now - self.last
+            self.last = now
 
 
 class PostgresSink:
@@ -259,9 +279,9 @@ class PostgresSink:
         return self._conn
 
     async def write(self, rows: Rows, alerts: Sequence[Alert] = (), frontier: Frontier | None = None,
-                    new_sites: NewSites | None = None) -> Written:
+                    new_sites: NewSites | None = None, steps: dict[str, float] | None = None) -> Written:
         async def attempt(conn):
-            return await write_rows(conn, rows, alerts, frontier, new_sites)
+            return await write_rows(conn, rows, alerts, frontier, new_sites, steps)
         return await self._retrying(attempt)
 
     async def partition_state(self, consumer: str, topic: str, partition: int) -> tuple[int | None, list[tuple]]:

@@ -88,12 +88,27 @@ async def _offer(settings: Settings, templates: list, rate: float, duration: flo
     return {"sent": sent, "late_s": round(late, 3)}
 
 
+#: longest a partition's batch stays open, s (the old kafka-python producer's linger was 20 ms):
+#: one produce request per partition per 20 ms, not one per record or per 5 ms tick
+LINGER_S = 0.020
+
+
 async def _send_loop(prod, topic: str, templates: list, where: list[int], rate: float, duration: float) -> int:
-    """Every ~5 ms: the records due by then, per partition in one batch; returns how many were sent."""
+    """The records due by now (checked every ~5 ms) appended to their partition's open batch; a
+    batch is sent when full or ``LINGER_S`` old. Returns how many records were sent."""
     start, n, i, last_ms, ts = time.monotonic(), 0, 0, -1, b""
     last_seq = [0] * len(templates)
     deliveries: list[asyncio.Future] = []
+    batches: dict[int, tuple[float, object]] = {}  # partition -> (opened at, batch)
+
+    async def send(p: int) -> None:
+        _, batch = batches.pop(p)
+        batch.close()
+        deliveries.append(await prod.send_batch(batch, topic, partition=p))
+
     while (elapsed := time.monotonic() - start) < duration:
+        for p in [p for p, (opened, _) in batches.items() if elapsed - opened >= LINGER_S]:
+            await send(p)
         due = int(elapsed * rate) + 1
         if n >= due:
             await asyncio.sleep(min(0.005, (n + 1) / rate - elapsed))
@@ -102,27 +117,24 @@ async def _send_loop(prod, topic: str, templates: list, where: list[int], rate: 
         ms = int(now * 1000)
         if ms != last_ms:
             last_ms, ts = ms, ts_bytes(now)
-        batches: dict[int, object] = {}
         for _ in range(due - n):
             t, seq, p = templates[i], max(ms, last_seq[i] + 1), where[i]
             last_seq[i] = seq
             i = (i + 1) % len(templates)
-            batch = batches.get(p)
-            if batch is None:
-                batch = batches[p] = prod.create_batch()
-            if batch.append(key=t[0], value=record(t, seq, ts), timestamp=None) is None:  # full: send it
-                batch.close()
-                deliveries.append(await prod.send_batch(batch, topic, partition=p))
-                batch = batches[p] = prod.create_batch()
-                batch.append(key=t[0], value=record(t, seq, ts), timestamp=None)
+            value = record(t, seq, ts)
+            if p not in batches:
+                batches[p] = (elapsed, prod.create_batch())
+            if batches[p][1].append(key=t[0], value=value, timestamp=None) is None:  # full: send it
+                await send(p)
+                batches[p] = (elapsed, prod.create_batch())
+                batches[p][1].append(key=t[0], value=value, timestamp=None)
             n += 1
-        for p, batch in batches.items():
-            batch.close()
-            deliveries.append(await prod.send_batch(batch, topic, partition=p))
         deliveries = [d for d in deliveries if not d.done() or d.exception() is not None]
         failed = next((d.exception() for d in deliveries if d.done()), None)
         if failed is not None:
             raise failed
+    for p in list(batches):
+        await send(p)
     await asyncio.gather(*deliveries)
     return n
 

@@ -14,7 +14,8 @@ there; records Kafka skipped are read back first, in order: stream.repair) -> pa
 go to the stream dead-letter topic with the reason, flushed before anything else) -> fold into
 the in-memory state (restart alerts come from there) -> write to PostgreSQL in one transaction
 with the partitions' frontier -> commit the batch's offsets (these two in a task of their own
-while the next poll is taken; one at a time, so commits stay in order). So offsets never run
+while the next poll is taken; the batch split by partition over the writer lanes, each lane one
+transaction at a time, so each partition's commits stay in order: :class:`Lane`). So offsets never run
 ahead of the database, and the database writes are idempotent: a replay writes what a first pass
 did. A rebalance waits for the batch in hand and the one being written (the revoke callback takes
 the batch lock and waits for the write).

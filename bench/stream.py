@@ -26,6 +26,7 @@ stays fast only if each command's libraries load when the command runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -63,6 +64,7 @@ class Step:
     kafka_to_fold_ms: float | None = None
     batch_records: float = 0.0       # mean records per database batch in the window
     writer_busy: float = 0.0         # share of the window the database writer was busy
+    writer_steps: dict[str, float] = field(default_factory=dict)  # its steps' shares of the window
     note: str = ""
 
     @property
@@ -80,6 +82,8 @@ def _health_all(ports: list[int]) -> dict | None:
     for d in docs[1:]:
         for k in ("records", "readings", "history_rows", "batches", "db_write_s", "table_keys", "dead_letters"):
             out[k] = out.get(k, 0) + d.get(k, 0)
+        out["write_steps_s"] = {k: out.get("write_steps_s", {}).get(k, 0.0) + d.get("write_steps_s", {}).get(k, 0.0)
+                                for k in set(out.get("write_steps_s", {})) | set(d.get("write_steps_s", {}))}
         out["latency_counts"] = [a + b for a, b in zip(out["latency_counts"], d["latency_counts"])]
         for k in ("last_sensor_to_kafka_ms", "last_kafka_to_fold_ms"):
             vals = [x.get(k) for x in docs if x.get(k) is not None]
@@ -146,10 +150,11 @@ class KafkaSource:
 
 def main(settings: Settings, sites: int = 10_000, materials: int = 10, rates: tuple[float, ...] = (500, 1000, 2000),
          step_s: float = 20.0, warmup_s: float = 5.0, fleet_procs: int = 2, gateways: int = 4, source: str = "e2e",
-         workers: int = 1, echo=print) -> list[Step]:
+         workers: int = 1, echo=print, writers: int | None = None) -> list[Step]:
     """Set up once, then one measured step per rate (rising) until one is not sustained; always clean up."""
     run = _StreamBench.create(settings, sites, materials, step_s, warmup_s, fleet_procs, gateways, source, workers,
                               echo)
+    run.writers = writers
     results: list[Step] = []
     t_start = time.monotonic()
     try:
@@ -197,6 +202,7 @@ class _StreamBench:
     named: dict[str, list[int]] = field(default_factory=dict)  # CPU accounting: label -> pids
     created_db: bool = False
     seed: int = 17
+    writers: int | None = None       # the workers' --writers (None: their default)
 
     @classmethod
     def create(cls, settings: Settings, sites: int, materials: int, step_s: float, warmup_s: float, fleet_procs: int,
@@ -263,6 +269,8 @@ class _StreamBench:
         """The stream worker(s), waited for until healthy and holding every partition between them."""
         for port in self.web_ports:
             argv = [VRESERVE, "stream", "run", "--web-port", str(port)]
+            if self.writers is not None:
+                argv += ["--writers", str(self.writers)]
             self.worker_procs.append(Proc(argv, _env(self.bench), f"worker:{port}"))
         self.procs.extend(self.worker_procs)
         deadline = time.monotonic() + 90
@@ -274,7 +282,8 @@ class _StreamBench:
             if any(w.proc.poll() is not None for w in self.worker_procs) or time.monotonic() > deadline:
                 raise RuntimeError("stream worker(s) did not start:\n" + "\n".join(self.worker_procs[0].lines[-20:]))
             time.sleep(0.3)
-        self.echo(f"setup: {self.workers} stream worker(s) up "
+        self.echo(f"setup: {self.workers} stream worker(s) up"
+                  + (f" with --writers {self.writers}" if self.writers is not None else "") + " "
                   f"(pids {', '.join(str(w.pid) for w in self.worker_procs)}), "
                   f"health on 127.0.0.1:{', '.join(map(str, self.web_ports))}")
         self.named = {"stream worker" + ("s" if self.workers > 1 else ""): [w.pid for w in self.worker_procs],
@@ -380,6 +389,7 @@ class _StreamBench:
                     kafka_to_fold_ms=h1.get("last_kafka_to_fold_ms"),
                     batch_records=(h1["records"] - h0["records"]) / max(1, h1["batches"] - h0["batches"]),
                     writer_busy=(h1["db_write_s"] - h0["db_write_s"]) / window,
+                    writer_steps=_steps_share(h0.get("write_steps_s", {}), h1.get("write_steps_s", {}), window),
                     note=f"{sent_msgs} msgs published in {duration:.0f} s"
                          + (f" (a producer started {self.kafka_source.late_s:.1f} s late)"
                             if self.kafka_source is not None and self.kafka_source.late_s > 0.5 else ""))
@@ -430,7 +440,15 @@ def _format(step: Step, materials: int) -> str:
             f"DB {step.db_rows_s:.0f} rows/s | ts->queryable {lat} | worker RSS {step.rss_mib:.0f} MiB at "
             f"{step.keys} keys | {drained} | latency split: sensor->Kafka ~{_ms(step.sensor_to_kafka_ms)}, "
             f"Kafka->worker ~{_ms(step.kafka_to_fold_ms)}; {step.batch_records:.0f} records/batch, DB writer busy "
-            f"{100 * step.writer_busy:.0f}% | CPU (% of one core) {cpu} | {step.note}")
+            f"{100 * step.writer_busy:.0f}%"
+            + (" (" + ", ".join(f"{k} {100 * v:.0f}%" for k, v in step.writer_steps.items()) + ")"
+               if step.writer_steps else "")
+            + f" | CPU (% of one core) {cpu} | {step.note}")
+
+
+def _steps_share(s0: dict, s1: dict, window: float) -> dict[str, float]:
+    """The writer's steps (stream.stats.WorkerStats.write_steps_s) as shares of the window."""
+    return {k: (s1[k] - s0.get(k, 0.0)) / window for k in s1}
 
 
 def _ms(x: float | None) -> str:
@@ -476,6 +494,8 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
 @click.option("--gateways", default=4, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Stream worker processes (same group: Faust splits the partitions among them).")
+@click.option("--writers", type=int, default=None,
+              help="The workers' database writers (vreserve stream run --writers; default: theirs).")
 @click.option("--source", type=click.Choice(["e2e", "kafka"]), default="e2e", show_default=True,
               help="e2e: fleet -> MQTT -> bridge -> Kafka; kafka: a Kafka producer of ReadingBatch records.")
 @click.option("--backlog", type=int, default=None,
@@ -483,18 +503,19 @@ def _summary(results: list[Step], sites: int, materials: int, source: str, echo,
                    "with a plain consumer (bench/stream_baseline.py), and compare (e.g. 100000).")
 @click.option("--order", default="worker,baseline", show_default=True,
               help="With --backlog: which contenders, in which order: worker, worker2 (two workers in one "
-                   "group), baseline.")
+                   "group), baseline; a worker name ending in -wN runs with --writers N (e.g. worker-w1).")
 @click.pass_obj
 def command(settings: Settings, sites: int, materials: int, rates: str, step_seconds: float, warmup_seconds: float,
-            fleet_procs: int, gateways: int, workers: int, source: str, backlog: int | None, order: str) -> None:
+            fleet_procs: int, gateways: int, workers: int, writers: int | None, source: str, backlog: int | None, order: str) -> None:
     """Stream worker throughput, latency to queryable row, memory at 100k keys, database rows/s."""
     rate_list = parse_rates(rates)
     services_up(settings)
     if backlog:
         contenders = tuple(x.strip() for x in order.split(","))
-        if not set(contenders) <= {"worker", "worker2", "baseline"}:
-            raise click.UsageError("--order takes worker, worker2 and/or baseline, separated by commas")
+        if not all(re.fullmatch(r"worker2?(-w\d+)?|baseline", c) for c in contenders):
+            raise click.UsageError("--order takes worker, worker2 (each optionally -wN) and/or baseline, "
+                                   "separated by commas")
         run_backlog(settings, records=backlog, sites=sites, materials=materials, order=contenders, echo=echo)
         return
     main(settings, sites=sites, materials=materials, rates=rate_list, step_s=step_seconds, warmup_s=warmup_seconds,
-         fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo)
+         fleet_procs=fleet_procs, gateways=gateways, source=source, workers=workers, echo=echo, writers=writers)

@@ -131,13 +131,15 @@ def health_document(port: int) -> dict | None:
         return None
 
 
-def drain_worker(settings: Settings, expected: int, timeout_s: float, processes: int = 1) -> Drain:
+def drain_worker(settings: Settings, expected: int, timeout_s: float, processes: int = 1,
+                 writers: int | None = None) -> Drain:
     """``vreserve stream run`` (``processes`` of them, one consumer group) over the backlog; timed
     from the first record taken to the last reading committed."""
     ports = [free_port() for _ in range(processes)]
     load0 = load_average()
     env = child_env(settings, VR_STATE_DIR=str(settings.state_dir), VR_READING_INTERVAL_S=str(READING_INTERVAL_S))
-    procs = [Proc([VRESERVE, "stream", "run", "--web-port", str(port)], env, f"worker:{port}") for port in ports]
+    extra = ["--writers", str(writers)] if writers is not None else []
+    procs = [Proc([VRESERVE, "stream", "run", "--web-port", str(port), *extra], env, f"worker:{port}") for port in ports]
     try:
         start = cpu0 = pg0 = None
         deadline = time.monotonic() + timeout_s
@@ -150,6 +152,7 @@ def drain_worker(settings: Settings, expected: int, timeout_s: float, processes:
             written = sum(h.get("history_rows", 0) for h in docs)
             if start is not None and written >= expected:
                 name = "stream worker (Faust)" if processes == 1 else f"{processes} stream workers"
+                name += f", {writers} writer(s)" if writers is not None else ""
                 seconds, cpu = time.monotonic() - start, sum(cpu_seconds(p.pid) for p in procs) - cpu0
                 by_role = _pg_cpu_by_role(pg0, _pg_backends(settings.pg_dsn))
                 note = _where_time_went(docs) + "\n" + " " * 23 + _pg_split_text(by_role, written)
@@ -330,7 +333,9 @@ def run_backlog(settings: Settings, records: int = 100_000, sites: int = 10_000,
                     if name == "baseline":
                         drains.append(drain_baseline(bench, expected, timeout_s=900))
                     else:
-                        drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(name[6:] or 1)))
+                        workers, _, writers = name[6:].partition("-w")
+                        drains.append(drain_worker(bench, expected, timeout_s=900, processes=int(workers or 1),
+                                                   writers=int(writers) if writers else None))
                     echo(drains[-1].line())
             finally:
                 delete_topics_quietly(bench, echo)

@@ -22,6 +22,8 @@ def stream_group() -> None:
 @stream_group.command("run")
 @click.option("--web-port", type=int, default=None, help="Health endpoint port (default: VR_STREAM_WEB_PORT).")
 @click.option("--batch-max", type=int, default=2000, show_default=True, help="Records per database batch.")
+@click.option("--writers", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Database writers: a batch's partitions are split among them and written in parallel.")
 @click.option("--batch-within", type=float, default=0.2, show_default=True, help="Longest wait to fill a batch, s.")
 @click.option("--stale-intervals", type=float, default=3.0, show_default=True,
               help="A site is stale after this many reading intervals of silence.")
@@ -35,13 +37,13 @@ def stream_group() -> None:
               help="Least seconds between reconciliation passes (default: the --settle time).")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_obj
-def run(settings: Settings, web_port, batch_max, batch_within, stale_intervals, settle_s, change_tolerance,
+def run(settings: Settings, web_port, batch_max, writers, batch_within, stale_intervals, settle_s, change_tolerance,
         aggregate_interval, reconcile_interval, loglevel) -> None:
     """Run the stream worker until interrupted; health at http://127.0.0.1:PORT/health."""
     from stream.options import StreamOptions
     from stream.worker import run_worker
 
-    options = StreamOptions(batch_max=batch_max, batch_within_s=batch_within,
+    options = StreamOptions(batch_max=batch_max, writers=writers, batch_within_s=batch_within,
                             stale_intervals=stale_intervals, settle_s=settle_s,
                             change_tolerance=change_tolerance,
                             aggregate_interval_s=aggregate_interval, reconcile_interval_s=reconcile_interval,

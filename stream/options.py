@@ -11,6 +11,10 @@ class StreamOptions:
     #: batch is written to PostgreSQL before its Kafka offsets are acknowledged.
     batch_max: int = 2000
     batch_within_s: float = 0.2
+    #: Database writers (lanes): a batch is split by readings partition (``partition % writers``)
+    #: and the lanes write their shares in parallel, each on its own connection, one transaction at
+    #: a time (see stream.service.Lane). With one, a single transaction carries the batch.
+    writers: int = 2
     #: A site is stale when its newest reading is older than this many reading intervals.
     stale_intervals: float = 3.0
     #: Reconciliation of stock changes (vreserve.reconcile): a reading is judged once it is

@@ -14,7 +14,8 @@ there; records Kafka skipped are read back first, in order: stream.repair) -> pa
 go to the stream dead-letter topic with the reason, flushed before anything else) -> fold into
 the in-memory state (restart alerts come from there) -> write to PostgreSQL in one transaction
 with the partitions' frontier -> commit the batch's offsets (these two in a task of their own
-while the next poll is taken; one at a time, so commits stay in order). So offsets never run
+while the next poll is taken; the batch split by partition over the writer lanes, each lane one
+transaction at a time, so each partition's commits stay in order: :class:`Lane`). So offsets never run
 ahead of the database, and the database writes are idempotent: a replay writes what a first pass
 did. A rebalance waits for the batch in hand and the one being written (the revoke callback takes
 the batch lock and waits for the write).
@@ -103,6 +104,21 @@ class Batch:
     frontier: dict[int, int] = field(default_factory=dict)  # partition -> next offset after this batch
 
 
+@dataclass
+class Lane:
+    """One database writer: its own connection, and the batch it is writing and committing (one at
+    a time). A readings partition always goes to the same lane (``partition % lanes``), and a
+    site's records to one partition, so two lanes never touch the same rows (stock_latest, the
+    history, stream_sites, stream_offsets, a site's alerts): their transactions never wait for each
+    other, and each partition's batches are written and committed in offset order."""
+
+    sink: PostgresSink
+    writing: asyncio.Future | None = None
+    #: the raw records being written and the taken offsets before their poll (to take them again
+    #: if the write fails)
+    unwritten: tuple[list, dict[int, int]] | None = None
+
+
 class _Rebalance(ConsumerRebalanceListener):
     """aiokafka's rebalance callbacks, handed to the worker."""
 
@@ -131,9 +147,10 @@ class WarehouseWorker(faust.Service):
         self.stats = WorkerStats()
         self.latency = LatencyHistogram()
         self.latency.counts = self.stats.latency_counts
-        # One connection each: the batch writer, partition loads, the two timers.
+        # One connection each: the batch writers (one per lane), partition loads, the two timers.
         dsn = settings.pg_dsn_for(db_access.STREAM)
-        self.sink, self.state_sink = PostgresSink(dsn, role="writer"), PostgresSink(dsn, role="state")
+        self.lanes = [Lane(PostgresSink(dsn, role="writer")) for _ in range(max(1, options.writers))]
+        self.state_sink = PostgresSink(dsn, role="state")
         self.checks_sink, self.outbox_sink = PostgresSink(dsn, role="checks"), PostgresSink(dsn, role="outbox")
         self.folded: dict[int, int] = {}  # partition -> next offset this process has taken
         self.stored: dict[int, int | None] = {}  # partition -> the database's frontier when loaded
@@ -148,10 +165,6 @@ class WarehouseWorker(faust.Service):
         self._gc_started: float | None = None
         self._consuming: asyncio.Future | None = None
         self._batch_lock = asyncio.Lock()  # held while a poll's records are taken, and by a rebalance
-        #: the batch being written and committed while the next poll is taken (one at a time), and
-        #: its records with the taken offsets before them (to take it again if the write fails)
-        self._writing: asyncio.Future | None = None
-        self._unwritten: tuple[list, dict[int, int]] | None = None
         self.stale_after_s = options.stale_intervals * settings.reading_interval_s
         self.reconcile_policy = ReconcilePolicy(settle_s=options.settle_s, tolerance_share=options.change_tolerance)
 
@@ -180,13 +193,15 @@ class WarehouseWorker(faust.Service):
         read again), leave the group, close the connections."""
         if self._gc_timed in gc.callbacks:
             gc.callbacks.remove(self._gc_timed)
-        for future in (self._consuming, self._writing, self._preload):
+        writing = [lane.writing for lane in self.lanes]
+        for future in (self._consuming, self._preload, *writing):
             if future is not None:
                 future.cancel()
-        await asyncio.gather(*(f for f in (self._consuming, self._writing) if f is not None), return_exceptions=True)
+        await asyncio.gather(*(f for f in (self._consuming, *writing) if f is not None), return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
-        for sink in (self.sink, self.state_sink, self.preload_sink, self.checks_sink, self.outbox_sink):
+        for sink in (*(lane.sink for lane in self.lanes), self.state_sink, self.preload_sink, self.checks_sink,
+                     self.outbox_sink):
             await sink.close()
 
     def _gc_timed(self, phase: str, info: dict) -> None:
@@ -205,11 +220,12 @@ class WarehouseWorker(faust.Service):
         that fails is not committed: after the rebalance its records are read again from the
         committed offsets.)"""
         async with self._batch_lock:
-            try:
-                await self._finish_write()
-            except Exception as exc:  # noqa: BLE001 - its records are read again after the rebalance
-                log.warning("a batch failed before a rebalance (%s): it is read again", safe_text(exc, 300))
-                self._unwritten = None
+            for lane in self.lanes:
+                try:
+                    await self._finish_lane(lane)
+                except Exception as exc:  # noqa: BLE001 - its records are read again after the rebalance
+                    log.warning("a batch failed before a rebalance (%s): it is read again", safe_text(exc, 300))
+                    lane.unwritten = None
 
     async def on_partitions_assigned(self, assigned) -> None:
         """Drop the state of partitions gone elsewhere; start reading the new ones' from the
@@ -253,7 +269,8 @@ class WarehouseWorker(faust.Service):
 
     async def _consume(self) -> None:
         """Poll, take, write, commit, in order; a batch is written and committed while the next
-        poll is taken (one write at a time, so commits stay in order). A batch that fails outside
+        poll is taken (by its lanes, in parallel; one write at a time per lane, so each
+        partition's commits stay in order). A batch that fails outside
         the record-level handling (bad records are dead-lettered, records the database refuses
         are written one by one) is taken again from its first offsets after a backoff: never
         skipped, and the worker stays up (its health page says what fails)."""
@@ -266,9 +283,9 @@ class WarehouseWorker(faust.Service):
                 if records:
                     async with self._batch_lock:
                         await self._handle(records, folded)
-                elif self._writing is not None and self._writing.done():
+                elif any(lane.writing is not None and lane.writing.done() for lane in self.lanes):
                     async with self._batch_lock:
-                        await self._finish_write()  # a failed write is taken again without waiting for more records
+                        await self._finish_writes()  # a failed write is taken again without waiting for more records
                 self.stats.consume_failures, self.stats.consume_last_error, backoff = 0, None, 0.5
             except (asyncio.CancelledError, ConsumerStoppedError):
                 return
@@ -276,19 +293,38 @@ class WarehouseWorker(faust.Service):
                 log.exception("a batch of %d readings records failed; taking it again in %.1f s", len(records), backoff)
                 self.stats.consume_failures += 1
                 self.stats.consume_last_error = f"{type(exc).__name__}: {safe_text(exc, 300)}"
-                unwritten, folded = self._unwritten or ([], folded)
-                self._unwritten = None
-                self._rewind(unwritten + records, folded)
+                self._rewind([*await self._unwritten(), (records, folded)])
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _rewind(self, records: list, folded: dict[int, int]) -> None:
-        """Back to the first offset of each partition of a failed batch (still assigned)."""
-        self.folded = folded
+    async def _unwritten(self) -> list[tuple[list, dict[int, int]]]:
+        """After a failure: every lane's write ended (the others' may still succeed); the records
+        of those that failed, with the taken offsets before them, oldest first."""
+        out = []
+        for lane in self.lanes:
+            try:
+                await self._finish_lane(lane)
+            except Exception as exc:  # noqa: BLE001 - taken again with the rest
+                log.warning("a lane's batch failed too (%s): it is taken again", safe_text(exc, 300))
+            if lane.unwritten is not None:
+                out.append(lane.unwritten)
+                lane.unwritten = None
+        return out
+
+    def _rewind(self, failed: list[tuple[list, dict[int, int]]]) -> None:
+        """Back to the first offset of each partition of failed batches (oldest first; the
+        partitions still assigned), and to what was taken of each before its oldest batch."""
         owned = self.consumer.assignment()
         first: dict[int, int] = {}
-        for r in records:
-            first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
+        for records, folded_before in failed:
+            for r in records:
+                if r.partition not in first:
+                    before = folded_before.get(r.partition)
+                    if before is None:
+                        self.folded.pop(r.partition, None)
+                    else:
+                        self.folded[r.partition] = before
+                first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
         for p, offset in first.items():
             tp = TopicPartition(self.readings_name, p)
             if tp in owned:
@@ -334,17 +370,47 @@ class WarehouseWorker(faust.Service):
                     for item in back:
                         add(batch, *item)
             add(batch, source, record)
-        work = self._fold_batch(batch)  # in offset order, before the next poll's records
-        await self._finish_write()      # the previous batch is written and committed first
-        self._unwritten = (records, folded_before)
-        self._writing = asyncio.ensure_future(self._write_and_commit(batch, *work))
+        work, new_sites = self._fold_batch(batch)  # in offset order, before the next poll's records
+        await self._finish_writes()  # the previous batch is written and committed first (every lane)
+        n = len(self.lanes)
+        for i, lane in enumerate(self.lanes):
+            part = self._lane_part(i, n, batch, work, new_sites)
+            if part is not None:
+                lane.unwritten = ([r for r in records if r.partition % n == i], folded_before)
+                lane.writing = asyncio.ensure_future(self._write_and_commit(lane, *part))
 
-    async def _finish_write(self) -> None:
-        """Wait for the batch being written and committed; its failure is raised here."""
-        writing, self._writing = self._writing, None
+    @staticmethod
+    def _lane_part(i: int, n: int, batch: Batch, folded: list[Folded],
+                   new_sites: NewSites) -> tuple[Batch, list[Folded], NewSites] | None:
+        """Lane ``i`` of ``n``'s share of a batch: the records of partitions ``p % n == i``."""
+        if n == 1:
+            return batch, folded, new_sites
+        frontier = {p: nxt for p, nxt in batch.frontier.items() if p % n == i}
+        if not frontier:
+            return None
+        mine = [f for f in folded if f[0].partition % n == i]
+        part = Batch(parsed=[(source, record) for source, record, _ in mine], frontier=frontier,
+                     taken=round(batch.taken * len(mine) / max(1, len(folded))))
+        return part, mine, NewSites(new_sites.topic, [s for s in new_sites.sites if s[0] % n == i])
+
+    async def _finish_writes(self) -> None:
+        """Wait for every lane's batch; the first failure is raised (after all have ended)."""
+        failure = None
+        for lane in self.lanes:
+            try:
+                await self._finish_lane(lane)
+            except Exception as exc:  # noqa: BLE001 - raised once the other lanes have ended too
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    async def _finish_lane(lane: Lane) -> None:
+        """Wait for the lane's batch being written and committed; its failure is raised here."""
+        writing, lane.writing = lane.writing, None
         if writing is not None:
             await writing
-            self._unwritten = None
+            lane.unwritten = None
 
     @staticmethod
     def _parse(source: Source) -> tuple[Source, ReadingRecord | None, str | None]:
@@ -415,23 +481,29 @@ class WarehouseWorker(faust.Service):
         self.stats.fold_s += time.perf_counter() - t
         return folded, new_sites
 
-    async def _write_and_commit(self, batch: Batch, folded: list[Folded], new_sites: NewSites) -> None:
-        """Write the folded batch to PostgreSQL in one transaction, then commit its offsets (a
-        task of its own: the next poll is taken meanwhile)."""
+    async def _write_and_commit(self, lane: Lane, batch: Batch, folded: list[Folded], new_sites: NewSites) -> None:
+        """Write the lane's share of the folded batch to PostgreSQL in one transaction, then commit
+        its offsets (a task of its own: the next poll is taken meanwhile)."""
         t = time.perf_counter()
         frontier = {(self.consumer_id, self.readings_name, p): nxt for p, nxt in batch.frontier.items()}
         try:
-            self._written(await self.sink.write(Rows.of_records([r for _, r, _ in folded]),
-                                                [a for _, _, al in folded for a in al], frontier, new_sites))
+            rows = Rows.of_records([r for _, r, _ in folded])
+            steps = self.stats.write_steps_s
+            steps["copy_text"] = steps.get("copy_text", 0.0) + time.perf_counter() - t
+            self._written(await lane.sink.write(rows, [a for _, _, al in folded for a in al], frontier, new_sites,
+                                                steps))
         except psycopg.Error as exc:
             log.error("database refused a batch of %d records (%s); writing them one by one", len(folded), exc)
-            await self.sink.close()
-            await self._write_one_by_one(folded, frontier, new_sites)
+            await lane.sink.close()
+            await self._write_one_by_one(lane.sink, folded, frontier, new_sites)
         committed = time.time()
         add = self.latency.add
         for _, record, _ in folded:
             add((committed - record.ts.timestamp()) * 1000.0, len(record.items))
+        k = time.perf_counter()
         await self._commit(batch.frontier)
+        steps = self.stats.write_steps_s
+        steps["kafka_commit"] = steps.get("kafka_commit", 0.0) + time.perf_counter() - k
         self.stats.db_write_s += time.perf_counter() - t
         self.stats.batches += 1
         self.stats.last_batch_at = time.time()
@@ -448,16 +520,17 @@ class WarehouseWorker(faust.Service):
             log.warning("committing offsets of %s failed (%s): the next owner re-reads them", self.readings_name,
                         safe_text(exc, 300))
 
-    async def _write_one_by_one(self, folded: list[Folded], frontier: dict, new_sites: NewSites) -> None:
+    async def _write_one_by_one(self, sink: PostgresSink, folded: list[Folded], frontier: dict,
+                                new_sites: NewSites) -> None:
         """After the database refused a whole batch: write each record alone, dead-letter what
         is still refused, so one poisoned record never blocks the partition; then the frontier."""
         for source, record, alerts in folded:
             try:
-                self._written(await self.sink.write(Rows.of_records([record]), alerts))
+                self._written(await sink.write(Rows.of_records([record]), alerts))
             except psycopg.Error as exc:
-                await self.sink.close()
+                await sink.close()
                 await self.dead_letter(source, f"database refused the record: {exc}".strip()[:4000])
-        await self.sink.write(Rows.of_records([]), [], frontier, new_sites)
+        await sink.write(Rows.of_records([]), [], frontier, new_sites)
 
     def _written(self, written) -> None:
         self.stats.history_rows += written.history_rows
@@ -549,13 +622,14 @@ class WarehouseWorker(faust.Service):
     def health(self) -> dict:
         """The health document: status, what is failing, and the counters."""
         alive = self.consumer is not None
-        failing = self.sink.failing_since or self.state_sink.failing_since
+        writers = [lane.sink for lane in self.lanes]
+        failing = next((s.failing_since for s in (*writers, self.state_sink) if s.failing_since), None)
         problems = failing_parts(self.stats, failing, self.options.aggregate_interval_s)
         return {
             "status": "starting" if not alive else ("degraded" if problems else "ok"),
             "failing": problems,
             "database_failing_since": failing,
-            "database_last_error": self.sink.last_error or self.state_sink.last_error,
+            "database_last_error": next((s.last_error for s in (*writers, self.state_sink) if s.last_error), None),
             "app_id": self.consumer_id,
             "table_keys": self.memory.keys(),
             "table_sites": self.memory.sites(),

@@ -36,6 +36,9 @@ class WorkerStats:
     #: Seconds spent parsing + folding, and writing to the database (with the acks).
     fold_s: float = 0.0
     db_write_s: float = 0.0
+    #: The writer's wall seconds per step, summed (COPY text, BEGIN, COPY, the statements'
+    #: pipeline, COMMIT, the Kafka commit): where ``db_write_s`` goes.
+    write_steps_s: dict = field(default_factory=dict)
     #: Seconds in Python's cyclic garbage collector, and its full (oldest-generation) passes: the
     #: hot path allocates per record, and a full pass walks every object the process holds.
     gc_s: float = 0.0

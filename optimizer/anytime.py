@@ -19,7 +19,8 @@ A dispatcher with no plan publishes no orders. So:
      with more arcs open were tried as further neighbourhoods and dropped: no improvement at city size
      in 30 s, slower than the warm-started MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
-     decomposition by material (``optimizer.decompose``);
+     decomposition by material (``optimizer.decompose``) in ``MATERIAL_LANES`` threads, started before
+     the greedy plan (``_start_decomposition``);
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
      instead (``_province_limited``) the decomposition by material with the delivery arcs fixed to the

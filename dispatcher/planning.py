@@ -176,8 +176,7 @@ def plan_period(state: LiveState, cache: PlannerCache) -> PeriodPlan:
                                    demand_overrides=state.demand_overrides)
     t2 = time.perf_counter()
     warnings = input_warnings(state)
-    if not scenario["supply_sites"]:
-        return no_supply_plan(state, scenario, warnings, t1)
+    # no supply site (nothing to pick): the optimizer still plans the stock held at the centres
     result = cache.solve(scenario)
     t3 = time.perf_counter()
     status = str(getattr(result.status, "value", result.status))
@@ -208,25 +207,6 @@ def plan_period(state: LiveState, cache: PlannerCache) -> PeriodPlan:
         message="; ".join(warnings)[:2000],
     )
     return PeriodPlan(summary, orders, supersede, warnings)
-
-
-def no_supply_plan(state: LiveState, scenario: dict, warnings: list[str], t1: float) -> PeriodPlan:
-    """The period's plan when the region has no usable supply site: nothing to pick, so no orders,
-    and the whole due demand short. The optimizer's model needs at least one supply site, so it is
-    not called; the plan is stored (status ``no_supply``) so the period counts as planned and the
-    operator reads why, instead of the dispatcher retrying a plan that cannot exist."""
-    em = state.emergency
-    held = sum(float(v) for dc in scenario["distribution_centres"] for v in (dc.get("initial") or {}).values())
-    if held > 0:
-        warnings.append(f"{held:,.1f} units held at distribution centres are not planned without a supply site")
-    summary = PlanSummary(
-        plan_id=state.plan_id, emergency_id=em.emergency_id, region=em.region, period=state.period,
-        created_at=state.now, status="no_supply", objective=None, bound=None, gap=None, solve_seconds=0.0,
-        timings_s={"snapshot": round(state.read_s, 4), "build": round(time.perf_counter() - t1, 4), "solve": 0.0},
-        orders=0, cancelled=0, supply_nodes=0, materials=material_figures(state, scenario, []),
-        message="; ".join(warnings)[:2000],
-    )
-    return PeriodPlan(summary, [], [], warnings)  # earlier orders stand: nothing replaces them
 
 
 def input_warnings(state: LiveState) -> list[str]:

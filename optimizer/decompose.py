@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -154,7 +155,8 @@ def material_order(sc: Scenario) -> list[int]:
 def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-2,
                      progress: Callable[[str], None] = lambda s: None,
                      max_materials: int | None = None, greedy_fallback: bool = False,
-                     highs_options: dict[str, Any] | None = None, open_arcs: np.ndarray | None = None) -> PlanResult:
+                     highs_options: dict[str, Any] | None = None, open_arcs: np.ndarray | None = None,
+                     lanes: int = 1) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
@@ -177,6 +179,9 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     so the merged plan keeps the limits whichever arcs each material uses, and each material keeps the
     minimum lot on its own (stricter than the lot of all materials together, so the merged plan keeps
     it too). That is the coupling kept by fixing it: the arcs are the fleet's choice, made once.
+
+    ``lanes``: materials solved at once, in threads (see ``_solve_materials``; the plan depends on it,
+    not on the timing).
     """
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
@@ -195,7 +200,7 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
                                 delivery_arcs=None if kept is None else [st.delivery_arcs[i] for i in kept])
     done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback,
-                            highs_options or {}, None if kept is None else open_arcs[kept])
+                            highs_options or {}, None if kept is None else open_arcs[kept], lanes)
     if not done.statuses and not done.greedy:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
                           solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
@@ -241,53 +246,108 @@ class _Materials:
 def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
                      progress: Callable[[str], None], max_materials: int | None = None,
                      greedy_fallback: bool = False, highs_options: dict[str, Any] | None = None,
-                     open_arcs: np.ndarray | None = None) -> _Materials:
-    """Solve the single-material scenarios, most at stake first, on ONE compiled model (each LP from
-    the previous material's basis). With ``greedy_fallback`` each material's greedy plan (within its
-    share) stands for the materials not solved when the work limit or the time runs out (made after the
-    loop, only for those: at province size 20 of them took seconds of the budget)."""
+                     open_arcs: np.ndarray | None = None, lanes: int = 1) -> _Materials:
+    """Solve the single-material scenarios, most at stake first, ``max_materials`` of them (None: all).
+
+    ``lanes`` > 1: the materials are dealt to that many threads in turn (lane i: the i-th, the
+    (i + lanes)-th ... most at stake), each with its own compiled model and its own chain of LP bases;
+    HiGHS releases the GIL while it solves, so on 2 cores two lanes solve two materials at once. The
+    deal depends on the order and the count only, never on which thread finishes first, so the plan
+    is the same whatever the timing (a fixed count, not the machine's cores).
+
+    With ``greedy_fallback`` each material's greedy plan (within its share) stands for the materials
+    not solved when the work limit or the time runs out; those left out by the work limit are known
+    before the solves and planned while the lanes solve (Python beside HiGHS), the others after."""
     st = structure_of(sc)
-    done = _Materials()
-    scenarios = [load_scenario(sub) for sub in subs]
-    planner = None
     order = material_order(sc)
-    for i, mi in enumerate(order):
+    todo = order if max_materials is None else order[:max(max_materials, 0)]
+    scenarios: dict[int, Scenario] = {}
+    lane_runs = [_Lane(sc, subs, todo[i::lanes], t_all, time_limit_s, gap, progress, highs_options, open_arcs)
+                 for i in range(max(1, min(lanes, len(todo))))]
+    beyond = order[len(todo):] if greedy_fallback else []  # left out by the work limit: greedy, known now
+    fallback: dict[int, tuple[list[Flow], list[Flow]]] = {}
+    if len(lane_runs) == 1:
+        lane_runs[0].run()
+    else:
+        with ThreadPoolExecutor(max_workers=len(lane_runs), thread_name_prefix="material-lane") as pool:
+            futures = [pool.submit(lane.run) for lane in lane_runs]
+            for mi in beyond:  # while the lanes solve (HiGHS without the GIL), not after them
+                fallback[mi] = _greedy_flows(load_scenario(subs[mi]), st.materials[mi], open_arcs)
+            for future in futures:
+                future.result()  # re-raises a lane's exception here
+    done = _Materials()
+    for lane in lane_runs:
+        scenarios |= lane.scenarios
+        done.by_clock = done.by_clock or lane.by_clock
+        done.build_s += lane.build_s
+        done.compile_s += lane.compile_s
+    results = {mi: res for lane in lane_runs for mi, res in lane.results.items()}
+    for mi in order:  # merged most at stake first, whichever lane solved it
         m = st.materials[mi]
-        remaining = time_limit_s - (time.perf_counter() - t_all)
-        work_done = max_materials is not None and i >= max_materials
-        if work_done or remaining <= 0:
-            done.by_clock = done.by_clock or not work_done
-            done.stopped = (f"{'work' if work_done else 'time'} limit reached after {i} of "
-                            f"{len(st.materials)} materials")
-            break
-        progress(f"material {i + 1}/{len(st.materials)} ({m}): limit {remaining:.1f} s")
-        if planner is None:
-            planner = Planner(scenarios[mi])
-        # each material may use all the time left (the total is what is bounded); primal simplex:
-        # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
-        # faster with it (36.8 s -> 9.7 s on a province material). The first LP has no basis to start
-        # from: there the interior point method (with crossover, so the next LP gets a basis) took
-        # 1.7-1.9 s against primal simplex's 4.1-4.2 s in the same run (province, load average 8)
-        res = planner.solve(scenarios[mi], time_limit_s=remaining, gap=gap / 4, prefer_fewer_arcs=False,
-                            highs_options={"simplex_strategy": 4, **(highs_options or {})},
-                            cold_lp_options={"solver": "ipm"}, open_arcs=open_arcs)
-        done.by_clock = done.by_clock or res.summary.get("solver_status") == "time_limit"
-        done.build_s += res.build_seconds
-        done.compile_s += res.compile_seconds
-        if not res.has_plan:
-            done.stopped = f"material {m} ended {res.status.value}: {res.message}"
-            break
-        done.statuses[m] = res.status
-        done.shipments += [dataclasses.replace(f, material=m) for f in res.shipments_in]
-        done.deliveries += [dataclasses.replace(f, material=m) for f in res.deliveries]
+        if mi in results:
+            done.statuses[m] = results[mi].status
+            done.shipments += [dataclasses.replace(f, material=m) for f in results[mi].shipments_in]
+            done.deliveries += [dataclasses.replace(f, material=m) for f in results[mi].deliveries]
+    failed = next((lane.failed for lane in lane_runs if lane.failed), None)
+    if failed is not None:
+        done.stopped = failed
+    elif len(results) < len(order):
+        limit = "time" if done.by_clock else "work"
+        done.stopped = f"{limit} limit reached after {len(results)} of {len(st.materials)} materials"
     if done.stopped is not None and greedy_fallback:
         for mi in order:  # greedy plans only for the materials left (deterministic: made from the inputs)
-            if st.materials[mi] not in done.statuses:
-                ship, dels = _greedy_flows(scenarios[mi], st.materials[mi], open_arcs)
+            if mi not in results:
+                ship, dels = fallback.get(mi) or _greedy_flows(scenarios.get(mi) or load_scenario(subs[mi]),
+                                                               st.materials[mi], open_arcs)
                 done.shipments += ship
                 done.deliveries += dels
                 done.greedy.append(st.materials[mi])
     return done
+
+
+class _Lane:
+    """One thread's share of the materials, solved one after the other on one compiled model."""
+
+    def __init__(self, sc: Scenario, subs: list[dict[str, Any]], materials: list[int], t_all: float,
+                 time_limit_s: float, gap: float, progress: Callable[[str], None],
+                 highs_options: dict[str, Any] | None, open_arcs: np.ndarray | None):
+        self.sc, self.subs, self.materials, self.t_all = sc, subs, materials, t_all
+        self.time_limit_s, self.gap, self.progress = time_limit_s, gap, progress
+        self.highs_options, self.open_arcs = highs_options or {}, open_arcs
+        self.results: dict[int, PlanResult] = {}
+        self.scenarios: dict[int, Scenario] = {}
+        self.failed: str | None = None
+        self.by_clock = False
+        self.build_s = self.compile_s = 0.0
+
+    def run(self) -> None:
+        st = structure_of(self.sc)
+        planner = None
+        for mi in self.materials:
+            m = st.materials[mi]
+            remaining = self.time_limit_s - (time.perf_counter() - self.t_all)
+            if remaining <= 0:
+                self.by_clock = True
+                return
+            self.progress(f"material {m}: limit {remaining:.1f} s")
+            sub = self.scenarios[mi] = load_scenario(self.subs[mi])
+            if planner is None:
+                planner = Planner(sub)
+            # each material may use all the time left (the total is what is bounded); primal simplex:
+            # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
+            # faster with it (36.8 s -> 9.7 s on a province material). The first LP has no basis to start
+            # from: there the interior point method (with crossover, so the next LP gets a basis) took
+            # 1.7-1.9 s against primal simplex's 4.1-4.2 s in the same run (province, load average 8)
+            res = planner.solve(sub, time_limit_s=remaining, gap=self.gap / 4, prefer_fewer_arcs=False,
+                                highs_options={"simplex_strategy": 4, **self.highs_options},
+                                cold_lp_options={"solver": "ipm"}, open_arcs=self.open_arcs)
+            self.by_clock = self.by_clock or res.summary.get("solver_status") == "time_limit"
+            self.build_s += res.build_seconds
+            self.compile_s += res.compile_seconds
+            if not res.has_plan:
+                self.failed = f"material {m} ended {res.status.value}: {res.message}"
+                return
+            self.results[mi] = res
 
 
 def _refuse_open_arcs_over_limits(sc: Scenario, open_arcs: np.ndarray) -> None:

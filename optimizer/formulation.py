@@ -40,8 +40,10 @@ class CompiledProblem:
         return self.data[cps.A].shape
 
     def split(self, columns: np.ndarray) -> dict[int, np.ndarray]:
-        """Solver columns -> values per CVXPY variable id."""
-        return {v.id: columns[self.param_prog.var_id_to_col[v.id]:][:v.size] for v in self.param_prog.variables}
+        """Solver columns -> values per CVXPY variable id (a variable with no entries, e.g. the supply
+        flows of a scenario without supply sites, is not in the compiled problem: an empty array)."""
+        values = {v.id: columns[self.param_prog.var_id_to_col[v.id]:][:v.size] for v in self.param_prog.variables}
+        return _EmptyDefault(values)
 
     def columns(self, by_var: dict[int, np.ndarray]) -> np.ndarray:
         """Values per CVXPY variable id -> a solver column vector (a MIP start)."""
@@ -50,6 +52,13 @@ class CompiledProblem:
             off = self.param_prog.var_id_to_col[v.id]
             x[off:off + v.size] = by_var[v.id]
         return x
+
+
+class _EmptyDefault(dict):
+    """Values per variable id; a variable CVXPY left out of the problem (no entries) reads as empty."""
+
+    def __missing__(self, key: int) -> np.ndarray:
+        return np.zeros(0)
 
 
 class Stage:

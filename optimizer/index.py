@@ -78,11 +78,12 @@ class Numbers:
 def numbers_of(sc: Scenario) -> Numbers:
     mids = sc.material_ids
     urg = urgency(sc.materials, sc.theta)
+    W, M, T = len(sc.supply_sites), len(mids), sc.periods  # shapes kept when there is no supply site
     return Numbers(
-        supply=np.array([[w.supply[m] for m in mids] for w in sc.supply_sites], dtype=float),
+        supply=np.array([[w.supply[m] for m in mids] for w in sc.supply_sites], dtype=float).reshape(W, M, T),
         on_hand=np.array([[sum(w.supply[m]) if w.on_hand is None else w.on_hand[m] for m in mids]
-                          for w in sc.supply_sites], dtype=float),
-        price=np.array([[w.price[m] for m in mids] for w in sc.supply_sites], dtype=float),
+                          for w in sc.supply_sites], dtype=float).reshape(W, M),
+        price=np.array([[w.price[m] for m in mids] for w in sc.supply_sites], dtype=float).reshape(W, M, T),
         demand=np.array([[k.demand[m] for m in mids] for k in sc.rescue_centres], dtype=float),
         initial=np.array([[j.initial[m] for m in mids] for j in sc.distribution_centres], dtype=float),
         safety=np.array([[j.safety_stock[m] for m in mids] for j in sc.distribution_centres], dtype=float),

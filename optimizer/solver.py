@@ -30,6 +30,7 @@ class SolverStatus(str, Enum):
     TIME_LIMIT = "time_limit"  # stopped by the time limit (with or without an incumbent): the clock decided
     WORK_LIMIT = "work_limit"  # stopped by a deterministic work limit (nodes, iterations): the input decided
     INFEASIBLE = "infeasible"  # no point satisfies the constraints (HiGHS: infeasible, or unbounded-or-infeasible)
+    TARGET = "target"  # a MILP stopped at a plan as good as its objective target (the input decided)
     STOPPED = "stopped"  # any other stop (interrupt, solver error)
 
     def __str__(self) -> str:
@@ -56,6 +57,7 @@ class SolverOutcome:
 _STATUS = {"kOptimal": SolverStatus.OPTIMAL, "kTimeLimit": SolverStatus.TIME_LIMIT,
            # HiGHS reports mip_max_nodes / mip_max_leaves as a solution limit
            "kIterationLimit": SolverStatus.WORK_LIMIT, "kSolutionLimit": SolverStatus.WORK_LIMIT,
+           "kObjectiveTarget": SolverStatus.TARGET,
            "kInfeasible": SolverStatus.INFEASIBLE, "kUnboundedOrInfeasible": SolverStatus.INFEASIBLE}
 _FEASIBLE_PRIMAL = 2  # HiGHS's primal_solution_status for a feasible point
 

@@ -338,7 +338,8 @@ class ScenarioFile(Frozen):
     budget: Amount | None = Field(None, description="currency units over the horizon; none: unlimited")
     min_lot: Amount | None = Field(None, description="min units (all materials) on a delivery arc that is used")
     materials: Annotated[tuple[MaterialEntry, ...], Field(min_length=1)]
-    supply_sites: Annotated[tuple[SupplySiteEntry, ...], Field(min_length=1)]
+    # may be empty: a region whose stock is all at its distribution centres is still planned
+    supply_sites: tuple[SupplySiteEntry, ...]
     distribution_centres: Annotated[tuple[DistributionCentreEntry, ...], Field(min_length=1)]
     rescue_centres: Annotated[tuple[RescueCentreEntry, ...], Field(min_length=1)]
     arcs: ArcsEntry | None = None

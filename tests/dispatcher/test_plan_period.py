@@ -1,6 +1,7 @@
 """The dispatcher's compute step is pure: a plan from a hand-built live state, no database."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from dispatcher.book import Pipeline
@@ -80,14 +81,32 @@ def test_a_plan_the_clock_cut_short_is_stated_as_such_and_a_work_limited_one_is_
     assert "proven gap" in note and "safety net" not in note and "time budget" not in note
 
 
+def _without_dc_stock(state: LiveState) -> LiveState:
+    base = dict(BASE, distribution_centres=[dict(BASE["distribution_centres"][0], initial={"medicine": 0.0})])
+    return dataclasses.replace(state, base=base)
+
+
 def test_a_region_without_supply_gets_a_stated_no_supply_plan_not_an_error():
-    """No active site with stock: the optimizer's model cannot be built (it needs a supply site), so
-    the period is planned as 'no_supply', all due demand short, earlier orders left standing."""
-    plan = plan_period(_state([]), PlannerCache(10))
+    """No active site with stock and nothing held at the centres: the optimizer plans the period all
+    the same (a plan with no orders, its gap proven), all due demand short, said in the message."""
+    plan = plan_period(_without_dc_stock(_state([])), PlannerCache(10))
     s = plan.summary
-    assert s.status == "no_supply" and s.orders == 0 and not plan.orders
-    assert plan.supersede == [] and s.cancelled == 0 and s.objective is None and s.gap is None
+    assert s.status == "optimal" and s.orders == 0 and not plan.orders
+    assert s.objective is not None and s.objective > 0 and s.gap == 0.0  # every unit short, proven
     figures = s.materials["medicine"]
     assert figures["planned_delivery"] == 0 and figures["planned_shortage"] == figures["due_with_backlog"] == 20
     assert any("no supply available" in w for w in plan.warnings)
-    assert any("held at distribution centres are not planned" in w for w in plan.warnings)
+    assert plan.supersede == [("O-old", "r1")]  # the new plan replaces the earlier orders
+
+
+def test_without_supply_sites_the_stock_held_at_distribution_centres_is_still_planned():
+    """Only DC1's 5 boxes exist: they go to RC1 (the only place they can go), the rest of its 20 is short;
+    no supply leg is ordered."""
+    plan = plan_period(_state([]), PlannerCache(10))
+    s = plan.summary
+    assert s.status == "optimal" and s.gap is not None
+    assert plan.orders and all(o.leg != "supply" for o in plan.orders)
+    assert sum(o.qty for o in plan.orders) == 5
+    figures = s.materials["medicine"]
+    assert figures["planned_delivery"] == 5 and figures["planned_shortage"] == 15
+    assert any("no supply available" in w for w in plan.warnings)

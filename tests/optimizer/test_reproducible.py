@@ -86,3 +86,40 @@ def test_work_for_budget_is_a_pure_function_of_budget_and_size():
     assert work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20, limited=True) == WorkLimits(3, limited.mip_nodes, 20)
     with pytest.raises(ValueError, match="work limits out of range"):
         WorkLimits(mip_nodes=0)
+
+
+def test_two_lanes_of_materials_plan_the_same_whatever_the_threads_timing():
+    """Lanes deal the materials by their order, never by which thread finishes first: three runs with
+    two lanes (and two budgets) give one plan; it is a feasible plan of its own, not one lane's."""
+    sc = load_scenario(generate("paper", 1))  # seed 1: every material proven at once (seed 3 runs to the limit)
+    runs = [plan_by_material(sc, time_limit_s=t, gap=1e-3, max_materials=2, greedy_fallback=True, lanes=2)
+            for t in (60.0, 60.0, 120.0)]
+    assert fingerprint(runs[0]) == fingerprint(runs[1]) == fingerprint(runs[2])
+    assert runs[0].summary["materials_solved"] == 2 and len(runs[0].summary["materials_greedy"]) == len(sc.materials) - 2
+    assert not runs[0].summary["stopped_by_clock"] and check_plan(sc, runs[0]).ok
+    one_lane = plan_by_material(sc, time_limit_s=60.0, gap=1e-3, max_materials=2, greedy_fallback=True)
+    assert runs[0].summary["materials_solved"] == one_lane.summary["materials_solved"]
+    assert abs(runs[0].objective - one_lane.objective) <= 1e-3 * one_lane.objective  # each material to gap / 4
+
+
+def test_with_limits_the_stock_fleet_bound_computed_beside_round_one_is_the_same_as_alone():
+    """Round 2's bound runs in a thread beside round 1; it is the bound the LP gives on its own, and
+    two runs are identical."""
+    from optimizer.bounds import stock_fleet_relaxation
+
+    sc = load_scenario(limited_paper(1))
+    work = WorkLimits(rounds=2, mip_nodes=200)
+    a, b = (plan_anytime(sc, budget_s=60.0, gap=1e-9, work=work) for _ in range(2))
+    assert fingerprint(a) == fingerprint(b)
+    assert a.summary["stock_fleet_bound"] == stock_fleet_relaxation(sc)[0]
+    assert a.bound >= a.summary["stock_fleet_bound"] - 1e-9 and check_plan(sc, a).ok
+
+
+def test_a_milp_stopped_at_its_objective_target_says_so_and_is_no_clock_stop():
+    """The anytime rounds give HiGHS the plan value that would prove the asked gap against the bound
+    known then (``objective_target``): a stop decided by the inputs, reported as ``target``."""
+    from optimizer.model import Planner
+
+    sc = load_scenario(limited_paper(3))
+    res = Planner(sc).solve(sc, time_limit_s=60, gap=1e-9, method="milp", highs_options={"objective_target": 1e12})
+    assert res.has_plan and res.summary["solver_status"] == "target" and check_plan(sc, res).ok

@@ -84,7 +84,7 @@ def dead_letters(settings: Settings, site_id: str, since: str | None, limit: int
     (what a site's owner asks the operator for)."""
     from datetime import timedelta
 
-    from vreserve.dead_letters import site_refusals
+    from vreserve.dead_letters import DeadLettersUnread, site_refusals
 
     span = None
     if since:
@@ -92,7 +92,10 @@ def dead_letters(settings: Settings, site_id: str, since: str | None, limit: int
         if since[-1:] not in units or not since[:-1].isdigit():
             raise click.BadParameter("use a number and s/m/h/d, e.g. 30m", param_hint="--since")
         span = timedelta(seconds=int(since[:-1]) * units[since[-1]])
-    refusals = site_refusals(settings, site_id, span, limit)
+    try:
+        refusals = site_refusals(settings, site_id, span, limit)
+    except DeadLettersUnread as exc:
+        raise click.ClickException(str(exc)) from None
     for r in refusals:
         click.echo(r.line())
     click.echo(f"{len(refusals)} refused report(s) of site {site_id}" + (f" in the last {since}" if since else ""))

@@ -37,6 +37,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from vreserve import db_access
 from vreserve import kafka_clients, topics
 from vreserve.decode import key_text, safe_text
+from vreserve.gc_tuning import freeze_startup_objects
 from vreserve.kafka_access import STREAM
 from vreserve.reconcile import Policy as ReconcilePolicy
 from vreserve.schemas.alerts import Alert
@@ -73,25 +74,6 @@ FETCH_BYTES = 64 * 1024 * 1024
 CHECKED_SHARE = 0.8
 
 
-#: Allocations between two young-generation passes of the garbage collector (Python's default:
-#: 700). See :func:`tune_gc`.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the hot path. Measured (``vreserve bench stream
-    --backlog``, the health page's ``gc_s``): with Python's defaults it took 2.9 s of the worker's
-    4.6 s of CPU over 1,000,000 readings, 18 full passes each walking every object of the
-    Faust process (its modules, classes and services: nothing a pass could free), started by the
-    records of one batch surviving a few young passes while they are written. So: what exists
-    once the worker has started goes to the permanent generation (``gc.freeze``; never freed, it
-    lives as long as the process anyway), and young passes come every 50,000 allocations instead
-    of every 700, so a batch's records are mostly gone by reference counting before a pass sees
-    them. Cycles are still collected, only less often."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 @dataclass
@@ -185,7 +167,11 @@ class WarehouseWorker(faust.Service):
         self.consumer.subscribe([self.readings_name], listener=_Rebalance(self))
         await self.consumer.start()
         gc.callbacks.append(self._gc_timed)
-        tune_gc()
+        # The collector off the hot path (vreserve.gc_tuning). Measured here (``vreserve bench stream
+        # --backlog``, the health page's ``gc_s``): with Python's defaults it took 2.9 s of the
+        # worker's 4.6 s of CPU over 1,000,000 readings, 18 full passes walking every object of the
+        # Faust process, started by one batch's records surviving a few young passes while written.
+        freeze_startup_objects()
         self._consuming = asyncio.ensure_future(self._consume())
 
     async def on_stop(self) -> None:

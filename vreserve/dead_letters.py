@@ -25,6 +25,10 @@ from vreserve.settings import Settings
 READ_TIMEOUT_S = 30.0
 
 
+class DeadLettersUnread(RuntimeError):
+    """The topic could not be read to its end: an incomplete list would read as the whole one."""
+
+
 @dataclass(frozen=True)
 class Refusal:
     """One refused report of a site, as its owner reads it."""
@@ -53,7 +57,7 @@ def site_refusals(settings: Settings, site_id: str, since: timedelta | datetime 
     try:
         parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
         if not parts:
-            raise RuntimeError(f"topic {name} does not exist (run `vreserve topics`)")
+            raise DeadLettersUnread(f"topic {name} does not exist (run `vreserve topics`)")
         consumer.assign(parts)
         ends = consumer.end_offsets(parts, timeout_ms=10000)
         starts = _start_offsets(consumer, parts, since)
@@ -71,6 +75,9 @@ def site_refusals(settings: Settings, site_id: str, since: timedelta | datetime 
             for recs in consumer.poll(timeout_ms=500).values():
                 newest.extend(r for r in (_refusal(rec) for rec in recs if rec.key == key)
                               if r and (kind is None or r.kind == kind) and (cutoff is None or r.at > cutoff))
+        if any(consumer.position(tp) < ends[tp] for tp in parts):
+            raise DeadLettersUnread(f"the broker did not hand over {name} up to its end within "
+                                    f"{READ_TIMEOUT_S:g} s: no partial list is given")
         found = sorted(newest, key=lambda r: r.at)
         return found[:max(0, len(found) - offset)] if offset else found
     finally:

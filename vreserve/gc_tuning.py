@@ -7,7 +7,8 @@ stopped the event loop with every request in flight, the largest single part of 
 exists once the service has started goes to the permanent generation (``gc.freeze``; it lives as
 long as the process anyway), and young passes come every ``young`` allocations instead of 700, so
 a request's short-lived objects are mostly freed by reference counting before a pass sees them.
-Cycles are still collected, only less often. (The stream worker does the same: stream/service.py.)
+Cycles are still collected, only less often. (The stream worker calls it too, with its own
+measurement: stream/service.py.)
 """
 from __future__ import annotations
 

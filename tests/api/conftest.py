@@ -135,13 +135,18 @@ def world(api_settings: Settings, tmp_path_factory) -> Iterator[World]:
             w.tokens[role] = r.json()["access_token"]
         yield w
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_server(proc, 10)
         log.close()
+
+
+def stop_server(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM a `vreserve serve`, SIGKILL it if it has not stopped within ``grace_s``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from tests.api.conftest import PASSWORD, ROOT, _wait_up, free_port, settings_env
+from tests.api.conftest import PASSWORD, ROOT, _wait_up, free_port, settings_env, stop_server
 from api.routes_settlement import RUN_LOCK_SQL, RUN_UNLOCK_SQL
 from tests.api.test_supervision import _trail
 from tests.dispatcher.helpers import make_region
@@ -87,15 +87,6 @@ def _kill_mid_settlement(world, tmp_path, em: str) -> str:
     return url
 
 
-def _stop(proc) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def test_a_killed_servers_run_is_finished_by_the_next_server_to_start_without_issuing_twice(world, tmp_path):
     """Two servers start together after the kill: exactly one of them resumes the run (its lock), it
     ends with one statement, and the service's resume is in the audit trail."""
@@ -127,7 +118,7 @@ def test_a_killed_servers_run_is_finished_by_the_next_server_to_start_without_is
         assert again.status_code == 409 and again.json()["error"]["code"] == "settlement_run_finished"
     finally:
         for proc, _client in survivors:
-            _stop(proc)
+            stop_server(proc, 15)
 
 
 def test_an_interrupted_run_reads_interrupted_and_a_supervisor_may_resume_it(world):

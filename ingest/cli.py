@@ -7,12 +7,91 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import click
 
 from vreserve import db_access
 from vreserve.settings import Settings
+
+
+#: How many of its sites a refused / failed record names (a registry may provision thousands; the
+#: record always has the count).
+_SITES_NAMED = 100
+
+
+def _audit_connection(settings: Settings):
+    """A connection to the audit trail as the operator CLI's role (vr_api), checked for the right to
+    append, or a refusal that says nothing was changed in the broker."""
+    from vreserve.db import connect
+
+    try:
+        conn = connect(settings.pg_dsn_for(db_access.API), autocommit=True)
+    except Exception as exc:  # psycopg.OperationalError: say where we tried (the DSN holds no secret)
+        raise click.ClickException(f"the audit trail cannot be reached, so nothing was changed in the broker: "
+                                   f"{exc}") from None
+    if not conn.execute("SELECT has_table_privilege('audit_log', 'INSERT')").fetchone()[0]:
+        conn.close()
+        raise click.ClickException("this database login may not append to the audit trail (audit_log), so "
+                                   "nothing was changed in the broker")
+    return conn
+
+
+@contextmanager
+def _audited_broker_change(settings: Settings, action: str, targets: Sequence[str],
+                           detail: dict | None = None) -> Iterator[dict]:
+    """Run a change to the broker's logins or sessions (dynamic security, the MQTT admin account)
+    and put it in our audit trail, actor the shell user (``os-user:<name>``, as every CLI command).
+
+    Order, so that no such command succeeds without its record: (1) the audit trail is reached
+    first, and an unreachable database refuses the command before the broker is touched; (2) the
+    broker change, and the 0600 file with any new password (written before the record: a password
+    set in the broker and not kept would lock the site out); (3) the record: one per site or
+    login on success (target = its id), one ``refused`` / ``error`` record naming the targets when
+    not. If (3) fails after (2), the command says that the change was made but is not recorded,
+    and exits 1. The record never holds a password: the body adds only counts and names to the
+    yielded dict."""
+    from psycopg import Error as DbError
+
+    from vreserve import auditlog
+    from vreserve.mqtt import BrokerError
+    from vreserve.operations import cli_identity
+
+    actor, info = cli_identity().actor, dict(detail or {})
+    with _audit_connection(settings) as conn:
+        try:
+            yield info
+        except (click.ClickException, BrokerError, ValueError, ConnectionError, TimeoutError) as exc:
+            message = exc.message if isinstance(exc, click.ClickException) else str(exc)
+            if isinstance(exc, (ConnectionError, TimeoutError)):
+                message = f"the broker cannot be reached: {type(exc).__name__}: {exc}"
+            outcome = "refused" if isinstance(exc, (ValueError, click.ClickException)) else "error"
+            _append_failure(conn, actor, action, targets, info, outcome, message)
+            raise click.ClickException(message) from None
+        except BaseException as exc:
+            _append_failure(conn, actor, action, targets, info, "error", type(exc).__name__)
+            raise
+        try:
+            auditlog.append_many(conn, [auditlog.Entry(actor, "cli", action, "ok", 200, t, info) for t in targets])
+        except DbError as exc:
+            raise click.ClickException(f"{action}: the change WAS made in the broker but is NOT in the audit "
+                                       f"trail ({type(exc).__name__}: {exc})") from None
+
+
+def _append_failure(conn, actor: str, action: str, targets: Sequence[str], info: dict, outcome: str,
+                    reason: str) -> None:
+    """One record for a command that did not (wholly) happen; a failure to write it is said, not raised
+    over the command's own error."""
+    from vreserve import auditlog
+
+    target = targets[0] if len(targets) == 1 else f"{len(targets)} sites"
+    detail = {**info, "reason": reason, "targets": len(targets), "named": list(targets[:_SITES_NAMED])}
+    try:
+        auditlog.append(conn, actor, "cli", action, outcome, 422 if outcome == "refused" else 502, target, detail)
+    except Exception as exc:  # noqa: BLE001 - the command's own failure is what the operator must see first
+        click.echo(f"{action}: its {outcome} record could not be written to the audit trail: {exc}", err=True)
 
 
 @click.group()
@@ -70,7 +149,8 @@ def end_session_cmd(settings: Settings, client_id: str) -> None:
     """Delete a decommissioned bridge's persistent MQTT session (else its share of messages queues up)."""
     from vreserve.mqtt import end_session
 
-    end_session(settings.mqtt, client_id)
+    with _audited_broker_change(settings, "bridge-sessions.end", [client_id]):
+        end_session(settings.mqtt, client_id)
     click.echo(f"ended the MQTT session of {client_id}")
 
 
@@ -158,8 +238,9 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
     if credentials_out:
         from vreserve.site_credentials import provision_site_credentials, write_credentials
 
-        creds = provision_site_credentials(settings, list(reg.sites), progress=click.echo)
-        write_credentials(creds, credentials_out)
+        with _audited_broker_change(settings, "site-logins.set", list(reg.sites), {"via": "registry.load"}):
+            creds = provision_site_credentials(settings, list(reg.sites), progress=click.echo)
+            write_credentials(creds, credentials_out)
         click.echo(f"wrote {len(creds)} site credentials to {credentials_out}")
 
 
@@ -170,14 +251,11 @@ def load(settings: Settings, path: str, credentials_out: str | None) -> None:
 def site_secret(site_ids: tuple[str, ...], out: str) -> None:
     """Create a site's MQTT login, or rotate its password (the plugin disconnects it; it logs in again with the new one)."""
     from vreserve.site_credentials import provision_site_credentials, write_credentials
-    from vreserve.mqtt import BrokerError
 
     settings = click.get_current_context().obj
-    try:
+    with _audited_broker_change(settings, "site-logins.set", list(dict.fromkeys(site_ids))):
         creds = provision_site_credentials(settings, site_ids, progress=click.echo)
-    except (BrokerError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    write_credentials(creds, out)
+        write_credentials(creds, out)
     click.echo(f"{len(creds)} site password(s) set in the broker and written to {out}")
 
 
@@ -189,14 +267,12 @@ def site_secret(site_ids: tuple[str, ...], out: str) -> None:
 def site_rotate(settings: Settings, site_id: str, out: str) -> None:
     """Rotate a site's password without cutting it off: a second login (SITE or SITE/2) with a new
     password and the same rights; the current login stays until `site-retire-login` ends it."""
-    from vreserve.mqtt import BrokerError
     from vreserve.site_credentials import begin_site_rotation, write_login
 
-    try:
+    with _audited_broker_change(settings, "site-logins.rotate", [site_id]) as info:
         login, password = begin_site_rotation(settings, site_id)
-    except (BrokerError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    write_login(site_id, login, password, out)
+        write_login(site_id, login, password, out)
+        info["new_login"] = login
     click.echo(f"site {site_id}: new login {login} written to {out}; the old login works until "
                f"`vreserve ingest site-retire-login OLD_LOGIN`")
 
@@ -206,13 +282,11 @@ def site_rotate(settings: Settings, site_id: str, out: str) -> None:
 @click.pass_obj
 def site_retire_login(settings: Settings, login: str) -> None:
     """End a rotation's overlap: delete one of a site's two logins (its connection ends)."""
-    from vreserve.mqtt import BrokerError
+    from vreserve.mqtt_access import site_of_login
     from vreserve.site_credentials import retire_site_login
 
-    try:
+    with _audited_broker_change(settings, "site-logins.retire", [site_of_login(login)], {"login": login}):
         retire_site_login(settings, login)
-    except (BrokerError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"login {login} deleted")
 
 
@@ -222,12 +296,9 @@ def site_retire_login(settings: Settings, login: str) -> None:
 def site_remove(settings: Settings, site_ids: tuple[str, ...]) -> None:
     """Delete sites' MQTT logins and roles (disconnects them at once)."""
     from vreserve.site_credentials import remove_site_credentials
-    from vreserve.mqtt import BrokerError
 
-    try:
+    with _audited_broker_change(settings, "site-logins.remove", list(dict.fromkeys(site_ids))):
         remove_site_credentials(settings, site_ids)
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(site_ids)} site login(s) removed")
 
 

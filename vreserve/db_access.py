@@ -36,7 +36,8 @@ BOOTSTRAP = "vreserve"
 OWNER = "vr_owner"
 STREAM = "vr_stream"
 DISPATCHER = "vr_dispatcher"
-#: The HTTP API service and console, and the operator CLI (emergencies, users, tokens, registry).
+#: The HTTP API service and console, and the operator CLI (emergencies, users, tokens, registry;
+#: the audit records of the sites' MQTT-login commands).
 API = "vr_api"
 SUPERVISION = "vr_supervision"
 #: The MQTT bridge: reads the registry to validate readings.

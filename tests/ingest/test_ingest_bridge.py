@@ -304,9 +304,15 @@ def test_site_secret_command_rotates_without_printing_it(settings, unique, servi
         assert service_client(site, passwords[0]).connect_rc.is_failure
         assert not service_client(site, passwords[1]).connect_rc.is_failure
     finally:
-        subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
-                       capture_output=True, timeout=60)
+        removed = subprocess.run([sys.executable, "-m", "vreserve.cli", "ingest", "site-remove", site], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0, removed.stderr
     assert service_client(site, passwords[-1]).connect_rc.is_failure
+    records = _audit_records(settings, site)
+    assert [(r["action"], r["outcome"]) for r in records] == [
+        ("site-logins.set", "ok"), ("site-logins.set", "ok"), ("site-logins.remove", "ok")]
+    assert {r["actor"] for r in records} == {cli_actor()} and {r["source"] for r in records} == {"cli"}
+    _assert_no_secret(settings, passwords)
 
 
 def test_rotating_a_site_secret_ends_its_session_and_the_new_password_logs_in(settings, unique, service_client) -> None:
@@ -342,7 +348,7 @@ def test_a_site_rotates_without_being_cut_off_through_a_second_login(settings, u
     import yaml
 
     site, other = f"t{unique}-ov", f"t{unique}-ov-b"
-    env = {**os.environ, "VR_MQTT_URL": settings.mqtt_url}
+    env = {**os.environ, "VR_MQTT_URL": settings.mqtt_url, "VR_PG_DSN": settings.pg_dsn}
     cli = [sys.executable, "-m", "vreserve.cli", "ingest"]
     old = provision_site_credentials(settings, [site, other])[site]
     try:
@@ -379,3 +385,129 @@ def test_a_site_rotates_without_being_cut_off_through_a_second_login(settings, u
     finally:
         remove_site_credentials(settings, [site, other])
     assert service_client(f"{site}/2", login["password"]).connect_rc.is_failure  # site-remove took both logins
+    records = _audit_records(settings, site)
+    assert [(r["action"], r["outcome"]) for r in records] == [
+        ("site-logins.rotate", "ok"), ("site-logins.rotate", "refused"), ("site-logins.retire", "ok"),
+        ("site-logins.retire", "refused")]
+    assert records[0]["detail"] == {"new_login": f"{site}/2"}
+    assert "already has two logins" in records[1]["detail"]["reason"]
+    assert records[2]["detail"]["login"] == site and records[3]["detail"]["login"] == f"{site}/2"
+    assert "only login" in records[3]["detail"]["reason"]
+    assert {r["actor"] for r in records} == {cli_actor()}
+    _assert_no_secret(settings, [old, login["password"]])
+
+
+# ------------------------------------------------------------ the login commands' audit records
+def cli_actor() -> str:
+    """The actor every operator CLI command writes: the shell user (vreserve.operations.cli_identity)."""
+    import getpass
+
+    return f"os-user:{getpass.getuser()}"
+
+
+def _audit_records(settings, target: str) -> list[dict]:
+    """The audit trail's records for one target, oldest first (read as the test database's owner)."""
+    from vreserve import auditlog
+    from vreserve.db import connect as db_connect
+
+    with db_connect(settings.pg_dsn, autocommit=True) as conn:
+        assert auditlog.verify(conn).ok  # the commands extend the one hash chain
+        rows = conn.execute("SELECT seq, actor, source, action, target, outcome, status, detail FROM audit_log"
+                            " WHERE target = %s ORDER BY seq", (target,)).fetchall()
+    keys = ("seq", "actor", "source", "action", "target", "outcome", "status", "detail")
+    return [{**dict(zip(keys, r)), "detail": json.loads(r[-1])} for r in rows]
+
+
+def _assert_no_secret(settings, secrets_: list[str]) -> None:
+    """No password appears anywhere in the audit trail (every column of every row, as text)."""
+    from vreserve.db import connect as db_connect
+
+    with db_connect(settings.pg_dsn, autocommit=True) as conn:
+        text = "\n".join(r[0] for r in conn.execute("SELECT audit_log::text FROM audit_log").fetchall())
+    assert text and not [s for s in secrets_ if s in text]
+
+
+def _cli_env(settings, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env.update(VR_MQTT_URL=settings.mqtt_url, VR_STATE_DIR=str(settings.state_dir),
+               VR_MQTT_CA_FILE=settings.mqtt_ca_file, VR_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+               VR_PG_DSN=settings.pg_dsn, VR_TOPIC_PREFIX=settings.topic_prefix)
+    if settings.secrets_dir:
+        env["VR_SECRETS_DIR"] = str(settings.secrets_dir)
+    env.update(extra)
+    return env
+
+
+def _vreserve(env: dict[str, str], *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "vreserve.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_registry_load_with_mqtt_credentials_records_each_site_login(settings, unique, service_client,
+                                                                     tmp_path) -> None:
+    """`registry load --mqtt-credentials`: one ok record per site whose login it made, no password in
+    the trail or the output, and the logins work."""
+    from vreserve.registry import write_registry
+    from vreserve.registry_generate import generate_registry
+    from vreserve.site_credentials import read_credentials
+
+    reg = generate_registry(3, seed=3, id_prefix=f"t{unique}-rl-")
+    write_registry(reg, tmp_path / "reg.yaml")
+    creds_file = tmp_path / "creds.yaml"
+    try:
+        done = _vreserve(_cli_env(settings), "registry", "load", str(tmp_path / "reg.yaml"),
+                         "--mqtt-credentials", str(creds_file))
+        assert done.returncode == 0, done.stderr
+        creds = read_credentials(creds_file)
+        assert set(creds) == set(reg.sites)
+        assert not [p for p in creds.values() if p in done.stdout + done.stderr]
+        for site in reg.sites:
+            records = _audit_records(settings, site)
+            assert [(r["action"], r["outcome"], r["actor"], r["detail"]) for r in records] == [
+                ("site-logins.set", "ok", cli_actor(), {"via": "registry.load"})]
+        assert not service_client(next(iter(creds)), creds[next(iter(creds))]).connect_rc.is_failure
+        _assert_no_secret(settings, list(creds.values()))
+    finally:
+        remove_site_credentials(settings, list(reg.sites))
+
+
+def test_end_session_and_a_broker_failure_are_recorded(settings, unique) -> None:
+    """`ingest end-session` writes an ok record for the client id; a command the broker cannot serve
+    (nothing listens where it is sent) writes an error record and says so."""
+    from urllib.parse import urlsplit
+
+    client_id = f"vr-test-gone-{unique}"
+    ended = _vreserve(_cli_env(settings), "ingest", "end-session", "--client-id", client_id)
+    assert ended.returncode == 0, ended.stderr
+    [record] = _audit_records(settings, client_id)
+    assert (record["action"], record["outcome"], record["actor"]) == ("bridge-sessions.end", "ok", cli_actor())
+
+    site = f"t{unique}-bad"
+    url = urlsplit(settings.mqtt_url)
+    nowhere = url._replace(netloc=url.netloc.replace(f":{url.port}", ":1")).geturl()
+    failed = _vreserve(_cli_env(settings, VR_MQTT_URL=nowhere), "ingest", "site-remove", site)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "cannot be reached" in failed.stderr
+    [record] = _audit_records(settings, site)
+    assert (record["action"], record["outcome"], record["status"]) == ("site-logins.remove", "error", 502)
+    assert "cannot be reached" in record["detail"]["reason"]
+
+
+def test_an_unreachable_audit_trail_refuses_before_the_broker_is_touched(settings, unique, tmp_path) -> None:
+    """With the database out of reach, `site-secret` changes nothing in the broker and says so."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from vreserve.site_credentials import site_logins_present
+
+    site = f"t{unique}-nodb"
+    dead = make_conninfo(**{**conninfo_to_dict(settings.pg_dsn), "host": "127.0.0.1", "port": "1"})
+    refused = _vreserve(_cli_env(settings, VR_PG_DSN=dead), "ingest", "site-secret", site,
+                        "--out", str(tmp_path / "c.yaml"))
+    assert refused.returncode != 0 and "nothing was changed in the broker" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert site_logins_present(settings, site) == [] and not (tmp_path / "c.yaml").exists()

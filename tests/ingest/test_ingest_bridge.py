@@ -511,3 +511,26 @@ def test_an_unreachable_audit_trail_refuses_before_the_broker_is_touched(setting
     assert refused.returncode != 0 and "nothing was changed in the broker" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert site_logins_present(settings, site) == [] and not (tmp_path / "c.yaml").exists()
+
+
+def test_a_record_lost_after_the_broker_change_is_reported_not_swallowed(settings, unique) -> None:
+    """The database goes away between the check and the record (its connection is ended while the
+    broker change runs): the command fails and says the change was made but is not recorded."""
+    import click
+
+    from ingest.cli import _audited_broker_change
+    from vreserve import db_access
+    from vreserve.db import connect as db_connect
+    from vreserve.mqtt import end_session
+
+    client_id = f"vr-test-lost-{unique}"
+    with pytest.raises(click.ClickException) as caught:
+        with _audited_broker_change(settings, "bridge-sessions.end", [client_id]):
+            end_session(settings.mqtt, client_id)
+            with db_connect(settings.pg_dsn, autocommit=True) as admin:
+                ended = admin.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                      " WHERE usename = %s AND datname = current_database()",
+                                      (db_access.API,)).fetchone()[0]
+            assert ended >= 1
+    assert "WAS made in the broker but is NOT in the audit trail" in caught.value.message
+    assert _audit_records(settings, client_id) == []

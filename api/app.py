@@ -25,6 +25,7 @@ from api.security import requires
 from console.routes import mount_console
 from vreserve import db_access
 from vreserve import auditlog
+from vreserve.dead_letters import DeadLetterReader
 from vreserve.gc_tuning import freeze_startup_objects
 from vreserve.identity import signing_key
 from vreserve.operations import Publisher
@@ -45,6 +46,8 @@ class ApiState:
     signing_key: bytes
     audit: "AuditWriter"
     loop_lag: timing.LoopLag
+    #: The dead-letter topic tailed into a bounded in-memory index (vreserve/dead_letters.py).
+    dead_letters: DeadLetterReader
 
 
 def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
@@ -65,12 +68,14 @@ def create_app(settings: Settings, pool_size: int = 10) -> FastAPI:
         timing.GC_PAUSES.install()
         app.openapi()   # built now (the docs' first request would build it), so it is frozen below
         freeze_startup_objects()
-        app.state.api = ApiState(settings, pool, apool, Publisher(settings), key, audit, loop_lag)
+        dead_letters = DeadLetterReader(settings).start()
+        app.state.api = ApiState(settings, pool, apool, Publisher(settings), key, audit, loop_lag, dead_letters)
         sweeper = routes_settlement.InterruptedRunSweeper(pool, f"{socket.gethostname()}:{os.getpid()}").start()
         try:
             yield
         finally:
             sweeper.stop()
+            dead_letters.stop()
             await loop_lag.stop()
             await audit.close()
             app.state.api.publisher.close()

@@ -473,7 +473,10 @@ def audit(request: Request, audit_id: Id, who: Identity = Depends(VIEWER)) -> di
 
 # ----------------------------------------------------------------------------- dead letters
 DEAD_LETTER_UNITS = {"at": "time the bridge refused the report (ISO 8601, UTC)",
-                     "payload_head": "the first 120 bytes of the refused report, as text"}
+                     "payload_head": "the first 120 bytes of the refused report, as text",
+                     "kept_per_site": "refusals (the newest of each site the server holds)",
+                     "kept_in_all": "refusals (the most the server holds over all sites)",
+                     "reader": "records read from the topic and consumers started by this server process"}
 
 
 @router.get("/sites/{site_id}/dead-letters", tags=["sites"], openapi_extra=access("viewer", ("owner",)),
@@ -483,14 +486,16 @@ def site_dead_letters(request: Request, site_id: Id,
                                                                           "(ISO 8601 with a zone)")] = None,
                       kind: Filter = None, limit: Limit = 100, offset: Offset = 0,
                       who: Identity = Depends(VIEWER_OR_OWNER)) -> dict:
-    """The site's dead letters read back from the dead-letter topic by the same code as the CLI
-    (vreserve/dead_letters.py): each with `at`, `kind` (e.g. `schema`, `json`), `reason` and the
-    head of the refused payload. Read-only. A site that is not in the registry may still have
-    refusals (reports from an unknown site are refused), so viewers may ask for any id; an owner
-    token only for its own sites (404 otherwise). Reading scans the topic from `since` (all it
-    keeps without it): narrow it on a busy topic. 503 `dead_letters_unavailable` if the broker
-    cannot be read."""
-    from vreserve.dead_letters import site_refusals
+    """The site's dead letters from the dead-letter topic (vreserve/dead_letters.py): each with
+    `at`, `kind` (e.g. `schema`, `json`), `reason` and the head of the refused payload. Read-only.
+    A site that is not in the registry may still have refusals (reports from an unknown site are
+    refused), so viewers may ask for any id; an owner token only for its own sites (404 otherwise).
+    The server tails the topic into memory, bounded: the newest `kept_per_site` refusals of each
+    site and `kept_in_all` over all sites; `complete` is false when older refusals of this site
+    were dropped by those bounds (the list is then not the whole history the topic keeps; `vreserve
+    ingest dead-letters` reads the topic itself). Every answer includes each refusal written before
+    the request. 503 `dead_letters_unavailable` if the topic cannot be read to its end within 10 s.
+    Viewers also get `reader`: this server process's reader (records read, consumers started)."""
 
     if since is not None and since.tzinfo is None:
         raise ApiError(422, "validation_error", "since: give a time zone (e.g. 2026-12-01T10:00:00Z)",
@@ -501,11 +506,14 @@ def site_dead_letters(request: Request, site_id: Id,
             if conn.execute("SELECT 1 FROM sites WHERE site_id = %s AND owner_id = %s",
                             (site_id, owner)).fetchone() is None:
                 raise ApiError(404, "site_not_found", f"no site {site_id!r} of yours")
+    reader = request.app.state.api.dead_letters
     try:
-        found = site_refusals(request.app.state.api.settings, site_id, since, limit + 1, offset, kind)
+        found = reader.refusals(site_id, since, limit + 1, offset, kind)
     except Exception as exc:  # noqa: BLE001 - broker down or topic missing: say so, never a trace
         raise ApiError(503, "dead_letters_unavailable",
                        f"the dead-letter topic cannot be read now ({type(exc).__name__})") from None
-    newest_first = list(reversed(found))
+    newest_first = list(reversed(found.items))
     return {"site_id": site_id, "items": [r.to_dict() for r in newest_first[:limit]], "units": DEAD_LETTER_UNITS,
-            "limit": limit, "offset": offset, "next_offset": offset + limit if len(found) > limit else None}
+            "limit": limit, "offset": offset, "next_offset": offset + limit if len(found.items) > limit else None,
+            "complete": found.complete, "kept_per_site": reader.index.per_site, "kept_in_all": reader.index.in_all,
+            **({} if owner is not None else {"reader": reader.stats()})}

@@ -6,7 +6,8 @@ import click
 from vreserve.plugins import mount
 
 BENCH_MODULES = ("bench.ingest", "bench.stream", "bench.tsdb", "bench.optimizer", "bench.dispatcher",
-                 "bench.supervision", "bench.alerts", "bench.api", "bench.console", "bench.contracts")
+                 "bench.supervision", "bench.alerts", "bench.api", "bench.console", "bench.contracts",
+                 "bench.dead_letters")
 
 
 @click.group()

@@ -8,6 +8,7 @@ The one reader behind `vreserve ingest dead-letters` and ``GET /api/v1/sites/{id
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class DeadLettersUnread(RuntimeError):
     """The topic could not be read to its end: an incomplete list would read as the whole one."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """One refused report of a site, as its owner reads it."""
 
@@ -100,3 +101,193 @@ def _refusal(record) -> Refusal | None:
         return None
     head = letter.payload[:120].decode("utf-8", "replace")
     return Refusal(letter.at, str(letter.context.get("kind", "?")), letter.reason, head)
+
+
+# ------------------------------------------------------------------ the API's long-lived reader
+#: Refusals kept per site (its newest); older ones are dropped and the site's answers say so.
+KEPT_PER_SITE = 1000
+#: Refusals kept over all sites; past it the oldest ones (whatever their site) are dropped first.
+KEPT_IN_ALL = 50_000
+#: How long a request waits for the reader to reach the topic's end as of the request, s.
+SYNC_TIMEOUT_S = 10.0
+#: The reader's poll: how soon it notices a request when the topic is quiet (the broker's fetch
+#: stays in flight across polls, so a short poll costs no extra fetches), ms.
+POLL_MS = 50
+
+
+@dataclass(frozen=True)
+class SiteRefusals:
+    """A site's refusals as the reader holds them: ``items`` oldest first (one page), and whether
+    the reader still holds every refusal of the site it read (``complete``: none dropped by the caps)."""
+
+    items: list[Refusal]
+    complete: bool
+
+
+class RefusalIndex:
+    """Every site's newest refusals in memory, bounded: at most ``per_site`` per site and ``in_all``
+    over all sites (past it the oldest to arrive are dropped, whatever their site). Pure
+    bookkeeping; the caller holds the lock.
+
+    A site's list is ``complete`` while nothing of it was dropped by its own cap and nothing at all
+    was dropped by the overall cap (after that, no site's list is known to be whole: a site's
+    older refusals may have been among those dropped)."""
+
+    def __init__(self, per_site: int = KEPT_PER_SITE, in_all: int = KEPT_IN_ALL) -> None:
+        self.per_site, self.in_all = per_site, in_all
+        self._sites: dict[str, deque[Refusal]] = {}
+        self._arrivals: deque[str] = deque()   # the site of each refusal, in the order they came
+        self._stale: dict[str, int] = {}       # a site's oldest arrivals already dropped by its own cap
+        self._capped: set[str] = set()         # held sites that lost refusals to their own cap
+        self.size = 0
+        self.dropped_in_all = 0                # refusals dropped by the overall cap
+
+    def add(self, site_id: str, refusal: Refusal) -> None:
+        kept = self._sites.setdefault(site_id, deque())
+        kept.append(refusal)
+        self._arrivals.append(site_id)
+        self.size += 1
+        if len(kept) > self.per_site:
+            kept.popleft()
+            self._stale[site_id] = self._stale.get(site_id, 0) + 1
+            self._capped.add(site_id)
+            self.size -= 1
+        while self.size > self.in_all:
+            self._drop_oldest()
+        if len(self._arrivals) > 2 * self.in_all:
+            self._compact()
+
+    def _drop_oldest(self) -> None:
+        site = self._arrivals.popleft()
+        if self._skip_stale(site):
+            return
+        kept = self._sites[site]
+        kept.popleft()
+        self.size -= 1
+        self.dropped_in_all += 1
+        if not kept:   # its stale arrivals came before this one, so none are left
+            del self._sites[site]
+            self._capped.discard(site)
+
+    def _skip_stale(self, site: str) -> bool:
+        left = self._stale.get(site, 0)
+        if left:
+            if left == 1:
+                del self._stale[site]
+            else:
+                self._stale[site] = left - 1
+        return bool(left)
+
+    def _compact(self) -> None:
+        """Drop the arrivals of refusals their site's cap already dropped (one site flooding the topic
+        would otherwise grow the arrival list without bound while the overall cap is not reached)."""
+        self._arrivals = deque(site for site in self._arrivals if not self._skip_stale(site))
+
+    @property
+    def sites(self) -> int:
+        return len(self._sites)
+
+    def query(self, site_id: str, since: datetime | None, limit: int, offset: int, kind: str | None) -> SiteRefusals:
+        """The ``limit`` newest refusals of the site after skipping the ``offset`` newest, oldest first
+        (the order and filters of :func:`site_refusals`)."""
+        found = sorted((r for r in self._sites.get(site_id, ()) if (kind is None or r.kind == kind)
+                        and (since is None or r.at > since)), key=lambda r: r.at)
+        end = max(0, len(found) - offset)
+        complete = site_id not in self._capped and self.dropped_in_all == 0
+        return SiteRefusals(found[max(0, end - limit):end], complete)
+
+
+class DeadLetterReader:
+    """The API process's one reader of the dead-letter topic (an app-lifetime resource): a thread
+    with one consumer tails the topic from its start into a :class:`RefusalIndex`, so a request
+    costs no consumer, no login and no scan. A request first asks the reader to reach the topic's
+    end offsets *as of the request* (one ListOffsets call shared by the requests waiting together),
+    so it sees every refusal written before it, as the per-request read did; it waits at most
+    ``SYNC_TIMEOUT_S`` and then raises :class:`DeadLettersUnread` (a partial list is never given)."""
+
+    def __init__(self, settings: Settings, per_site: int = KEPT_PER_SITE, in_all: int = KEPT_IN_ALL) -> None:
+        self.settings = settings
+        self.index = RefusalIndex(per_site, in_all)
+        self.records_read = 0
+        self.consumers_started = 0
+        self.error: str | None = None
+        self._cond = threading.Condition()
+        self._asked = 0      # sync generations asked for by requests
+        self._reached = 0    # the newest generation whose end offsets the reader has reached
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dead-letter-reader", daemon=True)
+
+    def start(self) -> "DeadLetterReader":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def refusals(self, site_id: str, since: datetime | None = None, limit: int = 100, offset: int = 0,
+                 kind: str | None = None, timeout_s: float = SYNC_TIMEOUT_S) -> SiteRefusals:
+        """The site's refusals once the reader holds everything on the topic now; else DeadLettersUnread
+        (at once while the reader is failing, after ``timeout_s`` when it is slow)."""
+        with self._cond:
+            self._asked += 1   # asked even when failing fast: a recovered reader then syncs and clears the error
+            wanted = self._asked
+            if self.error is not None:
+                raise DeadLettersUnread(f"the dead-letter topic cannot be read now ({self.error})")
+            self._cond.wait_for(lambda: self._reached >= wanted or self._stop.is_set(), timeout_s)
+            if self._reached < wanted:
+                raise DeadLettersUnread(f"the dead-letter topic could not be read to its end within {timeout_s:g} s"
+                                        f" ({self.error or 'still reading'}): no partial list is given")
+            return self.index.query(site_id, since, limit, offset, kind)
+
+    def stats(self) -> dict:
+        """What the reader did (one consumer for the process's life unless the broker failed it)."""
+        return {"records_read": self.records_read, "consumers_started": self.consumers_started,
+                "refusals_held": self.index.size, "sites_held": self.index.sites,
+                "dropped_by_overall_cap": self.index.dropped_in_all}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tail()
+            except Exception as exc:  # noqa: BLE001 - broker down, topic missing: retry; requests get 503
+                self.error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(2.0)
+
+    def _tail(self) -> None:
+        name = self.settings.topic(topics.READINGS_DEAD_LETTER)
+        consumer = kafka_clients.consumer(self.settings, OPERATIONS, group_id=None, enable_auto_commit=False,
+                                          request_timeout_ms=10000)
+        self.consumers_started += 1
+        try:
+            parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
+            if not parts:
+                raise DeadLettersUnread(f"topic {name} does not exist (run `vreserve topics`)")
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            with self._cond:   # a new consumer reads it all again
+                self.index = RefusalIndex(self.index.per_site, self.index.in_all)
+            target: tuple[int, dict] | None = None
+            while not self._stop.is_set():
+                with self._cond:
+                    asked = self._asked
+                if target is None and asked > self._reached:
+                    target = (asked, consumer.end_offsets(parts, timeout_ms=10000))
+                if target is not None and all(consumer.position(tp) >= target[1][tp] for tp in parts):
+                    with self._cond:
+                        self._reached, self.error = target[0], None
+                        self._cond.notify_all()
+                    target = None
+                    continue
+                self._index(consumer.poll(timeout_ms=POLL_MS))
+        finally:
+            consumer.close()
+
+    def _index(self, batches: dict) -> None:
+        found = [(rec.key.decode("utf-8", "replace"), _refusal(rec)) for recs in batches.values() for rec in recs
+                 if rec.key]
+        self.records_read += sum(len(recs) for recs in batches.values())
+        with self._cond:
+            for site_id, refusal in found:
+                if refusal is not None:
+                    self.index.add(site_id, refusal)

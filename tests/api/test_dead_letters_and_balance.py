@@ -135,3 +135,83 @@ def test_reserve_balance_over_the_api_is_the_clis_computation(world, tmp_path, a
                              env=settings_env(world.settings), catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text()) == expected
+
+
+def _write_letters(settings, site: str, n: int, first: int = 0) -> None:
+    producer = kafka_clients.producer(settings, BRIDGE, linger_ms=20)
+    try:
+        name = settings.topic(topics.READINGS_DEAD_LETTER)
+        start = datetime.now(timezone.utc) - timedelta(seconds=n)
+        for i in range(first, first + n):
+            producer.send(name, key=site.encode(),
+                          value=_dead_letter(site, "schema", f"flood {i}", start + timedelta(seconds=i - first)))
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def test_the_route_reads_the_topic_once_not_per_request(world, refused):
+    """One consumer for the server's life: 20 requests one after another and 8 at once start no
+    consumer and read no record again; a refusal written just before a request is in its answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    site, _unknown, _times = refused
+    url = f"/api/v1/sites/{site}/dead-letters"
+    with world.client("viewer") as c:
+        before = c.get(url).json()["reader"]
+        for _ in range(20):
+            assert c.get(url).status_code == 200
+        with ThreadPoolExecutor(8) as pool:
+            assert {r.status_code for r in pool.map(lambda _: world.client("viewer").get(url), range(8))} == {200}
+        after = c.get(url).json()["reader"]
+        assert after["consumers_started"] == before["consumers_started"] == 1, after
+        assert after["records_read"] == before["records_read"], (before, after)   # nothing read again
+        fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+        _write_letters(world.settings, fresh, 1, first=900)
+        page = c.get(f"/api/v1/sites/{fresh}/dead-letters").json()
+        assert [i["reason"] for i in page["items"]] == ["flood 900"] and page["complete"] is True
+        assert page["reader"]["records_read"] == before["records_read"] + 1
+    with world.client("owner") as c:
+        assert "reader" not in c.get(url).json()   # an owner learns nothing of other sites' refusals
+
+
+def test_a_site_past_the_per_site_bound_says_its_list_is_not_whole(world):
+    from vreserve.dead_letters import KEPT_PER_SITE
+
+    flood = f"flood-{uuid.uuid4().hex[:6]}"
+    _write_letters(world.settings, flood, KEPT_PER_SITE + 5)
+    with world.client("viewer") as c:
+        page = c.get(f"/api/v1/sites/{flood}/dead-letters", params={"limit": 1000}).json()
+        assert page["complete"] is False and page["kept_per_site"] == KEPT_PER_SITE and "refusals" in page["units"][
+            "kept_per_site"]
+        assert len(page["items"]) == min(1000, KEPT_PER_SITE)
+        assert page["items"][0]["reason"] == f"flood {KEPT_PER_SITE + 4}"
+        rest = c.get(f"/api/v1/sites/{flood}/dead-letters", params={"limit": 1000, "offset": 1000}).json()
+        assert len(rest["items"]) == max(0, KEPT_PER_SITE - 1000) and rest["next_offset"] is None
+
+
+def test_the_route_says_503_when_the_topic_cannot_be_read(world, tmp_path):
+    """A server whose dead-letter topic does not exist answers 503, never a list or a trace."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.api.conftest import ROOT, _wait_up, free_port, stop_server
+
+    port = free_port()
+    env = {**settings_env(world.settings), "VR_TOPIC_PREFIX": f"nosuch{uuid.uuid4().hex[:6]}."}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}"], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_up(f"http://127.0.0.1:{port}", proc, tmp_path / "serve.log")
+        t0 = time.monotonic()
+        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/sites/{world.sites['apia'][0]}/dead-letters",
+                      headers={"Authorization": f"Bearer {world.tokens['viewer']}"}, timeout=60)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "dead_letters_unavailable", r.text
+        assert time.monotonic() - t0 < 15 and "Traceback" not in r.text
+    finally:
+        stop_server(proc, 10)
+        log.close()

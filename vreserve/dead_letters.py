@@ -110,9 +110,9 @@ KEPT_PER_SITE = 1000
 KEPT_IN_ALL = 50_000
 #: How long a request waits for the reader to reach the topic's end as of the request, s.
 SYNC_TIMEOUT_S = 10.0
-#: The reader's poll: how soon it notices a request when the topic is quiet (the broker's fetch
-#: stays in flight across polls, so a short poll costs no extra fetches), ms.
-POLL_MS = 50
+#: The reader's poll timeout, ms: how often it publishes its positions when the topic is quiet
+#: (the broker's long-poll fetch stays in flight across polls, so this costs no extra fetches).
+POLL_MS = 200
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,14 @@ class RefusalIndex:
 class DeadLetterReader:
     """The API process's one reader of the dead-letter topic (an app-lifetime resource): a thread
     with one consumer tails the topic from its start into a :class:`RefusalIndex`, so a request
-    costs no consumer, no login and no scan. A request first asks the reader to reach the topic's
-    end offsets *as of the request* (one ListOffsets call shared by the requests waiting together),
-    so it sees every refusal written before it, as the per-request read did; it waits at most
-    ``SYNC_TIMEOUT_S`` and then raises :class:`DeadLettersUnread` (a partial list is never given)."""
+    costs no consumer, no login and no scan.
+
+    A request asks the broker for the topic's end offsets *as of the request* (one ListOffsets
+    call on a second, long-lived client: on the tailing consumer it would wait behind the
+    in-flight long-poll fetch, 0.5 s) and waits until the reader has read up to them, so it sees
+    every refusal written before it, as the per-request read did. It waits at most
+    ``SYNC_TIMEOUT_S``, and not at all while the reader is failing: then it raises
+    :class:`DeadLettersUnread` (a partial list is never given)."""
 
     def __init__(self, settings: Settings, per_site: int = KEPT_PER_SITE, in_all: int = KEPT_IN_ALL) -> None:
         self.settings = settings
@@ -212,8 +216,10 @@ class DeadLetterReader:
         self.consumers_started = 0
         self.error: str | None = None
         self._cond = threading.Condition()
-        self._asked = 0      # sync generations asked for by requests
-        self._reached = 0    # the newest generation whose end offsets the reader has reached
+        self._parts: list[TopicPartition] | None = None
+        self._positions: dict[TopicPartition, int] = {}   # the reader's next offset per partition
+        self._offsets_lock = threading.Lock()
+        self._offsets_client = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dead-letter-reader", daemon=True)
 
@@ -224,21 +230,52 @@ class DeadLetterReader:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        with self._offsets_lock:
+            if self._offsets_client is not None:
+                self._offsets_client.close()
+                self._offsets_client = None
 
     def refusals(self, site_id: str, since: datetime | None = None, limit: int = 100, offset: int = 0,
                  kind: str | None = None, timeout_s: float = SYNC_TIMEOUT_S) -> SiteRefusals:
         """The site's refusals once the reader holds everything on the topic now; else DeadLettersUnread
         (at once while the reader is failing, after ``timeout_s`` when it is slow)."""
+        deadline = time.monotonic() + timeout_s
         with self._cond:
-            self._asked += 1   # asked even when failing fast: a recovered reader then syncs and clears the error
-            wanted = self._asked
-            if self.error is not None:
-                raise DeadLettersUnread(f"the dead-letter topic cannot be read now ({self.error})")
-            self._cond.wait_for(lambda: self._reached >= wanted or self._stop.is_set(), timeout_s)
-            if self._reached < wanted:
-                raise DeadLettersUnread(f"the dead-letter topic could not be read to its end within {timeout_s:g} s"
-                                        f" ({self.error or 'still reading'}): no partial list is given")
+            self._fail_fast()
+            self._cond.wait_for(lambda: self._parts is not None or self.error is not None, timeout_s)
+            self._fail_fast()
+            parts = self._parts
+        if parts is None:
+            raise DeadLettersUnread(f"the dead-letter topic is not assigned yet after {timeout_s:g} s")
+        ends = self._end_offsets(parts)
+        with self._cond:
+            reached = self._cond.wait_for(
+                lambda: self.error is not None or all(self._positions.get(tp, -1) >= ends[tp] for tp in parts),
+                max(0.0, deadline - time.monotonic()))
+            self._fail_fast()
+            if not reached:
+                raise DeadLettersUnread(f"the dead-letter topic could not be read to its end within {timeout_s:g} s:"
+                                        f" no partial list is given")
             return self.index.query(site_id, since, limit, offset, kind)
+
+    def _fail_fast(self) -> None:
+        if self.error is not None:
+            raise DeadLettersUnread(f"the dead-letter topic cannot be read now ({self.error})")
+
+    def _end_offsets(self, parts: list[TopicPartition]) -> dict:
+        """The topic's end offsets now, from the long-lived offsets client (made again after a failure)."""
+        with self._offsets_lock:
+            try:
+                if self._offsets_client is None:
+                    self._offsets_client = kafka_clients.consumer(self.settings, OPERATIONS, group_id=None,
+                                                                  enable_auto_commit=False, request_timeout_ms=10000)
+                return self._offsets_client.end_offsets(parts, timeout_ms=int(SYNC_TIMEOUT_S * 1000))
+            except Exception as exc:
+                if self._offsets_client is not None:
+                    self._offsets_client.close()
+                    self._offsets_client = None
+                raise DeadLettersUnread(f"the dead-letter topic's end offsets cannot be read "
+                                        f"({type(exc).__name__})") from exc
 
     def stats(self) -> dict:
         """What the reader did (one consumer for the process's life unless the broker failed it)."""
@@ -251,7 +288,9 @@ class DeadLetterReader:
             try:
                 self._tail()
             except Exception as exc:  # noqa: BLE001 - broker down, topic missing: retry; requests get 503
-                self.error = f"{type(exc).__name__}: {exc}"
+                with self._cond:
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    self._cond.notify_all()
                 self._stop.wait(2.0)
 
     def _tail(self) -> None:
@@ -267,23 +306,15 @@ class DeadLetterReader:
             consumer.seek_to_beginning(*parts)
             with self._cond:   # a new consumer reads it all again
                 self.index = RefusalIndex(self.index.per_site, self.index.in_all)
-            target: tuple[int, dict] | None = None
+                self._positions = {}
             while not self._stop.is_set():
-                with self._cond:
-                    asked = self._asked
-                if target is None and asked > self._reached:
-                    target = (asked, consumer.end_offsets(parts, timeout_ms=10000))
-                if target is not None and all(consumer.position(tp) >= target[1][tp] for tp in parts):
-                    with self._cond:
-                        self._reached, self.error = target[0], None
-                        self._cond.notify_all()
-                    target = None
-                    continue
-                self._index(consumer.poll(timeout_ms=POLL_MS))
+                batches = consumer.poll(timeout_ms=POLL_MS)
+                positions = {tp: consumer.position(tp) for tp in parts}
+                self._index(batches, parts, positions)
         finally:
             consumer.close()
 
-    def _index(self, batches: dict) -> None:
+    def _index(self, batches: dict, parts: list[TopicPartition], positions: dict) -> None:
         found = [(rec.key.decode("utf-8", "replace"), _refusal(rec)) for recs in batches.values() for rec in recs
                  if rec.key]
         self.records_read += sum(len(recs) for recs in batches.values())
@@ -291,3 +322,5 @@ class DeadLetterReader:
             for site_id, refusal in found:
                 if refusal is not None:
                     self.index.add(site_id, refusal)
+            self._parts, self._positions, self.error = parts, positions, None
+            self._cond.notify_all()

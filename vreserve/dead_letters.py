@@ -108,6 +108,10 @@ def _refusal(record) -> Refusal | None:
 KEPT_PER_SITE = 1000
 #: Refusals kept over all sites; past it the oldest ones (whatever their site) are dropped first.
 KEPT_IN_ALL = 50_000
+#: Longest reason and site key the reader keeps, characters (a refusal held is then at most ~1.5 KB;
+#: 430 B with the bridge's usual reasons: 21 MB at the overall bound, measured).
+MAX_REASON_CHARS = 500
+MAX_KEY_CHARS = 200
 #: How long a request waits for the reader to reach the topic's end as of the request, s.
 SYNC_TIMEOUT_S = 10.0
 #: The reader's poll timeout, ms: how often it publishes its positions when the topic is quiet
@@ -321,6 +325,16 @@ class DeadLetterReader:
         with self._cond:
             for site_id, refusal in found:
                 if refusal is not None:
-                    self.index.add(site_id, refusal)
+                    self.index.add(site_id[:MAX_KEY_CHARS], _bounded(refusal))
             self._parts, self._positions, self.error = parts, positions, None
             self._cond.notify_all()
+
+
+def _bounded(refusal: Refusal) -> Refusal:
+    """The refusal with its reason cut to MAX_REASON_CHARS (said in the text), so the bounds on
+    counts also bound the memory."""
+    if len(refusal.reason) <= MAX_REASON_CHARS and len(refusal.kind) <= 50:
+        return refusal
+    reason = refusal.reason if len(refusal.reason) <= MAX_REASON_CHARS else \
+        refusal.reason[:MAX_REASON_CHARS] + " ...(cut)"
+    return Refusal(refusal.at, refusal.kind[:50], reason, refusal.payload_head)

@@ -77,3 +77,13 @@ def test_one_site_flooding_the_topic_keeps_memory_bounded() -> None:
         index.add(f"ghost-{i}", _refusal(i))           # endless unknown site ids
     assert index.size == 100 and index.sites == 100 and len(index._arrivals) <= 200
     assert len(index._capped) <= index.sites
+
+
+def test_a_long_reason_is_cut_so_the_counts_bound_the_memory() -> None:
+    from vreserve.dead_letters import MAX_REASON_CHARS, _bounded
+
+    long = Refusal(T0, "k" * 80, "x" * 10_000, "{}")
+    cut = _bounded(long)
+    assert len(cut.reason) <= MAX_REASON_CHARS + 10 and cut.reason.endswith("...(cut)") and len(cut.kind) == 50
+    short = _refusal(1)
+    assert _bounded(short) is short

@@ -428,7 +428,7 @@ def main(settings: Settings, sites: int, orders: int, clients: int, seconds: flo
             port, name = free_port(), f"against {Path(against).name}"
             servers.append(Proc([sys.executable, "-m", "vreserve.cli", "serve", "--addr", f"127.0.0.1:{port}",
                                  "--workers", str(workers)], child_env(private, PYTHONPATH=str(Path(against).resolve())),
-                                 "serve-against", own_session=own_session))
+                                 "serve-against", own_session=own_session, cwd=str(Path(against).resolve())))
             urls[name] = f"http://127.0.0.1:{port}"
             _wait(urls[name], servers[-1])
         viewer = httpx.post(f"{next(iter(urls.values()))}/api/v1/auth/token",

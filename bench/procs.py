@@ -82,14 +82,16 @@ def fleet_shards(vreserve: str, env: dict, *, sites: int, seed: int, id_prefix: 
 class Proc:
     """A child process in its own session whose output lines are collected by a reader thread."""
 
-    def __init__(self, argv: list[str], env: dict, name: str, own_session: bool = True):
+    def __init__(self, argv: list[str], env: dict, name: str, own_session: bool = True, cwd: str | None = None):
         """``own_session`` False: a process group of its own in the caller's session, so that
         Linux's autogroup scheduling counts it with the caller (and its load generator) instead of
-        as one more session sharing the CPU with every other on the machine."""
+        as one more session sharing the CPU with every other on the machine. ``cwd``: a child run as
+        ``python -m`` imports the packages of its working directory before PYTHONPATH, so a server
+        from another source tree must also start in that tree."""
         self.name = name
         group = {"start_new_session": True} if own_session else {"process_group": 0}
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     **group)
+                                     cwd=cwd, **group)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from optimizer.errors import ScenarioError
+from optimizer.flow_bound import max_deliverable
 from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
 from optimizer.model import Planner
@@ -39,14 +40,22 @@ def aggregate_bound(sc: Scenario) -> float:
     return aggregate_relaxation(sc)[0]
 
 
-def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
-    """(lower bound, money the relaxation spends on each material [M])."""
+def aggregate_relaxation(sc: Scenario, deliverable: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(lower bound, money the relaxation spends on each material [M]).
+
+    ``deliverable`` ([M] units, e.g. ``optimizer.flow_bound.max_deliverable``): no plan delivers more of
+    a material than that, so its shortage is at least demand - deliverable whatever is bought, and
+    buying beyond deliverable - initial stock is of no use: the bound keeps both the budget and the
+    network's limit."""
     n = numbers_of(sc)
     W, M, T = n.supply.shape
-    need = np.maximum(n.demand.sum(axis=(0, 2)) - n.initial.sum(axis=0), 0.0)  # [M]
+    demand = n.demand.sum(axis=(0, 2))
+    reach = demand if deliverable is None else np.minimum(demand, deliverable)
+    unreachable = float(n.theta @ (demand - reach))  # short whatever is bought
+    need = np.maximum(reach - n.initial.sum(axis=0), 0.0)  # [M]
     spend = np.zeros(M)
     if T <= 1 or not need.any():
-        return float(n.theta @ need), spend
+        return float(n.theta @ need) + unreachable, spend
     # The LP is a fractional knapsack with a cap per material and per site's stock on hand (nested
     # caps: tranche within site and material within material): buying greedily by theta / price
     # (cheapest first within a material, skipping materials whose need is met and sites with nothing
@@ -79,11 +88,12 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
         spent[m] += q * p
         money -= q * p
     left, spend = np.array(left), np.array(spent)
-    value = float(n.theta @ np.maximum(left, 0.0))
+    value = float(n.theta @ np.maximum(left, 0.0)) + unreachable
     return max(value - 1e-9 * max(1.0, value), 0.0), spend
 
 
 COMMON_ID = "material"
+NETWORK_NOTE = " and the materials' maximum flows"
 
 
 def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False,
@@ -202,6 +212,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     n = numbers_of(sc)
     urg = compute_urgency(sc.materials, sc.theta)
     bound, spend = aggregate_relaxation(sc)
+    if stop_when_proven and not limited:  # the bound that decides the stop keeps the network too
+        bound = max(bound, aggregate_relaxation(sc, deliverable=max_deliverable(sc))[0])
     bound_s = time.perf_counter() - t_all
     kept = np.flatnonzero(open_arcs.any(axis=1)) if limited else None  # arcs open in some period
     subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
@@ -221,7 +233,8 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
     summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
         "method": f"decomposition by material ({len(st.materials)} single-material MILPs"
-                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound",
+                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound"
+                  f"{NETWORK_NOTE if stop_when_proven and not limited else ''}",
         "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
         "materials_solved": len(done.statuses), "materials_greedy": done.greedy,
         "stopped_by_clock": done.by_clock, "proven_after_materials": done.proven_after}

@@ -212,15 +212,16 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     n = numbers_of(sc)
     urg = compute_urgency(sc.materials, sc.theta)
     bound, spend = aggregate_relaxation(sc)
-    if stop_when_proven and not limited:  # the bound that decides the stop keeps the network too
-        bound = max(bound, aggregate_relaxation(sc, deliverable=max_deliverable(sc))[0])
     bound_s = time.perf_counter() - t_all
     kept = np.flatnonzero(open_arcs.any(axis=1)) if limited else None  # arcs open in some period
     subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
                                 delivery_arcs=None if kept is None else [st.delivery_arcs[i] for i in kept])
-    prefix = _ProvenPrefix(bound, gap) if stop_when_proven and greedy_fallback and not limited else None
+    # the bound that decides the stop keeps the network too (computed once the lanes have started)
+    prefix = (_ProvenPrefix(bound, gap, lambda: aggregate_relaxation(sc, deliverable=max_deliverable(sc))[0])
+              if stop_when_proven and greedy_fallback and not limited else None)
     done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback,
                             highs_options or {}, None if kept is None else open_arcs[kept], lanes, prefix)
+    bound = bound if prefix is None else prefix.bound
     if not done.statuses and not done.greedy:
         return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
                           solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
@@ -276,11 +277,17 @@ class _ProvenPrefix:
     plans' objectives. Which prefix is chosen depends only on those per-material results, never on
     which lane finished first: a lane that solved past the prefix has its extra materials dropped."""
 
-    def __init__(self, bound: float, gap: float):
-        self.bound, self.gap = bound, gap
+    def __init__(self, bound: float, gap: float, stronger: Callable[[], float] | None = None):
+        self.bound, self.gap, self.stronger = bound, gap, stronger
         self.greedy: dict[int, float] = {}  # material -> its greedy plan's objective (inf if it has none)
         self.length: int | None = None
         self.event = threading.Event()  # set once a prefix is proven: the lanes start no further material
+
+    def strengthen(self) -> None:
+        """Raise the bound with ``stronger`` (called once, while the lanes solve)."""
+        if self.stronger is not None:
+            self.bound = max(self.bound, self.stronger())
+            self.stronger = None
 
     def update(self, order: list[int], solved: dict[int, float]) -> None:
         """Look for the shortest proven prefix among the solved materials (``solved``: objectives)."""
@@ -331,6 +338,8 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
         if prefix is not None:  # the caller's own first plan (Python) first, then these greedy plans
             while not any(lane.progressed.is_set() for lane in lane_runs) and not all(f.done() for f in futures):
                 wait(futures, timeout=0.02, return_when=FIRST_COMPLETED)
+        if prefix is not None:
+            prefix.strengthen()
         for mi in early:  # while the lanes solve (HiGHS without the GIL), not after them
             *fallback[mi], objective = _greedy_material(load_scenario(subs[mi]), st.materials[mi], open_arcs,
                                                         lookahead=prefix is not None)

@@ -135,19 +135,20 @@ def test_proven_prefix_is_the_shortest_and_waits_for_every_material_before_it():
     assert q.length == 1
 
 
-@pytest.mark.parametrize("seed", [2, 3])
-def test_decomposition_stops_at_the_proven_prefix_and_one_material_fewer_is_not_proven(seed):
+@pytest.mark.parametrize("gap", [0.01, 0.02])
+def test_decomposition_stops_at_the_proven_prefix_and_one_material_fewer_is_not_proven(gap):
+    # city seed 1 (10 materials): the greedy plans alone are not within these gaps (at paper size they are)
     from optimizer.check import check_plan
     from optimizer.decompose import material_order
 
-    sc = load_scenario(generate("paper", seed))
-    res = plan_by_material(sc, time_limit_s=30, gap=0.05, greedy_fallback=True, stop_when_proven=True, lanes=2)
+    sc = load_scenario(generate("city", 1))
+    res = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True, lanes=2)
     k = res.summary["proven_after_materials"]
-    assert res.status is SolveStatus.OPTIMAL and res.gap <= 0.05 and check_plan(sc, res).ok
+    assert res.status is SolveStatus.OPTIMAL and res.gap <= gap and check_plan(sc, res).ok
     assert 0 < k < len(sc.materials) and f"after {k} materials" in res.message
     order = [sc.materials[i].id for i in material_order(sc)]
     assert set(res.summary["material_statuses"]) == set(order[:k]) and res.summary["materials_greedy"] == order[k:]
-    fewer = plan_by_material(sc, time_limit_s=30, gap=0.05, greedy_fallback=True, stop_when_proven=True,
+    fewer = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True,
                              lanes=2, max_materials=k - 1)
-    assert fewer.summary["proven_after_materials"] is None and fewer.gap > 0.05
+    assert fewer.summary["proven_after_materials"] is None and fewer.gap > gap
     assert fewer.status is SolveStatus.FEASIBLE and check_plan(sc, fewer).ok

@@ -195,12 +195,9 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     ``lanes``: materials solved at once, in threads (see ``_solve_materials``; the plan depends on it,
     not on the timing).
 
-    ``stop_when_proven`` (with ``greedy_fallback``, without limits): the fallback is the greedy plan
-    that buys ahead (``greedy_plan(lookahead=True)``), and the solves stop at the SHORTEST prefix of
-    the material order whose solved plans, with the other materials' greedy plans, are proven within
-    ``gap`` of the aggregate bound (``_ProvenPrefix``): a stop decided by the inputs, so the plan stays
-    a pure function of them (materials a lane solved beyond that prefix are dropped, whatever the timing).
-    """
+    ``stop_when_proven`` (with ``greedy_fallback``, no limits): the others' greedy plans buy ahead, and
+    the solves stop at the shortest prefix of materials proven within ``gap`` (``_ProvenPrefix``; the
+    bound also keeps each material's maximum flow): decided by the inputs, whatever the lanes' timing."""
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
     st = structure_of(sc)
@@ -224,11 +221,7 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
                             highs_options or {}, None if kept is None else open_arcs[kept], lanes, prefix)
     bound = bound if prefix is None else prefix.bound
     if not done.statuses and not done.greedy:
-        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                          solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
-                          compile_seconds=done.compile_s, urgency=urg,
-                          summary=summarise(sc, n, None) | {"stopped_by_clock": done.by_clock},
-                          message=done.stopped or "no material solved")
+        return _no_plan(sc, n, urg, bound, done, time.perf_counter() - t_all)
     short = _shortage_of(sc, done.deliveries)
     objective = float(np.einsum("kmt,m->", short, n.theta))
     bound = min(bound, objective)
@@ -243,15 +236,27 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
     status = SolveStatus.OPTIMAL if gap_v <= gap and done.stopped is None else SolveStatus.FEASIBLE
-    message = (f"proven within the gap after {done.proven_after} materials, the others greedy"
-               if status is SolveStatus.OPTIMAL and done.proven_after is not None
-               else "proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
-               else "a feasible plan; the gap to the aggregate bound is above the target" if done.stopped is None
-               else f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing"))
+    message = _message(status, done)
     return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
                       solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
                       compile_seconds=done.compile_s, urgency=urg, shipments_in=tuple(done.shipments),
                       deliveries=tuple(done.deliveries), shortage=shortages, summary=summary, message=message)
+
+
+def _no_plan(sc: Scenario, n, urg, bound: float, done: "_Materials", seconds: float) -> PlanResult:
+    return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None, solve_seconds=seconds,
+                      build_seconds=done.build_s, compile_seconds=done.compile_s, urgency=urg,
+                      summary=summarise(sc, n, None) | {"stopped_by_clock": done.by_clock},
+                      message=done.stopped or "no material solved")
+
+
+def _message(status: SolveStatus, done: "_Materials") -> str:
+    if status is SolveStatus.OPTIMAL:
+        return (f"proven within the gap after {done.proven_after} materials, the others greedy"
+                if done.proven_after is not None else "proven within the gap (against the aggregate bound)")
+    if done.stopped is None:
+        return "a feasible plan; the gap to the aggregate bound is above the target"
+    return f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing")
 
 
 @dataclasses.dataclass

@@ -4,7 +4,8 @@ A dispatcher with no plan publishes no orders. So:
 
 1. FIRST PLAN: the aggregate bound (network dropped; milliseconds) and the greedy urgency-first plan
    (``optimizer.greedy``), which respects every rule including minimum lots and delivery limits; its
-   gap against that bound is proven at once.
+   gap against that bound is proven at once. Without limits also (at province size only) the greedy
+   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %).
 2. BOUND: with delivery limits or a minimum lot, the fleet bound (delivery limits kept, stock flow
    dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
    gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.

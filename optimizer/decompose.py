@@ -94,7 +94,6 @@ def aggregate_relaxation(sc: Scenario, deliverable: np.ndarray | None = None) ->
 
 COMMON_ID = "material"
 NETWORK_NOTE = " and the materials' maximum flows"
-SEED_LANES = True
 
 
 def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False,
@@ -331,7 +330,7 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
     lane_runs = [_Lane(sc, subs, todo[i::lanes], t_all, time_limit_s, gap, progress, highs_options, open_arcs,
                        None if prefix is None else prefix.event)
                  for i in range(max(1, min(lanes, len(todo))))]
-    if prefix is not None and SEED_LANES:  # the other lanes start from the first lane's first basis (``_Lane.seed``)
+    if prefix is not None:  # the other lanes start from the first lane's first basis (``_Lane.seed``)
         for lane in lane_runs[1:]:
             lane.seed = lane_runs[0]
     # greedy plans known before the solves: those left out by the work limit, or with the proven-prefix

@@ -4,7 +4,8 @@ A dispatcher with no plan publishes no orders. So:
 
 1. FIRST PLAN: the aggregate bound (network dropped; milliseconds) and the greedy urgency-first plan
    (``optimizer.greedy``), which respects every rule including minimum lots and delivery limits; its
-   gap against that bound is proven at once.
+   gap against that bound is proven at once. Without limits also (at province size only) the greedy
+   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %).
 2. BOUND: with delivery limits or a minimum lot, the fleet bound (delivery limits kept, stock flow
    dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
    gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.
@@ -51,7 +52,7 @@ import numpy as np
 from optimizer.bounds import fleet_relaxation, stock_fleet_relaxation
 from optimizer.check import check_plan
 from optimizer.cuts import strengthened_lp_bound
-from optimizer.decompose import aggregate_bound, plan_by_material
+from optimizer.decompose import aggregate_relaxation, material_budgets, plan_by_material
 from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
 from optimizer.model import Planner
@@ -71,10 +72,12 @@ def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= 1e-9 else max(0.0, (objective - bound) / objective)
 
 
-def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | None = None) -> PlanResult | None:
+def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | None = None,
+                  budgets: np.ndarray | None = None) -> PlanResult | None:
     """The greedy plan as a PlanResult (flows, shortage, summary), or None if the greedy rules fail.
-    ``allowed``: the delivery arcs it may use per period (see ``greedy_plan``)."""
-    g = greedy_plan(sc, allowed)
+    ``allowed``: the delivery arcs it may use per period (see ``greedy_plan``); ``budgets``: each
+    material's share of the budget, given for the greedy plan that buys ahead (``lookahead``)."""
+    g = greedy_plan(sc, allowed, lookahead=budgets is not None, budgets=budgets)
     if not g.feasible:
         return None
     st = structure_of(sc)
@@ -95,7 +98,8 @@ def greedy_result(sc: Scenario, bound: float, gap: float, allowed: np.ndarray | 
                       bound=bound, gap=gap_v, solve_seconds=g.seconds, build_seconds=0.0, compile_seconds=0.0,
                       urgency=compute_urgency(sc.materials, sc.theta), shipments_in=ship, deliveries=dels,
                       shortage=shortages, summary=summarise(sc, n, short, spent=g.spent) | {
-                          "method": "greedy" if allowed is None else "greedy on the fleet LP's arcs"},
+                          "method": "greedy on the fleet LP's arcs" if allowed is not None
+                          else "greedy" if budgets is None else "greedy buying ahead"},
                       message="greedy urgency-first plan")
 
 
@@ -217,11 +221,16 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
     st = structure_of(sc)
     limited = st.has_min_lot or bool(st.limited_centres)
     work = work if work is not None else work_for_budget(budget_s, _columns(sc), len(sc.materials), limited)
-    agg = aggregate_bound(sc)  # milliseconds: the first plan gets a proven gap at once
+    agg, spend = aggregate_relaxation(sc)  # milliseconds: the first plan gets a proven gap at once
     run.raise_bound(agg, "aggregate bound")
     bounds_info: dict[str, Any] = {"aggregate_bound": agg}
     early = _start_decomposition(sc, planner, run.left(budget_s), gap, work, limited)
-    run.offer(greedy_result(sc, run.bound, gap), "greedy")
+    if limited or _columns(sc) <= PROVINCE_COLUMNS:
+        run.offer(greedy_result(sc, run.bound, gap), "greedy")
+    if not limited:
+        # buying ahead with each material's share of the budget: province 8.6 % from the bound against
+        # the myopic greedy's 70 % (which smaller sizes still try: it is cheap there)
+        run.offer(greedy_result(sc, run.bound, gap, budgets=_budget_shares(sc, spend)), "greedy buying ahead")
     flow_value = _fleet_stage(run, sc, bounds_info) if limited else None
     if limited:
         _improve_limited(run, sc, planner, flow_value, budget_s, work, bounds_info)
@@ -230,6 +239,12 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
         run.offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
                   else "LP bound + RENS")
     return _final(run, bounds_info | {"work_limits": work.to_json_dict()})
+
+
+def _budget_shares(sc: Scenario, spend: np.ndarray) -> np.ndarray:
+    """Each material's share of the budget (``material_budgets``); without a budget, no cap."""
+    shares = material_budgets(sc, spend)
+    return np.full(len(sc.materials), np.inf) if shares is None else shares
 
 
 def _start_decomposition(sc: Scenario, planner, left: float, gap: float, work: WorkLimits,
@@ -380,7 +395,7 @@ def _unlimited(sc: Scenario, planner, left: float, gap: float, work: WorkLimits)
         # was overrun by 1.7 s)
         return plan_by_material(sc, time_limit_s=left * (1 - CHECK_MARGIN), gap=gap, greedy_fallback=True,
                                 max_materials=work.materials, highs_options=work.highs_options(),
-                                lanes=MATERIAL_LANES)
+                                lanes=MATERIAL_LANES, stop_when_proven=True)
     if planner is None:
         planner = Planner(sc)
     return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False, highs_options=work.highs_options())

@@ -17,13 +17,15 @@ MILP. So:
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 import numpy as np
 
 from optimizer.errors import ScenarioError
+from optimizer.flow_bound import max_deliverable
 from optimizer.greedy import greedy_plan
 from optimizer.index import Index, numbers_of, structure_of
 from optimizer.model import Planner
@@ -38,14 +40,22 @@ def aggregate_bound(sc: Scenario) -> float:
     return aggregate_relaxation(sc)[0]
 
 
-def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
-    """(lower bound, money the relaxation spends on each material [M])."""
+def aggregate_relaxation(sc: Scenario, deliverable: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(lower bound, money the relaxation spends on each material [M]).
+
+    ``deliverable`` ([M] units, e.g. ``optimizer.flow_bound.max_deliverable``): no plan delivers more of
+    a material than that, so its shortage is at least demand - deliverable whatever is bought, and
+    buying beyond deliverable - initial stock is of no use: the bound keeps both the budget and the
+    network's limit."""
     n = numbers_of(sc)
     W, M, T = n.supply.shape
-    need = np.maximum(n.demand.sum(axis=(0, 2)) - n.initial.sum(axis=0), 0.0)  # [M]
+    demand = n.demand.sum(axis=(0, 2))
+    reach = demand if deliverable is None else np.minimum(demand, deliverable)
+    unreachable = float(n.theta @ (demand - reach))  # short whatever is bought
+    need = np.maximum(reach - n.initial.sum(axis=0), 0.0)  # [M]
     spend = np.zeros(M)
     if T <= 1 or not need.any():
-        return float(n.theta @ need), spend
+        return float(n.theta @ need) + unreachable, spend
     # The LP is a fractional knapsack with a cap per material and per site's stock on hand (nested
     # caps: tranche within site and material within material): buying greedily by theta / price
     # (cheapest first within a material, skipping materials whose need is met and sites with nothing
@@ -78,11 +88,12 @@ def aggregate_relaxation(sc: Scenario) -> tuple[float, np.ndarray]:
         spent[m] += q * p
         money -= q * p
     left, spend = np.array(left), np.array(spent)
-    value = float(n.theta @ np.maximum(left, 0.0))
+    value = float(n.theta @ np.maximum(left, 0.0)) + unreachable
     return max(value - 1e-9 * max(1.0, value), 0.0), spend
 
 
 COMMON_ID = "material"
+NETWORK_NOTE = " and the materials' maximum flows"
 
 
 def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: bool = False,
@@ -156,7 +167,7 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
                      progress: Callable[[str], None] = lambda s: None,
                      max_materials: int | None = None, greedy_fallback: bool = False,
                      highs_options: dict[str, Any] | None = None, open_arcs: np.ndarray | None = None,
-                     lanes: int = 1) -> PlanResult:
+                     lanes: int = 1, stop_when_proven: bool = False) -> PlanResult:
     """Decomposition by MATERIAL: one single-material MILP each, coupled resources split up front.
 
     Materials are coupled only by the budget and the centres' shared capacity (and by minimum lots and
@@ -182,7 +193,10 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
 
     ``lanes``: materials solved at once, in threads (see ``_solve_materials``; the plan depends on it,
     not on the timing).
-    """
+
+    ``stop_when_proven`` (with ``greedy_fallback``, no limits): the others' greedy plans buy ahead, and
+    the solves stop at the shortest prefix of materials proven within ``gap`` (``_ProvenPrefix``; the
+    bound also keeps each material's maximum flow): decided by the inputs, whatever the lanes' timing."""
     t_all = time.perf_counter()
     sc = load_scenario(scenario)
     st = structure_of(sc)
@@ -199,34 +213,49 @@ def plan_by_material(scenario: "Scenario | str | dict", *, time_limit_s: float =
     kept = np.flatnonzero(open_arcs.any(axis=1)) if limited else None  # arcs open in some period
     subs = material_subproblems(sc, material_budgets(sc, spend), keep_limits=limited,
                                 delivery_arcs=None if kept is None else [st.delivery_arcs[i] for i in kept])
+    # the bound that decides the stop keeps the network too (computed once the lanes have started)
+    prefix = (_ProvenPrefix(bound, gap, lambda: aggregate_relaxation(sc, deliverable=max_deliverable(sc))[0])
+              if stop_when_proven and greedy_fallback and not limited else None)
     done = _solve_materials(sc, subs, t_all, time_limit_s, gap, progress, max_materials, greedy_fallback,
-                            highs_options or {}, None if kept is None else open_arcs[kept], lanes)
+                            highs_options or {}, None if kept is None else open_arcs[kept], lanes, prefix)
+    bound = bound if prefix is None else prefix.bound
     if not done.statuses and not done.greedy:
-        return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None,
-                          solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
-                          compile_seconds=done.compile_s, urgency=urg,
-                          summary=summarise(sc, n, None) | {"stopped_by_clock": done.by_clock},
-                          message=done.stopped or "no material solved")
+        return _no_plan(sc, n, urg, bound, done, time.perf_counter() - t_all)
     short = _shortage_of(sc, done.deliveries)
     objective = float(np.einsum("kmt,m->", short, n.theta))
     bound = min(bound, objective)
     gap_v = 0.0 if objective <= 1e-9 else (objective - bound) / objective
     summary = summarise(sc, n, short, spent=_spent(sc, done.shipments)) | {
         "method": f"decomposition by material ({len(st.materials)} single-material MILPs"
-                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound",
+                  f"{', delivery arcs fixed' if limited else ''}) + aggregate LP bound"
+                  f"{NETWORK_NOTE if stop_when_proven and not limited else ''}",
         "bound_seconds": round(bound_s, 3), "material_statuses": {m: s.value for m, s in done.statuses.items()},
         "materials_solved": len(done.statuses), "materials_greedy": done.greedy,
-        "stopped_by_clock": done.by_clock}
+        "stopped_by_clock": done.by_clock, "proven_after_materials": done.proven_after}
     shortages = tuple(Shortage(st.rescue_centres[k], st.materials[m], t + 1, float(short[k, m, t]))
                       for k, m, t in zip(*np.nonzero(short > 1e-9)))
     status = SolveStatus.OPTIMAL if gap_v <= gap and done.stopped is None else SolveStatus.FEASIBLE
-    message = ("proven within the gap (against the aggregate bound)" if status is SolveStatus.OPTIMAL
-               else "a feasible plan; the gap to the aggregate bound is above the target" if done.stopped is None
-               else f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing"))
+    message = _message(status, done)
     return PlanResult(status=status, objective=objective, bound=bound, gap=gap_v,
                       solve_seconds=time.perf_counter() - t_all, build_seconds=done.build_s,
                       compile_seconds=done.compile_s, urgency=urg, shipments_in=tuple(done.shipments),
                       deliveries=tuple(done.deliveries), shortage=shortages, summary=summary, message=message)
+
+
+def _no_plan(sc: Scenario, n, urg, bound: float, done: "_Materials", seconds: float) -> PlanResult:
+    return PlanResult(status=SolveStatus.NO_SOLUTION, objective=None, bound=bound, gap=None, solve_seconds=seconds,
+                      build_seconds=done.build_s, compile_seconds=done.compile_s, urgency=urg,
+                      summary=summarise(sc, n, None) | {"stopped_by_clock": done.by_clock},
+                      message=done.stopped or "no material solved")
+
+
+def _message(status: SolveStatus, done: "_Materials") -> str:
+    if status is SolveStatus.OPTIMAL:
+        return (f"proven within the gap after {done.proven_after} materials, the others greedy"
+                if done.proven_after is not None else "proven within the gap (against the aggregate bound)")
+    if done.stopped is None:
+        return "a feasible plan; the gap to the aggregate bound is above the target"
+    return f"{done.stopped}; " + ("the others follow the greedy plan" if done.greedy else "the others ship nothing")
 
 
 @dataclasses.dataclass
@@ -241,12 +270,49 @@ class _Materials:
     stopped: str | None = None  # why not every material was solved
     greedy: list[str] = dataclasses.field(default_factory=list)  # materials whose greedy plan stands
     by_clock: bool = False  # the time limit (not the work limits) stopped a solve or the loop
+    proven_after: int | None = None  # the proven prefix's length, when ``_ProvenPrefix`` stopped the solves
+
+
+class _ProvenPrefix:
+    """The deterministic stop of the decomposition: the shortest prefix of the material order whose
+    solved plans, with every other material's greedy plan, are within the gap of the aggregate bound.
+
+    The merged objective is separable by material (each material's weighted shortage is its own
+    single-material objective), so it is the sum of the solved materials' objectives and the greedy
+    plans' objectives. Which prefix is chosen depends only on those per-material results, never on
+    which lane finished first: a lane that solved past the prefix has its extra materials dropped."""
+
+    def __init__(self, bound: float, gap: float, stronger: Callable[[], float] | None = None):
+        self.bound, self.gap, self.stronger = bound, gap, stronger
+        self.greedy: dict[int, float] = {}  # material -> its greedy plan's objective (inf if it has none)
+        self.length: int | None = None
+        self.event = threading.Event()  # set once a prefix is proven: the lanes start no further material
+
+    def strengthen(self) -> None:
+        """Raise the bound with ``stronger`` (called once, while the lanes solve)."""
+        if self.stronger is not None:
+            self.bound = max(self.bound, self.stronger())
+            self.stronger = None
+
+    def update(self, order: list[int], solved: dict[int, float]) -> None:
+        """Look for the shortest proven prefix among the solved materials (``solved``: objectives)."""
+        if self.length is not None or len(self.greedy) < len(order):
+            return
+        for k in range(len(order) + 1):
+            if k and order[k - 1] not in solved:
+                return
+            total = sum(solved[mi] for mi in order[:k]) + sum(self.greedy[mi] for mi in order[k:])
+            if total <= 1e-9 or (total - self.bound) / total <= self.gap * (1 - 1e-6):
+                self.length = k
+                self.event.set()
+                return
 
 
 def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, time_limit_s: float, gap: float,
                      progress: Callable[[str], None], max_materials: int | None = None,
                      greedy_fallback: bool = False, highs_options: dict[str, Any] | None = None,
-                     open_arcs: np.ndarray | None = None, lanes: int = 1) -> _Materials:
+                     open_arcs: np.ndarray | None = None, lanes: int = 1,
+                     prefix: "_ProvenPrefix | None" = None) -> _Materials:
     """Solve the single-material scenarios, most at stake first, ``max_materials`` of them (None: all).
 
     ``lanes`` > 1: the materials are dealt to that many threads in turn (lane i: the i-th, the
@@ -261,27 +327,73 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
     st = structure_of(sc)
     order = material_order(sc)
     todo = order if max_materials is None else order[:max(max_materials, 0)]
-    scenarios: dict[int, Scenario] = {}
-    lane_runs = [_Lane(sc, subs, todo[i::lanes], t_all, time_limit_s, gap, progress, highs_options, open_arcs)
+    lane_runs = [_Lane(sc, subs, todo[i::lanes], t_all, time_limit_s, gap, progress, highs_options, open_arcs,
+                       None if prefix is None else prefix.event)
                  for i in range(max(1, min(lanes, len(todo))))]
-    beyond = order[len(todo):] if greedy_fallback else []  # left out by the work limit: greedy, known now
+    if prefix is not None:  # the other lanes start from the first lane's first basis (``_Lane.seed``)
+        for lane in lane_runs[1:]:
+            lane.seed = lane_runs[0]
+    # greedy plans known before the solves: those left out by the work limit, or with the proven-prefix
+    # stop every material's (its objective decides the stop)
+    early = order if prefix is not None else order[len(todo):] if greedy_fallback else []
     fallback: dict[int, tuple[list[Flow], list[Flow]]] = {}
-    if len(lane_runs) == 1:
+    if len(lane_runs) == 1 and prefix is None:
         lane_runs[0].run()
-    else:
-        with ThreadPoolExecutor(max_workers=len(lane_runs), thread_name_prefix="material-lane") as pool:
-            futures = [pool.submit(lane.run) for lane in lane_runs]
-            for mi in beyond:  # while the lanes solve (HiGHS without the GIL), not after them
-                fallback[mi] = _greedy_flows(load_scenario(subs[mi]), st.materials[mi], open_arcs)
+        return _merge_materials(sc, subs, order, lane_runs, fallback, greedy_fallback, open_arcs, prefix)
+    pool = ThreadPoolExecutor(max_workers=len(lane_runs), thread_name_prefix="material-lane")
+    try:
+        futures = [pool.submit(lane.run) for lane in lane_runs]
+        if prefix is not None:  # the caller's own first plan (Python) first, then these greedy plans
+            while not any(lane.progressed.is_set() for lane in lane_runs) and not all(f.done() for f in futures):
+                wait(futures, timeout=0.02, return_when=FIRST_COMPLETED)
+        if prefix is not None:
+            prefix.strengthen()
+        for mi in early:  # while the lanes solve (HiGHS without the GIL), not after them
+            *fallback[mi], objective = _greedy_material(load_scenario(subs[mi]), st.materials[mi], open_arcs,
+                                                        lookahead=prefix is not None)
+            if prefix is not None:
+                prefix.greedy[mi] = objective
+        if prefix is not None:
+            _watch(futures, lane_runs, order, prefix)
+        if prefix is None or prefix.length is None:
             for future in futures:
                 future.result()  # re-raises a lane's exception here
+    finally:
+        # with a proven prefix the solves still running are past it (their results would be dropped):
+        # not waited for
+        pool.shutdown(wait=prefix is None or prefix.length is None)
+    return _merge_materials(sc, subs, order, lane_runs, fallback, greedy_fallback, open_arcs, prefix)
+
+
+def _watch(futures: list, lane_runs: list["_Lane"], order: list[int], prefix: "_ProvenPrefix") -> None:
+    """Look for the proven prefix whenever a material is solved, until the lanes end."""
+    pending = set(futures)
+    while pending and prefix.length is None:
+        _, pending = wait(pending, timeout=0.02, return_when=FIRST_COMPLETED)
+        prefix.update(order, _solved_objectives(lane_runs))
+    prefix.update(order, _solved_objectives(lane_runs))
+
+
+def _solved_objectives(lane_runs: list["_Lane"]) -> dict[int, float]:
+    return {mi: float(res.objective) for lane in lane_runs for mi, res in dict(lane.results).items()}
+
+
+def _merge_materials(sc: Scenario, subs: list[dict[str, Any]], order: list[int], lane_runs: list["_Lane"],
+                     fallback: dict[int, tuple[list[Flow], list[Flow]]], greedy_fallback: bool,
+                     open_arcs: np.ndarray | None, prefix: "_ProvenPrefix | None") -> _Materials:
+    """The solved materials' plans, most at stake first, and the greedy plans of the others."""
+    st = structure_of(sc)
     done = _Materials()
+    scenarios: dict[int, Scenario] = {}
     for lane in lane_runs:
         scenarios |= lane.scenarios
         done.by_clock = done.by_clock or lane.by_clock
         done.build_s += lane.build_s
         done.compile_s += lane.compile_s
     results = {mi: res for lane in lane_runs for mi, res in lane.results.items()}
+    if prefix is not None and prefix.length is not None:  # exactly the proven prefix, whatever else a lane solved
+        done.proven_after = prefix.length
+        results = {mi: results[mi] for mi in order[:prefix.length]}
     for mi in order:  # merged most at stake first, whichever lane solved it
         m = st.materials[mi]
         if mi in results:
@@ -289,12 +401,12 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
             done.shipments += [dataclasses.replace(f, material=m) for f in results[mi].shipments_in]
             done.deliveries += [dataclasses.replace(f, material=m) for f in results[mi].deliveries]
     failed = next((lane.failed for lane in lane_runs if lane.failed), None)
-    if failed is not None:
+    if failed is not None and done.proven_after is None:
         done.stopped = failed
-    elif len(results) < len(order):
+    elif len(results) < len(order) and done.proven_after is None:
         limit = "time" if done.by_clock else "work"
         done.stopped = f"{limit} limit reached after {len(results)} of {len(st.materials)} materials"
-    if done.stopped is not None and greedy_fallback:
+    if (done.stopped is not None or done.proven_after is not None) and greedy_fallback:
         for mi in order:  # greedy plans only for the materials left (deterministic: made from the inputs)
             if mi not in results:
                 ship, dels = fallback.get(mi) or _greedy_flows(scenarios.get(mi) or load_scenario(subs[mi]),
@@ -310,8 +422,17 @@ class _Lane:
 
     def __init__(self, sc: Scenario, subs: list[dict[str, Any]], materials: list[int], t_all: float,
                  time_limit_s: float, gap: float, progress: Callable[[str], None],
-                 highs_options: dict[str, Any] | None, open_arcs: np.ndarray | None):
+                 highs_options: dict[str, Any] | None, open_arcs: np.ndarray | None,
+                 stop: threading.Event | None = None):
         self.sc, self.subs, self.materials, self.t_all = sc, subs, materials, t_all
+        self.stop = stop  # set when a proven prefix is found (``_ProvenPrefix``): start no further material
+        self.progressed = threading.Event()  # set when the lane has solved its first material (or ended)
+        # a lane whose first LP starts from ``seed``'s first final basis instead of a cold interior point
+        # solve: at province size 0.5 s of warm primal simplex after waiting 1.2-1.7 s, against 1.2-1.9 s
+        # of IPM run beside it, so about the same wall time for a third of the CPU (which the first
+        # plan and a loaded machine need). The basis is a function of the inputs: so is the plan
+        self.seed: _Lane | None = None
+        self.first_basis: Any = None
         self.time_limit_s, self.gap, self.progress = time_limit_s, gap, progress
         self.highs_options, self.open_arcs = highs_options or {}, open_arcs
         self.results: dict[int, PlanResult] = {}
@@ -321,9 +442,17 @@ class _Lane:
         self.build_s = self.compile_s = 0.0
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.progressed.set()
+
+    def _run(self) -> None:
         st = structure_of(self.sc)
         planner = None
         for mi in self.materials:
+            if self.stop is not None and self.stop.is_set():
+                return
             m = st.materials[mi]
             remaining = self.time_limit_s - (time.perf_counter() - self.t_all)
             if remaining <= 0:
@@ -333,6 +462,9 @@ class _Lane:
             sub = self.scenarios[mi] = load_scenario(self.subs[mi])
             if planner is None:
                 planner = Planner(sub)
+                if self.seed is not None:
+                    self.seed.progressed.wait()
+                    planner.start_lp_from(self.seed.first_basis)
             # each material may use all the time left (the total is what is bounded); primal simplex:
             # shipping nothing is feasible, and on these single-material models HiGHS's root LP was ~4x
             # faster with it (36.8 s -> 9.7 s on a province material). The first LP has no basis to start
@@ -348,6 +480,9 @@ class _Lane:
                 self.failed = f"material {m} ended {res.status.value}: {res.message}"
                 return
             self.results[mi] = res
+            if self.first_basis is None:
+                self.first_basis = planner.lp_basis
+            self.progressed.set()
 
 
 def _refuse_open_arcs_over_limits(sc: Scenario, open_arcs: np.ndarray) -> None:
@@ -368,16 +503,25 @@ def _greedy_flows(sub: Scenario, material: str, allowed: np.ndarray | None = Non
     """The greedy plan of one single-material scenario as flows of ``material`` (none if the greedy
     rules fail: the material then ships nothing, which its share allows); ``allowed``: the delivery
     arcs it may use."""
-    g = greedy_plan(sub, allowed)
+    ship, dels, _ = _greedy_material(sub, material, allowed)
+    return ship, dels
+
+
+def _greedy_material(sub: Scenario, material: str, allowed: np.ndarray | None = None,
+                     lookahead: bool = False) -> tuple[list[Flow], list[Flow], float]:
+    """``_greedy_flows`` and the plan's objective (weighted shortage; all of the demand when the greedy
+    rules fail and the material ships nothing)."""
+    g = greedy_plan(sub, allowed, lookahead=lookahead)
     if not g.feasible:
-        return [], []
+        n = numbers_of(sub)
+        return [], [], float(np.einsum("kmt,m->", n.demand, n.theta))
     st = structure_of(sub)
     ix = Index(st)
     ship = [Flow(st.supply_sites[ix.s_w[a]], st.distribution_centres[ix.s_j[a]], material, t + 1,
                  float(g.shipped[a, 0, t])) for a, t in zip(*np.nonzero(g.shipped[:, 0, :] > 0.5))]
     dels = [Flow(st.distribution_centres[ix.d_j[a]], st.rescue_centres[ix.d_k[a]], material, t + 1,
                  float(g.delivered[a, 0, t])) for a, t in zip(*np.nonzero(g.delivered[:, 0, :] > 0.5))]
-    return ship, dels
+    return ship, dels, float(g.objective)
 
 
 def _shortage_of(sc: Scenario, deliveries: list[Flow]) -> np.ndarray:

@@ -19,6 +19,13 @@ from optimizer.index import Index, numbers_of, structure_of
 from optimizer.scenario import Scenario
 
 
+#: Buying ahead, each serving centre buys for this multiple of its equal share of a rescue centre's
+#: future demand: a centre with supply nearby covers for one without (what it cannot deliver stays in
+#: stock). Sum of the per-material greedy plans against the sum of their optima, province seeds 1/2/3:
+#: 1.0 -> 1.090 / 1.170 / 1.234, 1.5 -> 1.053 / 1.116 / 1.182, 2.0 -> 1.057 / 1.114 / 1.198.
+LOOKAHEAD_SHARE = 1.5
+
+
 @dataclass(frozen=True)
 class GreedyPlan:
     feasible: bool  # False when even the greedy rules cannot keep stock rules (e.g. safety above initial)
@@ -30,11 +37,21 @@ class GreedyPlan:
     delivered: np.ndarray | None = None  # y[d, m, t] units on delivery arc d (Index order)
 
 
-def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None) -> GreedyPlan:
+def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None, lookahead: bool = False,
+                budgets: np.ndarray | None = None) -> GreedyPlan:
     """The greedy plan; ``allowed`` ([delivery arcs, periods] booleans) restricts deliveries to those
-    arcs (the anytime planner passes the fleet LP's choice) and buys for them."""
+    arcs (the anytime planner passes the fleet LP's choice) and buys for them.
+
+    ``lookahead``: each period buys for the demand of EVERY later period, not only the next one. Supply
+    is a flow that lapses when unused, and demand grows during an epidemic, so buying for the next
+    period only leaves early supply unused: at province size without limits the myopic plan's
+    shortage was 2.4x the optimum's, material by material.
+
+    ``budgets`` ([M], money): each material spends at most its share (and all together at most the
+    budget). Buying ahead, the most urgent materials would otherwise spend the whole budget early
+    (province: 65 % from the bound with one budget for all, against 2-23 % per material with shares)."""
     t0 = time.perf_counter()
-    run = _Greedy(sc, allowed)
+    run = _Greedy(sc, allowed, lookahead, budgets)
     if not run.stock_rules_hold_at_start():
         return GreedyPlan(False, None, None, 0.0, time.perf_counter() - t0)
     for t in range(run.ix.T):
@@ -49,10 +66,13 @@ def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None) -> GreedyPlan:
 class _Greedy:
     """The greedy plan's state over the periods: stock, what is left of supply, on hand and budget."""
 
-    def __init__(self, sc: Scenario, allowed: np.ndarray | None):
+    def __init__(self, sc: Scenario, allowed: np.ndarray | None, lookahead: bool = False,
+                 budgets: np.ndarray | None = None):
         self.ix = ix = Index(structure_of(sc))
         self.n = n = numbers_of(sc)
         self.allowed = allowed
+        self.lookahead = lookahead
+        self.budget_left = [math.inf] * ix.M if budgets is None else [float(b) for b in budgets]
         M, T, J, K = ix.M, ix.T, ix.J, ix.K
         self.inv = n.initial.copy()  # [J, M] end of previous period
         self.order = np.argsort(-n.theta, kind="stable")  # most urgent material first
@@ -129,12 +149,16 @@ class _Greedy:
 
     def _target(self, t: int) -> np.ndarray:
         """[J, M]: what each centre buys for in period t: next period's demand of the rescue centres it
-        serves (of the arcs allowed then), shared equally among their serving centres."""
+        serves (of the arcs allowed then), shared equally among their serving centres; with
+        ``lookahead`` the demand of every later period (all delivery arcs)."""
         ix, n = self.ix, self.n
         target = np.zeros((ix.J, ix.M))
         if t + 1 >= ix.T:
             return target
-        if self.allowed is not None:
+        if self.lookahead and self.allowed is None:
+            share = n.demand[:, :, t + 1:].sum(axis=2) * LOOKAHEAD_SHARE / self.n_servers[:, None]
+            np.add.at(target, ix.d_j, share[ix.d_k])
+        elif self.allowed is not None:
             open_next = self.allowed[:, t + 1]
             count = np.zeros(ix.K)
             np.add.at(count, ix.d_k[open_next], 1.0)
@@ -169,7 +193,7 @@ class _Greedy:
             w = self.s_w[s]
             price = c.price[w]
             room = min(c.capacity[j] - c.held[j], c.max_inventory[j] - c.inv[j])
-            afford = math.inf if price <= 0 else float(np.floor(self.budget / price))
+            afford = math.inf if price <= 0 else float(np.floor(min(self.budget, self.budget_left[m]) / price))
             q = float(math.floor(max(min(want, c.supply[w], c.on_hand[w], room, afford), 0.0)))
             if q <= 0:
                 continue
@@ -179,6 +203,7 @@ class _Greedy:
             c.inv[j] += q
             c.held[j] += q
             self.budget -= q * price
+            self.budget_left[m] -= q * price
             self.spent += q * price
             want -= q
             if want <= 0:

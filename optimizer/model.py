@@ -53,6 +53,16 @@ class Planner:
         self.last_shape: tuple[int, int] | None = None  # (rows, columns) of the primary model passed to HiGHS
         self._lp_basis = None  # final simplex basis of the last LP relaxation (a warm start for the next)
 
+    @property
+    def lp_basis(self) -> Any:
+        """The final simplex basis of the last LP relaxation (opaque; None before one), the next LP's start."""
+        return self._lp_basis
+
+    def start_lp_from(self, basis: Any) -> None:
+        """Start the next LP relaxation from ``basis``: the final basis of another planner compiled for the
+        same structure (the decomposition's second lane starts from the first lane's first material)."""
+        self._lp_basis = basis
+
     def solve(self, scenario: "Scenario | str | dict", *, time_limit_s: float = 60.0, gap: float = 1e-3,
               solver: str = "HIGHS", prefer_fewer_arcs: bool = False, arc_time_limit_s: float | None = None,
               warm_start: "PlanResult | None" = None, threads: int | None = None,

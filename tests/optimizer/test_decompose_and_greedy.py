@@ -92,3 +92,63 @@ def test_decomposition_stopped_early_falls_back_to_each_materials_greedy_plan_if
     assert greedy.summary["materials_greedy"] == rest and "the others follow the greedy plan" in greedy.message
     assert {f.material for f in greedy.deliveries} > {f.material for f in nothing.deliveries}
     assert check_plan(sc, greedy).ok and greedy.objective < nothing.objective
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_greedy_buying_ahead_with_budget_shares_is_checked_and_nearer_the_bound(seed):
+    """Buying for every later period (with each material's budget share) keeps every rule, never beats
+    the optimum, and on the generated epidemics (demand grows, supply lapses) beats the myopic greedy."""
+    from optimizer.anytime import greedy_result
+    from optimizer.check import check_plan
+    from optimizer.decompose import aggregate_relaxation, material_budgets
+
+    sc = load_scenario(generate("paper", seed))
+    bound, spend = aggregate_relaxation(sc)
+    shares = material_budgets(sc, spend)
+    ahead = greedy_plan(sc, lookahead=True, budgets=shares)
+    myopic = greedy_plan(sc)
+    best = plan(sc, time_limit_s=30, gap=1e-4)
+    assert ahead.feasible and best.objective * (1 - 1e-6) <= ahead.objective < myopic.objective
+    res = greedy_result(sc, bound, 0.01, budgets=shares)
+    assert check_plan(sc, res).ok and res.objective == pytest.approx(ahead.objective)
+    price = {(w.id, m): w.price[m] for w in sc.supply_sites for m in sc.material_ids}
+    for i, m in enumerate(sc.material_ids):  # each material within its share of the budget
+        spent = sum(f.qty * price[(f.origin, m)][f.period - 1] for f in res.shipments_in if f.material == m)
+        assert spent <= shares[i] + 1e-6
+
+
+def test_proven_prefix_is_the_shortest_and_waits_for_every_material_before_it():
+    from optimizer.decompose import _ProvenPrefix
+
+    p = _ProvenPrefix(bound=90.0, gap=0.1)  # proven once the total is at most 100
+    order = [2, 0, 1]
+    p.greedy = {0: 40.0, 1: 40.0, 2: 40.0}  # 120: the greedy plans alone are not proven
+    p.update(order, {0: 30.0})  # material 2 (first in the order) not solved yet: no prefix
+    assert p.length is None and not p.event.is_set()
+    p.update(order, {0: 30.0, 2: 35.0})  # prefix [2]: 35 + 40 + 40 = 115; [2, 0]: 35 + 30 + 40 = 105
+    assert p.length is None
+    p.update(order, {0: 30.0, 2: 35.0, 1: 30.0})
+    assert p.length == 3 and p.event.is_set()
+    q = _ProvenPrefix(bound=90.0, gap=0.1)
+    q.greedy = {0: 40.0, 1: 25.0, 2: 40.0}
+    q.update(order, {0: 30.0, 2: 30.0, 1: 20.0})  # [2]: 30 + 40 + 25 = 95 already: the shortest wins
+    assert q.length == 1
+
+
+@pytest.mark.parametrize("gap", [0.01, 0.02])
+def test_decomposition_stops_at_the_proven_prefix_and_one_material_fewer_is_not_proven(gap):
+    # city seed 1 (10 materials): the greedy plans alone are not within these gaps (at paper size they are)
+    from optimizer.check import check_plan
+    from optimizer.decompose import material_order
+
+    sc = load_scenario(generate("city", 1))
+    res = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True, lanes=2)
+    k = res.summary["proven_after_materials"]
+    assert res.status is SolveStatus.OPTIMAL and res.gap <= gap and check_plan(sc, res).ok
+    assert 0 < k < len(sc.materials) and f"after {k} materials" in res.message
+    order = [sc.materials[i].id for i in material_order(sc)]
+    assert set(res.summary["material_statuses"]) == set(order[:k]) and res.summary["materials_greedy"] == order[k:]
+    fewer = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True,
+                             lanes=2, max_materials=k - 1)
+    assert fewer.summary["proven_after_materials"] is None and fewer.gap > gap
+    assert fewer.status is SolveStatus.FEASIBLE and check_plan(sc, fewer).ok

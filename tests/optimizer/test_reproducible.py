@@ -123,3 +123,16 @@ def test_a_milp_stopped_at_its_objective_target_says_so_and_is_no_clock_stop():
     sc = load_scenario(limited_paper(3))
     res = Planner(sc).solve(sc, time_limit_s=60, gap=1e-9, method="milp", highs_options={"objective_target": 1e12})
     assert res.has_plan and res.summary["solver_status"] == "target" and check_plan(sc, res).ok
+
+
+def test_the_proven_prefix_stop_plans_the_same_whatever_the_threads_timing():
+    """The decomposition's stop at the shortest proven prefix depends on the per-material results only:
+    runs with two lanes and different budgets give one plan (a lane that solved past the prefix is
+    dropped)."""
+    sc = load_scenario(generate("city", 1))  # proven after 7 of its 10 materials
+    runs = [plan_by_material(sc, time_limit_s=t, gap=0.01, greedy_fallback=True, stop_when_proven=True, lanes=2)
+            for t in (60.0, 60.0, 120.0)]
+    assert fingerprint(runs[0]) == fingerprint(runs[1]) == fingerprint(runs[2])
+    assert 0 < runs[0].summary["proven_after_materials"] < len(sc.materials)
+    assert not runs[0].summary["stopped_by_clock"]
+    assert check_plan(sc, runs[0]).ok

@@ -11,8 +11,10 @@ average 11-16) and HiGHS overran its limit on it. So, in rounds (``province_limi
 2. the stock-fleet bound with the supply sites merged (``merged_stock_fleet_bound``): the fleet LP
    with the centres' stock flow, by HiGHS's interior point method without crossover, in a thread
    beside round 1 (the plan does not depend on it);
-3. while the plan is not yet proven within the gap: fix-and-optimize per distribution centre
-   (``optimizer.centre_neighbourhood``), which re-chooses a centre's arcs with the stock flow.
+3. while the plan is not yet proven within the gap against the bounds known without round 2's thread:
+   fix-and-optimize per distribution centre (``optimizer.centre_neighbourhood``), which re-chooses a
+   centre's arcs with the stock flow; it runs beside round 2's thread (HiGHS releases the GIL), so the
+   plan never depends on when that thread ends.
 """
 from __future__ import annotations
 
@@ -57,8 +59,10 @@ LIMITED_MATERIAL_NODES = 200
 #: depend on it) and the stage is named in ``clock_stops``.
 MERGED_STOCK_FLEET_BUDGET_S = 60.0
 #: The budget from which the per-centre neighbourhoods (round 3) are planned, and how many centres'
-#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4; the 4 MILPs 4 s).
-CENTRES_BUDGET_S = 90.0
+#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4, 22 s at 3; the 4 MILPs
+#: 4 s). Since they run beside the merged bound's thread, a 60 s budget holds both: province seeds 1-3,
+#: F = 3, lot 20, done at 30.5 / 33.0 / 47.3 s (benchmark, load average 2.4 -> 1.4, 2026-12-01 16:45 UTC).
+CENTRES_BUDGET_S = 60.0
 CENTRES = 4
 #: Relative margin taken off the interior point method's objective (its optimality tolerance is 1e-8).
 IPM_MARGIN = 1e-6
@@ -88,13 +92,15 @@ def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarr
                              highs_options=work.highs_options() | {"presolve": "on"}, progress=run.progress)
     run.offer(res, f"decomposition by material on the fleet LP's arcs ({res.summary.get('materials_solved', 0)} "
                    f"of {len(sc.materials)} materials solved)")
+    # Round 3 runs beside the bound's thread, so whether it runs is decided by the bounds known without
+    # the thread (the aggregate and fleet bounds): the plan never depends on when the thread finishes.
+    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
+        _centre_round(run, sc, budget_s, work)
     if bound_job is not None:
         info["stock_fleet_bound"] = bound_job.result(max(run.left(budget_s), 0.0))
         if info["stock_fleet_bound"] is None and (bound_job.running() or run.left(budget_s) <= 0.05):
             run.clock_stops.append("stock-fleet bound (sites merged)")  # cut by the safety net
         run.raise_bound(info["stock_fleet_bound"] or 0.0, "stock-fleet bound (sites merged)")
-    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
-        _centre_round(run, sc, budget_s, work)
 
 
 class _BoundJob:

@@ -11,8 +11,10 @@ average 11-16) and HiGHS overran its limit on it. So, in rounds (``province_limi
 2. the stock-fleet bound with the supply sites merged (``merged_stock_fleet_bound``): the fleet LP
    with the centres' stock flow, by HiGHS's interior point method without crossover, in a thread
    beside round 1 (the plan does not depend on it);
-3. while the plan is not yet proven within the gap: fix-and-optimize per distribution centre
-   (``optimizer.centre_neighbourhood``), which re-chooses a centre's arcs with the stock flow.
+3. while the plan is not yet proven within the gap against the bounds known without round 2's thread:
+   fix-and-optimize per distribution centre (``optimizer.centre_neighbourhood``), which re-chooses a
+   centre's arcs with the stock flow; it runs beside round 2's thread (HiGHS releases the GIL), so the
+   plan never depends on when that thread ends.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import scipy.sparse as sp
 
 from optimizer.anytime import CHECK_MARGIN, _flows, top_arcs
 from optimizer.bounds import _stock_fleet_rows, _supply_merged
-from optimizer.centre_neighbourhood import improve_centres
+from optimizer.centre_neighbourhood import improve_centres, improve_joint
 from optimizer.decompose import (_greedy_flows, aggregate_relaxation, material_budgets, material_order,
                                  material_subproblems)
 from optimizer.index import Index, numbers_of, structure_of
@@ -57,9 +59,18 @@ LIMITED_MATERIAL_NODES = 200
 #: depend on it) and the stage is named in ``clock_stops``.
 MERGED_STOCK_FLEET_BUDGET_S = 60.0
 #: The budget from which the per-centre neighbourhoods (round 3) are planned, and how many centres'
-#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4; the 4 MILPs 4 s).
-CENTRES_BUDGET_S = 90.0
+#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4, 22 s at 3; the 4 MILPs
+#: 4 s). Since they run beside the merged bound's thread, a 60 s budget holds both: province seeds 1-3,
+#: F = 3, lot 20, done at 30.5 / 33.0 / 47.3 s (benchmark, load average 2.4 -> 1.4, 2026-12-01 16:45 UTC).
+CENTRES_BUDGET_S = 60.0
 CENTRES = 4
+#: The budget from which the joint neighbourhood (round 4) is planned: the centre the ranking put first
+#: and the centre that delivers most to its rescue centres, solved together; its MILP stops at its own
+#: ``JOINT_REL_GAP`` (a work limit). Province seed 3: 657,148 gained (91.71 M -> 91.05 M), found at 21.5 s
+#: after a 12 s root LP (load average 2, 2026-12-01 17:00 UTC): it does not fit beside the rest in 60 s.
+JOINT_BUDGET_S = 90.0
+JOINT_PARTNERS = 1
+JOINT_REL_GAP = 0.01
 #: Relative margin taken off the interior point method's objective (its optimality tolerance is 1e-8).
 IPM_MARGIN = 1e-6
 
@@ -71,7 +82,8 @@ def province_limited_work(budget: float, materials: int) -> WorkLimits:
     per MILP."""
     usable = budget * DECOMPOSITION_SHARE - LIMITED_COMPILE_S
     solved = min(materials, max(0, int(math.floor(usable / SECONDS_PER_LIMITED_MATERIAL))))
-    rounds = 0 if solved == 0 else 1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= CENTRES_BUDGET_S)
+    rounds = 0 if solved == 0 else (1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= CENTRES_BUDGET_S)
+                                    + int(budget >= JOINT_BUDGET_S))
     return WorkLimits(rounds=rounds, mip_nodes=LIMITED_MATERIAL_NODES, materials=solved)
 
 
@@ -88,13 +100,18 @@ def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarr
                              highs_options=work.highs_options() | {"presolve": "on"}, progress=run.progress)
     run.offer(res, f"decomposition by material on the fleet LP's arcs ({res.summary.get('materials_solved', 0)} "
                    f"of {len(sc.materials)} materials solved)")
+    # Round 3 runs beside the bound's thread, so whether it runs is decided by the bounds known without
+    # the thread (the aggregate and fleet bounds): the plan never depends on when the thread finishes.
+    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
+        first = _centre_round(run, sc, budget_s, work)
+        if (work.rounds >= 4 and first is not None and not run.proven()
+                and not run.out_of_time(budget_s, "joint neighbourhood")):
+            _joint_round(run, sc, budget_s, work, first)
     if bound_job is not None:
         info["stock_fleet_bound"] = bound_job.result(max(run.left(budget_s), 0.0))
         if info["stock_fleet_bound"] is None and (bound_job.running() or run.left(budget_s) <= 0.05):
             run.clock_stops.append("stock-fleet bound (sites merged)")  # cut by the safety net
         run.raise_bound(info["stock_fleet_bound"] or 0.0, "stock-fleet bound (sites merged)")
-    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
-        _centre_round(run, sc, budget_s, work)
 
 
 class _BoundJob:
@@ -124,8 +141,9 @@ class _BoundJob:
         return self._thread.is_alive()
 
 
-def _centre_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits) -> None:
-    """Fix-and-optimize per distribution centre on the best plan (``optimizer.centre_neighbourhood``)."""
+def _centre_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits) -> int | None:
+    """Fix-and-optimize per distribution centre on the best plan (``optimizer.centre_neighbourhood``);
+    returns the centre the LP ranking put first (None if none promised a gain)."""
     ix, n = Index(structure_of(sc)), numbers_of(sc)
     merged = _arrays_of(sc, run.best)
     limit = run.left(budget_s) * (1 - CHECK_MARGIN)
@@ -133,15 +151,37 @@ def _centre_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimi
                                                               nodes=work.mip_nodes, time_limit_s=limit)
     if found["stopped_by_clock"]:
         run.clock_stops.append("per-centre neighbourhoods")
+    first = next(iter(found["lp_gains"]), None)
     if not found["gains"]:
         run.trail.append({"stage": f"per-centre neighbourhoods: no gain (LP ranking {found['lp_gains']})",
                           "seconds": round(run.elapsed(), 3), "plan": False})
-        return
+        return first
     merged.by_clock = found["stopped_by_clock"]
     res = _decomposition_result(sc, merged, run.bound, run.gap, run.elapsed())
     res = dataclasses.replace(res, summary=res.summary | {
         "method": res.summary["method"] + ", then per-centre neighbourhoods", "centre_gains": found["gains"]})
     run.offer(res, f"per-centre neighbourhoods ({len(found['gains'])} of {CENTRES} centres improved)")
+    return first
+
+
+def _joint_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits, around: int) -> None:
+    """The joint neighbourhood of the centre ranked first and its partner (``improve_joint``)."""
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    merged = _arrays_of(sc, run.best)
+    merged.shipped, merged.delivered, found = improve_joint(
+        ix, n, merged.shipped, merged.delivered, around=around, partners=JOINT_PARTNERS, nodes=work.mip_nodes,
+        rel_gap=JOINT_REL_GAP, time_limit_s=run.left(budget_s) * (1 - CHECK_MARGIN))
+    if found["stopped_by_clock"]:
+        run.clock_stops.append("joint neighbourhood")
+    if not found["gain"]:
+        run.trail.append({"stage": f"joint neighbourhood of centres {found['centres']}: no gain",
+                          "seconds": round(run.elapsed(), 3), "plan": False})
+        return
+    merged.by_clock = found["stopped_by_clock"]
+    res = _decomposition_result(sc, merged, run.bound, run.gap, run.elapsed())
+    res = dataclasses.replace(res, summary=res.summary | {
+        "method": res.summary["method"] + ", then a joint neighbourhood", "joint_gain": found["gain"]})
+    run.offer(res, f"joint neighbourhood of centres {found['centres']}")
 
 
 def merged_stock_fleet_bound(sc: Scenario, time_limit_s: float) -> float | None:

@@ -79,11 +79,11 @@ def test_work_for_budget_is_a_pure_function_of_budget_and_size():
     province = work_for_budget(60.0, PROVINCE_COLUMNS + 1, 20)
     assert 0 < province.materials <= 20 and work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20).materials == 20
     limited = work_for_budget(60.0, PROVINCE_COLUMNS + 1, 20, limited=True)
-    assert limited.rounds == 2 and limited.materials == 20  # every material on fixed arcs, the merged bound
+    assert limited.rounds == 3 and limited.materials == 20  # every material on fixed arcs, the bound, the centres
     part = work_for_budget(30.0, PROVINCE_COLUMNS + 1, 20, limited=True)
     assert part.rounds == 1 and 0 < part.materials < 20  # the decomposition on fixed arcs, part of it
     assert work_for_budget(7.5, PROVINCE_COLUMNS + 1, 20, limited=True).rounds == 0  # the dispatcher: greedy only
-    assert work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20, limited=True) == WorkLimits(3, limited.mip_nodes, 20)
+    assert work_for_budget(600.0, PROVINCE_COLUMNS + 1, 20, limited=True) == WorkLimits(4, limited.mip_nodes, 20)
     with pytest.raises(ValueError, match="work limits out of range"):
         WorkLimits(mip_nodes=0)
 

@@ -346,7 +346,6 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
         if prefix is not None:  # the caller's own first plan (Python) first, then these greedy plans
             while not any(lane.progressed.is_set() for lane in lane_runs) and not all(f.done() for f in futures):
                 wait(futures, timeout=0.02, return_when=FIRST_COMPLETED)
-        if prefix is not None:
             prefix.strengthen()
         for mi in early:  # while the lanes solve (HiGHS without the GIL), not after them
             *fallback[mi], objective = _greedy_material(load_scenario(subs[mi]), st.materials[mi], open_arcs,

@@ -108,10 +108,11 @@ def _refusal(record) -> Refusal | None:
 KEPT_PER_SITE = 1000
 #: Refusals kept over all sites; past it the oldest ones (whatever their site) are dropped first.
 KEPT_IN_ALL = 50_000
-#: Longest reason and site key the reader keeps, characters (a refusal held is then at most ~1.5 KB;
+#: Longest reason, site key and kind the reader keeps, characters (a refusal held is then at most ~1.5 KB;
 #: 430 B with the bridge's usual reasons: 21 MB at the overall bound, measured).
 MAX_REASON_CHARS = 500
 MAX_KEY_CHARS = 200
+MAX_KIND_CHARS = 50
 #: How long a request waits for the reader to reach the topic's end as of the request, s.
 SYNC_TIMEOUT_S = 10.0
 #: The reader's poll timeout, ms: how often it publishes its positions when the topic is quiet
@@ -333,8 +334,8 @@ class DeadLetterReader:
 def _bounded(refusal: Refusal) -> Refusal:
     """The refusal with its reason cut to MAX_REASON_CHARS (said in the text), so the bounds on
     counts also bound the memory."""
-    if len(refusal.reason) <= MAX_REASON_CHARS and len(refusal.kind) <= 50:
+    if len(refusal.reason) <= MAX_REASON_CHARS and len(refusal.kind) <= MAX_KIND_CHARS:
         return refusal
     reason = refusal.reason if len(refusal.reason) <= MAX_REASON_CHARS else \
         refusal.reason[:MAX_REASON_CHARS] + " ...(cut)"
-    return Refusal(refusal.at, refusal.kind[:50], reason, refusal.payload_head)
+    return Refusal(refusal.at, refusal.kind[:MAX_KIND_CHARS], reason, refusal.payload_head)

@@ -30,10 +30,10 @@ import scipy.sparse as sp
 
 from optimizer.anytime import CHECK_MARGIN, _flows, top_arcs
 from optimizer.bounds import _stock_fleet_rows, _supply_merged
-from optimizer.centre_neighbourhood import improve_centres, improve_joint
+from optimizer.centre_neighbourhood import improve_centres, improve_joint, lp_gains, neighbours
 from optimizer.decompose import (_greedy_flows, aggregate_relaxation, material_budgets, material_order,
                                  material_subproblems)
-from optimizer.index import Index, numbers_of, structure_of
+from optimizer.index import Index, Numbers, numbers_of, structure_of
 from optimizer.model import Planner
 from optimizer.result import Flow, PlanResult, Shortage, SolveStatus
 from optimizer.scenario import Scenario, load_scenario
@@ -58,18 +58,20 @@ LIMITED_MATERIAL_NODES = 200
 #: load 9; 2026-12-01 13:25-13:35 UTC). If the clock stops it, only the bound is lost (the plan does not
 #: depend on it) and the stage is named in ``clock_stops``.
 MERGED_STOCK_FLEET_BUDGET_S = 60.0
-#: The budget from which the per-centre neighbourhoods (round 3) are planned, and how many centres'
-#: MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4, 22 s at 3; the 4 MILPs
-#: 4 s). Since they run beside the merged bound's thread, a 60 s budget holds both: province seeds 1-3,
-#: F = 3, lot 20, done at 30.5 / 33.0 / 47.3 s (benchmark, load average 2.4 -> 1.4, 2026-12-01 16:45 UTC).
-CENTRES_BUDGET_S = 60.0
+#: The budget from which the joint neighbourhoods (round 3) are planned, and how many pairs
+#: (``_pairs_round``): each pair's MILP stops at its own ``JOINT_REL_GAP`` or the node limit (work
+#: limits). Province seed 3 on the decomposition's plan: the pair (34, 29) gains 691,365 in 15-19 s, its
+#: LPs by IPM (load average 2, 2026-12-01 19:25 UTC); ranking a centre's neighbours (a dozen small LPs)
+#: takes a few seconds, where ranking all 40 centres took 11-22 s.
+JOINT_BUDGET_S = 60.0
+JOINT_PAIRS = 2
+#: The budget from which the per-centre neighbourhoods (round 4, after the joint ones) are planned, and
+#: how many centres' MILPs they solve (the LP relaxation of all 40 ranks them: 11 s at load 2.4, 22 s at
+#: 3; 20 s at load 2.5 with the big LPs by IPM; the 4 MILPs 4-14 s). They ran from 60 s before the
+#: joint neighbourhoods (session opt5); after them they gain little (measured on seed 3: 3,400 besides
+#: centre 34, which the pair (34, 29) covers).
+CENTRES_BUDGET_S = 90.0
 CENTRES = 4
-#: The budget from which the joint neighbourhood (round 4) is planned: the centre the ranking put first
-#: and the centre that delivers most to its rescue centres, solved together; its MILP stops at its own
-#: ``JOINT_REL_GAP`` (a work limit). Province seed 3: 657,148 gained (91.71 M -> 91.05 M), found at 21.5 s
-#: after a 12 s root LP (load average 2, 2026-12-01 17:00 UTC): it does not fit beside the rest in 60 s.
-JOINT_BUDGET_S = 90.0
-JOINT_PARTNERS = 1
 JOINT_REL_GAP = 0.01
 #: Relative margin taken off the interior point method's objective (its optimality tolerance is 1e-8).
 IPM_MARGIN = 1e-6
@@ -77,13 +79,13 @@ IPM_MARGIN = 1e-6
 
 def province_limited_work(budget: float, materials: int) -> WorkLimits:
     """Province size with limits: the decomposition on the fleet LP's arcs (round 1) solves as many
-    materials as fit after compiling its model; round 2, the merged stock-fleet bound, and round 3, the
-    per-centre neighbourhoods, if the budget leaves room for them; ``LIMITED_MATERIAL_NODES`` nodes
+    materials as fit after compiling its model; round 2, the merged stock-fleet bound, round 3, the
+    joint neighbourhoods, and round 4, the per-centre ones, if the budget leaves room for them; ``LIMITED_MATERIAL_NODES`` nodes
     per MILP."""
     usable = budget * DECOMPOSITION_SHARE - LIMITED_COMPILE_S
     solved = min(materials, max(0, int(math.floor(usable / SECONDS_PER_LIMITED_MATERIAL))))
-    rounds = 0 if solved == 0 else (1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= CENTRES_BUDGET_S)
-                                    + int(budget >= JOINT_BUDGET_S))
+    rounds = 0 if solved == 0 else (1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= JOINT_BUDGET_S)
+                                    + int(budget >= CENTRES_BUDGET_S))
     return WorkLimits(rounds=rounds, mip_nodes=LIMITED_MATERIAL_NODES, materials=solved)
 
 
@@ -100,13 +102,12 @@ def improve_province_limited(run: "_Anytime", sc: Scenario, flow_value: np.ndarr
                              highs_options=work.highs_options() | {"presolve": "on"}, progress=run.progress)
     run.offer(res, f"decomposition by material on the fleet LP's arcs ({res.summary.get('materials_solved', 0)} "
                    f"of {len(sc.materials)} materials solved)")
-    # Round 3 runs beside the bound's thread, so whether it runs is decided by the bounds known without
-    # the thread (the aggregate and fleet bounds): the plan never depends on when the thread finishes.
-    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
-        first = _centre_round(run, sc, budget_s, work)
-        if (work.rounds >= 4 and first is not None and not run.proven()
-                and not run.out_of_time(budget_s, "joint neighbourhood")):
-            _joint_round(run, sc, budget_s, work, first)
+    # Rounds 3 and 4 run beside the bound's thread, so whether they run is decided by the bounds known
+    # without the thread (the aggregate and fleet bounds): the plan never depends on when it finishes.
+    if work.rounds >= 3 and not run.proven() and not run.out_of_time(budget_s, "joint neighbourhoods"):
+        _pairs_round(run, sc, budget_s, work, flow_value)
+    if work.rounds >= 4 and not run.proven() and not run.out_of_time(budget_s, "per-centre neighbourhoods"):
+        _centre_round(run, sc, budget_s, work)
     if bound_job is not None:
         info["stock_fleet_bound"] = bound_job.result(max(run.left(budget_s), 0.0))
         if info["stock_fleet_bound"] is None and (bound_job.running() or run.left(budget_s) <= 0.05):
@@ -164,24 +165,52 @@ def _centre_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimi
     return first
 
 
-def _joint_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits, around: int) -> None:
-    """The joint neighbourhood of the centre ranked first and its partner (``improve_joint``)."""
+def _pairs_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits, flow_value: np.ndarray) -> None:
+    """Joint neighbourhoods of ``JOINT_PAIRS`` pairs: the centres where the decomposition's plan delivers
+    least against the fleet LP (``fleet_shortfall``), largest first, each with the neighbour whose own
+    neighbourhood's LP promises most (``_joint_round``)."""
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    short = fleet_shortfall(ix, n, flow_value, _arrays_of(sc, run.best).delivered)
+    for x in np.argsort(-short, kind="stable")[:JOINT_PAIRS]:
+        if run.proven() or run.out_of_time(budget_s, "joint neighbourhoods"):
+            return
+        _joint_round(run, sc, budget_s, work, int(x))
+
+
+def _joint_round(run: "_Anytime", sc: Scenario, budget_s: float, work: WorkLimits, lacking: int) -> None:
+    """The joint neighbourhood (``improve_joint``) of centre ``lacking`` and the centre that serves one of
+    its rescue centres whose own neighbourhood's LP promises most (``lp_gains``): province F = 3, lot 20,
+    seeds 1 / 2 / 3, the pairs (11, 12) / (31, 35) / (34, 29), whose joint LPs promise 355,127 / 177,694 /
+    723,961; the partner that delivers most there instead promised 355,127 / 15,053 / 723,961."""
     ix, n = Index(structure_of(sc)), numbers_of(sc)
     merged = _arrays_of(sc, run.best)
+    near, t0 = neighbours(ix, lacking), time.perf_counter()
+    limit = run.left(budget_s) * (1 - CHECK_MARGIN)
+    gains, by_clock = lp_gains(ix, n, merged.shipped, merged.delivered, near, limit)
+    pair = [int(near[int(np.argmax(gains))]), lacking] if near.size else [lacking]
     merged.shipped, merged.delivered, found = improve_joint(
-        ix, n, merged.shipped, merged.delivered, around=around, partners=JOINT_PARTNERS, nodes=work.mip_nodes,
-        rel_gap=JOINT_REL_GAP, time_limit_s=run.left(budget_s) * (1 - CHECK_MARGIN))
-    if found["stopped_by_clock"]:
+        ix, n, merged.shipped, merged.delivered, around=lacking, partners=0, nodes=work.mip_nodes,
+        rel_gap=JOINT_REL_GAP, time_limit_s=max(limit - (time.perf_counter() - t0), 1e-3), centres=pair)
+    if found["stopped_by_clock"] or by_clock:
         run.clock_stops.append("joint neighbourhood")
     if not found["gain"]:
         run.trail.append({"stage": f"joint neighbourhood of centres {found['centres']}: no gain",
                           "seconds": round(run.elapsed(), 3), "plan": False})
         return
-    merged.by_clock = found["stopped_by_clock"]
+    merged.by_clock = found["stopped_by_clock"] or by_clock
     res = _decomposition_result(sc, merged, run.bound, run.gap, run.elapsed())
     res = dataclasses.replace(res, summary=res.summary | {
-        "method": res.summary["method"] + ", then a joint neighbourhood", "joint_gain": found["gain"]})
+        "method": res.summary["method"] + ", then joint neighbourhoods",
+        "joint_gains": dict(res.summary.get("joint_gains", {})) | {str(found["centres"]): found["gain"]}})
     run.offer(res, f"joint neighbourhood of centres {found['centres']}")
+
+
+def fleet_shortfall(ix: Index, n: Numbers, flow_value: np.ndarray, delivered: np.ndarray) -> np.ndarray:
+    """Per distribution centre, the theta-weighted value the fleet LP sends from it (``flow_value``
+    [delivery arcs, periods]) minus what the plan delivers from it: where the plan's arcs lost most."""
+    out = np.zeros(ix.J)
+    np.add.at(out, ix.d_j, flow_value.sum(axis=1) - np.einsum("dmt,m->d", delivered, n.theta))
+    return out
 
 
 def merged_stock_fleet_bound(sc: Scenario, time_limit_s: float) -> float | None:

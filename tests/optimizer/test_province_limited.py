@@ -8,13 +8,13 @@ import pytest
 from optimizer import load_scenario, plan
 from optimizer.anytime import greedy_result, plan_anytime, top_arcs
 from optimizer.bounds import fleet_relaxation, stock_fleet_relaxation
-from optimizer.centre_neighbourhood import improve_centres, improve_joint
+from optimizer.centre_neighbourhood import improve_centres, improve_joint, lp_gains, neighbours
 from optimizer.check import check_plan
 from optimizer.decompose import plan_by_material
 from optimizer.generate import generate
 from optimizer.index import Index, numbers_of, structure_of
-from optimizer.province_limited import (_arrays_of, _decomposition_result, merged_stock_fleet_bound,
-                                        plan_on_fixed_arcs)
+from optimizer.province_limited import (_arrays_of, _decomposition_result, fleet_shortfall,
+                                        merged_stock_fleet_bound, plan_on_fixed_arcs)
 from optimizer.work import WorkLimits
 
 
@@ -100,20 +100,21 @@ def test_centre_neighbourhoods_improve_a_plan_and_keep_every_rule():
     assert (results[1][0] == results[0][0]).all() and (results[1][1] == results[0][1]).all()  # deterministic
 
 
-def test_province_path_runs_its_three_rounds(monkeypatch):
+def test_province_path_runs_its_four_rounds(monkeypatch):
     """The province-size path on a paper-size scenario (size threshold lowered): decomposition, merged
-    bound, per-centre neighbourhoods; the plan passes the check and two budgets give the same plan."""
+    bound, joint neighbourhoods of pairs, per-centre neighbourhoods; the plan passes the check and two
+    budgets give the same plan."""
     import optimizer.anytime as anytime
 
     monkeypatch.setattr(anytime, "PROVINCE_COLUMNS", 0)
     sc = _limited(2, 2, 20)
-    work = WorkLimits(rounds=3, mip_nodes=50, materials=4)
+    work = WorkLimits(rounds=4, mip_nodes=50, materials=4)
     first, again = (plan_anytime(sc, budget_s=b, gap=0.0, work=work) for b in (120, 240))
     stages = [e["stage"] for e in first.summary["trajectory"]]
-    assert any(s.startswith("per-centre neighbourhoods (") for s in stages), stages
+    assert any(s.startswith("joint neighbourhood of centres") for s in stages), stages
+    assert any(s.startswith("per-centre neighbourhoods") for s in stages), stages
     assert "stock-fleet bound (sites merged)" in first.summary["bounds_known_at_seconds"]
     assert first.has_plan and check_plan(sc, first).ok and not first.summary["stopped_by_clock"]
-    assert first.summary["method"].endswith("then per-centre neighbourhoods")
     assert first.bound <= _optimum(2, 2, 20).objective * (1 + 1e-9)
     assert (again.objective, again.bound, again.deliveries) == (first.objective, first.bound, first.deliveries)
 
@@ -168,3 +169,42 @@ def test_joint_neighbourhood_keeps_every_rule_and_never_loses(seed):
     assert (runs[1][0] == runs[0][0]).all() and (runs[1][1] == runs[0][1]).all()
     if info["gain"]:
         assert res.objective == pytest.approx(greedy.objective - info["gain"], rel=1e-6)
+
+
+def test_neighbours_are_the_centres_sharing_a_rescue_centre():
+    sc = load_scenario(generate("city", 1, max_deliveries=2, min_lot=20))
+    st = structure_of(sc)
+    ix = Index(st)
+    for j, centre in enumerate(st.distribution_centres):
+        served = {k for c, k in st.delivery_arcs if c == centre}
+        expected = sorted({st.distribution_centres.index(c) for c, k in st.delivery_arcs if k in served and c != centre})
+        assert neighbours(ix, j).tolist() == expected
+
+
+def test_fleet_shortfall_is_the_fleet_lp_value_less_the_plan_value_per_centre():
+    sc = _limited(1, 1, 20)
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    _, value = fleet_relaxation(sc)
+    merged = _arrays_of(sc, greedy_result(sc, 0.0, 1e-3))
+    short = fleet_shortfall(ix, n, value, merged.delivered)
+    for j in range(ix.J):
+        arcs = ix.d_j == j
+        plan_value = sum(float(merged.delivered[arcs][:, m].sum() * n.theta[m]) for m in range(ix.M))
+        assert short[j] == pytest.approx(float(value[arcs].sum()) - plan_value, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ranking_by_interior_point_agrees_and_repeats(monkeypatch, seed):
+    """The ranking's big LPs go to HiGHS's interior point method without crossover: forced on every LP
+    here, it promises what the dual simplex promises (to the IPM's tolerance) and the same twice."""
+    import optimizer.centre_neighbourhood as cn
+
+    sc = _limited(seed, 1, 20)
+    ix, n = Index(structure_of(sc)), numbers_of(sc)
+    merged = _arrays_of(sc, greedy_result(sc, 0.0, 1e-3))
+    centres = [int(j) for j in range(ix.J)]
+    simplex, _ = lp_gains(ix, n, merged.shipped, merged.delivered, centres, 60)
+    monkeypatch.setattr(cn, "RANK_IPM_COLUMNS", 0)
+    ipm = [lp_gains(ix, n, merged.shipped, merged.delivered, centres, 60) for _ in range(2)]
+    assert not ipm[0][1] and (ipm[0][0] == ipm[1][0]).all()
+    assert ipm[0][0] == pytest.approx(simplex, rel=1e-4, abs=1e-2)

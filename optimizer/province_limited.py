@@ -12,9 +12,11 @@ average 11-16) and HiGHS overran its limit on it. So, in rounds (``province_limi
    with the centres' stock flow, by HiGHS's interior point method without crossover, in a thread
    beside round 1 (the plan does not depend on it);
 3. while the plan is not yet proven within the gap against the bounds known without round 2's thread:
-   fix-and-optimize per distribution centre (``optimizer.centre_neighbourhood``), which re-chooses a
-   centre's arcs with the stock flow; it runs beside round 2's thread (HiGHS releases the GIL), so the
-   plan never depends on when that thread ends.
+   joint neighbourhoods of two centres (``optimizer.centre_neighbourhood.improve_joint``): the centre
+   where the plan delivers least against the fleet LP and the neighbour whose own neighbourhood
+   promises most, re-chosen together with the stock flow; it runs beside round 2's thread (HiGHS
+   releases the GIL), so the plan never depends on when that thread ends;
+4. the same way, fix-and-optimize per distribution centre (``improve_centres``), from a larger budget.
 """
 from __future__ import annotations
 
@@ -80,8 +82,8 @@ IPM_MARGIN = 1e-6
 def province_limited_work(budget: float, materials: int) -> WorkLimits:
     """Province size with limits: the decomposition on the fleet LP's arcs (round 1) solves as many
     materials as fit after compiling its model; round 2, the merged stock-fleet bound, round 3, the
-    joint neighbourhoods, and round 4, the per-centre ones, if the budget leaves room for them; ``LIMITED_MATERIAL_NODES`` nodes
-    per MILP."""
+    joint neighbourhoods, and round 4, the per-centre ones, if the budget leaves room for them;
+    ``LIMITED_MATERIAL_NODES`` nodes per MILP."""
     usable = budget * DECOMPOSITION_SHARE - LIMITED_COMPILE_S
     solved = min(materials, max(0, int(math.floor(usable / SECONDS_PER_LIMITED_MATERIAL))))
     rounds = 0 if solved == 0 else (1 + int(budget >= MERGED_STOCK_FLEET_BUDGET_S) + int(budget >= JOINT_BUDGET_S)

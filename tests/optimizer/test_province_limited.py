@@ -177,7 +177,8 @@ def test_neighbours_are_the_centres_sharing_a_rescue_centre():
     ix = Index(st)
     for j, centre in enumerate(st.distribution_centres):
         served = {k for c, k in st.delivery_arcs if c == centre}
-        expected = sorted({st.distribution_centres.index(c) for c, k in st.delivery_arcs if k in served and c != centre})
+        expected = sorted({st.distribution_centres.index(c) for c, k in st.delivery_arcs
+                           if k in served and c != centre})
         assert neighbours(ix, j).tolist() == expected
 
 

@@ -397,8 +397,8 @@ def _merge_materials(sc: Scenario, subs: list[dict[str, Any]], order: list[int],
         m = st.materials[mi]
         if mi in results:
             done.statuses[m] = results[mi].status
-            done.shipments += [dataclasses.replace(f, material=m) for f in results[mi].shipments_in]
-            done.deliveries += [dataclasses.replace(f, material=m) for f in results[mi].deliveries]
+            done.shipments += _renamed(results[mi].shipments_in, m)
+            done.deliveries += _renamed(results[mi].deliveries, m)
     failed = next((lane.failed for lane in lane_runs if lane.failed), None)
     if failed is not None and done.proven_after is None:
         done.stopped = failed
@@ -414,6 +414,12 @@ def _merge_materials(sc: Scenario, subs: list[dict[str, Any]], order: list[int],
                 done.deliveries += dels
                 done.greedy.append(st.materials[mi])
     return done
+
+
+def _renamed(flows: tuple[Flow, ...], material: str) -> list[Flow]:
+    """A single-material solve's flows (of ``COMMON_ID``) as flows of ``material``: built directly, not
+    by ``dataclasses.replace`` (0.4 s for the 160,000 flows of a province plan, after the last solve)."""
+    return [Flow(f.origin, f.destination, material, f.period, f.qty) for f in flows]
 
 
 class _Lane:

@@ -162,8 +162,6 @@ def test_materials_past_the_head_wait_for_their_order_and_follow_the_greedy_loss
     in the stake order."""
     import threading
 
-    import numpy as np
-
     from optimizer.decompose import _Schedule
 
     sched = _Schedule([4, 2, 0, 1, 3], count=5, lanes=2, seeded=True, head=3)
@@ -179,19 +177,21 @@ def test_materials_past_the_head_wait_for_their_order_and_follow_the_greedy_loss
     assert got == [1] and sched.order == [4, 2, 0, 1, 3] and sched.material(1, 1) == 3 and sched.material(1, 2) is None
 
 
-def test_the_proven_prefix_order_after_the_head_is_by_greedy_loss_against_the_maximum_flow():
+def test_the_proven_prefix_order_after_the_head_is_by_greedy_loss_against_the_bounds():
     """The order is made from the inputs only: each material's greedy plan (buying ahead within its
-    shares) less its maximum-flow bound, recomputed here on its own."""
-    from optimizer.decompose import (ORDER_HEAD, _greedy_material, aggregate_relaxation, material_budgets,
-                                     material_order, material_subproblems)
-    from optimizer.flow_bound import material_network_bounds
+    shares) less the larger of its maximum-flow bound and its part of the aggregate bound."""
+    from optimizer.decompose import (ORDER_HEAD, _aggregate, _greedy_material, aggregate_relaxation,
+                                     material_budgets, material_order, material_subproblems)
+    from optimizer.flow_bound import material_network_bounds, max_deliverable
 
     sc = load_scenario(generate("city", 1))
     res = plan_by_material(sc, time_limit_s=30, gap=0.01, greedy_fallback=True, stop_when_proven=True, lanes=2)
     _, spend = aggregate_relaxation(sc)
     subs = [load_scenario(s) for s in material_subproblems(sc, material_budgets(sc, spend))]
     loss = [_greedy_material(sub, m, lookahead=True)[2] for sub, m in zip(subs, sc.material_ids)]
-    loss = [g - b for g, b in zip(loss, material_network_bounds(sc))]
+    parts = _aggregate(sc, max_deliverable(sc))[2]
+    assert parts.sum() == pytest.approx(aggregate_relaxation(sc, max_deliverable(sc))[0], rel=1e-8)
+    loss = [g - b for g, b in zip(loss, np.maximum(material_network_bounds(sc) / (1 - 1e-9), parts))]
     stake = material_order(sc)
     rest = sorted(stake[ORDER_HEAD:], key=lambda mi: -loss[mi])
     assert res.summary["material_order"] == [sc.material_ids[mi] for mi in stake[:ORDER_HEAD] + rest]

@@ -5,7 +5,8 @@ A dispatcher with no plan publishes no orders. So:
 1. FIRST PLAN: the aggregate bound (network dropped; milliseconds) and the greedy urgency-first plan
    (``optimizer.greedy``), which respects every rule including minimum lots and delivery limits; its
    gap against that bound is proven at once. Without limits also (at province size only) the greedy
-   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %).
+   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %); at
+   province size the decomposition's own, each material's within its shares (``_greedy_ahead``).
 2. BOUND: with delivery limits or a minimum lot, the fleet bound (delivery limits kept, stock flow
    dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
    gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.
@@ -20,8 +21,8 @@ A dispatcher with no plan publishes no orders. So:
      with more arcs open were tried as further neighbourhoods and dropped: no improvement at city size
      in 30 s, slower than the warm-started MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
-     decomposition by material (``optimizer.decompose``) in ``MATERIAL_LANES`` threads, started before
-     the greedy plan (``_start_decomposition``);
+     decomposition by material (``optimizer.decompose``) in ``MATERIAL_LANES`` threads, started first
+     (``_start_decomposition``): it hands over its greedy plans, checked, as the first plan;
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
      instead (``optimizer.province_limited``) the decomposition by material with the delivery arcs fixed to the

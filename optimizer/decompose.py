@@ -118,10 +118,7 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: 
     exist in the subproblems (the rest closed in every period: a smaller model to compile)."""
     n = numbers_of(sc)
     st = structure_of(sc)
-    M = len(st.materials)
-    demand_share = n.demand.sum(axis=(0, 2))
-    demand_share = demand_share / demand_share.sum() if demand_share.sum() > 0 else np.full(M, 1.0 / M)
-    free = np.maximum(n.capacity - n.initial.sum(axis=1), 0.0)  # [J]
+    caps = capacity_shares(sc)
     full = sc.to_dict()
     out = []
     for i, m in enumerate(st.materials):
@@ -134,7 +131,7 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: 
         sub["rescue_centres"] = [{"id": k["id"], "demand": {c: k["demand"][m]}} for k in full["rescue_centres"]]
         dcs = []
         for j, d in enumerate(full["distribution_centres"]):
-            cap = float(n.initial[j, i] + np.floor(free[j] * demand_share[i]))
+            cap = float(caps[j, i])
             limit = d.get("max_deliveries_per_period") if keep_limits else None
             dcs.append({"id": d["id"], "capacity": cap, "initial": {c: d["initial"][m]},
                         "max_inventory": {c: min(d["max_inventory"][m], cap)},
@@ -149,6 +146,17 @@ def material_subproblems(sc: Scenario, budgets: np.ndarray | None, keep_limits: 
             sub["budget"] = float(np.floor(budgets[i] * 100) / 100)
         out.append(sub)
     return out
+
+
+def capacity_shares(sc: Scenario) -> np.ndarray:
+    """[J, M] each centre's capacity for each material in the decomposition: its initial stock of the
+    material plus the free space in proportion to the material's share of demand (whole units)."""
+    n = numbers_of(sc)
+    M = n.demand.shape[1]
+    demand_share = n.demand.sum(axis=(0, 2))
+    demand_share = demand_share / demand_share.sum() if demand_share.sum() > 0 else np.full(M, 1.0 / M)
+    free = np.maximum(n.capacity - n.initial.sum(axis=1), 0.0)  # [J]
+    return n.initial + np.floor(free[:, None] * demand_share[None, :])
 
 
 def material_budgets(sc: Scenario, spend: np.ndarray) -> np.ndarray | None:
@@ -391,7 +399,6 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
     With ``greedy_fallback`` each material's greedy plan (within its share) stands for the materials
     not solved when the work limit or the time runs out; those left out by the work limit are known
     before the solves and planned while the lanes solve (Python beside HiGHS), the others after."""
-    st = structure_of(sc)
     stake = material_order(sc)
     count = len(stake) if max_materials is None else min(max(max_materials, 0), len(stake))
     schedule = _Schedule(stake, count, lanes, seeded=prefix is not None,
@@ -415,10 +422,9 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
     pool = ThreadPoolExecutor(max_workers=len(lane_runs), thread_name_prefix="material-lane")
     try:
         futures = [pool.submit(lane.run) for lane in lane_runs]
-        for mi in early:  # while the lanes solve (HiGHS without the GIL), not after them
-            loaded[mi] = loaded.get(mi) or load_scenario(subs[mi])
-            *fallback[mi], objective = _greedy_material(loaded[mi], st.materials[mi], open_arcs,
-                                                        lookahead=prefix is not None)
+        # while the lanes solve (HiGHS without the GIL), not after them
+        for mi, (ship, dels, objective) in _early_greedy(sc, subs, early, loaded, open_arcs, prefix is not None).items():
+            fallback[mi] = (ship, dels)
             if prefix is not None:
                 prefix.greedy[mi] = objective
         if prefix is not None:
@@ -663,6 +669,45 @@ def _greedy_material(sub: Scenario, material: str, allowed: np.ndarray | None = 
     dels = _material_flows(g.delivered[:, 0, :], np.asarray(st.distribution_centres, dtype=object)[ix.d_j],
                            np.asarray(st.rescue_centres, dtype=object)[ix.d_k], material)
     return ship, dels, float(g.objective)
+
+
+def _early_greedy(sc: Scenario, subs: list[dict[str, Any]], early: list[int], loaded: dict[int, Scenario],
+                  open_arcs: np.ndarray | None, lookahead: bool) -> dict[int, tuple[list[Flow], list[Flow], float]]:
+    """The greedy plans of the materials in ``early`` (flows and objective each): all of them buying
+    ahead in one pass (``_greedy_by_material``) when that is asked, else each on its own scenario
+    (validated into ``loaded``, which the lanes share)."""
+    if lookahead and open_arcs is None and len(early) == len(subs):
+        plans = _greedy_by_material(sc, subs)
+        if plans is not None:
+            return plans
+    out = {}
+    for mi in early:
+        loaded[mi] = loaded.get(mi) or load_scenario(subs[mi])
+        out[mi] = _greedy_material(loaded[mi], structure_of(sc).materials[mi], open_arcs, lookahead=lookahead)
+    return out
+
+
+def _greedy_by_material(sc: Scenario, subs: list[dict[str, Any]]) -> dict[int, tuple[list[Flow], list[Flow], float]] | None:
+    """Every material's greedy plan buying ahead within its shares (``_greedy_material`` of each
+    single-material scenario in ``subs``), made in ONE greedy pass over the whole scenario with the
+    shares as per-material budgets and stock caps: each material's purchases and deliveries are then
+    its own plan's (the shares sum to at most the budget and each centre's capacity, so neither binds
+    across materials), without validating 20 single-material scenarios first (0.4 s at province size).
+    None if the greedy rules fail for some material (then each is made on its own)."""
+    budgets = np.array([sub.get("budget", np.inf) for sub in subs], dtype=float)
+    g = greedy_plan(sc, lookahead=True, budgets=budgets, caps=capacity_shares(sc))
+    if not g.feasible:
+        return None
+    st, n = structure_of(sc), numbers_of(sc)
+    ix = Index(st)
+    sites, centres = np.asarray(st.supply_sites, dtype=object), np.asarray(st.distribution_centres, dtype=object)
+    rescue = np.asarray(st.rescue_centres, dtype=object)
+    out = {}
+    for mi, m in enumerate(st.materials):
+        ship = _material_flows(g.shipped[:, mi, :], sites[ix.s_w], centres[ix.s_j], m)
+        dels = _material_flows(g.delivered[:, mi, :], centres[ix.d_j], rescue[ix.d_k], m)
+        out[mi] = (ship, dels, float(np.einsum("kmt,m->", np.ascontiguousarray(g.shortage[:, mi:mi + 1, :]), n.theta[mi:mi + 1])))
+    return out
 
 
 def _material_flows(qty: np.ndarray, origin: np.ndarray, destination: np.ndarray, material: str) -> list[Flow]:

@@ -195,3 +195,22 @@ def test_the_proven_prefix_order_after_the_head_is_by_greedy_loss_against_the_bo
     stake = material_order(sc)
     rest = sorted(stake[ORDER_HEAD:], key=lambda mi: -loss[mi])
     assert res.summary["material_order"] == [sc.material_ids[mi] for mi in stake[:ORDER_HEAD] + rest]
+
+
+@pytest.mark.parametrize("scenario", [generate("city", 1), generate("city", 2), generate("paper", 3)])
+def test_one_greedy_pass_with_the_shares_gives_each_materials_own_greedy_plan(scenario):
+    """``_greedy_by_material``: the whole scenario's greedy pass with the budget shares and the capacity
+    shares as per-material caps gives, material by material, the same flows and objective as the greedy
+    plan of that material's own single-material scenario (what the proven-prefix stop counts on)."""
+    from optimizer.decompose import _greedy_by_material, _greedy_material, material_budgets, material_subproblems
+    from optimizer.decompose import aggregate_relaxation
+
+    sc = load_scenario(scenario)
+    subs = material_subproblems(sc, material_budgets(sc, aggregate_relaxation(sc)[1]))
+    together = _greedy_by_material(sc, subs)
+    assert together is not None
+    for mi, (sub, m) in enumerate(zip(subs, sc.material_ids)):
+        alone = _greedy_material(load_scenario(sub), m, lookahead=True)
+        assert together[mi][2] == alone[2]
+        for k in (0, 1):
+            assert sorted(map(str, together[mi][k])) == sorted(map(str, alone[k]))

@@ -423,7 +423,8 @@ def _solve_materials(sc: Scenario, subs: list[dict[str, Any]], t_all: float, tim
     try:
         futures = [pool.submit(lane.run) for lane in lane_runs]
         # while the lanes solve (HiGHS without the GIL), not after them
-        for mi, (ship, dels, objective) in _early_greedy(sc, subs, early, loaded, open_arcs, prefix is not None).items():
+        plans = _early_greedy(sc, subs, early, loaded, open_arcs, lookahead=prefix is not None)
+        for mi, (ship, dels, objective) in plans.items():
             fallback[mi] = (ship, dels)
             if prefix is not None:
                 prefix.greedy[mi] = objective
@@ -687,7 +688,8 @@ def _early_greedy(sc: Scenario, subs: list[dict[str, Any]], early: list[int], lo
     return out
 
 
-def _greedy_by_material(sc: Scenario, subs: list[dict[str, Any]]) -> dict[int, tuple[list[Flow], list[Flow], float]] | None:
+def _greedy_by_material(sc: Scenario,
+                        subs: list[dict[str, Any]]) -> dict[int, tuple[list[Flow], list[Flow], float]] | None:
     """Every material's greedy plan buying ahead within its shares (``_greedy_material`` of each
     single-material scenario in ``subs``), made in ONE greedy pass over the whole scenario with the
     shares as per-material budgets and stock caps: each material's purchases and deliveries are then
@@ -706,7 +708,9 @@ def _greedy_by_material(sc: Scenario, subs: list[dict[str, Any]]) -> dict[int, t
     for mi, m in enumerate(st.materials):
         ship = _material_flows(g.shipped[:, mi, :], sites[ix.s_w], centres[ix.s_j], m)
         dels = _material_flows(g.delivered[:, mi, :], centres[ix.d_j], rescue[ix.d_k], m)
-        out[mi] = (ship, dels, float(np.einsum("kmt,m->", np.ascontiguousarray(g.shortage[:, mi:mi + 1, :]), n.theta[mi:mi + 1])))
+        # summed as the single-material scenario's own objective is (contiguous [K, 1, T]): the same float
+        short = np.ascontiguousarray(g.shortage[:, mi:mi + 1, :])
+        out[mi] = (ship, dels, float(np.einsum("kmt,m->", short, n.theta[mi:mi + 1])))
     return out
 
 

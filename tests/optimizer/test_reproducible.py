@@ -168,7 +168,8 @@ def test_the_province_path_hands_its_greedy_plans_over_as_the_first_plan_reprodu
     assert first["stage"] == "greedy buying ahead, material by material" and first["check"] == "passed"
     _, spend = aggregate_relaxation(sc)
     subs = [load_scenario(s) for s in material_subproblems(sc, material_budgets(sc, spend))]
-    plans = {mi: tuple(_greedy_material(sub, m, lookahead=True)[:2]) for mi, (sub, m) in enumerate(zip(subs, sc.material_ids))}
+    plans = {mi: tuple(_greedy_material(sub, m, lookahead=True)[:2])
+             for mi, (sub, m) in enumerate(zip(subs, sc.material_ids))}
     alone = _greedy_plan_of(sc, plans, 0.0, 0.01, time.perf_counter())
     assert first["objective"] == pytest.approx(alone.objective, rel=1e-12) and check_plan(sc, alone).ok
     assert runs[0].objective <= alone.objective and check_plan(sc, runs[0]).ok

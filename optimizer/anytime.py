@@ -5,7 +5,8 @@ A dispatcher with no plan publishes no orders. So:
 1. FIRST PLAN: the aggregate bound (network dropped; milliseconds) and the greedy urgency-first plan
    (``optimizer.greedy``), which respects every rule including minimum lots and delivery limits; its
    gap against that bound is proven at once. Without limits also (at province size only) the greedy
-   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %).
+   plan that buys ahead within each material's budget share (province seed 1: 5.4 % against 70 %); at
+   province size the decomposition's own, each material's within its shares (``_greedy_ahead``).
 2. BOUND: with delivery limits or a minimum lot, the fleet bound (delivery limits kept, stock flow
    dropped; ``optimizer.bounds``; up to 2 s at province size) raises the bound and the first plan's
    gap is announced again; then a second greedy plan restricted to the arcs the fleet LP chooses.
@@ -20,8 +21,8 @@ A dispatcher with no plan publishes no orders. So:
      with more arcs open were tried as further neighbourhoods and dropped: no improvement at city size
      in 30 s, slower than the warm-started MILP at paper size;
    - without them: the LP bound + RENS solve (``Planner.solve``), or at province size the
-     decomposition by material (``optimizer.decompose``) in ``MATERIAL_LANES`` threads, started before
-     the greedy plan (``_start_decomposition``);
+     decomposition by material (``optimizer.decompose``) in ``MATERIAL_LANES`` threads, started first
+     (``_start_decomposition``): it hands over its greedy plans, checked, as the first plan;
    - with limits at province size (> 200,000 columns) the full-model stages are skipped: building
      and compiling that model took minutes at load average 11-16 and HiGHS overran its limit on it;
      instead (``optimizer.province_limited``) the decomposition by material with the delivery arcs fixed to the
@@ -44,13 +45,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 import numpy as np
 
 from optimizer.bounds import fleet_relaxation, stock_fleet_relaxation
-from optimizer.check import check_plan
+from optimizer.check import PlanCheck, check_plan
 from optimizer.cuts import strengthened_lp_bound
 from optimizer.decompose import aggregate_relaxation, material_budgets, plan_by_material
 from optimizer.greedy import greedy_plan
@@ -160,8 +161,9 @@ class _Anytime:
             if self.best is not None and self.on_plan is not None:
                 self.on_plan(_with_bound(self.best, self.bound, self.gap), self.elapsed())
 
-    def offer(self, res: PlanResult | None, stage: str) -> None:
-        """Check a candidate independently; keep it if it passes and is better than the best."""
+    def offer(self, res: PlanResult | None, stage: str, checked: PlanCheck | None = None) -> None:
+        """Check a candidate independently; keep it if it passes and is better than the best.
+        ``checked``: its check made already (``check_plan`` of this scenario and this result)."""
         if res is not None and _stopped_by_clock(res):
             self.clock_stops.append(stage)
         if res is None or not res.has_plan:
@@ -169,7 +171,7 @@ class _Anytime:
             return
         if res.bound is not None:
             self.bound = max(self.bound, res.bound)  # every stage's bound is a bound of the whole scenario
-        chk = check_plan(self.sc, res)
+        chk = checked if checked is not None else check_plan(self.sc, res)
         self.trail.append({"stage": stage, "seconds": round(self.elapsed(), 3), "objective": chk.objective,
                            "check": "passed" if chk.ok else f"FAILED: {chk.violations[0]}",
                            "solver_status": res.summary.get("solver_status")})  # e.g. work_limit, time_limit
@@ -230,12 +232,12 @@ def plan_anytime(scenario: "Scenario | str | dict", *, budget_s: float = 60.0, g
     if not limited:
         # buying ahead with each material's share of the budget: province 8.6 % from the bound against
         # the myopic greedy's 70 % (which smaller sizes still try: it is cheap there)
-        run.offer(greedy_result(sc, run.bound, gap, budgets=_budget_shares(sc, spend)), "greedy buying ahead")
+        run.offer(*_greedy_ahead(sc, run, spend, early))
     flow_value = _fleet_stage(run, sc, bounds_info) if limited else None
     if limited:
         _improve_limited(run, sc, planner, flow_value, budget_s, work, bounds_info)
     elif early is not None or (work.rounds >= 1 and not run.out_of_time(budget_s, "improvement")):
-        res = early.result() if early is not None else _unlimited(sc, planner, run.left(budget_s), gap, work)
+        res = early[0].result() if early is not None else _unlimited(sc, planner, run.left(budget_s), gap, work)
         run.offer(res, "decomposition by material" if str(res.summary.get("method", "")).startswith("decomposition")
                   else "LP bound + RENS")
     return _final(run, bounds_info | {"work_limits": work.to_json_dict()})
@@ -248,16 +250,36 @@ def _budget_shares(sc: Scenario, spend: np.ndarray) -> np.ndarray:
 
 
 def _start_decomposition(sc: Scenario, planner, left: float, gap: float, work: WorkLimits,
-                         limited: bool) -> "Future[PlanResult] | None":
-    """Province size without limits: the decomposition by material starts in a thread BEFORE the greedy
-    plan, which is made and checked (1.3-2.4 s of Python) while HiGHS solves the first materials (it
-    releases the GIL). Its result does not depend on that overlap: the same call, the same inputs."""
+                         limited: bool) -> "tuple[Future[PlanResult], Future[tuple[PlanResult, PlanCheck]]] | None":
+    """Province size without limits: the decomposition by material starts in a thread at once, and
+    hands over its greedy plans, checked (the second future), for the first plan, while HiGHS solves
+    the first materials (it releases the GIL). Checked in that thread before its next Python work
+    (the bound with the maximum flows), not beside it: the first plan comes sooner. Its result does
+    not depend on that overlap: the same call, the same inputs."""
     if limited or work.rounds < 1 or planner is not None or _columns(sc) <= PROVINCE_COLUMNS or left <= 0.05:
         return None
+    first: Future[tuple[PlanResult, PlanCheck]] = Future()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decomposition")
-    future = pool.submit(_unlimited, sc, planner, left, gap, work)
+    future = pool.submit(_unlimited, sc, planner, left, gap, work,
+                         lambda res: first.set_result((res, check_plan(sc, res))))
     pool.shutdown(wait=False)  # the thread ends with the decomposition; the caller waits on the future
-    return future
+    return future, first
+
+
+def _greedy_ahead(sc: Scenario, run: _Anytime, spend: np.ndarray,
+                  early: "tuple[Future[PlanResult], Future[tuple[PlanResult, PlanCheck]]] | None",
+                  ) -> tuple[PlanResult | None, str, PlanCheck | None]:
+    """The greedy plan buying ahead within each material's budget share, its stage name and its check
+    if made. With the decomposition started (province size) it is the decomposition's own: each
+    material's greedy plan within its shares, made there for the proven-prefix stop anyway (the whole
+    scenario's greedy plan beside it was 1.0-1.5 s of Python more); made here only if the
+    decomposition ended without it."""
+    if early is not None:
+        wait(early, return_when=FIRST_COMPLETED)
+        if early[1].done():
+            res, chk = early[1].result()
+            return res, "greedy buying ahead, material by material", chk
+    return greedy_result(sc, run.bound, run.gap, budgets=_budget_shares(sc, spend)), "greedy buying ahead", None
 
 
 def _fleet_stage(run: _Anytime, sc: Scenario, info: dict[str, Any]) -> np.ndarray | None:
@@ -387,7 +409,8 @@ def _columns(sc: Scenario) -> int:
     return ix.n_x + ix.n_y + ix.n_i
 
 
-def _unlimited(sc: Scenario, planner, left: float, gap: float, work: WorkLimits) -> PlanResult:
+def _unlimited(sc: Scenario, planner, left: float, gap: float, work: WorkLimits,
+               on_greedy: Callable[[PlanResult], None] | None = None) -> PlanResult:
     """Improve a scenario without delivery limits or minimum lot: one MILP, or by material if large."""
     if planner is None and _columns(sc) > PROVINCE_COLUMNS:
         # 15 % of what is left is kept for merging the materials and checking the merged plan (the
@@ -395,7 +418,7 @@ def _unlimited(sc: Scenario, planner, left: float, gap: float, work: WorkLimits)
         # was overrun by 1.7 s)
         return plan_by_material(sc, time_limit_s=left * (1 - CHECK_MARGIN), gap=gap, greedy_fallback=True,
                                 max_materials=work.materials, highs_options=work.highs_options(),
-                                lanes=MATERIAL_LANES, stop_when_proven=True)
+                                lanes=MATERIAL_LANES, stop_when_proven=True, on_greedy=on_greedy)
     if planner is None:
         planner = Planner(sc)
     return planner.solve(sc, time_limit_s=left, gap=gap, reuse_basis=False, highs_options=work.highs_options())

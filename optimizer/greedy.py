@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ class GreedyPlan:
 
 
 def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None, lookahead: bool = False,
-                budgets: np.ndarray | None = None) -> GreedyPlan:
+                budgets: np.ndarray | None = None, caps: np.ndarray | None = None) -> GreedyPlan:
     """The greedy plan; ``allowed`` ([delivery arcs, periods] booleans) restricts deliveries to those
     arcs (the anytime planner passes the fleet LP's choice) and buys for them.
 
@@ -49,9 +50,13 @@ def greedy_plan(sc: Scenario, allowed: np.ndarray | None = None, lookahead: bool
 
     ``budgets`` ([M], money): each material spends at most its share (and all together at most the
     budget). Buying ahead, the most urgent materials would otherwise spend the whole budget early
-    (province: 65 % from the bound with one budget for all, against 2-23 % per material with shares)."""
+    (province: 65 % from the bound with one budget for all, against 2-23 % per material with shares).
+
+    ``caps`` ([J, M] units): each material's stock at each centre stays within its cap (the
+    decomposition's capacity shares: with them and ``budgets`` each material's plan is the one it gets
+    on its own single-material scenario)."""
     t0 = time.perf_counter()
-    run = _Greedy(sc, allowed, lookahead, budgets)
+    run = _Greedy(sc, allowed, lookahead, budgets, caps)
     if not run.stock_rules_hold_at_start():
         return GreedyPlan(False, None, None, 0.0, time.perf_counter() - t0)
     for t in range(run.ix.T):
@@ -67,9 +72,11 @@ class _Greedy:
     """The greedy plan's state over the periods: stock, what is left of supply, on hand and budget."""
 
     def __init__(self, sc: Scenario, allowed: np.ndarray | None, lookahead: bool = False,
-                 budgets: np.ndarray | None = None):
+                 budgets: np.ndarray | None = None, caps: np.ndarray | None = None):
         self.ix = ix = Index(structure_of(sc))
         self.n = n = numbers_of(sc)
+        if caps is not None:
+            self.n = n = dataclasses.replace(n, max_inventory=np.minimum(n.max_inventory, caps))
         self.allowed = allowed
         self.lookahead = lookahead
         self.budget_left = [math.inf] * ix.M if budgets is None else [float(b) for b in budgets]

@@ -139,16 +139,78 @@ def test_proven_prefix_is_the_shortest_and_waits_for_every_material_before_it():
 def test_decomposition_stops_at_the_proven_prefix_and_one_material_fewer_is_not_proven(gap):
     # city seed 1 (10 materials): the greedy plans alone are not within these gaps (at paper size they are)
     from optimizer.check import check_plan
-    from optimizer.decompose import material_order
+    from optimizer.decompose import ORDER_HEAD, material_order
 
     sc = load_scenario(generate("city", 1))
     res = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True, lanes=2)
     k = res.summary["proven_after_materials"]
     assert res.status is SolveStatus.OPTIMAL and res.gap <= gap and check_plan(sc, res).ok
     assert 0 < k < len(sc.materials) and f"after {k} materials" in res.message
-    order = [sc.materials[i].id for i in material_order(sc)]
+    order = res.summary["material_order"]  # the first ORDER_HEAD most at stake, then by greedy loss
+    assert order[:ORDER_HEAD] == [sc.materials[i].id for i in material_order(sc)][:ORDER_HEAD]
+    assert sorted(order) == sorted(sc.material_ids)
     assert set(res.summary["material_statuses"]) == set(order[:k]) and res.summary["materials_greedy"] == order[k:]
     fewer = plan_by_material(sc, time_limit_s=30, gap=gap, greedy_fallback=True, stop_when_proven=True,
                              lanes=2, max_materials=k - 1)
     assert fewer.summary["proven_after_materials"] is None and fewer.gap > gap
     assert fewer.status is SolveStatus.FEASIBLE and check_plan(sc, fewer).ok
+
+
+def test_materials_past_the_head_wait_for_their_order_and_follow_the_greedy_loss():
+    """``_Schedule``: the first ``head`` materials (stake order) are there at once, a lane's material
+    past the head waits for ``settle``; the order after the head is by the key, largest first, ties
+    in the stake order."""
+    import threading
+
+    from optimizer.decompose import _Schedule
+
+    sched = _Schedule([4, 2, 0, 1, 3], count=5, lanes=2, seeded=True, head=3)
+    assert sched.positions == [[0, 1, 3], [2, 4]]
+    assert [sched.material(0, 0), sched.material(0, 1), sched.material(1, 0)] == [4, 2, 0]
+    got: list[int | None] = []
+    lane = threading.Thread(target=lambda: got.append(sched.material(0, 2)))
+    lane.start()
+    lane.join(timeout=0.2)
+    assert lane.is_alive() and not got  # waits for the order past the head
+    sched.settle(np.array([9.0, 5.0, 0.0, 5.0, 1.0]))  # materials 1 and 3 tie: the stake order (1 first)
+    lane.join(timeout=5)
+    assert got == [1] and sched.order == [4, 2, 0, 1, 3] and sched.material(1, 1) == 3 and sched.material(1, 2) is None
+
+
+def test_the_proven_prefix_order_after_the_head_is_by_greedy_loss_against_the_bounds():
+    """The order is made from the inputs only: each material's greedy plan (buying ahead within its
+    shares) less the larger of its maximum-flow bound and its part of the aggregate bound."""
+    from optimizer.decompose import (ORDER_HEAD, _aggregate, _greedy_material, aggregate_relaxation,
+                                     material_budgets, material_order, material_subproblems)
+    from optimizer.flow_bound import material_network_bounds, max_deliverable
+
+    sc = load_scenario(generate("city", 1))
+    res = plan_by_material(sc, time_limit_s=30, gap=0.01, greedy_fallback=True, stop_when_proven=True, lanes=2)
+    _, spend = aggregate_relaxation(sc)
+    subs = [load_scenario(s) for s in material_subproblems(sc, material_budgets(sc, spend))]
+    loss = [_greedy_material(sub, m, lookahead=True)[2] for sub, m in zip(subs, sc.material_ids)]
+    parts = _aggregate(sc, max_deliverable(sc))[2]
+    assert parts.sum() == pytest.approx(aggregate_relaxation(sc, max_deliverable(sc))[0], rel=1e-8)
+    loss = [g - b for g, b in zip(loss, np.maximum(material_network_bounds(sc) / (1 - 1e-9), parts))]
+    stake = material_order(sc)
+    rest = sorted(stake[ORDER_HEAD:], key=lambda mi: -loss[mi])
+    assert res.summary["material_order"] == [sc.material_ids[mi] for mi in stake[:ORDER_HEAD] + rest]
+
+
+@pytest.mark.parametrize("scenario", [generate("city", 1), generate("city", 2), generate("paper", 3)])
+def test_one_greedy_pass_with_the_shares_gives_each_materials_own_greedy_plan(scenario):
+    """``_greedy_by_material``: the whole scenario's greedy pass with the budget shares and the capacity
+    shares as per-material caps gives, material by material, the same flows and objective as the greedy
+    plan of that material's own single-material scenario (what the proven-prefix stop counts on)."""
+    from optimizer.decompose import _greedy_by_material, _greedy_material, material_budgets, material_subproblems
+    from optimizer.decompose import aggregate_relaxation
+
+    sc = load_scenario(scenario)
+    subs = material_subproblems(sc, material_budgets(sc, aggregate_relaxation(sc)[1]))
+    together = _greedy_by_material(sc, subs)
+    assert together is not None
+    for mi, (sub, m) in enumerate(zip(subs, sc.material_ids)):
+        alone = _greedy_material(load_scenario(sub), m, lookahead=True)
+        assert together[mi][2] == alone[2]
+        for k in (0, 1):
+            assert sorted(map(str, together[mi][k])) == sorted(map(str, alone[k]))

@@ -16,6 +16,7 @@ in the MILP) first of 40; every centre solved in turn found nothing more elsewhe
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import highspy as hp
@@ -259,11 +260,68 @@ def improve_joint(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.ndar
     (``joint_partners``): their arcs, deliveries, receipts and stock re-chosen together, the rest of the
     plan fixed, warm-started from the plan (never worse). One centre alone cannot take a rescue centre
     another one serves; two together can swap. Province seed 3, F = 3, lot 20: centre 34 alone gains
-    243,067, with centre 29 691,365 (15-19 s at load 2, its LPs by IPM). ``nodes`` and ``rel_gap`` (the
-    MILP's own gap) are the work limits. ``centres``: the centres to solve together, chosen by the caller
+    243,067, with centre 29 697,708. Solved in two steps: the arcs binary with the flows continuous, then
+    the flows integer on the arcs the first step chose (a small MILP, 0.2 s): 9.1 s against 15.6 s for the
+    one MILP with integer flows, which gained 691,365, 11 s of it in one RINS sub-MIP (load average 1-2,
+    2026-12-01 20:03 UTC). ``nodes`` and ``rel_gap`` (each step's own gap) are the work limits.
+    ``centres``: the centres to solve together, chosen by the caller
     (``around`` and ``partners`` are then not used)."""
+    import time
+
     chosen = joint_partners(ix, n, delivered, around, partners, shortfall) if centres is None else list(centres)
     nb = _joint_model(ix, n, chosen, shipped, delivered)
+    flows = np.concatenate(nb.y_cols + nb.x_cols)
+    t0 = time.perf_counter()
+    # Step 1: the arcs binary, the flows continuous; step 2: the arcs fixed to step 1's, the flows integer.
+    arcs_lp = dataclasses.replace(nb, lp=_with_flows(nb.lp, flows, integer=False))
+    first, by_clock = _joint_milp(arcs_lp, nodes, rel_gap, time_limit_s)
+    col, second_clock = None, False
+    if first is not None:
+        fixed = _with_flows(nb.lp, flows, integer=True, arcs_from=first)
+        start = np.floor(first + 1e-9)
+        col, second_clock = _joint_milp(dataclasses.replace(nb, lp=fixed, start=start), nodes, rel_gap,
+                                        time_limit_s - (time.perf_counter() - t0))
+    info = {"centres": chosen, "gain": 0.0, "stopped_by_clock": by_clock or second_clock}
+    if col is None:
+        return shipped, delivered, info
+    gain = float(-(np.asarray(nb.lp.col_cost_) @ col)) - nb.current
+    if gain <= 1e-6:
+        return shipped, delivered, info
+    shipped, delivered = shipped.copy(), delivered.copy()
+    for y, a, x, s in zip(nb.y_cols, nb.arcs, nb.x_cols, nb.sarcs):
+        delivered[a] = np.round(col[y]).reshape(len(a), ix.M, ix.T)
+        shipped[s] = np.round(col[x]).reshape(len(s), ix.M, ix.T)
+    info["gain"] = round(gain, 1)
+    return shipped, delivered, info
+
+
+def _with_flows(lp: hp.HighsLp, flows: np.ndarray, *, integer: bool, arcs_from: np.ndarray | None = None) -> hp.HighsLp:
+    """A copy of the joint MILP with its flow columns integer or continuous and, with ``arcs_from``, every
+    other integer column (the arc binaries) fixed to its value there."""
+    out = hp.HighsLp()
+    out.num_col_, out.num_row_ = lp.num_col_, lp.num_row_
+    out.col_cost_, out.col_lower_, out.col_upper_ = lp.col_cost_, lp.col_lower_, lp.col_upper_
+    out.row_lower_, out.row_upper_ = lp.row_lower_, lp.row_upper_
+    out.a_matrix_.format_ = lp.a_matrix_.format_
+    out.a_matrix_.start_, out.a_matrix_.index_, out.a_matrix_.value_ = (lp.a_matrix_.start_, lp.a_matrix_.index_,
+                                                                        lp.a_matrix_.value_)
+    kinds = list(lp.integrality_)
+    kind = hp.HighsVarType.kInteger if integer else hp.HighsVarType.kContinuous
+    for i in flows.tolist():
+        kinds[i] = kind
+    out.integrality_ = kinds
+    if arcs_from is not None:
+        arcs = np.array([k == hp.HighsVarType.kInteger for k in lp.integrality_])
+        arcs[flows] = False
+        lo, hi = np.array(lp.col_lower_), np.array(lp.col_upper_)
+        lo[arcs] = hi[arcs] = np.round(arcs_from[arcs])
+        out.col_lower_, out.col_upper_ = lo, hi
+    return out
+
+
+def _joint_milp(nb: "_Joint", nodes: int, rel_gap: float, time_limit_s: float) -> tuple[np.ndarray | None, bool]:
+    """(the columns of the best solution HiGHS found from the start ``nb.start`` or None, whether the clock
+    stopped it)."""
     h = hp.Highs()
     for name, v in (("output_flag", False), ("time_limit", float(max(time_limit_s, 1e-3))),
                     ("mip_max_nodes", int(nodes)), ("mip_rel_gap", float(rel_gap)), ("mip_lp_solver", JOINT_LP_SOLVER)):
@@ -274,19 +332,10 @@ def improve_joint(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.ndar
     sol.value_valid = True
     h.setSolution(sol)
     h.run()
-    info = {"centres": chosen, "gain": 0.0, "stopped_by_clock": h.getModelStatus() == hp.HighsModelStatus.kTimeLimit}
+    by_clock = h.getModelStatus() == hp.HighsModelStatus.kTimeLimit
     if h.getInfo().primal_solution_status != 2:
-        return shipped, delivered, info
-    gain = -float(h.getInfo().objective_function_value) - nb.current
-    if gain <= 1e-6:
-        return shipped, delivered, info
-    col = np.array(h.getSolution().col_value)
-    shipped, delivered = shipped.copy(), delivered.copy()
-    for y, a, x, s in zip(nb.y_cols, nb.arcs, nb.x_cols, nb.sarcs):
-        delivered[a] = np.round(col[y]).reshape(len(a), ix.M, ix.T)
-        shipped[s] = np.round(col[x]).reshape(len(s), ix.M, ix.T)
-    info["gain"] = round(gain, 1)
-    return shipped, delivered, info
+        return None, by_clock
+    return np.array(h.getSolution().col_value), by_clock
 
 
 def _joint_model(ix: Index, n: Numbers, centres: list[int], shipped: np.ndarray, delivered: np.ndarray) -> _Joint:

@@ -62,8 +62,9 @@ LIMITED_MATERIAL_NODES = 200
 MERGED_STOCK_FLEET_BUDGET_S = 60.0
 #: The budget from which the joint neighbourhoods (round 3) are planned, and how many pairs
 #: (``_pairs_round``): each pair's MILP stops at its own ``JOINT_REL_GAP`` or the node limit (work
-#: limits). Province seed 3 on the decomposition's plan: the pair (34, 29) gains 691,365 in 15-19 s, its
-#: LPs by IPM (load average 2, 2026-12-01 19:25 UTC); ranking a centre's neighbours (a dozen small LPs)
+#: limits). Province seed 3 on the decomposition's plan: the pair (34, 29) gains 697,708 in 9.1 s in
+#: two steps (``improve_joint``; load average 1-2, 2026-12-01 20:03 UTC); ranking a centre's
+#: neighbours (a dozen small LPs)
 #: takes a few seconds, where ranking all 40 centres took 11-22 s.
 JOINT_BUDGET_S = 60.0
 JOINT_PAIRS = 2

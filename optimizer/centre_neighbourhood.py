@@ -17,6 +17,7 @@ in the MILP) first of 40; every centre solved in turn found nothing more elsewhe
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import highspy as hp
@@ -54,8 +55,6 @@ def improve_centres(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.nd
     the ``centres`` neighbourhoods whose LP relaxation promises most (ranked on the plan given), each
     accepted only if it delivers more theta-weighted units. ``nodes``: HiGHS's node limit per MILP (a
     work limit); ``time_limit_s`` the safety net for the whole stage (``info["stopped_by_clock"]``)."""
-    import time
-
     t0 = time.perf_counter()
     ranked = [_solve(_model(ix, n, j, shipped, delivered), relax=True, nodes=nodes,
                      time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3)) for j in range(ix.J)]
@@ -91,8 +90,6 @@ def lp_gains(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.ndarray, 
              time_limit_s: float) -> tuple[np.ndarray, bool]:
     """(what each of ``centres``' neighbourhoods' LP relaxation promises to gain over the plan, whether the
     clock stopped one of them)."""
-    import time
-
     t0, gains, by_clock = time.perf_counter(), [], False
     for j in centres:
         gain, _, status = _solve(_model(ix, n, int(j), shipped, delivered), relax=True, nodes=0,
@@ -266,8 +263,6 @@ def improve_joint(ix: Index, n: Numbers, shipped: np.ndarray, delivered: np.ndar
     2026-12-01 20:03 UTC). ``nodes`` and ``rel_gap`` (each step's own gap) are the work limits.
     ``centres``: the centres to solve together, chosen by the caller
     (``around`` and ``partners`` are then not used)."""
-    import time
-
     chosen = joint_partners(ix, n, delivered, around, partners, shortfall) if centres is None else list(centres)
     nb = _joint_model(ix, n, chosen, shipped, delivered)
     flows = np.concatenate(nb.y_cols + nb.x_cols)
